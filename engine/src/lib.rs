@@ -1,0 +1,46 @@
+//! `ordo-engine`: executes ordo's log deterministically.
+//!
+//! The [`Executor`] takes batches from the log, in order, and runs each
+//! entry: deploys are checked and compiled ([`module`]), invocations run a
+//! WebAssembly procedure in a sandbox configured for determinism
+//! ([`sandbox`]) against the [`StateStore`]. Writes are buffered and
+//! applied only if the procedure commits. The engine does no I/O: its only
+//! input is the log, so every replica that executes the same log reaches
+//! the same state, outcomes and hashes.
+//!
+//! ```
+//! use ordo_engine::{EngineConfig, Executor};
+//! use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+//!
+//! let config = EngineConfig::default();
+//! let mut executor = Executor::new(Executor::compiler(&config), config);
+//! let batch = Batch {
+//!     first_seq: 1,
+//!     timestamp_ms: 0,
+//!     entries: vec![Entry::Invoke(Invocation {
+//!         client_id: 7,
+//!         request_id: 1,
+//!         acked_below: 0,
+//!         procedure: "missing".into(),
+//!         encoding: ArgsEncoding::Json,
+//!         args: b"{}".to_vec(),
+//!     })],
+//! };
+//! let outcomes = executor.execute(&batch);
+//! assert!(!outcomes[0].outcome.is_committed());
+//! assert_eq!(executor.status().position, 1);
+//! ```
+
+pub mod config;
+mod executor;
+pub mod module;
+pub mod outcome;
+pub mod sandbox;
+mod sessions;
+pub mod state;
+
+pub use config::EngineConfig;
+pub use executor::{EngineStatus, Executor};
+pub use module::{DeployError, ModuleCompiler, ParamInfo, ProcedureInfo};
+pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
+pub use state::StateStore;

@@ -1,0 +1,121 @@
+//! What executing a log entry produces. Outcomes are replicated facts:
+//! every replica must produce byte-identical outcomes, so messages here are
+//! built only from deterministic inputs (never addresses, timings or host
+//! error text that could vary between machines).
+
+use serde::{Deserialize, Serialize};
+
+/// Why a transaction did not commit. The kind is for programs; the message
+/// is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AbortKind {
+    /// The procedure chose to abort (returned `Err` or called `abort`).
+    User,
+    /// The arguments did not decode into the procedure's parameters.
+    BadArguments,
+    /// No deployed module provides the procedure.
+    UnknownProcedure,
+    /// The procedure ran out of fuel (for example an infinite loop).
+    OutOfFuel,
+    /// The procedure tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The procedure recursed too deeply.
+    StackOverflow,
+    /// The procedure trapped: a panic, `unreachable`, an out-of-bounds
+    /// access, a division by zero, or a host call given bad pointers.
+    Trap,
+    /// The procedure broke a limit on keys, values, writes or result size.
+    LimitExceeded,
+    /// A deploy was rejected (invalid module, or a procedure name clash).
+    DeployRejected,
+    /// The request's id is below the client's acknowledged watermark, or
+    /// its stored result was evicted: it cannot be answered exactly once.
+    RequestForgotten,
+}
+
+impl AbortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortKind::User => "user",
+            AbortKind::BadArguments => "bad_arguments",
+            AbortKind::UnknownProcedure => "unknown_procedure",
+            AbortKind::OutOfFuel => "out_of_fuel",
+            AbortKind::MemoryLimit => "memory_limit",
+            AbortKind::StackOverflow => "stack_overflow",
+            AbortKind::Trap => "trap",
+            AbortKind::LimitExceeded => "limit_exceeded",
+            AbortKind::DeployRejected => "deploy_rejected",
+            AbortKind::RequestForgotten => "request_forgotten",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abort {
+    pub kind: AbortKind,
+    pub message: String,
+}
+
+impl Abort {
+    pub fn new(kind: AbortKind, message: impl Into<String>) -> Abort {
+        Abort {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// A deployed module as users see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    pub name: String,
+    /// SHA-256 of the `.wasm` bytes, hex (what `sha256sum` prints).
+    pub sha256: String,
+    pub procedures: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The procedure committed; `result` is encoded in the request's
+    /// argument encoding.
+    Committed { result: Vec<u8> },
+    /// A deploy took effect at this position.
+    Deployed(ModuleSummary),
+    /// Nothing was written.
+    Aborted(Abort),
+}
+
+impl Outcome {
+    pub fn aborted(kind: AbortKind, message: impl Into<String>) -> Outcome {
+        Outcome::Aborted(Abort::new(kind, message))
+    }
+
+    pub fn is_committed(&self) -> bool {
+        !matches!(self, Outcome::Aborted(_))
+    }
+
+    pub fn abort(&self) -> Option<&Abort> {
+        match self {
+            Outcome::Aborted(abort) => Some(abort),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of one log entry, as delivered to the client that sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxOutcome {
+    /// The sequence number at which the request took effect. For a
+    /// duplicate this is the original request's sequence number.
+    pub seq: u64,
+    pub outcome: Outcome,
+    /// True if this entry repeated an already-executed request id and the
+    /// stored outcome was returned without running anything.
+    pub duplicate: bool,
+}

@@ -1,0 +1,753 @@
+//! The wasm sandbox: wasmtime configured for determinism, ordo's host
+//! functions, and the lifetime of module instances.
+//!
+//! Instance lifetime is where speed and determinism meet. A fresh instance
+//! per transaction costs ~10 µs; a warm one ~1 µs. But a warm instance's
+//! behaviour (fuel used, allocator layout, whether a memory grow fails)
+//! depends on what ran in it before. So instances are reused only between
+//! points the log defines: every instance is dropped at the start of each
+//! batch, after any trap, and after any deploy. Every replica executes the
+//! same batches, so every replica sees the same instance history, and a
+//! replica that starts at a batch boundary (after a restart or from a
+//! snapshot) starts with fresh instances exactly as the others did.
+
+use std::collections::HashMap;
+
+use wasmtime::{
+    Caller, Config, Engine, InstancePre, Linker, Memory, OptLevel, ResourceLimiter, Store, Trap,
+    TypedFunc,
+};
+
+use crate::config::{EngineConfig, HOST_BYTE_FUEL_DIVISOR, HOST_CALL_FUEL};
+use crate::module::{CompiledModule, HOST_MODULE};
+use crate::outcome::{Abort, AbortKind};
+use crate::state::StateStore;
+
+/// Table elements one instance may grow to (Rust modules use a small,
+/// fixed table for indirect calls).
+const INSTANCE_TABLE_ELEMENTS_MAX: usize = 100_000;
+/// Fuel for instantiation. With copy-on-write memory initialisation and no
+/// start function this is barely touched, but it must be bounded.
+const INSTANTIATE_FUEL: u64 = 10_000_000;
+/// Entries a single `scan` host call may return at most.
+const SCAN_ENTRIES_PER_CALL_MAX: usize = 4096;
+/// When a write set grows past this many keys, lookups switch from a
+/// linear search to a hash index.
+const WRITE_SET_LINEAR_MAX: usize = 16;
+
+/// Builds the wasmtime engine with the settings that keep execution
+/// deterministic (see DESIGN.md, "The WASM sandbox"). Shared-memory
+/// threads are impossible: wasmtime is built without its `threads` feature.
+pub fn wasmtime_engine(config: &EngineConfig) -> Engine {
+    let mut wasm = Config::new();
+    wasm.consume_fuel(true)
+        .cranelift_nan_canonicalization(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .wasm_relaxed_simd(false)
+        .wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_backtrace_max_frames(None)
+        .memory_init_cow(true)
+        .max_wasm_stack(config.wasm_stack_bytes_max);
+    Engine::new(&wasm).expect("ordo's fixed wasmtime configuration is valid")
+}
+
+/// An error raised by a host function or the resource limiter. It traps
+/// the guest; the executor turns it into an abort.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct HostAbort(pub Abort);
+
+fn host_abort(kind: AbortKind, message: impl Into<String>) -> wasmtime::Error {
+    wasmtime::Error::new(HostAbort(Abort::new(kind, message)))
+}
+
+/// A transaction's buffered writes, in first-write order. Later writes to
+/// the same key replace the earlier value in place, so applying them in
+/// order is deterministic and each key is applied once.
+#[derive(Default)]
+pub(crate) struct WriteSet {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Only built once the set outgrows a linear search. Used for lookups
+    /// only, never iterated, so its hash order cannot reach an outcome.
+    index: Option<HashMap<Vec<u8>, usize>>,
+    bytes: usize,
+}
+
+impl WriteSet {
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.writes.iter().position(|(k, _)| k.as_slice() == key),
+        }
+    }
+
+    /// `Some(None)` means deleted in this transaction.
+    fn lookup(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.position(key)
+            .map(|position| self.writes[position].1.as_deref())
+    }
+
+    fn record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        match self.position(key) {
+            Some(position) => self.writes[position].1 = value,
+            None => {
+                if let Some(index) = &mut self.index {
+                    index.insert(key.to_vec(), self.writes.len());
+                }
+                self.writes.push((key.to_vec(), value));
+                if self.index.is_none() && self.writes.len() > WRITE_SET_LINEAR_MAX {
+                    self.index = Some(
+                        self.writes
+                            .iter()
+                            .enumerate()
+                            .map(|(position, (key, _))| (key.clone(), position))
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    fn clear(&mut self) {
+        self.writes.clear();
+        self.index = None;
+        self.bytes = 0;
+    }
+
+    /// This transaction's writes with `start <= key < end`, sorted by key.
+    fn in_range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
+        let mut matching: Vec<_> = self
+            .writes
+            .iter()
+            .filter(|(key, _)| key.as_slice() >= start && end.is_none_or(|end| key.as_slice() < end))
+            .map(|(key, value)| (key.as_slice(), value.as_deref()))
+            .collect();
+        matching.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        matching
+    }
+}
+
+/// Per-transaction context visible to host functions.
+#[derive(Default)]
+pub(crate) struct TxContext {
+    pub seq: u64,
+    pub now_ms: u64,
+    pub writes: WriteSet,
+    pub result: Vec<u8>,
+}
+
+/// Limits the growth of each instance's memory and tables. Returning an
+/// error (rather than refusing the grow) makes the limit a clear,
+/// deterministic abort instead of whatever the guest's allocator does
+/// when `memory.grow` fails.
+struct InstanceLimiter {
+    memory_bytes_max: usize,
+}
+
+impl ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes_max {
+            return Err(host_abort(
+                AbortKind::MemoryLimit,
+                format!(
+                    "procedure tried to grow its memory to {desired} bytes, over the {}-byte limit",
+                    self.memory_bytes_max
+                ),
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > INSTANCE_TABLE_ELEMENTS_MAX {
+            return Err(host_abort(
+                AbortKind::MemoryLimit,
+                format!(
+                    "procedure tried to grow a table to {desired} elements, over the {INSTANCE_TABLE_ELEMENTS_MAX}-element limit"
+                ),
+            ));
+        }
+        Ok(true)
+    }
+}
+
+/// Everything a host function can reach.
+pub(crate) struct HostCtx {
+    pub state: StateStore,
+    pub tx: TxContext,
+    /// The memory of the instance being called, set before every call so
+    /// host functions need not look it up.
+    memory: Option<Memory>,
+    limiter: InstanceLimiter,
+    config: EngineConfig,
+}
+
+impl HostCtx {
+    fn lookup(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.tx.writes.lookup(key) {
+            Some(buffered) => buffered,
+            None => self.state.get(key),
+        }
+    }
+}
+
+fn guest_range(memory: &[u8], ptr: i32, len: i32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+    let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else {
+        return Err(host_abort(
+            AbortKind::Trap,
+            format!("procedure passed a negative pointer or length for {what}"),
+        ));
+    };
+    match start.checked_add(len) {
+        Some(end) if end <= memory.len() => Ok(start..end),
+        _ => Err(host_abort(
+            AbortKind::Trap,
+            format!("procedure passed an out-of-bounds buffer for {what}"),
+        )),
+    }
+}
+
+/// Charges a host call's fuel: a fixed cost plus one unit per
+/// `HOST_BYTE_FUEL_DIVISOR` bytes moved.
+fn charge(caller: &mut Caller<'_, HostCtx>, bytes: usize) -> wasmtime::Result<()> {
+    let cost = HOST_CALL_FUEL + bytes as u64 / HOST_BYTE_FUEL_DIVISOR;
+    let fuel = caller.get_fuel()?;
+    if fuel < cost {
+        caller.set_fuel(0)?;
+        return Err(wasmtime::Error::new(Trap::OutOfFuel));
+    }
+    caller.set_fuel(fuel - cost)
+}
+
+fn current_memory(caller: &Caller<'_, HostCtx>) -> Memory {
+    caller
+        .data()
+        .memory
+        .expect("the executor sets the instance memory before every call")
+}
+
+fn check_key(ctx: &HostCtx, key_len: usize) -> wasmtime::Result<()> {
+    if key_len > ctx.config.key_bytes_max {
+        return Err(host_abort(
+            AbortKind::LimitExceeded,
+            format!(
+                "key of {key_len} bytes is over the {}-byte limit",
+                ctx.config.key_bytes_max
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_write_budget(ctx: &HostCtx, added_bytes: usize) -> wasmtime::Result<()> {
+    let writes = &ctx.tx.writes;
+    if writes.len() >= ctx.config.tx_writes_max {
+        return Err(host_abort(
+            AbortKind::LimitExceeded,
+            format!(
+                "transaction made more than {} writes",
+                ctx.config.tx_writes_max
+            ),
+        ));
+    }
+    if writes.bytes + added_bytes > ctx.config.tx_write_bytes_max {
+        return Err(host_abort(
+            AbortKind::LimitExceeded,
+            format!(
+                "transaction wrote more than {} bytes",
+                ctx.config.tx_write_bytes_max
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        HOST_MODULE,
+        "get",
+        |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32, dst_ptr: i32, dst_cap: i32| -> wasmtime::Result<i64> {
+            let memory = current_memory(&caller);
+            let (guest, ctx) = memory.data_and_store_mut(&mut caller);
+            let key = guest_range(guest, key_ptr, key_len, "the key of ordo.get")?;
+            check_key(ctx, key.len())?;
+            let (answer, moved) = match ctx.lookup(&guest[key.clone()]) {
+                None => (-1, key.len()),
+                Some(value) => {
+                    let dst = guest_range(guest, dst_ptr, dst_cap, "the value buffer of ordo.get")?;
+                    if value.len() <= dst.len() {
+                        guest[dst.start..dst.start + value.len()].copy_from_slice(value);
+                    }
+                    (value.len() as i64, key.len() + value.len())
+                }
+            };
+            charge(&mut caller, moved)?;
+            Ok(answer)
+        },
+    )?;
+
+    linker.func_wrap(
+        HOST_MODULE,
+        "put",
+        |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| -> wasmtime::Result<()> {
+            let memory = current_memory(&caller);
+            let (guest, ctx) = memory.data_and_store_mut(&mut caller);
+            let key = guest_range(guest, key_ptr, key_len, "the key of ordo.put")?;
+            let value = guest_range(guest, value_ptr, value_len, "the value of ordo.put")?;
+            check_key(ctx, key.len())?;
+            if value.len() > ctx.config.value_bytes_max {
+                return Err(host_abort(
+                    AbortKind::LimitExceeded,
+                    format!(
+                        "value of {} bytes is over the {}-byte limit",
+                        value.len(),
+                        ctx.config.value_bytes_max
+                    ),
+                ));
+            }
+            let moved = key.len() + value.len();
+            check_write_budget(ctx, moved)?;
+            ctx.tx
+                .writes
+                .record(&guest[key], Some(guest[value].to_vec()));
+            charge(&mut caller, moved)
+        },
+    )?;
+
+    linker.func_wrap(
+        HOST_MODULE,
+        "delete",
+        |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32| -> wasmtime::Result<()> {
+            let memory = current_memory(&caller);
+            let (guest, ctx) = memory.data_and_store_mut(&mut caller);
+            let key = guest_range(guest, key_ptr, key_len, "the key of ordo.delete")?;
+            check_key(ctx, key.len())?;
+            let moved = key.len();
+            check_write_budget(ctx, moved)?;
+            ctx.tx.writes.record(&guest[key], None);
+            charge(&mut caller, moved)
+        },
+    )?;
+
+    linker.func_wrap(
+        HOST_MODULE,
+        "scan",
+        |mut caller: Caller<'_, HostCtx>,
+         start_ptr: i32,
+         start_len: i32,
+         end_ptr: i32,
+         end_len: i32,
+         limit: i32,
+         dst_ptr: i32,
+         dst_cap: i32|
+         -> wasmtime::Result<i64> {
+            let memory = current_memory(&caller);
+            let (guest, ctx) = memory.data_and_store_mut(&mut caller);
+            let start = guest_range(guest, start_ptr, start_len, "the start key of ordo.scan")?;
+            let end = if end_len == -1 {
+                None
+            } else {
+                Some(guest_range(guest, end_ptr, end_len, "the end key of ordo.scan")?)
+            };
+            let dst = guest_range(guest, dst_ptr, dst_cap, "the buffer of ordo.scan")?;
+            let limit = usize::try_from(limit).unwrap_or(0).min(SCAN_ENTRIES_PER_CALL_MAX);
+            let start_key = guest[start].to_vec();
+            let end_key = end.map(|end| guest[end].to_vec());
+
+            // Merge committed state with this transaction's own writes,
+            // both in key order; a buffered write shadows the stored value.
+            let buffered = ctx.tx.writes.in_range(&start_key, end_key.as_deref());
+            let mut stored = ctx.state.range(&start_key, end_key.as_deref()).peekable();
+            let mut buffered = buffered.into_iter().peekable();
+            let mut out: Vec<u8> = Vec::new();
+            let mut entries = 0;
+            let mut needed_for_first = 0;
+            while entries < limit {
+                let next = match (stored.peek(), buffered.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => stored.next().map(|(k, v)| (k, Some(v))),
+                    (None, Some(_)) => buffered.next(),
+                    (Some((stored_key, _)), Some((buffered_key, _))) => {
+                        match stored_key.cmp(buffered_key) {
+                            std::cmp::Ordering::Less => stored.next().map(|(k, v)| (k, Some(v))),
+                            std::cmp::Ordering::Equal => {
+                                stored.next();
+                                buffered.next()
+                            }
+                            std::cmp::Ordering::Greater => buffered.next(),
+                        }
+                    }
+                };
+                let Some((key, value)) = next else { break };
+                let Some(value) = value else { continue }; // deleted in this transaction
+                let entry_bytes = 8 + key.len() + value.len();
+                if out.len() + entry_bytes > dst.len() {
+                    if entries == 0 {
+                        needed_for_first = entry_bytes;
+                    }
+                    break;
+                }
+                out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                out.extend_from_slice(key);
+                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                out.extend_from_slice(value);
+                entries += 1;
+            }
+            drop(stored);
+            guest[dst.start..dst.start + out.len()].copy_from_slice(&out);
+            charge(&mut caller, out.len() + 8 * entries)?;
+            if needed_for_first > 0 {
+                return Ok(-(needed_for_first as i64));
+            }
+            Ok(out.len() as i64)
+        },
+    )?;
+
+    linker.func_wrap(
+        HOST_MODULE,
+        "set_result",
+        |mut caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let memory = current_memory(&caller);
+            let (guest, ctx) = memory.data_and_store_mut(&mut caller);
+            let range = guest_range(guest, ptr, len, "the result of ordo.set_result")?;
+            if range.len() > ctx.config.result_bytes_max {
+                return Err(host_abort(
+                    AbortKind::LimitExceeded,
+                    format!(
+                        "result of {} bytes is over the {}-byte limit",
+                        range.len(),
+                        ctx.config.result_bytes_max
+                    ),
+                ));
+            }
+            let moved = range.len();
+            ctx.tx.result.clear();
+            ctx.tx.result.extend_from_slice(&guest[range]);
+            charge(&mut caller, moved)
+        },
+    )?;
+
+    linker.func_wrap(
+        HOST_MODULE,
+        "abort",
+        |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let memory = current_memory(&caller);
+            let guest = memory.data(&caller);
+            let range = guest_range(guest, ptr, len.min(4096), "the reason of ordo.abort")?;
+            let reason = String::from_utf8_lossy(&guest[range]).into_owned();
+            Err(host_abort(AbortKind::User, reason))
+        },
+    )?;
+
+    linker.func_wrap(HOST_MODULE, "sequence", |caller: Caller<'_, HostCtx>| {
+        caller.data().tx.seq as i64
+    })?;
+    linker.func_wrap(HOST_MODULE, "now_ms", |caller: Caller<'_, HostCtx>| {
+        caller.data().tx.now_ms as i64
+    })?;
+    linker.func_wrap(HOST_MODULE, "random_seed", |caller: Caller<'_, HostCtx>| {
+        random_seed(caller.data().tx.seq) as i64
+    })?;
+    Ok(())
+}
+
+/// The seed a transaction's randomness starts from: SplitMix64 of its
+/// sequence number, so it is the same on every replica yet differs between
+/// neighbouring transactions.
+pub fn random_seed(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A live instance of one module inside the current store.
+struct LiveInstance {
+    memory: Memory,
+    args_buffer: TypedFunc<i32, i32>,
+    procedures: HashMap<String, TypedFunc<(i32, i32), i32>>,
+}
+
+/// A module ready to be instantiated quickly (imports pre-resolved).
+pub(crate) struct LoadedModule {
+    pub compiled: CompiledModule,
+    pre: InstancePre<HostCtx>,
+}
+
+/// How a call into a procedure ended, before writes are applied.
+pub(crate) enum CallResult {
+    /// Status 0: the write set in the context is to be committed.
+    Ok,
+    /// Status 1 or 2, or a trap.
+    Aborted(Abort),
+}
+
+/// Owns the wasmtime store (and through it the committed state).
+pub(crate) struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostCtx>,
+    store: Store<HostCtx>,
+    /// Instances alive in `store`, by module name.
+    instances: HashMap<String, LiveInstance>,
+}
+
+impl Sandbox {
+    pub fn new(engine: Engine, config: EngineConfig, state: StateStore) -> Sandbox {
+        let mut linker = Linker::new(&engine);
+        define_host_functions(&mut linker).expect("host functions are defined once, without clashes");
+        let ctx = HostCtx {
+            state,
+            tx: TxContext::default(),
+            memory: None,
+            limiter: InstanceLimiter {
+                memory_bytes_max: config.instance_memory_bytes_max,
+            },
+            config,
+        };
+        let store = Self::new_store(&engine, ctx);
+        Sandbox {
+            engine,
+            linker,
+            store,
+            instances: HashMap::new(),
+        }
+    }
+
+    fn new_store(engine: &Engine, ctx: HostCtx) -> Store<HostCtx> {
+        let mut store = Store::new(engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store
+    }
+
+    pub fn load(&self, compiled: CompiledModule) -> Result<LoadedModule, String> {
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled.module)
+            .map_err(|err| err.to_string())?;
+        Ok(LoadedModule { compiled, pre })
+    }
+
+    /// Drops every instance (and the store that holds them). Called at
+    /// log-defined points only; see the module docs.
+    pub fn reset(&mut self) {
+        if self.instances.is_empty() {
+            return;
+        }
+        self.instances.clear();
+        let placeholder = Self::new_store(
+            &self.engine,
+            HostCtx {
+                state: StateStore::new(),
+                tx: TxContext::default(),
+                memory: None,
+                limiter: InstanceLimiter { memory_bytes_max: 0 },
+                config: EngineConfig::default(),
+            },
+        );
+        let old = std::mem::replace(&mut self.store, placeholder);
+        let mut ctx = old.into_data();
+        ctx.memory = None;
+        self.store = Self::new_store(&self.engine, ctx);
+    }
+
+    pub fn state(&self) -> &StateStore {
+        &self.store.data().state
+    }
+
+    pub fn take_result(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.store.data_mut().tx.result)
+    }
+
+    /// Applies the last call's write set to the committed state.
+    pub fn commit_writes(&mut self) {
+        let ctx = self.store.data_mut();
+        let writes = std::mem::take(&mut ctx.tx.writes);
+        let mut writes_vec = writes.writes;
+        for (key, value) in writes_vec.drain(..) {
+            match value {
+                Some(value) => ctx.state.put(key, value),
+                None => ctx.state.delete(&key),
+            }
+        }
+        // Keep the allocation for the next transaction.
+        ctx.tx.writes.writes = writes_vec;
+    }
+
+    fn instance(&mut self, module: &LoadedModule) -> Result<&LiveInstance, Abort> {
+        let name = &module.compiled.name;
+        if !self.instances.contains_key(name) {
+            self.store
+                .set_fuel(INSTANTIATE_FUEL)
+                .expect("fuel is enabled in the engine config");
+            let instance = module.pre.instantiate(&mut self.store).map_err(|err| {
+                let abort = classify(&err);
+                Abort::new(
+                    abort.kind,
+                    format!("module `{name}` failed to instantiate: {}", abort.message),
+                )
+            })?;
+            let memory = instance
+                .get_memory(&mut self.store, "memory")
+                .expect("validated at deploy: the module exports its memory");
+            let args_buffer = instance
+                .get_typed_func::<i32, i32>(&mut self.store, crate::module::ARGS_BUFFER_EXPORT)
+                .expect("validated at deploy: ordo_args_buffer has type (i32) -> i32");
+            let mut procedures = HashMap::new();
+            for procedure in &module.compiled.procedures {
+                let export = format!("{}{}", crate::module::PROCEDURE_EXPORT_PREFIX, procedure.name);
+                let func = instance
+                    .get_typed_func::<(i32, i32), i32>(&mut self.store, &export)
+                    .expect("validated at deploy: procedures have type (i32, i32) -> i32");
+                procedures.insert(procedure.name.clone(), func);
+            }
+            self.instances.insert(
+                name.clone(),
+                LiveInstance {
+                    memory,
+                    args_buffer,
+                    procedures,
+                },
+            );
+        }
+        Ok(&self.instances[name])
+    }
+
+    /// Runs one procedure call. On `CallResult::Ok` the write set and
+    /// result are waiting in the context; on abort they have been cleared.
+    /// A trap resets every instance.
+    pub fn call(
+        &mut self,
+        module: &LoadedModule,
+        procedure: &str,
+        args: &[u8],
+        encoding: i32,
+        seq: u64,
+        now_ms: u64,
+        fuel: u64,
+    ) -> CallResult {
+        let result = self.call_inner(module, procedure, args, encoding, seq, now_ms, fuel);
+        let ctx = self.store.data_mut();
+        match result {
+            Ok(()) => CallResult::Ok,
+            Err((abort, trapped)) => {
+                ctx.tx.writes.clear();
+                ctx.tx.result.clear();
+                if trapped {
+                    // A trap can leave guest memory in any state (a half-done
+                    // allocation, a poisoned lock): never run in it again.
+                    self.reset();
+                }
+                CallResult::Aborted(abort)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_inner(
+        &mut self,
+        module: &LoadedModule,
+        procedure: &str,
+        args: &[u8],
+        encoding: i32,
+        seq: u64,
+        now_ms: u64,
+        fuel: u64,
+    ) -> Result<(), (Abort, bool)> {
+        let (memory, args_buffer, func) = {
+            let live = self.instance(module).map_err(|abort| (abort, true))?;
+            let func = live
+                .procedures
+                .get(procedure)
+                .expect("the executor only routes procedures this module exports")
+                .clone();
+            (live.memory, live.args_buffer.clone(), func)
+        };
+        {
+            let ctx = self.store.data_mut();
+            ctx.memory = Some(memory);
+            ctx.tx.seq = seq;
+            ctx.tx.now_ms = now_ms;
+            ctx.tx.writes.clear();
+            ctx.tx.result.clear();
+        }
+        self.store
+            .set_fuel(fuel)
+            .expect("fuel is enabled in the engine config");
+        let trap = |err: wasmtime::Error| (classify(&err), true);
+        let args_len = args.len() as i32;
+        let ptr = args_buffer.call(&mut self.store, args_len).map_err(trap)?;
+        let data = memory.data_mut(&mut self.store);
+        let range = usize::try_from(ptr)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(args.len())?))
+            .filter(|range| range.end <= data.len())
+            .ok_or_else(|| {
+                (
+                    Abort::new(
+                        AbortKind::Trap,
+                        "ordo_args_buffer returned an out-of-bounds buffer",
+                    ),
+                    true,
+                )
+            })?;
+        data[range].copy_from_slice(args);
+        let status = func
+            .call(&mut self.store, (args_len, encoding))
+            .map_err(trap)?;
+        let message = || String::from_utf8_lossy(&self.store.data().tx.result).into_owned();
+        match status {
+            0 => Ok(()),
+            1 => Err((Abort::new(AbortKind::User, message()), false)),
+            2 => Err((Abort::new(AbortKind::BadArguments, message()), false)),
+            other => Err((
+                Abort::new(
+                    AbortKind::Trap,
+                    format!("procedure returned unknown status {other}"),
+                ),
+                true,
+            )),
+        }
+    }
+}
+
+/// Turns a wasmtime error into a deterministic abort. Only stable facts go
+/// into the message: never backtraces, addresses or host error text.
+pub(crate) fn classify(err: &wasmtime::Error) -> Abort {
+    if let Some(HostAbort(abort)) = err.downcast_ref::<HostAbort>() {
+        return abort.clone();
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => Abort::new(
+                AbortKind::OutOfFuel,
+                "procedure ran out of fuel (an endless loop, or more work than one transaction may do)",
+            ),
+            Trap::StackOverflow => Abort::new(
+                AbortKind::StackOverflow,
+                "procedure overflowed its stack (unbounded recursion?)",
+            ),
+            Trap::UnreachableCodeReached => Abort::new(
+                AbortKind::Trap,
+                "procedure trapped: wasm `unreachable` executed (a panic in the procedure?)",
+            ),
+            other => Abort::new(AbortKind::Trap, format!("procedure trapped: {other}")),
+        };
+    }
+    Abort::new(AbortKind::Trap, "procedure failed with an unclassified error")
+}

@@ -1,0 +1,188 @@
+//! The state store: an ordered map of byte keys to byte values, plus a
+//! content hash of everything in it.
+//!
+//! The content hash is a multiset hash: the wrapping sum, modulo 2^128, of
+//! one 128-bit hash per entry. Adding or removing an entry adds or
+//! subtracts its hash, so the hash costs O(1) per write, does not depend
+//! on the order writes happened in, and is the same whatever the batch
+//! boundaries or the partitioning (partitions' hashes simply add up).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use xxhash_rust::xxh3::Xxh3;
+
+/// The hash of one `(key, value)` entry. The key's length goes first so
+/// that `("ab", "c")` and `("a", "bc")` hash differently.
+fn entry_hash(key: &[u8], value: &[u8]) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(&(key.len() as u32).to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    hasher.digest128()
+}
+
+/// Committed state. Only the executor writes it, and only with the
+/// write set of a transaction that committed.
+#[derive(Default, Clone)]
+pub struct StateStore {
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    content_hash: u128,
+    bytes: usize,
+}
+
+impl StateStore {
+    pub fn new() -> StateStore {
+        StateStore::default()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.entries.get(key).map(Vec::as_slice)
+    }
+
+    /// Sets `key` to `value`; takes ownership so committing a write set
+    /// moves buffers instead of copying them.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match self.entries.get_mut(key.as_slice()) {
+            Some(old) => {
+                self.content_hash = self
+                    .content_hash
+                    .wrapping_sub(entry_hash(&key, old))
+                    .wrapping_add(entry_hash(&key, &value));
+                self.bytes = self.bytes - old.len() + value.len();
+                *old = value;
+            }
+            None => {
+                self.content_hash = self.content_hash.wrapping_add(entry_hash(&key, &value));
+                self.bytes += key.len() + value.len();
+                self.entries.insert(key, value);
+            }
+        }
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        if let Some(old) = self.entries.remove(key) {
+            self.content_hash = self.content_hash.wrapping_sub(entry_hash(key, &old));
+            self.bytes -= key.len() + old.len();
+        }
+    }
+
+    /// Entries with `start <= key < end` (no upper bound if `end` is
+    /// `None`), in ascending key order.
+    pub fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let upper = match end {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        self.entries
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+    }
+
+    /// All entries in key order (for snapshots and tests).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+    }
+
+    /// The order-independent hash of every entry (see the module docs).
+    pub fn content_hash(&self) -> u128 {
+        self.content_hash
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of keys plus values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Recomputes the content hash from scratch. Used by tests and by
+    /// snapshot loading to check the incremental hash.
+    pub fn recompute_content_hash(&self) -> u128 {
+        self.entries
+            .iter()
+            .fold(0u128, |sum, (key, value)| {
+                sum.wrapping_add(entry_hash(key, value))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hash_tracks_puts_overwrites_and_deletes() {
+        let mut store = StateStore::new();
+        assert_eq!(store.content_hash(), 0);
+        store.put(b"a".to_vec(), b"1".to_vec());
+        let after_a = store.content_hash();
+        store.put(b"b".to_vec(), b"2".to_vec());
+        store.put(b"b".to_vec(), b"3".to_vec());
+        store.delete(b"b");
+        assert_eq!(store.content_hash(), after_a);
+        store.delete(b"a");
+        assert_eq!(store.content_hash(), 0);
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn key_value_split_changes_the_hash() {
+        let mut left = StateStore::new();
+        left.put(b"ab".to_vec(), b"c".to_vec());
+        let mut right = StateStore::new();
+        right.put(b"a".to_vec(), b"bc".to_vec());
+        assert_ne!(left.content_hash(), right.content_hash());
+    }
+
+    #[test]
+    fn range_is_half_open_and_ordered() {
+        let mut store = StateStore::new();
+        for key in [b"a", b"b", b"c", b"d"] {
+            store.put(key.to_vec(), key.to_vec());
+        }
+        let keys: Vec<_> = store.range(b"b", Some(b"d")).map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"b".as_slice(), b"c".as_slice()]);
+        let tail: Vec<_> = store.range(b"c", None).map(|(k, _)| k).collect();
+        assert_eq!(tail, vec![b"c".as_slice(), b"d".as_slice()]);
+    }
+
+    proptest! {
+        /// The incremental hash equals the hash recomputed from the final
+        /// contents, whatever the order of operations that produced them.
+        #[test]
+        fn incremental_hash_matches_recomputed(
+            ops in proptest::collection::vec(
+                (0u8..16, proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4))),
+                0..200,
+            )
+        ) {
+            let mut store = StateStore::new();
+            for (key, value) in ops {
+                match value {
+                    Some(value) => store.put(vec![key], value),
+                    None => store.delete(&[key]),
+                }
+            }
+            prop_assert_eq!(store.content_hash(), store.recompute_content_hash());
+            let mut rebuilt = StateStore::new();
+            for (key, value) in store.iter().collect::<Vec<_>>().into_iter().rev() {
+                rebuilt.put(key.to_vec(), value.to_vec());
+            }
+            prop_assert_eq!(rebuilt.content_hash(), store.content_hash());
+        }
+    }
+}
