@@ -1,0 +1,101 @@
+//! Bank accounts: open, deposit, transfer, and read balances.
+//!
+//! Balances are `i64` (e.g. cents) and can never go negative. The sum of
+//! all balances changes only by `open`, `open_many` and `deposit`, which
+//! makes `total` a handy consistency check.
+
+use ordo_sdk::{Table, procedure};
+
+/// Account id -> balance.
+const ACCOUNTS: Table<u64, i64> = Table::new("acct");
+
+/// Opens account `id` with an initial `balance`.
+#[procedure]
+fn open(id: u64, balance: i64) -> Result<(), String> {
+    if balance < 0 {
+        return Err(format!("initial balance {balance} is negative"));
+    }
+    if ACCOUNTS.contains(&id) {
+        return Err(format!("account {id} already exists"));
+    }
+    ACCOUNTS.put(&id, &balance);
+    Ok(())
+}
+
+/// Opens `count` accounts `first_id, first_id + 1, ...`, each with
+/// `balance`. For loading benchmarks; aborts (opening none) if any exists.
+#[procedure]
+fn open_many(first_id: u64, count: u64, balance: i64) -> Result<(), String> {
+    if balance < 0 {
+        return Err(format!("initial balance {balance} is negative"));
+    }
+    let end = first_id
+        .checked_add(count)
+        .ok_or("account ids overflow u64")?;
+    for id in first_id..end {
+        if ACCOUNTS.contains(&id) {
+            return Err(format!("account {id} already exists"));
+        }
+        ACCOUNTS.put(&id, &balance);
+    }
+    Ok(())
+}
+
+/// Adds `amount` to account `id`.
+#[procedure]
+fn deposit(id: u64, amount: i64) -> Result<(), String> {
+    if amount < 0 {
+        return Err(format!("deposit amount {amount} is negative"));
+    }
+    let balance = balance_of(id)?;
+    let balance = balance
+        .checked_add(amount)
+        .ok_or_else(|| format!("account {id}'s balance would overflow"))?;
+    ACCOUNTS.put(&id, &balance);
+    Ok(())
+}
+
+/// Moves `amount` from account `from` to account `to`.
+#[procedure]
+fn transfer(from: u64, to: u64, amount: i64) -> Result<(), String> {
+    if amount <= 0 {
+        return Err(format!("transfer amount {amount} is not positive"));
+    }
+    if from == to {
+        return Err(format!("cannot transfer from account {from} to itself"));
+    }
+    let from_balance = balance_of(from)?;
+    let to_balance = balance_of(to)?;
+    if from_balance < amount {
+        return Err(format!(
+            "insufficient funds: account {from} has {from_balance}, needs {amount}"
+        ));
+    }
+    let to_balance = to_balance
+        .checked_add(amount)
+        .ok_or_else(|| format!("account {to}'s balance would overflow"))?;
+    ACCOUNTS.put(&from, &(from_balance - amount));
+    ACCOUNTS.put(&to, &to_balance);
+    Ok(())
+}
+
+/// Account `id`'s balance.
+#[procedure(read_only)]
+fn balance(id: u64) -> Result<i64, String> {
+    balance_of(id)
+}
+
+/// The sum of every account's balance.
+#[procedure(read_only)]
+fn total() -> Result<i64, String> {
+    ACCOUNTS.iter().try_fold(0i64, |sum, (_, balance)| {
+        sum.checked_add(balance)
+            .ok_or_else(|| "the total overflows i64".to_string())
+    })
+}
+
+fn balance_of(id: u64) -> Result<i64, String> {
+    ACCOUNTS
+        .get(&id)
+        .ok_or_else(|| format!("no such account: {id}"))
+}

@@ -1,0 +1,187 @@
+//! Misbehaving procedures, for the engine's tests. Each one breaks a rule
+//! or a limit on purpose; none of them is an example to follow.
+//!
+//! Raw keys written here start with `hostile/`, except where the caller
+//! chooses the key. Procedures that write nothing are marked `read_only`.
+
+use core::hint::black_box;
+
+use ordo_sdk::{Bytes, now_ms, procedure, put_raw, random_u64, sequence};
+
+/// Loops forever (until the engine runs out of fuel for it).
+#[procedure(read_only)]
+fn spin() {
+    let mut i = 0u64;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
+/// Allocates memory and writes to it forever, keeping all of it, until the
+/// engine's memory limit stops it.
+#[procedure(read_only)]
+fn bomb() {
+    const CHUNK: usize = 1 << 20;
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        // Touch every page so the memory is really used.
+        for i in (0..CHUNK).step_by(4096) {
+            chunk[i] = (i >> 12) as u8 | 1;
+        }
+        hoard.push(black_box(chunk));
+    }
+}
+
+/// Recurses `depth` levels deep (non-tail: every level combines its
+/// callee's result) and returns a value computed from all levels. A large
+/// `depth` overflows the stack.
+#[procedure(read_only)]
+fn recurse(depth: u64) -> u64 {
+    descend(black_box(depth))
+}
+
+#[inline(never)]
+fn descend(n: u64) -> u64 {
+    if n == 0 {
+        return 1;
+    }
+    let below = descend(n - 1);
+    // A combination that is neither associative nor commutative, so the
+    // recursion cannot be turned into a loop.
+    (below.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (below >> 3)
+}
+
+/// Panics (a trap for the engine: the message is not reported).
+#[procedure(read_only)]
+fn panic() {
+    panic!("hostile: deliberate panic");
+}
+
+/// Executes the wasm `unreachable` instruction.
+#[procedure(read_only)]
+fn trap() {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_arch = "wasm32"))]
+    unreachable!("hostile: trap");
+}
+
+/// Returns `bytes` bytes (plus the encoding's length prefix). Encoded
+/// exactly like a `Vec<u8>`, but as [`Bytes`] so that producing a result
+/// past the size limit costs little fuel.
+#[procedure(read_only)]
+fn huge_result(bytes: u32) -> Bytes {
+    Bytes(pattern(bytes))
+}
+
+/// Writes one raw value of exactly `bytes` bytes under `hostile/huge`.
+#[procedure]
+fn huge_value(bytes: u32) {
+    put_raw(b"hostile/huge", &pattern(bytes));
+}
+
+/// Writes `n` distinct raw keys `hostile/w/<i as 4 big-endian bytes>`,
+/// each with a 1-byte value.
+#[procedure]
+fn many_writes(n: u32) {
+    let mut key = b"hostile/w/\0\0\0\0".to_vec();
+    let at = key.len() - 4;
+    for i in 0..n {
+        key[at..].copy_from_slice(&i.to_be_bytes());
+        put_raw(&key, &[1]);
+    }
+}
+
+/// Writes raw key `key` (its UTF-8 bytes, value `x`), then aborts by
+/// returning `Err`: the write must not survive.
+#[procedure]
+fn write_then_abort(key: String) -> Result<(), String> {
+    put_raw(key.as_bytes(), b"x");
+    Err(format!("hostile: aborting after writing {key:?}"))
+}
+
+/// Writes raw key `key` (its UTF-8 bytes, value `x`), then panics: the
+/// write must not survive.
+#[procedure]
+fn write_then_panic(key: String) {
+    put_raw(key.as_bytes(), b"x");
+    panic!("hostile: panicking after writing {key:?}");
+}
+
+/// Computes NaNs from its inputs in several ways, stores their raw bits
+/// under `hostile/nan` and returns the bits of the first, `(a - a) / (b - b)`.
+///
+/// With finite inputs every one of these is a NaN whose sign and payload
+/// are up to the hardware unless the engine canonicalises NaNs; the stored
+/// value (and so the state hash) shows whether it does. The value is the
+/// concatenation of these little-endian `u64`s (`f32` bits zero-extended):
+///
+/// 0. `(a - a) / (b - b)` (f64)
+/// 1. `sqrt(-(a * a) - 1)` (f64)
+/// 2. `(a' - a') / (b' - b')` with `a' = a as f32`, `b' = b as f32` (f32)
+/// 3. `sqrt(-(a' * a') - 1)` (f32)
+/// 4. `inf - inf`, with `inf = 1 / (b - b)` (f64, NaN when `b - b == 0`)
+/// 5. value 0 plus value 1 (f64: NaN propagation)
+/// 6. value 2 times `a'` (f32: NaN propagation)
+/// 7. value 2 converted to f64
+/// 8. value 0 converted to f32
+/// 9. `value 0 * 0 + a` (f64)
+#[procedure]
+#[allow(clippy::eq_op)] // `a - a` is the point: it is not 0 for NaN or infinity.
+fn nan(a: f64, b: f64) -> u64 {
+    let (a, b) = (black_box(a), black_box(b));
+    let (af, bf) = (black_box(a as f32), black_box(b as f32));
+
+    let n0 = (a - a) / (b - b);
+    let n1 = (-(a * a) - 1.0).sqrt();
+    let n2 = (af - af) / (bf - bf);
+    let n3 = (-(af * af) - 1.0).sqrt();
+    let inf = 1.0 / (b - b);
+    let n4 = black_box(inf) - inf;
+    let n5 = black_box(n0) + black_box(n1);
+    let n6 = black_box(n2) * af;
+    let n7 = black_box(n2) as f64;
+    let n8 = black_box(n0) as f32;
+    let n9 = black_box(n0) * 0.0 + a;
+
+    let bits: [u64; 10] = [
+        n0.to_bits(),
+        n1.to_bits(),
+        n2.to_bits() as u64,
+        n3.to_bits() as u64,
+        n4.to_bits(),
+        n5.to_bits(),
+        n6.to_bits() as u64,
+        n7.to_bits(),
+        n8.to_bits() as u64,
+        n9.to_bits(),
+    ];
+    let value: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    put_raw(b"hostile/nan", &value);
+    bits[0]
+}
+
+/// The transaction's context: `(sequence, now_ms, random_u64)`.
+#[procedure(read_only)]
+fn context() -> (u64, u64, u64) {
+    (sequence(), now_ms(), random_u64())
+}
+
+/// Returns its argument.
+#[procedure(read_only)]
+fn echo(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+/// `len` bytes of a fixed pattern: 0, 1, ..., 250, 0, 1, ...
+fn pattern(len: u32) -> Vec<u8> {
+    let block: Vec<u8> = (0..251u8).collect();
+    let len = len as usize;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let n = (len - out.len()).min(block.len());
+        out.extend_from_slice(&block[..n]);
+    }
+    out
+}

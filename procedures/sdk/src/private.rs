@@ -1,0 +1,134 @@
+//! Support for the code `#[procedure]` generates. Not a stable API.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt::Display;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::host;
+
+pub use serde;
+
+/// Status codes of `ordo_proc_*` (docs/ABI.md).
+pub const STATUS_OK: i32 = 0;
+pub const STATUS_ABORTED: i32 = 1;
+pub const STATUS_BAD_ARGUMENTS: i32 = 2;
+
+/// How the arguments (and so the result) are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Postcard,
+    Json,
+}
+
+thread_local! {
+    /// The argument buffer handed out by `ordo_args_buffer`. Its length is
+    /// the largest size ever asked for; growing zero-fills only the new part.
+    static ARGS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Returns a pointer to a guest buffer of at least `len` bytes, into which
+/// the host copies a call's arguments (docs/ABI.md). The buffer is reused
+/// from call to call.
+#[unsafe(no_mangle)]
+pub extern "C" fn ordo_args_buffer(len: i32) -> i32 {
+    let len = usize::try_from(len).unwrap_or(0);
+    ARGS.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.as_mut_ptr() as usize as i32
+    })
+}
+
+/// Called first by every generated export: resets per-call state.
+pub fn enter() {
+    crate::context::reset_random();
+}
+
+/// Passes the transaction's result (or abort reason) to the host.
+pub fn set_result(bytes: &[u8]) {
+    // SAFETY: the slice is valid for reads of its length.
+    unsafe { host::set_result(bytes.as_ptr(), host::len_i32(bytes.len())) }
+}
+
+/// Decodes the arguments the host copied into the argument buffer. On
+/// failure the reason has been passed to `set_result` and the `Err` holds
+/// the status to return.
+pub fn decode_args<T: DeserializeOwned>(
+    args_len: i32,
+    encoding: i32,
+) -> Result<(T, Encoding), i32> {
+    let encoding = match encoding {
+        0 => Encoding::Postcard,
+        1 => Encoding::Json,
+        other => {
+            return Err(bad_arguments(format_args!(
+                "unknown argument encoding {other}"
+            )));
+        }
+    };
+    let decoded = ARGS.with_borrow(|buf| {
+        let Some(bytes) = usize::try_from(args_len).ok().and_then(|n| buf.get(..n)) else {
+            return Err(format!(
+                "argument length {args_len} is outside the argument buffer ({} bytes)",
+                buf.len()
+            ));
+        };
+        match encoding {
+            Encoding::Postcard => match postcard::take_from_bytes::<T>(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok((_, rest)) => Err(format!(
+                    "postcard arguments have {} trailing bytes",
+                    rest.len()
+                )),
+                Err(e) => Err(format!("postcard arguments do not decode: {e}")),
+            },
+            Encoding::Json => serde_json::from_slice::<T>(bytes)
+                .map_err(|e| format!("JSON arguments do not decode: {e}")),
+        }
+    });
+    match decoded {
+        Ok(value) => Ok((value, encoding)),
+        Err(reason) => Err(bad_arguments(reason)),
+    }
+}
+
+fn bad_arguments(reason: impl Display) -> i32 {
+    set_result(reason.to_string().as_bytes());
+    STATUS_BAD_ARGUMENTS
+}
+
+/// Encodes a procedure's return value as its result.
+pub fn finish<T: Serialize + ?Sized>(value: &T, encoding: Encoding) -> i32 {
+    let encoded = match encoding {
+        Encoding::Postcard => postcard::to_allocvec(value).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
+    };
+    match encoded {
+        Ok(bytes) => {
+            set_result(&bytes);
+            STATUS_OK
+        }
+        Err(e) => {
+            let reason: String = format!("the procedure's result could not be encoded: {e}");
+            set_result(reason.as_bytes());
+            STATUS_ABORTED
+        }
+    }
+}
+
+/// Like [`finish`] for a procedure returning `Result`: `Err(e)` aborts the
+/// transaction with `e.to_string()` as the reason.
+pub fn finish_result<T: Serialize, E: Display>(result: Result<T, E>, encoding: Encoding) -> i32 {
+    match result {
+        Ok(value) => finish(&value, encoding),
+        Err(e) => {
+            set_result(e.to_string().as_bytes());
+            STATUS_ABORTED
+        }
+    }
+}
