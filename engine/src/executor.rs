@@ -7,12 +7,13 @@
 //! it chains `(previous chain, batch range, content hash, outcome digest)`
 //! into the chain hash that replicas compare to detect divergence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{AbortKind, ModuleSummary, Outcome, TxOutcome};
@@ -49,7 +50,7 @@ pub struct Executor {
     /// Deployed modules by name.
     modules: BTreeMap<String, Arc<LoadedModule>>,
     /// Procedure name to the module that provides it. Only looked up.
-    routes: HashMap<String, Arc<LoadedModule>>,
+    routes: LookupMap<String, Arc<LoadedModule>>,
     sessions: Sessions,
     position: u64,
     chain_hash: u128,
@@ -65,7 +66,7 @@ impl Executor {
             sandbox,
             compiler,
             modules: BTreeMap::new(),
-            routes: HashMap::new(),
+            routes: LookupMap::default(),
             sessions: Sessions::new(config.sessions_max, config.session_results_max),
             position: 0,
             chain_hash: 0,

@@ -39,6 +39,11 @@ pub mod sandbox;
 mod sessions;
 pub mod state;
 
+/// A hash map for lookups only. Its seed is random, so code must never let
+/// its iteration order reach an outcome; use a `BTreeMap` where order
+/// matters.
+pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use config::EngineConfig;
 pub use executor::{EngineStatus, Executor};
 pub use module::{DeployError, ModuleCompiler, ParamInfo, ProcedureInfo};

@@ -11,7 +11,7 @@
 //! replica that starts at a batch boundary (after a restart or from a
 //! snapshot) starts with fresh instances exactly as the others did.
 
-use std::collections::HashMap;
+use crate::LookupMap;
 
 use wasmtime::{
     Caller, Config, Engine, InstancePre, Linker, Memory, OptLevel, ResourceLimiter, Store, Trap,
@@ -70,7 +70,7 @@ pub(crate) struct WriteSet {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Only built once the set outgrows a linear search. Used for lookups
     /// only, never iterated, so its hash order cannot reach an outcome.
-    index: Option<HashMap<Vec<u8>, usize>>,
+    index: Option<LookupMap<Vec<u8>, usize>>,
     bytes: usize,
 }
 
@@ -481,7 +481,7 @@ pub fn random_seed(seq: u64) -> u64 {
 struct LiveInstance {
     memory: Memory,
     args_buffer: TypedFunc<i32, i32>,
-    procedures: HashMap<String, TypedFunc<(i32, i32), i32>>,
+    procedures: LookupMap<String, TypedFunc<(i32, i32), i32>>,
 }
 
 /// A module ready to be instantiated quickly (imports pre-resolved).
@@ -504,7 +504,7 @@ pub(crate) struct Sandbox {
     linker: Linker<HostCtx>,
     store: Store<HostCtx>,
     /// Instances alive in `store`, by module name.
-    instances: HashMap<String, LiveInstance>,
+    instances: LookupMap<String, LiveInstance>,
 }
 
 impl Sandbox {
@@ -525,7 +525,7 @@ impl Sandbox {
             engine,
             linker,
             store,
-            instances: HashMap::new(),
+            instances: LookupMap::default(),
         }
     }
 
@@ -608,7 +608,7 @@ impl Sandbox {
             let args_buffer = instance
                 .get_typed_func::<i32, i32>(&mut self.store, crate::module::ARGS_BUFFER_EXPORT)
                 .expect("validated at deploy: ordo_args_buffer has type (i32) -> i32");
-            let mut procedures = HashMap::new();
+            let mut procedures = LookupMap::default();
             for procedure in &module.compiled.procedures {
                 let export = format!("{}{}", crate::module::PROCEDURE_EXPORT_PREFIX, procedure.name);
                 let func = instance

@@ -9,10 +9,11 @@
 //! sequence number so every replica evicts the same ones. A retry of an
 //! evicted request gets a `RequestForgotten` abort, never a second run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ordo_sequencer::entry::ClientId;
 
+use crate::LookupMap;
 use crate::outcome::Outcome;
 
 #[derive(Clone, Debug)]
@@ -40,7 +41,7 @@ pub(crate) enum Check {
 }
 
 pub(crate) struct Sessions {
-    by_client: HashMap<ClientId, Session>,
+    by_client: LookupMap<ClientId, Session>,
     /// Clients by the sequence number of their latest request, for
     /// deterministic least-recently-used eviction.
     by_last_seq: BTreeMap<u64, ClientId>,
@@ -52,7 +53,7 @@ impl Sessions {
     pub fn new(sessions_max: usize, session_results_max: usize) -> Sessions {
         assert!(sessions_max > 0 && session_results_max > 0);
         Sessions {
-            by_client: HashMap::new(),
+            by_client: LookupMap::default(),
             by_last_seq: BTreeMap::new(),
             sessions_max,
             session_results_max,

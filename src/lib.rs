@@ -1,0 +1,29 @@
+//! ordo: a deterministic stored-procedure transaction engine.
+//!
+//! Users write stored procedures in Rust with the `ordo-sdk` crate, compile
+//! them to WebAssembly, deploy them and invoke them by name. Every request
+//! goes into one durable, totally ordered log; the engine runs procedures
+//! serially in that order in a deterministic sandbox, so every replay of
+//! the log reaches the same state and every history is serializable.
+//!
+//! This crate is the `ordo` binary and the embedded [`Node`] API:
+//!
+//! ```no_run
+//! use ordo::{Node, NodeConfig};
+//!
+//! let node = Node::open(NodeConfig::new("./ordo-data"))?;
+//! node.deploy("bank", ordo::modules::BANK)?;
+//! node.call::<_, ()>("open", &(1u64, 100i64))?;
+//! node.call::<_, ()>("open", &(2u64, 0i64))?;
+//! node.call::<_, ()>("transfer", &(1u64, 2u64, 30i64))?;
+//! let balance = node.call::<_, i64>("balance", &(2u64,))?;
+//! assert_eq!(balance.value, 30);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod modules;
+pub mod node;
+
+pub use node::{Called, CallError, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};
+pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, TxOutcome};
+pub use ordo_sequencer::entry::ArgsEncoding;

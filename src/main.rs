@@ -1,0 +1,236 @@
+//! The `ordo` command-line tool.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ordo::{ArgsEncoding, Node, NodeConfig, Outcome};
+
+#[derive(Parser)]
+#[command(name = "ordo", version, about = "A deterministic stored-procedure transaction engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an embedded node, deploy the bank example, run transfers and
+    /// report throughput, latency and the conserved total.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(clap::Args)]
+struct QuickstartArgs {
+    /// Data directory (default: a fresh temporary directory, removed after).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Number of accounts.
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    /// Starting balance of every account.
+    #[arg(long, default_value_t = 1_000)]
+    balance: i64,
+    /// Transfers to run.
+    #[arg(long, default_value_t = 2_000_000)]
+    transfers: u64,
+    /// Transfers in flight at once.
+    #[arg(long, default_value_t = 32_768)]
+    inflight: usize,
+    /// Print one line per acknowledged transfer (used by crash tests).
+    #[arg(long, hide = true)]
+    print_acks: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Quickstart(args) => quickstart(args),
+    }
+}
+
+/// SplitMix64: a tiny, seedable generator for picking accounts.
+struct Picker(u64);
+
+impl Picker {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
+    if args.accounts < 2 {
+        bail!("--accounts must be at least 2 for transfers between accounts");
+    }
+    let temp;
+    let data_dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary data directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let quiet = args.print_acks;
+    let say = |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    say(format!("ordo quickstart: embedded node in {}", data_dir.display()));
+    let node = Node::open(NodeConfig::new(&data_dir))
+        .with_context(|| format!("opening the node in {}", data_dir.display()))?;
+    if let Some(recovery) = node.recovery() {
+        say(format!("recovered the log: {recovery}"));
+    }
+    let status = node.status();
+    if status.engine.position > 0 {
+        say(format!(
+            "replayed {} log entries, state hash {}",
+            status.engine.position,
+            status.engine.state_hash_hex()
+        ));
+    }
+
+    let deployed = node.deploy("bank", ordo::modules::BANK)?;
+    say(format!(
+        "deployed module `bank` sha256 {} with procedures {}",
+        &deployed.sha256[..16],
+        deployed.procedures.join(", ")
+    ));
+
+    let expected_total = args.accounts as i64 * args.balance;
+    let existing_total: i64 = node.call("total", &())?.value;
+    if existing_total == 0 {
+        let chunk = 10_000;
+        let mut first = 0;
+        while first < args.accounts {
+            let count = chunk.min(args.accounts - first);
+            node.call::<_, ()>("open_many", &(first, count, args.balance))?;
+            first += count;
+        }
+        say(format!(
+            "opened {} accounts with {} each",
+            args.accounts, args.balance
+        ));
+    } else if existing_total != expected_total {
+        bail!(
+            "the data directory holds accounts totalling {existing_total}, not {expected_total}; use a fresh --data directory or the same --accounts/--balance"
+        );
+    }
+
+    let session = node.session();
+    if args.print_acks {
+        println!("client {:032x}", session.client_id());
+    }
+    let mut picker = Picker(0x5eed);
+    let mut submitted_at: Vec<Option<Instant>> = Vec::new();
+    let mut latencies_us: Vec<u32> = Vec::with_capacity(args.transfers as usize);
+    let first_request = 1 + 0u64;
+    let mut sent = 0u64;
+    let mut done = 0u64;
+    let mut aborted = 0u64;
+    let started = Instant::now();
+    let mut last_report = started;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    while done < args.transfers {
+        while sent < args.transfers && (sent - done) < args.inflight as u64 {
+            let from = picker.next() % args.accounts;
+            let mut to = picker.next() % args.accounts;
+            if to == from {
+                to = (to + 1) % args.accounts;
+            }
+            let encoded = postcard::to_stdvec(&(from, to, 1i64))?;
+            match session.submit("transfer", ArgsEncoding::Postcard, encoded) {
+                Ok(request_id) => {
+                    let slot = (request_id - first_request) as usize;
+                    if submitted_at.len() <= slot {
+                        submitted_at.resize(slot + 1, None);
+                    }
+                    submitted_at[slot] = Some(Instant::now());
+                    sent += 1;
+                }
+                Err(ordo::NodeError::Overloaded { .. }) => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let completion = session
+            .completions()
+            .recv_timeout(Duration::from_secs(30))
+            .context("no transfer completed for 30 s")?;
+        session.acknowledge(completion.request_id);
+        let tx = completion.result?;
+        let slot = (completion.request_id - first_request) as usize;
+        if let Some(at) = submitted_at.get_mut(slot).and_then(Option::take) {
+            latencies_us.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+        done += 1;
+        if !matches!(tx.outcome, Outcome::Committed { .. }) {
+            aborted += 1;
+        }
+        if args.print_acks {
+            writeln!(out, "ack {} {}", completion.request_id, tx.seq)?;
+            out.flush()?;
+        } else if last_report.elapsed() >= Duration::from_millis(250) || done == args.transfers {
+            last_report = Instant::now();
+            let rate = done as f64 / started.elapsed().as_secs_f64();
+            let width = 30;
+            let filled = (done * width / args.transfers) as usize;
+            write!(
+                out,
+                "\r[{}{}] {done}/{} transfers, {rate:.0}/s   ",
+                "#".repeat(filled),
+                ".".repeat(width as usize - filled),
+                args.transfers
+            )?;
+            out.flush()?;
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(out);
+    let total: i64 = node.call("total", &())?.value;
+    if !quiet {
+        println!();
+        latencies_us.sort_unstable();
+        let percentile = |p: f64| {
+            latencies_us
+                .get(((latencies_us.len() as f64 * p) as usize).min(latencies_us.len().saturating_sub(1)))
+                .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        let status = node.status();
+        println!(
+            "{} transfers in {:.2} s: {:.0} transfers/s ({} aborted for insufficient funds)",
+            done,
+            elapsed.as_secs_f64(),
+            done as f64 / elapsed.as_secs_f64(),
+            aborted
+        );
+        println!(
+            "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms (durable: fsync per batch)",
+            percentile(0.50),
+            percentile(0.99),
+            percentile(0.999)
+        );
+        println!(
+            "log position {}, {} batches, state hash {}",
+            status.engine.position,
+            status.log_records,
+            status.engine.state_hash_hex()
+        );
+        println!(
+            "total money {total} (expected {expected_total}): {}",
+            if total == expected_total { "conserved" } else { "NOT CONSERVED" }
+        );
+    }
+    node.shutdown();
+    if total != expected_total {
+        bail!("money was not conserved: total {total}, expected {expected_total}");
+    }
+    Ok(())
+}

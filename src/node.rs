@@ -1,0 +1,774 @@
+//! An embedded ordo node: the sequencer, the durable file log and the
+//! executor, wired together in one process.
+//!
+//! Three parties share the work:
+//! - callers (any thread) append requests to the *open batch* and get a
+//!   completion later on a channel;
+//! - the *log thread* repeatedly takes the open batch, gives its entries
+//!   dense sequence numbers and a timestamp, appends it to the file log,
+//!   fsyncs once for the whole batch (group commit), and only then passes
+//!   it on. While it waits for the disk, the next batch fills up;
+//! - the *executor thread* runs durable batches in log order and answers.
+//!
+//! So no result leaves before its batch is durable, and the order in which
+//! the log thread took entries is the one order every replay will see.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use ordo_engine::{
+    Abort, DeployError, EngineConfig, EngineStatus, Executor, ModuleCompiler, ModuleSummary,
+    Outcome, ProcedureInfo, TxOutcome,
+};
+use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
+use ordo_sequencer::{FileLog, FileLogConfig, LogError, Recovery};
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Most entries the log thread puts in one batch.
+pub const BATCH_ENTRIES_MAX_DEFAULT: usize = 16_384;
+/// Most encoded argument bytes in one batch.
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 32 << 20;
+/// Requests accepted but not yet answered, node-wide. Past this, new
+/// requests are refused with `Overloaded` instead of queueing without
+/// bound.
+pub const INFLIGHT_MAX_DEFAULT: usize = 262_144;
+/// Durable batches waiting for the executor. When the executor falls
+/// behind, the log thread stops taking new batches.
+const EXECUTOR_QUEUE_BATCHES_MAX: usize = 8;
+/// The executor runs wasm, whose stack limit is separate; this is for the
+/// host frames beneath it.
+const EXECUTOR_THREAD_STACK_BYTES: usize = 16 << 20;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub engine: EngineConfig,
+    pub batch_entries_max: usize,
+    pub batch_bytes_max: usize,
+    /// How long a batch may stay open waiting for more entries once the
+    /// log is free. Zero closes it as soon as the log can take it: under
+    /// load batches still grow, because they fill while the previous one
+    /// is being fsynced.
+    pub batch_window: Duration,
+    pub inflight_max: usize,
+    pub segment_bytes_max: u64,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            engine: EngineConfig::default(),
+            batch_entries_max: BATCH_ENTRIES_MAX_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            batch_window: Duration::ZERO,
+            inflight_max: INFLIGHT_MAX_DEFAULT,
+            segment_bytes_max: ordo_sequencer::file_log::SEGMENT_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node is overloaded: {inflight_max} requests already in flight; retry later")]
+    Overloaded { inflight_max: usize },
+    #[error("arguments of {bytes} bytes are over the {max}-byte limit")]
+    ArgsTooLarge { bytes: usize, max: usize },
+    #[error("deploy rejected: {0}")]
+    Deploy(#[from] DeployError),
+    #[error("the node is shutting down")]
+    Stopped,
+    #[error("the node stopped after a fatal error: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(
+        "log record {index} does not decode as a batch ({reason}); the log was written by an incompatible ordo or is damaged"
+    )]
+    BadRecord { index: u64, reason: String },
+    #[error(
+        "log record {index} starts at sequence {found}, expected {expected}: the log is not a dense total order"
+    )]
+    SequenceGap {
+        index: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("could not start a node thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a typed call did not return a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("transaction {seq} aborted: {abort}")]
+    Aborted { seq: u64, abort: Abort },
+    #[error("could not encode the arguments: {0}")]
+    Encode(postcard::Error),
+    #[error("could not decode the result as the requested type: {0}")]
+    Decode(postcard::Error),
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Completion {
+    pub request_id: u64,
+    pub result: Result<TxOutcome, NodeError>,
+}
+
+/// A committed call's decoded result and the sequence number it took
+/// effect at (usable as a fencing token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Called<R> {
+    pub value: R,
+    pub seq: u64,
+}
+
+/// A node's position and hashes, plus log facts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub engine: EngineStatus,
+    /// Index of the last durable log record (one record per batch).
+    pub log_records: u64,
+}
+
+struct OpenBatch {
+    entries: Vec<Entry>,
+    replies: Vec<Option<Sender<Completion>>>,
+    bytes: usize,
+    opened_at: Option<Instant>,
+}
+
+impl OpenBatch {
+    fn new() -> OpenBatch {
+        OpenBatch {
+            entries: Vec::new(),
+            replies: Vec::new(),
+            bytes: 0,
+            opened_at: None,
+        }
+    }
+}
+
+struct DurableBatch {
+    batch: Batch,
+    replies: Vec<Option<Sender<Completion>>>,
+}
+
+struct Shared {
+    config: NodeConfig,
+    compiler: Arc<ModuleCompiler>,
+    open: Mutex<OpenBatch>,
+    open_not_empty: Condvar,
+    stopping: AtomicBool,
+    failure: Mutex<Option<String>>,
+    inflight: AtomicUsize,
+    status: Mutex<NodeStatus>,
+    status_changed: Condvar,
+    procedures: Mutex<Vec<ProcedureInfo>>,
+    next_client: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(reason);
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        self.open_not_empty.notify_all();
+        self.status_changed.notify_all();
+    }
+
+    fn refusal(&self) -> NodeError {
+        match self.failure.lock().clone() {
+            Some(reason) => NodeError::Failed(reason),
+            None => NodeError::Stopped,
+        }
+    }
+
+    fn enqueue(&self, entry: Entry, reply: Option<Sender<Completion>>) -> Result<(), NodeError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(self.refusal());
+        }
+        let inflight_max = self.config.inflight_max;
+        if self.inflight.fetch_add(1, Ordering::AcqRel) >= inflight_max {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Err(NodeError::Overloaded { inflight_max });
+        }
+        let bytes = match &entry {
+            Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
+            Entry::Deploy(deploy) => deploy.wasm.len(),
+        };
+        let mut open = self.open.lock();
+        if open.entries.is_empty() {
+            open.opened_at = Some(Instant::now());
+            self.open_not_empty.notify_one();
+        }
+        open.entries.push(entry);
+        open.replies.push(reply);
+        open.bytes += bytes;
+        Ok(())
+    }
+}
+
+/// A running embedded node. Dropping it shuts it down gracefully: the open
+/// batch is made durable, executed and answered first.
+pub struct Node {
+    shared: Arc<Shared>,
+    log_thread: Option<JoinHandle<()>>,
+    executor_thread: Option<JoinHandle<()>>,
+    recovery: Option<Recovery>,
+    internal: Session,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A client id nobody else will pick: wall-clock nanoseconds, process id
+/// and a counter. Only uniqueness matters; the id is logged, so replicas
+/// never need to regenerate it.
+fn fresh_client_id(counter: u64) -> ClientId {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos << 32) ^ ((std::process::id() as u128) << 16) ^ counter as u128;
+    xxhash_rust::xxh3::xxh3_128(&mixed.to_le_bytes())
+}
+
+impl Node {
+    /// Opens (or creates) the node in `config.data_dir`: recovers the log,
+    /// replays it into a fresh engine, and starts serving.
+    pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+            NodeError::Failed(format!(
+                "cannot create data directory {}: {source}",
+                config.data_dir.display()
+            ))
+        })?;
+        let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
+        log_config.segment_bytes_max = config.segment_bytes_max;
+        let log = FileLog::open(log_config)?;
+        let recovery = log.recovery().cloned();
+
+        let compiler = Executor::compiler(&config.engine);
+        let mut executor = Executor::new(compiler.clone(), config.engine.clone());
+        let last_timestamp_ms = replay(&log, &mut executor)?;
+
+        let status = NodeStatus {
+            engine: executor.status(),
+            log_records: log.last_index(),
+        };
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            compiler,
+            open: Mutex::new(OpenBatch::new()),
+            open_not_empty: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            inflight: AtomicUsize::new(0),
+            status: Mutex::new(status),
+            status_changed: Condvar::new(),
+            procedures: Mutex::new(executor.procedures()),
+            next_client: AtomicU64::new(1),
+        });
+
+        let (durable_tx, durable_rx) = crossbeam_channel::bounded(EXECUTOR_QUEUE_BATCHES_MAX);
+        let executor_thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("ordo-executor".into())
+                .stack_size(EXECUTOR_THREAD_STACK_BYTES)
+                .spawn(move || run_executor(shared, executor, durable_rx))
+                .map_err(NodeError::Thread)?
+        };
+        let log_thread = {
+            let shared = shared.clone();
+            let next_seq = status.engine.position + 1;
+            std::thread::Builder::new()
+                .name("ordo-log".into())
+                .spawn(move || run_log(shared, log, next_seq, last_timestamp_ms, durable_tx))
+                .map_err(NodeError::Thread)?
+        };
+        let internal = Session::new(shared.clone());
+        Ok(Node {
+            shared,
+            log_thread: Some(log_thread),
+            executor_thread: Some(executor_thread),
+            recovery,
+            internal,
+        })
+    }
+
+    /// What opening the log had to repair, if anything (a torn tail).
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.config.data_dir
+    }
+
+    /// A new client session with a fresh client id.
+    pub fn session(&self) -> Session {
+        Session::new(self.shared.clone())
+    }
+
+    /// A session that continues an earlier client's request ids, e.g. to
+    /// retry after a restart.
+    pub fn resume_session(&self, client_id: ClientId, next_request_id: u64) -> Session {
+        Session::with_id(self.shared.clone(), client_id, next_request_id)
+    }
+
+    /// Deploys (or upgrades) module `name`. Returns once the deploy has
+    /// taken effect.
+    pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<ModuleSummary, CallError> {
+        self.internal.deploy(name, wasm)
+    }
+
+    /// Calls `procedure` with postcard-encoded `args` and decodes its
+    /// result.
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        procedure: &str,
+        args: &A,
+    ) -> Result<Called<R>, CallError> {
+        self.internal.call(procedure, args)
+    }
+
+    /// Calls `procedure` with raw arguments and returns the raw outcome.
+    pub fn call_raw(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<TxOutcome, NodeError> {
+        self.internal.call_raw(procedure, encoding, args)
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        *self.shared.status.lock()
+    }
+
+    pub fn procedures(&self) -> Vec<ProcedureInfo> {
+        self.shared.procedures.lock().clone()
+    }
+
+    /// Waits until the executor has reached `position`, up to `timeout`.
+    pub fn wait_for_position(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.shared.status.lock();
+        while status.engine.position < position {
+            if self
+                .shared
+                .status_changed
+                .wait_until(&mut status, deadline)
+                .timed_out()
+            {
+                return status.engine.position >= position;
+            }
+        }
+        true
+    }
+
+    /// Stops taking requests, makes the open batch durable, executes and
+    /// answers it, and joins the node's threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.open_not_empty.notify_all();
+        if let Some(thread) = self.log_thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.executor_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Replays every record into `executor`; returns the last batch's
+/// timestamp so new batches never go back in time.
+fn replay(log: &FileLog, executor: &mut Executor) -> Result<u64, NodeError> {
+    let mut last_timestamp_ms = 0;
+    if log.last_index() == 0 {
+        return Ok(0);
+    }
+    for record in log.read_from(log.first_index())? {
+        let (index, payload) = record?;
+        let batch = Batch::decode(&payload).map_err(|err| NodeError::BadRecord {
+            index,
+            reason: err.to_string(),
+        })?;
+        let expected = executor.status().position + 1;
+        if batch.first_seq != expected || batch.entries.is_empty() {
+            return Err(NodeError::SequenceGap {
+                index,
+                expected,
+                found: batch.first_seq,
+            });
+        }
+        executor.execute(&batch);
+        last_timestamp_ms = batch.timestamp_ms;
+    }
+    Ok(last_timestamp_ms)
+}
+
+fn run_log(
+    shared: Arc<Shared>,
+    mut log: FileLog,
+    mut next_seq: u64,
+    mut last_timestamp_ms: u64,
+    durable_tx: Sender<DurableBatch>,
+) {
+    let config = &shared.config;
+    loop {
+        let (entries, replies) = {
+            let mut open = shared.open.lock();
+            while open.entries.is_empty() {
+                if shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                shared.open_not_empty.wait(&mut open);
+            }
+            if !config.batch_window.is_zero() {
+                let deadline = open.opened_at.unwrap_or_else(Instant::now) + config.batch_window;
+                while open.entries.len() < config.batch_entries_max
+                    && open.bytes < config.batch_bytes_max
+                    && !shared.stopping.load(Ordering::SeqCst)
+                    && !shared
+                        .open_not_empty
+                        .wait_until(&mut open, deadline)
+                        .timed_out()
+                {}
+            }
+            take_batch(&mut open, config)
+        };
+        let timestamp_ms = now_ms().max(last_timestamp_ms);
+        last_timestamp_ms = timestamp_ms;
+        let batch = Batch {
+            first_seq: next_seq,
+            timestamp_ms,
+            entries,
+        };
+        next_seq += batch.entries.len() as u64;
+        let appended = log.append(&batch.encode()).and_then(|_| log.sync());
+        if let Err(err) = appended {
+            // After a failed write or fsync the file's durable contents are
+            // unknown; retrying fsync can falsely succeed. Stop, and let a
+            // restart recover from what is really on disk.
+            let reason = format!("log write failed: {err}");
+            shared.fail(reason.clone());
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Completion {
+                    request_id: 0,
+                    result: Err(NodeError::Failed(reason.clone())),
+                });
+            }
+            fail_open_batch(&shared, &reason);
+            return;
+        }
+        shared.status.lock().log_records = log.last_index();
+        if durable_tx.send(DurableBatch { batch, replies }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes up to the batch limits from the front of the open batch.
+fn take_batch(
+    open: &mut OpenBatch,
+    config: &NodeConfig,
+) -> (Vec<Entry>, Vec<Option<Sender<Completion>>>) {
+    let mut count = open.entries.len().min(config.batch_entries_max);
+    if open.bytes > config.batch_bytes_max {
+        let mut bytes = 0;
+        count = open.entries[..count]
+            .iter()
+            .take_while(|entry| {
+                bytes += match entry {
+                    Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
+                    Entry::Deploy(deploy) => deploy.wasm.len(),
+                };
+                bytes <= config.batch_bytes_max
+            })
+            .count()
+            .max(1);
+    }
+    if count == open.entries.len() {
+        open.bytes = 0;
+        open.opened_at = None;
+        (
+            std::mem::take(&mut open.entries),
+            std::mem::take(&mut open.replies),
+        )
+    } else {
+        let rest_entries = open.entries.split_off(count);
+        let rest_replies = open.replies.split_off(count);
+        let taken_entries = std::mem::replace(&mut open.entries, rest_entries);
+        let taken_replies = std::mem::replace(&mut open.replies, rest_replies);
+        open.bytes = open
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
+                Entry::Deploy(deploy) => deploy.wasm.len(),
+            })
+            .sum();
+        open.opened_at = Some(Instant::now());
+        (taken_entries, taken_replies)
+    }
+}
+
+fn fail_open_batch(shared: &Shared, reason: &str) {
+    let mut open = shared.open.lock();
+    let entries = std::mem::take(&mut open.entries);
+    let replies = std::mem::take(&mut open.replies);
+    drop(open);
+    for (entry, reply) in entries.iter().zip(replies) {
+        if let Some(reply) = reply {
+            let _ = reply.send(Completion {
+                request_id: entry.client().1,
+                result: Err(NodeError::Failed(reason.to_string())),
+            });
+        }
+    }
+}
+
+fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receiver<DurableBatch>) {
+    for DurableBatch { batch, replies } in durable_rx {
+        let has_deploy = batch
+            .entries
+            .iter()
+            .any(|entry| matches!(entry, Entry::Deploy(_)));
+        let outcomes = executor.execute(&batch);
+        if has_deploy {
+            *shared.procedures.lock() = executor.procedures();
+        }
+        {
+            let mut status = shared.status.lock();
+            status.engine = executor.status();
+        }
+        shared.status_changed.notify_all();
+        for ((entry, outcome), reply) in batch.entries.iter().zip(outcomes).zip(replies) {
+            if let Some(reply) = reply {
+                // A caller that went away no longer wants its answer.
+                let _ = reply.send(Completion {
+                    request_id: entry.client().1,
+                    result: Ok(outcome),
+                });
+            }
+        }
+        shared.inflight.fetch_sub(batch.entries.len(), Ordering::AcqRel);
+    }
+}
+
+/// A client of an embedded node: a client id, its request ids, and the
+/// channel its completions arrive on. Request ids make retries
+/// exactly-once: resubmitting an id returns the original outcome.
+pub struct Session {
+    shared: Arc<Shared>,
+    client_id: ClientId,
+    next_request_id: AtomicU64,
+    /// Request ids submitted whose completions were not yet received; the
+    /// smallest bounds what the engine must remember (`acked_below`).
+    outstanding: Mutex<std::collections::BTreeSet<u64>>,
+    completions_tx: Sender<Completion>,
+    completions_rx: Receiver<Completion>,
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>) -> Session {
+        let counter = shared.next_client.fetch_add(1, Ordering::Relaxed);
+        Session::with_id(shared, fresh_client_id(counter), 1)
+    }
+
+    fn with_id(shared: Arc<Shared>, client_id: ClientId, next_request_id: u64) -> Session {
+        let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
+        Session {
+            shared,
+            client_id,
+            next_request_id: AtomicU64::new(next_request_id),
+            outstanding: Mutex::new(Default::default()),
+            completions_tx,
+            completions_rx,
+        }
+    }
+
+    pub fn client_id(&self) -> ClientId {
+        self.client_id
+    }
+
+    /// Submits a call without waiting; its completion arrives on
+    /// [`Session::completions`]. Returns the request id.
+    pub fn submit(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<u64, NodeError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        self.submit_with_id(request_id, procedure, encoding, args)?;
+        Ok(request_id)
+    }
+
+    /// Submits with an explicit request id: a retry of `request_id` runs
+    /// at most once and returns the original outcome.
+    pub fn submit_with_id(
+        &self,
+        request_id: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        self.submit_to(
+            request_id,
+            procedure,
+            encoding,
+            args,
+            self.completions_tx.clone(),
+        )
+    }
+
+    fn submit_to(
+        &self,
+        request_id: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        reply: Sender<Completion>,
+    ) -> Result<(), NodeError> {
+        let max = self.shared.config.engine.args_bytes_max;
+        if args.len() > max {
+            return Err(NodeError::ArgsTooLarge {
+                bytes: args.len(),
+                max,
+            });
+        }
+        let acked_below = {
+            let mut outstanding = self.outstanding.lock();
+            outstanding.insert(request_id);
+            *outstanding.first().expect("just inserted")
+        };
+        let entry = Entry::Invoke(Invocation {
+            client_id: self.client_id,
+            request_id,
+            acked_below,
+            procedure: procedure.to_string(),
+            encoding,
+            args,
+        });
+        self.shared.enqueue(entry, Some(reply)).inspect_err(|_| {
+            self.outstanding.lock().remove(&request_id);
+        })
+    }
+
+    /// Completions of [`Session::submit`]ted requests, in execution order.
+    /// Call [`Session::acknowledge`] with each one received.
+    pub fn completions(&self) -> &Receiver<Completion> {
+        &self.completions_rx
+    }
+
+    /// Marks a request's answer as received so the engine may forget it.
+    pub fn acknowledge(&self, request_id: u64) {
+        self.outstanding.lock().remove(&request_id);
+    }
+
+    /// Calls and waits, returning the raw outcome.
+    pub fn call_raw(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<TxOutcome, NodeError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        self.call_raw_with_id(request_id, procedure, encoding, args)
+    }
+
+    /// Calls with an explicit request id and waits (a retry is exactly
+    /// this with a request id used before).
+    pub fn call_raw_with_id(
+        &self,
+        request_id: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<TxOutcome, NodeError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.submit_to(request_id, procedure, encoding, args, reply)?;
+        let completion = answer.recv().map_err(|_| self.shared.refusal());
+        self.acknowledge(request_id);
+        completion?.result
+    }
+
+    /// Calls `procedure` with postcard-encoded `args` and decodes its
+    /// result as `R`. An abort is an error carrying the procedure's reason.
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        procedure: &str,
+        args: &A,
+    ) -> Result<Called<R>, CallError> {
+        let args = postcard::to_stdvec(args).map_err(CallError::Encode)?;
+        let tx = self.call_raw(procedure, ArgsEncoding::Postcard, args)?;
+        decode_outcome(tx)
+    }
+
+    /// Deploys (or upgrades) a module and waits until it has taken effect.
+    /// A module that fails validation is refused before it reaches the log.
+    pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<ModuleSummary, CallError> {
+        // Checked here so a bad module never costs a log entry; the
+        // executor checks again, and its answer is the one that counts.
+        self.shared.compiler.compile(name, wasm).map_err(NodeError::from)?;
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let entry = Entry::Deploy(Deploy {
+            client_id: self.client_id,
+            request_id,
+            name: name.to_string(),
+            wasm: wasm.to_vec(),
+        });
+        self.outstanding.lock().insert(request_id);
+        let enqueued = self.shared.enqueue(entry, Some(reply));
+        let completion = enqueued.and_then(|()| answer.recv().map_err(|_| self.shared.refusal()));
+        self.acknowledge(request_id);
+        let tx = completion?.result?;
+        match tx.outcome {
+            Outcome::Deployed(summary) => Ok(summary),
+            Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
+            Outcome::Committed { .. } => unreachable!("a deploy entry never commits a result"),
+        }
+    }
+}
+
+/// Decodes a postcard result, or turns an abort into an error.
+pub fn decode_outcome<R: DeserializeOwned>(tx: TxOutcome) -> Result<Called<R>, CallError> {
+    match tx.outcome {
+        Outcome::Committed { result } => Ok(Called {
+            value: postcard::from_bytes(&result).map_err(CallError::Decode)?,
+            seq: tx.seq,
+        }),
+        Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
+        Outcome::Deployed(_) => unreachable!("an invocation never deploys"),
+    }
+}
