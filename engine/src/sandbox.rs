@@ -21,7 +21,7 @@ use wasmtime::{
 use crate::config::{EngineConfig, HOST_BYTE_FUEL_DIVISOR, HOST_CALL_FUEL};
 use crate::module::{CompiledModule, HOST_MODULE};
 use crate::outcome::{Abort, AbortKind};
-use crate::state::StateStore;
+use crate::state::{Bytes, StateStore};
 
 /// Table elements one instance may grow to (Rust modules use a small,
 /// fixed table for indirect calls).
@@ -67,10 +67,10 @@ fn host_abort(kind: AbortKind, message: impl Into<String>) -> wasmtime::Error {
 /// order is deterministic and each key is applied once.
 #[derive(Default)]
 pub(crate) struct WriteSet {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    writes: Vec<(Bytes, Option<Bytes>)>,
     /// Only built once the set outgrows a linear search. Used for lookups
     /// only, never iterated, so its hash order cannot reach an outcome.
-    index: Option<LookupMap<Vec<u8>, usize>>,
+    index: Option<LookupMap<Bytes, usize>>,
     bytes: usize,
 }
 
@@ -88,15 +88,15 @@ impl WriteSet {
             .map(|position| self.writes[position].1.as_deref())
     }
 
-    fn record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
-        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+    fn record(&mut self, key: &[u8], value: Option<Bytes>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, |value| value.len());
         match self.position(key) {
             Some(position) => self.writes[position].1 = value,
             None => {
                 if let Some(index) = &mut self.index {
-                    index.insert(key.to_vec(), self.writes.len());
+                    index.insert(Bytes::from_slice(key), self.writes.len());
                 }
-                self.writes.push((key.to_vec(), value));
+                self.writes.push((Bytes::from_slice(key), value));
                 if self.index.is_none() && self.writes.len() > WRITE_SET_LINEAR_MAX {
                     self.index = Some(
                         self.writes
@@ -325,7 +325,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             check_write_budget(ctx, moved)?;
             ctx.tx
                 .writes
-                .record(&guest[key], Some(guest[value].to_vec()));
+                .record(&guest[key], Some(Bytes::from_slice(&guest[value])));
             charge(&mut caller, moved)
         },
     )?;

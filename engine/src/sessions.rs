@@ -9,7 +9,7 @@
 //! sequence number so every replica evicts the same ones. A retry of an
 //! evicted request gets a `RequestForgotten` abort, never a second run.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use ordo_sequencer::entry::ClientId;
 
@@ -22,12 +22,29 @@ struct StoredResult {
     outcome: Outcome,
 }
 
+/// One client's remembered results. Request ids are per-client counters,
+/// so the results live in a window indexed by `request_id - base`: O(1)
+/// lookups with no tree to walk on every request.
 #[derive(Default, Clone, Debug)]
 struct Session {
-    results: BTreeMap<u64, StoredResult>,
-    /// Request ids below this were acknowledged by the client or evicted.
-    forgotten_below: u64,
+    /// Request ids below `base` were acknowledged by the client or evicted.
+    base: u64,
+    /// Slot `i` holds request `base + i`; `None` if it has not run.
+    window: VecDeque<Option<StoredResult>>,
     last_seq: u64,
+}
+
+impl Session {
+    /// Forgets every result below `request_id`.
+    fn forget_below(&mut self, request_id: u64) {
+        while self.base < request_id {
+            if self.window.pop_front().is_none() {
+                self.base = request_id;
+                break;
+            }
+            self.base += 1;
+        }
+    }
 }
 
 /// What the table says about an incoming request.
@@ -42,9 +59,6 @@ pub(crate) enum Check {
 
 pub(crate) struct Sessions {
     by_client: LookupMap<ClientId, Session>,
-    /// Clients by the sequence number of their latest request, for
-    /// deterministic least-recently-used eviction.
-    by_last_seq: BTreeMap<u64, ClientId>,
     sessions_max: usize,
     session_results_max: usize,
 }
@@ -54,7 +68,6 @@ impl Sessions {
         assert!(sessions_max > 0 && session_results_max > 0);
         Sessions {
             by_client: LookupMap::default(),
-            by_last_seq: BTreeMap::new(),
             sessions_max,
             session_results_max,
         }
@@ -65,57 +78,57 @@ impl Sessions {
         let Some(session) = self.by_client.get_mut(&client) else {
             return Check::New;
         };
-        if acked_below > session.forgotten_below {
-            session.forgotten_below = acked_below;
-            while let Some(entry) = session.results.first_entry() {
-                if *entry.key() >= acked_below {
-                    break;
-                }
-                entry.remove();
-            }
-        }
-        if let Some(stored) = session.results.get(&request_id) {
-            return Check::Duplicate {
-                seq: stored.seq,
-                outcome: stored.outcome.clone(),
-            };
-        }
-        if request_id < session.forgotten_below {
+        session.forget_below(acked_below);
+        if request_id < session.base {
             return Check::Forgotten;
         }
-        Check::New
+        match session.window.get((request_id - session.base) as usize) {
+            Some(Some(stored)) => Check::Duplicate {
+                seq: stored.seq,
+                outcome: stored.outcome.clone(),
+            },
+            _ => Check::New,
+        }
     }
 
     /// Remembers the outcome of a request that ran at `seq`.
     pub fn record(&mut self, client: ClientId, request_id: u64, seq: u64, outcome: &Outcome) {
         let session = self.by_client.entry(client).or_default();
-        if session.last_seq != 0 {
-            self.by_last_seq.remove(&session.last_seq);
-        }
         session.last_seq = seq;
-        self.by_last_seq.insert(seq, client);
-        session.results.insert(
-            request_id,
-            StoredResult {
-                seq,
-                outcome: outcome.clone(),
-            },
-        );
-        if session.results.len() > self.session_results_max {
-            let (evicted, _) = session
-                .results
-                .pop_first()
-                .expect("over the limit, so not empty");
-            session.forgotten_below = session.forgotten_below.max(evicted + 1);
+        debug_assert!(request_id >= session.base, "check() refuses forgotten ids");
+        // Keep at most `session_results_max` ids: a request far ahead of
+        // the window pushes the oldest results out.
+        let results_max = self.session_results_max as u64;
+        if request_id >= session.base + results_max {
+            session.forget_below(request_id + 1 - results_max);
         }
+        let slot = (request_id - session.base) as usize;
+        if session.window.len() <= slot {
+            session.window.resize(slot + 1, None);
+        }
+        session.window[slot] = Some(StoredResult {
+            seq,
+            outcome: outcome.clone(),
+        });
         if self.by_client.len() > self.sessions_max {
-            let (_, oldest) = self
-                .by_last_seq
-                .pop_first()
-                .expect("as many index entries as sessions");
-            self.by_client.remove(&oldest);
+            self.evict_least_recent();
         }
-        debug_assert_eq!(self.by_client.len(), self.by_last_seq.len());
+    }
+
+    /// Drops the least recently active eighth of the clients, ordered by
+    /// their last sequence number (then id), so every replica drops the
+    /// same ones. Done in bulk so the common path keeps no LRU index.
+    fn evict_least_recent(&mut self) {
+        let mut by_age: Vec<(u64, ClientId)> = self
+            .by_client
+            .iter()
+            .map(|(client, session)| (session.last_seq, *client))
+            .collect();
+        by_age.sort_unstable();
+        let evict = (self.sessions_max / 8).max(1).min(by_age.len());
+        for (_, client) in &by_age[..evict] {
+            self.by_client.remove(client);
+        }
     }
 
     #[cfg(test)]
@@ -164,10 +177,15 @@ mod tests {
         sessions.record(1, 2, 2, &committed(2));
         sessions.record(1, 3, 3, &committed(3));
         assert!(matches!(sessions.check(1, 1, 0), Check::Forgotten));
-        sessions.record(2, 1, 4, &committed(4));
-        sessions.record(3, 1, 5, &committed(5));
+        assert!(matches!(sessions.check(1, 2, 0), Check::Duplicate { .. }));
+        // An id far ahead pushes the whole window out.
+        sessions.record(1, 10, 4, &committed(9));
+        assert!(matches!(sessions.check(1, 3, 0), Check::Forgotten));
+        assert!(matches!(sessions.check(1, 9, 0), Check::New));
+        sessions.record(2, 1, 5, &committed(4));
+        sessions.record(3, 1, 6, &committed(5));
         assert_eq!(sessions.len(), 2);
-        // Client 1 was least recently used, so it went.
+        // Client 1 was least recently active, so it went.
         assert!(matches!(sessions.check(1, 3, 0), Check::New));
         assert!(matches!(sessions.check(2, 1, 0), Check::Duplicate { .. }));
     }
