@@ -1,0 +1,1464 @@
+//! The example modules (`ordo::modules`) exercised through the public
+//! embedded `Node` API, against a real node with a real fsync'd log in a
+//! temporary directory.
+//!
+//! Module compilation costs about a second per module in a debug build, so
+//! each test opens one node and makes many assertions against it.
+//!
+//! The `known_bug_*` tests at the end are `#[ignore]`d: they document
+//! engine bugs and fail until those are fixed
+//! (`cargo test --test examples -- --ignored`).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ordo::modules::{BANK, HOSTILE, KV, LOCK, SMALLBANK};
+use ordo::{
+    Abort, AbortKind, ArgsEncoding, CallError, Called, Node, NodeConfig, NodeError, Outcome,
+    TxOutcome,
+};
+use ordo_engine::{DeployError, ParamInfo};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How long any single wait for a completion may take before the test
+/// fails instead of hanging.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn open_node(dir: &tempfile::TempDir) -> Node {
+    Node::open(NodeConfig::new(dir.path())).expect("open node")
+}
+
+#[track_caller]
+fn call<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: &A) -> Called<R> {
+    match node.call::<A, R>(procedure, args) {
+        Ok(called) => called,
+        Err(err) => panic!("{procedure} failed: {err}"),
+    }
+}
+
+#[track_caller]
+fn value<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: &A) -> R {
+    call(node, procedure, args).value
+}
+
+/// Calls `procedure` and asserts that it aborts with `kind` and a message
+/// containing every one of `needles`; returns the abort's sequence number
+/// and message.
+#[track_caller]
+fn expect_abort<A: Serialize>(
+    node: &Node,
+    procedure: &str,
+    args: &A,
+    kind: AbortKind,
+    needles: &[&str],
+) -> (u64, String) {
+    // The result type is irrelevant: an abort never decodes one.
+    match node.call::<A, serde::de::IgnoredAny>(procedure, args) {
+        Err(CallError::Aborted { seq, abort }) => {
+            check_abort(&abort, kind, needles);
+            (seq, abort.message)
+        }
+        Ok(called) => panic!(
+            "{procedure} committed at {} but should have aborted with {kind:?}",
+            called.seq
+        ),
+        Err(other) => panic!("{procedure} failed with {other} instead of aborting with {kind:?}"),
+    }
+}
+
+#[track_caller]
+fn check_abort(abort: &Abort, kind: AbortKind, needles: &[&str]) {
+    assert_eq!(abort.kind, kind, "wrong abort kind: {abort}");
+    for needle in needles {
+        assert!(
+            abort.message.contains(needle),
+            "abort message {:?} does not mention {needle:?}",
+            abort.message
+        );
+    }
+}
+
+#[track_caller]
+fn raw_abort(tx: &TxOutcome) -> &Abort {
+    match &tx.outcome {
+        Outcome::Aborted(abort) => abort,
+        other => panic!("expected an abort, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn raw_json(tx: &TxOutcome) -> serde_json::Value {
+    match &tx.outcome {
+        Outcome::Committed { result } => serde_json::from_slice(result)
+            .unwrap_or_else(|err| panic!("result {result:?} is not JSON: {err}")),
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+fn call_json(node: &Node, procedure: &str, args: &str) -> TxOutcome {
+    node.call_raw(procedure, ArgsEncoding::Json, args.as_bytes().to_vec())
+        .unwrap_or_else(|err| panic!("{procedure} {args} was not sequenced: {err}"))
+}
+
+fn state_hash(node: &Node) -> u128 {
+    node.status().engine.state_hash
+}
+
+fn position(node: &Node) -> u64 {
+    node.status().engine.position
+}
+
+/// Asserts the call aborted without changing state: the state hash is the
+/// same and the position moved by exactly one (the abort was sequenced).
+#[track_caller]
+fn expect_abort_unchanged<A: Serialize>(
+    node: &Node,
+    procedure: &str,
+    args: &A,
+    kind: AbortKind,
+    needles: &[&str],
+) -> String {
+    let before = node.status().engine;
+    let (seq, message) = expect_abort(node, procedure, args, kind, needles);
+    let after = node.status().engine;
+    assert_eq!(
+        seq,
+        before.position + 1,
+        "the abort took the next sequence number"
+    );
+    assert_eq!(after.position, seq);
+    assert_eq!(
+        after.state_hash, before.state_hash,
+        "{procedure} changed state"
+    );
+    assert_eq!(after.keys, before.keys, "{procedure} changed the key count");
+    message
+}
+
+fn params(list: &[(&str, &str)]) -> Option<Vec<ParamInfo>> {
+    Some(
+        list.iter()
+            .map(|(name, ty)| ParamInfo {
+                name: name.to_string(),
+                ty: ty.to_string(),
+            })
+            .collect(),
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+// ---------------------------------------------------------------------------
+// bank
+
+#[test]
+fn bank_open_deposit_transfer_and_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    let summary = node.deploy("bank", BANK).expect("deploy bank");
+    assert_eq!(summary.name, "bank");
+    assert_eq!(
+        summary.procedures,
+        [
+            "balance",
+            "deposit",
+            "open",
+            "open_many",
+            "total",
+            "transfer"
+        ]
+    );
+    assert_eq!(summary.sha256.len(), 64);
+
+    let opened = call::<_, ()>(&node, "open", &(1u64, 100i64));
+    assert_eq!(opened.seq, position(&node));
+    call::<_, ()>(&node, "open", &(2u64, 0i64));
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 100);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 0);
+
+    call::<_, ()>(&node, "deposit", &(1u64, 50i64));
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    let moved = call::<_, ()>(&node, "transfer", &(1u64, 2u64, 30i64));
+    assert!(moved.seq > opened.seq, "sequence numbers grow");
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 120);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 30);
+    assert_eq!(value::<_, i64>(&node, "total", &()), 150);
+
+    // Insufficient funds: nothing moves, the state hash is unchanged.
+    expect_abort_unchanged(
+        &node,
+        "transfer",
+        &(2u64, 1u64, 31i64),
+        AbortKind::User,
+        &["insufficient funds", "account 2", "30", "31"],
+    );
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 120);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 30);
+    // Exactly the whole balance is allowed.
+    call::<_, ()>(&node, "transfer", &(2u64, 1u64, 30i64));
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 0);
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    // Unknown accounts, on either side and for every procedure that reads one.
+    let hash = state_hash(&node);
+    for (procedure, args) in [
+        (
+            "transfer",
+            postcard::to_stdvec(&(1u64, 99u64, 5i64)).unwrap(),
+        ),
+        (
+            "transfer",
+            postcard::to_stdvec(&(99u64, 1u64, 5i64)).unwrap(),
+        ),
+        ("deposit", postcard::to_stdvec(&(99u64, 5i64)).unwrap()),
+        ("balance", postcard::to_stdvec(&(99u64,)).unwrap()),
+    ] {
+        let tx = node
+            .call_raw(procedure, ArgsEncoding::Postcard, args)
+            .unwrap();
+        check_abort(raw_abort(&tx), AbortKind::User, &["no such account: 99"]);
+    }
+    assert_eq!(state_hash(&node), hash);
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    // Duplicate open keeps the existing balance.
+    expect_abort_unchanged(
+        &node,
+        "open",
+        &(1u64, 7i64),
+        AbortKind::User,
+        &["account 1 already exists"],
+    );
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    // Negative amounts.
+    expect_abort_unchanged(
+        &node,
+        "open",
+        &(3u64, -1i64),
+        AbortKind::User,
+        &["initial balance -1 is negative"],
+    );
+    expect_abort(
+        &node,
+        "balance",
+        &(3u64,),
+        AbortKind::User,
+        &["no such account: 3"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "deposit",
+        &(1u64, -5i64),
+        AbortKind::User,
+        &["deposit amount -5 is negative"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "transfer",
+        &(1u64, 2u64, -5i64),
+        AbortKind::User,
+        &["transfer amount -5 is not positive"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "transfer",
+        &(1u64, 2u64, 0i64),
+        AbortKind::User,
+        &["not positive"],
+    );
+
+    // Self-transfer.
+    expect_abort_unchanged(
+        &node,
+        "transfer",
+        &(1u64, 1u64, 10i64),
+        AbortKind::User,
+        &["cannot transfer from account 1 to itself"],
+    );
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    // Overflow is refused, not wrapped.
+    call::<_, ()>(&node, "open", &(4u64, i64::MAX));
+    expect_abort_unchanged(
+        &node,
+        "deposit",
+        &(4u64, 1i64),
+        AbortKind::User,
+        &["account 4's balance would overflow"],
+    );
+    expect_abort(&node, "total", &(), AbortKind::User, &["overflows i64"]);
+    expect_abort_unchanged(
+        &node,
+        "transfer",
+        &(1u64, 4u64, 1i64),
+        AbortKind::User,
+        &["would overflow"],
+    );
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 150);
+
+    // open_many, then total. (A fresh node so the overflowing account 4
+    // does not poison `total`.)
+    drop(node);
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("bank", BANK).unwrap();
+    assert_eq!(value::<_, i64>(&node, "total", &()), 0);
+    call::<_, ()>(&node, "open", &(5u64, 1_000i64));
+    let keys = node.status().engine.keys;
+    call::<_, ()>(&node, "open_many", &(100u64, 50u64, 10i64));
+    assert_eq!(node.status().engine.keys, keys + 50);
+    assert_eq!(value::<_, i64>(&node, "total", &()), 1_000 + 50 * 10);
+    assert_eq!(value::<_, i64>(&node, "balance", &(100u64,)), 10);
+    assert_eq!(value::<_, i64>(&node, "balance", &(149u64,)), 10);
+    expect_abort(
+        &node,
+        "balance",
+        &(150u64,),
+        AbortKind::User,
+        &["no such account: 150"],
+    );
+    // Overlapping an existing account opens none of them.
+    expect_abort_unchanged(
+        &node,
+        "open_many",
+        &(140u64, 20u64, 1i64),
+        AbortKind::User,
+        &["account 140 already exists"],
+    );
+    expect_abort(
+        &node,
+        "balance",
+        &(155u64,),
+        AbortKind::User,
+        &["no such account"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "open_many",
+        &(u64::MAX, 2u64, 1i64),
+        AbortKind::User,
+        &["overflow"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "open_many",
+        &(1_000u64, 2u64, -1i64),
+        AbortKind::User,
+        &["negative"],
+    );
+    assert_eq!(value::<_, i64>(&node, "total", &()), 1_500);
+    call::<_, ()>(&node, "transfer", &(5u64, 120u64, 250i64));
+    assert_eq!(value::<_, i64>(&node, "balance", &(120u64,)), 260);
+    assert_eq!(
+        value::<_, i64>(&node, "total", &()),
+        1_500,
+        "transfers conserve money"
+    );
+}
+
+#[test]
+fn procedure_listing_upgrade_and_clashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    assert!(node.procedures().is_empty());
+    node.deploy("bank", BANK).unwrap();
+
+    let listed: Vec<_> = node
+        .procedures()
+        .into_iter()
+        .map(|p| (p.name, p.module, p.params, p.read_only))
+        .collect();
+    let bank = |name: &str, ps: &[(&str, &str)], read_only: bool| {
+        (name.to_string(), "bank".to_string(), params(ps), read_only)
+    };
+    assert_eq!(
+        listed,
+        vec![
+            bank("balance", &[("id", "u64")], true),
+            bank("deposit", &[("id", "u64"), ("amount", "i64")], false),
+            bank("open", &[("id", "u64"), ("balance", "i64")], false),
+            bank(
+                "open_many",
+                &[("first_id", "u64"), ("count", "u64"), ("balance", "i64")],
+                false
+            ),
+            bank("total", &[], true),
+            bank(
+                "transfer",
+                &[("from", "u64"), ("to", "u64"), ("amount", "i64")],
+                false
+            ),
+        ]
+    );
+
+    call::<_, ()>(&node, "open", &(1u64, 100i64));
+    call::<_, ()>(&node, "open", &(2u64, 5i64));
+    call::<_, ()>(&node, "transfer", &(1u64, 2u64, 40i64));
+    let before = node.status().engine;
+
+    // Redeploying the same module under the same name is an upgrade: the
+    // state is untouched and the procedures still work.
+    let upgraded = node.deploy("bank", BANK).expect("redeploy bank");
+    assert_eq!(upgraded.name, "bank");
+    let after = node.status().engine;
+    assert_eq!(after.state_hash, before.state_hash);
+    assert_eq!(after.position, before.position + 1);
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 60);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 45);
+    assert_eq!(node.procedures().len(), 6);
+
+    // The same procedures under another module name clash.
+    let hash = state_hash(&node);
+    match node.deploy("bank2", BANK) {
+        Err(CallError::Aborted { abort, .. }) => check_abort(
+            &abort,
+            AbortKind::DeployRejected,
+            &["procedure `balance` is already provided by module `bank`"],
+        ),
+        other => panic!("deploying bank twice under two names: {other:?}"),
+    }
+    assert_eq!(state_hash(&node), hash);
+    assert!(node.procedures().iter().all(|p| p.module == "bank"));
+
+    // Replacing the module with a different one under the same name drops
+    // the old procedures but keeps the data; bringing the bank back finds
+    // the balances where they were.
+    let replaced = node.deploy("bank", KV).expect("replace bank with kv");
+    assert_eq!(replaced.procedures, ["cas", "delete", "get", "incr", "put"]);
+    assert_eq!(state_hash(&node), hash);
+    let names: Vec<_> = node.procedures().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["cas", "delete", "get", "incr", "put"]);
+    assert!(node.procedures().iter().all(|p| p.module == "bank"));
+    expect_abort(
+        &node,
+        "balance",
+        &(1u64,),
+        AbortKind::UnknownProcedure,
+        &["no deployed module provides procedure `balance`"],
+    );
+    assert_eq!(value::<_, i64>(&node, "incr", &("c", 2i64)), 2);
+
+    node.deploy("bank", BANK).expect("bring bank back");
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 60);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 45);
+    assert_eq!(value::<_, i64>(&node, "total", &()), 105);
+    expect_abort(
+        &node,
+        "incr",
+        &("c", 2i64),
+        AbortKind::UnknownProcedure,
+        &["`incr`"],
+    );
+
+    // And it all survives a restart: the log replays to the same state.
+    let status = node.status();
+    drop(node);
+    let node = open_node(&dir);
+    assert_eq!(node.status().engine, status.engine);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 45);
+    assert_eq!(node.procedures().len(), 6);
+}
+
+#[test]
+fn deploy_rejections_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    let before = node.status();
+
+    match node.deploy("bank", b"this is not wasm") {
+        Err(CallError::Node(NodeError::Deploy(DeployError::Invalid(reason)))) => {
+            assert!(!reason.is_empty());
+        }
+        other => panic!("garbage bytes: {other:?}"),
+    }
+    match node.deploy("my bank", BANK) {
+        Err(CallError::Node(NodeError::Deploy(DeployError::BadModuleName(name)))) => {
+            assert_eq!(name, "my bank");
+        }
+        other => panic!("module name with a space: {other:?}"),
+    }
+    match node.deploy("", BANK) {
+        Err(CallError::Node(NodeError::Deploy(DeployError::BadModuleName(_)))) => {}
+        other => panic!("empty module name: {other:?}"),
+    }
+    // A valid but empty wasm module is not an ordo module.
+    match node.deploy("empty", b"\0asm\x01\0\0\0") {
+        Err(CallError::Node(NodeError::Deploy(err))) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("memory") || message.contains("procedures"),
+                "{message}"
+            );
+        }
+        other => panic!("empty module: {other:?}"),
+    }
+    // Truncated module.
+    match node.deploy("bank", &BANK[..BANK.len() / 2]) {
+        Err(CallError::Node(NodeError::Deploy(DeployError::Invalid(_)))) => {}
+        other => panic!("truncated module: {other:?}"),
+    }
+
+    assert_eq!(node.status(), before, "a refused deploy takes no log entry");
+    assert!(node.procedures().is_empty());
+    expect_abort(
+        &node,
+        "balance",
+        &(1u64,),
+        AbortKind::UnknownProcedure,
+        &["`balance`"],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// kv
+
+#[test]
+fn kv_get_put_cas_incr_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("kv", KV).unwrap();
+
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), None);
+    call::<_, ()>(&node, "put", &("a", 5i64));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), Some(5));
+    call::<_, ()>(&node, "put", &("a", -7i64));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), Some(-7));
+    // Keys are distinct, including prefixes and embedded NULs.
+    call::<_, ()>(&node, "put", &("ab", 1i64));
+    call::<_, ()>(&node, "put", &("a\0", 2i64));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), Some(-7));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("ab",)), Some(1));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a\0",)), Some(2));
+
+    // cas: wrong expectation fails and changes nothing.
+    let hash = state_hash(&node);
+    assert!(!value::<_, bool>(&node, "cas", &("a", Some(5i64), 9i64)));
+    assert!(!value::<_, bool>(&node, "cas", &("a", None::<i64>, 9i64)));
+    assert_eq!(state_hash(&node), hash);
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), Some(-7));
+    // Right expectation succeeds.
+    assert!(value::<_, bool>(&node, "cas", &("a", Some(-7i64), 9i64)));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), Some(9));
+    // `None` means "absent": creates a key, and fails once it exists.
+    assert!(value::<_, bool>(
+        &node,
+        "cas",
+        &("fresh", None::<i64>, 1i64)
+    ));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("fresh",)), Some(1));
+    assert!(!value::<_, bool>(
+        &node,
+        "cas",
+        &("fresh", None::<i64>, 2i64)
+    ));
+    assert!(!value::<_, bool>(
+        &node,
+        "cas",
+        &("absent", Some(0i64), 2i64)
+    ));
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("absent",)), None);
+
+    // incr returns the new value; an absent key counts as 0.
+    assert_eq!(value::<_, i64>(&node, "incr", &("n", 5i64)), 5);
+    assert_eq!(value::<_, i64>(&node, "incr", &("n", 5i64)), 10);
+    assert_eq!(value::<_, i64>(&node, "incr", &("n", -12i64)), -2);
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("n",)), Some(-2));
+    call::<_, ()>(&node, "put", &("big", i64::MAX - 1));
+    assert_eq!(value::<_, i64>(&node, "incr", &("big", 1i64)), i64::MAX);
+    expect_abort_unchanged(
+        &node,
+        "incr",
+        &("big", 1i64),
+        AbortKind::User,
+        &["incrementing \"big\" by 1 overflows i64"],
+    );
+    assert_eq!(
+        value::<_, Option<i64>>(&node, "get", &("big",)),
+        Some(i64::MAX)
+    );
+
+    // The metadata spells parameter types as written in the source.
+    let cas = node
+        .procedures()
+        .into_iter()
+        .find(|p| p.name == "cas")
+        .unwrap();
+    assert_eq!(
+        cas.params,
+        params(&[
+            ("key", "String"),
+            ("expected", "Option<i64>"),
+            ("new", "i64")
+        ])
+    );
+    assert!(!cas.read_only);
+
+    // delete returns whether the key existed.
+    let keys = node.status().engine.keys;
+    assert!(value::<_, bool>(&node, "delete", &("a",)));
+    assert_eq!(node.status().engine.keys, keys - 1);
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("a",)), None);
+    assert!(!value::<_, bool>(&node, "delete", &("a",)));
+    assert_eq!(node.status().engine.keys, keys - 1);
+    assert_eq!(value::<_, Option<i64>>(&node, "get", &("ab",)), Some(1));
+    // A deleted key is absent for cas and incr too.
+    assert!(value::<_, bool>(&node, "cas", &("a", None::<i64>, 3i64)));
+    assert!(value::<_, bool>(&node, "delete", &("a",)));
+    assert_eq!(value::<_, i64>(&node, "incr", &("a", 4i64)), 4);
+
+    // Deleting then re-creating the same content restores the state hash
+    // (the hash is of the contents, not of the history).
+    let hash = state_hash(&node);
+    assert!(value::<_, bool>(&node, "delete", &("ab",)));
+    assert_ne!(state_hash(&node), hash);
+    call::<_, ()>(&node, "put", &("ab", 1i64));
+    assert_eq!(state_hash(&node), hash);
+}
+
+// ---------------------------------------------------------------------------
+// lock
+
+#[test]
+fn lock_tokens_leases_and_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("lock", LOCK).unwrap();
+    const HOUR: u64 = 3_600_000;
+
+    // The token is the granting transaction's sequence number.
+    let first = call::<_, u64>(&node, "acquire", &("L", "alice", HOUR));
+    assert_eq!(first.value, first.seq);
+
+    // Another owner is refused while the lease is valid.
+    let message = expect_abort_unchanged(
+        &node,
+        "acquire",
+        &("L", "bob", HOUR),
+        AbortKind::User,
+        &["lock \"L\" is held by \"alice\""],
+    );
+    assert!(message.contains("ms from now"), "{message}");
+    // Other locks are independent.
+    let other = call::<_, u64>(&node, "acquire", &("M", "bob", HOUR));
+    assert_eq!(other.value, other.seq);
+
+    // The holder writes with its token.
+    call::<_, ()>(&node, "write_with_token", &("L", first.value, "k", "v1"));
+    assert_eq!(
+        value::<_, Option<String>>(&node, "read", &("k",)),
+        Some("v1".to_string())
+    );
+    assert_eq!(
+        value::<_, Option<String>>(&node, "read", &("nothing",)),
+        None
+    );
+
+    // Renewal by the holder issues a newer token; the old one is now stale.
+    let second = call::<_, u64>(&node, "acquire", &("L", "alice", HOUR));
+    assert_eq!(second.value, second.seq);
+    assert!(second.value > first.value);
+    let stale = format!(
+        "stale fencing token {} for lock \"L\": the newest is {}",
+        first.value, second.value
+    );
+    expect_abort_unchanged(
+        &node,
+        "write_with_token",
+        &("L", first.value, "k", "stale write"),
+        AbortKind::User,
+        &[&stale],
+    );
+    expect_abort_unchanged(
+        &node,
+        "write_with_token",
+        &("L", second.value + 1000, "k", "forged"),
+        AbortKind::User,
+        &["was never granted"],
+    );
+    // M's token does not fence L.
+    expect_abort_unchanged(
+        &node,
+        "write_with_token",
+        &("L", other.value, "k", "wrong lock"),
+        AbortKind::User,
+        &["stale fencing token"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "write_with_token",
+        &("nope", 1u64, "k", "x"),
+        AbortKind::User,
+        &["no such lock: \"nope\""],
+    );
+    assert_eq!(
+        value::<_, Option<String>>(&node, "read", &("k",)),
+        Some("v1".to_string())
+    );
+    call::<_, ()>(&node, "write_with_token", &("L", second.value, "k", "v2"));
+    assert_eq!(
+        value::<_, Option<String>>(&node, "read", &("k",)),
+        Some("v2".to_string())
+    );
+
+    // Release: only by the holder.
+    expect_abort_unchanged(
+        &node,
+        "release",
+        &("L", "bob"),
+        AbortKind::User,
+        &["lock \"L\" is held by \"alice\", not \"bob\""],
+    );
+    expect_abort_unchanged(
+        &node,
+        "release",
+        &("nope", "alice"),
+        AbortKind::User,
+        &["no such lock"],
+    );
+    call::<_, ()>(&node, "release", &("L", "alice"));
+    expect_abort_unchanged(
+        &node,
+        "release",
+        &("L", "alice"),
+        AbortKind::User,
+        &["lock \"L\" is not held"],
+    );
+    // Released, so bob may take it; alice's token is superseded.
+    let third = call::<_, u64>(&node, "acquire", &("L", "bob", HOUR));
+    assert_eq!(third.value, third.seq);
+    expect_abort(
+        &node,
+        "write_with_token",
+        &("L", second.value, "k", "late alice"),
+        AbortKind::User,
+        &["stale fencing token"],
+    );
+    call::<_, ()>(&node, "write_with_token", &("L", third.value, "k", "v3"));
+    assert_eq!(
+        value::<_, Option<String>>(&node, "read", &("k",)),
+        Some("v3".to_string())
+    );
+
+    // A zero-length lease has expired by the next transaction (log time
+    // never goes backwards), so another owner may take the lock without
+    // any waiting.
+    let short = call::<_, u64>(&node, "acquire", &("Z", "carol", 0u64));
+    let taken = call::<_, u64>(&node, "acquire", &("Z", "dave", HOUR));
+    assert_eq!(taken.value, taken.seq);
+    assert!(taken.value > short.value);
+    // The expired holder can no longer release it.
+    expect_abort(
+        &node,
+        "release",
+        &("Z", "carol"),
+        AbortKind::User,
+        &["held by \"dave\", not \"carol\""],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// smallbank
+
+#[test]
+fn smallbank_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("smallbank", SMALLBANK).unwrap();
+
+    let balance = |id: u64| value::<_, i64>(&node, "balance", &(id,));
+
+    call::<_, ()>(&node, "create_account", &(1u64, 100i64, 50i64));
+    call::<_, ()>(&node, "create_account", &(2u64, 10i64, 0i64));
+    assert_eq!(balance(1), 150);
+    assert_eq!(balance(2), 10);
+    expect_abort_unchanged(
+        &node,
+        "create_account",
+        &(1u64, 1i64, 1i64),
+        AbortKind::User,
+        &["customer 1 already exists"],
+    );
+    expect_abort(
+        &node,
+        "balance",
+        &(9u64,),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+
+    // DepositChecking.
+    call::<_, ()>(&node, "deposit_checking", &(1u64, 25i64)); // checking 125
+    assert_eq!(balance(1), 175);
+    expect_abort_unchanged(
+        &node,
+        "deposit_checking",
+        &(1u64, -1i64),
+        AbortKind::User,
+        &["deposit amount -1 is negative"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "deposit_checking",
+        &(9u64, 1i64),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+
+    // TransactSavings: may be negative, but savings may not go below 0.
+    call::<_, ()>(&node, "transact_savings", &(1u64, -30i64)); // savings 20
+    assert_eq!(balance(1), 145);
+    call::<_, ()>(&node, "transact_savings", &(1u64, -20i64)); // savings 0
+    assert_eq!(balance(1), 125);
+    expect_abort_unchanged(
+        &node,
+        "transact_savings",
+        &(1u64, -1i64),
+        AbortKind::User,
+        &["savings of customer 1 would become negative (-1)"],
+    );
+    call::<_, ()>(&node, "transact_savings", &(1u64, 40i64)); // savings 40
+    assert_eq!(balance(1), 165);
+
+    // SendPayment: 1 (checking 125) pays 2 (checking 10).
+    call::<_, ()>(&node, "send_payment", &(1u64, 2u64, 100i64));
+    assert_eq!(balance(1), 65); // checking 25, savings 40
+    assert_eq!(balance(2), 110); // checking 110, savings 0
+    // Savings do not count for send_payment: 1 has 65 in total but 25 in
+    // checking.
+    expect_abort_unchanged(
+        &node,
+        "send_payment",
+        &(1u64, 2u64, 26i64),
+        AbortKind::User,
+        &["insufficient funds: customer 1 has 25 in checking, needs 26"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "send_payment",
+        &(1u64, 9u64, 1i64),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "send_payment",
+        &(9u64, 1u64, 1i64),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+    assert_eq!(balance(1), 65);
+    assert_eq!(balance(2), 110);
+    // Paying oneself changes nothing.
+    call::<_, ()>(&node, "send_payment", &(1u64, 1u64, 25i64));
+    assert_eq!(balance(1), 65);
+
+    // WriteCheck: no penalty when checking + savings covers the amount,
+    // even if checking goes negative.
+    call::<_, ()>(&node, "create_account", &(3u64, 10i64, 5i64));
+    call::<_, ()>(&node, "write_check", &(3u64, 15i64)); // checking -5
+    assert_eq!(balance(3), 0);
+    // Now the total (0) is below the amount (1): debit 1 plus a penalty of 1.
+    call::<_, ()>(&node, "write_check", &(3u64, 1i64)); // checking -7
+    assert_eq!(balance(3), -2);
+    // Savings are untouched by write_check: moving 5 out of savings leaves
+    // checking at -7.
+    call::<_, ()>(&node, "transact_savings", &(3u64, -5i64));
+    assert_eq!(balance(3), -7);
+    expect_abort_unchanged(
+        &node,
+        "write_check",
+        &(9u64, 1i64),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+
+    // Amalgamate: all of 1's funds go to 2's checking; 1 ends with zero.
+    call::<_, ()>(&node, "amalgamate", &(1u64, 2u64));
+    assert_eq!(balance(1), 0);
+    assert_eq!(balance(2), 175);
+    // The funds landed in checking: 2 can now pay 175 from checking.
+    call::<_, ()>(&node, "send_payment", &(2u64, 3u64, 175i64));
+    assert_eq!(balance(2), 0);
+    assert_eq!(balance(3), 168);
+    // Amalgamating a customer into itself neither doubles nor loses money.
+    call::<_, ()>(&node, "transact_savings", &(3u64, 2i64)); // checking 168, savings 2
+    call::<_, ()>(&node, "amalgamate", &(3u64, 3u64));
+    assert_eq!(balance(3), 170);
+    expect_abort_unchanged(
+        &node,
+        "amalgamate",
+        &(3u64, 9u64),
+        AbortKind::User,
+        &["no such customer: 9"],
+    );
+    assert_eq!(balance(3), 170);
+
+    // create_many: all or nothing.
+    let keys = node.status().engine.keys;
+    call::<_, ()>(&node, "create_many", &(100u64, 10u64, 7i64, 3i64));
+    assert_eq!(node.status().engine.keys, keys + 20, "two tables");
+    assert_eq!(balance(100), 10);
+    assert_eq!(balance(109), 10);
+    expect_abort_unchanged(
+        &node,
+        "create_many",
+        &(105u64, 10u64, 1i64, 1i64),
+        AbortKind::User,
+        &["customer 105 already exists"],
+    );
+    expect_abort(
+        &node,
+        "balance",
+        &(110u64,),
+        AbortKind::User,
+        &["no such customer: 110"],
+    );
+
+    // The bank module exports `balance` too: deploying it next to
+    // smallbank is a procedure-name clash, and changes nothing.
+    let before = node.status().engine;
+    match node.deploy("bank", BANK) {
+        Err(CallError::Aborted { seq, abort }) => {
+            assert_eq!(
+                seq,
+                before.position + 1,
+                "the rejected deploy was sequenced"
+            );
+            check_abort(
+                &abort,
+                AbortKind::DeployRejected,
+                &["procedure `balance` is already provided by module `smallbank`"],
+            );
+        }
+        other => panic!("deploying bank next to smallbank: {other:?}"),
+    }
+    assert_eq!(node.status().engine.state_hash, before.state_hash);
+    assert!(node.procedures().iter().all(|p| p.module == "smallbank"));
+    assert_eq!(balance(3), 170, "smallbank still serves `balance`");
+    expect_abort(
+        &node,
+        "open",
+        &(1u64, 1i64),
+        AbortKind::UnknownProcedure,
+        &["`open`"],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// argument encodings and limits
+
+#[test]
+fn json_arguments_and_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("bank", BANK).unwrap();
+
+    // JSON in, JSON out.
+    let opened = call_json(&node, "open", r#"{"id":1,"balance":5}"#);
+    assert_eq!(raw_json(&opened), serde_json::Value::Null);
+    assert!(!opened.duplicate);
+    let tx = call_json(&node, "balance", r#"{"id":1}"#);
+    assert_eq!(raw_json(&tx), serde_json::json!(5));
+    assert_eq!(
+        tx.outcome,
+        Outcome::Committed {
+            result: b"5".to_vec()
+        }
+    );
+    // Field order does not matter; whitespace is fine.
+    call_json(&node, "open", r#" { "balance" : 7 , "id" : 2 } "#);
+    assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 7);
+    assert_eq!(
+        raw_json(&call_json(&node, "total", "{}")),
+        serde_json::json!(12)
+    );
+    // The postcard and JSON encodings reach the same state.
+    assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 5);
+    // A user abort in JSON carries the procedure's reason.
+    let tx = call_json(&node, "transfer", r#"{"from":1,"to":2,"amount":6}"#);
+    check_abort(raw_abort(&tx), AbortKind::User, &["insufficient funds"]);
+
+    let hash = state_hash(&node);
+    // Malformed JSON.
+    for malformed in [r#"{"id":1,"balance":5"#, "", "not json", r#"{"id":1,}"#] {
+        let tx = call_json(&node, "open", malformed);
+        check_abort(
+            raw_abort(&tx),
+            AbortKind::BadArguments,
+            &["JSON arguments do not decode"],
+        );
+    }
+    // A missing field is named.
+    let tx = call_json(&node, "open", r#"{"id":3}"#);
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["missing field `balance`"],
+    );
+    // An unknown field is named.
+    let tx = call_json(&node, "open", r#"{"id":3,"balance":5,"color":"red"}"#);
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["unknown field `color`"],
+    );
+    // A wrong type.
+    let tx = call_json(&node, "open", r#"{"id":"three","balance":5}"#);
+    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["invalid type"]);
+    let tx = call_json(&node, "open", r#"{"id":-3,"balance":5}"#);
+    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["-3"]);
+    // Not a struct at all. (A JSON *array* is accepted positionally; see
+    // `known_bug_json_array_arguments_are_accepted` below.)
+    for not_an_object in ["null", "5", r#""id""#] {
+        let tx = call_json(&node, "balance", not_an_object);
+        check_abort(raw_abort(&tx), AbortKind::BadArguments, &["invalid type"]);
+    }
+    let tx = call_json(&node, "total", r#"{"x":1}"#);
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["unknown field `x`"],
+    );
+
+    // Postcard: trailing garbage, truncation, nothing at all.
+    let mut args = postcard::to_stdvec(&(1u64,)).unwrap();
+    args.extend_from_slice(&[0xde, 0xad]);
+    let tx = node
+        .call_raw("balance", ArgsEncoding::Postcard, args)
+        .unwrap();
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["2 trailing bytes"],
+    );
+    let tx = node
+        .call_raw("balance", ArgsEncoding::Postcard, Vec::new())
+        .unwrap();
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["postcard arguments do not decode"],
+    );
+    let tx = node
+        .call_raw("balance", ArgsEncoding::Postcard, vec![0x80])
+        .unwrap();
+    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["postcard"]);
+    let tx = node
+        .call_raw("total", ArgsEncoding::Postcard, vec![0])
+        .unwrap();
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["1 trailing bytes"],
+    );
+    // A typed call with the wrong argument shape is also BadArguments.
+    expect_abort(
+        &node,
+        "transfer",
+        &(1u64,),
+        AbortKind::BadArguments,
+        &["postcard"],
+    );
+    assert_eq!(state_hash(&node), hash, "bad arguments never write");
+
+    // An unknown procedure, in either encoding.
+    let tx = call_json(&node, "withdraw", r#"{"id":1}"#);
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::UnknownProcedure,
+        &["no deployed module provides procedure `withdraw`"],
+    );
+    expect_abort(
+        &node,
+        "withdraw",
+        &(1u64,),
+        AbortKind::UnknownProcedure,
+        &["`withdraw`"],
+    );
+
+    // A typed call whose result type does not match is a decode error
+    // after the commit, not an abort.
+    match node.call::<_, String>("balance", &(1u64,)) {
+        Err(CallError::Decode(_)) => {}
+        other => panic!("decoding an i64 as a String: {other:?}"),
+    }
+    assert_eq!(state_hash(&node), hash);
+}
+
+#[test]
+fn args_over_the_limit_are_refused_before_sequencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("bank", BANK).unwrap();
+    call::<_, ()>(&node, "open", &(0u64, 1i64));
+    let max = ordo::EngineConfig::default().args_bytes_max;
+    let before = node.status();
+
+    match node.call_raw("balance", ArgsEncoding::Postcard, vec![0; max + 1]) {
+        Err(NodeError::ArgsTooLarge { bytes, max: limit }) => {
+            assert_eq!(bytes, max + 1);
+            assert_eq!(limit, max);
+        }
+        other => panic!("args over the limit: {other:?}"),
+    }
+    match node.call_raw("balance", ArgsEncoding::Json, vec![b' '; max + 1]) {
+        Err(NodeError::ArgsTooLarge { .. }) => {}
+        other => panic!("JSON args over the limit: {other:?}"),
+    }
+    // The typed API: a `Vec<u8>` of `max` bytes encodes to more than `max`.
+    match node.call::<_, ()>("balance", &(vec![0u8; max],)) {
+        Err(CallError::Node(NodeError::ArgsTooLarge { bytes, .. })) => assert!(bytes > max),
+        other => panic!("typed args over the limit: {other:?}"),
+    }
+    let session = node.session();
+    match session.submit("balance", ArgsEncoding::Postcard, vec![0; max + 1]) {
+        Err(NodeError::ArgsTooLarge { .. }) => {}
+        other => panic!("submitted args over the limit: {other:?}"),
+    }
+    assert_eq!(node.status(), before, "nothing was sequenced or logged");
+
+    // Exactly at the limit is sequenced (and then rejected by the module:
+    // postcard decodes `0u64` from the first byte and the rest trails).
+    let tx = node
+        .call_raw("balance", ArgsEncoding::Postcard, vec![0; max])
+        .unwrap();
+    assert_eq!(tx.seq, before.engine.position + 1);
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &[&format!("{} trailing bytes", max - 1)],
+    );
+    assert_eq!(node.status().engine.state_hash, before.engine.state_hash);
+    // And the node still serves.
+    assert_eq!(value::<_, i64>(&node, "balance", &(0u64,)), 1);
+}
+
+// ---------------------------------------------------------------------------
+// hostile
+
+/// The key the kv module uses for `"victim"` (docs/PROCEDURES.md: table
+/// name, 0x00, then the string with 0x00 escaped, then 0x00 0x00), as a
+/// (valid UTF-8) string so hostile's `write_then_*` can target it. A
+/// leaked write of hostile's value `b"x"` would read back through kv's
+/// `get("victim")` as `Some(60)` (postcard zigzag 0x78).
+const VICTIM_RAW_KEY: &str = "kv\0victim\0\0";
+
+#[track_caller]
+fn still_serving(node: &Node) {
+    let echoed = call::<_, Vec<u8>>(node, "echo", &(vec![1u8, 2, 3],));
+    assert_eq!(echoed.value, [1, 2, 3]);
+    assert_eq!(value::<_, Option<i64>>(node, "get", &("victim",)), None);
+}
+
+#[test]
+fn hostile_procedures_are_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("hostile", HOSTILE).unwrap();
+    node.deploy("kv", KV).unwrap();
+    still_serving(&node);
+
+    // Control for VICTIM_RAW_KEY: by the documented key layout, kv's own
+    // `put("victim", 60)` stores the very bytes a leaked hostile write
+    // would (that key, the value b"x"). That state is visible through
+    // `get` and has its own hash, so both checks below would see a leak.
+    let clean = state_hash(&node);
+    call::<_, ()>(&node, "put", &("victim", 60i64));
+    let leaked_hash = state_hash(&node);
+    assert!(value::<_, bool>(&node, "delete", &("victim",)));
+    assert_eq!(state_hash(&node), clean);
+    assert_ne!(leaked_hash, clean);
+
+    expect_abort_unchanged(&node, "spin", &(), AbortKind::OutOfFuel, &["out of fuel"]);
+    still_serving(&node);
+
+    expect_abort_unchanged(&node, "bomb", &(), AbortKind::MemoryLimit, &["limit"]);
+    still_serving(&node);
+
+    expect_abort_unchanged(
+        &node,
+        "recurse",
+        &(1_000_000u64,),
+        AbortKind::StackOverflow,
+        &["stack"],
+    );
+    still_serving(&node);
+    // A shallow recursion is fine.
+    let shallow = value::<_, u64>(&node, "recurse", &(100u64,));
+    assert_eq!(shallow, value::<_, u64>(&node, "recurse", &(100u64,)));
+
+    let message = expect_abort_unchanged(&node, "panic", &(), AbortKind::Trap, &["unreachable"]);
+    assert!(
+        !message.contains("deliberate"),
+        "a panic message is not reported: {message}"
+    );
+    still_serving(&node);
+    expect_abort_unchanged(&node, "trap", &(), AbortKind::Trap, &["unreachable"]);
+    still_serving(&node);
+
+    const TWO_MIB: u32 = 2 << 20;
+    expect_abort_unchanged(
+        &node,
+        "huge_result",
+        &(TWO_MIB,),
+        AbortKind::LimitExceeded,
+        &["limit"],
+    );
+    still_serving(&node);
+    let small = value::<_, Vec<u8>>(&node, "huge_result", &(1000u32,));
+    assert_eq!(small.len(), 1000);
+    assert_eq!((small[0], small[250], small[251]), (0, 250, 0));
+
+    expect_abort_unchanged(
+        &node,
+        "huge_value",
+        &(TWO_MIB,),
+        AbortKind::LimitExceeded,
+        &["value of 2097152 bytes is over the 1048576-byte limit"],
+    );
+    still_serving(&node);
+    // Exactly at the limit is allowed.
+    let keys = node.status().engine.keys;
+    call::<_, ()>(&node, "huge_value", &(1u32 << 20,));
+    assert_eq!(node.status().engine.keys, keys + 1);
+
+    let keys = node.status().engine.keys;
+    expect_abort_unchanged(
+        &node,
+        "many_writes",
+        &(200_000u32,),
+        AbortKind::LimitExceeded,
+        &["more than 100000 writes"],
+    );
+    still_serving(&node);
+    call::<_, ()>(&node, "many_writes", &(10u32,));
+    assert_eq!(node.status().engine.keys, keys + 10);
+
+    // Writes before an abort or a panic are dropped.
+    expect_abort_unchanged(
+        &node,
+        "write_then_abort",
+        &(VICTIM_RAW_KEY,),
+        AbortKind::User,
+        &["hostile: aborting after writing"],
+    );
+    still_serving(&node);
+    expect_abort_unchanged(
+        &node,
+        "write_then_panic",
+        &(VICTIM_RAW_KEY,),
+        AbortKind::Trap,
+        &[],
+    );
+    still_serving(&node);
+
+    // The transaction context.
+    let wall_before = now_ms();
+    let first = call::<_, (u64, u64, u64)>(&node, "context", &());
+    let second = call::<_, (u64, u64, u64)>(&node, "context", &());
+    let wall_after = now_ms();
+    let (seq1, now1, random1) = first.value;
+    let (seq2, now2, random2) = second.value;
+    assert_eq!(seq1, first.seq);
+    assert_eq!(seq2, second.seq);
+    assert!(seq2 > seq1);
+    const DAY_MS: u64 = 24 * 3_600_000;
+    for now in [now1, now2] {
+        assert!(
+            now + DAY_MS >= wall_before && now <= wall_after + DAY_MS,
+            "now_ms {now} is not within a day of the wall clock ({wall_before}..{wall_after})"
+        );
+    }
+    assert!(now2 >= now1, "log time never goes backwards");
+    assert_ne!(
+        random1, random2,
+        "different transactions see different random numbers"
+    );
+    // In JSON the tuple is an array.
+    let tx = call_json(&node, "context", "{}");
+    let json = raw_json(&tx);
+    assert_eq!(json[0], serde_json::json!(tx.seq));
+    assert!(json[1].as_u64().unwrap() >= now2);
+    assert!(json[2].is_u64());
+
+    // Everything above replays to the same state after a restart.
+    let status = node.status();
+    drop(node);
+    let node = open_node(&dir);
+    assert_eq!(node.status().engine, status.engine);
+    still_serving(&node);
+}
+
+// ---------------------------------------------------------------------------
+// overload
+
+/// Calls, retrying while the node reports `Overloaded` (what its error
+/// message asks clients to do). No sleeping: `Overloaded` clears once the
+/// executor has finished the batches in flight, which the loop merely
+/// waits for. (Needed even right after every answer has arrived: see
+/// `known_bug_sequential_calls_are_refused_as_overloaded`.)
+fn call_retrying<R: DeserializeOwned>(node: &Node, procedure: &str, args: &impl Serialize) -> R {
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        match node.call::<_, R>(procedure, args) {
+            Ok(called) => return called.value,
+            Err(CallError::Node(NodeError::Overloaded { .. })) if Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            Err(other) => panic!("{procedure}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn overload_refuses_the_excess_and_completes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::new(dir.path());
+    config.inflight_max = 4;
+    let node = Node::open(config).unwrap();
+    node.deploy("hostile", HOSTILE).unwrap();
+    node.deploy("kv", KV).unwrap();
+
+    let session = node.session();
+    // `spin` burns the whole fuel budget, so the executor is busy for far
+    // longer than the loop below takes to enqueue 64 requests: at most a
+    // few of them fit under the limit, the rest must be refused. (Retried
+    // because the deploys' answers may still count as in flight.)
+    let spin = retry_submit(&session, "spin", Vec::new());
+    let incr = postcard::to_stdvec(&("n", 1i64)).unwrap();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..64 {
+        match session.submit("incr", ArgsEncoding::Postcard, incr.clone()) {
+            Ok(request_id) => accepted.push(request_id),
+            Err(NodeError::Overloaded { inflight_max }) => {
+                assert_eq!(inflight_max, 4);
+                refused += 1;
+            }
+            Err(other) => panic!("submit: {other}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "64 submits past a limit of 4 were all accepted"
+    );
+    assert!(!accepted.is_empty(), "nothing was accepted");
+    assert_eq!(accepted.len() + refused, 64);
+
+    // Every accepted request completes, in execution order.
+    let mut results = Vec::new();
+    let mut spin_done = false;
+    for _ in 0..accepted.len() + 1 {
+        let completion = session
+            .completions()
+            .recv_timeout(ANSWER_TIMEOUT)
+            .expect("an accepted request was never answered");
+        session.acknowledge(completion.request_id);
+        let tx = completion.result.expect("accepted request failed");
+        if completion.request_id == spin {
+            check_abort(raw_abort(&tx), AbortKind::OutOfFuel, &[]);
+            spin_done = true;
+        } else {
+            assert!(accepted.contains(&completion.request_id));
+            match tx.outcome {
+                Outcome::Committed { result } => {
+                    results.push(postcard::from_bytes::<i64>(&result).unwrap());
+                }
+                other => panic!("incr did not commit: {other:?}"),
+            }
+        }
+    }
+    assert!(spin_done);
+    let expected: Vec<i64> = (1..=accepted.len() as i64).collect();
+    assert_eq!(
+        results, expected,
+        "each accepted incr ran exactly once, in order"
+    );
+    assert!(
+        session.completions().try_recv().is_err(),
+        "no extra completions"
+    );
+
+    // Refused requests left no trace, and the node takes requests again.
+    assert_eq!(
+        call_retrying::<Option<i64>>(&node, "get", &("n",)),
+        Some(accepted.len() as i64)
+    );
+}
+
+fn retry_submit(session: &ordo::Session, procedure: &str, args: Vec<u8>) -> u64 {
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        match session.submit(procedure, ArgsEncoding::Postcard, args.clone()) {
+            Ok(request_id) => return request_id,
+            Err(NodeError::Overloaded { .. }) if Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            Err(other) => panic!("{procedure}: {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Known bugs: these fail today and are ignored so the suite stays green.
+// Run them with `cargo test --test examples -- --ignored`.
+
+/// docs/ABI.md and docs/PROCEDURES.md say JSON arguments are an object
+/// keyed by parameter name, but the SDK's generated argument struct is
+/// deserialized with serde's derived `Deserialize`, which also accepts a
+/// JSON array and maps it positionally: `open [3, 5]` opens account 3
+/// with 5.
+#[test]
+#[ignore = "known bug (procedures/sdk): JSON arrays are accepted as positional arguments"]
+fn known_bug_json_array_arguments_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("bank", BANK).unwrap();
+    let tx = call_json(&node, "open", "[3,5]");
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["JSON arguments do not decode"],
+    );
+    let tx = call_json(&node, "total", "[]");
+    check_abort(
+        raw_abort(&tx),
+        AbortKind::BadArguments,
+        &["JSON arguments do not decode"],
+    );
+}
+
+/// `run_executor` (src/node.rs) sends a batch's completions *before* it
+/// subtracts the batch from `inflight`, so a caller that has already
+/// received its answer can still be counted as in flight: with
+/// `inflight_max = 1`, a strictly sequential client (never more than one
+/// request outstanding) is refused with `Overloaded` on roughly half of
+/// its calls.
+#[test]
+#[ignore = "known bug (src/node.rs): answered requests still count as in flight"]
+fn known_bug_sequential_calls_are_refused_as_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::new(dir.path());
+    config.inflight_max = 1;
+    let node = Node::open(config).unwrap();
+    node.deploy("kv", KV).unwrap();
+    let mut refused = 0;
+    for _ in 0..200 {
+        match node.call::<_, Option<i64>>("get", &("k",)) {
+            Ok(_) => {}
+            Err(CallError::Node(NodeError::Overloaded { .. })) => refused += 1,
+            Err(other) => panic!("get: {other}"),
+        }
+    }
+    assert_eq!(
+        refused, 0,
+        "{refused} of 200 sequential calls were refused as overloaded with nothing in flight"
+    );
+}
