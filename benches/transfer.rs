@@ -1,0 +1,161 @@
+//! The transfer workload (DESIGN.md): move one unit between two random
+//! accounts out of 100,000, reading both balances, checking funds, debiting
+//! and crediting.
+//!
+//! - `durable_node`: the embedded node end to end — sequencing, one
+//!   fdatasync per batch, one executor thread, completions back to the
+//!   caller. This is the figure issue #2 sets a bar for.
+//! - `executor_only`: the same transactions fed to the executor as
+//!   pre-built batches, no log: the ceiling the engine alone allows.
+//!
+//! Run: `cargo bench --bench transfer`.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ordo::{ArgsEncoding, Node, NodeConfig};
+use ordo_engine::{EngineConfig, Executor};
+use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+
+const ACCOUNTS: u64 = 100_000;
+const BALANCE: i64 = 1_000_000;
+/// Requests kept in flight by the driver: enough to cover a few fsyncs'
+/// worth of throughput (Little's law), well under the node's limit.
+const INFLIGHT: u64 = 65_536;
+const EXECUTOR_BATCH_ENTRIES: usize = 4_096;
+
+struct Picker(u64);
+
+impl Picker {
+    /// SplitMix64.
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn transfer_args(&mut self) -> Vec<u8> {
+        let from = self.next() % ACCOUNTS;
+        let to = (from + 1 + self.next() % (ACCOUNTS - 1)) % ACCOUNTS;
+        postcard::to_stdvec(&(from, to, 1i64)).unwrap()
+    }
+}
+
+fn durable_node(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(NodeConfig::new(dir.path())).unwrap();
+    node.deploy("bank", ordo::modules::BANK).unwrap();
+    for first in (0..ACCOUNTS).step_by(10_000) {
+        node.call::<_, ()>("open_many", &(first, 10_000u64, BALANCE))
+            .unwrap();
+    }
+    let session = node.session();
+    let mut picker = Picker(1);
+
+    let mut group = c.benchmark_group("transfer");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
+    group.bench_function("durable_node", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            let mut sent = 0;
+            let mut done = 0;
+            while done < iters {
+                while sent < iters && sent - done < INFLIGHT {
+                    session
+                        .submit("transfer", ArgsEncoding::Postcard, picker.transfer_args())
+                        .unwrap();
+                    sent += 1;
+                }
+                let completion = session.completions().recv().unwrap();
+                session.acknowledge(completion.request_id);
+                assert!(completion.result.unwrap().outcome.is_committed());
+                done += 1;
+                // Drain whatever else is ready before refilling.
+                while let Ok(completion) = session.completions().try_recv() {
+                    session.acknowledge(completion.request_id);
+                    assert!(completion.result.unwrap().outcome.is_committed());
+                    done += 1;
+                }
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+    let total: i64 = node.call("total", &()).unwrap().value;
+    assert_eq!(total, ACCOUNTS as i64 * BALANCE, "money must be conserved");
+}
+
+fn executor_only(c: &mut Criterion) {
+    let config = EngineConfig::default();
+    let mut executor = Executor::new(Executor::compiler(&config), config);
+    let client_id = 42;
+    let mut request_id = 0;
+    let mut next_request = || {
+        request_id += 1;
+        request_id
+    };
+    let mut setup = vec![Entry::Deploy(Deploy {
+        client_id,
+        request_id: next_request(),
+        name: "bank".into(),
+        wasm: ordo::modules::BANK.to_vec(),
+    })];
+    for first in (0..ACCOUNTS).step_by(10_000) {
+        setup.push(Entry::Invoke(Invocation {
+            client_id,
+            request_id: next_request(),
+            acked_below: 0,
+            procedure: "open_many".into(),
+            encoding: ArgsEncoding::Postcard,
+            args: postcard::to_stdvec(&(first, 10_000u64, BALANCE)).unwrap(),
+        }));
+    }
+    let setup_len = setup.len() as u64;
+    executor.execute(&Batch {
+        first_seq: 1,
+        timestamp_ms: 0,
+        entries: setup,
+    });
+    let mut next_seq = setup_len + 1;
+    let mut picker = Picker(2);
+
+    let mut group = c.benchmark_group("transfer");
+    group.throughput(Throughput::Elements(EXECUTOR_BATCH_ENTRIES as u64));
+    group.sample_size(10);
+    group.bench_function("executor_only", |b| {
+        b.iter_batched(
+            || {
+                let entries: Vec<Entry> = (0..EXECUTOR_BATCH_ENTRIES)
+                    .map(|_| {
+                        let id = next_request();
+                        Entry::Invoke(Invocation {
+                            client_id,
+                            request_id: id,
+                            acked_below: id,
+                            procedure: "transfer".into(),
+                            encoding: ArgsEncoding::Postcard,
+                            args: picker.transfer_args(),
+                        })
+                    })
+                    .collect();
+                let batch = Batch {
+                    first_seq: next_seq,
+                    timestamp_ms: 0,
+                    entries,
+                };
+                next_seq += EXECUTOR_BATCH_ENTRIES as u64;
+                batch
+            },
+            |batch| executor.execute(&batch),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_node, executor_only);
+criterion_main!(benches);
