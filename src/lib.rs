@@ -24,6 +24,6 @@
 pub mod modules;
 pub mod node;
 
-pub use node::{Called, CallError, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};
+pub use node::{CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};
 pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, TxOutcome};
 pub use ordo_sequencer::entry::ArgsEncoding;

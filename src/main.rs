@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use ordo::{ArgsEncoding, Node, NodeConfig, Outcome};
 
 #[derive(Parser)]
-#[command(name = "ordo", version, about = "A deterministic stored-procedure transaction engine")]
+#[command(
+    name = "ordo",
+    version,
+    about = "A deterministic stored-procedure transaction engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,7 +86,10 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             println!("{line}");
         }
     };
-    say(format!("ordo quickstart: embedded node in {}", data_dir.display()));
+    say(format!(
+        "ordo quickstart: embedded node in {}",
+        data_dir.display()
+    ));
     let node = Node::open(NodeConfig::new(&data_dir))
         .with_context(|| format!("opening the node in {}", data_dir.display()))?;
     if let Some(recovery) = node.recovery() {
@@ -131,7 +138,8 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let mut picker = Picker(0x5eed);
     let mut submitted_at: Vec<Option<Instant>> = Vec::new();
     let mut latencies_us: Vec<u32> = Vec::with_capacity(args.transfers as usize);
-    let first_request = 1 + 0u64;
+    // Request ids of a fresh session start at 1.
+    let first_request = 1u64;
     let mut sent = 0u64;
     let mut done = 0u64;
     let mut aborted = 0u64;
@@ -200,7 +208,10 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         latencies_us.sort_unstable();
         let percentile = |p: f64| {
             latencies_us
-                .get(((latencies_us.len() as f64 * p) as usize).min(latencies_us.len().saturating_sub(1)))
+                .get(
+                    ((latencies_us.len() as f64 * p) as usize)
+                        .min(latencies_us.len().saturating_sub(1)),
+                )
                 .map_or(0.0, |us| *us as f64 / 1000.0)
         };
         let status = node.status();
@@ -225,7 +236,11 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         );
         println!(
             "total money {total} (expected {expected_total}): {}",
-            if total == expected_total { "conserved" } else { "NOT CONSERVED" }
+            if total == expected_total {
+                "conserved"
+            } else {
+                "NOT CONSERVED"
+            }
         );
     }
     node.shutdown();

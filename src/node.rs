@@ -37,7 +37,7 @@ pub const BATCH_BYTES_MAX_DEFAULT: usize = 32 << 20;
 /// Requests accepted but not yet answered, node-wide. Past this, new
 /// requests are refused with `Overloaded` instead of queueing without
 /// bound.
-pub const INFLIGHT_MAX_DEFAULT: usize = 262_144;
+pub const INFLIGHT_MAX_DEFAULT: usize = 100_000;
 /// Durable batches waiting for the executor. When the executor falls
 /// behind, the log thread stops taking new batches.
 const EXECUTOR_QUEUE_BATCHES_MAX: usize = 8;
@@ -196,9 +196,6 @@ impl Shared {
     }
 
     fn enqueue(&self, entry: Entry, reply: Option<Sender<Completion>>) -> Result<(), NodeError> {
-        if self.stopping.load(Ordering::Relaxed) {
-            return Err(self.refusal());
-        }
         let inflight_max = self.config.inflight_max;
         if self.inflight.fetch_add(1, Ordering::AcqRel) >= inflight_max {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -209,6 +206,13 @@ impl Shared {
             Entry::Deploy(deploy) => deploy.wasm.len(),
         };
         let mut open = self.open.lock();
+        // Checked under the lock: the log thread decides to exit while
+        // holding it, so an entry added here is never stranded.
+        if self.stopping.load(Ordering::SeqCst) {
+            drop(open);
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.refusal());
+        }
         if open.entries.is_empty() {
             open.opened_at = Some(Instant::now());
             self.open_not_empty.notify_one();
@@ -216,6 +220,14 @@ impl Shared {
         open.entries.push(entry);
         open.replies.push(reply);
         open.bytes += bytes;
+        if !self.config.batch_window.is_zero()
+            && (open.entries.len() >= self.config.batch_entries_max
+                || open.bytes >= self.config.batch_bytes_max)
+        {
+            // A lingering log thread closes a full batch without waiting
+            // out the window.
+            self.open_not_empty.notify_one();
+        }
         Ok(())
     }
 }
@@ -480,11 +492,13 @@ fn run_log(
             // restart recover from what is really on disk.
             let reason = format!("log write failed: {err}");
             shared.fail(reason.clone());
-            for reply in replies.into_iter().flatten() {
-                let _ = reply.send(Completion {
-                    request_id: 0,
-                    result: Err(NodeError::Failed(reason.clone())),
-                });
+            for (entry, reply) in batch.entries.iter().zip(replies) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Completion {
+                        request_id: entry.client().1,
+                        result: Err(NodeError::Failed(reason.clone())),
+                    });
+                }
             }
             fail_open_batch(&shared, &reason);
             return;
@@ -556,7 +570,22 @@ fn fail_open_batch(shared: &Shared, reason: &str) {
     }
 }
 
+/// Marks the node failed if the executor thread unwinds: a panic there is a
+/// broken invariant (say, a gap in the log), and callers must hear about it
+/// rather than wait.
+struct FailOnPanic<'a>(&'a Shared);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail("the executor panicked; see the process's stderr".to_string());
+        }
+    }
+}
+
 fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receiver<DurableBatch>) {
+    let _fail_on_panic = FailOnPanic(&shared);
     for DurableBatch { batch, replies } in durable_rx {
         let has_deploy = batch
             .entries
@@ -571,6 +600,11 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
             status.engine = executor.status();
         }
         shared.status_changed.notify_all();
+        // Uncount the batch before answering, so a caller that has its
+        // answer is never still counted against `inflight_max`.
+        shared
+            .inflight
+            .fetch_sub(batch.entries.len(), Ordering::AcqRel);
         for ((entry, outcome), reply) in batch.entries.iter().zip(outcomes).zip(replies) {
             if let Some(reply) = reply {
                 // A caller that went away no longer wants its answer.
@@ -580,7 +614,6 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
                 });
             }
         }
-        shared.inflight.fetch_sub(batch.entries.len(), Ordering::AcqRel);
     }
 }
 
@@ -739,7 +772,10 @@ impl Session {
     pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<ModuleSummary, CallError> {
         // Checked here so a bad module never costs a log entry; the
         // executor checks again, and its answer is the one that counts.
-        self.shared.compiler.compile(name, wasm).map_err(NodeError::from)?;
+        self.shared
+            .compiler
+            .compile(name, wasm)
+            .map_err(NodeError::from)?;
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
         let entry = Entry::Deploy(Deploy {

@@ -156,7 +156,9 @@ fn live_node_replay_and_fresh_engine_agree() {
         let session = node.session();
         let mut expected = 0;
         for entry in &entries[2..] {
-            let Entry::Invoke(invocation) = entry else { unreachable!() };
+            let Entry::Invoke(invocation) = entry else {
+                unreachable!()
+            };
             session
                 .submit(
                     &invocation.procedure,

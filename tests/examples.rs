@@ -4,10 +4,6 @@
 //!
 //! Module compilation costs about a second per module in a debug build, so
 //! each test opens one node and makes many assertions against it.
-//!
-//! The `known_bug_*` tests at the end are `#[ignore]`d: they document
-//! engine bugs and fail until those are fixed
-//! (`cargo test --test examples -- --ignored`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1014,11 +1010,14 @@ fn json_arguments_and_bad_arguments() {
     check_abort(raw_abort(&tx), AbortKind::BadArguments, &["invalid type"]);
     let tx = call_json(&node, "open", r#"{"id":-3,"balance":5}"#);
     check_abort(raw_abort(&tx), AbortKind::BadArguments, &["-3"]);
-    // Not a struct at all. (A JSON *array* is accepted positionally; see
-    // `known_bug_json_array_arguments_are_accepted` below.)
+    // Not an object at all (arrays too: see `json_array_arguments_are_refused`).
     for not_an_object in ["null", "5", r#""id""#] {
         let tx = call_json(&node, "balance", not_an_object);
-        check_abort(raw_abort(&tx), AbortKind::BadArguments, &["invalid type"]);
+        check_abort(
+            raw_abort(&tx),
+            AbortKind::BadArguments,
+            &["expected an object keyed by parameter name"],
+        );
     }
     let tx = call_json(&node, "total", r#"{"x":1}"#);
     check_abort(
@@ -1302,8 +1301,7 @@ fn hostile_procedures_are_contained() {
 /// Calls, retrying while the node reports `Overloaded` (what its error
 /// message asks clients to do). No sleeping: `Overloaded` clears once the
 /// executor has finished the batches in flight, which the loop merely
-/// waits for. (Needed even right after every answer has arrived: see
-/// `known_bug_sequential_calls_are_refused_as_overloaded`.)
+/// waits for.
 fn call_retrying<R: DeserializeOwned>(node: &Node, procedure: &str, args: &impl Serialize) -> R {
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
@@ -1407,17 +1405,12 @@ fn retry_submit(session: &ordo::Session, procedure: &str, args: Vec<u8>) -> u64 
 }
 
 // ---------------------------------------------------------------------------
-// Known bugs: these fail today and are ignored so the suite stays green.
-// Run them with `cargo test --test examples -- --ignored`.
+// Regressions of bugs found by this suite.
 
-/// docs/ABI.md and docs/PROCEDURES.md say JSON arguments are an object
-/// keyed by parameter name, but the SDK's generated argument struct is
-/// deserialized with serde's derived `Deserialize`, which also accepts a
-/// JSON array and maps it positionally: `open [3, 5]` opens account 3
-/// with 5.
+/// JSON arguments are an object keyed by parameter name; serde's derived
+/// `Deserialize` would also map an array positionally (`open [3, 5]`).
 #[test]
-#[ignore = "known bug (procedures/sdk): JSON arrays are accepted as positional arguments"]
-fn known_bug_json_array_arguments_are_accepted() {
+fn json_array_arguments_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = open_node(&dir);
     node.deploy("bank", BANK).unwrap();
@@ -1435,15 +1428,10 @@ fn known_bug_json_array_arguments_are_accepted() {
     );
 }
 
-/// `run_executor` (src/node.rs) sends a batch's completions *before* it
-/// subtracts the batch from `inflight`, so a caller that has already
-/// received its answer can still be counted as in flight: with
-/// `inflight_max = 1`, a strictly sequential client (never more than one
-/// request outstanding) is refused with `Overloaded` on roughly half of
-/// its calls.
+/// A caller that has its answer is no longer counted as in flight: with
+/// `inflight_max = 1`, a strictly sequential client is never refused.
 #[test]
-#[ignore = "known bug (src/node.rs): answered requests still count as in flight"]
-fn known_bug_sequential_calls_are_refused_as_overloaded() {
+fn sequential_calls_are_never_refused_as_overloaded() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::new(dir.path());
     config.inflight_max = 1;

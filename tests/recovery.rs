@@ -81,7 +81,11 @@ fn sigkill_during_transfers_loses_no_acknowledged_transfer() {
     child.kill().unwrap();
     child.wait().unwrap();
     let client = client.expect("the load printed its client id");
-    assert!(acks.len() >= 5_000, "only {} acks before the deadline", acks.len());
+    assert!(
+        acks.len() >= 5_000,
+        "only {} acks before the deadline",
+        acks.len()
+    );
 
     // Every acknowledged transfer is in the durable log, at its sequence
     // number, under its client and request id.
@@ -192,7 +196,10 @@ fn torn_tail_is_truncated_and_the_node_carries_on() {
         drop(node);
         let reopened = Node::open(NodeConfig::new(dir.path())).unwrap();
         assert!(reopened.recovery().is_none(), "cut {cut}: repaired once");
-        assert_eq!(reopened.status().engine.position, status.engine.position + 1);
+        assert_eq!(
+            reopened.status().engine.position,
+            status.engine.position + 1
+        );
     }
 }
 

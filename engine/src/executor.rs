@@ -17,7 +17,7 @@ use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{AbortKind, ModuleSummary, Outcome, TxOutcome};
-use crate::sandbox::{CallResult, LoadedModule, Sandbox, wasmtime_engine};
+use crate::sandbox::{Call, CallResult, LoadedModule, Sandbox, wasmtime_engine};
 use crate::sessions::{Check, Sessions};
 use crate::state::StateStore;
 
@@ -124,7 +124,10 @@ impl Executor {
             self.position + 1,
             "batches must be executed in order, without gaps"
         );
-        assert!(!batch.entries.is_empty(), "the sequencer never logs empty batches");
+        assert!(
+            !batch.entries.is_empty(),
+            "the sequencer never logs empty batches"
+        );
         // Instances never live across a batch boundary (see sandbox.rs).
         self.sandbox.reset();
         let mut digest = Xxh3::new();
@@ -202,15 +205,15 @@ impl Executor {
                 ),
             );
         };
-        match self.sandbox.call(
-            &module,
-            &invocation.procedure,
-            &invocation.args,
-            invocation.encoding.abi_code(),
+        let call = Call {
+            procedure: &invocation.procedure,
+            args: &invocation.args,
+            encoding: invocation.encoding.abi_code(),
             seq,
             now_ms,
-            self.config.tx_fuel_max,
-        ) {
+            fuel: self.config.tx_fuel_max,
+        };
+        match self.sandbox.call(&module, &call) {
             CallResult::Ok => {
                 self.sandbox.commit_writes();
                 Outcome::Committed {
@@ -240,11 +243,7 @@ impl Executor {
                 });
             }
         }
-        let loaded = Arc::new(
-            self.sandbox
-                .load(compiled)
-                .map_err(DeployError::Invalid)?,
-        );
+        let loaded = Arc::new(self.sandbox.load(compiled).map_err(DeployError::Invalid)?);
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
                 self.routes.remove(&procedure.name);

@@ -154,8 +154,7 @@ fn describe_func(ty: &FuncType) -> String {
 
 fn func_matches(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
     let same = |found: &mut dyn ExactSizeIterator<Item = ValType>, expected: &[ValType]| {
-        found.len() == expected.len()
-            && found.zip(expected).all(|(a, b)| ValType::eq(&a, b))
+        found.len() == expected.len() && found.zip(expected).all(|(a, b)| ValType::eq(&a, b))
     };
     same(&mut ty.params(), params) && same(&mut ty.results(), results)
 }

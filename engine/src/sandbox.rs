@@ -125,7 +125,9 @@ impl WriteSet {
         let mut matching: Vec<_> = self
             .writes
             .iter()
-            .filter(|(key, _)| key.as_slice() >= start && end.is_none_or(|end| key.as_slice() < end))
+            .filter(|(key, _)| {
+                key.as_slice() >= start && end.is_none_or(|end| key.as_slice() < end)
+            })
             .map(|(key, value)| (key.as_slice(), value.as_deref()))
             .collect();
         matching.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -207,7 +209,12 @@ impl HostCtx {
     }
 }
 
-fn guest_range(memory: &[u8], ptr: i32, len: i32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+fn guest_range(
+    memory: &[u8],
+    ptr: i32,
+    len: i32,
+    what: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else {
         return Err(host_abort(
             AbortKind::Trap,
@@ -282,7 +289,12 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     linker.func_wrap(
         HOST_MODULE,
         "get",
-        |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32, dst_ptr: i32, dst_cap: i32| -> wasmtime::Result<i64> {
+        |mut caller: Caller<'_, HostCtx>,
+         key_ptr: i32,
+         key_len: i32,
+         dst_ptr: i32,
+         dst_cap: i32|
+         -> wasmtime::Result<i64> {
             let memory = current_memory(&caller);
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.get")?;
@@ -305,7 +317,12 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     linker.func_wrap(
         HOST_MODULE,
         "put",
-        |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| -> wasmtime::Result<()> {
+        |mut caller: Caller<'_, HostCtx>,
+         key_ptr: i32,
+         key_len: i32,
+         value_ptr: i32,
+         value_len: i32|
+         -> wasmtime::Result<()> {
             let memory = current_memory(&caller);
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.put")?;
@@ -363,10 +380,17 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let end = if end_len == -1 {
                 None
             } else {
-                Some(guest_range(guest, end_ptr, end_len, "the end key of ordo.scan")?)
+                Some(guest_range(
+                    guest,
+                    end_ptr,
+                    end_len,
+                    "the end key of ordo.scan",
+                )?)
             };
             let dst = guest_range(guest, dst_ptr, dst_cap, "the buffer of ordo.scan")?;
-            let limit = usize::try_from(limit).unwrap_or(0).min(SCAN_ENTRIES_PER_CALL_MAX);
+            let limit = usize::try_from(limit)
+                .unwrap_or(0)
+                .min(SCAN_ENTRIES_PER_CALL_MAX);
             let start_key = guest[start].to_vec();
             let end_key = end.map(|end| guest[end].to_vec());
 
@@ -490,6 +514,17 @@ pub(crate) struct LoadedModule {
     pre: InstancePre<HostCtx>,
 }
 
+/// One procedure call: what to run and the log-derived context it sees.
+pub(crate) struct Call<'a> {
+    pub procedure: &'a str,
+    pub args: &'a [u8],
+    /// The ABI encoding code (see `ArgsEncoding::abi_code`).
+    pub encoding: i32,
+    pub seq: u64,
+    pub now_ms: u64,
+    pub fuel: u64,
+}
+
 /// How a call into a procedure ended, before writes are applied.
 pub(crate) enum CallResult {
     /// Status 0: the write set in the context is to be committed.
@@ -510,7 +545,8 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     pub fn new(engine: Engine, config: EngineConfig, state: StateStore) -> Sandbox {
         let mut linker = Linker::new(&engine);
-        define_host_functions(&mut linker).expect("host functions are defined once, without clashes");
+        define_host_functions(&mut linker)
+            .expect("host functions are defined once, without clashes");
         let ctx = HostCtx {
             state,
             tx: TxContext::default(),
@@ -556,7 +592,9 @@ impl Sandbox {
                 state: StateStore::new(),
                 tx: TxContext::default(),
                 memory: None,
-                limiter: InstanceLimiter { memory_bytes_max: 0 },
+                limiter: InstanceLimiter {
+                    memory_bytes_max: 0,
+                },
                 config: EngineConfig::default(),
             },
         );
@@ -610,7 +648,11 @@ impl Sandbox {
                 .expect("validated at deploy: ordo_args_buffer has type (i32) -> i32");
             let mut procedures = LookupMap::default();
             for procedure in &module.compiled.procedures {
-                let export = format!("{}{}", crate::module::PROCEDURE_EXPORT_PREFIX, procedure.name);
+                let export = format!(
+                    "{}{}",
+                    crate::module::PROCEDURE_EXPORT_PREFIX,
+                    procedure.name
+                );
                 let func = instance
                     .get_typed_func::<(i32, i32), i32>(&mut self.store, &export)
                     .expect("validated at deploy: procedures have type (i32, i32) -> i32");
@@ -631,17 +673,8 @@ impl Sandbox {
     /// Runs one procedure call. On `CallResult::Ok` the write set and
     /// result are waiting in the context; on abort they have been cleared.
     /// A trap resets every instance.
-    pub fn call(
-        &mut self,
-        module: &LoadedModule,
-        procedure: &str,
-        args: &[u8],
-        encoding: i32,
-        seq: u64,
-        now_ms: u64,
-        fuel: u64,
-    ) -> CallResult {
-        let result = self.call_inner(module, procedure, args, encoding, seq, now_ms, fuel);
+    pub fn call(&mut self, module: &LoadedModule, call: &Call<'_>) -> CallResult {
+        let result = self.call_inner(module, call);
         let ctx = self.store.data_mut();
         match result {
             Ok(()) => CallResult::Ok,
@@ -658,17 +691,15 @@ impl Sandbox {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn call_inner(
-        &mut self,
-        module: &LoadedModule,
-        procedure: &str,
-        args: &[u8],
-        encoding: i32,
-        seq: u64,
-        now_ms: u64,
-        fuel: u64,
-    ) -> Result<(), (Abort, bool)> {
+    fn call_inner(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<(), (Abort, bool)> {
+        let Call {
+            procedure,
+            args,
+            encoding,
+            seq,
+            now_ms,
+            fuel,
+        } = *call;
         let (memory, args_buffer, func) = {
             let live = self.instance(module).map_err(|abort| (abort, true))?;
             let func = live
@@ -749,5 +780,8 @@ pub(crate) fn classify(err: &wasmtime::Error) -> Abort {
             other => Abort::new(AbortKind::Trap, format!("procedure trapped: {other}")),
         };
     }
-    Abort::new(AbortKind::Trap, "procedure failed with an unclassified error")
+    Abort::new(
+        AbortKind::Trap,
+        "procedure failed with an unclassified error",
+    )
 }

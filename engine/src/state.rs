@@ -127,11 +127,9 @@ impl StateStore {
     /// Recomputes the content hash from scratch. Used by tests and by
     /// snapshot loading to check the incremental hash.
     pub fn recompute_content_hash(&self) -> u128 {
-        self.values
-            .iter()
-            .fold(0u128, |sum, (key, value)| {
-                sum.wrapping_add(entry_hash(key, value))
-            })
+        self.values.iter().fold(0u128, |sum, (key, value)| {
+            sum.wrapping_add(entry_hash(key, value))
+        })
     }
 }
 

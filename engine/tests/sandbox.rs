@@ -249,7 +249,10 @@ fn deploy_rejects_foreign_imports_naming_them() {
     let message = deploy_error(&format!(
         r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {GOOD_TAIL})"#
     ));
-    assert!(message.contains("wasi_snapshot_preview1::fd_write"), "{message}");
+    assert!(
+        message.contains("wasi_snapshot_preview1::fd_write"),
+        "{message}"
+    );
 
     let message = deploy_error(&format!(
         r#"(module (import "ordo" "launch_missiles" (func)) {GOOD_TAIL})"#
@@ -259,7 +262,10 @@ fn deploy_rejects_foreign_imports_naming_them() {
     let message = deploy_error(&format!(
         r#"(module (import "ordo" "get" (func (param i32) (result i32))) {GOOD_TAIL})"#
     ));
-    assert!(message.contains("ordo::get") && message.contains("expected"), "{message}");
+    assert!(
+        message.contains("ordo::get") && message.contains("expected"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -288,7 +294,9 @@ fn deploy_rejects_wrong_export_signatures_naming_them() {
 
 #[test]
 fn deploy_rejects_start_functions_missing_exports_and_garbage() {
-    let message = deploy_error(&format!(r#"(module {GOOD_TAIL} (func $init) (start $init))"#));
+    let message = deploy_error(&format!(
+        r#"(module {GOOD_TAIL} (func $init) (start $init))"#
+    ));
     assert!(message.contains("start function"), "{message}");
 
     let message = deploy_error(
@@ -313,12 +321,21 @@ fn deploy_rejects_start_functions_missing_exports_and_garbage() {
 fn procedure_names_may_not_clash_across_modules() {
     let mut harness = Harness::new();
     let module = wat(&format!("(module {GOOD_TAIL})"));
-    assert!(matches!(harness.deploy("first", module.clone()), Outcome::Deployed(_)));
+    assert!(matches!(
+        harness.deploy("first", module.clone()),
+        Outcome::Deployed(_)
+    ));
     // Redeploying under the same name is an upgrade, not a clash.
-    assert!(matches!(harness.deploy("first", module.clone()), Outcome::Deployed(_)));
+    assert!(matches!(
+        harness.deploy("first", module.clone()),
+        Outcome::Deployed(_)
+    ));
     let outcome = harness.deploy("second", module);
     let message = &outcome.abort().expect("clash rejected").message;
-    assert!(message.contains("`ok`") && message.contains("`first`"), "{message}");
+    assert!(
+        message.contains("`ok`") && message.contains("`first`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -347,9 +364,19 @@ fn redeploy_switches_code_at_its_log_position() {
     });
     let after = harness.invocation("version", b"");
     let outcomes = harness.run(vec![before, upgrade, after]);
-    assert_eq!(outcomes[0].outcome, Outcome::Committed { result: b"1".to_vec() });
+    assert_eq!(
+        outcomes[0].outcome,
+        Outcome::Committed {
+            result: b"1".to_vec()
+        }
+    );
     assert!(matches!(outcomes[1].outcome, Outcome::Deployed(_)));
-    assert_eq!(outcomes[2].outcome, Outcome::Committed { result: b"2".to_vec() });
+    assert_eq!(
+        outcomes[2].outcome,
+        Outcome::Committed {
+            result: b"2".to_vec()
+        }
+    );
 }
 
 #[test]
@@ -360,7 +387,9 @@ fn duplicate_request_returns_the_original_without_running() {
     assert!(!first.duplicate);
     let hash = harness.executor.status().state_hash;
     // The same (client, request id) again, even with other arguments.
-    let Entry::Invoke(mut retry) = entry else { unreachable!() };
+    let Entry::Invoke(mut retry) = entry else {
+        unreachable!()
+    };
     retry.args = b"second".to_vec();
     let again = harness.run(vec![Entry::Invoke(retry)]).remove(0);
     assert!(again.duplicate);

@@ -87,6 +87,13 @@ pub fn decode_args<T: DeserializeOwned>(
                 )),
                 Err(e) => Err(format!("postcard arguments do not decode: {e}")),
             },
+            // Only an object keyed by parameter name: serde would also map
+            // an array positionally, which silently breaks callers when a
+            // procedure's parameters are reordered.
+            Encoding::Json if bytes.trim_ascii_start().first() != Some(&b'{') => Err(
+                "JSON arguments do not decode: expected an object keyed by parameter name, e.g. {\"id\": 1}"
+                    .to_string(),
+            ),
             Encoding::Json => serde_json::from_slice::<T>(bytes)
                 .map_err(|e| format!("JSON arguments do not decode: {e}")),
         }
