@@ -19,9 +19,9 @@ use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
 
 const ACCOUNTS: u64 = 100_000;
 const BALANCE: i64 = 1_000_000;
-/// Requests kept in flight by the driver: enough to cover a few fsyncs'
+/// Requests kept in flight by the driver: enough to cover a few fsyncs.
 /// worth of throughput (Little's law), well under the node's limit.
-const INFLIGHT: u64 = 65_536;
+const INFLIGHT: u64 = 32_768;
 const EXECUTOR_BATCH_ENTRIES: usize = 4_096;
 
 struct Picker(u64);
@@ -70,12 +70,12 @@ fn durable_node(c: &mut Criterion) {
                         .unwrap();
                     sent += 1;
                 }
-                let completion = session.completions().recv().unwrap();
+                let completion = session.recv();
                 session.acknowledge(completion.request_id);
                 assert!(completion.result.unwrap().outcome.is_committed());
                 done += 1;
                 // Drain whatever else is ready before refilling.
-                while let Ok(completion) = session.completions().try_recv() {
+                while let Some(completion) = session.try_recv() {
                     session.acknowledge(completion.request_id);
                     assert!(completion.result.unwrap().outcome.is_committed());
                     done += 1;

@@ -169,7 +169,6 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             }
         }
         let completion = session
-            .completions()
             .recv_timeout(Duration::from_secs(30))
             .context("no transfer completed for 30 s")?;
         session.acknowledge(completion.request_id);

@@ -142,7 +142,7 @@ pub struct NodeStatus {
 
 struct OpenBatch {
     entries: Vec<Entry>,
-    replies: Vec<Option<Sender<Completion>>>,
+    replies: Vec<Option<Reply>>,
     bytes: usize,
     opened_at: Option<Instant>,
 }
@@ -158,9 +158,15 @@ impl OpenBatch {
     }
 }
 
+/// Where a request's answer goes. Answers travel in vectors so the
+/// executor sends once per batch per caller, not once per request: at
+/// hundreds of thousands of requests a second, per-request channel sends
+/// and thread wake-ups cost more than the transactions.
+type Reply = Sender<Vec<Completion>>;
+
 struct DurableBatch {
     batch: Batch,
-    replies: Vec<Option<Sender<Completion>>>,
+    replies: Vec<Option<Reply>>,
 }
 
 struct Shared {
@@ -195,7 +201,7 @@ impl Shared {
         }
     }
 
-    fn enqueue(&self, entry: Entry, reply: Option<Sender<Completion>>) -> Result<(), NodeError> {
+    fn enqueue(&self, entry: Entry, reply: Option<Reply>) -> Result<(), NodeError> {
         let inflight_max = self.config.inflight_max;
         if self.inflight.fetch_add(1, Ordering::AcqRel) >= inflight_max {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -494,10 +500,10 @@ fn run_log(
             shared.fail(reason.clone());
             for (entry, reply) in batch.entries.iter().zip(replies) {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Completion {
+                    let _ = reply.send(vec![Completion {
                         request_id: entry.client().1,
                         result: Err(NodeError::Failed(reason.clone())),
-                    });
+                    }]);
                 }
             }
             fail_open_batch(&shared, &reason);
@@ -511,10 +517,7 @@ fn run_log(
 }
 
 /// Takes up to the batch limits from the front of the open batch.
-fn take_batch(
-    open: &mut OpenBatch,
-    config: &NodeConfig,
-) -> (Vec<Entry>, Vec<Option<Sender<Completion>>>) {
+fn take_batch(open: &mut OpenBatch, config: &NodeConfig) -> (Vec<Entry>, Vec<Option<Reply>>) {
     let mut count = open.entries.len().min(config.batch_entries_max);
     if open.bytes > config.batch_bytes_max {
         let mut bytes = 0;
@@ -562,10 +565,10 @@ fn fail_open_batch(shared: &Shared, reason: &str) {
     drop(open);
     for (entry, reply) in entries.iter().zip(replies) {
         if let Some(reply) = reply {
-            let _ = reply.send(Completion {
+            let _ = reply.send(vec![Completion {
                 request_id: entry.client().1,
                 result: Err(NodeError::Failed(reason.to_string())),
-            });
+            }]);
         }
     }
 }
@@ -605,14 +608,29 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
         shared
             .inflight
             .fetch_sub(batch.entries.len(), Ordering::AcqRel);
+        // Consecutive answers for the same caller go out as one message.
+        let mut pending: Option<(Reply, Vec<Completion>)> = None;
         for ((entry, outcome), reply) in batch.entries.iter().zip(outcomes).zip(replies) {
-            if let Some(reply) = reply {
-                // A caller that went away no longer wants its answer.
-                let _ = reply.send(Completion {
-                    request_id: entry.client().1,
-                    result: Ok(outcome),
-                });
+            let Some(reply) = reply else { continue };
+            let completion = Completion {
+                request_id: entry.client().1,
+                result: Ok(outcome),
+            };
+            match &mut pending {
+                Some((current, completions)) if current.same_channel(&reply) => {
+                    completions.push(completion);
+                }
+                _ => {
+                    if let Some((current, completions)) = pending.take() {
+                        // A caller that went away no longer wants answers.
+                        let _ = current.send(completions);
+                    }
+                    pending = Some((reply, vec![completion]));
+                }
             }
+        }
+        if let Some((current, completions)) = pending {
+            let _ = current.send(completions);
         }
     }
 }
@@ -627,8 +645,10 @@ pub struct Session {
     /// Request ids submitted whose completions were not yet received; the
     /// smallest bounds what the engine must remember (`acked_below`).
     outstanding: Mutex<std::collections::BTreeSet<u64>>,
-    completions_tx: Sender<Completion>,
-    completions_rx: Receiver<Completion>,
+    completions_tx: Reply,
+    completions_rx: Receiver<Vec<Completion>>,
+    /// Completions received from the channel but not yet handed out.
+    ready: Mutex<std::collections::VecDeque<Completion>>,
 }
 
 impl Session {
@@ -646,6 +666,7 @@ impl Session {
             outstanding: Mutex::new(Default::default()),
             completions_tx,
             completions_rx,
+            ready: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -653,8 +674,8 @@ impl Session {
         self.client_id
     }
 
-    /// Submits a call without waiting; its completion arrives on
-    /// [`Session::completions`]. Returns the request id.
+    /// Submits a call without waiting; its completion arrives through
+    /// [`Session::recv`]. Returns the request id.
     pub fn submit(
         &self,
         procedure: &str,
@@ -690,7 +711,7 @@ impl Session {
         procedure: &str,
         encoding: ArgsEncoding,
         args: Vec<u8>,
-        reply: Sender<Completion>,
+        reply: Reply,
     ) -> Result<(), NodeError> {
         let max = self.shared.config.engine.args_bytes_max;
         if args.len() > max {
@@ -717,10 +738,40 @@ impl Session {
         })
     }
 
-    /// Completions of [`Session::submit`]ted requests, in execution order.
-    /// Call [`Session::acknowledge`] with each one received.
-    pub fn completions(&self) -> &Receiver<Completion> {
-        &self.completions_rx
+    /// The next completion of a [`Session::submit`]ted request, in
+    /// execution order; waits for one. Call [`Session::acknowledge`] with
+    /// each one received.
+    pub fn recv(&self) -> Completion {
+        self.recv_until(None)
+            .expect("the session holds a sender, so its channel never closes")
+    }
+
+    /// Like [`Session::recv`], but gives up after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Completion> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// A completion if one is ready, without waiting.
+    pub fn try_recv(&self) -> Option<Completion> {
+        let mut ready = self.ready.lock();
+        if ready.is_empty()
+            && let Ok(completions) = self.completions_rx.try_recv()
+        {
+            ready.extend(completions);
+        }
+        ready.pop_front()
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Option<Completion> {
+        let mut ready = self.ready.lock();
+        while ready.is_empty() {
+            let received = match deadline {
+                Some(deadline) => self.completions_rx.recv_deadline(deadline).ok()?,
+                None => self.completions_rx.recv().ok()?,
+            };
+            ready.extend(received);
+        }
+        ready.pop_front()
     }
 
     /// Marks a request's answer as received so the engine may forget it.
@@ -750,7 +801,11 @@ impl Session {
     ) -> Result<TxOutcome, NodeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.submit_to(request_id, procedure, encoding, args, reply)?;
-        let completion = answer.recv().map_err(|_| self.shared.refusal());
+        let completion = answer
+            .recv()
+            .ok()
+            .and_then(|completions| completions.into_iter().next())
+            .ok_or_else(|| self.shared.refusal());
         self.acknowledge(request_id);
         completion?.result
     }
@@ -786,7 +841,13 @@ impl Session {
         });
         self.outstanding.lock().insert(request_id);
         let enqueued = self.shared.enqueue(entry, Some(reply));
-        let completion = enqueued.and_then(|()| answer.recv().map_err(|_| self.shared.refusal()));
+        let completion = enqueued.and_then(|()| {
+            answer
+                .recv()
+                .ok()
+                .and_then(|completions| completions.into_iter().next())
+                .ok_or_else(|| self.shared.refusal())
+        });
         self.acknowledge(request_id);
         let tx = completion?.result?;
         match tx.outcome {

@@ -170,7 +170,7 @@ fn live_node_replay_and_fresh_engine_agree() {
         }
         let mut outcomes = Vec::new();
         for _ in 0..expected {
-            let completion = session.completions().recv().unwrap();
+            let completion = session.recv();
             session.acknowledge(completion.request_id);
             outcomes.push(completion.result.unwrap());
         }

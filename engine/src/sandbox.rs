@@ -505,6 +505,10 @@ pub fn random_seed(seq: u64) -> u64 {
 struct LiveInstance {
     memory: Memory,
     args_buffer: TypedFunc<i32, i32>,
+    /// The last buffer `ordo_args_buffer` returned and its size. The ABI
+    /// keeps it valid until the next `ordo_args_buffer` call, so arguments
+    /// that fit are copied without a call into the guest.
+    args_area: Option<(usize, usize)>,
     procedures: LookupMap<String, TypedFunc<(i32, i32), i32>>,
 }
 
@@ -663,6 +667,7 @@ impl Sandbox {
                 LiveInstance {
                     memory,
                     args_buffer,
+                    args_area: None,
                     procedures,
                 },
             );
@@ -700,15 +705,14 @@ impl Sandbox {
             now_ms,
             fuel,
         } = *call;
-        let (memory, args_buffer, func) = {
-            let live = self.instance(module).map_err(|abort| (abort, true))?;
-            let func = live
-                .procedures
-                .get(procedure)
-                .expect("the executor only routes procedures this module exports")
-                .clone();
-            (live.memory, live.args_buffer.clone(), func)
-        };
+        self.instance(module).map_err(|abort| (abort, true))?;
+        // Borrow the instance and the store as disjoint fields: cloning a
+        // `TypedFunc` clones its type, which showed up in profiles.
+        let live = self
+            .instances
+            .get_mut(&module.compiled.name)
+            .expect("instance() just ensured it");
+        let memory = live.memory;
         {
             let ctx = self.store.data_mut();
             ctx.memory = Some(memory);
@@ -722,11 +726,22 @@ impl Sandbox {
             .expect("fuel is enabled in the engine config");
         let trap = |err: wasmtime::Error| (classify(&err), true);
         let args_len = args.len() as i32;
-        let ptr = args_buffer.call(&mut self.store, args_len).map_err(trap)?;
+        let start = match live.args_area {
+            Some((start, len)) if args.len() <= len => start,
+            _ => {
+                let ptr = live
+                    .args_buffer
+                    .call(&mut self.store, args_len)
+                    .map_err(trap)?;
+                let start = usize::try_from(ptr).unwrap_or(usize::MAX);
+                live.args_area = Some((start, args.len()));
+                start
+            }
+        };
         let data = memory.data_mut(&mut self.store);
-        let range = usize::try_from(ptr)
-            .ok()
-            .and_then(|start| Some(start..start.checked_add(args.len())?))
+        let range = start
+            .checked_add(args.len())
+            .map(|end| start..end)
             .filter(|range| range.end <= data.len())
             .ok_or_else(|| {
                 (
@@ -738,6 +753,10 @@ impl Sandbox {
                 )
             })?;
         data[range].copy_from_slice(args);
+        let func = live
+            .procedures
+            .get(procedure)
+            .expect("the executor only routes procedures this module exports");
         let status = func
             .call(&mut self.store, (args_len, encoding))
             .map_err(trap)?;

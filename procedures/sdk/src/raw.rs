@@ -12,6 +12,16 @@ const GET_INITIAL_CAP: usize = 128;
 /// transaction).
 pub fn get_raw(key: &[u8]) -> Option<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::with_capacity(GET_INITIAL_CAP);
+    get_into(key, &mut buf).then_some(buf)
+}
+
+/// Reads `key`'s value into `buf` (replacing its contents, reusing its
+/// allocation); returns whether the key exists.
+pub(crate) fn get_into(key: &[u8], buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    if buf.capacity() < GET_INITIAL_CAP {
+        buf.reserve(GET_INITIAL_CAP);
+    }
     loop {
         // SAFETY: the host writes at most `buf.capacity()` bytes to `dst`.
         let n = unsafe {
@@ -23,14 +33,14 @@ pub fn get_raw(key: &[u8]) -> Option<Vec<u8>> {
             )
         };
         if n < 0 {
-            return None;
+            return false;
         }
         let n = usize::try_from(n)
             .unwrap_or_else(|_| crate::abort("host returned an impossible value length"));
         if n <= buf.capacity() {
             // SAFETY: the host copied exactly `n <= capacity` bytes.
             unsafe { buf.set_len(n) };
-            return Some(buf);
+            return true;
         }
         buf.reserve_exact(n);
     }

@@ -1,5 +1,6 @@
 //! Typed tables over the raw key-value store.
 
+use core::cell::RefCell;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::marker::PhantomData;
@@ -90,6 +91,33 @@ impl<K, V> Table<K, V> {
         key.encode_key(&mut raw);
         raw
     }
+
+    /// Runs `f` on the raw key, built in a reused scratch buffer so point
+    /// operations allocate nothing.
+    fn with_raw_key<Q: EncodeKey + ?Sized, R>(&self, key: &Q, f: impl FnOnce(&[u8]) -> R) -> R {
+        with_scratch(&KEY_SCRATCH, |raw| {
+            raw.extend_from_slice(self.name.as_bytes());
+            raw.push(0);
+            key.encode_key(raw);
+            f(raw)
+        })
+    }
+}
+
+thread_local! {
+    // wasm32 has no threads, so these are plain statics in practice.
+    static KEY_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static VALUE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lends a cleared scratch buffer. Taking it out of the cell (rather than
+/// borrowing) keeps a nested use safe: it just starts from a new buffer.
+fn with_scratch<R>(cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buffer = cell.with(|cell| cell.take());
+    buffer.clear();
+    let result = f(&mut buffer);
+    cell.with(|cell| cell.replace(buffer));
+    result
 }
 
 impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
@@ -103,8 +131,11 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: EncodeKey + ?Sized,
     {
-        let bytes = get_raw(&self.raw_key(key))?;
-        Some(self.decode_value(&bytes))
+        self.with_raw_key(key, |raw| {
+            with_scratch(&VALUE_SCRATCH, |value| {
+                crate::raw::get_into(raw, value).then(|| self.decode_value(value))
+            })
+        })
     }
 
     /// Stores `value` under `key`, replacing any previous value.
@@ -113,13 +144,16 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: EncodeKey + ?Sized,
     {
-        let bytes = postcard::to_allocvec(value).unwrap_or_else(|e| {
-            crate::abort(format_args!(
-                "table `{}`: value could not be encoded: {e}",
-                self.name
-            ))
-        });
-        put_raw(&self.raw_key(key), &bytes);
+        with_scratch(&VALUE_SCRATCH, |bytes| {
+            let encoded = postcard::to_extend(value, core::mem::take(bytes)).unwrap_or_else(|e| {
+                crate::abort(format_args!(
+                    "table `{}`: value could not be encoded: {e}",
+                    self.name
+                ))
+            });
+            *bytes = encoded;
+            self.with_raw_key(key, |raw| put_raw(raw, bytes));
+        })
     }
 
     /// Deletes `key` (a no-op if it is absent).
@@ -128,7 +162,7 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: EncodeKey + ?Sized,
     {
-        delete_raw(&self.raw_key(key));
+        self.with_raw_key(key, delete_raw);
     }
 
     /// Whether `key` has a value. (Costs the same as [`get`](Self::get)
@@ -138,7 +172,9 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: EncodeKey + ?Sized,
     {
-        get_raw(&self.raw_key(key)).is_some()
+        self.with_raw_key(key, |raw| {
+            with_scratch(&VALUE_SCRATCH, |value| crate::raw::get_into(raw, value))
+        })
     }
 
     /// Every entry of the table, in key order.
