@@ -102,6 +102,10 @@ pub enum NodeError {
     },
     #[error("could not start a node thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "{path} records different engine limits than this node was started with ({detail}); outcomes depend on them, so replaying with other limits would rewrite history. Start with the recorded limits, or use a new data directory"
+    )]
+    EngineConfigMismatch { path: PathBuf, detail: String },
 }
 
 /// Why a typed call did not return a value.
@@ -277,6 +281,7 @@ impl Node {
                 config.data_dir.display()
             ))
         })?;
+        check_engine_config(&config)?;
         let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
         log_config.segment_bytes_max = config.segment_bytes_max;
         let log = FileLog::open(log_config)?;
@@ -423,6 +428,45 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The engine limits decide outcomes (fuel, memory, sizes), so they are
+/// part of what a log means. The first open records them; later opens must
+/// match.
+fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
+    let path = config.data_dir.join("engine-config.json");
+    let wanted = serde_json::to_string_pretty(&config.engine).expect("the config serializes");
+    let io_failure = |action: &str, source: std::io::Error| {
+        NodeError::Failed(format!("cannot {action} {}: {source}", path.display()))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(recorded) => {
+            let recorded: EngineConfig =
+                serde_json::from_str(&recorded).map_err(|err| NodeError::EngineConfigMismatch {
+                    path: path.clone(),
+                    detail: format!("the file does not parse: {err}"),
+                })?;
+            if recorded != config.engine {
+                return Err(NodeError::EngineConfigMismatch {
+                    path,
+                    detail: format!("recorded {recorded:?}"),
+                });
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let temporary = path.with_extension("json.tmp");
+            std::fs::write(&temporary, wanted).map_err(|err| io_failure("write", err))?;
+            std::fs::File::open(&temporary)
+                .and_then(|file| file.sync_all())
+                .map_err(|err| io_failure("sync", err))?;
+            std::fs::rename(&temporary, &path).map_err(|err| io_failure("rename", err))?;
+            std::fs::File::open(&config.data_dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|err| io_failure("sync the directory of", err))
+        }
+        Err(err) => Err(io_failure("read", err)),
     }
 }
 

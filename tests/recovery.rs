@@ -139,6 +139,25 @@ fn sigkill_during_transfers_loses_no_acknowledged_transfer() {
 }
 
 #[test]
+fn reopening_with_other_engine_limits_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(bank_node_with_history(dir.path(), 1));
+    let mut config = NodeConfig::new(dir.path());
+    config.engine.tx_fuel_max /= 2;
+    let error = match Node::open(config) {
+        Ok(_) => panic!("other limits must be refused"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(error, NodeError::EngineConfigMismatch { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("engine-config.json"), "{error}");
+    // The recorded limits still open.
+    drop(Node::open(NodeConfig::new(dir.path())).unwrap());
+}
+
+#[test]
 fn exactly_once_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let args = postcard::to_stdvec(&(1u64, 2u64, 10i64)).unwrap();

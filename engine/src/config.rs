@@ -26,7 +26,7 @@ pub const SESSION_RESULTS_MAX_DEFAULT: usize = 1 << 17;
 pub const HOST_CALL_FUEL: u64 = 50;
 pub const HOST_BYTE_FUEL_DIVISOR: u64 = 16;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     pub tx_fuel_max: u64,
     pub instance_memory_bytes_max: usize,
