@@ -150,7 +150,7 @@ impl Executor {
                     outcome: Outcome::aborted(
                         AbortKind::RequestForgotten,
                         format!(
-                            "request {request_id} of client {client:032x} is older than the results kept for it; it was answered before and cannot be answered again"
+                            "request {request_id} of client {client:032x} cannot be answered exactly once: its result was acknowledged and dropped, or the client's session expired; a retry is never run twice. Start a new session for new requests"
                         ),
                     ),
                     duplicate: false,

@@ -8,6 +8,13 @@
 //! on results per client and on clients evict the oldest entries, chosen by
 //! sequence number so every replica evicts the same ones. A retry of an
 //! evicted request gets a `RequestForgotten` abort, never a second run.
+//!
+//! An evicted client's id goes to a graveyard (ids only, FIFO, bounded at
+//! `GRAVEYARD_CLIENTS_MAX`), so its later requests are refused as expired
+//! instead of being mistaken for a new client's and run again. Only a
+//! client evicted and then pushed out of the graveyard too (a million
+//! evictions later) could have a retry run twice; the Raft thesis (section
+//! 6.3) closes that last gap by registering clients through the log.
 
 use std::collections::VecDeque;
 
@@ -57,8 +64,15 @@ pub(crate) enum Check {
     Forgotten,
 }
 
+/// Evicted client ids remembered, so their retries are refused rather
+/// than run again.
+pub const GRAVEYARD_CLIENTS_MAX: usize = 1_000_000;
+
 pub(crate) struct Sessions {
     by_client: LookupMap<ClientId, Session>,
+    /// Evicted clients, for lookups, plus their eviction order.
+    graveyard: LookupMap<ClientId, ()>,
+    graveyard_order: VecDeque<ClientId>,
     sessions_max: usize,
     session_results_max: usize,
 }
@@ -68,6 +82,8 @@ impl Sessions {
         assert!(sessions_max > 0 && session_results_max > 0);
         Sessions {
             by_client: LookupMap::default(),
+            graveyard: LookupMap::default(),
+            graveyard_order: VecDeque::new(),
             sessions_max,
             session_results_max,
         }
@@ -76,6 +92,9 @@ impl Sessions {
     /// Looks a request up and applies the client's watermark.
     pub fn check(&mut self, client: ClientId, request_id: u64, acked_below: u64) -> Check {
         let Some(session) = self.by_client.get_mut(&client) else {
+            if self.graveyard.contains_key(&client) {
+                return Check::Forgotten;
+            }
             return Check::New;
         };
         session.forget_below(acked_below);
@@ -128,6 +147,15 @@ impl Sessions {
         let evict = (self.sessions_max / 8).max(1).min(by_age.len());
         for (_, client) in &by_age[..evict] {
             self.by_client.remove(client);
+            self.graveyard.insert(*client, ());
+            self.graveyard_order.push_back(*client);
+        }
+        while self.graveyard_order.len() > GRAVEYARD_CLIENTS_MAX {
+            let oldest = self
+                .graveyard_order
+                .pop_front()
+                .expect("longer than the limit, so not empty");
+            self.graveyard.remove(&oldest);
         }
     }
 
@@ -185,8 +213,10 @@ mod tests {
         sessions.record(2, 1, 5, &committed(4));
         sessions.record(3, 1, 6, &committed(5));
         assert_eq!(sessions.len(), 2);
-        // Client 1 was least recently active, so it went.
-        assert!(matches!(sessions.check(1, 3, 0), Check::New));
+        // Client 1 was least recently active, so it went; its retries and
+        // new requests are refused as expired, never run again.
+        assert!(matches!(sessions.check(1, 3, 0), Check::Forgotten));
+        assert!(matches!(sessions.check(1, 11, 0), Check::Forgotten));
         assert!(matches!(sessions.check(2, 1, 0), Check::Duplicate { .. }));
     }
 }
