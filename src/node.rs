@@ -25,7 +25,8 @@ use ordo_engine::{
     Outcome, ProcedureInfo, TxOutcome,
 };
 use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
-use ordo_sequencer::{FileLog, FileLogConfig, LogError, Recovery};
+use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
+use ordo_sequencer::{FileLog, FileLogConfig, LogError, Recovery, Sequencer};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -211,10 +212,7 @@ impl Shared {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
             return Err(NodeError::Overloaded { inflight_max });
         }
-        let bytes = match &entry {
-            Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
-            Entry::Deploy(deploy) => deploy.wasm.len(),
-        };
+        let bytes = entry_bytes(&entry);
         let mut open = self.open.lock();
         // Checked under the lock: the log thread decides to exit while
         // holding it, so an entry added here is never stranded.
@@ -289,7 +287,7 @@ impl Node {
 
         let compiler = Executor::compiler(&config.engine);
         let mut executor = Executor::new(compiler.clone(), config.engine.clone());
-        let last_timestamp_ms = replay(&log, &mut executor)?;
+        let sequencer = replay(&log, &mut executor)?;
 
         let status = NodeStatus {
             engine: executor.status(),
@@ -320,10 +318,9 @@ impl Node {
         };
         let log_thread = {
             let shared = shared.clone();
-            let next_seq = status.engine.position + 1;
             std::thread::Builder::new()
                 .name("ordo-log".into())
-                .spawn(move || run_log(shared, log, next_seq, last_timestamp_ms, durable_tx))
+                .spawn(move || run_log(shared, log, sequencer, durable_tx))
                 .map_err(NodeError::Thread)?
         };
         let internal = Session::new(shared.clone());
@@ -470,12 +467,12 @@ fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
     }
 }
 
-/// Replays every record into `executor`; returns the last batch's
-/// timestamp so new batches never go back in time.
-fn replay(log: &FileLog, executor: &mut Executor) -> Result<u64, NodeError> {
-    let mut last_timestamp_ms = 0;
+/// Replays every record into `executor`; returns the sequencer that
+/// continues after the last batch (dense numbers, monotonic time).
+fn replay(log: &FileLog, executor: &mut Executor) -> Result<Sequencer, NodeError> {
+    let mut sequencer = Sequencer::new();
     if log.last_index() == 0 {
-        return Ok(0);
+        return Ok(sequencer);
     }
     for record in log.read_from(log.first_index())? {
         let (index, payload) = record?;
@@ -492,16 +489,15 @@ fn replay(log: &FileLog, executor: &mut Executor) -> Result<u64, NodeError> {
             });
         }
         executor.execute(&batch);
-        last_timestamp_ms = batch.timestamp_ms;
+        sequencer = Sequencer::after(&batch);
     }
-    Ok(last_timestamp_ms)
+    Ok(sequencer)
 }
 
 fn run_log(
     shared: Arc<Shared>,
     mut log: FileLog,
-    mut next_seq: u64,
-    mut last_timestamp_ms: u64,
+    mut sequencer: Sequencer,
     durable_tx: Sender<DurableBatch>,
 ) {
     let config = &shared.config;
@@ -527,14 +523,7 @@ fn run_log(
             }
             take_batch(&mut open, config)
         };
-        let timestamp_ms = now_ms().max(last_timestamp_ms);
-        last_timestamp_ms = timestamp_ms;
-        let batch = Batch {
-            first_seq: next_seq,
-            timestamp_ms,
-            entries,
-        };
-        next_seq += batch.entries.len() as u64;
+        let batch = sequencer.close(entries, now_ms());
         let appended = log.append(&batch.encode()).and_then(|_| log.sync());
         if let Err(err) = appended {
             // After a failed write or fsync the file's durable contents are
@@ -562,21 +551,11 @@ fn run_log(
 
 /// Takes up to the batch limits from the front of the open batch.
 fn take_batch(open: &mut OpenBatch, config: &NodeConfig) -> (Vec<Entry>, Vec<Option<Reply>>) {
-    let mut count = open.entries.len().min(config.batch_entries_max);
-    if open.bytes > config.batch_bytes_max {
-        let mut bytes = 0;
-        count = open.entries[..count]
-            .iter()
-            .take_while(|entry| {
-                bytes += match entry {
-                    Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
-                    Entry::Deploy(deploy) => deploy.wasm.len(),
-                };
-                bytes <= config.batch_bytes_max
-            })
-            .count()
-            .max(1);
-    }
+    let count = batch_cut(
+        &open.entries,
+        config.batch_entries_max,
+        config.batch_bytes_max,
+    );
     if count == open.entries.len() {
         open.bytes = 0;
         open.opened_at = None;
@@ -589,14 +568,7 @@ fn take_batch(open: &mut OpenBatch, config: &NodeConfig) -> (Vec<Entry>, Vec<Opt
         let rest_replies = open.replies.split_off(count);
         let taken_entries = std::mem::replace(&mut open.entries, rest_entries);
         let taken_replies = std::mem::replace(&mut open.replies, rest_replies);
-        open.bytes = open
-            .entries
-            .iter()
-            .map(|entry| match entry {
-                Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
-                Entry::Deploy(deploy) => deploy.wasm.len(),
-            })
-            .sum();
+        open.bytes = open.entries.iter().map(entry_bytes).sum();
         open.opened_at = Some(Instant::now());
         (taken_entries, taken_replies)
     }

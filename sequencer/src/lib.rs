@@ -1,4 +1,11 @@
+//! `ordo-sequencer`: the total order. What the log holds ([`entry`]), how
+//! requests become numbered batches ([`sequencer`]), and the embedded
+//! durable log ([`file_log`]). Nothing here knows about WebAssembly or the
+//! engine: the log stores batches as opaque records.
+
 pub mod entry;
 pub mod file_log;
+pub mod sequencer;
 
 pub use file_log::{FileLog, FileLogConfig, LogError, LogReader, Recovery};
+pub use sequencer::Sequencer;
