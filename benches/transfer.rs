@@ -13,35 +13,17 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ordo::workload::TransferPicker;
 use ordo::{ArgsEncoding, Node, NodeConfig};
 use ordo_engine::{EngineConfig, Executor};
 use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
 
 const ACCOUNTS: u64 = 100_000;
 const BALANCE: i64 = 1_000_000;
-/// Requests kept in flight by the driver: enough to cover a few fsyncs.
+/// Requests kept in flight by the driver: enough to cover a few fsyncs'
 /// worth of throughput (Little's law), well under the node's limit.
 const INFLIGHT: u64 = 32_768;
 const EXECUTOR_BATCH_ENTRIES: usize = 4_096;
-
-struct Picker(u64);
-
-impl Picker {
-    /// SplitMix64.
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn transfer_args(&mut self) -> Vec<u8> {
-        let from = self.next() % ACCOUNTS;
-        let to = (from + 1 + self.next() % (ACCOUNTS - 1)) % ACCOUNTS;
-        postcard::to_stdvec(&(from, to, 1i64)).unwrap()
-    }
-}
 
 fn durable_node(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +34,7 @@ fn durable_node(c: &mut Criterion) {
             .unwrap();
     }
     let session = node.session();
-    let mut picker = Picker(1);
+    let mut picker = TransferPicker::new(1, ACCOUNTS);
 
     let mut group = c.benchmark_group("transfer");
     group.throughput(Throughput::Elements(1));
@@ -66,7 +48,7 @@ fn durable_node(c: &mut Criterion) {
             while done < iters {
                 while sent < iters && sent - done < INFLIGHT {
                     session
-                        .submit("transfer", ArgsEncoding::Postcard, picker.transfer_args())
+                        .submit("transfer", ArgsEncoding::Postcard, picker.transfer_args(1))
                         .unwrap();
                     sent += 1;
                 }
@@ -121,7 +103,7 @@ fn executor_only(c: &mut Criterion) {
         entries: setup,
     });
     let mut next_seq = setup_len + 1;
-    let mut picker = Picker(2);
+    let mut picker = TransferPicker::new(2, ACCOUNTS);
 
     let mut group = c.benchmark_group("transfer");
     group.throughput(Throughput::Elements(EXECUTOR_BATCH_ENTRIES as u64));
@@ -138,7 +120,7 @@ fn executor_only(c: &mut Criterion) {
                             acked_below: id,
                             procedure: "transfer".into(),
                             encoding: ArgsEncoding::Postcard,
-                            args: picker.transfer_args(),
+                            args: picker.transfer_args(1),
                         })
                     })
                     .collect();

@@ -23,6 +23,7 @@
 
 pub mod modules;
 pub mod node;
+pub mod workload;
 
 pub use node::{CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};
 pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, TxOutcome};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ordo::workload::TransferPicker;
 use ordo::{ArgsEncoding, Node, NodeConfig, Outcome};
 
 #[derive(Parser)]
@@ -52,19 +53,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Quickstart(args) => quickstart(args),
-    }
-}
-
-/// SplitMix64: a tiny, seedable generator for picking accounts.
-struct Picker(u64);
-
-impl Picker {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 
@@ -135,7 +123,7 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     if args.print_acks {
         println!("client {:032x}", session.client_id());
     }
-    let mut picker = Picker(0x5eed);
+    let mut picker = TransferPicker::new(0x5eed, args.accounts);
     let mut submitted_at: Vec<Option<Instant>> = Vec::new();
     let mut latencies_us: Vec<u32> = Vec::with_capacity(args.transfers as usize);
     // Request ids of a fresh session start at 1.
@@ -149,12 +137,7 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     while done < args.transfers {
         while sent < args.transfers && (sent - done) < args.inflight as u64 {
-            let from = picker.next() % args.accounts;
-            let mut to = picker.next() % args.accounts;
-            if to == from {
-                to = (to + 1) % args.accounts;
-            }
-            let encoded = postcard::to_stdvec(&(from, to, 1i64))?;
+            let encoded = picker.transfer_args(1);
             match session.submit("transfer", ArgsEncoding::Postcard, encoded) {
                 Ok(request_id) => {
                     let slot = (request_id - first_request) as usize;
