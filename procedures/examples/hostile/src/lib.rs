@@ -185,3 +185,26 @@ fn pattern(len: u32) -> Vec<u8> {
     }
     out
 }
+
+/// Not misbehaviour but a probe of the host's `scan`: in one transaction,
+/// writes `puts` and deletes `deletes` under the raw prefix `scan/`, then
+/// scans the prefix and returns each key (without the prefix) with its
+/// value's length. The scan must see this transaction's own writes and
+/// deletes merged into the committed state, in key order, and must cope
+/// with values larger than the SDK's first scan buffer.
+#[procedure]
+fn scan_merge(puts: Vec<(String, u32)>, deletes: Vec<String>) -> Vec<(String, u32)> {
+    for (key, bytes) in &puts {
+        let value = vec![0x5a_u8; *bytes as usize];
+        put_raw(format!("scan/{key}").as_bytes(), &value);
+    }
+    for key in &deletes {
+        ordo_sdk::delete_raw(format!("scan/{key}").as_bytes());
+    }
+    ordo_sdk::scan_prefix_raw(b"scan/")
+        .map(|(key, value)| {
+            let key = String::from_utf8_lossy(&key["scan/".len()..]).into_owned();
+            (key, value.len() as u32)
+        })
+        .collect()
+}
