@@ -1,8 +1,8 @@
 //! Typed tables over the raw key-value store.
 
-use core::cell::RefCell;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
+use core::cell::RefCell;
 use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::key::{EncodeKey, KeyPrefix, OrderedKey};
-use crate::raw::{RawScan, delete_raw, get_raw, put_raw, scan_raw};
+use crate::raw::{RawScan, delete_raw, put_raw, scan_raw};
 
 /// A typed view of the part of the store that belongs to one table.
 ///
@@ -112,7 +112,10 @@ thread_local! {
 
 /// Lends a cleared scratch buffer. Taking it out of the cell (rather than
 /// borrowing) keeps a nested use safe: it just starts from a new buffer.
-fn with_scratch<R>(cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+fn with_scratch<R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
     let mut buffer = cell.with(|cell| cell.take());
     buffer.clear();
     let result = f(&mut buffer);
