@@ -1,0 +1,405 @@
+//! ordo's wire protocol, version 1: the messages a client and `ordo serve`
+//! exchange over TCP, and how they are framed.
+//!
+//! A connection starts with a handshake: the client sends a [`Hello`]
+//! frame, the server answers with a [`Welcome`] frame. After that the
+//! client sends [`Request`] frames and the server sends [`Response`]
+//! frames, matched by `request_id`; many requests may be in flight on one
+//! connection (pipelining), and responses come in execution order, not
+//! submission order.
+//!
+//! Every frame is a 4-byte little-endian payload length followed by the
+//! postcard-encoded message. A length over the receiver's limit, a payload
+//! that does not decode, or a handshake with the wrong magic or version
+//! closes that connection with an error; it never affects other
+//! connections.
+//!
+//! This module is pure: it encodes and decodes bytes and does no I/O, so
+//! the server, the client and fuzzers share one implementation.
+
+use serde::{Deserialize, Serialize};
+
+/// Sent first in every [`Hello`], so a stray connection (an HTTP client, a
+/// port scanner) is recognised and refused at once.
+pub const MAGIC: [u8; 4] = *b"ORDO";
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Bytes in a frame's length prefix.
+pub const FRAME_HEADER_BYTES: usize = 4;
+/// Largest frame payload accepted by default: a 16 MiB module plus room
+/// for the deploy's other fields.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 17 << 20;
+
+/// How a call's arguments and result are encoded (mirrors the engine's
+/// `ArgsEncoding`; this crate must not depend on the engine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    Postcard,
+    Json,
+}
+
+/// The client's first frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub version: u32,
+    /// The client's identity for exactly-once; kept across reconnects so a
+    /// retry after a lost connection is recognised.
+    pub client_id: u128,
+    /// The client token (`--client-token`), if the server requires one.
+    pub token: Option<String>,
+}
+
+impl Hello {
+    pub fn new(client_id: u128, token: Option<String>) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            client_id,
+            token,
+        }
+    }
+
+    /// Checks the magic and version; the server calls this before anything
+    /// else.
+    pub fn check(&self) -> Result<(), ProtocolError> {
+        if self.magic != MAGIC {
+            return Err(ProtocolError::BadMagic(self.magic));
+        }
+        if self.version != PROTOCOL_VERSION {
+            return Err(ProtocolError::UnsupportedVersion {
+                theirs: self.version,
+                ours: PROTOCOL_VERSION,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The server's answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    Accepted {
+        version: u32,
+        /// Position the node had executed up to when the client connected.
+        position: u64,
+    },
+    Refused {
+        reason: RefusalReason,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    BadHandshake,
+    Unauthorized,
+    TooManyConnections,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Per-client counter; a request resent with the same id after a lost
+    /// connection runs at most once.
+    pub request_id: u64,
+    /// Every request id below this has had its answer delivered.
+    pub acked_below: u64,
+    pub body: RequestBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestBody {
+    Call {
+        procedure: String,
+        encoding: Encoding,
+        args: Vec<u8>,
+    },
+    Deploy {
+        name: String,
+        wasm: Vec<u8>,
+        /// The admin token; deploys are refused without the right one when
+        /// the server has one configured.
+        admin_token: Option<String>,
+    },
+    Status,
+    Procedures,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub request_id: u64,
+    pub body: ResponseBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// The procedure committed at `seq`; `result` is in the request's
+    /// encoding.
+    Committed {
+        seq: u64,
+        result: Vec<u8>,
+    },
+    /// The procedure (or the deploy) aborted at `seq` and wrote nothing.
+    /// `kind` is the engine's stable abort kind, e.g. `user`,
+    /// `unknown_procedure`, `bad_arguments`, `out_of_fuel`.
+    Aborted {
+        seq: u64,
+        kind: String,
+        message: String,
+    },
+    Deployed {
+        seq: u64,
+        name: String,
+        sha256: String,
+        procedures: Vec<String>,
+    },
+    Status(StatusInfo),
+    Procedures(Vec<ProcedureDescription>),
+    /// The request was not sequenced at all.
+    Refused {
+        reason: RequestRefusal,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestRefusal {
+    /// Too many requests in flight; retry later with the same request id.
+    Overloaded,
+    Unauthorized,
+    /// Arguments over the size limit, or a malformed request.
+    BadRequest,
+    /// The module failed validation before reaching the log.
+    DeployRejected,
+    /// The node is stopping or has failed.
+    Unavailable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// The last executed sequence number.
+    pub position: u64,
+    /// Hex of the order-independent state hash.
+    pub state_hash: String,
+    /// Hex of the hash chained over every executed batch.
+    pub chain_hash: String,
+    pub keys: u64,
+    pub log_records: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureDescription {
+    pub name: String,
+    pub module: String,
+    /// `(name, type)` of each parameter, if the module describes them.
+    pub params: Option<Vec<(String, String)>>,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of {bytes} bytes is over the {max}-byte limit")]
+    FrameTooLarge { bytes: usize, max: usize },
+    #[error("frame does not decode: {0}")]
+    Malformed(String),
+    #[error("not an ordo client (handshake magic {0:?})")]
+    BadMagic([u8; 4]),
+    #[error(
+        "client speaks protocol version {theirs}, this server speaks {ours}; upgrade the older side"
+    )]
+    UnsupportedVersion { theirs: u32, ours: u32 },
+}
+
+/// Encodes `message` as one frame (length prefix and payload).
+pub fn encode_frame<T: Serialize>(
+    message: &T,
+    frame_bytes_max: usize,
+) -> Result<Vec<u8>, ProtocolError> {
+    let mut frame = vec![0u8; FRAME_HEADER_BYTES];
+    frame = postcard::to_extend(message, frame)
+        .map_err(|err| ProtocolError::Malformed(err.to_string()))?;
+    let payload_bytes = frame.len() - FRAME_HEADER_BYTES;
+    if payload_bytes > frame_bytes_max {
+        return Err(ProtocolError::FrameTooLarge {
+            bytes: payload_bytes,
+            max: frame_bytes_max,
+        });
+    }
+    frame[..FRAME_HEADER_BYTES].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
+    Ok(frame)
+}
+
+/// Reads a frame header: the payload length, checked against the limit
+/// before any payload memory is reserved (so a hostile length cannot make
+/// the receiver allocate).
+pub fn frame_payload_bytes(
+    header: [u8; FRAME_HEADER_BYTES],
+    frame_bytes_max: usize,
+) -> Result<usize, ProtocolError> {
+    let bytes = u32::from_le_bytes(header) as usize;
+    if bytes > frame_bytes_max {
+        return Err(ProtocolError::FrameTooLarge {
+            bytes,
+            max: frame_bytes_max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a frame's payload; trailing bytes are an error, not ignored.
+pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, ProtocolError> {
+    match postcard::take_from_bytes(payload) {
+        Ok((message, [])) => Ok(message),
+        Ok((_, rest)) => Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        ))),
+        Err(err) => Err(ProtocolError::Malformed(err.to_string())),
+    }
+}
+
+/// Splits complete frames off the front of a receive buffer; the pure core
+/// of a connection's reader.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    frame_bytes_max: usize,
+    buffer: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn new(frame_bytes_max: usize) -> FrameDecoder {
+        FrameDecoder {
+            frame_bytes_max,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Adds received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame's payload, `Ok(None)` if more bytes are
+    /// needed, or an error that must close the connection.
+    pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
+        if self.buffer.len() < FRAME_HEADER_BYTES {
+            return Ok(None);
+        }
+        let header: [u8; FRAME_HEADER_BYTES] = self.buffer[..FRAME_HEADER_BYTES]
+            .try_into()
+            .expect("checked length");
+        let bytes = frame_payload_bytes(header, self.frame_bytes_max)?;
+        if self.buffer.len() < FRAME_HEADER_BYTES + bytes {
+            return Ok(None);
+        }
+        let payload = self.buffer[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + bytes].to_vec();
+        self.buffer.drain(..FRAME_HEADER_BYTES + bytes);
+        Ok(Some(payload))
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn call(request_id: u64, args: Vec<u8>) -> Request {
+        Request {
+            request_id,
+            acked_below: 1,
+            body: RequestBody::Call {
+                procedure: "transfer".into(),
+                encoding: Encoding::Postcard,
+                args,
+            },
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let request = call(7, vec![1, 2, 3]);
+        let frame = encode_frame(&request, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let mut decoder = FrameDecoder::new(FRAME_BYTES_MAX_DEFAULT);
+        decoder.extend(&frame);
+        let payload = decoder.next_payload().unwrap().unwrap();
+        assert_eq!(decode_payload::<Request>(&payload).unwrap(), request);
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_allocation() {
+        let mut decoder = FrameDecoder::new(1024);
+        decoder.extend(&(u32::MAX).to_le_bytes());
+        assert!(matches!(
+            decoder.next_payload(),
+            Err(ProtocolError::FrameTooLarge { max: 1024, .. })
+        ));
+        assert!(matches!(
+            encode_frame(&call(1, vec![0; 2000]), 1024),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_malformed() {
+        assert!(decode_payload::<Request>(&[0xff; 3]).is_err());
+        let mut payload = postcard::to_stdvec(&call(1, vec![])).unwrap();
+        payload.push(0);
+        assert!(matches!(
+            decode_payload::<Request>(&payload),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn handshake_checks_magic_and_version() {
+        assert_eq!(Hello::new(1, None).check(), Ok(()));
+        let mut wrong = Hello::new(1, None);
+        wrong.magic = *b"GET ";
+        assert!(matches!(wrong.check(), Err(ProtocolError::BadMagic(_))));
+        let mut newer = Hello::new(1, None);
+        newer.version = 2;
+        assert!(matches!(
+            newer.check(),
+            Err(ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 })
+        ));
+    }
+
+    proptest! {
+        /// Frames split at any points across reads come out whole, in
+        /// order.
+        #[test]
+        fn frames_survive_arbitrary_read_boundaries(
+            sizes in proptest::collection::vec(0usize..300, 1..20),
+            cuts in proptest::collection::vec(1usize..64, 1..50),
+        ) {
+            let requests: Vec<Request> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| call(i as u64, vec![i as u8; *size]))
+                .collect();
+            let stream: Vec<u8> = requests
+                .iter()
+                .flat_map(|request| encode_frame(request, FRAME_BYTES_MAX_DEFAULT).unwrap())
+                .collect();
+            let mut decoder = FrameDecoder::new(FRAME_BYTES_MAX_DEFAULT);
+            let mut decoded = Vec::new();
+            let mut offset = 0;
+            let mut cut = cuts.iter().cycle();
+            while offset < stream.len() {
+                let end = (offset + cut.next().unwrap()).min(stream.len());
+                decoder.extend(&stream[offset..end]);
+                offset = end;
+                while let Some(payload) = decoder.next_payload().unwrap() {
+                    decoded.push(decode_payload::<Request>(&payload).unwrap());
+                }
+            }
+            prop_assert_eq!(decoded, requests);
+        }
+    }
+}
