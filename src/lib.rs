@@ -23,6 +23,7 @@
 
 pub mod modules;
 pub mod node;
+pub mod server;
 pub mod workload;
 
 pub use node::{CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};

@@ -25,6 +25,27 @@ enum Command {
     /// Start an embedded node, deploy the bank example, run transfers and
     /// report throughput, latency and the conserved total.
     Quickstart(QuickstartArgs),
+    /// Run a node and serve clients over TCP until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to accept clients on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: std::net::SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "./ordo-data")]
+    data: PathBuf,
+    /// Token that deploys must carry.
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Token every client must present when it connects.
+    #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
+    client_token: Option<String>,
+    /// Most simultaneous client connections.
+    #[arg(long, default_value_t = ordo::server::CONNECTIONS_MAX_DEFAULT)]
+    connections_max: usize,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +74,63 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Quickstart(args) => quickstart(args),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let node = std::sync::Arc::new(
+        Node::open(NodeConfig::new(&args.data))
+            .with_context(|| format!("opening the node in {}", args.data.display()))?,
+    );
+    if let Some(recovery) = node.recovery() {
+        eprintln!("ordo serve: recovered the log: {recovery}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let config = ordo::server::ServerConfig {
+        connections_max: args.connections_max,
+        client_token: args.client_token,
+        admin_token: args.admin_token,
+        ..Default::default()
+    };
+    runtime.block_on(async {
+        let listener = ordo::server::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let status = node.status();
+        // Tests and scripts read this line to learn the port.
+        println!("ordo serve: listening on {local}");
+        println!(
+            "ordo serve: data in {}, position {}, state hash {}",
+            args.data.display(),
+            status.engine.position,
+            status.engine.state_hash_hex()
+        );
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        ordo::server::serve(node.clone(), listener, config, shutdown_signal()).await?;
+        eprintln!("ordo serve: shutting down: making the open batch durable and answering it");
+        let stopping = node.clone();
+        tokio::task::spawn_blocking(move || stopping.shutdown()).await?;
+        // Let connection writers deliver the last answers.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }
 

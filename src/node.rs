@@ -244,8 +244,7 @@ impl Shared {
 /// batch is made durable, executed and answered first.
 pub struct Node {
     shared: Arc<Shared>,
-    log_thread: Option<JoinHandle<()>>,
-    executor_thread: Option<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     recovery: Option<Recovery>,
     internal: Session,
 }
@@ -326,8 +325,9 @@ impl Node {
         let internal = Session::new(shared.clone());
         Ok(Node {
             shared,
-            log_thread: Some(log_thread),
-            executor_thread: Some(executor_thread),
+            // Joined in this order on shutdown: the log thread finishes
+            // the open batch, then the executor answers it.
+            threads: Mutex::new(vec![log_thread, executor_thread]),
             recovery,
             internal,
         })
@@ -406,17 +406,12 @@ impl Node {
 
     /// Stops taking requests, makes the open batch durable, executes and
     /// answers it, and joins the node's threads.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    /// Idempotent; requests after it are refused with `Stopped`.
+    pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.open_not_empty.notify_all();
-        if let Some(thread) = self.log_thread.take() {
-            let _ = thread.join();
-        }
-        if let Some(thread) = self.executor_thread.take() {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for thread in threads {
             let _ = thread.join();
         }
     }
@@ -424,7 +419,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown();
     }
 }
 
@@ -721,6 +716,36 @@ impl Session {
         )
     }
 
+    /// Submits with an explicit request id and watermark, for a remote
+    /// client that tracks its own outstanding requests (across
+    /// reconnects). The completion arrives through [`Session::recv`].
+    pub fn submit_with_ack(
+        &self,
+        request_id: u64,
+        acked_below: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        let max = self.shared.config.engine.args_bytes_max;
+        if args.len() > max {
+            return Err(NodeError::ArgsTooLarge {
+                bytes: args.len(),
+                max,
+            });
+        }
+        let entry = Entry::Invoke(Invocation {
+            client_id: self.client_id,
+            request_id,
+            acked_below: acked_below.min(request_id),
+            procedure: procedure.to_string(),
+            encoding,
+            args,
+        });
+        self.shared
+            .enqueue(entry, Some(self.completions_tx.clone()))
+    }
+
     fn submit_to(
         &self,
         request_id: u64,
@@ -841,13 +866,25 @@ impl Session {
     /// Deploys (or upgrades) a module and waits until it has taken effect.
     /// A module that fails validation is refused before it reaches the log.
     pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<ModuleSummary, CallError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        self.deploy_with_id(request_id, name, wasm)
+            .map(|deployed| deployed.value)
+    }
+
+    /// [`Session::deploy`] with an explicit request id (a retried deploy
+    /// returns the original outcome).
+    pub fn deploy_with_id(
+        &self,
+        request_id: u64,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<Called<ModuleSummary>, CallError> {
         // Checked here so a bad module never costs a log entry; the
         // executor checks again, and its answer is the one that counts.
         self.shared
             .compiler
             .compile(name, wasm)
             .map_err(NodeError::from)?;
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
         let entry = Entry::Deploy(Deploy {
             client_id: self.client_id,
@@ -867,7 +904,10 @@ impl Session {
         self.acknowledge(request_id);
         let tx = completion?.result?;
         match tx.outcome {
-            Outcome::Deployed(summary) => Ok(summary),
+            Outcome::Deployed(summary) => Ok(Called {
+                value: summary,
+                seq: tx.seq,
+            }),
             Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
             Outcome::Committed { .. } => unreachable!("a deploy entry never commits a result"),
         }

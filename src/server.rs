@@ -1,0 +1,425 @@
+//! `ordo serve`: the embedded node behind a TCP listener speaking the wire
+//! protocol of `ordo_client::protocol`.
+//!
+//! Each connection: a handshake (magic, version, token), then a reader
+//! that turns request frames into node submissions, a bridge thread that
+//! carries the node's completions back (the node's channels are
+//! blocking), and a writer that frames responses, flushing when it runs out
+//! of work so pipelined answers share syscalls. A malformed, truncated or
+//! oversized frame closes only that connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ordo_client::protocol::{
+    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, ProcedureDescription,
+    ProtocolError, RefusalReason, Request, RequestBody, RequestRefusal, Response, ResponseBody,
+    StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
+};
+use ordo_engine::{Outcome, TxOutcome};
+use ordo_sequencer::entry::ArgsEncoding;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::node::{CallError, Node, NodeError, Session};
+
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// Responses queued for one connection's writer. A client that stops
+/// reading fills it, and then its answers wait in the node (bounded by the
+/// node's in-flight limit) instead of growing here.
+const CONNECTION_RESPONSES_QUEUED_MAX: usize = 4096;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a connection's bridge thread checks whether it should stop.
+const BRIDGE_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub connections_max: usize,
+    pub frame_bytes_max: usize,
+    /// Required from every client, if set.
+    pub client_token: Option<String>,
+    /// Required for deploys, if set.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            client_token: None,
+            admin_token: None,
+        }
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn tokens_match(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    let mut difference = (expected.len() != given.len()) as u8;
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= byte ^ given.get(index).copied().unwrap_or(!byte);
+    }
+    difference == 0
+}
+
+fn token_ok(expected: &Option<String>, given: &Option<String>) -> bool {
+    match expected {
+        None => true,
+        Some(expected) => given
+            .as_deref()
+            .is_some_and(|given| tokens_match(expected, given)),
+    }
+}
+
+/// Accepts connections until `shutdown` resolves.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.connections_max));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: keep serving the
+                // connections we have.
+                Err(err) => {
+                    eprintln!("ordo serve: accept failed: {err}");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = slots.clone().try_acquire_owned().ok();
+        let (node, config) = (node.clone(), config.clone());
+        tokio::spawn(async move {
+            let result = match permit {
+                Some(_permit) => connection(node, config, stream).await,
+                None => {
+                    refuse(
+                        stream,
+                        RefusalReason::TooManyConnections,
+                        "too many connections; retry later",
+                    )
+                    .await
+                }
+            };
+            if let Err(err) = result {
+                eprintln!("ordo serve: connection from {peer} closed: {err}");
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("no handshake within {HANDSHAKE_TIMEOUT:?}")]
+    HandshakeTimeout,
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+async fn read_frame(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    frame_bytes_max: usize,
+) -> Result<Option<Vec<u8>>, ConnectionError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(err) => return Err(err.into()),
+    }
+    let bytes = frame_payload_bytes(header, frame_bytes_max)?;
+    let mut payload = vec![0u8; bytes];
+    stream.read_exact(&mut payload).await?;
+    Ok(Some(payload))
+}
+
+async fn write_message<T: serde::Serialize>(
+    stream: &mut (impl AsyncWriteExt + Unpin),
+    message: &T,
+    frame_bytes_max: usize,
+) -> Result<(), ConnectionError> {
+    let frame = encode_frame(message, frame_bytes_max)?;
+    stream.write_all(&frame).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+async fn refuse(
+    mut stream: TcpStream,
+    reason: RefusalReason,
+    message: &str,
+) -> Result<(), ConnectionError> {
+    let welcome = Welcome::Refused {
+        reason,
+        message: message.to_string(),
+    };
+    write_message(&mut stream, &welcome, FRAME_BYTES_MAX_DEFAULT).await?;
+    Err(ConnectionError::Refused(message.to_string()))
+}
+
+async fn connection(
+    node: Arc<Node>,
+    config: Arc<ServerConfig>,
+    mut stream: TcpStream,
+) -> Result<(), ConnectionError> {
+    let hello = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_frame(&mut stream, config.frame_bytes_max),
+    )
+    .await
+    .map_err(|_| ConnectionError::HandshakeTimeout)??;
+    let Some(hello) = hello else { return Ok(()) };
+    let hello: Hello = match decode_payload(&hello).and_then(|hello: Hello| {
+        hello.check()?;
+        Ok(hello)
+    }) {
+        Ok(hello) => hello,
+        Err(err) => {
+            return refuse(stream, RefusalReason::BadHandshake, &err.to_string()).await;
+        }
+    };
+    if !token_ok(&config.client_token, &hello.token) {
+        return refuse(
+            stream,
+            RefusalReason::Unauthorized,
+            "wrong or missing client token (--token / ORDO_CLIENT_TOKEN)",
+        )
+        .await;
+    }
+    let welcome = Welcome::Accepted {
+        version: ordo_client::protocol::PROTOCOL_VERSION,
+        position: node.status().engine.position,
+    };
+    write_message(&mut stream, &welcome, config.frame_bytes_max).await?;
+
+    let session = Arc::new(node.resume_session(hello.client_id, 1));
+    let (mut reader, writer) = stream.into_split();
+    let (responses_tx, responses_rx) = mpsc::channel::<Response>(CONNECTION_RESPONSES_QUEUED_MAX);
+    let writer_task = tokio::spawn(write_responses(
+        writer,
+        responses_rx,
+        config.frame_bytes_max,
+    ));
+
+    // Carries the node's (blocking) completions to the writer.
+    let closing = Arc::new(AtomicBool::new(false));
+    let bridge = {
+        let (session, closing, responses_tx) =
+            (session.clone(), closing.clone(), responses_tx.clone());
+        std::thread::Builder::new()
+            .name("ordo-conn".into())
+            .spawn(move || {
+                while !closing.load(Ordering::Acquire) {
+                    let Some(completion) = session.recv_timeout(BRIDGE_POLL) else {
+                        continue;
+                    };
+                    let body = match completion.result {
+                        Ok(tx) => outcome_body(tx),
+                        Err(err) => refusal_body(&err),
+                    };
+                    let response = Response {
+                        request_id: completion.request_id,
+                        body,
+                    };
+                    if responses_tx.blocking_send(response).is_err() {
+                        return;
+                    }
+                }
+            })?
+    };
+
+    let result = read_requests(&node, &config, &session, &mut reader, &responses_tx).await;
+    // Answers still in flight are delivered by the node to the session;
+    // a client that reconnects and retries gets them from the
+    // exactly-once table.
+    closing.store(true, Ordering::Release);
+    drop(responses_tx);
+    let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+    let _ = writer_task.await;
+    result
+}
+
+async fn read_requests(
+    node: &Arc<Node>,
+    config: &Arc<ServerConfig>,
+    session: &Arc<Session>,
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    responses: &mpsc::Sender<Response>,
+) -> Result<(), ConnectionError> {
+    while let Some(payload) = read_frame(reader, config.frame_bytes_max).await? {
+        let request: Request = decode_payload(&payload)?;
+        let request_id = request.request_id;
+        let immediate = match request.body {
+            RequestBody::Call {
+                procedure,
+                encoding,
+                args,
+            } => {
+                let encoding = match encoding {
+                    Encoding::Postcard => ArgsEncoding::Postcard,
+                    Encoding::Json => ArgsEncoding::Json,
+                };
+                match session.submit_with_ack(
+                    request_id,
+                    request.acked_below,
+                    &procedure,
+                    encoding,
+                    args,
+                ) {
+                    Ok(()) => None,
+                    Err(err) => Some(refusal_body(&err)),
+                }
+            }
+            RequestBody::Deploy {
+                name,
+                wasm,
+                admin_token,
+            } => {
+                if !token_ok(&config.admin_token, &admin_token) {
+                    Some(ResponseBody::Refused {
+                        reason: RequestRefusal::Unauthorized,
+                        message: "deploy needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
+                            .to_string(),
+                    })
+                } else {
+                    // Compiling takes milliseconds: off the async threads.
+                    let (session, responses) = (session.clone(), responses.clone());
+                    tokio::spawn(async move {
+                        let deployed = tokio::task::spawn_blocking(move || {
+                            session.deploy_with_id(request_id, &name, &wasm)
+                        })
+                        .await;
+                        let body = match deployed {
+                            Ok(Ok(deployed)) => ResponseBody::Deployed {
+                                seq: deployed.seq,
+                                name: deployed.value.name,
+                                sha256: deployed.value.sha256,
+                                procedures: deployed.value.procedures,
+                            },
+                            Ok(Err(CallError::Aborted { seq, abort })) => ResponseBody::Aborted {
+                                seq,
+                                kind: abort.kind.as_str().to_string(),
+                                message: abort.message,
+                            },
+                            Ok(Err(CallError::Node(err))) => refusal_body(&err),
+                            Ok(Err(other)) => ResponseBody::Refused {
+                                reason: RequestRefusal::BadRequest,
+                                message: other.to_string(),
+                            },
+                            Err(_) => ResponseBody::Refused {
+                                reason: RequestRefusal::Unavailable,
+                                message: "deploy task failed".to_string(),
+                            },
+                        };
+                        let _ = responses.send(Response { request_id, body }).await;
+                    });
+                    None
+                }
+            }
+            RequestBody::Status => {
+                let status = node.status();
+                Some(ResponseBody::Status(StatusInfo {
+                    position: status.engine.position,
+                    state_hash: status.engine.state_hash_hex(),
+                    chain_hash: status.engine.chain_hash_hex(),
+                    keys: status.engine.keys,
+                    log_records: status.log_records,
+                }))
+            }
+            RequestBody::Procedures => Some(ResponseBody::Procedures(
+                node.procedures()
+                    .into_iter()
+                    .map(|procedure| ProcedureDescription {
+                        name: procedure.name,
+                        module: procedure.module,
+                        params: procedure.params.map(|params| {
+                            params
+                                .into_iter()
+                                .map(|param| (param.name, param.ty))
+                                .collect()
+                        }),
+                        read_only: procedure.read_only,
+                    })
+                    .collect(),
+            )),
+        };
+        if let Some(body) = immediate
+            && responses.send(Response { request_id, body }).await.is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn write_responses(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut responses: mpsc::Receiver<Response>,
+    frame_bytes_max: usize,
+) -> Result<(), ConnectionError> {
+    let mut writer = BufWriter::with_capacity(64 << 10, writer);
+    while let Some(response) = responses.recv().await {
+        let frame = encode_frame(&response, frame_bytes_max)?;
+        writer.write_all(&frame).await?;
+        // Flush only when nothing else is ready: pipelined answers share
+        // one write.
+        if responses.is_empty() {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await?;
+    Ok(())
+}
+
+fn outcome_body(tx: TxOutcome) -> ResponseBody {
+    match tx.outcome {
+        Outcome::Committed { result } => ResponseBody::Committed {
+            seq: tx.seq,
+            result,
+        },
+        Outcome::Deployed(summary) => ResponseBody::Deployed {
+            seq: tx.seq,
+            name: summary.name,
+            sha256: summary.sha256,
+            procedures: summary.procedures,
+        },
+        Outcome::Aborted(abort) => ResponseBody::Aborted {
+            seq: tx.seq,
+            kind: abort.kind.as_str().to_string(),
+            message: abort.message,
+        },
+    }
+}
+
+fn refusal_body(err: &NodeError) -> ResponseBody {
+    let reason = match err {
+        NodeError::Overloaded { .. } => RequestRefusal::Overloaded,
+        NodeError::ArgsTooLarge { .. } => RequestRefusal::BadRequest,
+        NodeError::Deploy(_) => RequestRefusal::DeployRejected,
+        _ => RequestRefusal::Unavailable,
+    };
+    ResponseBody::Refused {
+        reason,
+        message: err.to_string(),
+    }
+}
+
+/// Binds `addr`; a helper so the binary and tests bind the same way.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
