@@ -1,0 +1,311 @@
+//! `ordo serve` as a real process on loopback, driven over raw TCP with
+//! the wire protocol: handshake, deploy authorisation, pipelining,
+//! exactly-once across reconnects, and hostile bytes that must close only
+//! the offending connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ordo_client::protocol::{
+    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, RefusalReason, Request,
+    RequestBody, RequestRefusal, Response, ResponseBody, Welcome, decode_payload, encode_frame,
+    frame_payload_bytes,
+};
+
+const ADMIN: &str = "admin-secret";
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                ADMIN,
+                "--data",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("ORDO_CLIENT_TOKEN")
+            .env_remove("ORDO_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("ordo serve: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+}
+
+impl Connection {
+    fn open(addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Connection { stream }
+    }
+
+    fn handshake(addr: SocketAddr, client_id: u128, token: Option<&str>) -> (Connection, Welcome) {
+        let mut connection = Connection::open(addr);
+        connection.send(&Hello::new(client_id, token.map(str::to_string)));
+        let welcome = connection.receive::<Welcome>().expect("a welcome frame");
+        (connection, welcome)
+    }
+
+    fn accepted(addr: SocketAddr, client_id: u128) -> Connection {
+        let (connection, welcome) = Connection::handshake(addr, client_id, None);
+        assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
+        connection
+    }
+
+    fn send<T: serde::Serialize>(&mut self, message: &T) {
+        let frame = encode_frame(message, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// The next frame, or `None` if the server closed the connection.
+    fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        self.stream.read_exact(&mut header).ok()?;
+        let bytes = frame_payload_bytes(header, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let mut payload = vec![0u8; bytes];
+        self.stream.read_exact(&mut payload).unwrap();
+        Some(decode_payload(&payload).unwrap())
+    }
+
+    fn request(&mut self, request_id: u64, body: RequestBody) -> ResponseBody {
+        self.send(&Request {
+            request_id,
+            acked_below: request_id,
+            body,
+        });
+        let response: Response = self.receive().expect("a response");
+        assert_eq!(response.request_id, request_id);
+        response.body
+    }
+
+    /// True once the server has closed this connection.
+    fn closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+fn call(procedure: &str, args: &impl serde::Serialize) -> RequestBody {
+    RequestBody::Call {
+        procedure: procedure.to_string(),
+        encoding: Encoding::Postcard,
+        args: postcard::to_stdvec(args).unwrap(),
+    }
+}
+
+fn deploy(token: Option<&str>) -> RequestBody {
+    RequestBody::Deploy {
+        name: "bank".to_string(),
+        wasm: ordo::modules::BANK.to_vec(),
+        admin_token: token.map(str::to_string),
+    }
+}
+
+fn committed(body: ResponseBody) -> (u64, Vec<u8>) {
+    match body {
+        ResponseBody::Committed { seq, result } => (seq, result),
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+#[test]
+fn deploy_needs_the_admin_token_and_calls_pipeline() {
+    let server = Server::start(&[]);
+    let mut connection = Connection::accepted(server.addr, 1);
+
+    match connection.request(1, deploy(None)) {
+        ResponseBody::Refused { reason, .. } => assert_eq!(reason, RequestRefusal::Unauthorized),
+        other => panic!("deploy without a token: {other:?}"),
+    }
+    match connection.request(2, deploy(Some("wrong"))) {
+        ResponseBody::Refused { reason, .. } => assert_eq!(reason, RequestRefusal::Unauthorized),
+        other => panic!("deploy with a wrong token: {other:?}"),
+    }
+    match connection.request(3, deploy(Some(ADMIN))) {
+        ResponseBody::Deployed {
+            procedures, seq, ..
+        } => {
+            assert!(procedures.contains(&"transfer".to_string()));
+            assert!(seq > 0);
+        }
+        other => panic!("deploy: {other:?}"),
+    }
+    committed(connection.request(4, call("open_many", &(0u64, 100u64, 10i64))));
+
+    // 300 transfers written back to back before reading any answer.
+    let first_id = 10;
+    for offset in 0..300u64 {
+        connection.send(&Request {
+            request_id: first_id + offset,
+            acked_below: first_id,
+            body: call("transfer", &(offset % 100, (offset + 1) % 100, 1i64)),
+        });
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let response: Response = connection.receive().expect("a response");
+        committed(response.body);
+        assert!(answered.insert(response.request_id), "answered twice");
+    }
+    assert_eq!(answered.len(), 300);
+    let (_, total) = committed(connection.request(400, call("total", &())));
+    assert_eq!(postcard::from_bytes::<i64>(&total).unwrap(), 1_000);
+
+    match connection.request(401, RequestBody::Status) {
+        ResponseBody::Status(status) => {
+            assert!(status.position >= 302);
+            assert_eq!(status.state_hash.len(), 32);
+        }
+        other => panic!("status: {other:?}"),
+    }
+    match connection.request(402, RequestBody::Procedures) {
+        ResponseBody::Procedures(procedures) => {
+            assert!(
+                procedures
+                    .iter()
+                    .any(|p| p.name == "transfer" && p.module == "bank")
+            );
+        }
+        other => panic!("procedures: {other:?}"),
+    }
+    match connection.request(403, call("no_such_procedure", &())) {
+        ResponseBody::Aborted { kind, .. } => assert_eq!(kind, "unknown_procedure"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_retry_on_a_new_connection_runs_once() {
+    let server = Server::start(&[]);
+    let client_id = 0xABCD;
+    let mut first = Connection::accepted(server.addr, client_id);
+    first.request(1, deploy(Some(ADMIN)));
+    committed(first.request(2, call("open_many", &(0u64, 2u64, 100i64))));
+    let (seq, _) = committed(first.request(3, call("transfer", &(0u64, 1u64, 30i64))));
+    drop(first);
+
+    // The connection is gone; the client resends request 3 on a new one.
+    let mut second = Connection::accepted(server.addr, client_id);
+    let (retried_seq, _) = committed(second.request(3, call("transfer", &(0u64, 1u64, 30i64))));
+    assert_eq!(retried_seq, seq, "the retry returned the original outcome");
+    let (_, balance) = committed(second.request(4, call("balance", &(1u64,))));
+    assert_eq!(
+        postcard::from_bytes::<i64>(&balance).unwrap(),
+        130,
+        "ran once"
+    );
+}
+
+#[test]
+fn hostile_bytes_close_only_their_connection() {
+    let server = Server::start(&[]);
+    let mut healthy = Connection::accepted(server.addr, 7);
+    healthy.request(1, deploy(Some(ADMIN)));
+
+    // Garbage instead of a handshake.
+    let mut garbage = Connection::open(server.addr);
+    garbage
+        .stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(garbage.closed_by_server());
+
+    // A wrong protocol version is refused with a reason.
+    let mut newer = Hello::new(8, None);
+    newer.version = 99;
+    let mut versioned = Connection::open(server.addr);
+    versioned.send(&newer);
+    match versioned.receive::<Welcome>() {
+        Some(Welcome::Refused { reason, message }) => {
+            assert_eq!(reason, RefusalReason::BadHandshake);
+            assert!(message.contains("version"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An oversized frame length after a good handshake.
+    let mut oversized = Connection::accepted(server.addr, 9);
+    oversized.stream.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    assert!(oversized.closed_by_server());
+
+    // A truncated frame: a header promising more than is sent, then EOF.
+    let mut truncated = Connection::accepted(server.addr, 10);
+    truncated.stream.write_all(&100u32.to_le_bytes()).unwrap();
+    truncated.stream.write_all(&[1, 2, 3]).unwrap();
+    truncated
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
+    assert!(truncated.closed_by_server());
+
+    // A well-framed payload that is not a request.
+    let mut malformed = Connection::accepted(server.addr, 11);
+    malformed.stream.write_all(&3u32.to_le_bytes()).unwrap();
+    malformed.stream.write_all(&[0xff, 0xff, 0xff]).unwrap();
+    assert!(malformed.closed_by_server());
+
+    // Through all of that, the first client is served as before.
+    committed(healthy.request(2, call("open", &(1u64, 5i64))));
+    let (_, balance) = committed(healthy.request(3, call("balance", &(1u64,))));
+    assert_eq!(postcard::from_bytes::<i64>(&balance).unwrap(), 5);
+}
+
+#[test]
+fn a_client_token_is_required_when_configured() {
+    let server = Server::start(&["--client-token", "let-me-in"]);
+    let (mut refused, welcome) = Connection::handshake(server.addr, 1, Some("wrong"));
+    match welcome {
+        Welcome::Refused { reason, .. } => assert_eq!(reason, RefusalReason::Unauthorized),
+        other => panic!("{other:?}"),
+    }
+    assert!(refused.closed_by_server());
+    let (_, welcome) = Connection::handshake(server.addr, 1, None);
+    assert!(matches!(welcome, Welcome::Refused { .. }));
+    let (mut accepted, welcome) = Connection::handshake(server.addr, 1, Some("let-me-in"));
+    assert!(matches!(welcome, Welcome::Accepted { .. }));
+    assert!(matches!(
+        accepted.request(1, RequestBody::Status),
+        ResponseBody::Status(_)
+    ));
+}
