@@ -1,13 +1,32 @@
 //! `ordo-client`: how programs talk to an ordo server.
 //!
-//! Today this crate holds the wire protocol ([`protocol`]): the handshake,
-//! request and response messages and their framing, as pure code with no
-//! I/O. The async client (`Client::connect`, typed `call`, reconnect and
-//! retry with the same request id) and the server that speaks the other
-//! side are issue #3.
+//! [`Client`] is the async client (tokio): connect, call procedures
+//! (typed with postcard, as JSON, or raw), deploy modules, read the node's
+//! status. Calls from many tasks are pipelined on one connection, and a
+//! lost connection is re-established with every waiting request resent
+//! under the same client id and request id, so the server runs each at
+//! most once.
 //!
-//! This crate must never depend on wasmtime or openraft: applications link
-//! it, and they should not pay for the engine.
+//! ```no_run
+//! use ordo_client::Client;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ordo_client::ClientError> {
+//! let client = Client::connect("127.0.0.1:7878").await?;
+//! let transfer = client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+//! println!("transferred at seq {}", transfer.seq);
+//! let (balance, _) = client.call_json("balance", r#"{"id": 2}"#).await?;
+//! println!("account 2 holds {balance}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`protocol`] is the wire protocol both sides speak: the handshake,
+//! request and response messages and their framing, as pure code with no
+//! I/O.
+//!
+//! This crate must never depend on wasmtime, openraft or another `ordo-*`
+//! crate: applications link it, and they should not pay for the engine.
 //!
 //! ```
 //! use ordo_client::protocol::{
@@ -32,4 +51,11 @@
 //! # Ok::<(), ordo_client::protocol::ProtocolError>(())
 //! ```
 
+pub mod client;
 pub mod protocol;
+
+pub use client::{
+    CONNECT_TIMEOUT_DEFAULT, CallOutcome, Called, Client, ClientConfig, ClientError, Deployed,
+    RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT,
+};
+pub use protocol::{Encoding, ProcedureDescription, StatusInfo};

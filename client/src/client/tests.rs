@@ -1,0 +1,667 @@
+//! The client against a fake server, written here with tokio on
+//! 127.0.0.1:0, that speaks protocol v1 and answers with canned responses.
+//! Every wait is on a channel or socket with a timeout; nothing sleeps.
+
+use super::*;
+use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC};
+use std::collections::BTreeSet;
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// Upper bound on any single wait; only reached when a test is failing.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, addr)
+}
+
+fn config(addr: &str) -> ClientConfig {
+    ClientConfig {
+        connect_timeout: WAIT,
+        request_timeout: WAIT,
+        reconnect_attempts: 3,
+        ..ClientConfig::new(addr)
+    }
+}
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .expect("timed out waiting")
+}
+
+/// Waits for the fake server task and passes its panics on.
+async fn join<T>(server: JoinHandle<T>) -> T {
+    within(server).await.expect("fake server panicked")
+}
+
+/// Reads one message; `None` when the client has closed the connection.
+async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> Option<T> {
+    match within(read_frame(stream, FRAME_BYTES_MAX_DEFAULT)).await {
+        Ok(payload) => Some(decode_payload(&payload).expect("client sent a bad frame")),
+        Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::UnexpectedEof => None,
+        Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::ConnectionReset => None,
+        Err(ReadError::Io(err)) => panic!("fake server read failed: {err}"),
+        Err(ReadError::Protocol(err)) => panic!("client sent a bad frame: {err}"),
+    }
+}
+
+async fn read_request(stream: &mut TcpStream) -> Request {
+    read_message(stream).await.expect("a request")
+}
+
+async fn write_message<T: Serialize>(stream: &mut TcpStream, message: &T) {
+    let frame = encode_frame(message, FRAME_BYTES_MAX_DEFAULT).unwrap();
+    within(stream.write_all(&frame)).await.unwrap();
+}
+
+async fn answer(stream: &mut TcpStream, request_id: u64, body: ResponseBody) {
+    write_message(stream, &Response { request_id, body }).await;
+}
+
+/// Accepts a connection, checks its hello and welcomes it.
+async fn accept(listener: &TcpListener) -> (TcpStream, Hello) {
+    let (mut stream, _) = within(listener.accept()).await.unwrap();
+    let hello: Hello = read_message(&mut stream).await.expect("a hello");
+    assert_eq!(hello.check(), Ok(()));
+    write_message(
+        &mut stream,
+        &Welcome::Accepted {
+            version: PROTOCOL_VERSION,
+            position: 0,
+        },
+    )
+    .await;
+    (stream, hello)
+}
+
+fn status() -> StatusInfo {
+    StatusInfo {
+        position: 42,
+        state_hash: "ab".repeat(16),
+        chain_hash: "cd".repeat(16),
+        keys: 7,
+        log_records: 3,
+    }
+}
+
+fn call_args(request: &Request) -> (&str, &[u8]) {
+    match &request.body {
+        RequestBody::Call {
+            procedure, args, ..
+        } => (procedure, args),
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handshake_is_accepted_and_sends_id_and_token() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&listener).await;
+        let request = read_request(&mut stream).await;
+        assert_eq!(request.body, RequestBody::Status);
+        answer(
+            &mut stream,
+            request.request_id,
+            ResponseBody::Status(status()),
+        )
+        .await;
+        (hello, request)
+    });
+    let client = Client::connect_with(ClientConfig {
+        token: Some("client-secret".into()),
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(client.status().await.unwrap(), status());
+    let (hello, request) = join(server).await;
+    assert_eq!(hello.magic, MAGIC);
+    assert_eq!(hello.version, PROTOCOL_VERSION);
+    assert_eq!(hello.client_id, client.client_id());
+    assert_eq!(hello.token.as_deref(), Some("client-secret"));
+    assert_eq!((request.request_id, request.acked_below), (1, 1));
+}
+
+#[test]
+fn client_ids_differ() {
+    let ids: BTreeSet<u128> = (0..100).map(|_| fresh_client_id()).collect();
+    assert_eq!(ids.len(), 100);
+}
+
+#[tokio::test]
+async fn refused_handshakes_map_to_errors() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        for reason in [
+            RefusalReason::Unauthorized,
+            RefusalReason::TooManyConnections,
+        ] {
+            let (mut stream, _) = within(listener.accept()).await.unwrap();
+            let _: Hello = read_message(&mut stream).await.expect("a hello");
+            let message = "no".to_string();
+            write_message(&mut stream, &Welcome::Refused { reason, message }).await;
+        }
+        // A server from the future.
+        let (mut stream, _) = within(listener.accept()).await.unwrap();
+        let _: Hello = read_message(&mut stream).await.expect("a hello");
+        let welcome = Welcome::Accepted {
+            version: 2,
+            position: 0,
+        };
+        write_message(&mut stream, &welcome).await;
+        // Not an ordo server: hangs up at once.
+        let (stream, _) = within(listener.accept()).await.unwrap();
+        drop(stream);
+    });
+    let err = Client::connect_with(config(&addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Unauthorized), "{err}");
+    assert!(err.to_string().contains("ClientConfig::token"), "{err}");
+    let err = Client::connect_with(config(&addr)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Refused {
+                reason: RefusalReason::TooManyConnections,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Client::connect_with(config(&addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Handshake { .. }), "{err}");
+    assert!(err.to_string().contains("version 2"), "{err}");
+    let err = Client::connect_with(config(&addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Handshake { .. }), "{err}");
+    join(server).await;
+}
+
+/// Sixteen calls from sixteen tasks are all in flight at once (the server
+/// reads every one before answering any), answered in reverse order, and
+/// each caller gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_are_matched_by_request_id() {
+    const CALLS: u64 = 16;
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let mut requests = Vec::new();
+        for _ in 0..CALLS {
+            requests.push(read_request(&mut stream).await);
+        }
+        for request in requests.iter().rev() {
+            let (procedure, args) = call_args(request);
+            assert_eq!(procedure, "double");
+            let x: u64 = postcard::from_bytes(args).unwrap();
+            let result = postcard::to_stdvec(&(2 * x)).unwrap();
+            let body = ResponseBody::Committed {
+                seq: 1000 + x,
+                result,
+            };
+            answer(&mut stream, request.request_id, body).await;
+        }
+        // With every answer delivered, the next request acknowledges them.
+        let next = read_request(&mut stream).await;
+        answer(&mut stream, next.request_id, ResponseBody::Status(status())).await;
+        (requests, next)
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|x| {
+            let client = client.clone();
+            tokio::spawn(async move { (x, client.call::<u64, u64>("double", &x).await) })
+        })
+        .collect();
+    for call in calls {
+        let (x, called) = within(call).await.unwrap();
+        let called = called.unwrap();
+        assert_eq!((called.value, called.seq), (2 * x, 1000 + x));
+    }
+    client.status().await.unwrap();
+    let (requests, next) = join(server).await;
+    let ids: BTreeSet<u64> = requests.iter().map(|request| request.request_id).collect();
+    assert_eq!(ids, (1..=CALLS).collect());
+    // Request 1 was unanswered when every other request was sent.
+    assert!(requests.iter().all(|request| request.acked_below == 1));
+    assert_eq!((next.request_id, next.acked_below), (CALLS + 1, CALLS + 1));
+}
+
+#[tokio::test]
+async fn acked_below_is_the_smallest_unanswered_request_id() {
+    let (listener, addr) = listen().await;
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let first = read_request(&mut stream).await;
+        seen_tx.send((first.request_id, first.acked_below)).unwrap();
+        let second = read_request(&mut stream).await;
+        seen_tx
+            .send((second.request_id, second.acked_below))
+            .unwrap();
+        // Answer only the second; the first stays outstanding.
+        let committed = |seq| ResponseBody::Committed {
+            seq,
+            result: b"null".to_vec(),
+        };
+        answer(&mut stream, second.request_id, committed(2)).await;
+        let third = read_request(&mut stream).await;
+        seen_tx.send((third.request_id, third.acked_below)).unwrap();
+        answer(&mut stream, third.request_id, committed(3)).await;
+        answer(&mut stream, first.request_id, committed(1)).await;
+        let fourth = read_request(&mut stream).await;
+        seen_tx
+            .send((fourth.request_id, fourth.acked_below))
+            .unwrap();
+        answer(&mut stream, fourth.request_id, committed(4)).await;
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.call_json("first", "null").await }
+    });
+    assert_eq!(within(seen_rx.recv()).await, Some((1, 1)));
+    let (_, seq) = client.call_json("second", "null").await.unwrap();
+    assert_eq!(seq, 2);
+    assert_eq!(within(seen_rx.recv()).await, Some((2, 1)));
+    client.call_json("third", "null").await.unwrap();
+    assert_eq!(within(seen_rx.recv()).await, Some((3, 1)));
+    assert_eq!(within(first).await.unwrap().unwrap().1, 1);
+    client.call_json("fourth", "null").await.unwrap();
+    assert_eq!(within(seen_rx.recv()).await, Some((4, 4)));
+    join(server).await;
+}
+
+/// Answers by procedure name (or request kind) until the client hangs up.
+async fn canned_server(listener: TcpListener) {
+    let (mut stream, _) = accept(&listener).await;
+    while let Some(request) = read_message::<Request>(&mut stream).await {
+        let aborted = |kind: &str, message: &str| ResponseBody::Aborted {
+            seq: 9,
+            kind: kind.into(),
+            message: message.into(),
+        };
+        let refused = |reason, message: &str| ResponseBody::Refused {
+            reason,
+            message: message.into(),
+        };
+        let body = match &request.body {
+            RequestBody::Call {
+                procedure,
+                encoding,
+                args,
+            } => match procedure.as_str() {
+                "echo" => {
+                    assert_eq!(*encoding, Encoding::Json);
+                    ResponseBody::Committed {
+                        seq: 5,
+                        result: args.clone(),
+                    }
+                }
+                "not_utf8" => ResponseBody::Committed {
+                    seq: 6,
+                    result: vec![0xff, 0xfe],
+                },
+                "withdraw" => aborted("user", "insufficient funds"),
+                "missing" => aborted("unknown_procedure", "no procedure `missing`"),
+                "picky" => aborted("bad_arguments", "expected (u64, u64)"),
+                "spin" => aborted("out_of_fuel", "ran out of fuel"),
+                "busy" => refused(RequestRefusal::Overloaded, "100000 in flight"),
+                "stopping" => refused(RequestRefusal::Unavailable, "node is stopping"),
+                "huge" => refused(RequestRefusal::BadRequest, "arguments over 1 MiB"),
+                "confused" => ResponseBody::Status(status()),
+                other => panic!("unexpected procedure {other}"),
+            },
+            RequestBody::Deploy {
+                name,
+                wasm,
+                admin_token,
+            } => {
+                if admin_token.as_deref() != Some("admin-secret") {
+                    refused(RequestRefusal::Unauthorized, "wrong admin token")
+                } else if wasm.as_slice() != b"\0asm" {
+                    refused(RequestRefusal::DeployRejected, "not a wasm module")
+                } else {
+                    ResponseBody::Deployed {
+                        seq: 10,
+                        name: name.clone(),
+                        sha256: "00".repeat(32),
+                        procedures: vec!["transfer".into()],
+                    }
+                }
+            }
+            RequestBody::Procedures => ResponseBody::Procedures(vec![ProcedureDescription {
+                name: "transfer".into(),
+                module: "bank".into(),
+                params: Some(vec![("from".into(), "u64".into())]),
+                read_only: false,
+            }]),
+            RequestBody::Status => ResponseBody::Status(status()),
+        };
+        answer(&mut stream, request.request_id, body).await;
+    }
+}
+
+#[tokio::test]
+async fn answers_and_refusals_map_to_results_and_errors() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(canned_server(listener));
+    let client = Client::connect_with(ClientConfig {
+        admin_token: Some("admin-secret".into()),
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(
+        client.call_json("echo", r#"{"id": 7}"#).await.unwrap(),
+        (r#"{"id": 7}"#.to_string(), 5)
+    );
+    let err = client.call_json("not_utf8", "null").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Decode { procedure, seq: 6, .. } if procedure == "not_utf8"),
+        "{err}"
+    );
+    // A typed call whose result is not the type asked for.
+    let err = client.call::<_, String>("not_utf8", &()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { seq: 6, .. }), "{err}");
+
+    let err = client
+        .call::<_, ()>("withdraw", &(1u64, 5u64))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Aborted { seq: 9, kind, message }
+            if kind == "user" && message == "insufficient funds"),
+        "{err}"
+    );
+    let err = client.call::<_, ()>("spin", &()).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Aborted { kind, .. } if kind == "out_of_fuel"));
+    let err = client.call::<_, ()>("missing", &()).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::UnknownProcedure { procedure, .. } if procedure == "missing"),
+        "{err}"
+    );
+    let err = client.call::<_, ()>("picky", &()).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::BadArguments { message } if message == "expected (u64, u64)"),
+        "{err}"
+    );
+    let err = client.call::<_, ()>("busy", &()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Overloaded), "{err}");
+    let err = client.call::<_, ()>("stopping", &()).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Unavailable(m) if m == "node is stopping"));
+    let err = client.call::<_, ()>("huge", &()).await.unwrap_err();
+    assert!(matches!(&err, ClientError::BadRequest(m) if m == "arguments over 1 MiB"));
+    let err = client.call::<_, ()>("confused", &()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::UnexpectedResponse {
+                expected: "call",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let deployed = client.deploy("bank", b"\0asm").await.unwrap();
+    assert_eq!(
+        deployed,
+        Deployed {
+            seq: 10,
+            name: "bank".into(),
+            sha256: "00".repeat(32),
+            procedures: vec!["transfer".into()],
+        }
+    );
+    let err = client.deploy("bank", b"junk").await.unwrap_err();
+    assert!(matches!(&err, ClientError::DeployRejected(m) if m == "not a wasm module"));
+    let procedures = client.procedures().await.unwrap();
+    assert_eq!(procedures.len(), 1);
+    assert_eq!(procedures[0].module, "bank");
+    assert_eq!(client.status().await.unwrap(), status());
+    drop(client); // The canned server stops when the client hangs up.
+    join(server).await;
+}
+
+#[tokio::test]
+async fn deploy_without_the_admin_token_is_unauthorized() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(canned_server(listener));
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    let err = client.deploy("bank", b"\0asm").await.unwrap_err();
+    assert!(matches!(err, ClientError::Unauthorized), "{err}");
+    drop(client);
+    join(server).await;
+}
+
+#[tokio::test]
+async fn requests_over_the_frame_limit_are_not_sent() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(canned_server(listener));
+    let client = Client::connect_with(ClientConfig {
+        frame_bytes_max: 1024,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client
+        .call_raw("echo", Encoding::Json, vec![b' '; 2000])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::TooLarge { max: 1024, .. }),
+        "{err}"
+    );
+    // The connection is still good, and the refused id is not outstanding.
+    assert_eq!(client.call_json("echo", "1").await.unwrap().0, "1");
+    drop(client);
+    join(server).await;
+}
+
+/// An answer over the client's frame limit closes the connection and fails
+/// what was in flight; the next call connects afresh.
+#[tokio::test]
+async fn an_oversized_frame_from_the_server_closes_the_connection() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, first_hello) = accept(&listener).await;
+        let request = read_request(&mut stream).await;
+        // A header announcing a 1 MB payload; the client must not wait
+        // for (or allocate) the payload.
+        within(stream.write_all(&1_000_000u32.to_le_bytes()))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = within(stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(0)) || read.is_err(),
+            "the client should have closed the connection"
+        );
+        let (mut stream, second_hello) = accept(&listener).await;
+        assert_eq!(second_hello.client_id, first_hello.client_id);
+        let retry = read_request(&mut stream).await;
+        assert_eq!(retry.request_id, request.request_id + 1);
+        answer(
+            &mut stream,
+            retry.request_id,
+            ResponseBody::Status(status()),
+        )
+        .await;
+    });
+    let client = Client::connect_with(ClientConfig {
+        frame_bytes_max: 1024,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client.status().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Protocol(ProtocolError::FrameTooLarge {
+                bytes: 1_000_000,
+                max: 1024
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("frame_bytes_max"), "{err}");
+    assert_eq!(client.status().await.unwrap(), status());
+    join(server).await;
+}
+
+/// The connection drops with two calls in flight, one of them answered.
+/// The client reconnects with the same client id and resends only the
+/// unanswered one, byte for byte (same request id), and its caller gets
+/// the answer from the second connection.
+#[tokio::test]
+async fn a_lost_connection_is_resumed_with_the_same_ids() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, first_hello) = accept(&listener).await;
+        let a = read_request(&mut stream).await;
+        let b = read_request(&mut stream).await;
+        let (answered, unanswered) = if a.request_id == 1 { (a, b) } else { (b, a) };
+        let result = call_args(&answered).1.to_vec();
+        let body = ResponseBody::Committed { seq: 1, result };
+        answer(&mut stream, answered.request_id, body).await;
+        drop(stream);
+
+        let (mut stream, second_hello) = accept(&listener).await;
+        let resent = read_request(&mut stream).await;
+        let result = call_args(&resent).1.to_vec();
+        let body = ResponseBody::Committed { seq: 2, result };
+        answer(&mut stream, resent.request_id, body).await;
+        // Nothing else is resent: the next request is a new one.
+        let next = read_request(&mut stream).await;
+        answer(&mut stream, next.request_id, ResponseBody::Status(status())).await;
+        (first_hello, second_hello, unanswered, resent, next)
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    let (one, two) = tokio::join!(
+        client.call_json("echo", "\"one\""),
+        client.call_json("echo", "\"two\"")
+    );
+    let mut results = [one.unwrap(), two.unwrap()];
+    results.sort_by_key(|(_, seq)| *seq);
+    assert_eq!(results.map(|(_, seq)| seq), [1, 2]);
+    client.status().await.unwrap();
+
+    let (first_hello, second_hello, unanswered, resent, next) = join(server).await;
+    assert_eq!(first_hello.client_id, client.client_id());
+    assert_eq!(second_hello.client_id, client.client_id());
+    assert_eq!(resent, unanswered);
+    assert_eq!(resent.request_id, 2);
+    assert_eq!((next.request_id, next.acked_below), (3, 3));
+}
+
+#[tokio::test]
+async fn a_failed_reconnect_leaves_the_outcome_unknown() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        read_request(&mut stream).await;
+        // The server goes away: nothing listens any more.
+        drop(listener);
+        drop(stream);
+    });
+    let client = Client::connect_with(ClientConfig {
+        reconnect_attempts: 2,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client.status().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::ConnectionLost {
+                outcome_unknown: true
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("may or may not have run"), "{err}");
+    join(server).await;
+    // A request made while the server is down is never sent.
+    let err = client.status().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::ConnectionLost {
+                outcome_unknown: false
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_an_answer_times_out() {
+    let (listener, addr) = listen().await;
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let ignored = read_request(&mut stream).await;
+        let next = read_request(&mut stream).await;
+        answer(&mut stream, next.request_id, ResponseBody::Status(status())).await;
+        within(done_rx).await.unwrap();
+        (ignored, next)
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_millis(200),
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client.status().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Timeout {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    client.status().await.unwrap();
+    done_tx.send(()).unwrap();
+    let (ignored, next) = join(server).await;
+    assert_eq!(ignored.request_id, 1);
+    // The caller gave up on request 1, so it no longer holds the mark back.
+    assert_eq!((next.request_id, next.acked_below), (2, 2));
+}
+
+#[tokio::test]
+async fn connection_refused_says_what_to_check() {
+    let (listener, addr) = listen().await;
+    drop(listener);
+    let err = Client::connect(addr.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Connect { addr: a, .. } if *a == addr),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("is `ordo serve` running at {addr}?")),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[test]
+fn tokens_are_not_shown_in_debug_output() {
+    let config = ClientConfig {
+        token: Some("client-secret".into()),
+        admin_token: Some("admin-secret".into()),
+        ..ClientConfig::new("127.0.0.1:1")
+    };
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
