@@ -27,6 +27,70 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Run a node and serve clients over TCP until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Deploy (or upgrade) a module: prints its name, hash and procedures.
+    Deploy {
+        #[command(flatten)]
+        remote: Remote,
+        /// Module name; redeploying a name upgrades it.
+        name: String,
+        /// The compiled `.wasm` file.
+        file: PathBuf,
+    },
+    /// Call a procedure with JSON arguments; prints the JSON result.
+    Call {
+        #[command(flatten)]
+        remote: Remote,
+        procedure: String,
+        /// Arguments as a JSON object keyed by parameter name.
+        #[arg(default_value = "{}")]
+        args: String,
+    },
+    /// List the deployed procedures and their parameters.
+    Procedures {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show the node's position and hashes.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        /// One JSON object with `position` and `state_hash` (hex).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to reach a server.
+#[derive(clap::Args)]
+struct Remote {
+    /// The server's client address.
+    #[arg(long, env = "ORDO_SERVER", default_value = "127.0.0.1:7878")]
+    server: String,
+    /// Client token, if the server requires one.
+    #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Admin token, for deploys.
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl Remote {
+    fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async {
+            let mut config = ordo_client::ClientConfig::new(self.server.clone());
+            config.token = self.token.clone();
+            config.admin_token = self.admin_token.clone();
+            let client = ordo_client::Client::connect_with(config).await?;
+            work(client).await
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -70,11 +134,90 @@ struct QuickstartArgs {
     print_acks: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
+    if let Err(err) = run(cli.command) {
+        // One line a person can act on; the cause chain joined with ": ".
+        eprintln!("ordo: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Quickstart(args) => quickstart(args),
         Command::Serve(args) => serve(args),
+        Command::Deploy { remote, name, file } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let deployed = remote.run(async |client| Ok(client.deploy(&name, &wasm).await?))?;
+            println!(
+                "deployed module `{}` sha256 {} at seq {}",
+                deployed.name, deployed.sha256, deployed.seq
+            );
+            println!("procedures: {}", deployed.procedures.join(", "));
+            Ok(())
+        }
+        Command::Call {
+            remote,
+            procedure,
+            args,
+        } => {
+            let parsed: serde_json::Value = serde_json::from_str(&args)
+                .with_context(|| format!("the arguments are not valid JSON ({args})"))?;
+            if !parsed.is_object() {
+                bail!(
+                    "the arguments must be a JSON object keyed by parameter name, e.g. '{{\"id\": 1}}'"
+                );
+            }
+            let (result, _seq) =
+                remote.run(async |client| Ok(client.call_json(&procedure, &args).await?))?;
+            println!("{result}");
+            Ok(())
+        }
+        Command::Procedures { remote } => {
+            let procedures = remote.run(async |client| Ok(client.procedures().await?))?;
+            for procedure in procedures {
+                let params = match &procedure.params {
+                    Some(params) => params
+                        .iter()
+                        .map(|(name, ty)| format!("{name}: {ty}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => "?".to_string(),
+                };
+                let read_only = if procedure.read_only {
+                    " (read-only)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{} {{{params}}}  [module {}]{read_only}",
+                    procedure.name, procedure.module
+                );
+            }
+            Ok(())
+        }
+        Command::Status { remote, json } => {
+            let status = remote.run(async |client| Ok(client.status().await?))?;
+            if json {
+                let object = serde_json::json!({
+                    "position": status.position,
+                    "state_hash": status.state_hash,
+                    "chain_hash": status.chain_hash,
+                    "keys": status.keys,
+                    "log_records": status.log_records,
+                });
+                println!("{object}");
+            } else {
+                println!("position    {}", status.position);
+                println!("state hash  {}", status.state_hash);
+                println!("chain hash  {}", status.chain_hash);
+                println!("keys        {}", status.keys);
+                println!("log records {}", status.log_records);
+            }
+            Ok(())
+        }
     }
 }
 

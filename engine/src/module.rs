@@ -263,11 +263,14 @@ impl ModuleCompiler {
 fn root_message(err: &wasmtime::Error) -> String {
     let root = err.root_cause().to_string();
     let outer = err.to_string();
-    if root == outer {
+    let message = if root == outer {
         outer
     } else {
         format!("{outer}: {root}")
-    }
+    };
+    // Some validator messages pretty-print byte arrays over many lines;
+    // an outcome message stays on one.
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Reads what wasmtime's `Module` does not expose: the start section and
