@@ -268,8 +268,12 @@ fn root_message(err: &wasmtime::Error) -> String {
     } else {
         format!("{outer}: {root}")
     };
-    // Some validator messages pretty-print byte arrays over many lines;
-    // an outcome message stays on one.
+    one_line(&message)
+}
+
+/// Some validator messages pretty-print byte arrays over many lines; an
+/// outcome message stays on one.
+fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -278,7 +282,7 @@ fn root_message(err: &wasmtime::Error) -> String {
 fn scan_sections(wasm: &[u8]) -> Result<Vec<MetadataLine>, DeployError> {
     let mut metadata = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|err| DeployError::Invalid(err.to_string()))?;
+        let payload = payload.map_err(|err| DeployError::Invalid(one_line(&err.to_string())))?;
         match payload {
             Payload::StartSection { .. } => return Err(DeployError::StartFunction),
             Payload::CustomSection(reader) if reader.name() == METADATA_SECTION => {
