@@ -240,12 +240,10 @@ fn pipelined_sdk_clients_keep_the_bank_invariant() {
 
 /// Runs futures concurrently on the current task (a tiny `join_all`, to
 /// avoid a dependency for one test).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut outputs = Vec::with_capacity(handles.len());
