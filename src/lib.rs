@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod metrics;
 pub mod modules;
 pub mod node;
 pub mod server;

@@ -110,6 +110,9 @@ struct ServeArgs {
     /// Most simultaneous client connections.
     #[arg(long, default_value_t = ordo::server::CONNECTIONS_MAX_DEFAULT)]
     connections_max: usize,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -245,6 +248,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let local = listener.local_addr()?;
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(metrics_addr) = args.metrics_listen {
+            let metrics = ordo::server::bind(metrics_addr)
+                .await
+                .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
+            println!("ordo serve: metrics on {}", metrics.local_addr()?);
+            tokio::spawn(ordo::server::serve_metrics(node.clone(), metrics, async {
+                let _ = metrics_stopped.await;
+            }));
+        }
         let status = node.status();
         // Tests and scripts read this line to learn the port.
         println!("ordo serve: listening on {local}");
@@ -257,6 +270,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         std::io::stdout().flush()?;
         ordo::server::serve(node.clone(), listener, config, shutdown_signal()).await?;
+        let _ = stop_metrics.send(());
         eprintln!("ordo serve: shutting down: making the open batch durable and answering it");
         let stopping = node.clone();
         tokio::task::spawn_blocking(move || stopping.shutdown()).await?;

@@ -186,6 +186,7 @@ struct Shared {
     status_changed: Condvar,
     procedures: Mutex<Vec<ProcedureInfo>>,
     next_client: AtomicU64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -210,6 +211,7 @@ impl Shared {
         let inflight_max = self.config.inflight_max;
         if self.inflight.fetch_add(1, Ordering::AcqRel) >= inflight_max {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.request_refused_overloaded();
             return Err(NodeError::Overloaded { inflight_max });
         }
         let bytes = entry_bytes(&entry);
@@ -304,6 +306,7 @@ impl Node {
             status_changed: Condvar::new(),
             procedures: Mutex::new(executor.procedures()),
             next_client: AtomicU64::new(1),
+            metrics: Default::default(),
         });
 
         let (durable_tx, durable_rx) = crossbeam_channel::bounded(EXECUTOR_QUEUE_BATCHES_MAX);
@@ -381,6 +384,13 @@ impl Node {
 
     pub fn status(&self) -> NodeStatus {
         *self.shared.status.lock()
+    }
+
+    /// The node's counters in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.shared
+            .metrics
+            .render(self.shared.inflight.load(Ordering::Relaxed) as u64)
     }
 
     pub fn procedures(&self) -> Vec<ProcedureInfo> {
@@ -519,6 +529,7 @@ fn run_log(
             take_batch(&mut open, config)
         };
         let batch = sequencer.close(entries, now_ms());
+        let writing = Instant::now();
         let appended = log.append(&batch.encode()).and_then(|_| log.sync());
         if let Err(err) = appended {
             // After a failed write or fsync the file's durable contents are
@@ -537,6 +548,9 @@ fn run_log(
             fail_open_batch(&shared, &reason);
             return;
         }
+        shared
+            .metrics
+            .batch_durable(batch.entries.len(), writing.elapsed().as_nanos() as u64);
         shared.status.lock().log_records = log.last_index();
         if durable_tx.send(DurableBatch { batch, replies }).is_err() {
             return;
@@ -605,7 +619,13 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
             .entries
             .iter()
             .any(|entry| matches!(entry, Entry::Deploy(_)));
+        let executing = Instant::now();
         let outcomes = executor.execute(&batch);
+        shared.metrics.batch_executed(
+            &outcomes,
+            executing.elapsed().as_nanos() as u64,
+            batch.last_seq(),
+        );
         if has_deploy {
             *shared.procedures.lock() = executor.procedures();
         }

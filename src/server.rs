@@ -423,3 +423,75 @@ fn refusal_body(err: &NodeError) -> ResponseBody {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+/// Largest HTTP request head the metrics endpoint reads.
+const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+/// Serves `GET /metrics` in the Prometheus text format until `shutdown`.
+/// Deliberately minimal HTTP/1.1: one request per connection, then close.
+pub async fn serve_metrics(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let mut stream = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let complete = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    let read = stream.read(&mut chunk).await.ok()?;
+                    if read == 0 || head.len() + read > METRICS_REQUEST_BYTES_MAX {
+                        return None;
+                    }
+                    head.extend_from_slice(&chunk[..read]);
+                }
+                Some(())
+            })
+            .await;
+            if !matches!(complete, Ok(Some(()))) {
+                return;
+            }
+            let (status, body) = if head.starts_with(b"GET /metrics ") {
+                ("200 OK", node.metrics_text())
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_string(),
+                )
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(tokens_match("secret", "secret"));
+        assert!(!tokens_match("secret", "secreT"));
+        assert!(!tokens_match("secret", "secret2"));
+        assert!(!tokens_match("secret", "secre"));
+        assert!(!tokens_match("secret", ""));
+        assert!(token_ok(&None, &None));
+        assert!(!token_ok(&Some("a".into()), &None));
+        assert!(token_ok(&Some("a".into()), &Some("a".into())));
+    }
+}

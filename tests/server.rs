@@ -259,3 +259,35 @@ fn a_client_token_is_required_when_configured() {
         ResponseBody::Status(_)
     ));
 }
+
+#[test]
+fn metrics_endpoint_reports_requests_aborts_and_position() {
+    let server = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let mut connection = Connection::accepted(server.addr, 1);
+    connection.request(1, deploy(Some(ADMIN)));
+    committed(connection.request(2, call("open", &(1u64, 5i64))));
+    connection.request(3, call("open", &(1u64, 5i64))); // aborts: exists
+
+    let scrape = |path: &str| {
+        let mut http = TcpStream::connect(server.metrics_addr.expect("metrics address")).unwrap();
+        http.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        write!(http, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        response
+    };
+    let metrics = scrape("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    for expected in [
+        "ordo_requests_total 3",
+        "ordo_committed_total 2",
+        "ordo_aborts_total{reason=\"user\"} 1",
+        "ordo_log_position 3",
+        "ordo_batch_entries_count",
+        "ordo_fsync_seconds_total",
+        "ordo_executor_seconds_total",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
+    }
+    assert!(scrape("/other").starts_with("HTTP/1.1 404"));
+}

@@ -12,6 +12,8 @@ pub const ADMIN: &str = "admin-secret";
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Set when started with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
@@ -39,17 +41,30 @@ impl Server {
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("ordo serve: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
+        let mut metrics_addr = None;
+        let addr = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "ordo serve exited"
+            );
+            let line = line.trim();
+            if let Some(metrics) = line.strip_prefix("ordo serve: metrics on ") {
+                metrics_addr = Some(metrics.parse().unwrap());
+            } else if let Some(listening) = line.strip_prefix("ordo serve: listening on ") {
+                break listening.parse().unwrap();
+            } else {
+                panic!("unexpected line before the address: {line:?}");
+            }
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Server { child, addr, dir }
+        Server {
+            child,
+            addr,
+            metrics_addr,
+            dir,
+        }
     }
 
     /// SIGKILL, and hand back the data directory for a restart.
