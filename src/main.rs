@@ -27,6 +27,11 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Run a node and serve clients over TCP until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Compile a procedure crate to wasm; prints the path of the `.wasm`.
+    Build {
+        /// The procedure crate's directory (holding its Cargo.toml).
+        dir: PathBuf,
+    },
     /// Deploy (or upgrade) a module: prints its name, hash and procedures.
     Deploy {
         #[command(flatten)]
@@ -150,6 +155,12 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Quickstart(args) => quickstart(args),
         Command::Serve(args) => serve(args),
+        Command::Build { dir } => {
+            for wasm in build(&dir)? {
+                println!("{}", wasm.display());
+            }
+            Ok(())
+        }
         Command::Deploy { remote, name, file } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -222,6 +233,85 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Builds the crate in `dir` for wasm and returns the `.wasm` files.
+fn build(dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} has no Cargo.toml; point `ordo build` at a procedure crate",
+            dir.display()
+        );
+    }
+    let installed = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (ordo build needs rustup to add the wasm target)")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        eprintln!(
+            "ordo build: the {WASM_TARGET} target is missing; installing it with `rustup target add {WASM_TARGET}`"
+        );
+        let status = std::process::Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status()
+            .context("running rustup target add")?;
+        if !status.success() {
+            bail!(
+                "could not install the {WASM_TARGET} target; run `rustup target add {WASM_TARGET}` and retry"
+            );
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build failed for {} (see the errors above)",
+            manifest.display()
+        );
+    }
+    let mut wasm = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let local = message["manifest_path"].as_str().map(std::path::Path::new)
+            == Some(&*manifest.canonicalize()?);
+        for file in message["filenames"].as_array().into_iter().flatten() {
+            if let Some(file) = file.as_str().filter(|file| file.ends_with(".wasm"))
+                && local
+            {
+                wasm.push(PathBuf::from(file));
+            }
+        }
+    }
+    if wasm.is_empty() {
+        bail!(
+            "{} built no .wasm: give the crate `[lib] crate-type = [\"cdylib\"]`",
+            manifest.display()
+        );
+    }
+    Ok(wasm)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

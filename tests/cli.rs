@@ -323,3 +323,32 @@ fn sigkill_mid_load_keeps_every_answered_transfer() {
         );
     }
 }
+
+#[test]
+fn build_prints_the_wasm_path_and_rejects_non_crates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Reuse build.rs's artifacts so this is quick.
+    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .arg("build")
+        .arg(root.join("procedures/examples/kv"))
+        .env("CARGO_TARGET_DIR", root.join("target/wasm-procedures"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = String::from_utf8(output.stdout).unwrap();
+    let path = std::path::Path::new(path.trim());
+    assert!(path.ends_with("ordo_example_kv.wasm"), "{path:?}");
+    assert_eq!(std::fs::read(path).unwrap().get(..4), Some(&b"\0asm"[..]));
+
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .arg("build")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    fails_with(&output, "no Cargo.toml");
+}
