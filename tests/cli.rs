@@ -352,3 +352,55 @@ fn build_prints_the_wasm_path_and_rejects_non_crates() {
         .unwrap();
     fails_with(&output, "no Cargo.toml");
 }
+
+#[test]
+fn sigterm_answers_what_is_in_flight_and_exits_cleanly() {
+    let server = Server::start(&[]);
+    let runtime = runtime();
+    let client = runtime.block_on(async {
+        let client = connect(&server).await;
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+        client
+            .call::<_, ()>("open_many", &(0u64, ACCOUNTS, BALANCE))
+            .await
+            .unwrap();
+        client
+    });
+    // Start a wave of transfers, and stop the server while they are in
+    // flight.
+    let client = Arc::new(client);
+    let mut in_flight = Vec::new();
+    for i in 0..1_000u64 {
+        let client = client.clone();
+        in_flight.push(runtime.spawn(async move {
+            client
+                .call::<_, ()>("transfer", &(i % ACCOUNTS, (i + 1) % ACCOUNTS, 1i64))
+                .await
+                .map(|called| called.seq)
+        }));
+    }
+    let (clean, dir) = server.terminate();
+    assert!(clean, "ordo serve exits 0 on SIGTERM");
+    let answered: Vec<u64> = runtime.block_on(async {
+        let mut answered = Vec::new();
+        for call in in_flight {
+            if let Ok(seq) = call.await.unwrap() {
+                answered.push(seq);
+            }
+        }
+        answered
+    });
+    // Everything answered is durable, and the shutdown lost no money.
+    let node = ordo::Node::open(ordo::NodeConfig::new(dir.path())).unwrap();
+    if let Some(max) = answered.iter().max() {
+        assert!(node.status().engine.position >= *max);
+    }
+    assert!(
+        node.recovery().is_none(),
+        "a graceful stop leaves no torn tail"
+    );
+    assert_eq!(
+        node.call::<_, i64>("total", &()).unwrap().value,
+        ACCOUNTS as i64 * BALANCE
+    );
+}

@@ -67,6 +67,17 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit; returns whether it
+    /// exited successfully, and the data directory.
+    pub fn terminate(mut self) -> (bool, tempfile::TempDir) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM could not be sent");
+        let status = self.child.wait().unwrap();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status.success(), dir)
+    }
+
     /// SIGKILL, and hand back the data directory for a restart.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
