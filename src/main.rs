@@ -334,13 +334,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     runtime.block_on(async {
-        let listener = ordo::server::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let local = listener.local_addr()?;
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(metrics_addr) = args.metrics_listen {
-            let metrics = ordo::server::bind(metrics_addr)
+            let metrics = tokio::net::TcpListener::bind(metrics_addr)
                 .await
                 .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
             println!("ordo serve: metrics on {}", metrics.local_addr()?);

@@ -747,13 +747,7 @@ impl Session {
         encoding: ArgsEncoding,
         args: Vec<u8>,
     ) -> Result<(), NodeError> {
-        let max = self.shared.config.engine.args_bytes_max;
-        if args.len() > max {
-            return Err(NodeError::ArgsTooLarge {
-                bytes: args.len(),
-                max,
-            });
-        }
+        self.check_args(&args)?;
         let entry = Entry::Invoke(Invocation {
             client_id: self.client_id,
             request_id,
@@ -766,6 +760,27 @@ impl Session {
             .enqueue(entry, Some(self.completions_tx.clone()))
     }
 
+    /// Refuses arguments over the limit before they cost a log entry.
+    fn check_args(&self, args: &[u8]) -> Result<(), NodeError> {
+        let max = self.shared.config.engine.args_bytes_max;
+        if args.len() > max {
+            return Err(NodeError::ArgsTooLarge {
+                bytes: args.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for the single answer on a one-request reply channel.
+    fn await_answer(&self, answer: &Receiver<Vec<Completion>>) -> Result<Completion, NodeError> {
+        answer
+            .recv()
+            .ok()
+            .and_then(|completions| completions.into_iter().next())
+            .ok_or_else(|| self.shared.refusal())
+    }
+
     fn submit_to(
         &self,
         request_id: u64,
@@ -774,13 +789,7 @@ impl Session {
         args: Vec<u8>,
         reply: Reply,
     ) -> Result<(), NodeError> {
-        let max = self.shared.config.engine.args_bytes_max;
-        if args.len() > max {
-            return Err(NodeError::ArgsTooLarge {
-                bytes: args.len(),
-                max,
-            });
-        }
+        self.check_args(&args)?;
         let acked_below = {
             let mut outstanding = self.outstanding.lock();
             outstanding.insert(request_id);
@@ -862,11 +871,7 @@ impl Session {
     ) -> Result<TxOutcome, NodeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.submit_to(request_id, procedure, encoding, args, reply)?;
-        let completion = answer
-            .recv()
-            .ok()
-            .and_then(|completions| completions.into_iter().next())
-            .ok_or_else(|| self.shared.refusal());
+        let completion = self.await_answer(&answer);
         self.acknowledge(request_id);
         completion?.result
     }
@@ -914,13 +919,7 @@ impl Session {
         });
         self.outstanding.lock().insert(request_id);
         let enqueued = self.shared.enqueue(entry, Some(reply));
-        let completion = enqueued.and_then(|()| {
-            answer
-                .recv()
-                .ok()
-                .and_then(|completions| completions.into_iter().next())
-                .ok_or_else(|| self.shared.refusal())
-        });
+        let completion = enqueued.and_then(|()| self.await_answer(&answer));
         self.acknowledge(request_id);
         let tx = completion?.result?;
         match tx.outcome {

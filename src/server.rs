@@ -8,7 +8,6 @@
 //! of work so pipelined answers share syscalls. A malformed, truncated or
 //! oversized frame closes only that connection.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -417,11 +416,6 @@ fn refusal_body(err: &NodeError) -> ResponseBody {
         reason,
         message: err.to_string(),
     }
-}
-
-/// Binds `addr`; a helper so the binary and tests bind the same way.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Largest HTTP request head the metrics endpoint reads.
