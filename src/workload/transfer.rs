@@ -1,0 +1,125 @@
+//! The transfer workload of DESIGN.md (SpacetimeDB's keynote): move one
+//! unit between two distinct accounts of the bank example, with a balance
+//! check; the sum of all balances must not change.
+
+use super::{Check, Generator, KeyChooser, Request, SplitMix64, Workload, chunks};
+
+/// Picks transfers uniformly. Seeded, so `ordo quickstart` repeats exactly
+/// (and prints the same final state hash) for the same arguments.
+pub struct TransferPicker {
+    rng: SplitMix64,
+    accounts: u64,
+}
+
+impl TransferPicker {
+    /// # Panics
+    /// With fewer than two accounts there is no transfer to pick.
+    pub fn new(seed: u64, accounts: u64) -> TransferPicker {
+        assert!(accounts >= 2, "transfers need at least two accounts");
+        TransferPicker {
+            rng: SplitMix64::new(seed),
+            accounts,
+        }
+    }
+
+    /// `(from, to)`, two distinct account ids below `accounts`.
+    pub fn next_pair(&mut self) -> (u64, u64) {
+        let from = self.rng.next_u64() % self.accounts;
+        let to = (from + 1 + self.rng.next_u64() % (self.accounts - 1)) % self.accounts;
+        (from, to)
+    }
+
+    /// The postcard arguments of the bank example's
+    /// `transfer {from, to, amount}`.
+    pub fn transfer_args(&mut self, amount: i64) -> Vec<u8> {
+        let (from, to) = self.next_pair();
+        postcard::to_stdvec(&(from, to, amount)).expect("encoding into a Vec cannot fail")
+    }
+}
+
+/// Accounts opened per load transaction.
+const LOAD_CHUNK: u64 = 10_000;
+
+/// `ordo bench transfer`: `accounts` accounts holding `balance` each;
+/// every request moves 1 unit between two distinct accounts chosen by
+/// `keys` (uniform or Zipf).
+pub struct Transfer {
+    pub keys: KeyChooser,
+    pub balance: i64,
+}
+
+impl Transfer {
+    /// # Panics
+    /// With fewer than two accounts.
+    pub fn new(keys: KeyChooser, balance: i64) -> Transfer {
+        assert!(keys.count() >= 2, "transfers need at least two accounts");
+        Transfer { keys, balance }
+    }
+}
+
+impl Workload for Transfer {
+    fn name(&self) -> &'static str {
+        "transfer"
+    }
+
+    fn modules(&self) -> Vec<(&'static str, &'static [u8])> {
+        vec![("bank", crate::modules::BANK)]
+    }
+
+    fn load(&self) -> Vec<Request> {
+        chunks(self.keys.count(), LOAD_CHUNK)
+            .map(|(first, count)| Request::new("open_many", &(first, count, self.balance)))
+            .collect()
+    }
+
+    fn generator(&self, stream: u64) -> Box<dyn Generator> {
+        Box::new(TransferGenerator {
+            keys: self.keys.clone(),
+            rng: SplitMix64::new(stream),
+        })
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let total = self.keys.count() as i64 * self.balance;
+        vec![Check {
+            what: format!("money is conserved: the balances sum to {total}"),
+            request: Request::new("total", &()),
+            expect: Some(postcard::to_stdvec(&total).expect("encoding into a Vec cannot fail")),
+        }]
+    }
+}
+
+struct TransferGenerator {
+    keys: KeyChooser,
+    rng: SplitMix64,
+}
+
+impl Generator for TransferGenerator {
+    fn next_request(&mut self) -> Request {
+        let (from, to) = self.keys.choose_pair(&mut self.rng);
+        Request::new("transfer", &(from, to, 1i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_distinct_and_in_range() {
+        let mut picker = TransferPicker::new(7, 3);
+        for _ in 0..1000 {
+            let (from, to) = picker.next_pair();
+            assert!(from < 3 && to < 3 && from != to);
+        }
+    }
+
+    #[test]
+    fn load_opens_every_account_once() {
+        let workload = Transfer::new(KeyChooser::uniform(25_001), 10);
+        let load = workload.load();
+        assert_eq!(load.len(), 3);
+        let last: (u64, u64, i64) = postcard::from_bytes(&load[2].args).unwrap();
+        assert_eq!(last, (20_000, 5_001, 10));
+    }
+}
