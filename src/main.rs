@@ -55,6 +55,9 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Run a benchmark workload against a server (--server) or an
+    /// embedded node, and report throughput, latency and aborts.
+    Bench(BenchArgs),
     /// Show the node's position and hashes.
     Status {
         #[command(flatten)]
@@ -120,6 +123,86 @@ struct ServeArgs {
     metrics_listen: Option<std::net::SocketAddr>,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum WorkloadName {
+    /// Move 1 unit between two accounts (bank example); checks the total.
+    Transfer,
+    /// The SmallBank mix (smallbank example).
+    Smallbank,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    workload: WorkloadName,
+    /// The server's client address. Without it, an embedded node is
+    /// started in this process and served on a loopback port.
+    #[arg(long, env = "ORDO_SERVER")]
+    server: Option<String>,
+    /// Client token, if the server requires one.
+    #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Admin token, for deploying the workload's modules.
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The embedded node's data directory (default: a fresh temporary one).
+    #[arg(long, conflicts_with = "server")]
+    data: Option<PathBuf>,
+    /// How long to measure, e.g. `20s`, `500ms`, `2m` (a bare number is seconds).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    /// How long to run before measuring.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Client connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests outstanding in total, over all connections.
+    #[arg(long, default_value_t = 1024)]
+    inflight: usize,
+    /// Open loop: send this many requests per second in total (latency
+    /// counts from when each was due). Default: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Accounts (transfer), customers (smallbank).
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    /// Zipf exponent of key choice; 0 is uniform.
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
+    /// Do not load data: the server already holds this workload's data.
+    #[arg(long)]
+    skip_load: bool,
+    /// Seed of the request streams.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw throughput and latency over time into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// `20s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 20s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}`: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+}
+
 #[derive(clap::Args)]
 struct QuickstartArgs {
     /// Data directory (default: a fresh temporary directory, removed after).
@@ -155,6 +238,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Quickstart(args) => quickstart(args),
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench(args),
         Command::Build { dir } => {
             for wasm in build(&dir)? {
                 println!("{}", wasm.display());
@@ -369,6 +453,108 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use ordo::workload::{KeyChooser, Smallbank, Transfer, Workload};
+
+    if !(args.zipf.is_finite() && args.zipf >= 0.0) {
+        bail!(
+            "--zipf must be a number >= 0 (0 is uniform), not {}",
+            args.zipf
+        );
+    }
+    if args.accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    let keys = KeyChooser::zipf(args.accounts, args.zipf);
+    let workload: Box<dyn Workload> = match args.workload {
+        WorkloadName::Transfer => Box::new(Transfer::new(keys, 1_000)),
+        WorkloadName::Smallbank => Box::new(Smallbank { keys }),
+    };
+    let config = ordo::bench::BenchConfig {
+        duration: args.duration,
+        warmup: args.warmup,
+        connections: args.connections,
+        inflight: args.inflight,
+        rate: args.rate,
+        skip_load: args.skip_load,
+        seed: args.seed,
+        progress: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let client_config = |addr: String| {
+            let mut client = ordo_client::ClientConfig::new(addr);
+            client.token = args.token.clone();
+            client.admin_token = args.admin_token.clone();
+            client
+        };
+        match &args.server {
+            Some(server) => {
+                eprintln!("ordo bench: {:?} against {server}", args.workload);
+                ordo::bench::run(client_config(server.clone()), &*workload, &config).await
+            }
+            None => {
+                let temp;
+                let data_dir = match &args.data {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        temp =
+                            tempfile::tempdir().context("creating a temporary data directory")?;
+                        temp.path().to_path_buf()
+                    }
+                };
+                let node = std::sync::Arc::new(
+                    Node::open(NodeConfig::new(&data_dir))
+                        .with_context(|| format!("opening the node in {}", data_dir.display()))?,
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .context("listening on a loopback port")?;
+                let addr = listener.local_addr()?;
+                eprintln!(
+                    "ordo bench: {:?} against an embedded node in {} served on {addr}",
+                    args.workload,
+                    data_dir.display()
+                );
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let server = tokio::spawn(ordo::server::serve(
+                    node.clone(),
+                    listener,
+                    ordo::server::ServerConfig::default(),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ));
+                let report =
+                    ordo::bench::run(client_config(addr.to_string()), &*workload, &config).await;
+                let _ = stop.send(());
+                let _ = server.await;
+                let stopping = node.clone();
+                tokio::task::spawn_blocking(move || stopping.shutdown()).await?;
+                report
+            }
+        }
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    print!("{report}");
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, ordo::bench::timeline_svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.clean() {
+        bail!("the run was not clean: a check failed or requests went unanswered (see above)");
+    }
     Ok(())
 }
 

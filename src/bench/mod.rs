@@ -1,0 +1,587 @@
+//! `ordo bench`: a load generator built on the client SDK.
+//!
+//! It deploys a [`Workload`]'s modules, loads its data, then keeps
+//! `inflight` requests outstanding over `connections` connections (closed
+//! loop), or sends at a fixed `rate` (open loop, latency measured from
+//! when each request was due, so a stalled server cannot hide its queue:
+//! no coordinated omission). Requests answered during the warm-up are
+//! not counted. At the end it runs the workload's checks and reports
+//! throughput, latency percentiles (HDR histograms, microsecond
+//! resolution) and aborts by reason, with a per-second timeline.
+
+mod plot;
+mod report;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use ordo_client::{Client, ClientConfig, ClientError, Encoding};
+use parking_lot::Mutex;
+
+use crate::workload::{Generator, Workload};
+
+pub use plot::timeline_svg;
+pub use report::{BenchReport, CheckResult, Second};
+
+/// Longest latency the histograms hold (longer ones count as this).
+const LATENCY_MAX_US: u64 = 60_000_000;
+/// Load requests outstanding at once.
+const LOAD_INFLIGHT: usize = 16;
+
+/// How to run the load.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// The measured part of the run (after the warm-up).
+    pub duration: Duration,
+    /// Run before measuring, to fill caches and batches.
+    pub warmup: Duration,
+    pub connections: usize,
+    /// Requests outstanding in total, spread over the connections.
+    pub inflight: usize,
+    /// Open loop: requests per second in total. `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Skip the workload's load phase (the server already holds the data).
+    pub skip_load: bool,
+    /// Seed of the first worker's request stream.
+    pub seed: u64,
+    /// Print a live progress line to stderr.
+    pub progress: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> BenchConfig {
+        BenchConfig {
+            duration: Duration::from_secs(20),
+            warmup: Duration::from_secs(3),
+            connections: 16,
+            inflight: 1024,
+            rate: None,
+            skip_load: false,
+            seed: 1,
+            progress: false,
+        }
+    }
+}
+
+impl BenchConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.connections == 0 {
+            bail!("--connections must be at least 1");
+        }
+        if self.inflight < self.connections {
+            bail!(
+                "--inflight ({}) must be at least --connections ({}): every connection needs a request in flight",
+                self.inflight,
+                self.connections
+            );
+        }
+        if self.duration.is_zero() {
+            bail!("--duration must be longer than zero");
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a positive number of requests per second, not {rate}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs `workload` against the server `client_config` points at.
+pub async fn run(
+    client_config: ClientConfig,
+    workload: &dyn Workload,
+    config: &BenchConfig,
+) -> anyhow::Result<BenchReport> {
+    config.validate()?;
+    let mut clients = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections {
+        let client = Client::connect_with(client_config.clone())
+            .await
+            .with_context(|| format!("connecting to {}", client_config.addr))?;
+        clients.push(client);
+    }
+    let say = |line: String| {
+        if config.progress {
+            eprintln!("{line}");
+        }
+    };
+
+    for (name, wasm) in workload.modules() {
+        let deployed = clients[0]
+            .deploy(name, wasm)
+            .await
+            .with_context(|| format!("deploying module `{name}`"))?;
+        say(format!(
+            "ordo bench: deployed `{name}` ({} procedures) at seq {}",
+            deployed.procedures.len(),
+            deployed.seq
+        ));
+    }
+    if !config.skip_load {
+        let started = Instant::now();
+        let loaded = load(&clients, workload).await?;
+        say(format!(
+            "ordo bench: loaded {} in {loaded} transactions ({:.1} s)",
+            workload.name(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+
+    let measured = measure(&clients, workload, config).await?;
+    let checks = run_checks(&clients[0], workload).await;
+    Ok(report::build(workload.name(), config, measured, checks))
+}
+
+/// Runs the load requests, `LOAD_INFLIGHT` at a time; every one must
+/// commit. Returns how many ran.
+async fn load(clients: &[Client], workload: &dyn Workload) -> anyhow::Result<usize> {
+    let requests = workload.load();
+    let total = requests.len();
+    let queue = Arc::new(Mutex::new(requests.into_iter()));
+    let mut tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = Vec::new();
+    for worker in 0..LOAD_INFLIGHT.min(total) {
+        let client = clients[worker % clients.len()].clone();
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(request) = queue.lock().next() else {
+                    return Ok(());
+                };
+                client
+                    .call_raw(request.procedure, Encoding::Postcard, request.args)
+                    .await
+                    .with_context(|| format!("loading: {} failed", request.procedure))?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a load task panicked")??;
+    }
+    Ok(total)
+}
+
+/// What the workers measured.
+pub(crate) struct Measured {
+    /// Latency of every answered request (committed or aborted), in µs.
+    pub latency: Histogram<u64>,
+    pub committed: u64,
+    pub aborted: u64,
+    /// Normalised abort messages (digits folded to `N`) and their counts.
+    pub aborts: BTreeMap<String, u64>,
+    /// Requests with no answer: refusals, timeouts, lost connections.
+    pub errors: BTreeMap<String, u64>,
+    pub timeline: Vec<Slot>,
+    /// Wall time of the measured window.
+    pub elapsed: Duration,
+}
+
+/// One second of the timeline.
+pub(crate) struct Slot {
+    pub committed: u64,
+    pub aborted: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            committed: 0,
+            aborted: 0,
+            latency: latency_histogram(2),
+        }
+    }
+}
+
+fn latency_histogram(significant_digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, significant_digits).expect("the bounds are valid")
+}
+
+/// Shared by the workers of one connection: they run on the same runtime
+/// thread most of the time, so the lock is almost never contended.
+struct Recorder {
+    latency: Histogram<u64>,
+    committed: u64,
+    aborted: u64,
+    aborts: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    /// The second being filled, merged into the shared timeline when a
+    /// later second starts, so memory stays one histogram per second.
+    second: usize,
+    slot: Slot,
+    timeline: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl Recorder {
+    fn new(timeline: Arc<Mutex<Vec<Slot>>>) -> Recorder {
+        Recorder {
+            latency: latency_histogram(3),
+            committed: 0,
+            aborted: 0,
+            aborts: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            second: 0,
+            slot: Slot::new(),
+            timeline,
+        }
+    }
+
+    fn record(&mut self, second: usize, latency: Duration, outcome: Result<(), ClientError>) {
+        if second != self.second {
+            self.flush();
+            self.second = second;
+        }
+        let micros = (latency.as_micros() as u64).clamp(1, LATENCY_MAX_US);
+        match outcome {
+            Ok(()) => {
+                self.committed += 1;
+                self.slot.committed += 1;
+            }
+            Err(ClientError::Aborted { kind, message, .. }) => {
+                self.aborted += 1;
+                self.slot.aborted += 1;
+                *self
+                    .aborts
+                    .entry(format!("{kind}: {}", fold_digits(&message)))
+                    .or_insert(0) += 1;
+            }
+            Err(err) => {
+                *self
+                    .errors
+                    .entry(fold_digits(&err.to_string()))
+                    .or_insert(0) += 1;
+                return;
+            }
+        }
+        self.latency.saturating_record(micros);
+        self.slot.latency.saturating_record(micros);
+    }
+
+    fn flush(&mut self) {
+        if self.slot.committed + self.slot.aborted == 0 {
+            return;
+        }
+        let mut timeline = self.timeline.lock();
+        while timeline.len() <= self.second {
+            timeline.push(Slot::new());
+        }
+        let target = &mut timeline[self.second];
+        target.committed += self.slot.committed;
+        target.aborted += self.slot.aborted;
+        target
+            .latency
+            .add(&self.slot.latency)
+            .expect("histograms with the same bounds add");
+        self.slot = Slot::new();
+    }
+}
+
+/// Replaces every run of digits with `N`, so that abort messages that
+/// differ only in ids and amounts count as one reason.
+fn fold_digits(message: &str) -> String {
+    let mut folded = String::with_capacity(message.len());
+    let mut in_digits = false;
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                folded.push('N');
+            }
+            in_digits = true;
+        } else {
+            folded.push(c);
+            in_digits = false;
+        }
+    }
+    folded
+}
+
+/// When the phases of the run begin and end.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+    measure_from: Instant,
+    measure_until: Instant,
+}
+
+impl Clock {
+    /// The timeline second of `at` if it is in the measured window.
+    fn measured_second(&self, at: Instant) -> Option<usize> {
+        (at >= self.measure_from && at < self.measure_until)
+            .then(|| (at - self.measure_from).as_secs() as usize)
+    }
+}
+
+async fn measure(
+    clients: &[Client],
+    workload: &dyn Workload,
+    config: &BenchConfig,
+) -> anyhow::Result<Measured> {
+    let start = Instant::now();
+    let clock = Clock {
+        start,
+        measure_from: start + config.warmup,
+        measure_until: start + config.warmup + config.duration,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let aborted = Arc::new(AtomicU64::new(0));
+    let timeline = Arc::new(Mutex::new(Vec::new()));
+    // Open loop: each worker sends every `interval`, offset so that the
+    // workers' sends interleave evenly.
+    let interval = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(config.inflight as f64 / rate));
+
+    let mut recorders = Vec::new();
+    let mut workers = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        let recorder = Arc::new(Mutex::new(Recorder::new(timeline.clone())));
+        recorders.push(recorder.clone());
+        // Spread the in-flight budget; the first connections take the
+        // remainder.
+        let share =
+            config.inflight / clients.len() + usize::from(index < config.inflight % clients.len());
+        for _ in 0..share {
+            let worker = workers.len() as u64;
+            let generator = workload.generator(config.seed.wrapping_add(worker));
+            let first_due = interval
+                .map(|interval| start + interval.mul_f64(worker as f64 / config.inflight as f64));
+            workers.push(tokio::spawn(worker_loop(
+                client.clone(),
+                generator,
+                recorder.clone(),
+                clock,
+                stop.clone(),
+                answered.clone(),
+                aborted.clone(),
+                interval.zip(first_due),
+            )));
+        }
+    }
+
+    let progress = config.progress.then(|| {
+        tokio::spawn(show_progress(
+            clock,
+            answered.clone(),
+            aborted.clone(),
+            stop.clone(),
+        ))
+    });
+    tokio::time::sleep_until(clock.measure_until.into()).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.context("a bench worker panicked")?;
+    }
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+
+    let mut measured = Measured {
+        latency: latency_histogram(3),
+        committed: 0,
+        aborted: 0,
+        aborts: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        timeline: Vec::new(),
+        elapsed: config.duration,
+    };
+    for recorder in recorders {
+        let mut recorder = recorder.lock();
+        recorder.flush();
+        measured
+            .latency
+            .add(&recorder.latency)
+            .expect("histograms with the same bounds add");
+        measured.committed += recorder.committed;
+        measured.aborted += recorder.aborted;
+        for (reason, count) in std::mem::take(&mut recorder.aborts) {
+            *measured.aborts.entry(reason).or_insert(0) += count;
+        }
+        for (reason, count) in std::mem::take(&mut recorder.errors) {
+            *measured.errors.entry(reason).or_insert(0) += count;
+        }
+    }
+    measured.timeline = std::mem::take(&mut *timeline.lock());
+    Ok(measured)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn worker_loop(
+    client: Client,
+    mut generator: Box<dyn Generator>,
+    recorder: Arc<Mutex<Recorder>>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    aborted: Arc<AtomicU64>,
+    schedule: Option<(Duration, Instant)>,
+) {
+    let mut due = schedule.map(|(_, first)| first);
+    while !stop.load(Ordering::Relaxed) {
+        // Closed loop: now. Open loop: when this worker's next request is
+        // due; a late worker sends at once and its latency includes the
+        // wait, as the request's user would see it.
+        let sent_at = match (&mut due, schedule) {
+            (Some(due), Some((interval, _))) => {
+                let at = *due;
+                *due += interval;
+                tokio::time::sleep_until(at.into()).await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                at
+            }
+            _ => Instant::now(),
+        };
+        let request = generator.next_request();
+        let result = client
+            .call_raw(request.procedure, Encoding::Postcard, request.args)
+            .await;
+        let now = Instant::now();
+        answered.fetch_add(1, Ordering::Relaxed);
+        if matches!(result, Err(ClientError::Aborted { .. })) {
+            aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(second) = clock.measured_second(now) {
+            recorder
+                .lock()
+                .record(second, now - sent_at, result.map(|_| ()));
+        }
+    }
+}
+
+/// Prints one progress line a second: a bar over warm-up plus run, and
+/// the last second's throughput.
+async fn show_progress(
+    clock: Clock,
+    answered: Arc<AtomicU64>,
+    aborted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    const WIDTH: usize = 30;
+    let total = clock.measure_until - clock.start;
+    let mut last = (Instant::now(), 0u64);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let count = answered.load(Ordering::Relaxed);
+        let rate = (count - last.1) as f64 / (now - last.0).as_secs_f64();
+        last = (now, count);
+        let done = ((now - clock.start).as_secs_f64() / total.as_secs_f64()).min(1.0);
+        let filled = (done * WIDTH as f64) as usize;
+        let phase = if now < clock.measure_from {
+            "warm-up"
+        } else {
+            "measuring"
+        };
+        eprintln!(
+            "[{}{}] {:>5.1}s {phase:<9} {:>9.0} tx/s  answered {count}  aborted {}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            (now - clock.start).as_secs_f64(),
+            rate,
+            aborted.load(Ordering::Relaxed),
+        );
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+async fn run_checks(client: &Client, workload: &dyn Workload) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    for check in workload.checks() {
+        let outcome = client
+            .call_raw(
+                check.request.procedure,
+                Encoding::Postcard,
+                check.request.args.clone(),
+            )
+            .await;
+        let failure = match (outcome, &check.expect) {
+            (Ok(_), None) => None,
+            (Ok(answer), Some(expected)) if &answer.result == expected => None,
+            (Ok(answer), Some(expected)) => Some(format!(
+                "{} answered {:?}, expected {:?} (postcard bytes)",
+                check.request.procedure, answer.result, expected
+            )),
+            (Err(err), _) => Some(err.to_string()),
+        };
+        results.push(CheckResult {
+            what: check.what,
+            passed: failure.is_none(),
+            failure,
+        });
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_fold_to_one_placeholder() {
+        assert_eq!(
+            fold_digits("insufficient funds: account 12 has 0, needs 1"),
+            "insufficient funds: account N has N, needs N"
+        );
+        assert_eq!(fold_digits("no digits"), "no digits");
+    }
+
+    #[test]
+    fn the_recorder_fills_the_timeline_by_second() {
+        let timeline = Arc::new(Mutex::new(Vec::new()));
+        let mut recorder = Recorder::new(timeline.clone());
+        recorder.record(0, Duration::from_millis(2), Ok(()));
+        recorder.record(
+            0,
+            Duration::from_millis(4),
+            Err(ClientError::Aborted {
+                seq: 9,
+                kind: "user".into(),
+                message: "no such account: 7".into(),
+            }),
+        );
+        recorder.record(2, Duration::from_millis(8), Ok(()));
+        recorder.record(2, Duration::from_millis(1), Err(ClientError::Overloaded));
+        recorder.flush();
+        let timeline = timeline.lock();
+        assert_eq!(timeline.len(), 3);
+        assert_eq!((timeline[0].committed, timeline[0].aborted), (1, 1));
+        assert_eq!((timeline[1].committed, timeline[1].aborted), (0, 0));
+        assert_eq!(timeline[2].committed, 1);
+        assert_eq!(recorder.latency.len(), 3, "the refusal has no latency");
+        assert_eq!(recorder.aborts["user: no such account: N"], 1);
+        assert_eq!(recorder.errors.len(), 1);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let bad = [
+            BenchConfig {
+                connections: 0,
+                ..BenchConfig::default()
+            },
+            BenchConfig {
+                connections: 8,
+                inflight: 4,
+                ..BenchConfig::default()
+            },
+            BenchConfig {
+                rate: Some(-1.0),
+                ..BenchConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?} was accepted");
+        }
+        BenchConfig::default().validate().unwrap();
+    }
+}
