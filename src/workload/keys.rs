@@ -129,7 +129,8 @@ impl Zipf {
     /// A rank in `1..=count`.
     fn sample(&self, rng: &mut SplitMix64) -> u64 {
         loop {
-            let u = self.h_integral_count + rng.unit() * (self.h_integral_x1 - self.h_integral_count);
+            let u =
+                self.h_integral_count + rng.unit() * (self.h_integral_x1 - self.h_integral_count);
             let x = self.h_integral_inverse(u);
             let k = (x + 0.5).floor().clamp(1.0, self.count as f64);
             if k - x <= self.s || u >= self.h_integral(k + 0.5) - self.h(k) {
@@ -241,7 +242,10 @@ mod tests {
         for _ in 0..40_000 {
             counts[KeyChooser::uniform(4).choose(&mut rng) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -249,7 +253,9 @@ mod tests {
         let chooser = KeyChooser::zipf(1000, 1.2);
         let draw = |seed| {
             let mut rng = SplitMix64::new(seed);
-            (0..100).map(|_| chooser.choose(&mut rng)).collect::<Vec<_>>()
+            (0..100)
+                .map(|_| chooser.choose(&mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
         assert_ne!(draw(5), draw(6));

@@ -26,7 +26,10 @@ impl Workload for Smallbank {
     fn load(&self) -> Vec<Request> {
         chunks(self.keys.count(), LOAD_CHUNK)
             .map(|(first, count)| {
-                Request::new("create_many", &(first, count, CHECKING_START, SAVINGS_START))
+                Request::new(
+                    "create_many",
+                    &(first, count, CHECKING_START, SAVINGS_START),
+                )
             })
             .collect()
     }
@@ -90,7 +93,9 @@ mod tests {
         let mut generator = workload.generator(1);
         let mut seen = std::collections::BTreeMap::new();
         for _ in 0..10_000 {
-            *seen.entry(generator.next_request().procedure).or_insert(0u32) += 1;
+            *seen
+                .entry(generator.next_request().procedure)
+                .or_insert(0u32) += 1;
         }
         assert_eq!(seen.len(), 6, "{seen:?}");
         let send_payment = seen["send_payment"];
