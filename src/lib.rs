@@ -28,6 +28,8 @@ pub mod node;
 pub mod server;
 pub mod workload;
 
-pub use node::{CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, Session};
+pub use node::{
+    CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, RemoteCall, Session,
+};
 pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, TxOutcome};
 pub use ordo_sequencer::entry::ArgsEncoding;

@@ -167,7 +167,36 @@ impl OpenBatch {
 /// executor sends once per batch per caller, not once per request: at
 /// hundreds of thousands of requests a second, per-request channel sends
 /// and thread wake-ups cost more than the transactions.
-type Reply = Sender<Vec<Completion>>;
+#[derive(Clone)]
+enum Reply {
+    /// For threads that wait for their answers.
+    Blocking(Sender<Vec<Completion>>),
+    /// For async callers (the TCP server's connections): no thread waits.
+    Async(tokio::sync::mpsc::UnboundedSender<Vec<Completion>>),
+}
+
+impl Reply {
+    /// Hands over `completions`; a caller that went away no longer wants
+    /// answers, so a failed send is not an error.
+    fn send(&self, completions: Vec<Completion>) {
+        match self {
+            Reply::Blocking(sender) => {
+                let _ = sender.send(completions);
+            }
+            Reply::Async(sender) => {
+                let _ = sender.send(completions);
+            }
+        }
+    }
+
+    fn same_channel(&self, other: &Reply) -> bool {
+        match (self, other) {
+            (Reply::Blocking(a), Reply::Blocking(b)) => a.same_channel(b),
+            (Reply::Async(a), Reply::Async(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+}
 
 struct DurableBatch {
     batch: Batch,
@@ -239,6 +268,55 @@ impl Shared {
             self.open_not_empty.notify_one();
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    /// Enqueues `entries` with one lock, all answered on `reply`. Admits
+    /// what fits under `inflight_max` in order; returns the request ids
+    /// refused and why.
+    fn enqueue_many(&self, entries: Vec<Entry>, reply: &Reply) -> Vec<(u64, NodeError)> {
+        let inflight_max = self.config.inflight_max;
+        let wanted = entries.len();
+        let before = self.inflight.fetch_add(wanted, Ordering::AcqRel);
+        let admitted = inflight_max.saturating_sub(before).min(wanted);
+        if admitted < wanted {
+            self.inflight.fetch_sub(wanted - admitted, Ordering::AcqRel);
+            for _ in admitted..wanted {
+                self.metrics.request_refused_overloaded();
+            }
+        }
+        let mut refused = Vec::new();
+        let mut entries = entries.into_iter();
+        {
+            let mut open = self.open.lock();
+            if self.stopping.load(Ordering::SeqCst) {
+                drop(open);
+                self.inflight.fetch_sub(admitted, Ordering::AcqRel);
+                return entries
+                    .map(|entry| (entry.client().1, self.refusal()))
+                    .collect();
+            }
+            if admitted > 0 && open.entries.is_empty() {
+                open.opened_at = Some(Instant::now());
+                self.open_not_empty.notify_one();
+            }
+            for entry in entries.by_ref().take(admitted) {
+                open.bytes += entry_bytes(&entry);
+                open.entries.push(entry);
+                open.replies.push(Some(reply.clone()));
+            }
+            if !self.config.batch_window.is_zero()
+                && (open.entries.len() >= self.config.batch_entries_max
+                    || open.bytes >= self.config.batch_bytes_max)
+            {
+                self.open_not_empty.notify_one();
+            }
+        }
+        for entry in entries {
+            refused.push((entry.client().1, NodeError::Overloaded { inflight_max }));
+        }
+        refused
     }
 }
 
@@ -354,6 +432,23 @@ impl Node {
     /// retry after a restart.
     pub fn resume_session(&self, client_id: ClientId, next_request_id: u64) -> Session {
         Session::with_id(self.shared.clone(), client_id, next_request_id)
+    }
+
+    /// A session for an async caller (the TCP server): the completions
+    /// of its [`Session::submit_many_with_ack`] calls arrive on the
+    /// returned channel, not through [`Session::recv`], so no thread has
+    /// to wait for them.
+    pub fn async_session(
+        &self,
+        client_id: ClientId,
+    ) -> (
+        Session,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<Completion>>,
+    ) {
+        let (completions_tx, completions_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut session = Session::with_id(self.shared.clone(), client_id, 1);
+        session.completions_tx = Reply::Async(completions_tx);
+        (session, completions_rx)
     }
 
     /// Deploys (or upgrades) module `name`. Returns once the deploy has
@@ -539,7 +634,7 @@ fn run_log(
             shared.fail(reason.clone());
             for (entry, reply) in batch.entries.iter().zip(replies) {
                 if let Some(reply) = reply {
-                    let _ = reply.send(vec![Completion {
+                    reply.send(vec![Completion {
                         request_id: entry.client().1,
                         result: Err(NodeError::Failed(reason.clone())),
                     }]);
@@ -590,7 +685,7 @@ fn fail_open_batch(shared: &Shared, reason: &str) {
     drop(open);
     for (entry, reply) in entries.iter().zip(replies) {
         if let Some(reply) = reply {
-            let _ = reply.send(vec![Completion {
+            reply.send(vec![Completion {
                 request_id: entry.client().1,
                 result: Err(NodeError::Failed(reason.to_string())),
             }]);
@@ -639,31 +734,50 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
         shared
             .inflight
             .fetch_sub(batch.entries.len(), Ordering::AcqRel);
-        // Consecutive answers for the same caller go out as one message.
-        let mut pending: Option<(Reply, Vec<Completion>)> = None;
-        for ((entry, outcome), reply) in batch.entries.iter().zip(outcomes).zip(replies) {
-            let Some(reply) = reply else { continue };
-            let completion = Completion {
-                request_id: entry.client().1,
-                result: Ok(outcome),
-            };
-            match &mut pending {
-                Some((current, completions)) if current.same_channel(&reply) => {
-                    completions.push(completion);
-                }
-                _ => {
-                    if let Some((current, completions)) = pending.take() {
-                        // A caller that went away no longer wants answers.
-                        let _ = current.send(completions);
-                    }
-                    pending = Some((reply, vec![completion]));
-                }
-            }
-        }
-        if let Some((current, completions)) = pending {
-            let _ = current.send(completions);
+        answer_batch(batch.entries.iter().zip(outcomes).zip(replies));
+    }
+}
+
+/// Callers a batch's answers are grouped for before a caller's answers
+/// may go out in more than one message. A caller's messages still leave
+/// in execution order, so a larger number only saves sends.
+const ANSWER_GROUPS_SEARCHED: usize = 64;
+
+/// Sends a batch's answers, one message per caller (for up to
+/// `ANSWER_GROUPS_SEARCHED` callers interleaved in the batch): a server
+/// with many connections would otherwise send, and wake its bridge
+/// threads, once per answer.
+fn answer_batch<'a>(answers: impl Iterator<Item = ((&'a Entry, TxOutcome), Option<Reply>)>) {
+    let mut groups: Vec<(Reply, Vec<Completion>)> = Vec::new();
+    for ((entry, outcome), reply) in answers {
+        let Some(reply) = reply else { continue };
+        let completion = Completion {
+            request_id: entry.client().1,
+            result: Ok(outcome),
+        };
+        let searched = groups.len().saturating_sub(ANSWER_GROUPS_SEARCHED);
+        match groups[searched..]
+            .iter_mut()
+            .rev()
+            .find(|(current, _)| current.same_channel(&reply))
+        {
+            Some((_, completions)) => completions.push(completion),
+            None => groups.push((reply, vec![completion])),
         }
     }
+    for (reply, completions) in groups {
+        reply.send(completions);
+    }
+}
+
+/// One request of a [`Session::submit_many_with_ack`] batch.
+#[derive(Debug)]
+pub struct RemoteCall {
+    pub request_id: u64,
+    pub acked_below: u64,
+    pub procedure: String,
+    pub encoding: ArgsEncoding,
+    pub args: Vec<u8>,
 }
 
 /// A client of an embedded node: a client id, its request ids, and the
@@ -690,6 +804,7 @@ impl Session {
 
     fn with_id(shared: Arc<Shared>, client_id: ClientId, next_request_id: u64) -> Session {
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
+        let completions_tx = Reply::Blocking(completions_tx);
         Session {
             shared,
             client_id,
@@ -758,6 +873,50 @@ impl Session {
         });
         self.shared
             .enqueue(entry, Some(self.completions_tx.clone()))
+    }
+
+    /// Submits many remote calls at once (one lock on the open batch, and
+    /// consecutive log entries, so their answers travel together). Calls
+    /// with arguments over the limit, or over the node's in-flight limit,
+    /// are refused; returns their request ids and the reasons.
+    pub fn submit_many_with_ack(&self, calls: Vec<RemoteCall>) -> Vec<(u64, NodeError)> {
+        let mut refused = Vec::new();
+        let mut entries = Vec::with_capacity(calls.len());
+        for call in calls {
+            if let Err(err) = self.check_args(&call.args) {
+                refused.push((call.request_id, err));
+                continue;
+            }
+            entries.push(Entry::Invoke(Invocation {
+                client_id: self.client_id,
+                request_id: call.request_id,
+                acked_below: call.acked_below.min(call.request_id),
+                procedure: call.procedure,
+                encoding: call.encoding,
+                args: call.args,
+            }));
+        }
+        if !entries.is_empty() {
+            refused.extend(self.shared.enqueue_many(entries, &self.completions_tx));
+        }
+        refused
+    }
+
+    /// Every completion that is ready, waiting up to `timeout` for the
+    /// first; empty if none came.
+    pub fn recv_many_timeout(&self, timeout: Duration) -> Vec<Completion> {
+        let mut ready = self.ready.lock();
+        let mut received: Vec<Completion> = ready.drain(..).collect();
+        if received.is_empty() {
+            match self.completions_rx.recv_timeout(timeout) {
+                Ok(completions) => received = completions,
+                Err(_) => return received,
+            }
+        }
+        while let Ok(more) = self.completions_rx.try_recv() {
+            received.extend(more);
+        }
+        received
     }
 
     /// Refuses arguments over the limit before they cost a log entry.
@@ -870,7 +1029,13 @@ impl Session {
         args: Vec<u8>,
     ) -> Result<TxOutcome, NodeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.submit_to(request_id, procedure, encoding, args, reply)?;
+        self.submit_to(
+            request_id,
+            procedure,
+            encoding,
+            args,
+            Reply::Blocking(reply),
+        )?;
         let completion = self.await_answer(&answer);
         self.acknowledge(request_id);
         completion?.result
@@ -918,7 +1083,7 @@ impl Session {
             wasm: wasm.to_vec(),
         });
         self.outstanding.lock().insert(request_id);
-        let enqueued = self.shared.enqueue(entry, Some(reply));
+        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
         let completion = enqueued.and_then(|()| self.await_answer(&answer));
         self.acknowledge(request_id);
         let tx = completion?.result?;

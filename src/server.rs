@@ -2,20 +2,22 @@
 //! protocol of `ordo_client::protocol`.
 //!
 //! Each connection: a handshake (magic, version, token), then a reader
-//! that turns request frames into node submissions, a bridge thread that
-//! carries the node's completions back (the node's channels are
-//! blocking), and a writer that frames responses, flushing when it runs out
-//! of work so pipelined answers share syscalls. A malformed, truncated or
-//! oversized frame closes only that connection.
+//! that turns request frames into node submissions and a writer that
+//! sends the answers. The path is built to cost few syscalls and wake-ups
+//! per request: the reader decodes every whole frame a read brought and
+//! submits them with one lock; the node answers a batch with one message
+//! per connection, on an async channel; the writer frames every answer
+//! that is ready into one buffer and writes it with one syscall. A malformed, truncated
+//! or oversized frame closes only that connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ordo_client::protocol::{
-    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, ProcedureDescription,
-    ProtocolError, RefusalReason, Request, RequestBody, RequestRefusal, Response, ResponseBody,
-    StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
+    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder, Hello,
+    ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody, RequestRefusal,
+    Response, ResponseBody, StatusInfo, Welcome, decode_payload, encode_frame, encode_frame_into,
+    frame_payload_bytes,
 };
 use ordo_engine::{Outcome, TxOutcome};
 use ordo_sequencer::entry::ArgsEncoding;
@@ -23,16 +25,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::node::{CallError, Node, NodeError, Session};
+use crate::node::{CallError, Completion, Node, NodeError, RemoteCall, Session};
 
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
-/// Responses queued for one connection's writer. A client that stops
-/// reading fills it, and then its answers wait in the node (bounded by the
-/// node's in-flight limit) instead of growing here.
-const CONNECTION_RESPONSES_QUEUED_MAX: usize = 4096;
+/// Buffers of framed responses queued for one connection's writer. A
+/// client that stops reading fills it, and then its answers wait in the
+/// node (bounded by the node's in-flight limit) instead of growing here.
+const CONNECTION_RESPONSE_BUFFERS_QUEUED_MAX: usize = 256;
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a connection's bridge thread checks whether it should stop.
-const BRIDGE_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -206,178 +208,275 @@ async fn connection(
     };
     write_message(&mut stream, &welcome, config.frame_bytes_max).await?;
 
-    let session = Arc::new(node.resume_session(hello.client_id, 1));
+    let (session, completions) = node.async_session(hello.client_id);
+    let session = Arc::new(session);
     let (mut reader, writer) = stream.into_split();
-    let (responses_tx, responses_rx) = mpsc::channel::<Response>(CONNECTION_RESPONSES_QUEUED_MAX);
+    let (buffers_tx, buffers_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_RESPONSE_BUFFERS_QUEUED_MAX);
+    let responses = Responses {
+        buffers: buffers_tx,
+        frame_bytes_max: config.frame_bytes_max,
+    };
     let writer_task = tokio::spawn(write_responses(
         writer,
-        responses_rx,
-        config.frame_bytes_max,
+        completions,
+        buffers_rx,
+        responses.clone(),
     ));
-
-    // Carries the node's (blocking) completions to the writer.
-    let closing = Arc::new(AtomicBool::new(false));
-    let bridge = {
-        let (session, closing, responses_tx) =
-            (session.clone(), closing.clone(), responses_tx.clone());
-        std::thread::Builder::new()
-            .name("ordo-conn".into())
-            .spawn(move || {
-                while !closing.load(Ordering::Acquire) {
-                    let Some(completion) = session.recv_timeout(BRIDGE_POLL) else {
-                        continue;
-                    };
-                    let body = match completion.result {
-                        Ok(tx) => outcome_body(tx),
-                        Err(err) => refusal_body(&err),
-                    };
-                    let response = Response {
-                        request_id: completion.request_id,
-                        body,
-                    };
-                    if responses_tx.blocking_send(response).is_err() {
-                        return;
-                    }
-                }
-            })?
-    };
-
-    let result = read_requests(&node, &config, &session, &mut reader, &responses_tx).await;
-    // Answers still in flight are delivered by the node to the session;
-    // a client that reconnects and retries gets them from the
-    // exactly-once table.
-    closing.store(true, Ordering::Release);
-    drop(responses_tx);
-    let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+    let result = read_requests(&node, &config, &session, &mut reader, &responses).await;
+    // Closing the reader's side of the buffers channel stops the writer.
+    // Answers still in flight are delivered by the node to the session's
+    // channel and dropped there; a client that reconnects and retries
+    // gets them from the exactly-once table.
+    drop(responses);
     let _ = writer_task.await;
     result
 }
 
+/// The way to a connection's writer: framed responses, many per buffer.
+#[derive(Clone)]
+struct Responses {
+    buffers: mpsc::Sender<Vec<u8>>,
+    frame_bytes_max: usize,
+}
+
+impl Responses {
+    /// Frames `responses` into one buffer. A response too large for a
+    /// frame becomes a refusal saying so (the call itself did run).
+    fn frame_all(&self, responses: impl Iterator<Item = Response>) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        for response in responses {
+            if let Err(err) = encode_frame_into(&mut buffer, &response, self.frame_bytes_max) {
+                let refusal = Response {
+                    request_id: response.request_id,
+                    body: ResponseBody::Refused {
+                        reason: RequestRefusal::BadRequest,
+                        message: format!("the answer cannot be sent: {err}"),
+                    },
+                };
+                encode_frame_into(&mut buffer, &refusal, self.frame_bytes_max)
+                    .expect("a short refusal fits in any frame");
+            }
+        }
+        buffer
+    }
+
+    /// False once the writer has gone.
+    async fn send(&self, response: Response) -> bool {
+        self.buffers
+            .send(self.frame_all(std::iter::once(response)))
+            .await
+            .is_ok()
+    }
+}
+
+/// Reads requests until the client closes the connection. Every whole
+/// frame that one read brought is decoded, and consecutive calls among
+/// them are submitted to the node together.
 async fn read_requests(
     node: &Arc<Node>,
     config: &Arc<ServerConfig>,
     session: &Arc<Session>,
     reader: &mut tokio::net::tcp::OwnedReadHalf,
-    responses: &mpsc::Sender<Response>,
+    responses: &Responses,
 ) -> Result<(), ConnectionError> {
-    while let Some(payload) = read_frame(reader, config.frame_bytes_max).await? {
-        let request: Request = decode_payload(&payload)?;
-        let request_id = request.request_id;
-        let immediate = match request.body {
-            RequestBody::Call {
-                procedure,
-                encoding,
-                args,
-            } => {
-                let encoding = match encoding {
-                    Encoding::Postcard => ArgsEncoding::Postcard,
-                    Encoding::Json => ArgsEncoding::Json,
-                };
-                match session.submit_with_ack(
-                    request_id,
-                    request.acked_below,
-                    &procedure,
+    let mut decoder = FrameDecoder::new(config.frame_bytes_max);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut calls = Vec::new();
+    loop {
+        let read = reader.read(&mut chunk).await?;
+        if read == 0 {
+            if decoder.buffered_bytes() > 0 {
+                return Err(ConnectionError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the connection closed in the middle of a frame",
+                )));
+            }
+            return Ok(());
+        }
+        decoder.extend(&chunk[..read]);
+        while let Some(payload) = decoder.next_payload_slice()? {
+            let request: Request = decode_payload(payload)?;
+            let request_id = request.request_id;
+            let body = match request.body {
+                RequestBody::Call {
+                    procedure,
                     encoding,
                     args,
-                ) {
-                    Ok(()) => None,
-                    Err(err) => Some(refusal_body(&err)),
-                }
-            }
-            RequestBody::Deploy {
-                name,
-                wasm,
-                admin_token,
-            } => {
-                if !token_ok(&config.admin_token, &admin_token) {
-                    Some(ResponseBody::Refused {
-                        reason: RequestRefusal::Unauthorized,
-                        message: "deploy needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
-                            .to_string(),
-                    })
-                } else {
-                    // Compiling takes milliseconds: off the async threads.
-                    let (session, responses) = (session.clone(), responses.clone());
-                    tokio::spawn(async move {
-                        let deployed = tokio::task::spawn_blocking(move || {
-                            session.deploy_with_id(request_id, &name, &wasm)
-                        })
-                        .await;
-                        let body = match deployed {
-                            Ok(Ok(deployed)) => ResponseBody::Deployed {
-                                seq: deployed.seq,
-                                name: deployed.value.name,
-                                sha256: deployed.value.sha256,
-                                procedures: deployed.value.procedures,
-                            },
-                            Ok(Err(CallError::Aborted { seq, abort })) => ResponseBody::Aborted {
-                                seq,
-                                kind: abort.kind.as_str().to_string(),
-                                message: abort.message,
-                            },
-                            Ok(Err(CallError::Node(err))) => refusal_body(&err),
-                            Ok(Err(other)) => ResponseBody::Refused {
-                                reason: RequestRefusal::BadRequest,
-                                message: other.to_string(),
-                            },
-                            Err(_) => ResponseBody::Refused {
-                                reason: RequestRefusal::Unavailable,
-                                message: "deploy task failed".to_string(),
-                            },
-                        };
-                        let _ = responses.send(Response { request_id, body }).await;
+                } => {
+                    calls.push(RemoteCall {
+                        request_id,
+                        acked_below: request.acked_below,
+                        procedure,
+                        encoding: match encoding {
+                            Encoding::Postcard => ArgsEncoding::Postcard,
+                            Encoding::Json => ArgsEncoding::Json,
+                        },
+                        args,
                     });
-                    None
+                    continue;
                 }
+                other => other,
+            };
+            // Keep the order of requests: calls before this one go first.
+            if !submit_calls(session, &mut calls, responses).await {
+                return Ok(());
             }
-            RequestBody::Status => {
-                let status = node.status();
-                Some(ResponseBody::Status(StatusInfo {
-                    position: status.engine.position,
-                    state_hash: status.engine.state_hash_hex(),
-                    chain_hash: status.engine.chain_hash_hex(),
-                    keys: status.engine.keys,
-                    log_records: status.log_records,
-                }))
-            }
-            RequestBody::Procedures => Some(ResponseBody::Procedures(
-                node.procedures()
-                    .into_iter()
-                    .map(|procedure| ProcedureDescription {
-                        name: procedure.name,
-                        module: procedure.module,
-                        params: procedure.params.map(|params| {
-                            params
-                                .into_iter()
-                                .map(|param| (param.name, param.ty))
-                                .collect()
-                        }),
-                        read_only: procedure.read_only,
+            if let Some(answer) = other_request(node, config, session, responses, request_id, body)
+                && !responses
+                    .send(Response {
+                        request_id,
+                        body: answer,
                     })
-                    .collect(),
-            )),
-        };
-        if let Some(body) = immediate
-            && responses.send(Response { request_id, body }).await.is_err()
-        {
+                    .await
+            {
+                return Ok(());
+            }
+        }
+        if !submit_calls(session, &mut calls, responses).await {
             return Ok(());
         }
     }
-    Ok(())
 }
 
+/// Submits and clears `calls`, answering refusals at once; false once the
+/// writer has gone.
+async fn submit_calls(
+    session: &Session,
+    calls: &mut Vec<RemoteCall>,
+    responses: &Responses,
+) -> bool {
+    if calls.is_empty() {
+        return true;
+    }
+    let refused = session.submit_many_with_ack(std::mem::take(calls));
+    if refused.is_empty() {
+        return true;
+    }
+    let buffer = responses.frame_all(refused.into_iter().map(|(request_id, err)| Response {
+        request_id,
+        body: refusal_body(&err),
+    }));
+    responses.buffers.send(buffer).await.is_ok()
+}
+
+/// Handles a request other than a call; returns its answer if it has one
+/// now (a deploy answers later, from its own task).
+fn other_request(
+    node: &Arc<Node>,
+    config: &Arc<ServerConfig>,
+    session: &Arc<Session>,
+    responses: &Responses,
+    request_id: u64,
+    body: RequestBody,
+) -> Option<ResponseBody> {
+    match body {
+        RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
+        RequestBody::Deploy {
+            name,
+            wasm,
+            admin_token,
+        } => {
+            if !token_ok(&config.admin_token, &admin_token) {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::Unauthorized,
+                    message: "deploy needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
+                        .to_string(),
+                });
+            }
+            // Compiling takes milliseconds: off the async threads.
+            let (session, responses) = (session.clone(), responses.clone());
+            tokio::spawn(async move {
+                let deployed = tokio::task::spawn_blocking(move || {
+                    session.deploy_with_id(request_id, &name, &wasm)
+                })
+                .await;
+                let body = match deployed {
+                    Ok(Ok(deployed)) => ResponseBody::Deployed {
+                        seq: deployed.seq,
+                        name: deployed.value.name,
+                        sha256: deployed.value.sha256,
+                        procedures: deployed.value.procedures,
+                    },
+                    Ok(Err(CallError::Aborted { seq, abort })) => ResponseBody::Aborted {
+                        seq,
+                        kind: abort.kind.as_str().to_string(),
+                        message: abort.message,
+                    },
+                    Ok(Err(CallError::Node(err))) => refusal_body(&err),
+                    Ok(Err(other)) => ResponseBody::Refused {
+                        reason: RequestRefusal::BadRequest,
+                        message: other.to_string(),
+                    },
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "deploy task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
+        RequestBody::Status => {
+            let status = node.status();
+            Some(ResponseBody::Status(StatusInfo {
+                position: status.engine.position,
+                state_hash: status.engine.state_hash_hex(),
+                chain_hash: status.engine.chain_hash_hex(),
+                keys: status.engine.keys,
+                log_records: status.log_records,
+            }))
+        }
+        RequestBody::Procedures => Some(ResponseBody::Procedures(
+            node.procedures()
+                .into_iter()
+                .map(|procedure| ProcedureDescription {
+                    name: procedure.name,
+                    module: procedure.module,
+                    params: procedure.params.map(|params| {
+                        params
+                            .into_iter()
+                            .map(|param| (param.name, param.ty))
+                            .collect()
+                    }),
+                    read_only: procedure.read_only,
+                })
+                .collect(),
+        )),
+    }
+}
+
+/// Writes the node's answers and the reader's immediate answers as they
+/// come, every answer that is ready framed into one buffer, flushing when
+/// nothing more is waiting, so answers that are ready together leave in
+/// one write. Stops when the reader closes `buffers`.
 async fn write_responses(
     writer: tokio::net::tcp::OwnedWriteHalf,
-    mut responses: mpsc::Receiver<Response>,
-    frame_bytes_max: usize,
+    mut completions: mpsc::UnboundedReceiver<Vec<Completion>>,
+    mut buffers: mpsc::Receiver<Vec<u8>>,
+    framing: Responses,
 ) -> Result<(), ConnectionError> {
     let mut writer = BufWriter::with_capacity(64 << 10, writer);
-    while let Some(response) = responses.recv().await {
-        let frame = encode_frame(&response, frame_bytes_max)?;
-        writer.write_all(&frame).await?;
-        // Flush only when nothing else is ready: pipelined answers share
-        // one write.
-        if responses.is_empty() {
+    loop {
+        let buffer = tokio::select! {
+            Some(mut ready) = completions.recv() => {
+                while let Ok(more) = completions.try_recv() {
+                    ready.extend(more);
+                }
+                framing.frame_all(ready.into_iter().map(|completion| Response {
+                    request_id: completion.request_id,
+                    body: match completion.result {
+                        Ok(tx) => outcome_body(tx),
+                        Err(err) => refusal_body(&err),
+                    },
+                }))
+            }
+            buffer = buffers.recv() => match buffer {
+                Some(buffer) => buffer,
+                None => break,
+            },
+        };
+        writer.write_all(&buffer).await?;
+        if buffers.is_empty() && completions.is_empty() {
             writer.flush().await?;
         }
     }

@@ -1006,15 +1006,24 @@ async fn run_writer(
 }
 
 /// Writes frames as they come, flushing whenever the queue runs dry, so a
-/// burst of pipelined requests goes out in few writes.
+/// burst of pipelined requests goes out in few writes. Before flushing it
+/// lets the other ready tasks run once: when a batch of answers wakes
+/// many callers, their next requests then share one write instead of
+/// costing a syscall each.
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frames: &mut mpsc::UnboundedReceiver<Frame>,
 ) -> io::Result<()> {
     while let Some(frame) = frames.recv().await {
         writer.write_all(&frame).await?;
-        while let Ok(frame) = frames.try_recv() {
-            writer.write_all(&frame).await?;
+        loop {
+            while let Ok(frame) = frames.try_recv() {
+                writer.write_all(&frame).await?;
+            }
+            tokio::task::yield_now().await;
+            if frames.is_empty() {
+                break;
+            }
         }
         writer.flush().await?;
     }

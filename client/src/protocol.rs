@@ -215,18 +215,35 @@ pub fn encode_frame<T: Serialize>(
     message: &T,
     frame_bytes_max: usize,
 ) -> Result<Vec<u8>, ProtocolError> {
-    let mut frame = vec![0u8; FRAME_HEADER_BYTES];
-    frame = postcard::to_extend(message, frame)
-        .map_err(|err| ProtocolError::Malformed(err.to_string()))?;
-    let payload_bytes = frame.len() - FRAME_HEADER_BYTES;
+    let mut frame = Vec::new();
+    encode_frame_into(&mut frame, message, frame_bytes_max)?;
+    Ok(frame)
+}
+
+/// Appends `message` as one frame to `out`, so that many frames can share
+/// one buffer (and one write). On error `out` is left as it was.
+pub fn encode_frame_into<T: Serialize>(
+    out: &mut Vec<u8>,
+    message: &T,
+    frame_bytes_max: usize,
+) -> Result<(), ProtocolError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    let taken = std::mem::take(out);
+    *out = match postcard::to_extend(message, taken) {
+        Ok(extended) => extended,
+        Err(err) => return Err(ProtocolError::Malformed(err.to_string())),
+    };
+    let payload_bytes = out.len() - start - FRAME_HEADER_BYTES;
     if payload_bytes > frame_bytes_max {
+        out.truncate(start);
         return Err(ProtocolError::FrameTooLarge {
             bytes: payload_bytes,
             max: frame_bytes_max,
         });
     }
-    frame[..FRAME_HEADER_BYTES].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
-    Ok(frame)
+    out[start..start + FRAME_HEADER_BYTES].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
+    Ok(())
 }
 
 /// Reads a frame header: the payload length, checked against the limit
@@ -259,11 +276,14 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, Pr
 }
 
 /// Splits complete frames off the front of a receive buffer; the pure core
-/// of a connection's reader.
+/// of a connection's reader. Taking a frame costs O(frame), not
+/// O(buffer): consumed bytes are only dropped when more arrive.
 #[derive(Debug)]
 pub struct FrameDecoder {
     frame_bytes_max: usize,
     buffer: Vec<u8>,
+    /// Bytes of `buffer` already returned as frames.
+    consumed: usize,
 }
 
 impl FrameDecoder {
@@ -271,35 +291,47 @@ impl FrameDecoder {
         FrameDecoder {
             frame_bytes_max,
             buffer: Vec::new(),
+            consumed: 0,
         }
     }
 
     /// Adds received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.consumed > 0 {
+            self.buffer.drain(..self.consumed);
+            self.consumed = 0;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
     /// The next complete frame's payload, `Ok(None)` if more bytes are
     /// needed, or an error that must close the connection.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
-        if self.buffer.len() < FRAME_HEADER_BYTES {
+        Ok(self.next_payload_slice()?.map(<[u8]>::to_vec))
+    }
+
+    /// Like [`FrameDecoder::next_payload`], but borrows the payload from
+    /// the buffer instead of copying it.
+    pub fn next_payload_slice(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        let pending = &self.buffer[self.consumed..];
+        if pending.len() < FRAME_HEADER_BYTES {
             return Ok(None);
         }
-        let header: [u8; FRAME_HEADER_BYTES] = self.buffer[..FRAME_HEADER_BYTES]
+        let header: [u8; FRAME_HEADER_BYTES] = pending[..FRAME_HEADER_BYTES]
             .try_into()
             .expect("checked length");
         let bytes = frame_payload_bytes(header, self.frame_bytes_max)?;
-        if self.buffer.len() < FRAME_HEADER_BYTES + bytes {
+        if pending.len() < FRAME_HEADER_BYTES + bytes {
             return Ok(None);
         }
-        let payload = self.buffer[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + bytes].to_vec();
-        self.buffer.drain(..FRAME_HEADER_BYTES + bytes);
-        Ok(Some(payload))
+        let start = self.consumed + FRAME_HEADER_BYTES;
+        self.consumed = start + bytes;
+        Ok(Some(&self.buffer[start..start + bytes]))
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered_bytes(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() - self.consumed
     }
 }
 
@@ -370,6 +402,14 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_frame_too_large_leaves_the_buffer_as_it_was() {
+        let mut out = vec![9u8; 3];
+        let err = encode_frame_into(&mut out, &call(1, vec![0; 100]), 50).unwrap_err();
+        assert!(matches!(err, ProtocolError::FrameTooLarge { max: 50, .. }));
+        assert_eq!(out, vec![9u8; 3]);
+    }
+
     proptest! {
         /// Frames split at any points across reads come out whole, in
         /// order.
@@ -383,23 +423,44 @@ mod tests {
                 .enumerate()
                 .map(|(i, size)| call(i as u64, vec![i as u8; *size]))
                 .collect();
-            let stream: Vec<u8> = requests
+            // Frames appended to one buffer, as a server batches answers.
+            let mut stream = Vec::new();
+            for request in &requests {
+                encode_frame_into(&mut stream, request, FRAME_BYTES_MAX_DEFAULT).unwrap();
+            }
+            let separately: Vec<u8> = requests
                 .iter()
                 .flat_map(|request| encode_frame(request, FRAME_BYTES_MAX_DEFAULT).unwrap())
                 .collect();
+            prop_assert_eq!(&stream, &separately);
             let mut decoder = FrameDecoder::new(FRAME_BYTES_MAX_DEFAULT);
             let mut decoded = Vec::new();
             let mut offset = 0;
             let mut cut = cuts.iter().cycle();
+            let mut borrow = false;
             while offset < stream.len() {
                 let end = (offset + cut.next().unwrap()).min(stream.len());
                 decoder.extend(&stream[offset..end]);
                 offset = end;
-                while let Some(payload) = decoder.next_payload().unwrap() {
-                    decoded.push(decode_payload::<Request>(&payload).unwrap());
+                // Alternate the copying and the borrowing reader.
+                loop {
+                    borrow = !borrow;
+                    let request = if borrow {
+                        match decoder.next_payload_slice().unwrap() {
+                            Some(payload) => decode_payload::<Request>(payload).unwrap(),
+                            None => break,
+                        }
+                    } else {
+                        match decoder.next_payload().unwrap() {
+                            Some(payload) => decode_payload::<Request>(&payload).unwrap(),
+                            None => break,
+                        }
+                    };
+                    decoded.push(request);
                 }
             }
             prop_assert_eq!(decoded, requests);
+            prop_assert_eq!(decoder.buffered_bytes(), 0);
         }
     }
 }
