@@ -669,7 +669,12 @@ impl Client {
             })?;
         core.submit(request_id, Arc::new(frame));
         match tokio::time::timeout(core.config.request_timeout, reply_rx).await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => {
+                // `Core::complete` (or `fail_all`) already took the entry
+                // out: skip the guard's second lock.
+                std::mem::forget(guard);
+                answer
+            }
             // The sender went away unanswered: the client is shutting down.
             Ok(Err(_)) => Err(ClientError::ConnectionLost {
                 outcome_unknown: true,
