@@ -41,6 +41,41 @@ pub const SMALLBANK: &[u8] = include_bytes!(concat!(
     "/ordo_example_smallbank.wasm"
 ));
 
+/// A TPC-C subset (`procedures/examples/tpcc`): NewOrder and Payment over
+/// the nine TPC-C tables, every key starting with its warehouse id, the
+/// read-only ITEM table replicated into every warehouse. Ids are `u32` and
+/// 1-based, money is `i64` cents, tax and discount rates are basis points.
+/// Loading (each aborts if a row it would write exists):
+/// `tpcc_load_warehouse {w_id: u32, districts: u32}` (the warehouse and
+/// districts `1..=districts`, at most 10), `tpcc_load_items {w_id, first:
+/// u32, count: u32}` (items and their stock: 2 writes each) and
+/// `tpcc_load_customers {w_id, d_id: u32, first: u32, count: u32}`.
+/// Transactions: `tpcc_new_order {w_id, d_id, c_id: u32, items: Vec<(u32,
+/// u32, u32)>} -> {o_id: u32, total: i64}` (lines are `(i_id, supply_w_id,
+/// quantity)`; an unknown item id aborts the whole order) and
+/// `tpcc_payment {w_id, d_id, c_w_id: u32, c_d_id: u32, c_id: u32, amount:
+/// i64} -> i64` (the customer's new balance). Read-only: `tpcc_check
+/// {w_id} -> u64` (the number of orders; aborts naming the TPC-C
+/// consistency condition, 1 or 2, that fails), and row readers
+/// `tpcc_warehouse {w_id}`, `tpcc_district {w_id, d_id}`, `tpcc_customer
+/// {w_id, d_id, c_id}`, `tpcc_item {w_id, i_id: u32}`, `tpcc_stock {w_id,
+/// i_id}`, `tpcc_order {w_id, d_id, o_id: u32}` (with its lines) and
+/// `tpcc_history {w_id, seq: u64}`.
+pub const TPCC: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_tpcc.wasm"));
+
+/// The YCSB core workloads' operations (`procedures/examples/ycsb`) over
+/// `usertable`: `u64` keys, each record a list of byte-string fields kept
+/// as one value. `ycsb_load {first: u64, count: u64, field_count: u32,
+/// field_bytes: u32}` (field `f` of record `k` is `field_bytes` letters
+/// cycling through the alphabet from letter `(k + f) mod 26`),
+/// `ycsb_read {key: u64} -> Vec<Vec<u8>>` (read-only), `ycsb_update {key,
+/// field: u32, value: Vec<u8>}`, `ycsb_insert {key, fields: Vec<Vec<u8>>}`
+/// (aborts if the key exists), `ycsb_scan {start: u64, count: u32} ->
+/// Vec<(u64, Vec<Vec<u8>>)>` (read-only) and `ycsb_read_modify_write {key,
+/// field, value} -> Vec<Vec<u8>>` (the record as read). An unknown key or
+/// field aborts.
+pub const YCSB: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_ycsb.wasm"));
+
 /// Misbehaving procedures for the engine's tests
 /// (`procedures/examples/hostile`): `spin {}` (runs out of fuel), `bomb {}`
 /// (allocates until memory runs out), `recurse {depth: u64} -> u64`

@@ -5,9 +5,11 @@
 //! Module compilation costs about a second per module in a debug build, so
 //! each test opens one node and makes many assertions against it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ordo::modules::{BANK, HOSTILE, KV, LOCK, SMALLBANK};
+use ordo::modules::{BANK, HOSTILE, KV, LOCK, SMALLBANK, TPCC, YCSB};
+use ordo::workload::{KeyChooser, Request, Tpcc, Workload, Ycsb, YcsbMix};
 use ordo::{
     Abort, AbortKind, ArgsEncoding, CallError, Called, Node, NodeConfig, NodeError, Outcome,
     TxOutcome,
@@ -1500,4 +1502,665 @@ fn scans_merge_own_writes_in_key_order_across_chunks() {
 
     // The committed state matches what that transaction saw.
     assert_eq!(scan_merge(&node, &[], &[]), expected);
+}
+
+// ---------------------------------------------------------------------------
+// workloads through a node
+
+/// Submits `requests` through one session, all in flight at once, and
+/// returns their outcomes in request order.
+fn run_pipelined(node: &Node, requests: &[Request]) -> Vec<TxOutcome> {
+    let session = node.session();
+    let ids: Vec<u64> = requests
+        .iter()
+        .map(|request| retry_submit(&session, request.procedure, request.args.clone()))
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    for _ in 0..ids.len() {
+        let completion = session
+            .recv_timeout(ANSWER_TIMEOUT)
+            .expect("a submitted request was never answered");
+        session.acknowledge(completion.request_id);
+        let tx = completion.result.expect("a submitted request failed");
+        outcomes.insert(completion.request_id, tx);
+    }
+    ids.iter()
+        .map(|id| outcomes.remove(id).expect("one outcome per request"))
+        .collect()
+}
+
+#[track_caller]
+fn assert_all_commit(what: &str, requests: &[Request], outcomes: &[TxOutcome]) {
+    for (request, tx) in requests.iter().zip(outcomes) {
+        assert!(
+            matches!(tx.outcome, Outcome::Committed { .. }),
+            "{what}: {} did not commit: {:?}",
+            request.procedure,
+            tx.outcome
+        );
+    }
+}
+
+/// A row read through a read-only procedure with JSON arguments, so the
+/// test names the fields it checks.
+#[track_caller]
+fn json_row(node: &Node, procedure: &str, args: serde_json::Value) -> serde_json::Value {
+    raw_json(&call_json(node, procedure, &args.to_string()))
+}
+
+#[track_caller]
+fn int(row: &serde_json::Value, field: &str) -> i64 {
+    row[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{field} is not an integer in {row}"))
+}
+
+// ---------------------------------------------------------------------------
+// tpcc
+
+type NewOrderArgs = (u32, u32, u32, Vec<(u32, u32, u32)>);
+type PaymentArgs = (u32, u32, u32, u32, u32, i64);
+
+/// The stock row after a NewOrder line of `quantity` (TPC-C 2.4.2.2).
+fn stock_after(stock: &serde_json::Value, quantity: i64, remote: bool) -> (i64, i64, i64, i64) {
+    let before = int(stock, "quantity");
+    let after = if before >= quantity + 10 {
+        before - quantity
+    } else {
+        before - quantity + 91
+    };
+    (
+        after,
+        int(stock, "ytd") + quantity,
+        int(stock, "order_cnt") + 1,
+        int(stock, "remote_cnt") + remote as i64,
+    )
+}
+
+fn stock_fields(stock: &serde_json::Value) -> (i64, i64, i64, i64) {
+    (
+        int(stock, "quantity"),
+        int(stock, "ytd"),
+        int(stock, "order_cnt"),
+        int(stock, "remote_cnt"),
+    )
+}
+
+/// NewOrder's total: `sum * (1 - discount) * (1 + w_tax + d_tax)` in
+/// basis points, rounded to the nearest cent.
+fn order_total(sum: i64, discount_bp: i64, w_tax_bp: i64, d_tax_bp: i64) -> i64 {
+    let exact =
+        sum as i128 * (10_000 - discount_bp) as i128 * (10_000 + w_tax_bp + d_tax_bp) as i128;
+    ((exact + 50_000_000) / 100_000_000) as i64
+}
+
+#[test]
+fn tpcc_new_order_payment_rollback_and_consistency() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half the default fuel budget: the workload's full-size load chunks
+    // (exercised at the end) must fit with a margin of two.
+    let mut config = NodeConfig::new(dir.path());
+    config.engine.tx_fuel_max = ordo::EngineConfig::default().tx_fuel_max / 2;
+    let node = Node::open(config).unwrap();
+    node.deploy("tpcc", TPCC).expect("deploy tpcc");
+    let procedures: Vec<String> = node.procedures().into_iter().map(|p| p.name).collect();
+    for name in [
+        "tpcc_load_warehouse",
+        "tpcc_load_items",
+        "tpcc_load_customers",
+        "tpcc_new_order",
+        "tpcc_payment",
+        "tpcc_check",
+    ] {
+        assert!(
+            procedures.iter().any(|p| p == name),
+            "{name} missing: {procedures:?}"
+        );
+    }
+
+    // Load: 2 warehouses of 10 districts of 30 customers, 100 items.
+    let tpcc = Tpcc::scaled(2, 10, 30, 100);
+    let keys_before = node.status().engine.keys;
+    let load = tpcc.load();
+    assert_all_commit("load", &load, &run_pipelined(&node, &load));
+    // Per warehouse: itself, 10 districts, 100 items and 100 stock rows,
+    // 300 customers.
+    assert_eq!(
+        node.status().engine.keys,
+        keys_before + 2 * (1 + 10 + 200 + 300)
+    );
+    for w_id in 1..=2u32 {
+        assert_eq!(value::<_, u64>(&node, "tpcc_check", &w_id), 0);
+    }
+    // The item table is replicated: the same in both warehouses.
+    assert_eq!(
+        json_row(
+            &node,
+            "tpcc_item",
+            serde_json::json!({"w_id": 1, "i_id": 42})
+        ),
+        json_row(
+            &node,
+            "tpcc_item",
+            serde_json::json!({"w_id": 2, "i_id": 42})
+        )
+    );
+    // Loading again is refused and writes nothing.
+    expect_abort_unchanged(
+        &node,
+        "tpcc_load_items",
+        &(2u32, 90u32, 20u32),
+        AbortKind::User,
+        &["item 90 of warehouse 2 already exists"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "tpcc_load_warehouse",
+        &(1u32, 10u32),
+        AbortKind::User,
+        &["warehouse 1 already exists"],
+    );
+
+    // --- A hand-checked NewOrder: three lines, the second supplied by
+    // warehouse 2, the third ordering item 7 again.
+    let warehouse = json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": 1}));
+    let district = json_row(
+        &node,
+        "tpcc_district",
+        serde_json::json!({"w_id": 1, "d_id": 3}),
+    );
+    let customer = json_row(
+        &node,
+        "tpcc_customer",
+        serde_json::json!({"w_id": 1, "d_id": 3, "c_id": 7}),
+    );
+    assert_eq!(int(&district, "next_o_id"), 1);
+    let lines: Vec<(u32, u32, u32)> = vec![(5, 1, 3), (6, 2, 10), (7, 1, 8), (7, 1, 4)];
+    let price = |i_id: u32| {
+        int(
+            &json_row(
+                &node,
+                "tpcc_item",
+                serde_json::json!({"w_id": 1, "i_id": i_id}),
+            ),
+            "price",
+        )
+    };
+    let stock = |w_id: u32, i_id: u32| {
+        json_row(
+            &node,
+            "tpcc_stock",
+            serde_json::json!({"w_id": w_id, "i_id": i_id}),
+        )
+    };
+    let stock_1_5 = stock(1, 5);
+    let stock_2_6 = stock(2, 6);
+    let stock_1_6 = stock(1, 6);
+    let stock_1_7 = stock(1, 7);
+    let sum = 3 * price(5) + 10 * price(6) + 12 * price(7);
+    let expected_total = order_total(
+        sum,
+        int(&customer, "discount_bp"),
+        int(&warehouse, "tax_bp"),
+        int(&district, "tax_bp"),
+    );
+    let keys = node.status().engine.keys;
+    let (o_id, total) = value::<_, (u32, i64)>(&node, "tpcc_new_order", &(1u32, 3u32, 7u32, lines));
+    assert_eq!((o_id, total), (1, expected_total));
+    // The order, its new-order row and four lines.
+    assert_eq!(node.status().engine.keys, keys + 6);
+    let district_after = json_row(
+        &node,
+        "tpcc_district",
+        serde_json::json!({"w_id": 1, "d_id": 3}),
+    );
+    assert_eq!(int(&district_after, "next_o_id"), 2);
+    assert_eq!(
+        stock_fields(&stock(1, 5)),
+        stock_after(&stock_1_5, 3, false)
+    );
+    assert_eq!(
+        stock_fields(&stock(2, 6)),
+        stock_after(&stock_2_6, 10, true)
+    );
+    assert_eq!(
+        stock(1, 6),
+        stock_1_6,
+        "the home warehouse's stock of the remote line is untouched"
+    );
+    // Item 7 twice: the second line sees the first line's update.
+    let (q, ytd, orders, remote) = stock_after(&stock_1_7, 8, false);
+    let once =
+        serde_json::json!({"quantity": q, "ytd": ytd, "order_cnt": orders, "remote_cnt": remote});
+    assert_eq!(stock_fields(&stock(1, 7)), stock_after(&once, 4, false));
+
+    let order = json_row(
+        &node,
+        "tpcc_order",
+        serde_json::json!({"w_id": 1, "d_id": 3, "o_id": 1}),
+    );
+    assert_eq!(order["new_order"], serde_json::json!(true));
+    assert_eq!(int(&order["order"], "c_id"), 7);
+    assert_eq!(int(&order["order"], "ol_cnt"), 4);
+    assert_eq!(order["order"]["all_local"], serde_json::json!(false));
+    let order_lines = order["lines"].as_array().unwrap();
+    assert_eq!(order_lines.len(), 4);
+    assert_eq!(int(&order_lines[1], "i_id"), 6);
+    assert_eq!(int(&order_lines[1], "supply_w_id"), 2);
+    assert_eq!(int(&order_lines[1], "amount"), 10 * price(6));
+    // OL_DIST_INFO is the supply stock's S_DIST_03 (characters 48..72).
+    let dist = stock_2_6["dist"].as_str().unwrap();
+    assert_eq!(
+        order_lines[1]["dist_info"],
+        serde_json::json!(&dist[48..72])
+    );
+    assert_eq!(
+        order_lines
+            .iter()
+            .map(|line| int(line, "amount"))
+            .sum::<i64>(),
+        sum
+    );
+    assert_eq!(value::<_, u64>(&node, "tpcc_check", &1u32), 1);
+
+    // --- The 1% rollback: an unknown item in the last line, after the
+    // earlier lines' writes. Nothing is left: the state hash, the key
+    // count, the district's next order id and the stock are unchanged.
+    let stock_1_5 = stock(1, 5);
+    let bad: Vec<(u32, u32, u32)> = vec![(5, 1, 2), (6, 2, 1), (101, 1, 1)];
+    expect_abort_unchanged(
+        &node,
+        "tpcc_new_order",
+        &(1u32, 3u32, 7u32, bad),
+        AbortKind::User,
+        &["Item number is not valid", "item 101", "line 3"],
+    );
+    let district_now = json_row(
+        &node,
+        "tpcc_district",
+        serde_json::json!({"w_id": 1, "d_id": 3}),
+    );
+    assert_eq!(int(&district_now, "next_o_id"), 2);
+    assert_eq!(stock(1, 5), stock_1_5);
+    // Other refusals.
+    for (args, needle) in [
+        (
+            (1u32, 3u32, 31u32, vec![(5u32, 1u32, 1u32)]),
+            "no such customer: 31",
+        ),
+        ((1, 11, 1, vec![(5, 1, 1)]), "no such district: 11"),
+        ((3, 1, 1, vec![(5, 1, 1)]), "no such warehouse: 3"),
+        (
+            (1, 1, 1, vec![(5, 3, 1)]),
+            "no stock of item 5 in supply warehouse 3",
+        ),
+        ((1, 1, 1, vec![(5, 1, 11)]), "quantity 11 is not 1 to 10"),
+        ((1, 1, 1, vec![]), "1 to 15 lines, not 0"),
+        ((1, 1, 1, vec![(5, 1, 1); 16]), "1 to 15 lines, not 16"),
+    ] {
+        expect_abort_unchanged(&node, "tpcc_new_order", &args, AbortKind::User, &[needle]);
+    }
+
+    // --- A hand-checked Payment through warehouse 1, district 2 for a
+    // remote customer with bad credit (every tenth customer).
+    let w1 = int(
+        &json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": 1})),
+        "ytd",
+    );
+    let w2 = int(
+        &json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": 2})),
+        "ytd",
+    );
+    let d12 = int(
+        &json_row(
+            &node,
+            "tpcc_district",
+            serde_json::json!({"w_id": 1, "d_id": 2}),
+        ),
+        "ytd",
+    );
+    let customer_key = serde_json::json!({"w_id": 2, "d_id": 4, "c_id": 10});
+    let before = json_row(&node, "tpcc_customer", customer_key.clone());
+    assert_eq!(before["credit"], serde_json::json!("BC"));
+    let keys = node.status().engine.keys;
+    let paid = call::<_, i64>(
+        &node,
+        "tpcc_payment",
+        &(1u32, 2u32, 2u32, 4u32, 10u32, 12_345i64),
+    );
+    assert_eq!(paid.value, int(&before, "balance") - 12_345);
+    assert_eq!(node.status().engine.keys, keys + 1, "one history row");
+    let after = json_row(&node, "tpcc_customer", customer_key.clone());
+    assert_eq!(int(&after, "balance"), int(&before, "balance") - 12_345);
+    assert_eq!(
+        int(&after, "ytd_payment"),
+        int(&before, "ytd_payment") + 12_345
+    );
+    assert_eq!(int(&after, "payment_cnt"), int(&before, "payment_cnt") + 1);
+    let data = after["data"].as_str().unwrap();
+    let old_data = before["data"].as_str().unwrap();
+    let prefix = "10 4 2 2 1 12345|";
+    assert_eq!(data.len(), 500.min(prefix.len() + old_data.len()));
+    assert!(data.starts_with(prefix), "{data}");
+    assert!(old_data.starts_with(&data[prefix.len()..]));
+    let w_row = json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": 1}));
+    assert_eq!(int(&w_row, "ytd"), w1 + 12_345);
+    let d_row = json_row(
+        &node,
+        "tpcc_district",
+        serde_json::json!({"w_id": 1, "d_id": 2}),
+    );
+    assert_eq!(int(&d_row, "ytd"), d12 + 12_345);
+    assert_eq!(
+        int(
+            &json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": 2})),
+            "ytd"
+        ),
+        w2,
+        "the customer's warehouse is not paid"
+    );
+    let history = json_row(
+        &node,
+        "tpcc_history",
+        serde_json::json!({"w_id": 1, "seq": paid.seq}),
+    );
+    assert_eq!(int(&history, "amount"), 12_345);
+    assert_eq!(
+        (
+            int(&history, "c_id"),
+            int(&history, "c_d_id"),
+            int(&history, "c_w_id"),
+            int(&history, "d_id")
+        ),
+        (10, 4, 2, 2)
+    );
+    let names = format!(
+        "{}    {}",
+        w_row["name"].as_str().unwrap(),
+        d_row["name"].as_str().unwrap()
+    );
+    assert_eq!(history["data"], serde_json::json!(names));
+    // A good-credit customer's data is left alone.
+    let good = serde_json::json!({"w_id": 1, "d_id": 2, "c_id": 7});
+    let before = json_row(&node, "tpcc_customer", good.clone());
+    call::<_, i64>(
+        &node,
+        "tpcc_payment",
+        &(1u32, 2u32, 1u32, 2u32, 7u32, 100i64),
+    );
+    let after = json_row(&node, "tpcc_customer", good);
+    assert_eq!(after["data"], before["data"]);
+    assert_eq!(int(&after, "balance"), int(&before, "balance") - 100);
+    expect_abort_unchanged(
+        &node,
+        "tpcc_payment",
+        &(1u32, 2u32, 1u32, 2u32, 7u32, 0i64),
+        AbortKind::User,
+        &["payment amount 0 is not positive"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "tpcc_payment",
+        &(1u32, 2u32, 2u32, 2u32, 31u32, 5i64),
+        AbortKind::User,
+        &["no such customer: 31 of district 2 of warehouse 2"],
+    );
+    for w_id in 1..=2u32 {
+        value::<_, u64>(&node, "tpcc_check", &w_id);
+    }
+
+    // --- The generated mix: every NewOrder commits unless its last item
+    // is the unused id 101; every Payment commits.
+    let ytd_before: Vec<i64> = (1..=2u32)
+        .map(|w_id| {
+            int(
+                &json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": w_id})),
+                "ytd",
+            )
+        })
+        .collect();
+    let mut generator = tpcc.generator(7);
+    let requests: Vec<Request> = (0..400).map(|_| generator.next_request()).collect();
+    let outcomes = run_pipelined(&node, &requests);
+    let mut committed_orders = 1; // the hand-checked one
+    let mut rollbacks = 0;
+    let mut remote_orders = 0;
+    let mut paid = [0i64; 2];
+    for (request, tx) in requests.iter().zip(&outcomes) {
+        match request.procedure {
+            "tpcc_new_order" => {
+                let (w_id, _, _, items): NewOrderArgs =
+                    postcard::from_bytes(&request.args).unwrap();
+                if items.last().unwrap().0 == 101 {
+                    check_abort(
+                        raw_abort(tx),
+                        AbortKind::User,
+                        &["Item number is not valid"],
+                    );
+                    rollbacks += 1;
+                } else {
+                    assert!(
+                        matches!(tx.outcome, Outcome::Committed { .. }),
+                        "NewOrder {items:?} did not commit: {:?}",
+                        tx.outcome
+                    );
+                    committed_orders += 1;
+                    if items.iter().any(|&(_, supply_w_id, _)| supply_w_id != w_id) {
+                        remote_orders += 1;
+                    }
+                }
+            }
+            "tpcc_payment" => {
+                let (w_id, ..): PaymentArgs = postcard::from_bytes(&request.args).unwrap();
+                let amount = postcard::from_bytes::<PaymentArgs>(&request.args)
+                    .unwrap()
+                    .5;
+                assert!(
+                    matches!(tx.outcome, Outcome::Committed { .. }),
+                    "Payment did not commit: {:?}",
+                    tx.outcome
+                );
+                paid[w_id as usize - 1] += amount;
+            }
+            other => panic!("unexpected procedure {other}"),
+        }
+    }
+    assert!(
+        committed_orders > 150,
+        "{committed_orders} NewOrders committed"
+    );
+    assert!(remote_orders > 0, "no NewOrder touched a remote warehouse");
+    for w_id in 1..=2u32 {
+        let ytd = int(
+            &json_row(&node, "tpcc_warehouse", serde_json::json!({"w_id": w_id})),
+            "ytd",
+        );
+        assert_eq!(ytd, ytd_before[w_id as usize - 1] + paid[w_id as usize - 1]);
+    }
+    // The workload's own checks, and the order count they report.
+    let mut orders = 0;
+    for check in tpcc.checks() {
+        let tx = node
+            .call_raw(
+                check.request.procedure,
+                ArgsEncoding::Postcard,
+                check.request.args.clone(),
+            )
+            .unwrap();
+        match tx.outcome {
+            Outcome::Committed { result } => {
+                orders += postcard::from_bytes::<u64>(&result).unwrap()
+            }
+            other => panic!("{}: {other:?}", check.what),
+        }
+    }
+    assert_eq!(orders, committed_orders, "({rollbacks} rolled back)");
+
+    // --- The workload's full-size load chunks fit (in half the fuel
+    // budget), into a third warehouse.
+    let keys = node.status().engine.keys;
+    call::<_, ()>(&node, "tpcc_load_warehouse", &(3u32, 10u32));
+    call::<_, ()>(
+        &node,
+        "tpcc_load_items",
+        &(3u32, 1u32, Tpcc::ITEMS_PER_LOAD),
+    );
+    call::<_, ()>(
+        &node,
+        "tpcc_load_customers",
+        &(3u32, 1u32, 1u32, Tpcc::CUSTOMERS_PER_LOAD),
+    );
+    assert_eq!(
+        node.status().engine.keys,
+        keys + 11 + 2 * Tpcc::ITEMS_PER_LOAD as u64 + Tpcc::CUSTOMERS_PER_LOAD as u64
+    );
+    assert_eq!(value::<_, u64>(&node, "tpcc_check", &3u32), 0);
+}
+
+// ---------------------------------------------------------------------------
+// ycsb
+
+type Record = Vec<Vec<u8>>;
+
+/// Record `key` as `ycsb_load` writes it: field `f` is `bytes` letters
+/// cycling through the alphabet from letter `(key + f) mod 26`.
+fn loaded_record(key: u64, fields: u32, bytes: usize) -> Record {
+    (0..fields as u64)
+        .map(|field| {
+            (0..bytes as u64)
+                .map(|j| b'a' + ((key + field + j) % 26) as u8)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn ycsb_load_read_update_rmw_scan_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(&dir);
+    node.deploy("ycsb", YCSB).expect("deploy ycsb");
+
+    let ycsb = Ycsb::new(KeyChooser::uniform(300), YcsbMix::A);
+    let keys = node.status().engine.keys;
+    let load = ycsb.load();
+    assert_all_commit("load", &load, &run_pipelined(&node, &load));
+    assert_eq!(node.status().engine.keys, keys + 300);
+    for key in [0u64, 1, 25, 26, 299] {
+        assert_eq!(
+            value::<_, Record>(&node, "ycsb_read", &key),
+            loaded_record(key, 10, 100)
+        );
+    }
+    expect_abort_unchanged(
+        &node,
+        "ycsb_load",
+        &(299u64, 2u64, 10u32, 100u32),
+        AbortKind::User,
+        &["record 299 already exists"],
+    );
+
+    // Update one field; the others stay.
+    call::<_, ()>(&node, "ycsb_update", &(5u64, 3u32, b"new".to_vec()));
+    let mut expected = loaded_record(5, 10, 100);
+    expected[3] = b"new".to_vec();
+    assert_eq!(value::<_, Record>(&node, "ycsb_read", &5u64), expected);
+
+    // Read-modify-write returns the record as read, then writes.
+    let read = value::<_, Record>(
+        &node,
+        "ycsb_read_modify_write",
+        &(6u64, 9u32, vec![0u8, 255]),
+    );
+    assert_eq!(read, loaded_record(6, 10, 100));
+    let mut expected = loaded_record(6, 10, 100);
+    expected[9] = vec![0, 255];
+    assert_eq!(value::<_, Record>(&node, "ycsb_read", &6u64), expected);
+
+    // Insert a new record past the loaded ones, and scan across it.
+    call::<_, ()>(&node, "ycsb_insert", &(1_000u64, vec![b"only".to_vec()]));
+    let scanned = value::<_, Vec<(u64, Record)>>(&node, "ycsb_scan", &(298u64, 3u32));
+    assert_eq!(
+        scanned,
+        vec![
+            (298, loaded_record(298, 10, 100)),
+            (299, loaded_record(299, 10, 100)),
+            (1_000, vec![b"only".to_vec()]),
+        ]
+    );
+    let scanned = value::<_, Vec<(u64, Record)>>(&node, "ycsb_scan", &(4u64, 3u32));
+    assert_eq!(
+        scanned.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    assert_eq!(scanned[1].1[3], b"new");
+    assert!(value::<_, Vec<(u64, Record)>>(&node, "ycsb_scan", &(1_001u64, 10u32)).is_empty());
+    assert!(value::<_, Vec<(u64, Record)>>(&node, "ycsb_scan", &(0u64, 0u32)).is_empty());
+
+    // Refusals leave no trace.
+    expect_abort_unchanged(
+        &node,
+        "ycsb_insert",
+        &(5u64, vec![b"x".to_vec()]),
+        AbortKind::User,
+        &["record 5 already exists"],
+    );
+    expect_abort(
+        &node,
+        "ycsb_read",
+        &5_000u64,
+        AbortKind::User,
+        &["no such record: 5000"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "ycsb_update",
+        &(5_000u64, 0u32, b"x".to_vec()),
+        AbortKind::User,
+        &["no such record: 5000"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "ycsb_read_modify_write",
+        &(5_000u64, 0u32, b"x".to_vec()),
+        AbortKind::User,
+        &["no such record: 5000"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "ycsb_update",
+        &(5u64, 10u32, b"x".to_vec()),
+        AbortKind::User,
+        &["record 5 has 10 fields, so there is no field 10"],
+    );
+    expect_abort_unchanged(
+        &node,
+        "ycsb_read_modify_write",
+        &(1_000u64, 1u32, b"x".to_vec()),
+        AbortKind::User,
+        &["record 1000 has 1 fields, so there is no field 1"],
+    );
+
+    // The generated mixes all commit, and the checks pass.
+    for mix in [YcsbMix::A, YcsbMix::B, YcsbMix::C, YcsbMix::F] {
+        let workload = Ycsb::new(KeyChooser::zipf(300, 0.99), mix);
+        let mut generator = workload.generator(3);
+        let requests: Vec<Request> = (0..100).map(|_| generator.next_request()).collect();
+        assert_all_commit(workload.name(), &requests, &run_pipelined(&node, &requests));
+        for check in workload.checks() {
+            let tx = node
+                .call_raw(
+                    check.request.procedure,
+                    ArgsEncoding::Postcard,
+                    check.request.args,
+                )
+                .unwrap();
+            assert!(
+                matches!(tx.outcome, Outcome::Committed { .. }),
+                "{}: {:?}",
+                check.what,
+                tx.outcome
+            );
+        }
+    }
+    assert_eq!(node.status().engine.keys, keys + 301);
 }

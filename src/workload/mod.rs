@@ -8,11 +8,15 @@
 
 mod keys;
 mod smallbank;
+mod tpcc;
 mod transfer;
+mod ycsb;
 
 pub use keys::{KeyChooser, SplitMix64};
 pub use smallbank::Smallbank;
+pub use tpcc::Tpcc;
 pub use transfer::{Transfer, TransferPicker};
+pub use ycsb::{Ycsb, YcsbMix};
 
 /// One call to send: a procedure and its postcard-encoded arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
