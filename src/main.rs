@@ -129,6 +129,22 @@ enum WorkloadName {
     Transfer,
     /// The SmallBank mix (smallbank example).
     Smallbank,
+    /// TPC-C NewOrder and Payment, 50/50 (tpcc example).
+    Tpcc,
+    /// A YCSB core workload (ycsb example); choose it with --mix.
+    Ycsb,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum YcsbMixName {
+    /// 50% read, 50% update.
+    A,
+    /// 95% read, 5% update.
+    B,
+    /// 100% read.
+    C,
+    /// 50% read, 50% read-modify-write.
+    F,
 }
 
 #[derive(clap::Args)]
@@ -163,9 +179,21 @@ struct BenchArgs {
     /// counts from when each was due). Default: closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// Accounts (transfer), customers (smallbank).
+    /// Accounts (transfer), customers (smallbank) or records (ycsb).
     #[arg(long, default_value_t = 100_000)]
     accounts: u64,
+    /// TPC-C warehouses.
+    #[arg(long, default_value_t = 2)]
+    warehouses: u32,
+    /// TPC-C items (the specification: 100,000), stocked in every warehouse.
+    #[arg(long, default_value_t = 100_000)]
+    items: u32,
+    /// TPC-C customers per district (the specification: 3,000).
+    #[arg(long, default_value_t = 3_000)]
+    customers: u32,
+    /// The YCSB operation mix.
+    #[arg(long, value_enum, default_value = "a")]
+    mix: YcsbMixName,
     /// Zipf exponent of key choice; 0 is uniform.
     #[arg(long, default_value_t = 0.0)]
     zipf: f64,
@@ -457,7 +485,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    use ordo::workload::{KeyChooser, Smallbank, Transfer, Workload};
+    use ordo::workload::{KeyChooser, Smallbank, Tpcc, Transfer, Workload, Ycsb, YcsbMix};
 
     if !(args.zipf.is_finite() && args.zipf >= 0.0) {
         bail!(
@@ -472,6 +500,32 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let workload: Box<dyn Workload> = match args.workload {
         WorkloadName::Transfer => Box::new(Transfer::new(keys, 1_000)),
         WorkloadName::Smallbank => Box::new(Smallbank { keys }),
+        WorkloadName::Tpcc => {
+            if args.warehouses == 0 || args.items == 0 || args.items == u32::MAX {
+                bail!(
+                    "--warehouses and --items must be at least 1 (and --items below {})",
+                    u32::MAX
+                );
+            }
+            if args.customers == 0 {
+                bail!("--customers must be at least 1");
+            }
+            Box::new(Tpcc::scaled(
+                args.warehouses,
+                10,
+                args.customers,
+                args.items,
+            ))
+        }
+        WorkloadName::Ycsb => {
+            let mix = match args.mix {
+                YcsbMixName::A => YcsbMix::A,
+                YcsbMixName::B => YcsbMix::B,
+                YcsbMixName::C => YcsbMix::C,
+                YcsbMixName::F => YcsbMix::F,
+            };
+            Box::new(Ycsb::new(keys, mix))
+        }
     };
     let config = ordo::bench::BenchConfig {
         duration: args.duration,
@@ -497,7 +551,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         };
         match &args.server {
             Some(server) => {
-                eprintln!("ordo bench: {:?} against {server}", args.workload);
+                eprintln!("ordo bench: {} against {server}", workload.name());
                 ordo::bench::run(client_config(server.clone()), &*workload, &config).await
             }
             None => {
@@ -519,8 +573,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     .context("listening on a loopback port")?;
                 let addr = listener.local_addr()?;
                 eprintln!(
-                    "ordo bench: {:?} against an embedded node in {} served on {addr}",
-                    args.workload,
+                    "ordo bench: {} against an embedded node in {} served on {addr}",
+                    workload.name(),
                     data_dir.display()
                 );
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

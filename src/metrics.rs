@@ -55,15 +55,14 @@ impl Metrics {
             .fetch_max(fsync_nanos, Ordering::Relaxed);
     }
 
-    pub(crate) fn batch_executed(
-        &self,
-        outcomes: &[TxOutcome],
-        executor_nanos: u64,
-        position: u64,
-    ) {
+    pub(crate) fn batch_executed(&self, executor_nanos: u64, position: u64) {
         self.executor_nanos
             .fetch_add(executor_nanos, Ordering::Relaxed);
         self.log_position.store(position, Ordering::Relaxed);
+    }
+
+    /// Counts executed transactions by outcome.
+    pub(crate) fn outcomes(&self, outcomes: &[TxOutcome]) {
         self.requests
             .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
         let (mut committed, mut duplicates) = (0, 0);

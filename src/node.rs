@@ -707,6 +707,11 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
+/// Answers of a batch go out in chunks of this many transactions while the
+/// rest of the batch runs: a caller at the front of a batch of thousands
+/// need not wait for the end of it (the batch is already durable).
+const ANSWER_CHUNK: usize = 256;
+
 fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receiver<DurableBatch>) {
     let _fail_on_panic = FailOnPanic(&shared);
     for DurableBatch { batch, replies } in durable_rx {
@@ -715,12 +720,23 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
             .iter()
             .any(|entry| matches!(entry, Entry::Deploy(_)));
         let executing = Instant::now();
-        let outcomes = executor.execute(&batch);
-        shared.metrics.batch_executed(
-            &outcomes,
-            executing.elapsed().as_nanos() as u64,
-            batch.last_seq(),
-        );
+        let mut answered = 0;
+        let mut chunk = Vec::with_capacity(ANSWER_CHUNK.min(batch.entries.len()));
+        let mut replies = replies.into_iter();
+        // Answers all but the last chunk as they are ready. The last one
+        // waits for the status below, so that a caller that is the last
+        // of its batch sees the batch in `Node::status` once answered.
+        executor.execute_each(&batch, |tx| {
+            chunk.push(tx);
+            if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
+                let entries = &batch.entries[answered..answered + chunk.len()];
+                answer_chunk(&shared, entries, &mut replies, &mut chunk);
+                answered += ANSWER_CHUNK;
+            }
+        });
+        shared
+            .metrics
+            .batch_executed(executing.elapsed().as_nanos() as u64, batch.last_seq());
         if has_deploy {
             *shared.procedures.lock() = executor.procedures();
         }
@@ -729,13 +745,34 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
             status.engine = executor.status();
         }
         shared.status_changed.notify_all();
-        // Uncount the batch before answering, so a caller that has its
-        // answer is never still counted against `inflight_max`.
-        shared
-            .inflight
-            .fetch_sub(batch.entries.len(), Ordering::AcqRel);
-        answer_batch(batch.entries.iter().zip(outcomes).zip(replies));
+        answer_chunk(
+            &shared,
+            &batch.entries[answered..],
+            &mut replies,
+            &mut chunk,
+        );
     }
+}
+
+/// Answers `outcomes` (and empties it), the outcomes of `entries`, to the
+/// next `entries.len()` of `replies`.
+fn answer_chunk(
+    shared: &Shared,
+    entries: &[Entry],
+    replies: &mut impl Iterator<Item = Option<Reply>>,
+    outcomes: &mut Vec<TxOutcome>,
+) {
+    debug_assert_eq!(entries.len(), outcomes.len());
+    shared.metrics.outcomes(outcomes);
+    // Uncount before answering, so a caller that has its answer is never
+    // still counted against `inflight_max`.
+    shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
+    answer_batch(
+        entries
+            .iter()
+            .zip(outcomes.drain(..))
+            .zip(replies.by_ref().take(entries.len())),
+    );
 }
 
 /// Callers a batch's answers are grouped for before a caller's answers

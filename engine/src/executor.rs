@@ -119,6 +119,17 @@ impl Executor {
     /// Executes one batch. Batches must arrive in log order, without gaps:
     /// anything else would break the total order, so it panics.
     pub fn execute(&mut self, batch: &Batch) -> Vec<TxOutcome> {
+        let mut outcomes = Vec::with_capacity(batch.entries.len());
+        self.execute_each(batch, |tx| outcomes.push(tx));
+        outcomes
+    }
+
+    /// Like [`Executor::execute`], but hands each transaction's outcome
+    /// to `each` as soon as it is known, in log order, so that a caller
+    /// can answer the front of a large batch while the rest runs. The
+    /// executor's position, state hash and chain hash move to the end of
+    /// the batch only when this returns.
+    pub fn execute_each(&mut self, batch: &Batch, mut each: impl FnMut(TxOutcome)) {
         assert_eq!(
             batch.first_seq,
             self.position + 1,
@@ -131,7 +142,6 @@ impl Executor {
         // Instances never live across a batch boundary (see sandbox.rs).
         self.sandbox.reset();
         let mut digest = Xxh3::new();
-        let mut outcomes = Vec::with_capacity(batch.entries.len());
         for (offset, entry) in batch.entries.iter().enumerate() {
             let seq = batch.first_seq + offset as u64;
             let (client, request_id) = entry.client();
@@ -171,7 +181,7 @@ impl Executor {
                 }
             };
             hash_outcome(&mut digest, seq, &tx);
-            outcomes.push(tx);
+            each(tx);
         }
         self.position = batch.last_seq();
         let mut chain = Xxh3::new();
@@ -182,7 +192,6 @@ impl Executor {
         chain.update(&self.sandbox.state().content_hash().to_le_bytes());
         chain.update(&digest.digest128().to_le_bytes());
         self.chain_hash = chain.digest128();
-        outcomes
     }
 
     fn invoke(&mut self, invocation: &Invocation, seq: u64, now_ms: u64) -> Outcome {
