@@ -782,8 +782,8 @@ const ANSWER_GROUPS_SEARCHED: usize = 64;
 
 /// Sends a batch's answers, one message per caller (for up to
 /// `ANSWER_GROUPS_SEARCHED` callers interleaved in the batch): a server
-/// with many connections would otherwise send, and wake its bridge
-/// threads, once per answer.
+/// with many connections would otherwise send, and wake its writers,
+/// once per answer.
 fn answer_batch<'a>(answers: impl Iterator<Item = ((&'a Entry, TxOutcome), Option<Reply>)>) {
     let mut groups: Vec<(Reply, Vec<Completion>)> = Vec::new();
     for ((entry, outcome), reply) in answers {

@@ -220,7 +220,7 @@ async fn connection(
         writer,
         completions,
         buffers_rx,
-        responses.clone(),
+        config.frame_bytes_max,
     ));
     let result = read_requests(&node, &config, &session, &mut reader, &responses).await;
     // Closing the reader's side of the buffers channel stops the writer.
@@ -239,25 +239,29 @@ struct Responses {
     frame_bytes_max: usize,
 }
 
-impl Responses {
-    /// Frames `responses` into one buffer. A response too large for a
-    /// frame becomes a refusal saying so (the call itself did run).
-    fn frame_all(&self, responses: impl Iterator<Item = Response>) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        for response in responses {
-            if let Err(err) = encode_frame_into(&mut buffer, &response, self.frame_bytes_max) {
-                let refusal = Response {
-                    request_id: response.request_id,
-                    body: ResponseBody::Refused {
-                        reason: RequestRefusal::BadRequest,
-                        message: format!("the answer cannot be sent: {err}"),
-                    },
-                };
-                encode_frame_into(&mut buffer, &refusal, self.frame_bytes_max)
-                    .expect("a short refusal fits in any frame");
-            }
+/// Frames `responses` into one buffer. A response too large for a frame
+/// becomes a refusal saying so (the call itself did run).
+fn frame_all(responses: impl Iterator<Item = Response>, frame_bytes_max: usize) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    for response in responses {
+        if let Err(err) = encode_frame_into(&mut buffer, &response, frame_bytes_max) {
+            let refusal = Response {
+                request_id: response.request_id,
+                body: ResponseBody::Refused {
+                    reason: RequestRefusal::BadRequest,
+                    message: format!("the answer cannot be sent: {err}"),
+                },
+            };
+            encode_frame_into(&mut buffer, &refusal, frame_bytes_max)
+                .expect("a short refusal fits in any frame");
         }
-        buffer
+    }
+    buffer
+}
+
+impl Responses {
+    fn frame_all(&self, responses: impl Iterator<Item = Response>) -> Vec<u8> {
+        frame_all(responses, self.frame_bytes_max)
     }
 
     /// False once the writer has gone.
@@ -448,12 +452,13 @@ fn other_request(
 /// Writes the node's answers and the reader's immediate answers as they
 /// come, every answer that is ready framed into one buffer, flushing when
 /// nothing more is waiting, so answers that are ready together leave in
-/// one write. Stops when the reader closes `buffers`.
+/// one write. Stops when the reader's side of `buffers` is dropped, so
+/// nothing else may hold a sender of it.
 async fn write_responses(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut completions: mpsc::UnboundedReceiver<Vec<Completion>>,
     mut buffers: mpsc::Receiver<Vec<u8>>,
-    framing: Responses,
+    frame_bytes_max: usize,
 ) -> Result<(), ConnectionError> {
     let mut writer = BufWriter::with_capacity(64 << 10, writer);
     loop {
@@ -462,13 +467,14 @@ async fn write_responses(
                 while let Ok(more) = completions.try_recv() {
                     ready.extend(more);
                 }
-                framing.frame_all(ready.into_iter().map(|completion| Response {
+                let responses = ready.into_iter().map(|completion| Response {
                     request_id: completion.request_id,
                     body: match completion.result {
                         Ok(tx) => outcome_body(tx),
                         Err(err) => refusal_body(&err),
                     },
-                }))
+                });
+                frame_all(responses, frame_bytes_max)
             }
             buffer = buffers.recv() => match buffer {
                 Some(buffer) => buffer,

@@ -70,9 +70,18 @@ impl Connection {
     }
 
     /// True once the server has closed this connection.
+    /// Whether the server closed the connection (a clean end or a reset),
+    /// as opposed to leaving it open until our read timed out.
     fn closed_by_server(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(err) => !matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }
 
