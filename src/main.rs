@@ -182,6 +182,10 @@ struct BenchArgs {
     /// Accounts (transfer), customers (smallbank) or records (ycsb).
     #[arg(long, default_value_t = 100_000)]
     accounts: u64,
+    /// Starting balance of every account (transfer). Under heavy skew the
+    /// hottest accounts drain and transfers from them abort.
+    #[arg(long, default_value_t = 1_000)]
+    balance: i64,
     /// TPC-C warehouses.
     #[arg(long, default_value_t = 2)]
     warehouses: u32,
@@ -498,7 +502,12 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let keys = KeyChooser::zipf(args.accounts, args.zipf);
     let workload: Box<dyn Workload> = match args.workload {
-        WorkloadName::Transfer => Box::new(Transfer::new(keys, 1_000)),
+        WorkloadName::Transfer => {
+            if args.balance < 0 {
+                bail!("--balance must not be negative");
+            }
+            Box::new(Transfer::new(keys, args.balance))
+        }
         WorkloadName::Smallbank => Box::new(Smallbank { keys }),
         WorkloadName::Tpcc => {
             if args.warehouses == 0 || args.items == 0 || args.items == u32::MAX {
