@@ -144,12 +144,15 @@ fn round_up(value: f64) -> f64 {
 }
 
 fn format_value(value: f64) -> String {
-    if value >= 10_000.0 {
-        format!("{:.0}k", value / 1000.0)
-    } else if value >= 10.0 || value == 0.0 {
-        format!("{value:.0}")
+    let (value, suffix) = if value >= 10_000.0 {
+        (value / 1000.0, "k")
     } else {
-        format!("{value:.1}")
+        (value, "")
+    };
+    if value.fract() == 0.0 {
+        format!("{value:.0}{suffix}")
+    } else {
+        format!("{value:.1}{suffix}")
     }
 }
 
@@ -169,5 +172,14 @@ mod tests {
         assert_eq!(round_up(3.2), 5.0);
         assert_eq!(round_up(251_000.0), 500_000.0);
         assert_eq!(round_up(100.0), 100.0);
+    }
+
+    #[test]
+    fn tick_labels_keep_their_fractions() {
+        assert_eq!(format_value(12.5), "12.5");
+        assert_eq!(format_value(50.0), "50");
+        assert_eq!(format_value(0.0), "0");
+        assert_eq!(format_value(125_000.0), "125k");
+        assert_eq!(format_value(12_500.0), "12.5k");
     }
 }
