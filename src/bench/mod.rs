@@ -57,7 +57,7 @@ impl Default for BenchConfig {
         BenchConfig {
             duration: Duration::from_secs(20),
             warmup: Duration::from_secs(3),
-            connections: 16,
+            connections: 4,
             inflight: 1024,
             rate: None,
             skip_load: false,
