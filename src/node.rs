@@ -237,45 +237,23 @@ impl Shared {
     }
 
     fn enqueue(&self, entry: Entry, reply: Option<Reply>) -> Result<(), NodeError> {
-        let inflight_max = self.config.inflight_max;
-        if self.inflight.fetch_add(1, Ordering::AcqRel) >= inflight_max {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.request_refused_overloaded();
-            return Err(NodeError::Overloaded { inflight_max });
-        }
-        let bytes = entry_bytes(&entry);
-        let mut open = self.open.lock();
-        // Checked under the lock: the log thread decides to exit while
-        // holding it, so an entry added here is never stranded.
-        if self.stopping.load(Ordering::SeqCst) {
-            drop(open);
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.refusal());
-        }
-        if open.entries.is_empty() {
-            open.opened_at = Some(Instant::now());
-            self.open_not_empty.notify_one();
-        }
-        open.entries.push(entry);
-        open.replies.push(reply);
-        open.bytes += bytes;
-        if !self.config.batch_window.is_zero()
-            && (open.entries.len() >= self.config.batch_entries_max
-                || open.bytes >= self.config.batch_bytes_max)
+        match self
+            .enqueue_all(std::iter::once(entry), reply.as_ref())
+            .pop()
         {
-            // A lingering log thread closes a full batch without waiting
-            // out the window.
-            self.open_not_empty.notify_one();
+            None => Ok(()),
+            Some((_, err)) => Err(err),
         }
-        Ok(())
     }
-}
 
-impl Shared {
     /// Enqueues `entries` with one lock, all answered on `reply`. Admits
-    /// what fits under `inflight_max` in order; returns the request ids
-    /// refused and why.
-    fn enqueue_many(&self, entries: Vec<Entry>, reply: &Reply) -> Vec<(u64, NodeError)> {
+    /// what fits under `inflight_max`, in order; returns the request ids
+    /// refused and why (empty, without allocating, when all are admitted).
+    fn enqueue_all(
+        &self,
+        entries: impl ExactSizeIterator<Item = Entry>,
+        reply: Option<&Reply>,
+    ) -> Vec<(u64, NodeError)> {
         let inflight_max = self.config.inflight_max;
         let wanted = entries.len();
         let before = self.inflight.fetch_add(wanted, Ordering::AcqRel);
@@ -286,10 +264,11 @@ impl Shared {
                 self.metrics.request_refused_overloaded();
             }
         }
-        let mut refused = Vec::new();
         let mut entries = entries.into_iter();
         {
             let mut open = self.open.lock();
+            // Checked under the lock: the log thread decides to exit while
+            // holding it, so an entry added here is never stranded.
             if self.stopping.load(Ordering::SeqCst) {
                 drop(open);
                 self.inflight.fetch_sub(admitted, Ordering::AcqRel);
@@ -304,19 +283,20 @@ impl Shared {
             for entry in entries.by_ref().take(admitted) {
                 open.bytes += entry_bytes(&entry);
                 open.entries.push(entry);
-                open.replies.push(Some(reply.clone()));
+                open.replies.push(reply.cloned());
             }
             if !self.config.batch_window.is_zero()
                 && (open.entries.len() >= self.config.batch_entries_max
                     || open.bytes >= self.config.batch_bytes_max)
             {
+                // A lingering log thread closes a full batch without
+                // waiting out the window.
                 self.open_not_empty.notify_one();
             }
         }
-        for entry in entries {
-            refused.push((entry.client().1, NodeError::Overloaded { inflight_max }));
-        }
-        refused
+        entries
+            .map(|entry| (entry.client().1, NodeError::Overloaded { inflight_max }))
+            .collect()
     }
 }
 
@@ -934,7 +914,10 @@ impl Session {
             }));
         }
         if !entries.is_empty() {
-            refused.extend(self.shared.enqueue_many(entries, &self.completions_tx));
+            refused.extend(
+                self.shared
+                    .enqueue_all(entries.into_iter(), Some(&self.completions_tx)),
+            );
         }
         refused
     }

@@ -176,8 +176,6 @@ pub(crate) struct Measured {
     /// Requests with no answer: refusals, timeouts, lost connections.
     pub errors: BTreeMap<String, u64>,
     pub timeline: Vec<Slot>,
-    /// Wall time of the measured window.
-    pub elapsed: Duration,
 }
 
 /// One second of the timeline.
@@ -299,6 +297,15 @@ fn fold_digits(message: &str) -> String {
     folded
 }
 
+/// What the workers and the progress line share during a run.
+struct Run {
+    clock: Clock,
+    stop: AtomicBool,
+    /// Answers received so far, warm-up included, for the progress line.
+    answered: AtomicU64,
+    aborted: AtomicU64,
+}
+
 /// When the phases of the run begin and end.
 #[derive(Clone, Copy)]
 struct Clock {
@@ -326,9 +333,12 @@ async fn measure(
         measure_from: start + config.warmup,
         measure_until: start + config.warmup + config.duration,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicU64::new(0));
-    let aborted = Arc::new(AtomicU64::new(0));
+    let run = Arc::new(Run {
+        clock,
+        stop: AtomicBool::new(false),
+        answered: AtomicU64::new(0),
+        aborted: AtomicU64::new(0),
+    });
     let timeline = Arc::new(Mutex::new(Vec::new()));
     // Open loop: each worker sends every `interval`, offset so that the
     // workers' sends interleave evenly.
@@ -354,25 +364,17 @@ async fn measure(
                 client.clone(),
                 generator,
                 recorder.clone(),
-                clock,
-                stop.clone(),
-                answered.clone(),
-                aborted.clone(),
+                run.clone(),
                 interval.zip(first_due),
             )));
         }
     }
 
-    let progress = config.progress.then(|| {
-        tokio::spawn(show_progress(
-            clock,
-            answered.clone(),
-            aborted.clone(),
-            stop.clone(),
-        ))
-    });
+    let progress = config
+        .progress
+        .then(|| tokio::spawn(show_progress(run.clone())));
     tokio::time::sleep_until(clock.measure_until.into()).await;
-    stop.store(true, Ordering::Relaxed);
+    run.stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.context("a bench worker panicked")?;
     }
@@ -387,7 +389,6 @@ async fn measure(
         aborts: BTreeMap::new(),
         errors: BTreeMap::new(),
         timeline: Vec::new(),
-        elapsed: config.duration,
     };
     for recorder in recorders {
         let mut recorder = recorder.lock();
@@ -409,44 +410,41 @@ async fn measure(
     Ok(measured)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One worker: a request at a time, in a closed loop, or in an open one
+/// when `schedule` is `(interval, when the first request is due)`.
 async fn worker_loop(
     client: Client,
     mut generator: Box<dyn Generator>,
     recorder: Arc<Mutex<Recorder>>,
-    clock: Clock,
-    stop: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
-    aborted: Arc<AtomicU64>,
-    schedule: Option<(Duration, Instant)>,
+    run: Arc<Run>,
+    mut schedule: Option<(Duration, Instant)>,
 ) {
-    let mut due = schedule.map(|(_, first)| first);
-    while !stop.load(Ordering::Relaxed) {
+    while !run.stop.load(Ordering::Relaxed) {
         // Closed loop: now. Open loop: when this worker's next request is
         // due; a late worker sends at once and its latency includes the
         // wait, as the request's user would see it.
-        let sent_at = match (&mut due, schedule) {
-            (Some(due), Some((interval, _))) => {
+        let sent_at = match &mut schedule {
+            Some((interval, due)) => {
                 let at = *due;
-                *due += interval;
+                *due += *interval;
                 tokio::time::sleep_until(at.into()).await;
-                if stop.load(Ordering::Relaxed) {
+                if run.stop.load(Ordering::Relaxed) {
                     break;
                 }
                 at
             }
-            _ => Instant::now(),
+            None => Instant::now(),
         };
         let request = generator.next_request();
         let result = client
             .call_raw(request.procedure, Encoding::Postcard, request.args)
             .await;
         let now = Instant::now();
-        answered.fetch_add(1, Ordering::Relaxed);
+        run.answered.fetch_add(1, Ordering::Relaxed);
         if matches!(result, Err(ClientError::Aborted { .. })) {
-            aborted.fetch_add(1, Ordering::Relaxed);
+            run.aborted.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(second) = clock.measured_second(now) {
+        if let Some(second) = run.clock.measured_second(now) {
             recorder
                 .lock()
                 .record(second, now - sent_at, result.map(|_| ()));
@@ -456,13 +454,9 @@ async fn worker_loop(
 
 /// Prints one progress line a second: a bar over warm-up plus run, and
 /// the last second's throughput.
-async fn show_progress(
-    clock: Clock,
-    answered: Arc<AtomicU64>,
-    aborted: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) {
+async fn show_progress(run: Arc<Run>) {
     const WIDTH: usize = 30;
+    let clock = run.clock;
     let total = clock.measure_until - clock.start;
     let mut last = (Instant::now(), 0u64);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -470,7 +464,7 @@ async fn show_progress(
     loop {
         ticker.tick().await;
         let now = Instant::now();
-        let count = answered.load(Ordering::Relaxed);
+        let count = run.answered.load(Ordering::Relaxed);
         let rate = (count - last.1) as f64 / (now - last.0).as_secs_f64();
         last = (now, count);
         let done = ((now - clock.start).as_secs_f64() / total.as_secs_f64()).min(1.0);
@@ -486,9 +480,9 @@ async fn show_progress(
             "-".repeat(WIDTH - filled),
             (now - clock.start).as_secs_f64(),
             rate,
-            aborted.load(Ordering::Relaxed),
+            run.aborted.load(Ordering::Relaxed),
         );
-        if stop.load(Ordering::Relaxed) {
+        if run.stop.load(Ordering::Relaxed) {
             return;
         }
     }

@@ -73,7 +73,7 @@ pub(super) fn build(
     measured: Measured,
     checks: Vec<CheckResult>,
 ) -> BenchReport {
-    let seconds = measured.elapsed.as_secs_f64();
+    let seconds = config.duration.as_secs_f64();
     let latency = &measured.latency;
     let quantile = |q: f64| {
         if latency.is_empty() {
