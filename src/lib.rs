@@ -31,5 +31,5 @@ pub mod workload;
 pub use node::{
     CallError, Called, Completion, Node, NodeConfig, NodeError, NodeStatus, RemoteCall, Session,
 };
-pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, TxOutcome};
+pub use ordo_engine::{Abort, AbortKind, EngineConfig, Outcome, SLOTS, TxOutcome};
 pub use ordo_sequencer::entry::ArgsEncoding;

@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Executor threads, 1 to 16 (default: one per core). Changes speed
+    /// only, never a result, so a node may restart with another number.
+    #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions)]
+    partitions: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -163,6 +167,9 @@ struct BenchArgs {
     /// The embedded node's data directory (default: a fresh temporary one).
     #[arg(long, conflicts_with = "server")]
     data: Option<PathBuf>,
+    /// The embedded node's executor threads, 1 to 16 (default: one per core).
+    #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions, conflicts_with = "server")]
+    partitions: usize,
     /// How long to measure, e.g. `20s`, `500ms`, `2m` (a bare number is seconds).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     duration: Duration,
@@ -217,6 +224,17 @@ struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
+/// A number of executor threads the engine accepts.
+fn parse_partitions(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(partitions) if (1..=ordo::SLOTS).contains(&partitions) => Ok(partitions),
+        _ => Err(format!(
+            "`{text}` is not a number of partitions from 1 to {}",
+            ordo::SLOTS
+        )),
+    }
+}
+
 /// `20s`, `500ms`, `2m`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -254,6 +272,10 @@ struct QuickstartArgs {
     /// Transfers in flight at once.
     #[arg(long, default_value_t = 32_768)]
     inflight: usize,
+    /// Executor threads, 1 to 16 (default: one per core). Changes speed
+    /// only, never a result, so a node may restart with another number.
+    #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions)]
+    partitions: usize,
     /// Print one line per acknowledged transfer (used by crash tests).
     #[arg(long, hide = true)]
     print_acks: bool,
@@ -434,8 +456,11 @@ fn build(dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node = std::sync::Arc::new(
-        Node::open(NodeConfig::new(&args.data))
-            .with_context(|| format!("opening the node in {}", args.data.display()))?,
+        Node::open(NodeConfig {
+            partitions: args.partitions,
+            ..NodeConfig::new(&args.data)
+        })
+        .with_context(|| format!("opening the node in {}", args.data.display()))?,
     );
     if let Some(recovery) = node.recovery() {
         eprintln!("ordo serve: recovered the log: {recovery}");
@@ -576,8 +601,11 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     }
                 };
                 let node = std::sync::Arc::new(
-                    Node::open(NodeConfig::new(&data_dir))
-                        .with_context(|| format!("opening the node in {}", data_dir.display()))?,
+                    Node::open(NodeConfig {
+                        partitions: args.partitions,
+                        ..NodeConfig::new(&data_dir)
+                    })
+                    .with_context(|| format!("opening the node in {}", data_dir.display()))?,
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
@@ -654,8 +682,11 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         "ordo quickstart: embedded node in {}",
         data_dir.display()
     ));
-    let node = Node::open(NodeConfig::new(&data_dir))
-        .with_context(|| format!("opening the node in {}", data_dir.display()))?;
+    let node = Node::open(NodeConfig {
+        partitions: args.partitions,
+        ..NodeConfig::new(&data_dir)
+    })
+    .with_context(|| format!("opening the node in {}", data_dir.display()))?;
     if let Some(recovery) = node.recovery() {
         say(format!("recovered the log: {recovery}"));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_engine::{AbortKind, Outcome, TxOutcome};
 
-const ABORT_KINDS: [AbortKind; 10] = [
+const ABORT_KINDS: [AbortKind; 11] = [
     AbortKind::User,
     AbortKind::BadArguments,
     AbortKind::UnknownProcedure,
@@ -18,6 +18,7 @@ const ABORT_KINDS: [AbortKind; 10] = [
     AbortKind::LimitExceeded,
     AbortKind::DeployRejected,
     AbortKind::RequestForgotten,
+    AbortKind::UndeclaredPartition,
 ];
 
 /// Batch-size histogram bucket bounds (entries).

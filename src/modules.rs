@@ -83,9 +83,13 @@ pub const YCSB: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_exa
 /// `huge_result {bytes: u32} -> Vec<u8>`, `huge_value {bytes: u32}` (one raw
 /// value of exactly `bytes` bytes under `hostile/huge`), `many_writes {n:
 /// u32}` (raw keys `hostile/w/<i as u32 BE>`), `write_then_abort {key:
-/// String}` and `write_then_panic {key: String}` (raw key = the UTF-8
-/// bytes), `nan {a: f64, b: f64} -> u64` (NaN bit patterns; all of them are
-/// stored under `hostile/nan`), `context {} -> (u64, u64, u64)`
-/// (sequence, now_ms, random_u64) and `echo {data: Vec<u8>} -> Vec<u8>`.
+/// Vec<u8>}` and `write_then_panic {key: Vec<u8>}` (a raw key), `nan {a:
+/// f64, b: f64} -> u64` (NaN bit patterns; all of them are stored under
+/// `hostile/nan`), `context {} -> (u64, u64, u64)` (sequence, now_ms,
+/// random_u64) and `echo {data: Vec<u8>} -> Vec<u8>`. For partitions, over
+/// the table `hostile_p: u64 -> u64`: `undeclared_write {declared: u64,
+/// other: u64}` (declares `declared`, writes both), `keys_read_store {id}`
+/// (its declaration reads the store), `keys_panic {id}` (its declaration
+/// panics) and `declared_nothing {id}` (declares no partition, writes `id`).
 pub const HOSTILE: &[u8] =
     include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_hostile.wasm"));

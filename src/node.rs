@@ -59,6 +59,18 @@ pub struct NodeConfig {
     pub batch_window: Duration,
     pub inflight_max: usize,
     pub segment_bytes_max: u64,
+    /// Executor threads (1 to [`ordo_engine::SLOTS`]). Changes speed
+    /// only: outcomes and state hashes are the same for any number, so a
+    /// node may restart with another.
+    pub partitions: usize,
+}
+
+/// The default number of executor threads: one per core, up to the
+/// number of slots the state is split into.
+pub fn default_partitions() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .clamp(1, ordo_engine::SLOTS)
 }
 
 impl NodeConfig {
@@ -71,6 +83,7 @@ impl NodeConfig {
             batch_window: Duration::ZERO,
             inflight_max: INFLIGHT_MAX_DEFAULT,
             segment_bytes_max: ordo_sequencer::file_log::SEGMENT_BYTES_MAX_DEFAULT,
+            partitions: default_partitions(),
         }
     }
 }
@@ -85,6 +98,11 @@ pub enum NodeError {
     Deploy(#[from] DeployError),
     #[error("the node is shutting down")]
     Stopped,
+    #[error(
+        "{partitions} partitions requested: use 1 to {} (the state is split into that many slots)",
+        ordo_engine::SLOTS
+    )]
+    BadPartitions { partitions: usize },
     #[error("the node stopped after a fatal error: {0}")]
     Failed(String),
     #[error(transparent)]
@@ -345,7 +363,13 @@ impl Node {
         let recovery = log.recovery().cloned();
 
         let compiler = Executor::compiler(&config.engine);
-        let mut executor = Executor::new(compiler.clone(), config.engine.clone());
+        if !(1..=ordo_engine::SLOTS).contains(&config.partitions) {
+            return Err(NodeError::BadPartitions {
+                partitions: config.partitions,
+            });
+        }
+        let mut executor =
+            Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions);
         let sequencer = replay(&log, &mut executor)?;
 
         let status = NodeStatus {

@@ -1144,12 +1144,12 @@ fn args_over_the_limit_are_refused_before_sequencing() {
 // ---------------------------------------------------------------------------
 // hostile
 
-/// The key the kv module uses for `"victim"` (docs/PROCEDURES.md: table
-/// name, 0x00, then the string with 0x00 escaped, then 0x00 0x00), as a
-/// (valid UTF-8) string so hostile's `write_then_*` can target it. A
+/// The key the kv module uses for `"victim"` (docs/ABI.md: table name,
+/// 0x00, the class byte 0x80 of a string key, then the string with 0x00
+/// escaped, then 0x00 0x00), so hostile's `write_then_*` can target it. A
 /// leaked write of hostile's value `b"x"` would read back through kv's
 /// `get("victim")` as `Some(60)` (postcard zigzag 0x78).
-const VICTIM_RAW_KEY: &str = "kv\0victim\0\0";
+const VICTIM_RAW_KEY: &[u8] = b"kv\0\x80victim\0\0";
 
 #[track_caller]
 fn still_serving(node: &Node) {
@@ -1246,7 +1246,7 @@ fn hostile_procedures_are_contained() {
     expect_abort_unchanged(
         &node,
         "write_then_abort",
-        &(VICTIM_RAW_KEY,),
+        &(VICTIM_RAW_KEY.to_vec(),),
         AbortKind::User,
         &["hostile: aborting after writing"],
     );
@@ -1254,7 +1254,7 @@ fn hostile_procedures_are_contained() {
     expect_abort_unchanged(
         &node,
         "write_then_panic",
-        &(VICTIM_RAW_KEY,),
+        &(VICTIM_RAW_KEY.to_vec(),),
         AbortKind::Trap,
         &[],
     );

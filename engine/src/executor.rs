@@ -6,18 +6,44 @@
 //! set, and (4) folds the outcome into the batch digest. After the batch
 //! it chains `(previous chain, batch range, content hash, outcome digest)`
 //! into the chain hash that replicas compare to detect divergence.
+//!
+//! # Partitions
+//!
+//! The state is split into [`SLOTS`] slots by partition key (see
+//! partition.rs), and slot `s` belongs to executor thread `s % N`. The
+//! thread that calls [`Executor::execute_each`] is the *dispatcher*: in
+//! log order it checks the exactly-once table, runs the procedure's
+//! partition declaration, and queues the transaction on the thread that
+//! owns its slots. A transaction whose slots span threads (or that
+//! declared nothing) is queued, as a [`Meeting`], on every thread it
+//! needs: the last of them to reach it runs it while the others wait.
+//! Every thread's queue is in log order, so each slot's transactions run
+//! one at a time, in log order, in the slot's own instances: Calvin's
+//! deterministic locking, with the log order as the lock order, so there
+//! are no deadlocks and no aborts that depend on timing. Deploys run on
+//! the dispatcher once every thread is idle. Outcomes, the state hash and
+//! the chain hash are the same for every N; `N = 1` runs everything on
+//! the dispatcher.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 
+use crossbeam_channel::{Receiver, Sender};
 use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+use parking_lot::{Condvar, Mutex};
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
-use crate::outcome::{AbortKind, ModuleSummary, Outcome, TxOutcome};
-use crate::sandbox::{Call, CallResult, LoadedModule, Sandbox, wasmtime_engine};
+use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
+use crate::partition::{Declared, SLOTS, SlotSet};
+use crate::sandbox::{
+    Call, Export, LoadedModule, Sandbox, StateView, opens_instance_epoch, wasmtime_engine,
+};
 use crate::sessions::{Check, Sessions};
 use crate::state::StateStore;
 
@@ -44,26 +70,218 @@ impl EngineStatus {
     }
 }
 
+/// One slot: its committed state and the instances its transactions run
+/// in. Only the thread that owns the slot, or the dispatcher while that
+/// thread is idle, locks either, so the locks are never contended.
+struct Slot {
+    store: Arc<Mutex<StateStore>>,
+    sandbox: Mutex<Sandbox>,
+}
+
+/// A procedure: its module and its index in the module's procedure list.
+#[derive(Clone)]
+struct Route {
+    module: Arc<LoadedModule>,
+    procedure: usize,
+}
+
+/// A transaction whose partitions are known, ready to run.
+struct Prepared {
+    route: Route,
+    declared: Declared,
+    /// The slots to lock; never empty (a transaction that declared no
+    /// partition still runs in slot 0's instances).
+    slots: SlotSet,
+}
+
+/// A transaction handed to a partition thread.
+struct Task {
+    index: usize,
+    seq: u64,
+    now_ms: u64,
+    encoding: i32,
+    args: Vec<u8>,
+    prepared: Prepared,
+}
+
+/// What a partition thread's queue holds, in log order.
+enum Work {
+    /// Run this transaction: its slots are all this thread's.
+    Run(Task),
+    /// A transaction that needs this thread's slots and other threads'.
+    Meet(Arc<Meeting>),
+}
+
+/// Where the threads a transaction needs meet. Each arrives once it has
+/// finished everything before the transaction in its queue; the last to
+/// arrive runs it (every slot it needs is then idle) and lets the others
+/// go. So no thread ever waits for a thread that still has work queued
+/// before the transaction, only for the transaction itself.
+struct Meeting {
+    threads: usize,
+    arrived: AtomicUsize,
+    task: Mutex<Option<Task>>,
+    finished: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Meeting {
+    fn new(threads: usize, task: Task) -> Meeting {
+        Meeting {
+            threads,
+            arrived: AtomicUsize::new(0),
+            task: Mutex::new(Some(task)),
+            finished: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Arrives. The last thread to arrive gets the task to run and must
+    /// call [`Meeting::finish`]; the others wait here until it has.
+    fn arrive(&self) -> Option<Task> {
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            return Some(
+                self.task
+                    .lock()
+                    .take()
+                    .expect("only the last arrival takes it"),
+            );
+        }
+        self.wait_until_finished();
+        None
+    }
+
+    fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+        let _guard = self.lock.lock();
+        self.wake.notify_all();
+    }
+
+    /// Spins for as long as a transaction usually takes, then sleeps.
+    fn wait_until_finished(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            for _ in 0..64 {
+                if self.finished.load(Ordering::Acquire) {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if started.elapsed() > MEETING_SPIN {
+                break;
+            }
+        }
+        let mut guard = self.lock.lock();
+        while !self.finished.load(Ordering::Acquire) {
+            self.wake.wait(&mut guard);
+        }
+    }
+}
+
+/// How long a waiting thread spins at a meeting before it sleeps: a few
+/// transactions' worth, far less than a sleep and wake-up costs.
+const MEETING_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// What a partition thread sends back: the transaction's index in the
+/// batch, and the result.
+type TaskDone = (usize, Result<Vec<u8>, Abort>);
+
+/// A partition thread.
+struct Worker {
+    tasks: Sender<Work>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// An entry of the batch being executed, until its outcome is handed out.
+enum Pending {
+    /// On a partition thread.
+    Running,
+    /// Known. `ran` is false if it never ran (a forgotten request), in
+    /// which case the exactly-once table does not remember it.
+    Done { outcome: Outcome, ran: bool },
+    /// A retry of the request that ran at `seq`; `None` if that was earlier
+    /// in this batch.
+    Duplicate { seq: u64, outcome: Option<Outcome> },
+}
+
+/// The dispatcher's bookkeeping for one batch.
+struct BatchRun {
+    first_seq: u64,
+    entries: Vec<Pending>,
+    /// Entries handed out so far (a prefix of `entries`).
+    emitted: usize,
+    /// Transactions queued on, and results received from, the partition
+    /// threads.
+    queued: u64,
+    received: u64,
+    /// Sequence numbers whose outcome a later duplicate in this batch
+    /// needs, and those outcomes once known.
+    wanted: BTreeSet<u64>,
+    kept: BTreeMap<u64, Outcome>,
+    digest: Xxh3,
+}
+
 pub struct Executor {
-    sandbox: Sandbox,
+    /// Runs partition declarations; its instances see no state.
+    planner: Sandbox,
     compiler: Arc<ModuleCompiler>,
     /// Deployed modules by name.
     modules: BTreeMap<String, Arc<LoadedModule>>,
     /// Procedure name to the module that provides it. Only looked up.
-    routes: LookupMap<String, Arc<LoadedModule>>,
+    routes: LookupMap<String, Route>,
     sessions: Sessions,
     position: u64,
     chain_hash: u128,
     config: EngineConfig,
+    slots: Arc<[Slot]>,
+    /// Partition threads; empty when everything runs on the dispatcher.
+    workers: Vec<Worker>,
+    done: Receiver<TaskDone>,
 }
 
 impl Executor {
-    /// An executor at position 0 with empty state, sharing `compiler`'s
-    /// wasmtime engine and compiled-module cache.
+    /// An executor at position 0 with empty state that runs every
+    /// transaction on the calling thread, sharing `compiler`'s wasmtime
+    /// engine and compiled-module cache.
     pub fn new(compiler: Arc<ModuleCompiler>, config: EngineConfig) -> Executor {
-        let sandbox = Sandbox::new(compiler.engine().clone(), config.clone(), StateStore::new());
+        Executor::with_partitions(compiler, config, 1)
+    }
+
+    /// Like [`Executor::new`], with `partitions` executor threads (1 to
+    /// [`SLOTS`]): the calling thread plus `partitions - 1` more. The
+    /// number changes speed only, never an outcome.
+    ///
+    /// # Panics
+    ///
+    /// If `partitions` is 0 or more than [`SLOTS`].
+    pub fn with_partitions(
+        compiler: Arc<ModuleCompiler>,
+        config: EngineConfig,
+        partitions: usize,
+    ) -> Executor {
+        assert!(
+            (1..=SLOTS).contains(&partitions),
+            "partitions must be 1 to {SLOTS}, not {partitions}"
+        );
+        let engine = compiler.engine().clone();
+        let slots: Arc<[Slot]> = (0..SLOTS)
+            .map(|_| Slot {
+                store: Arc::new(Mutex::new(StateStore::new())),
+                sandbox: Mutex::new(Sandbox::new(engine.clone(), config.clone())),
+            })
+            .collect();
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let workers = if partitions == 1 {
+            Vec::new()
+        } else {
+            (0..partitions)
+                .map(|id| spawn_worker(id, slots.clone(), config.tx_fuel_max, done_tx.clone()))
+                .collect()
+        };
         Executor {
-            sandbox,
+            planner: Sandbox::new(engine, config.clone()),
             compiler,
             modules: BTreeMap::new(),
             routes: LookupMap::default(),
@@ -71,6 +289,9 @@ impl Executor {
             position: 0,
             chain_hash: 0,
             config,
+            slots,
+            workers,
+            done,
         }
     }
 
@@ -80,18 +301,49 @@ impl Executor {
         Arc::new(ModuleCompiler::new(wasmtime_engine(config), config.clone()))
     }
 
+    /// The number of executor threads.
+    pub fn partitions(&self) -> usize {
+        self.workers.len().max(1)
+    }
+
     pub fn status(&self) -> EngineStatus {
-        let state = self.sandbox.state();
+        let (state_hash, keys) = self.state_summary();
         EngineStatus {
             position: self.position,
-            state_hash: state.content_hash(),
+            state_hash,
             chain_hash: self.chain_hash,
-            keys: state.len() as u64,
+            keys,
         }
     }
 
-    pub fn state(&self) -> &StateStore {
-        self.sandbox.state()
+    /// The state hash (the slots' hashes add up: see state.rs) and the
+    /// number of keys.
+    fn state_summary(&self) -> (u128, u64) {
+        self.slots.iter().fold((0u128, 0u64), |(hash, keys), slot| {
+            let store = slot.store.lock();
+            (
+                hash.wrapping_add(store.content_hash()),
+                keys + store.len() as u64,
+            )
+        })
+    }
+
+    /// Every entry of the state, in key order. For tests and tools: it
+    /// copies the whole state.
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = self
+            .slots
+            .iter()
+            .flat_map(|slot| {
+                let store = slot.store.lock();
+                store
+                    .iter()
+                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_unstable();
+        all
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -125,10 +377,10 @@ impl Executor {
     }
 
     /// Like [`Executor::execute`], but hands each transaction's outcome
-    /// to `each` as soon as it is known, in log order, so that a caller
-    /// can answer the front of a large batch while the rest runs. The
-    /// executor's position, state hash and chain hash move to the end of
-    /// the batch only when this returns.
+    /// to `each` as soon as it and every outcome before it are known, in
+    /// log order, so that a caller can answer the front of a large batch
+    /// while the rest runs. The executor's position, state hash and chain
+    /// hash move to the end of the batch only when this returns.
     pub fn execute_each(&mut self, batch: &Batch, mut each: impl FnMut(TxOutcome)) {
         assert_eq!(
             batch.first_seq,
@@ -139,97 +391,277 @@ impl Executor {
             !batch.entries.is_empty(),
             "the sequencer never logs empty batches"
         );
-        // Instances never live across a batch boundary (see sandbox.rs).
-        self.sandbox.reset();
-        let mut digest = Xxh3::new();
+        // Instances live for an instance epoch (see sandbox.rs). Every
+        // partition thread is idle between batches.
+        if opens_instance_epoch(batch.first_seq, batch.last_seq()) {
+            self.reset_instances();
+        }
+        let mut run = BatchRun {
+            first_seq: batch.first_seq,
+            entries: Vec::with_capacity(batch.entries.len()),
+            emitted: 0,
+            queued: 0,
+            received: 0,
+            wanted: BTreeSet::new(),
+            kept: BTreeMap::new(),
+            digest: Xxh3::new(),
+        };
         for (offset, entry) in batch.entries.iter().enumerate() {
             let seq = batch.first_seq + offset as u64;
-            let (client, request_id) = entry.client();
-            let acked_below = match entry {
-                Entry::Invoke(invocation) => invocation.acked_below,
-                Entry::Deploy(_) => 0,
-            };
-            let tx = match self.sessions.check(client, request_id, acked_below) {
-                Check::Duplicate { seq, outcome } => TxOutcome {
-                    seq,
-                    outcome,
-                    duplicate: true,
-                },
-                Check::Forgotten => TxOutcome {
-                    seq,
-                    outcome: Outcome::aborted(
-                        AbortKind::RequestForgotten,
-                        format!(
-                            "request {request_id} of client {client:032x} cannot be answered exactly once: its result was acknowledged and dropped, or the client's session expired; a retry is never run twice. Start a new session for new requests"
-                        ),
-                    ),
-                    duplicate: false,
-                },
-                Check::New => {
-                    let outcome = match entry {
-                        Entry::Invoke(invocation) => {
-                            self.invoke(invocation, seq, batch.timestamp_ms)
-                        }
-                        Entry::Deploy(deploy) => self.deploy(deploy),
-                    };
-                    self.sessions.record(client, request_id, seq, &outcome);
-                    TxOutcome {
-                        seq,
-                        outcome,
-                        duplicate: false,
-                    }
-                }
-            };
-            hash_outcome(&mut digest, seq, &tx);
-            each(tx);
+            let pending = self.dispatch(&mut run, entry, offset, seq, batch.timestamp_ms);
+            run.entries.push(pending);
+            self.collect(&mut run);
+            self.emit_ready(&mut run, batch, &mut each);
         }
+        self.drain(&mut run);
+        self.emit_ready(&mut run, batch, &mut each);
+        assert_eq!(run.emitted, batch.entries.len(), "every outcome is known");
         self.position = batch.last_seq();
         let mut chain = Xxh3::new();
         chain.update(&self.chain_hash.to_le_bytes());
         chain.update(&batch.first_seq.to_le_bytes());
         chain.update(&self.position.to_le_bytes());
         chain.update(&batch.timestamp_ms.to_le_bytes());
-        chain.update(&self.sandbox.state().content_hash().to_le_bytes());
-        chain.update(&digest.digest128().to_le_bytes());
+        chain.update(&self.state_summary().0.to_le_bytes());
+        chain.update(&run.digest.digest128().to_le_bytes());
         self.chain_hash = chain.digest128();
     }
 
-    fn invoke(&mut self, invocation: &Invocation, seq: u64, now_ms: u64) -> Outcome {
-        if invocation.args.len() > self.config.args_bytes_max {
-            return Outcome::aborted(
-                AbortKind::LimitExceeded,
-                format!(
-                    "arguments of {} bytes are over the {}-byte limit",
-                    invocation.args.len(),
-                    self.config.args_bytes_max
-                ),
-            );
-        }
-        let Some(module) = self.routes.get(&invocation.procedure).cloned() else {
-            return Outcome::aborted(
-                AbortKind::UnknownProcedure,
-                format!(
-                    "no deployed module provides procedure `{}`",
-                    invocation.procedure
-                ),
-            );
+    /// Decides what to do with one entry, in log order: answer it from the
+    /// exactly-once table, run it here, or hand it to a partition thread.
+    fn dispatch(
+        &mut self,
+        run: &mut BatchRun,
+        entry: &Entry,
+        index: usize,
+        seq: u64,
+        now_ms: u64,
+    ) -> Pending {
+        let (client, request_id) = entry.client();
+        let acked_below = match entry {
+            Entry::Invoke(invocation) => invocation.acked_below,
+            Entry::Deploy(_) => 0,
         };
+        match self.sessions.check(client, request_id, acked_below) {
+            Check::Duplicate { seq, outcome } => {
+                if outcome.is_none() {
+                    run.wanted.insert(seq);
+                }
+                return Pending::Duplicate { seq, outcome };
+            }
+            Check::Forgotten => {
+                return Pending::Done {
+                    outcome: Outcome::aborted(
+                        AbortKind::RequestForgotten,
+                        format!(
+                            "request {request_id} of client {client:032x} cannot be answered exactly once: its result was acknowledged and dropped, or the client's session expired; a retry is never run twice. Start a new session for new requests"
+                        ),
+                    ),
+                    ran: false,
+                };
+            }
+            Check::New => self.sessions.record_pending(client, request_id, seq),
+        }
+        let invocation = match entry {
+            Entry::Deploy(deploy) => {
+                // A deploy changes what every slot runs: nothing else may
+                // be running.
+                self.drain(run);
+                let outcome = self.deploy(deploy);
+                return Pending::Done { outcome, ran: true };
+            }
+            Entry::Invoke(invocation) => invocation,
+        };
+        let prepared = match self.prepare(invocation, seq, now_ms) {
+            Ok(prepared) => prepared,
+            Err(abort) => {
+                return Pending::Done {
+                    outcome: Outcome::Aborted(abort),
+                    ran: true,
+                };
+            }
+        };
+        if !self.workers.is_empty() {
+            self.queue(run, index, seq, now_ms, invocation, prepared);
+            return Pending::Running;
+        }
         let call = Call {
-            procedure: &invocation.procedure,
+            procedure: prepared.route.procedure,
+            export: Export::Procedure,
             args: &invocation.args,
             encoding: invocation.encoding.abi_code(),
             seq,
             now_ms,
             fuel: self.config.tx_fuel_max,
         };
-        match self.sandbox.call(&module, &call) {
-            CallResult::Ok => {
-                self.sandbox.commit_writes();
-                Outcome::Committed {
-                    result: self.sandbox.take_result(),
+        let outcome = match run_in_slots(&self.slots, prepared, &call) {
+            Ok(result) => Outcome::Committed { result },
+            Err(abort) => Outcome::Aborted(abort),
+        };
+        Pending::Done { outcome, ran: true }
+    }
+
+    /// Queues a transaction on the thread that owns its slots, or a
+    /// meeting on every thread that owns one of them.
+    fn queue(
+        &mut self,
+        run: &mut BatchRun,
+        index: usize,
+        seq: u64,
+        now_ms: u64,
+        invocation: &Invocation,
+        prepared: Prepared,
+    ) {
+        let threads = self.workers.len();
+        let involved = prepared
+            .slots
+            .iter()
+            .fold(0u64, |mask, slot| mask | 1 << (slot % threads));
+        let task = Task {
+            index,
+            seq,
+            now_ms,
+            encoding: invocation.encoding.abi_code(),
+            args: invocation.args.clone(),
+            prepared,
+        };
+        run.queued += 1;
+        let send = |worker: usize, work: Work| {
+            self.workers[worker]
+                .tasks
+                .send(work)
+                .expect("partition threads live as long as the executor")
+        };
+        if involved.count_ones() == 1 {
+            send(involved.trailing_zeros() as usize, Work::Run(task));
+            return;
+        }
+        let meeting = Arc::new(Meeting::new(involved.count_ones() as usize, task));
+        for worker in (0..threads).filter(|worker| involved & (1 << worker) != 0) {
+            send(worker, Work::Meet(meeting.clone()));
+        }
+    }
+
+    /// Finds the procedure and runs its partition declaration.
+    fn prepare(
+        &mut self,
+        invocation: &Invocation,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<Prepared, Abort> {
+        if invocation.args.len() > self.config.args_bytes_max {
+            return Err(Abort::new(
+                AbortKind::LimitExceeded,
+                format!(
+                    "arguments of {} bytes are over the {}-byte limit",
+                    invocation.args.len(),
+                    self.config.args_bytes_max
+                ),
+            ));
+        }
+        let Some(route) = self.routes.get(&invocation.procedure).cloned() else {
+            return Err(Abort::new(
+                AbortKind::UnknownProcedure,
+                format!(
+                    "no deployed module provides procedure `{}`",
+                    invocation.procedure
+                ),
+            ));
+        };
+        let declared = if route.module.compiled.procedures[route.procedure].declares_partitions {
+            let call = Call {
+                procedure: route.procedure,
+                export: Export::Declaration,
+                args: &invocation.args,
+                encoding: invocation.encoding.abi_code(),
+                seq,
+                now_ms,
+                fuel: self.config.tx_fuel_max,
+            };
+            self.planner.declare(&route.module, &call)?
+        } else {
+            Declared::All
+        };
+        let mut slots = declared.slots();
+        if slots.is_empty() {
+            slots.insert(0);
+        }
+        Ok(Prepared {
+            route,
+            declared,
+            slots,
+        })
+    }
+
+    /// Takes every result the partition threads have sent, without waiting.
+    fn collect(&self, run: &mut BatchRun) {
+        if run.received == run.queued {
+            return;
+        }
+        while let Ok(done) = self.done.try_recv() {
+            record_done(run, done);
+        }
+    }
+
+    /// Waits until the partition threads have run everything queued.
+    fn drain(&self, run: &mut BatchRun) {
+        while run.received < run.queued {
+            let done = self
+                .done
+                .recv()
+                .expect("partition threads live as long as the executor");
+            record_done(run, done);
+        }
+    }
+
+    /// Hands out, in log order, every outcome known without a gap before
+    /// it, folding each into the batch digest and the exactly-once table.
+    fn emit_ready(&mut self, run: &mut BatchRun, batch: &Batch, each: &mut impl FnMut(TxOutcome)) {
+        while run.emitted < run.entries.len() {
+            let index = run.emitted;
+            let seq = run.first_seq + index as u64;
+            let tx = match std::mem::replace(&mut run.entries[index], Pending::Running) {
+                Pending::Running => return,
+                Pending::Done { outcome, ran } => {
+                    if ran {
+                        let (client, request_id) = batch.entries[index].client();
+                        self.sessions.fill(client, request_id, seq, &outcome);
+                    }
+                    if run.wanted.contains(&seq) {
+                        run.kept.insert(seq, outcome.clone());
+                    }
+                    TxOutcome {
+                        seq,
+                        outcome,
+                        duplicate: false,
+                    }
                 }
-            }
-            CallResult::Aborted(abort) => Outcome::Aborted(abort),
+                Pending::Duplicate {
+                    seq: original,
+                    outcome,
+                } => TxOutcome {
+                    seq: original,
+                    outcome: outcome.unwrap_or_else(|| {
+                        run.kept
+                            .get(&original)
+                            .expect("a duplicate's original ran earlier in this batch")
+                            .clone()
+                    }),
+                    duplicate: true,
+                },
+            };
+            hash_outcome(&mut run.digest, seq, &tx);
+            each(tx);
+            run.emitted += 1;
+        }
+    }
+
+    /// Drops every instance of every slot and of the planner. Only called
+    /// while no partition thread is running anything.
+    fn reset_instances(&mut self) {
+        self.planner.reset();
+        for slot in self.slots.iter() {
+            slot.sandbox.lock().reset();
         }
     }
 
@@ -244,28 +676,113 @@ impl Executor {
         let compiled = self.compiler.compile(&deploy.name, &deploy.wasm)?;
         for procedure in &compiled.procedures {
             if let Some(owner) = self.routes.get(&procedure.name)
-                && owner.compiled.name != compiled.name
+                && owner.module.compiled.name != compiled.name
             {
                 return Err(DeployError::ProcedureClash {
                     procedure: procedure.name.clone(),
-                    owner: owner.compiled.name.clone(),
+                    owner: owner.module.compiled.name.clone(),
                 });
             }
         }
-        let loaded = Arc::new(self.sandbox.load(compiled).map_err(DeployError::Invalid)?);
+        let loaded = Arc::new(self.planner.load(compiled).map_err(DeployError::Invalid)?);
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
                 self.routes.remove(&procedure.name);
             }
         }
-        for procedure in &loaded.compiled.procedures {
-            self.routes.insert(procedure.name.clone(), loaded.clone());
+        for (index, procedure) in loaded.compiled.procedures.iter().enumerate() {
+            self.routes.insert(
+                procedure.name.clone(),
+                Route {
+                    module: loaded.clone(),
+                    procedure: index,
+                },
+            );
         }
         let summary = summary(&loaded.compiled);
         self.modules.insert(deploy.name.clone(), loaded);
-        // The upgraded module's old instance must not serve another call.
-        self.sandbox.reset();
+        // The upgraded module's old instances must not serve another call.
+        self.reset_instances();
         Ok(summary)
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            // Closing the queue ends the thread's loop.
+            let (closed, _) = crossbeam_channel::bounded(0);
+            drop(std::mem::replace(&mut worker.tasks, closed));
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn record_done(run: &mut BatchRun, (index, result): TaskDone) {
+    run.received += 1;
+    let outcome = match result {
+        Ok(result) => Outcome::Committed { result },
+        Err(abort) => Outcome::Aborted(abort),
+    };
+    run.entries[index] = Pending::Done { outcome, ran: true };
+}
+
+/// Runs a prepared transaction: locks its slots' stores, and calls it in
+/// the instances of its lowest slot.
+fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<Vec<u8>, Abort> {
+    let stores: SmallVec<_> = prepared
+        .slots
+        .iter()
+        .map(|slot| (slot, slots[slot].store.lock_arc()))
+        .collect();
+    let home = prepared
+        .slots
+        .first()
+        .expect("prepare() never leaves the slot set empty");
+    let view = StateView::new(stores, prepared.declared);
+    slots[home]
+        .sandbox
+        .lock()
+        .execute(&prepared.route.module, call, view)
+}
+
+fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<TaskDone>) -> Worker {
+    let (tasks, queue) = crossbeam_channel::unbounded::<Work>();
+    let thread = std::thread::Builder::new()
+        .name(format!("ordo-partition-{id}"))
+        .spawn(move || {
+            for work in queue {
+                let (task, meeting) = match work {
+                    Work::Run(task) => (task, None),
+                    Work::Meet(meeting) => match meeting.arrive() {
+                        Some(task) => (task, Some(meeting)),
+                        None => continue,
+                    },
+                };
+                let call = Call {
+                    procedure: task.prepared.route.procedure,
+                    export: Export::Procedure,
+                    args: &task.args,
+                    encoding: task.encoding,
+                    seq: task.seq,
+                    now_ms: task.now_ms,
+                    fuel,
+                };
+                let result = run_in_slots(&slots, task.prepared, &call);
+                if let Some(meeting) = meeting {
+                    meeting.finish();
+                }
+                if done.send((task.index, result)).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning a partition thread");
+    Worker {
+        tasks,
+        thread: Some(thread),
     }
 }
 

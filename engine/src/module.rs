@@ -20,6 +20,8 @@ use crate::config::EngineConfig;
 pub const MODULE_NAME_BYTES_MAX: usize = 64;
 pub const PROCEDURE_NAME_BYTES_MAX: usize = 64;
 pub const PROCEDURE_EXPORT_PREFIX: &str = "ordo_proc_";
+/// A procedure's partition declaration (docs/ABI.md, "Partitions").
+pub const DECLARATION_EXPORT_PREFIX: &str = "ordo_keys_";
 pub const ARGS_BUFFER_EXPORT: &str = "ordo_args_buffer";
 pub const METADATA_SECTION: &str = "ordo.procedures";
 pub const HOST_MODULE: &str = "ordo";
@@ -40,6 +42,10 @@ pub struct ProcedureInfo {
     /// `None` if the module carries no metadata for this procedure.
     pub params: Option<Vec<ParamInfo>>,
     pub read_only: bool,
+    /// Whether the module exports a partition declaration for it. If not,
+    /// the procedure runs over all partitions.
+    #[serde(default)]
+    pub declares_partitions: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +107,10 @@ pub enum DeployError {
         "procedure `{procedure}` is already provided by module `{owner}`; rename it, or redeploy `{owner}` without it first"
     )]
     ProcedureClash { procedure: String, owner: String },
+    #[error(
+        "export `{0}` declares partitions for a procedure the module does not export; export the procedure too, or remove the declaration"
+    )]
+    DeclarationWithoutProcedure(String),
 }
 
 /// A validated, compiled module.
@@ -235,15 +245,17 @@ impl ModuleCompiler {
                 module
             }
         };
-        let procedure_names = check_imports_and_exports(&module, &self.config)?;
+        let (procedure_names, declarations) = check_imports_and_exports(&module, &self.config)?;
         let procedures = procedure_names
             .into_iter()
             .map(|procedure| {
+                let declares_partitions = declarations.binary_search(&procedure).is_ok();
                 let described = metadata.iter().find(|line| line.name == procedure);
                 ProcedureInfo {
                     module: name.to_string(),
                     params: described.map(|line| line.params.clone()),
                     read_only: described.is_some_and(|line| line.read_only),
+                    declares_partitions,
                     name: procedure,
                 }
             })
@@ -300,11 +312,12 @@ fn scan_sections(wasm: &[u8]) -> Result<Vec<MetadataLine>, DeployError> {
     Ok(metadata)
 }
 
-/// Returns the module's procedure names, sorted.
+/// Returns the module's procedure names and the names of the procedures
+/// that declare partitions, both sorted.
 fn check_imports_and_exports(
     module: &wasmtime::Module,
     config: &EngineConfig,
-) -> Result<Vec<String>, DeployError> {
+) -> Result<(Vec<String>, Vec<String>), DeployError> {
     for import in module.imports() {
         let forbidden = || DeployError::ForbiddenImport {
             module: import.module().to_string(),
@@ -328,6 +341,7 @@ fn check_imports_and_exports(
     }
 
     let mut procedures = Vec::new();
+    let mut declarations = Vec::new();
     let mut saw_memory = false;
     let mut saw_args_buffer = false;
     for export in module.exports() {
@@ -376,6 +390,16 @@ fn check_imports_and_exports(
                         });
                     }
                     procedures.push(procedure.to_string());
+                } else if let Some(procedure) = name.strip_prefix(DECLARATION_EXPORT_PREFIX) {
+                    use ValType::I32;
+                    if !func_matches(&ty, &[I32, I32], &[I32]) {
+                        return Err(DeployError::WrongExportType {
+                            name: name.to_string(),
+                            found: describe_func(&ty),
+                            expected: describe(&[I32, I32], &[I32]),
+                        });
+                    }
+                    declarations.push(procedure.to_string());
                 } else {
                     return Err(DeployError::UnexpectedExport(name.to_string()));
                 }
@@ -394,5 +418,13 @@ fn check_imports_and_exports(
         return Err(DeployError::NoProcedures);
     }
     procedures.sort();
-    Ok(procedures)
+    declarations.sort();
+    for declared in &declarations {
+        if procedures.binary_search(declared).is_err() {
+            return Err(DeployError::DeclarationWithoutProcedure(format!(
+                "{DECLARATION_EXPORT_PREFIX}{declared}"
+            )));
+        }
+    }
+    Ok((procedures, declarations))
 }

@@ -31,6 +31,8 @@ pub enum AbortKind {
     /// The request's id is below the client's acknowledged watermark, or
     /// its stored result was evicted: it cannot be answered exactly once.
     RequestForgotten,
+    /// The procedure touched a key in a partition it did not declare.
+    UndeclaredPartition,
 }
 
 impl AbortKind {
@@ -46,6 +48,7 @@ impl AbortKind {
             AbortKind::LimitExceeded => "limit_exceeded",
             AbortKind::DeployRejected => "deploy_rejected",
             AbortKind::RequestForgotten => "request_forgotten",
+            AbortKind::UndeclaredPartition => "undeclared_partition",
         }
     }
 }

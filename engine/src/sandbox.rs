@@ -6,21 +6,34 @@
 //! behaviour (fuel used, allocator layout, whether a memory grow fails)
 //! depends on what ran in it before. So instances are reused only between
 //! points the log defines: every instance is dropped at the start of each
-//! batch, after any trap, and after any deploy. Every replica executes the
-//! same batches, so every replica sees the same instance history, and a
-//! replica that starts at a batch boundary (after a restart or from a
-//! snapshot) starts with fresh instances exactly as the others did.
+//! batch that opens an *instance epoch* (one that holds a sequence number
+//! `k * INSTANCE_EPOCH + 1`), after any trap, and after any deploy. Every
+//! replica executes the same batches, so every replica sees the same
+//! instance history, and a replica that starts at such a batch (replaying
+//! from the start, or from a snapshot taken there) starts with fresh
+//! instances exactly as the others did. Epochs rather than single batches,
+//! because dropping instances costs an munmap, a TLB shootdown and fresh
+//! page faults per instance, and there is an instance per slot.
+//!
+//! Each of the engine's slots (see partition.rs) has its own sandbox, and
+//! a transaction runs in the sandbox of the lowest slot it declared. So an
+//! instance serves the same transactions, in the same order, whatever the
+//! number of executor threads. A transaction reaches the state through a
+//! [`StateView`]: the locked stores of its slots and what it declared.
 
 use crate::LookupMap;
 
+use parking_lot::{ArcMutexGuard, RawMutex};
+use smallvec::SmallVec;
 use wasmtime::{
     Caller, Config, Engine, InstancePre, Linker, Memory, OptLevel, ResourceLimiter, Store, Trap,
     TypedFunc,
 };
 
 use crate::config::{EngineConfig, HOST_BYTE_FUEL_DIVISOR, HOST_CALL_FUEL};
-use crate::module::{CompiledModule, HOST_MODULE};
+use crate::module::{CompiledModule, DECLARATION_EXPORT_PREFIX, HOST_MODULE};
 use crate::outcome::{Abort, AbortKind};
+use crate::partition::{Declared, SLOTS, partition_key, undeclared};
 use crate::state::{Bytes, StateStore};
 
 /// Table elements one instance may grow to (Rust modules use a small,
@@ -29,6 +42,18 @@ const INSTANCE_TABLE_ELEMENTS_MAX: usize = 100_000;
 /// Fuel for instantiation. With copy-on-write memory initialisation and no
 /// start function this is barely touched, but it must be bounded.
 const INSTANTIATE_FUEL: u64 = 10_000_000;
+/// Sequence numbers per instance epoch (see the module docs). Snapshots
+/// must be taken at the start of an epoch.
+pub const INSTANCE_EPOCH: u64 = 1 << 16;
+
+/// Whether the batch `first_seq..=last_seq` opens an instance epoch.
+pub fn opens_instance_epoch(first_seq: u64, last_seq: u64) -> bool {
+    debug_assert!(1 <= first_seq && first_seq <= last_seq);
+    // The last epoch start at or before `last_seq`.
+    let start = (last_seq - 1) / INSTANCE_EPOCH * INSTANCE_EPOCH + 1;
+    start >= first_seq
+}
+
 /// Entries a single `scan` host call may return at most.
 const SCAN_ENTRIES_PER_CALL_MAX: usize = 4096;
 /// When a write set grows past this many keys, lookups switch from a
@@ -189,9 +214,110 @@ impl ResourceLimiter for InstanceLimiter {
     }
 }
 
+/// A slot's store, locked for one transaction. Owned (not borrowed) so it
+/// can live in the wasmtime store's data for the length of a call.
+pub(crate) type SlotGuard = ArcMutexGuard<RawMutex, StateStore>;
+
+/// The state one call may see: its slots' stores, locked, and the
+/// partitions it declared. A declaration's own call sees no state.
+#[derive(Default)]
+pub(crate) struct StateView {
+    /// `(slot, store)`, in slot order.
+    stores: SmallVec<[(usize, SlotGuard); 2]>,
+    /// For each slot, its index in `stores` (`u8::MAX`: not locked).
+    store_of_slot: [u8; SLOTS],
+    declared: Option<Declared>,
+}
+
+impl StateView {
+    /// A view of `stores` (in slot order) limited to `declared`.
+    pub fn new(stores: SmallVec<[(usize, SlotGuard); 2]>, declared: Declared) -> StateView {
+        debug_assert!(stores.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        let mut store_of_slot = [u8::MAX; SLOTS];
+        for (index, (slot, _)) in stores.iter().enumerate() {
+            store_of_slot[*slot] = index as u8;
+        }
+        StateView {
+            stores,
+            store_of_slot,
+            declared: Some(declared),
+        }
+    }
+
+    /// The store `key` lives in, if the call may touch it.
+    fn store_index(&self, key: &[u8]) -> wasmtime::Result<usize> {
+        let Some(declared) = &self.declared else {
+            return Err(host_abort(
+                AbortKind::Trap,
+                "a partition declaration read or wrote the store; a declaration may only look at the procedure's arguments",
+            ));
+        };
+        let Some(slot) = declared.slot_if_allowed(partition_key(key)) else {
+            return Err(wasmtime::Error::new(HostAbort(undeclared(key))));
+        };
+        let index = self.store_of_slot[slot];
+        assert_ne!(
+            index,
+            u8::MAX,
+            "the executor locks the slot of every declared partition"
+        );
+        Ok(index as usize)
+    }
+
+    fn store(&self, key: &[u8]) -> wasmtime::Result<&StateStore> {
+        let index = self.store_index(key)?;
+        Ok(&self.stores[index].1)
+    }
+
+    /// Committed entries with `start <= key < end`, in key order, from
+    /// every slot in the view, limited to the declared partitions.
+    fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> wasmtime::Result<impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
+        let Some(declared) = &self.declared else {
+            return Err(host_abort(
+                AbortKind::Trap,
+                "a partition declaration scanned the store; a declaration may only look at the procedure's arguments",
+            ));
+        };
+        let sources = self
+            .stores
+            .iter()
+            .map(|(_, store)| store.range(start, end).peekable())
+            .collect();
+        Ok(MergedRange { sources }.filter(move |(key, _)| {
+            matches!(declared, Declared::All) || declared.allows(partition_key(key))
+        }))
+    }
+}
+
+/// A merge of per-slot ranges. Every key lives in exactly one slot, so
+/// the sources never share a key.
+struct MergedRange<I: Iterator> {
+    sources: SmallVec<[std::iter::Peekable<I>; 2]>,
+}
+
+impl<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> Iterator for MergedRange<I> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut smallest: Option<(usize, &'a [u8])> = None;
+        for (index, source) in self.sources.iter_mut().enumerate() {
+            if let Some(&(key, _)) = source.peek()
+                && smallest.is_none_or(|(_, best)| key < best)
+            {
+                smallest = Some((index, key));
+            }
+        }
+        self.sources[smallest?.0].next()
+    }
+}
+
 /// Everything a host function can reach.
 pub(crate) struct HostCtx {
-    pub state: StateStore,
+    pub view: StateView,
     pub tx: TxContext,
     /// The memory of the instance being called, set before every call so
     /// host functions need not look it up.
@@ -201,11 +327,12 @@ pub(crate) struct HostCtx {
 }
 
 impl HostCtx {
-    fn lookup(&self, key: &[u8]) -> Option<&[u8]> {
-        match self.tx.writes.lookup(key) {
+    fn lookup(&self, key: &[u8]) -> wasmtime::Result<Option<&[u8]>> {
+        let store = self.view.store(key)?;
+        Ok(match self.tx.writes.lookup(key) {
             Some(buffered) => buffered,
-            None => self.state.get(key),
-        }
+            None => store.get(key),
+        })
     }
 }
 
@@ -299,7 +426,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.get")?;
             check_key(ctx, key.len())?;
-            let (answer, moved) = match ctx.lookup(&guest[key.clone()]) {
+            let (answer, moved) = match ctx.lookup(&guest[key.clone()])? {
                 None => (-1, key.len()),
                 Some(value) => {
                     let dst = guest_range(guest, dst_ptr, dst_cap, "the value buffer of ordo.get")?;
@@ -338,6 +465,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                     ),
                 ));
             }
+            ctx.view.store_index(&guest[key.clone()])?;
             let moved = key.len() + value.len();
             check_write_budget(ctx, moved)?;
             ctx.tx
@@ -355,6 +483,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.delete")?;
             check_key(ctx, key.len())?;
+            ctx.view.store_index(&guest[key.clone()])?;
             let moved = key.len();
             check_write_budget(ctx, moved)?;
             ctx.tx.writes.record(&guest[key], None);
@@ -396,8 +525,8 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
             // Merge committed state with this transaction's own writes,
             // both in key order; a buffered write shadows the stored value.
+            let mut stored = ctx.view.range(&start_key, end_key.as_deref())?.peekable();
             let buffered = ctx.tx.writes.in_range(&start_key, end_key.as_deref());
-            let mut stored = ctx.state.range(&start_key, end_key.as_deref()).peekable();
             let mut buffered = buffered.into_iter().peekable();
             let mut out: Vec<u8> = Vec::new();
             let mut entries = 0;
@@ -509,7 +638,10 @@ struct LiveInstance {
     /// keeps it valid until the next `ordo_args_buffer` call, so arguments
     /// that fit are copied without a call into the guest.
     args_area: Option<(usize, usize)>,
-    procedures: LookupMap<String, TypedFunc<(i32, i32), i32>>,
+    /// The `ordo_proc_*` exports, in the order of the module's procedures.
+    procedures: Vec<TypedFunc<(i32, i32), i32>>,
+    /// The `ordo_keys_*` exports, likewise; `None` if not declared.
+    declarations: Vec<Option<TypedFunc<(i32, i32), i32>>>,
 }
 
 /// A module ready to be instantiated quickly (imports pre-resolved).
@@ -518,9 +650,20 @@ pub(crate) struct LoadedModule {
     pre: InstancePre<HostCtx>,
 }
 
+/// Which export of a procedure a call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Export {
+    /// `ordo_proc_*`: the transaction itself.
+    Procedure,
+    /// `ordo_keys_*`: the partition declaration.
+    Declaration,
+}
+
 /// One procedure call: what to run and the log-derived context it sees.
 pub(crate) struct Call<'a> {
-    pub procedure: &'a str,
+    /// The procedure's index in its module's procedure list.
+    pub procedure: usize,
+    pub export: Export,
     pub args: &'a [u8],
     /// The ABI encoding code (see `ArgsEncoding::abi_code`).
     pub encoding: i32,
@@ -529,47 +672,43 @@ pub(crate) struct Call<'a> {
     pub fuel: u64,
 }
 
-/// How a call into a procedure ended, before writes are applied.
-pub(crate) enum CallResult {
-    /// Status 0: the write set in the context is to be committed.
-    Ok,
-    /// Status 1 or 2, or a trap.
-    Aborted(Abort),
-}
-
-/// Owns the wasmtime store (and through it the committed state).
+/// One set of instances (a wasmtime store), for one slot, or for running
+/// declarations. The committed state is not here: calls see it through
+/// the [`StateView`] they are given.
 pub(crate) struct Sandbox {
     engine: Engine,
     linker: Linker<HostCtx>,
     store: Store<HostCtx>,
+    config: EngineConfig,
     /// Instances alive in `store`, by module name.
     instances: LookupMap<String, LiveInstance>,
 }
 
 impl Sandbox {
-    pub fn new(engine: Engine, config: EngineConfig, state: StateStore) -> Sandbox {
+    pub fn new(engine: Engine, config: EngineConfig) -> Sandbox {
         let mut linker = Linker::new(&engine);
         define_host_functions(&mut linker)
             .expect("host functions are defined once, without clashes");
+        let store = Self::new_store(&engine, &config);
+        Sandbox {
+            engine,
+            linker,
+            store,
+            config,
+            instances: LookupMap::default(),
+        }
+    }
+
+    fn new_store(engine: &Engine, config: &EngineConfig) -> Store<HostCtx> {
         let ctx = HostCtx {
-            state,
+            view: StateView::default(),
             tx: TxContext::default(),
             memory: None,
             limiter: InstanceLimiter {
                 memory_bytes_max: config.instance_memory_bytes_max,
             },
-            config,
+            config: config.clone(),
         };
-        let store = Self::new_store(&engine, ctx);
-        Sandbox {
-            engine,
-            linker,
-            store,
-            instances: LookupMap::default(),
-        }
-    }
-
-    fn new_store(engine: &Engine, ctx: HostCtx) -> Store<HostCtx> {
         let mut store = Store::new(engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         store
@@ -590,48 +729,10 @@ impl Sandbox {
             return;
         }
         self.instances.clear();
-        let placeholder = Self::new_store(
-            &self.engine,
-            HostCtx {
-                state: StateStore::new(),
-                tx: TxContext::default(),
-                memory: None,
-                limiter: InstanceLimiter {
-                    memory_bytes_max: 0,
-                },
-                config: EngineConfig::default(),
-            },
-        );
-        let old = std::mem::replace(&mut self.store, placeholder);
-        let mut ctx = old.into_data();
-        ctx.memory = None;
-        self.store = Self::new_store(&self.engine, ctx);
+        self.store = Self::new_store(&self.engine, &self.config);
     }
 
-    pub fn state(&self) -> &StateStore {
-        &self.store.data().state
-    }
-
-    pub fn take_result(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.store.data_mut().tx.result)
-    }
-
-    /// Applies the last call's write set to the committed state.
-    pub fn commit_writes(&mut self) {
-        let ctx = self.store.data_mut();
-        let writes = std::mem::take(&mut ctx.tx.writes);
-        let mut writes_vec = writes.writes;
-        for (key, value) in writes_vec.drain(..) {
-            match value {
-                Some(value) => ctx.state.put(key, value),
-                None => ctx.state.delete(&key),
-            }
-        }
-        // Keep the allocation for the next transaction.
-        ctx.tx.writes.writes = writes_vec;
-    }
-
-    fn instance(&mut self, module: &LoadedModule) -> Result<&LiveInstance, Abort> {
+    fn instance(&mut self, module: &LoadedModule) -> Result<&mut LiveInstance, Abort> {
         let name = &module.compiled.name;
         if !self.instances.contains_key(name) {
             self.store
@@ -650,17 +751,25 @@ impl Sandbox {
             let args_buffer = instance
                 .get_typed_func::<i32, i32>(&mut self.store, crate::module::ARGS_BUFFER_EXPORT)
                 .expect("validated at deploy: ordo_args_buffer has type (i32) -> i32");
-            let mut procedures = LookupMap::default();
+            let mut procedures = Vec::with_capacity(module.compiled.procedures.len());
+            let mut declarations = Vec::with_capacity(module.compiled.procedures.len());
             for procedure in &module.compiled.procedures {
                 let export = format!(
                     "{}{}",
                     crate::module::PROCEDURE_EXPORT_PREFIX,
                     procedure.name
                 );
-                let func = instance
-                    .get_typed_func::<(i32, i32), i32>(&mut self.store, &export)
-                    .expect("validated at deploy: procedures have type (i32, i32) -> i32");
-                procedures.insert(procedure.name.clone(), func);
+                procedures.push(
+                    instance
+                        .get_typed_func::<(i32, i32), i32>(&mut self.store, &export)
+                        .expect("validated at deploy: procedures have type (i32, i32) -> i32"),
+                );
+                declarations.push(procedure.declares_partitions.then(|| {
+                    let export = format!("{DECLARATION_EXPORT_PREFIX}{}", procedure.name);
+                    instance
+                        .get_typed_func::<(i32, i32), i32>(&mut self.store, &export)
+                        .expect("validated at deploy: declarations have type (i32, i32) -> i32")
+                }));
             }
             self.instances.insert(
                 name.clone(),
@@ -669,29 +778,82 @@ impl Sandbox {
                     args_buffer,
                     args_area: None,
                     procedures,
+                    declarations,
                 },
             );
         }
-        Ok(&self.instances[name])
+        Ok(self
+            .instances
+            .get_mut(name)
+            .expect("inserted above if missing"))
     }
 
-    /// Runs one procedure call. On `CallResult::Ok` the write set and
-    /// result are waiting in the context; on abort they have been cleared.
-    /// A trap resets every instance.
-    pub fn call(&mut self, module: &LoadedModule, call: &Call<'_>) -> CallResult {
+    /// Runs a transaction against `view`: on success its writes are
+    /// applied to the view's stores and its result is returned. The view's
+    /// locks are released before this returns. A trap resets every
+    /// instance of this sandbox.
+    pub fn execute(
+        &mut self,
+        module: &LoadedModule,
+        call: &Call<'_>,
+        view: StateView,
+    ) -> Result<Vec<u8>, Abort> {
+        debug_assert_eq!(call.export, Export::Procedure);
+        self.store.data_mut().view = view;
+        let result = self.call(module, call);
+        let ctx = self.store.data_mut();
+        if result.is_ok() {
+            let writes = std::mem::take(&mut ctx.tx.writes);
+            let mut writes_vec = writes.writes;
+            for (key, value) in writes_vec.drain(..) {
+                let index = ctx
+                    .view
+                    .store_index(&key)
+                    .expect("a write was allowed, so its slot is locked");
+                let store = &mut ctx.view.stores[index].1;
+                match value {
+                    Some(value) => store.put(key, value),
+                    None => store.delete(&key),
+                }
+            }
+            // Keep the allocation for the next transaction.
+            ctx.tx.writes.writes = writes_vec;
+        }
+        ctx.view = StateView::default();
+        result.map(|()| std::mem::take(&mut self.store.data_mut().tx.result))
+    }
+
+    /// Runs a procedure's partition declaration, which sees no state.
+    pub fn declare(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<Declared, Abort> {
+        debug_assert_eq!(call.export, Export::Declaration);
+        self.store.data_mut().view = StateView::default();
+        self.call(module, call)?;
+        let name = &module.compiled.procedures[call.procedure].name;
+        Declared::decode(&self.store.data().tx.result, self.config.key_bytes_max).map_err(|abort| {
+            Abort::new(
+                abort.kind,
+                format!("partition declaration of `{name}`: {}", abort.message),
+            )
+        })
+    }
+
+    /// Runs one export. On `Ok` the write set and result are waiting in
+    /// the context; on abort they have been cleared.
+    fn call(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<(), Abort> {
         let result = self.call_inner(module, call);
         let ctx = self.store.data_mut();
         match result {
-            Ok(()) => CallResult::Ok,
+            Ok(()) => Ok(()),
             Err((abort, trapped)) => {
                 ctx.tx.writes.clear();
                 ctx.tx.result.clear();
+                ctx.view = StateView::default();
                 if trapped {
                     // A trap can leave guest memory in any state (a half-done
                     // allocation, a poisoned lock): never run in it again.
                     self.reset();
                 }
-                CallResult::Aborted(abort)
+                Err(abort)
             }
         }
     }
@@ -699,15 +861,16 @@ impl Sandbox {
     fn call_inner(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<(), (Abort, bool)> {
         let Call {
             procedure,
+            export,
             args,
             encoding,
             seq,
             now_ms,
             fuel,
         } = *call;
-        self.instance(module).map_err(|abort| (abort, true))?;
         // Borrow the instance and the store as disjoint fields: cloning a
         // `TypedFunc` clones its type, which showed up in profiles.
+        self.instance(module).map_err(|abort| (abort, true))?;
         let live = self
             .instances
             .get_mut(&module.compiled.name)
@@ -753,13 +916,30 @@ impl Sandbox {
                 )
             })?;
         data[range].copy_from_slice(args);
-        let func = live
-            .procedures
-            .get(procedure)
-            .expect("the executor only routes procedures this module exports");
+        let func = match export {
+            Export::Procedure => &live.procedures[procedure],
+            Export::Declaration => live.declarations[procedure]
+                .as_ref()
+                .expect("the executor only runs declarations the module exports"),
+        };
         let status = func
             .call(&mut self.store, (args_len, encoding))
-            .map_err(trap)?;
+            .map_err(|err| {
+                let (abort, trapped) = trap(err);
+                match export {
+                    Export::Procedure => (abort, trapped),
+                    Export::Declaration => (
+                        Abort::new(
+                            abort.kind,
+                            format!(
+                                "partition declaration of `{}` failed: {}",
+                                module.compiled.procedures[procedure].name, abort.message
+                            ),
+                        ),
+                        trapped,
+                    ),
+                }
+            })?;
         let message = || String::from_utf8_lossy(&self.store.data().tx.result).into_owned();
         match status {
             0 => Ok(()),
@@ -803,4 +983,21 @@ pub(crate) fn classify(err: &wasmtime::Error) -> Abort {
         AbortKind::Trap,
         "procedure failed with an unclassified error",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_open_at_one_past_each_multiple() {
+        let e = INSTANCE_EPOCH;
+        assert!(opens_instance_epoch(1, 1));
+        assert!(opens_instance_epoch(1, 5));
+        assert!(!opens_instance_epoch(2, e));
+        assert!(opens_instance_epoch(2, e + 1));
+        assert!(opens_instance_epoch(e + 1, e + 1));
+        assert!(!opens_instance_epoch(e + 2, 2 * e));
+        assert!(opens_instance_epoch(e, 3 * e));
+    }
 }

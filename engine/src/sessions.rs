@@ -26,7 +26,8 @@ use crate::outcome::Outcome;
 #[derive(Clone, Debug)]
 struct StoredResult {
     seq: u64,
-    outcome: Outcome,
+    /// `None` while the request's batch is still executing.
+    outcome: Option<Outcome>,
 }
 
 /// One client's remembered results. Request ids are per-client counters,
@@ -58,8 +59,9 @@ impl Session {
 pub(crate) enum Check {
     /// Never seen: run it.
     New,
-    /// Already ran at `seq` with this outcome.
-    Duplicate { seq: u64, outcome: Outcome },
+    /// Already ran at `seq` with this outcome; `None` if that was earlier
+    /// in the batch now executing and its outcome is not filled in yet.
+    Duplicate { seq: u64, outcome: Option<Outcome> },
     /// Its result was forgotten; it cannot be answered exactly once.
     Forgotten,
 }
@@ -111,7 +113,36 @@ impl Sessions {
     }
 
     /// Remembers the outcome of a request that ran at `seq`.
+    #[cfg(test)]
     pub fn record(&mut self, client: ClientId, request_id: u64, seq: u64, outcome: &Outcome) {
+        self.record_pending(client, request_id, seq);
+        self.fill(client, request_id, seq, outcome);
+    }
+
+    /// Fills in the outcome of a request recorded as pending. Does nothing
+    /// if the request was evicted since, exactly as if its outcome had
+    /// been recorded and then evicted.
+    pub fn fill(&mut self, client: ClientId, request_id: u64, seq: u64, outcome: &Outcome) {
+        let Some(session) = self.by_client.get_mut(&client) else {
+            return;
+        };
+        let Some(index) = request_id.checked_sub(session.base) else {
+            return;
+        };
+        if let Some(Some(stored)) = session.window.get_mut(index as usize)
+            && stored.seq == seq
+        {
+            stored.outcome = Some(outcome.clone());
+        }
+    }
+
+    /// Remembers that a request runs at `seq`, before its outcome is
+    /// known. Everything [`Sessions::check`] decides (windows, eviction)
+    /// depends on ids and sequence numbers, never on outcomes, so
+    /// recording in log order before executing gives the same answers as
+    /// recording after each transaction: that is what lets the partitions
+    /// execute a batch in parallel.
+    pub fn record_pending(&mut self, client: ClientId, request_id: u64, seq: u64) {
         let session = self.by_client.entry(client).or_default();
         session.last_seq = seq;
         debug_assert!(request_id >= session.base, "check() refuses forgotten ids");
@@ -125,10 +156,7 @@ impl Sessions {
         if session.window.len() <= slot {
             session.window.resize(slot + 1, None);
         }
-        session.window[slot] = Some(StoredResult {
-            seq,
-            outcome: outcome.clone(),
-        });
+        session.window[slot] = Some(StoredResult { seq, outcome: None });
         if self.by_client.len() > self.sessions_max {
             self.evict_least_recent();
         }
@@ -181,7 +209,7 @@ mod tests {
         match sessions.check(1, 5, 0) {
             Check::Duplicate { seq, outcome } => {
                 assert_eq!(seq, 42);
-                assert_eq!(outcome, committed(7));
+                assert_eq!(outcome, Some(committed(7)));
             }
             _ => panic!("expected a duplicate"),
         }

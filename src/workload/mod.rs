@@ -15,7 +15,7 @@ mod ycsb;
 pub use keys::{KeyChooser, SplitMix64};
 pub use smallbank::Smallbank;
 pub use tpcc::Tpcc;
-pub use transfer::{Transfer, TransferPicker};
+pub use transfer::{Transfer, TransferPicker, bank_account_key};
 pub use ycsb::{Ycsb, YcsbMix};
 
 /// One call to send: a procedure and its postcard-encoded arguments.

@@ -9,6 +9,22 @@ use super::{Check, Generator, KeyChooser, Request, SplitMix64, Workload, chunks}
 pub struct TransferPicker {
     rng: SplitMix64,
     accounts: u64,
+    /// Set for [`TransferPicker::by_slot`].
+    slots: Option<SlotPairs>,
+}
+
+/// Accounts grouped by the engine slot they live in.
+struct SlotPairs {
+    accounts_by_slot: Vec<Vec<u64>>,
+    cross_fraction: f64,
+}
+
+/// The raw key of account `id` of the bank example: its table `acct`, the
+/// separator, the class byte of a `u64` key, and the id big-endian.
+pub fn bank_account_key(id: u64) -> Vec<u8> {
+    let mut key = b"acct\0\x08".to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }
 
 impl TransferPicker {
@@ -19,11 +35,62 @@ impl TransferPicker {
         TransferPicker {
             rng: SplitMix64::new(seed),
             accounts,
+            slots: None,
+        }
+    }
+
+    /// Transfers between two accounts in the same engine slot, so a
+    /// transaction runs on one partition thread whatever their number;
+    /// except a `cross_fraction` of them, whose accounts are in slots of
+    /// different parity, so they span two threads whenever the number of
+    /// partitions is even. For measuring partitioned execution.
+    ///
+    /// # Panics
+    /// If some slot holds fewer than two accounts (use more accounts), or
+    /// `cross_fraction` is not within `0..=1`.
+    pub fn by_slot(seed: u64, accounts: u64, cross_fraction: f64) -> TransferPicker {
+        assert!((0.0..=1.0).contains(&cross_fraction));
+        let mut accounts_by_slot = vec![Vec::new(); ordo_engine::SLOTS];
+        for id in 0..accounts {
+            accounts_by_slot[ordo_engine::partition::slot_of_key(&bank_account_key(id))].push(id);
+        }
+        assert!(
+            accounts_by_slot.iter().all(|ids| ids.len() >= 2),
+            "every slot needs two accounts; use more accounts"
+        );
+        TransferPicker {
+            slots: Some(SlotPairs {
+                accounts_by_slot,
+                cross_fraction,
+            }),
+            ..TransferPicker::new(seed, accounts)
         }
     }
 
     /// `(from, to)`, two distinct account ids below `accounts`.
     pub fn next_pair(&mut self) -> (u64, u64) {
+        if let Some(slots) = &self.slots {
+            let rng = &mut self.rng;
+            let pick = |rng: &mut SplitMix64, slot: usize| {
+                let ids = &slots.accounts_by_slot[slot];
+                ids[rng.below(ids.len() as u64) as usize]
+            };
+            let slot_count = ordo_engine::SLOTS as u64;
+            let from_slot = rng.below(slot_count) as usize;
+            let from = pick(rng, from_slot);
+            if rng.unit() < slots.cross_fraction {
+                // A slot of the other parity.
+                let to_slot =
+                    (from_slot + 1 + 2 * rng.below(slot_count / 2) as usize) % ordo_engine::SLOTS;
+                return (from, pick(rng, to_slot));
+            }
+            loop {
+                let to = pick(rng, from_slot);
+                if to != from {
+                    return (from, to);
+                }
+            }
+        }
         let from = self.rng.next_u64() % self.accounts;
         let to = (from + 1 + self.rng.next_u64() % (self.accounts - 1)) % self.accounts;
         (from, to)
@@ -112,6 +179,23 @@ mod tests {
             let (from, to) = picker.next_pair();
             assert!(from < 3 && to < 3 && from != to);
         }
+    }
+
+    #[test]
+    fn slot_pairs_share_a_slot_except_the_cross_fraction() {
+        use ordo_engine::partition::slot_of_key;
+        let slot = |id| slot_of_key(&bank_account_key(id));
+        let mut picker = TransferPicker::by_slot(3, 1_000, 0.25);
+        let mut cross = 0;
+        for _ in 0..4_000 {
+            let (from, to) = picker.next_pair();
+            assert!(from < 1_000 && to < 1_000 && from != to);
+            if slot(from) != slot(to) {
+                assert_ne!(slot(from) % 2, slot(to) % 2, "cross pairs differ in parity");
+                cross += 1;
+            }
+        }
+        assert!((800..1_200).contains(&cross), "{cross} of 4000 crossed");
     }
 
     #[test]

@@ -8,10 +8,10 @@ use proc_macro::TokenStream;
 use proc_macro2::{Delimiter, Span, TokenStream as TokenStream2, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::parse::Parser;
+use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Token, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Token, Type};
 
 /// Longest procedure name the engine accepts (docs/ABI.md).
 const NAME_MAX: usize = 64;
@@ -22,9 +22,16 @@ const NAME_MAX: usize = 64;
 /// #[ordo_sdk::procedure]
 /// fn transfer(from: u64, to: u64, amount: i64) -> Result<(), String> { ... }
 ///
-/// #[ordo_sdk::procedure(read_only)]
+/// #[ordo_sdk::procedure(read_only, partitions(id))]
 /// fn balance(id: u64) -> i64 { ... }
 /// ```
+///
+/// Options, comma-separated, in any order, each at most once:
+///
+/// * `read_only`: the procedure does not write (a description for clients);
+/// * `partitions(expr, ...)`: the partitions the procedure touches, as
+///   expressions over its parameters whose types implement
+///   `ordo_sdk::Partitions` (see the `ordo-sdk` documentation).
 ///
 /// The function is kept as written. Next to it the macro generates, inside
 /// an anonymous `const _: () = { ... };` block:
@@ -35,6 +42,11 @@ const NAME_MAX: usize = 64;
 /// * the export `ordo_proc_<name>(args_len: i32, encoding: i32) -> i32`,
 ///   which decodes the arguments from the SDK's argument buffer, calls the
 ///   function and hands the encoded result to the host;
+/// * with `partitions(...)`, the export `ordo_keys_<name>(args_len: i32,
+///   encoding: i32) -> i32`, which decodes the arguments the same way,
+///   binds each parameter to a local of its name, evaluates the
+///   expressions into an `ordo_sdk::PartitionSet` and hands the encoded
+///   list of partition keys to the host;
 /// * a `#[used]` static in the custom section `ordo.procedures` holding one
 ///   JSON line that describes the procedure.
 ///
@@ -61,28 +73,69 @@ pub fn procedure(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 struct Options {
     read_only: bool,
+    /// The expressions of `partitions(...)`, if given (never empty).
+    partitions: Option<Vec<Expr>>,
 }
 
+const OPTIONS_HELP: &str = "the options are `read_only` and `partitions(expr, ...)`";
+
 fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
-    let mut options = Options { read_only: false };
-    let idents = Punctuated::<Ident, Token![,]>::parse_terminated.parse2(attr)?;
-    for ident in idents {
-        if ident == "read_only" {
-            if options.read_only {
+    let parser = |input: ParseStream<'_>| -> syn::Result<Options> {
+        let mut options = Options {
+            read_only: false,
+            partitions: None,
+        };
+        while !input.is_empty() {
+            let ident = input.call(Ident::parse_any)?;
+            if ident == "read_only" {
+                if options.read_only {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        "duplicate option `read_only`",
+                    ));
+                }
+                if !(input.is_empty() || input.peek(Token![,])) {
+                    return Err(input.error("`read_only` takes no arguments"));
+                }
+                options.read_only = true;
+            } else if ident == "partitions" {
+                if options.partitions.is_some() {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        "duplicate option `partitions`: list every declaration in one `partitions(a, b, ...)`",
+                    ));
+                }
+                if !input.peek(syn::token::Paren) {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        "expected `partitions(expr, ...)`: a parenthesized list of expressions over the procedure's parameters",
+                    ));
+                }
+                let content;
+                let paren = syn::parenthesized!(content in input);
+                let exprs = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+                if exprs.is_empty() {
+                    return Err(syn::Error::new(
+                        paren.span.join(),
+                        "`partitions()` is empty: list the partitions the procedure touches, e.g. `partitions(id)`; \
+                         leave `partitions` out to run over all partitions",
+                    ));
+                }
+                options.partitions = Some(exprs.into_iter().collect());
+            } else {
                 return Err(syn::Error::new(
                     ident.span(),
-                    "duplicate option `read_only`",
+                    format!("unknown #[procedure] option `{ident}`; {OPTIONS_HELP}"),
                 ));
             }
-            options.read_only = true;
-        } else {
-            return Err(syn::Error::new(
-                ident.span(),
-                format!("unknown #[procedure] option `{ident}`; the only option is `read_only`"),
-            ));
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
         }
-    }
-    Ok(options)
+        Ok(options)
+    };
+    parser.parse2(attr)
 }
 
 struct Param {
@@ -209,7 +262,41 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
     };
 
-    let meta = metadata_line(&name, &params, options.read_only);
+    // The partition declaration: the same argument decoding as the
+    // procedure, then the expressions with the parameters as locals.
+    let keys_export = options.partitions.as_ref().map(|exprs| {
+        let keys_export_name = format!("ordo_keys_{name}");
+        let declares = exprs.iter().map(|expr| {
+            // Spanned so that "does not implement Partitions" points at
+            // the expression.
+            quote_spanned! {expr.span()=>
+                ::ordo_sdk::__private::Partitions::declare(&(#expr), &mut __ordo_set);
+            }
+        });
+        quote! {
+            #[unsafe(export_name = #keys_export_name)]
+            extern "C" fn __ordo_keys_export(args_len: i32, encoding: i32) -> i32 {
+                ::ordo_sdk::__private::enter();
+                let (__ordo_args, _) =
+                    match ::ordo_sdk::__private::decode_args::<__OrdoArgs>(args_len, encoding) {
+                        ::core::result::Result::Ok(decoded) => decoded,
+                        ::core::result::Result::Err(status) => return status,
+                    };
+                #[allow(unused_variables)]
+                let __OrdoArgs { #( #field_idents ),* } = __ordo_args;
+                let mut __ordo_set = ::ordo_sdk::__private::PartitionSet::new();
+                #( #declares )*
+                ::ordo_sdk::__private::finish_partitions(__ordo_set)
+            }
+        }
+    });
+
+    let meta = metadata_line(
+        &name,
+        &params,
+        options.read_only,
+        options.partitions.is_some(),
+    );
     let meta_len = meta.len();
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
 
@@ -233,6 +320,8 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                     };
                 #finish
             }
+
+            #keys_export
 
             #[used]
             #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "ordo.procedures"))]
@@ -319,7 +408,9 @@ fn is_result(ty: &Type) -> bool {
 }
 
 /// The procedure's line in the `ordo.procedures` custom section.
-fn metadata_line(name: &str, params: &[Param], read_only: bool) -> String {
+/// `"partitions":true` is added only for a procedure that declares its
+/// partitions, so undeclared procedures keep the original line.
+fn metadata_line(name: &str, params: &[Param], read_only: bool, partitions: bool) -> String {
     let mut line = String::new();
     line.push_str("{\"name\":");
     push_json_string(&mut line, name);
@@ -336,6 +427,9 @@ fn metadata_line(name: &str, params: &[Param], read_only: bool) -> String {
     }
     line.push_str("],\"read_only\":");
     line.push_str(if read_only { "true" } else { "false" });
+    if partitions {
+        line.push_str(",\"partitions\":true");
+    }
     line.push_str("}\n");
     line
 }
@@ -409,5 +503,76 @@ fn print_tokens(tokens: TokenStream2, out: &mut String) {
                 prev_word = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(attr: &str) -> syn::Result<Options> {
+        parse_options(attr.parse().unwrap())
+    }
+
+    fn error(attr: &str) -> String {
+        match options(attr) {
+            Ok(_) => panic!("`{attr}` parsed"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn options_combine_in_any_order() {
+        let o = options("").unwrap();
+        assert!(!o.read_only && o.partitions.is_none());
+        let o = options("read_only, partitions(a, b.c(), { 1 })").unwrap();
+        assert!(o.read_only);
+        assert_eq!(o.partitions.unwrap().len(), 3);
+        let o = options("partitions(id,), read_only,").unwrap();
+        assert!(o.read_only);
+        assert_eq!(o.partitions.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_options_are_explained() {
+        assert!(error("partitions()").contains("`partitions()` is empty"));
+        assert!(error("partitions(a), partitions(b)").contains("duplicate option `partitions`"));
+        assert!(error("read_only, read_only").contains("duplicate option `read_only`"));
+        assert!(error("partitions").contains("expected `partitions(expr, ...)`"));
+        assert!(error("read_only = true").contains("takes no arguments"));
+        let unknown = error("writes");
+        assert!(
+            unknown.contains("`writes`")
+                && unknown.contains("`read_only` and `partitions(expr, ...)`"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn declarations_get_their_own_export_and_metadata_flag() {
+        let item: TokenStream2 = "fn transfer(from: u64, to: u64, amount: i64) {}"
+            .parse()
+            .unwrap();
+        let with = expand("partitions(from, to)".parse().unwrap(), item.clone())
+            .unwrap()
+            .to_string();
+        assert!(with.contains("\"ordo_keys_transfer\""));
+        assert!(with.contains("\"ordo_proc_transfer\""));
+        assert!(with.contains("finish_partitions"));
+        let without = expand(TokenStream2::new(), item).unwrap().to_string();
+        assert!(!without.contains("ordo_keys_"));
+
+        let params = [Param {
+            ident: Ident::new("id", Span::call_site()),
+            ty: syn::parse_str("u64").unwrap(),
+        }];
+        assert_eq!(
+            metadata_line("balance", &params, true, true),
+            "{\"name\":\"balance\",\"params\":[{\"name\":\"id\",\"type\":\"u64\"}],\"read_only\":true,\"partitions\":true}\n"
+        );
+        assert_eq!(
+            metadata_line("balance", &params, false, false),
+            "{\"name\":\"balance\",\"params\":[{\"name\":\"id\",\"type\":\"u64\"}],\"read_only\":false}\n"
+        );
     }
 }

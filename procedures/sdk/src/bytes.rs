@@ -112,6 +112,7 @@ impl<'de> Visitor<'de> for BytesVisitor {
 }
 
 impl EncodeKey for Bytes {
+    const KEY_CLASS: u8 = crate::key::CLASS_BYTES;
     fn encode_key(&self, out: &mut Vec<u8>) {
         self.0.encode_key(out)
     }

@@ -21,6 +21,26 @@
 //!
 //! To use your own type as a key, implement [`EncodeKey`] and
 //! [`OrderedKey`], usually by delegating to a tuple of the above.
+//!
+//! # Key classes
+//!
+//! Each key type also has a *class*, [`EncodeKey::KEY_CLASS`]: one byte
+//! that tells the host how long the first component of the encoding is.
+//! A table stores it between its name and the encoded key
+//! (`name 0x00 CLASS encoded_key`), so that the host, which knows nothing
+//! about Rust types, can find a key's *partition key* (the first
+//! component) from the raw bytes alone; see [`crate::partition`]. The
+//! classes are:
+//!
+//! | class | meaning | types |
+//! | --- | --- | --- |
+//! | `0..=32` ([`CLASS_FIXED_MAX`]) | the first component is that many bytes | `()` 0, `bool`/`u8`/`i8` 1, `u16`/`i16` 2, `u32`/`i32` 4, `u64`/`i64` 8, `u128`/`i128` 16 |
+//! | `0x80` ([`CLASS_BYTES`]) | the first component is an escaped byte string, up to and including its `0x00 0x00` terminator | `String`, `str`, `Vec<u8>`, `[u8]`, [`Bytes`](crate::Bytes) |
+//! | `0xFF` ([`CLASS_WHOLE`]) | the whole encoding is the first component | the default, for your own types |
+//!
+//! A tuple has its first element's class, so all keys of a
+//! `Table<(u32, u64), _>` with the same `u32` share a partition. `&T` has
+//! `T`'s class.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -30,11 +50,54 @@ use alloc::vec::Vec;
 /// Implementations must be order-preserving (`a < b` if and only if
 /// `encode(a) < encode(b)` bytewise) and self-delimiting (no encoding is a
 /// proper prefix of another encoding of the same type). Types related by
-/// [`Borrow`](core::borrow::Borrow) (`String` and `str`) must encode alike.
+/// [`Borrow`](core::borrow::Borrow) (`String` and `str`) must encode alike
+/// (and should have the same class: a [`Table`](crate::Table) uses its key
+/// type's class for every lookup).
+///
+/// [`KEY_CLASS`](Self::KEY_CLASS) says how long the first component of the
+/// encoding is (see [key classes](crate::key#key-classes)); the
+/// default, [`CLASS_WHOLE`], is always correct but puts every key of the
+/// type in a partition of its own. A type that encodes as another key type
+/// (say a tuple) should copy that type's class:
+///
+/// ```
+/// use ordo_sdk::EncodeKey;
+///
+/// struct OrderId { warehouse: u32, number: u64 }
+///
+/// impl EncodeKey for OrderId {
+///     // Partitioned by warehouse, like the tuple it encodes as.
+///     const KEY_CLASS: u8 = <(u32, u64) as EncodeKey>::KEY_CLASS;
+///     fn encode_key(&self, out: &mut Vec<u8>) {
+///         (self.warehouse, self.number).encode_key(out)
+///     }
+/// }
+/// ```
+///
+/// A class must describe the encoding truthfully: a fixed width no longer
+/// than every encoding, or [`CLASS_BYTES`] only for an encoding that starts
+/// with an escaped, terminated byte string.
 pub trait EncodeKey {
+    /// The key's class: how long the first component of its encoding is.
+    /// [`CLASS_WHOLE`] unless overridden.
+    const KEY_CLASS: u8 = CLASS_WHOLE;
+
     /// Appends this key's encoding to `out`.
     fn encode_key(&self, out: &mut Vec<u8>);
 }
+
+/// The largest fixed-width class: classes `0..=32` mean "the first
+/// component is that many bytes".
+pub const CLASS_FIXED_MAX: u8 = 32;
+
+/// The class of byte-string keys (`String`, `str`, `Vec<u8>`, `[u8]`,
+/// [`Bytes`](crate::Bytes)): the first component is the escaped byte string
+/// up to and including its `0x00 0x00` terminator.
+pub const CLASS_BYTES: u8 = 0x80;
+
+/// The class meaning "the whole encoding is the first component"; the
+/// default of [`EncodeKey::KEY_CLASS`].
+pub const CLASS_WHOLE: u8 = 0xFF;
 
 /// A key that can also be decoded, for scans. See [`EncodeKey`].
 pub trait OrderedKey: EncodeKey + Sized {
@@ -53,12 +116,14 @@ pub trait OrderedKey: EncodeKey + Sized {
 pub trait KeyPrefix<P> {}
 
 impl<T: EncodeKey + ?Sized> EncodeKey for &T {
+    const KEY_CLASS: u8 = T::KEY_CLASS;
     fn encode_key(&self, out: &mut Vec<u8>) {
         (**self).encode_key(out)
     }
 }
 
 impl EncodeKey for () {
+    const KEY_CLASS: u8 = 0;
     fn encode_key(&self, _out: &mut Vec<u8>) {}
 }
 
@@ -69,6 +134,7 @@ impl OrderedKey for () {
 }
 
 impl EncodeKey for bool {
+    const KEY_CLASS: u8 = 1;
     fn encode_key(&self, out: &mut Vec<u8>) {
         out.push(*self as u8);
     }
@@ -96,6 +162,7 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 macro_rules! unsigned_key {
     ($($t:ty),*) => {$(
         impl EncodeKey for $t {
+            const KEY_CLASS: u8 = core::mem::size_of::<$t>() as u8;
             fn encode_key(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_be_bytes());
             }
@@ -113,6 +180,7 @@ unsigned_key!(u8, u16, u32, u64, u128);
 macro_rules! signed_key {
     ($($t:ty => $u:ty),*) => {$(
         impl EncodeKey for $t {
+            const KEY_CLASS: u8 = core::mem::size_of::<$t>() as u8;
             fn encode_key(&self, out: &mut Vec<u8>) {
                 // Flipping the sign bit maps MIN..=MAX onto 0..=MAX-as-unsigned
                 // in order.
@@ -167,12 +235,14 @@ fn decode_bytes(input: &mut &[u8]) -> Option<Vec<u8>> {
 }
 
 impl EncodeKey for str {
+    const KEY_CLASS: u8 = CLASS_BYTES;
     fn encode_key(&self, out: &mut Vec<u8>) {
         encode_bytes(self.as_bytes(), out);
     }
 }
 
 impl EncodeKey for String {
+    const KEY_CLASS: u8 = CLASS_BYTES;
     fn encode_key(&self, out: &mut Vec<u8>) {
         encode_bytes(self.as_bytes(), out);
     }
@@ -185,12 +255,14 @@ impl OrderedKey for String {
 }
 
 impl EncodeKey for [u8] {
+    const KEY_CLASS: u8 = CLASS_BYTES;
     fn encode_key(&self, out: &mut Vec<u8>) {
         encode_bytes(self, out);
     }
 }
 
 impl EncodeKey for Vec<u8> {
+    const KEY_CLASS: u8 = CLASS_BYTES;
     fn encode_key(&self, out: &mut Vec<u8>) {
         encode_bytes(self, out);
     }
@@ -203,8 +275,13 @@ impl OrderedKey for Vec<u8> {
 }
 
 macro_rules! tuple_key {
+    (@first $first:ident $(, $rest:ident)*) => {
+        <$first as EncodeKey>::KEY_CLASS
+    };
     ($($name:ident),+) => {
         impl<$($name: EncodeKey),+> EncodeKey for ($($name,)+) {
+            // The first element's: its encoding is a prefix of the tuple's.
+            const KEY_CLASS: u8 = tuple_key!(@first $($name),+);
             #[allow(non_snake_case)]
             fn encode_key(&self, out: &mut Vec<u8>) {
                 let ($($name,)+) = self;

@@ -87,11 +87,77 @@
 //! a description for clients (`ordo procedures`), listed with the parameter
 //! names and types in the module's `ordo.procedures` custom section.
 //!
+//! # Declaring partitions
+//!
+//! The store is partitioned: every key belongs to a *partition key*, which
+//! for a [`Table`] key is its first component (the key itself for a scalar
+//! key, the first element of a tuple key; see [`partition`]). A procedure
+//! can declare, as a function of its arguments alone, the partitions it
+//! will touch:
+//!
+//! ```no_run
+//! # use ordo_sdk::{Table, procedure};
+//! # const ACCOUNTS: Table<u64, i64> = Table::new("acct");
+//! #[procedure(partitions(from, to))]
+//! fn transfer(from: u64, to: u64, amount: i64) -> Result<(), String> {
+//!     # let _ = (ACCOUNTS, amount);
+//!     // ... reads and writes ACCOUNTS[from] and ACCOUNTS[to] only
+//!     # Ok(())
+//! }
+//!
+//! #[procedure(read_only, partitions(id))]
+//! fn balance(id: u64) -> Option<i64> {
+//!     ACCOUNTS.get(&id)
+//! }
+//! ```
+//!
+//! The engine evaluates the declaration before running the transaction
+//! and schedules it on those partitions only, so that transactions on
+//! disjoint partitions run in parallel (in the manner of Calvin: locks are
+//! taken in log order, so every replica gets the same outcome). Touching a
+//! key of a partition that was not declared aborts the transaction,
+//! deterministically. A procedure that declares nothing runs over all
+//! partitions, serially with respect to every other transaction: always
+//! correct, never parallel. A scan in a procedure that declares partitions
+//! sees only the keys of those partitions, so procedures that scan across
+//! partitions, such as one summing a whole table with
+//! [`iter`](Table::iter), should declare nothing.
+//!
+//! Each expression in `partitions(...)` is evaluated with the procedure's
+//! decoded arguments in scope as local variables (owned, by name) and must
+//! implement [`Partitions`]: integers, `bool`, strings and [`Bytes`] name
+//! the partition of a table key equal to them; `Vec`s, slices, arrays and
+//! `Option`s name each element (`None`: nothing); [`Key`] wraps any key
+//! type, tuples included. Tuples themselves are refused, because the
+//! partition of a `(w_id, d_id)` key is `w_id`'s alone: declare the first
+//! key component. Any expression over the arguments works, including calls
+//! of your own functions:
+//!
+//! ```no_run
+//! # use ordo_sdk::procedure;
+//! /// Warehouse `w_id`, plus the supply warehouse of every order line.
+//! #[procedure(partitions(w_id, lines.iter().map(|&(_item, supply_w_id)| supply_w_id).collect::<Vec<u32>>()))]
+//! fn new_order(w_id: u32, lines: Vec<(u32, u32)>) {
+//!     # let _ = (w_id, lines);
+//!     // ...
+//! }
+//! ```
+//!
+//! The macro exports the declaration as `ordo_keys_<name>` next to
+//! `ordo_proc_<name>` (docs/ABI.md). A declaration must not touch the store
+//! (no [`Table`] method, no [`get_raw`] or [`scan_raw`]): the engine aborts
+//! the transaction if it does. It can call [`sequence`], [`now_ms`] and
+//! [`random_u64`], but a declaration that depends on them rather than on
+//! the arguments is rarely what you want. A declaration that panics aborts
+//! the transaction.
+//!
 //! # The store
 //!
 //! One ordered key-value store is shared by every module of the engine.
 //! [`Table`] gives a typed view of part of it: keys are encoded so their
-//! byte order is their natural order ([`OrderedKey`]), values are postcard.
+//! byte order is their natural order ([`OrderedKey`]), after the table's
+//! name and a class byte that tells the host where the key's partition key
+//! ends ([`key`](crate::key#key-classes)); values are postcard.
 //! The raw functions ([`get_raw`], [`put_raw`], [`delete_raw`],
 //! [`scan_raw`], [`scan_prefix_raw`]) work on bytes. Reads see the
 //! transaction's own writes; writes become durable only if the procedure
@@ -118,6 +184,7 @@ mod bytes;
 mod context;
 mod host;
 pub mod key;
+pub mod partition;
 mod private;
 mod raw;
 mod table;
@@ -125,6 +192,7 @@ mod table;
 pub use bytes::Bytes;
 pub use context::{abort, now_ms, random_u64, sequence};
 pub use key::{EncodeKey, KeyPrefix, OrderedKey};
+pub use partition::{Key, PartitionSet, Partitions, partition_of};
 pub use raw::{RawScan, delete_raw, get_raw, put_raw, scan_prefix_raw, scan_raw};
 pub use table::{Iter, Table};
 
@@ -163,6 +231,35 @@ pub use table::{Iter, Table};
 /// ```compile_fail
 /// #[ordo_sdk::procedure(writes)]
 /// fn unknown_option() {}
+/// ```
+///
+/// Partition declarations: `partitions(...)` needs at least one
+/// expression, may appear once, and a tuple is not a declaration (declare
+/// its first element):
+///
+/// ```no_run
+/// #[ordo_sdk::procedure(read_only, partitions(a, b))]
+/// fn both(a: u64, b: u64) {}
+/// ```
+///
+/// ```compile_fail
+/// #[ordo_sdk::procedure(partitions())]
+/// fn empty_partitions() {}
+/// ```
+///
+/// ```compile_fail
+/// #[ordo_sdk::procedure(partitions((a, b)))]
+/// fn tuple_partitions(a: u64, b: u64) {}
+/// ```
+///
+/// ```compile_fail
+/// #[ordo_sdk::procedure(partitions(a), partitions(a))]
+/// fn twice(a: u64) {}
+/// ```
+///
+/// ```compile_fail
+/// #[ordo_sdk::procedure(partitions(missing))]
+/// fn unknown_variable(a: u64) {}
 /// ```
 pub use ordo_sdk_macros::procedure;
 
@@ -229,8 +326,19 @@ mod tests {
     fn table_keys_are_prefixed_and_disjoint() {
         const A: Table<u64, i64> = Table::new("acct");
         const B: Table<String, i64> = Table::new("acc");
-        assert_eq!(A.raw_key(&1u64), b"acct\0\0\0\0\0\0\0\0\x01");
-        assert_eq!(B.raw_key("t"), b"acc\0t\0\0");
+        // name, 0x00, the key type's class byte, the encoded key.
+        assert_eq!(A.prefix(), b"acct\0\x08");
+        assert_eq!(B.prefix(), b"acc\0\x80");
+        assert_eq!(A.raw_key(&1u64), b"acct\0\x08\0\0\0\0\0\0\0\x01");
+        assert_eq!(B.raw_key("t"), b"acc\0\x80t\0\0");
         assert!(!A.raw_key(&0u64).starts_with(&B.prefix()));
+        assert!(!B.raw_key("t").starts_with(&A.prefix()));
+        const C: Table<(u32, String), ()> = Table::new("c");
+        assert_eq!(
+            C.raw_key(&(2u32, "x".to_string())),
+            b"c\0\x04\0\0\0\x02x\0\0"
+        );
+        const D: Table<((), u8), ()> = Table::new("d");
+        assert_eq!(D.raw_key(&((), 1u8)), b"d\0\0\x01");
     }
 }

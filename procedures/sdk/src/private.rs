@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 
 use crate::host;
 
+pub use crate::partition::{PartitionSet, Partitions};
 pub use serde;
 
-/// Status codes of `ordo_proc_*` (docs/ABI.md).
+/// Status codes of `ordo_proc_*` and `ordo_keys_*` (docs/ABI.md).
 pub const STATUS_OK: i32 = 0;
 pub const STATUS_ABORTED: i32 = 1;
 pub const STATUS_BAD_ARGUMENTS: i32 = 2;
@@ -135,6 +136,22 @@ pub fn finish_result<T: Serialize, E: Display>(result: Result<T, E>, encoding: E
         Ok(value) => finish(&value, encoding),
         Err(e) => {
             set_result(e.to_string().as_bytes());
+            STATUS_ABORTED
+        }
+    }
+}
+
+/// Ends an `ordo_keys_*` export: hands the declared partition keys to the
+/// host as the result ([`PartitionSet::encode`]'s list), or aborts with the
+/// reason the declaration failed.
+pub fn finish_partitions(set: PartitionSet) -> i32 {
+    match set.encode() {
+        Ok(bytes) => {
+            set_result(&bytes);
+            STATUS_OK
+        }
+        Err(reason) => {
+            set_result(reason.as_bytes());
             STATUS_ABORTED
         }
     }

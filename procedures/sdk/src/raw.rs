@@ -126,6 +126,13 @@ pub struct RawScan {
 }
 
 impl RawScan {
+    /// Where the scan starts and ends (for tests of the ranges tables ask
+    /// for).
+    #[cfg(test)]
+    pub(crate) fn bounds(&self) -> (&[u8], Option<&[u8]>) {
+        (&self.next_start, self.end.as_deref())
+    }
+
     /// Fetches the next chunk. Returns `false` when there are no more
     /// entries.
     fn refill(&mut self) -> bool {

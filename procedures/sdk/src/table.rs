@@ -14,10 +14,18 @@ use crate::raw::{RawScan, delete_raw, put_raw, scan_raw};
 
 /// A typed view of the part of the store that belongs to one table.
 ///
-/// Keys are stored as `name` bytes, a `0x00` separator, then the key's
-/// order-preserving encoding ([`OrderedKey`]); values are postcard-encoded.
-/// Table names may not be empty or contain `0x00`, so no two tables share a
-/// key. Declare tables as constants:
+/// Keys are stored as `name` bytes, a `0x00` separator, the key type's
+/// class byte ([`EncodeKey::KEY_CLASS`]), then the key's order-preserving
+/// encoding ([`OrderedKey`]); values are postcard-encoded. Table names may
+/// not be empty or contain `0x00`, so no two tables share a key. The class
+/// byte is the same for every key of the table, so it does not change the
+/// key order; it is there for the host, which reads from it where the
+/// key's first component ends: that component is the key's partition key
+/// (see [`partition`](crate::partition)). For example the key 5 of a
+/// `Table<u64, _>` named `acct` is `acct 0x00 0x08 <5 as 8 big-endian
+/// bytes>`, in the partition of those 8 bytes, and every key `(w, ..)` of a
+/// `Table<(u32, ..), _>` is in the partition of `w`'s 4 bytes. Declare
+/// tables as constants:
 ///
 /// ```
 /// use ordo_sdk::Table;
@@ -76,28 +84,43 @@ impl<K, V> Table<K, V> {
     pub const fn name(&self) -> &'static str {
         self.name
     }
+}
 
-    /// The bytes every key of this table starts with: the name and `0x00`.
+impl<K: EncodeKey, V> Table<K, V> {
+    /// The bytes every key of this table starts with: the name, `0x00`,
+    /// and `K`'s class byte ([`EncodeKey::KEY_CLASS`]).
     pub fn prefix(&self) -> Vec<u8> {
-        let mut prefix = Vec::with_capacity(self.name.len() + 1);
-        prefix.extend_from_slice(self.name.as_bytes());
-        prefix.push(0);
+        let mut prefix = Vec::with_capacity(self.name.len() + 2);
+        self.push_prefix(&mut prefix);
         prefix
     }
 
-    /// The raw store key under which `key` lives in this table.
+    /// The raw store key under which `key` lives in this table: the
+    /// [`prefix`](Self::prefix), then `key`'s encoding. (Always with `K`'s
+    /// class, whatever `Q` is: `K` and the types it borrows as encode
+    /// alike.)
     pub fn raw_key<Q: EncodeKey + ?Sized>(&self, key: &Q) -> Vec<u8> {
         let mut raw = self.prefix();
         key.encode_key(&mut raw);
         raw
     }
 
+    fn push_prefix(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(0);
+        out.push(K::KEY_CLASS);
+    }
+
+    /// Length of [`prefix`](Self::prefix): where the encoded key starts.
+    fn prefix_len(&self) -> usize {
+        self.name.len() + 2
+    }
+
     /// Runs `f` on the raw key, built in a reused scratch buffer so point
     /// operations allocate nothing.
     fn with_raw_key<Q: EncodeKey + ?Sized, R>(&self, key: &Q, f: impl FnOnce(&[u8]) -> R) -> R {
         with_scratch(&KEY_SCRATCH, |raw| {
-            raw.extend_from_slice(self.name.as_bytes());
-            raw.push(0);
+            self.push_prefix(raw);
             key.encode_key(raw);
             f(raw)
         })
@@ -205,16 +228,16 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
                 raw
             }
             Bound::Excluded(k) => self.raw_key(k),
-            // The name followed by 0x01: just past every key of the table.
-            Bound::Unbounded => {
-                let mut end = prefix.clone();
-                *end.last_mut().unwrap() = 1;
-                end
-            }
+            // Just past every key that starts with the prefix: the name,
+            // 0x00 and the class byte plus one (or, for class 0xFF, the
+            // name and 0x01). A name is UTF-8, so it contains no 0xFF and
+            // there always is such a key.
+            Bound::Unbounded => crate::raw::prefix_end(&prefix)
+                .unwrap_or_else(|| crate::abort("table prefix has no end")),
         };
         Iter {
             raw: scan_raw(&start, Some(&end)),
-            prefix_len: prefix.len(),
+            prefix_len: self.prefix_len(),
             name: self.name,
             _types: PhantomData,
         }
@@ -232,7 +255,7 @@ impl<K: OrderedKey, V: Serialize + DeserializeOwned> Table<K, V> {
         let raw = crate::raw::scan_prefix_raw(&start);
         Iter {
             raw,
-            prefix_len: self.name.len() + 1,
+            prefix_len: self.prefix_len(),
             name: self.name,
             _types: PhantomData,
         }
@@ -282,3 +305,69 @@ impl<K: OrderedKey, V: DeserializeOwned> Iterator for Iter<K, V> {
 }
 
 impl<K: OrderedKey, V: DeserializeOwned> core::iter::FusedIterator for Iter<K, V> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds<K: OrderedKey, V: DeserializeOwned>(iter: &Iter<K, V>) -> (Vec<u8>, Option<Vec<u8>>) {
+        let (start, end) = iter.raw.bounds();
+        (start.to_vec(), end.map(<[u8]>::to_vec))
+    }
+
+    #[test]
+    fn scans_cover_exactly_the_tables_keys() {
+        // Building a scan asks the host for nothing until it is iterated.
+        const T: Table<u64, u64> = Table::new("t");
+        assert_eq!(
+            bounds(&T.iter()),
+            (b"t\0\x08".to_vec(), Some(b"t\0\x09".to_vec()))
+        );
+        assert_eq!(
+            bounds(&T.scan(5..7)),
+            (
+                b"t\0\x08\0\0\0\0\0\0\0\x05".to_vec(),
+                Some(b"t\0\x08\0\0\0\0\0\0\0\x07".to_vec())
+            )
+        );
+        assert_eq!(
+            bounds(&T.scan((Bound::Excluded(5), Bound::Included(7)))),
+            (
+                b"t\0\x08\0\0\0\0\0\0\0\x05\0".to_vec(),
+                Some(b"t\0\x08\0\0\0\0\0\0\0\x07\0".to_vec())
+            )
+        );
+        assert_eq!(T.iter().prefix_len, 3);
+
+        const S: Table<(String, u8), ()> = Table::new("s");
+        assert_eq!(
+            bounds(&S.iter()),
+            (b"s\0\x80".to_vec(), Some(b"s\0\x81".to_vec()))
+        );
+        assert_eq!(
+            bounds(&S.scan_prefix(&"ab".to_string())),
+            (b"s\0\x80ab\0\0".to_vec(), Some(b"s\0\x80ab\0\x01".to_vec()))
+        );
+        assert_eq!(S.scan_prefix(&"ab".to_string()).prefix_len, 3);
+
+        // Class 0xFF: the end is past the name and 0x00.
+        struct Whole(u8);
+        impl EncodeKey for Whole {
+            fn encode_key(&self, out: &mut Vec<u8>) {
+                out.push(self.0);
+            }
+        }
+        impl OrderedKey for Whole {
+            fn decode_key(input: &mut &[u8]) -> Option<Self> {
+                let (&b, rest) = input.split_first()?;
+                *input = rest;
+                Some(Whole(b))
+            }
+        }
+        const W: Table<Whole, ()> = Table::new("w");
+        assert_eq!(
+            bounds(&W.iter()),
+            (b"w\0\xff".to_vec(), Some(b"w\x01".to_vec()))
+        );
+    }
+}

@@ -3,6 +3,11 @@
 //! Balances are `i64` (e.g. cents) and can never go negative. The sum of
 //! all balances changes only by `open`, `open_many` and `deposit`, which
 //! makes `total` a handy consistency check.
+//!
+//! Every procedure that touches given accounts declares them
+//! (`partitions(...)`), so transactions on different accounts can run in
+//! parallel; an account's partition is its id. `open_many` and `total`
+//! declare nothing and run over all partitions.
 
 use ordo_sdk::{Table, procedure};
 
@@ -10,7 +15,7 @@ use ordo_sdk::{Table, procedure};
 const ACCOUNTS: Table<u64, i64> = Table::new("acct");
 
 /// Opens account `id` with an initial `balance`.
-#[procedure]
+#[procedure(partitions(id))]
 fn open(id: u64, balance: i64) -> Result<(), String> {
     if balance < 0 {
         return Err(format!("initial balance {balance} is negative"));
@@ -24,6 +29,11 @@ fn open(id: u64, balance: i64) -> Result<(), String> {
 
 /// Opens `count` accounts `first_id, first_id + 1, ...`, each with
 /// `balance`. For loading benchmarks; aborts (opening none) if any exists.
+///
+/// Declares no partitions, so it runs over all of them (serially with
+/// respect to every other transaction): a range of ids would be `count`
+/// partitions, one per account, and a loader gains nothing from being
+/// scheduled on them one by one.
 #[procedure]
 fn open_many(first_id: u64, count: u64, balance: i64) -> Result<(), String> {
     if balance < 0 {
@@ -42,7 +52,7 @@ fn open_many(first_id: u64, count: u64, balance: i64) -> Result<(), String> {
 }
 
 /// Adds `amount` to account `id`.
-#[procedure]
+#[procedure(partitions(id))]
 fn deposit(id: u64, amount: i64) -> Result<(), String> {
     if amount < 0 {
         return Err(format!("deposit amount {amount} is negative"));
@@ -56,7 +66,7 @@ fn deposit(id: u64, amount: i64) -> Result<(), String> {
 }
 
 /// Moves `amount` from account `from` to account `to`.
-#[procedure]
+#[procedure(partitions(from, to))]
 fn transfer(from: u64, to: u64, amount: i64) -> Result<(), String> {
     if amount <= 0 {
         return Err(format!("transfer amount {amount} is not positive"));
@@ -80,12 +90,13 @@ fn transfer(from: u64, to: u64, amount: i64) -> Result<(), String> {
 }
 
 /// Account `id`'s balance.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(id))]
 fn balance(id: u64) -> Result<i64, String> {
     balance_of(id)
 }
 
-/// The sum of every account's balance.
+/// The sum of every account's balance. Scans every account, so declares
+/// no partitions.
 #[procedure(read_only)]
 fn total() -> Result<i64, String> {
     ACCOUNTS.iter().try_fold(0i64, |sum, (_, balance)| {

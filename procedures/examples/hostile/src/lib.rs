@@ -2,11 +2,16 @@
 //! or a limit on purpose; none of them is an example to follow.
 //!
 //! Raw keys written here start with `hostile/`, except where the caller
-//! chooses the key. Procedures that write nothing are marked `read_only`.
+//! chooses the key, and the partition-declaration procedures, which write
+//! the table `hostile_p` (`u64` -> `u64`; a key's partition is the key).
+//! Procedures that write nothing are marked `read_only`.
 
 use core::hint::black_box;
 
-use ordo_sdk::{Bytes, now_ms, procedure, put_raw, random_u64, sequence};
+use ordo_sdk::{Bytes, Table, get_raw, now_ms, procedure, put_raw, random_u64, sequence};
+
+/// Written by the partition-declaration procedures: key -> 1.
+const PARTITIONED: Table<u64, u64> = Table::new("hostile_p");
 
 /// Loops forever (until the engine runs out of fuel for it).
 #[procedure(read_only)]
@@ -93,19 +98,20 @@ fn many_writes(n: u32) {
     }
 }
 
-/// Writes raw key `key` (its UTF-8 bytes, value `x`), then aborts by
-/// returning `Err`: the write must not survive.
+/// Writes raw key `key` (value `x`), then aborts by returning `Err`: the
+/// write must not survive. The key is bytes, not a string, so it can take
+/// a table's class byte (docs/ABI.md); postcard sends a string the same way.
 #[procedure]
-fn write_then_abort(key: String) -> Result<(), String> {
-    put_raw(key.as_bytes(), b"x");
+fn write_then_abort(key: Vec<u8>) -> Result<(), String> {
+    put_raw(&key, b"x");
     Err(format!("hostile: aborting after writing {key:?}"))
 }
 
-/// Writes raw key `key` (its UTF-8 bytes, value `x`), then panics: the
-/// write must not survive.
+/// Writes raw key `key` (value `x`), then panics: the write must not
+/// survive.
 #[procedure]
-fn write_then_panic(key: String) {
-    put_raw(key.as_bytes(), b"x");
+fn write_then_panic(key: Vec<u8>) {
+    put_raw(&key, b"x");
     panic!("hostile: panicking after writing {key:?}");
 }
 
@@ -207,4 +213,46 @@ fn scan_merge(puts: Vec<(String, u32)>, deletes: Vec<String>) -> Vec<(String, u3
             (key, value.len() as u32)
         })
         .collect()
+}
+
+/// Declares partition `declared` only, then writes `hostile_p[declared] = 1`
+/// and `hostile_p[other] = 1`: the second write is outside the
+/// declaration (unless `other == declared`), so the engine must abort the
+/// transaction and drop the first write too.
+#[procedure(partitions(declared))]
+fn undeclared_write(declared: u64, other: u64) {
+    PARTITIONED.put(&declared, &1);
+    PARTITIONED.put(&other, &1);
+}
+
+/// Its partition declaration reads the store (raw key `hostile/x`), which
+/// a declaration may not do: the engine must abort the transaction before
+/// running it. If it ran, it would write `hostile_p[id] = 1`.
+#[procedure(partitions({
+    let _ = get_raw(b"hostile/x");
+    id
+}))]
+fn keys_read_store(id: u64) {
+    PARTITIONED.put(&id, &1);
+}
+
+/// Its partition declaration panics: the engine must abort the
+/// transaction before running it. If it ran, it would write
+/// `hostile_p[id] = 1`.
+#[procedure(partitions(declaration_panics(id)))]
+fn keys_panic(id: u64) {
+    PARTITIONED.put(&id, &1);
+}
+
+fn declaration_panics(id: u64) -> u64 {
+    panic!("hostile: deliberate panic while declaring the partitions of {id}")
+}
+
+/// Declares no partitions at all (an empty set, unlike a procedure without
+/// a declaration, which runs over all partitions), then writes
+/// `hostile_p[id] = 1`: every access is undeclared, so the engine must
+/// abort the transaction.
+#[procedure(partitions(Option::<u64>::None))]
+fn declared_nothing(id: u64) {
+    PARTITIONED.put(&id, &1);
 }

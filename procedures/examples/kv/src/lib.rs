@@ -1,5 +1,8 @@
 //! A string-keyed store of `i64` values with compare-and-swap and atomic
 //! increments.
+//!
+//! Every procedure touches one key and declares it (`partitions(key)`), so
+//! operations on different keys can run in parallel.
 
 use ordo_sdk::{Table, procedure};
 
@@ -7,19 +10,19 @@ use ordo_sdk::{Table, procedure};
 const VALUES: Table<String, i64> = Table::new("kv");
 
 /// The value stored under `key`, or `null` if there is none.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(key))]
 fn get(key: String) -> Option<i64> {
     VALUES.get(&key)
 }
 
 /// Stores `value` under `key`.
-#[procedure]
+#[procedure(partitions(key))]
 fn put(key: String, value: i64) {
     VALUES.put(&key, &value);
 }
 
 /// Deletes `key`; returns whether it existed.
-#[procedure]
+#[procedure(partitions(key))]
 fn delete(key: String) -> bool {
     let existed = VALUES.contains(&key);
     VALUES.delete(&key);
@@ -28,7 +31,7 @@ fn delete(key: String) -> bool {
 
 /// Sets `key` to `new` if its current value is `expected` (`null`: if it
 /// is absent). Returns whether it did.
-#[procedure]
+#[procedure(partitions(key))]
 fn cas(key: String, expected: Option<i64>, new: i64) -> bool {
     if VALUES.get(&key) != expected {
         return false;
@@ -39,7 +42,7 @@ fn cas(key: String, expected: Option<i64>, new: i64) -> bool {
 
 /// Adds `by` to `key`'s value (an absent key counts as 0) and returns the
 /// new value.
-#[procedure]
+#[procedure(partitions(key))]
 fn incr(key: String, by: i64) -> Result<i64, String> {
     let value = VALUES
         .get(&key)

@@ -8,6 +8,9 @@
 //!
 //! Time is the log entry's timestamp (`now_ms`), so every replica agrees on
 //! whether a lease has expired.
+//!
+//! Every procedure declares the lock and data keys it touches
+//! (`partitions(...)`): a string key's partition is the string itself.
 
 use ordo_sdk::{Table, now_ms, procedure, sequence};
 use serde::{Deserialize, Serialize};
@@ -30,7 +33,7 @@ const DATA: Table<String, String> = Table::new("lock_data");
 /// Grants lock `name` to `owner` for `lease_ms` milliseconds and returns
 /// the new fencing token. Aborts if another owner holds an unexpired
 /// lease. The holder may call it again to renew (with a new token).
-#[procedure]
+#[procedure(partitions(name))]
 fn acquire(name: String, owner: String, lease_ms: u64) -> Result<u64, String> {
     let now = now_ms();
     if let Some(lock) = LOCKS.get(&name)
@@ -58,7 +61,7 @@ fn acquire(name: String, owner: String, lease_ms: u64) -> Result<u64, String> {
 
 /// Releases lock `name`. Aborts unless `owner` is its current holder
 /// (even an expired one, as long as nobody else has acquired it since).
-#[procedure]
+#[procedure(partitions(name))]
 fn release(name: String, owner: String) -> Result<(), String> {
     let mut lock = LOCKS
         .get(&name)
@@ -80,7 +83,7 @@ fn release(name: String, owner: String) -> Result<(), String> {
 /// Stores `value` under `key` on behalf of the holder of `token` for lock
 /// `name`. Aborts if `token` is older than the newest token granted for
 /// that lock (its holder has been superseded) or was never granted.
-#[procedure]
+#[procedure(partitions(name, key))]
 fn write_with_token(name: String, token: u64, key: String, value: String) -> Result<(), String> {
     let lock = LOCKS
         .get(&name)
@@ -101,7 +104,7 @@ fn write_with_token(name: String, token: u64, key: String, value: String) -> Res
 }
 
 /// The value stored under `key` by `write_with_token`, if any.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(key))]
 fn read(key: String) -> Option<String> {
     DATA.get(&key)
 }

@@ -4,6 +4,11 @@
 //! Customers are identified by id; each has a checking and a savings
 //! balance, kept in two tables as in the original schema. Every transaction
 //! aborts if a customer it names does not exist.
+//!
+//! Both tables are keyed by customer id, so a customer's two rows share a
+//! partition (the id). Every transaction declares the customers it names
+//! (`partitions(...)`), so transactions on different customers can run in
+//! parallel; only the loader `create_many` runs over all partitions.
 
 use ordo_sdk::{Table, abort, procedure};
 
@@ -35,7 +40,7 @@ fn sub(a: i64, b: i64) -> i64 {
 }
 
 /// Creates customer `id` with the given balances. Aborts if it exists.
-#[procedure]
+#[procedure(partitions(id))]
 fn create_account(id: u64, checking: i64, savings: i64) -> Result<(), String> {
     if CHECKING.contains(&id) || SAVINGS.contains(&id) {
         return Err(format!("customer {id} already exists"));
@@ -47,6 +52,9 @@ fn create_account(id: u64, checking: i64, savings: i64) -> Result<(), String> {
 
 /// Creates customers `first_id .. first_id + count`, each with the given
 /// balances. For loading; aborts (creating none) if any exists.
+///
+/// Declares no partitions (a range of ids is one partition per customer),
+/// so it runs over all of them.
 #[procedure]
 fn create_many(first_id: u64, count: u64, checking: i64, savings: i64) -> Result<(), String> {
     let end = first_id
@@ -63,14 +71,14 @@ fn create_many(first_id: u64, count: u64, checking: i64, savings: i64) -> Result
 }
 
 /// Balance: the customer's checking plus savings balance.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(id))]
 fn balance(id: u64) -> i64 {
     add(checking(id), savings(id))
 }
 
 /// DepositChecking: adds `amount` to the checking balance. Aborts if
 /// `amount` is negative.
-#[procedure]
+#[procedure(partitions(id))]
 fn deposit_checking(id: u64, amount: i64) -> Result<(), String> {
     if amount < 0 {
         return Err(format!("deposit amount {amount} is negative"));
@@ -81,7 +89,7 @@ fn deposit_checking(id: u64, amount: i64) -> Result<(), String> {
 
 /// TransactSavings: adds `amount` (possibly negative) to the savings
 /// balance. Aborts if the result would be negative.
-#[procedure]
+#[procedure(partitions(id))]
 fn transact_savings(id: u64, amount: i64) -> Result<(), String> {
     let balance = add(savings(id), amount);
     if balance < 0 {
@@ -95,7 +103,7 @@ fn transact_savings(id: u64, amount: i64) -> Result<(), String> {
 
 /// Amalgamate: moves all of `from`'s funds (checking and savings) into
 /// `to`'s checking account, leaving `from` with zero in both.
-#[procedure]
+#[procedure(partitions(from, to))]
 fn amalgamate(from: u64, to: u64) {
     let total = add(checking(from), savings(from));
     // Read `to` only after zeroing `from`: if they are the same customer,
@@ -109,7 +117,7 @@ fn amalgamate(from: u64, to: u64) {
 /// WriteCheck: debits `amount` from checking; if checking plus savings is
 /// less than `amount`, a penalty of 1 is debited as well. (The balance may
 /// go negative: that is the overdraft the penalty is for.)
-#[procedure]
+#[procedure(partitions(id))]
 fn write_check(id: u64, amount: i64) {
     let checking_balance = checking(id);
     let total = add(checking_balance, savings(id));
@@ -123,7 +131,7 @@ fn write_check(id: u64, amount: i64) {
 
 /// SendPayment: moves `amount` from `from`'s checking to `to`'s checking.
 /// Aborts if `from`'s checking balance is less than `amount`.
-#[procedure]
+#[procedure(partitions(from, to))]
 fn send_payment(from: u64, to: u64, amount: i64) -> Result<(), String> {
     let from_balance = checking(from);
     // Check `to` exists before writing anything.

@@ -6,11 +6,12 @@
 //! # Key layout
 //!
 //! **Every key starts with the id of the warehouse its row belongs to**, so
-//! that the data can later be partitioned by warehouse: every table's key
-//! is a tuple whose first element is a `u32` warehouse id, and the raw
-//! store key is `<table name> 0x00 <w_id: u32 big-endian> ...` (a table name
-//! never contains `0x00`, so the four bytes after the first `0x00` are
-//! always the warehouse).
+//! that the data is partitioned by warehouse: every table's key is a tuple
+//! whose first element is a `u32` warehouse id, and the raw store key is
+//! `<table name> 0x00 0x04 <w_id: u32 big-endian> ...` (a table name never
+//! contains `0x00`; the class byte `0x04` after it says that the key's
+//! first component, its partition key, is the next four bytes). So all the
+//! rows of warehouse `w`, in every table, are in the partition of `w`.
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -33,6 +34,16 @@
 //! A history row has no key in TPC-C; here it is keyed by the paying
 //! (home) warehouse and the Payment transaction's sequence number, which
 //! is unique.
+//!
+//! # Partitions
+//!
+//! Each transaction declares the warehouses it touches
+//! (`#[procedure(partitions(...))]`), so transactions on different
+//! warehouses run in parallel: NewOrder declares its home warehouse and
+//! every line's supply warehouse, Payment the paying warehouse and the
+//! customer's, the loaders and the point reads their one warehouse.
+//! `tpcc_check` and `tpcc_order` scan ranges of keys, so they declare
+//! nothing and run over all partitions.
 //!
 //! # Ids, money, time
 //!
@@ -211,7 +222,7 @@ const BP: i64 = 10_000;
 /// Warehouse YTD is `districts` x 30,000.00 and each district's is
 /// 30,000.00 (so consistency condition 1 holds); every district's next
 /// order id is 1.
-#[procedure]
+#[procedure(partitions(w_id))]
 fn tpcc_load_warehouse(w_id: u32, districts: u32) -> Result<(), String> {
     if w_id == 0 {
         return Err("warehouse ids start at 1".to_string());
@@ -251,7 +262,7 @@ fn tpcc_load_warehouse(w_id: u32, districts: u32) -> Result<(), String> {
 /// Loads items `first .. first + count` into warehouse `w_id` (the item
 /// rows, identical in every warehouse, and the warehouse's stock of them):
 /// two writes per item.
-#[procedure]
+#[procedure(partitions(w_id))]
 fn tpcc_load_items(w_id: u32, first: u32, count: u32) -> Result<(), String> {
     let ids = id_range(w_id, "item", first, count)?;
     for i_id in ids {
@@ -267,7 +278,7 @@ fn tpcc_load_items(w_id: u32, first: u32, count: u32) -> Result<(), String> {
 /// Loads customers `first .. first + count` of district `d_id` (1 to 10)
 /// of warehouse `w_id`: one write per customer. Every tenth customer
 /// (`c_id % 10 == 0`) has bad credit.
-#[procedure]
+#[procedure(partitions(w_id))]
 fn tpcc_load_customers(w_id: u32, d_id: u32, first: u32, count: u32) -> Result<(), String> {
     if !(1..=DISTRICTS_MAX).contains(&d_id) {
         return Err(format!("district ids are 1 to {DISTRICTS_MAX}, not {d_id}"));
@@ -446,7 +457,9 @@ struct NewOrderDone {
 /// the whole transaction (the specification's 1% of rolled-back
 /// NewOrders), after the writes of the lines before it: the engine drops
 /// them all.
-#[procedure]
+///
+/// Declares the home warehouse and every line's supply warehouse.
+#[procedure(partitions(w_id, supply_warehouses(&items)))]
 fn tpcc_new_order(w_id: u32, d_id: u32, c_id: u32, items: Vec<(u32, u32, u32)>) -> NewOrderDone {
     if items.is_empty() || items.len() > LINES_MAX {
         abort(format_args!(
@@ -551,7 +564,9 @@ fn tpcc_new_order(w_id: u32, d_id: u32, c_id: u32, items: Vec<(u32, u32, u32)>) 
 /// balance, counts the payment, prepends it to a bad-credit customer's
 /// data, and inserts a history row keyed by `(w_id, this transaction's
 /// sequence number)`. Returns the customer's new balance.
-#[procedure]
+///
+/// Declares the paying warehouse `w_id` and the customer's `c_w_id`.
+#[procedure(partitions(w_id, c_w_id))]
 fn tpcc_payment(
     w_id: u32,
     d_id: u32,
@@ -615,6 +630,8 @@ fn tpcc_payment(
 /// Returns the number of orders in the warehouse. Reads the districts, and
 /// two orders and two new-orders per district: condition 2 is checked by
 /// looking up order `D_NEXT_O_ID - 1` and making sure none lies above it.
+///
+/// It scans, so it declares no partitions and runs over all of them.
 #[procedure(read_only)]
 fn tpcc_check(w_id: u32) -> Result<u64, String> {
     let warehouse = warehouse(w_id);
@@ -687,25 +704,25 @@ fn max_id<V: Serialize + serde::de::DeserializeOwned>(
 // Reading rows, for clients and tests
 
 /// Warehouse `w_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_warehouse(w_id: u32) -> Warehouse {
     warehouse(w_id)
 }
 
 /// District `d_id` of warehouse `w_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_district(w_id: u32, d_id: u32) -> District {
     district(w_id, d_id)
 }
 
 /// Customer `c_id` of district `d_id` of warehouse `w_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_customer(w_id: u32, d_id: u32, c_id: u32) -> Customer {
     customer(w_id, d_id, c_id)
 }
 
 /// Item `i_id` as replicated in warehouse `w_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_item(w_id: u32, i_id: u32) -> Item {
     ITEMS
         .get(&(w_id, i_id))
@@ -713,7 +730,7 @@ fn tpcc_item(w_id: u32, i_id: u32) -> Item {
 }
 
 /// Warehouse `w_id`'s stock of item `i_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_stock(w_id: u32, i_id: u32) -> Stock {
     STOCK
         .get(&(w_id, i_id))
@@ -729,6 +746,7 @@ struct OrderView {
 }
 
 /// Order `o_id` of district `d_id` of warehouse `w_id`, with its lines.
+/// It scans the order's lines, so it declares no partitions.
 #[procedure(read_only)]
 fn tpcc_order(w_id: u32, d_id: u32, o_id: u32) -> OrderView {
     let key = (w_id, d_id, o_id);
@@ -749,7 +767,7 @@ fn tpcc_order(w_id: u32, d_id: u32, o_id: u32) -> OrderView {
 
 /// The history row of the Payment with sequence number `seq` through
 /// warehouse `w_id`.
-#[procedure(read_only)]
+#[procedure(read_only, partitions(w_id))]
 fn tpcc_history(w_id: u32, seq: u64) -> History {
     HISTORY.get(&(w_id, seq)).unwrap_or_else(|| {
         abort(format_args!(
@@ -760,6 +778,21 @@ fn tpcc_history(w_id: u32, seq: u64) -> History {
 
 // ---------------------------------------------------------------------------
 // Helpers
+
+/// The supply warehouses of NewOrder's lines `(i_id, supply_w_id,
+/// quantity)`, for its partition declaration (duplicates are fine: the set
+/// removes them). Empty if there are more lines than an order may have:
+/// NewOrder then aborts before touching anything, and a declaration of
+/// thousands of warehouses would only cost the scheduler.
+fn supply_warehouses(items: &[(u32, u32, u32)]) -> Vec<u32> {
+    if items.len() > LINES_MAX {
+        return Vec::new();
+    }
+    items
+        .iter()
+        .map(|&(_, supply_w_id, _)| supply_w_id)
+        .collect()
+}
 
 fn warehouse(w_id: u32) -> Warehouse {
     WAREHOUSES

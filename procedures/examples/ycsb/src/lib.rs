@@ -20,6 +20,14 @@
 //! letters cycling through the alphabet from letter `(k + f) mod 26`
 //! (`k = 0, f = 0`: `abcd…`), so a client can tell what a record held
 //! before it was updated.
+//!
+//! # Partitions
+//!
+//! A record's partition is its key. The point operations (read, update,
+//! insert, read-modify-write) declare it, so operations on different
+//! records can run in parallel; `ycsb_scan` reads a range of keys and the
+//! loader `ycsb_load` writes one, so they declare nothing and run over all
+//! partitions.
 
 use ordo_sdk::{Bytes, Table, abort, procedure};
 
@@ -45,13 +53,13 @@ fn ycsb_load(first: u64, count: u64, field_count: u32, field_bytes: u32) -> Resu
 }
 
 /// Reads record `key` (all its fields).
-#[procedure(read_only)]
+#[procedure(read_only, partitions(key))]
 fn ycsb_read(key: u64) -> Vec<Bytes> {
     record(key)
 }
 
 /// Replaces field `field` (from 0) of record `key` with `value`.
-#[procedure]
+#[procedure(partitions(key))]
 fn ycsb_update(key: u64, field: u32, value: Bytes) {
     let mut fields = record(key);
     set_field(key, &mut fields, field, value);
@@ -59,7 +67,7 @@ fn ycsb_update(key: u64, field: u32, value: Bytes) {
 }
 
 /// Inserts a new record `key` with `fields`. Aborts if it exists.
-#[procedure]
+#[procedure(partitions(key))]
 fn ycsb_insert(key: u64, fields: Vec<Bytes>) -> Result<(), String> {
     if USERTABLE.contains(&key) {
         return Err(format!("record {key} already exists"));
@@ -78,7 +86,7 @@ fn ycsb_scan(start: u64, count: u32) -> Vec<(u64, Vec<Bytes>)> {
 /// Workload F's read-modify-write: reads record `key`, replaces field
 /// `field` with `value`, writes it back, and returns the record as it was
 /// read.
-#[procedure]
+#[procedure(partitions(key))]
 fn ycsb_read_modify_write(key: u64, field: u32, value: Bytes) -> Vec<Bytes> {
     let read = record(key);
     let mut fields = read.clone();

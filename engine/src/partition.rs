@@ -1,0 +1,354 @@
+//! Partitions: which part of the state a key belongs to, and what a
+//! transaction declared it would touch.
+//!
+//! Every key has a *partition key*, a byte string derived from the key's
+//! bytes alone by [`partition_key`]. The guest SDK lays table keys out as
+//! `table 0x00 CLASS encoded-key`, where the class byte says how long the
+//! key's first component is, so the partition key of a table row is its
+//! first key component (a TPC-C row's warehouse id, a bank row's account
+//! id). Any other key is its own partition key. Because the rule looks at
+//! nothing but the key, it is the same on every node and for every number
+//! of executor threads.
+//!
+//! Partition keys hash to one of [`SLOTS`] fixed slots. A slot is the unit
+//! of storage, locking and instance history: it has its own state store
+//! and its own wasm instances, and executor threads own whole slots. The
+//! number of slots never changes, so neither does anything a transaction
+//! can observe when the number of threads does.
+
+use smallvec::SmallVec;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::outcome::{Abort, AbortKind};
+use crate::state::Bytes;
+
+/// Slots the state is split into. Executor threads own slots, so this is
+/// also the most threads that can execute in parallel.
+pub const SLOTS: usize = 16;
+
+/// Largest number of partition keys one transaction may declare.
+pub const DECLARED_PARTITIONS_MAX: usize = 4096;
+
+/// Class byte values of the table key layout (see docs/ABI.md).
+const CLASS_FIXED_MAX: u8 = 32;
+const CLASS_BYTES: u8 = 0x80;
+const CLASS_WHOLE: u8 = 0xFF;
+
+/// The partition key of a raw key: the first key component of a table
+/// key (`table 0x00 CLASS encoded-key`), or else the whole key.
+pub fn partition_key(raw: &[u8]) -> &[u8] {
+    let Some(separator) = raw.iter().position(|&b| b == 0) else {
+        return raw;
+    };
+    let Some((&class, rest)) = raw[separator + 1..].split_first() else {
+        return raw;
+    };
+    match class {
+        0..=CLASS_FIXED_MAX => rest.get(..class as usize).unwrap_or(raw),
+        CLASS_BYTES => escaped_prefix(rest).unwrap_or(raw),
+        CLASS_WHOLE => rest,
+        _ => raw,
+    }
+}
+
+/// The escaped, `0x00 0x00`-terminated byte string at the front of
+/// `rest`, terminator included; `None` if it is malformed or unterminated.
+fn escaped_prefix(rest: &[u8]) -> Option<&[u8]> {
+    let mut at = 0;
+    while at < rest.len() {
+        if rest[at] == 0 {
+            match rest.get(at + 1)? {
+                0 => return Some(&rest[..at + 2]),
+                0xFF => at += 2,
+                _ => return None,
+            }
+        } else {
+            at += 1;
+        }
+    }
+    None
+}
+
+/// The slot a partition key lives in.
+pub fn slot_of_partition(partition_key: &[u8]) -> usize {
+    (xxh3_64(partition_key) % SLOTS as u64) as usize
+}
+
+/// The slot a raw key lives in.
+pub fn slot_of_key(raw: &[u8]) -> usize {
+    slot_of_partition(partition_key(raw))
+}
+
+/// A set of slots, as a bit mask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotSet(u16);
+
+const _: () = assert!(SLOTS <= u16::BITS as usize);
+
+impl SlotSet {
+    pub const ALL: SlotSet = SlotSet(u16::MAX >> (u16::BITS as usize - SLOTS));
+
+    pub fn insert(&mut self, slot: usize) {
+        self.0 |= 1 << slot;
+    }
+
+    pub fn contains(self, slot: usize) -> bool {
+        self.0 & (1 << slot) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The lowest slot, where a transaction's instance lives.
+    pub fn first(self) -> Option<usize> {
+        (self.0 != 0).then(|| self.0.trailing_zeros() as usize)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..SLOTS).filter(move |&slot| self.contains(slot))
+    }
+}
+
+/// What a transaction may touch: every partition, or the sorted,
+/// duplicate-free partition keys it declared, each with its slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Declared {
+    All,
+    Partitions(Vec<(Bytes, u8)>),
+}
+
+/// Up to this many declared keys, a linear search beats a binary one.
+const LINEAR_SEARCH_MAX: usize = 8;
+
+impl Declared {
+    /// The partition keys a declaration returned, decoded from the
+    /// `ordo_keys_*` result: `u32 LE count`, then per key `u32 LE length`
+    /// and its bytes. Sorted and deduplicated here too, whatever the guest
+    /// did, so the set's meaning never depends on the guest's order.
+    pub fn decode(bytes: &[u8], key_bytes_max: usize) -> Result<Declared, Abort> {
+        let malformed = |what: &str| {
+            Abort::new(
+                AbortKind::Trap,
+                format!("the partition declaration returned a malformed list: {what}"),
+            )
+        };
+        let mut input = bytes;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = input.split_at_checked(n)?;
+            input = tail;
+            Some(head)
+        };
+        let count = take(4).ok_or_else(|| malformed("no count"))?;
+        let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
+        if count > DECLARED_PARTITIONS_MAX {
+            return Err(Abort::new(
+                AbortKind::LimitExceeded,
+                format!(
+                    "the procedure declared {count} partitions, over the limit of {DECLARED_PARTITIONS_MAX}; declare nothing to run over all partitions"
+                ),
+            ));
+        }
+        let mut keys = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = take(4).ok_or_else(|| malformed("a length is cut short"))?;
+            let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+            if len > key_bytes_max {
+                return Err(Abort::new(
+                    AbortKind::LimitExceeded,
+                    format!(
+                        "a declared partition key of {len} bytes is over the {key_bytes_max}-byte key limit"
+                    ),
+                ));
+            }
+            let key = take(len).ok_or_else(|| malformed("a key is cut short"))?;
+            keys.push((Bytes::from_slice(key), slot_of_partition(key) as u8));
+        }
+        if !input.is_empty() {
+            return Err(malformed("bytes after the last key"));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(Declared::Partitions(keys))
+    }
+
+    /// The slot of `partition_key` if the declaration allows it.
+    pub fn slot_if_allowed(&self, partition_key: &[u8]) -> Option<usize> {
+        match self {
+            Declared::All => Some(slot_of_partition(partition_key)),
+            Declared::Partitions(keys) if keys.len() <= LINEAR_SEARCH_MAX => keys
+                .iter()
+                .find(|(key, _)| key.as_slice() == partition_key)
+                .map(|&(_, slot)| slot as usize),
+            Declared::Partitions(keys) => keys
+                .binary_search_by(|(key, _)| key.as_slice().cmp(partition_key))
+                .ok()
+                .map(|index| keys[index].1 as usize),
+        }
+    }
+
+    pub fn allows(&self, partition_key: &[u8]) -> bool {
+        match self {
+            Declared::All => true,
+            Declared::Partitions(_) => self.slot_if_allowed(partition_key).is_some(),
+        }
+    }
+
+    /// The slots the declared partitions live in.
+    pub fn slots(&self) -> SlotSet {
+        match self {
+            Declared::All => SlotSet::ALL,
+            Declared::Partitions(keys) => {
+                let mut slots = SlotSet::default();
+                for &(_, slot) in keys {
+                    slots.insert(slot as usize);
+                }
+                slots
+            }
+        }
+    }
+}
+
+/// The abort for touching a key outside the declaration. Built from the
+/// key alone, so it reads the same for any number of threads.
+pub(crate) fn undeclared(key: &[u8]) -> Abort {
+    Abort::new(
+        AbortKind::UndeclaredPartition,
+        format!(
+            "key {} is in partition {}, which the procedure did not declare; declare it in #[procedure(partitions(...))], or declare nothing to run over all partitions",
+            printable(key),
+            printable(partition_key(key))
+        ),
+    )
+}
+
+/// Keys for messages: hex, cut at 64 bytes.
+fn printable(bytes: &[u8]) -> String {
+    const SHOWN_MAX: usize = 64;
+    let shown: SmallVec<[u8; SHOWN_MAX]> = bytes.iter().copied().take(SHOWN_MAX).collect();
+    if bytes.len() > SHOWN_MAX {
+        format!("0x{}… ({} bytes)", hex::encode(&shown), bytes.len())
+    } else {
+        format!("0x{}", hex::encode(&shown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn table_keys_partition_by_their_first_component() {
+        // Table<u64, _> "acct", key 5.
+        let acct = b"acct\0\x08\0\0\0\0\0\0\0\x05";
+        assert_eq!(partition_key(acct), b"\0\0\0\0\0\0\0\x05");
+        // Table<(u32, u32), _>: the warehouse id is the partition key.
+        let district = b"tpcc_district\0\x04\0\0\0\x07\0\0\0\x02";
+        assert_eq!(partition_key(district), b"\0\0\0\x07");
+        // Strings keep their escapes and terminator.
+        let string = b"kv\0\x80a\0\xffb\0\0tail";
+        assert_eq!(partition_key(string), b"a\0\xffb\0\0");
+        // The whole class takes everything after the class byte.
+        assert_eq!(partition_key(b"t\0\xffxyz"), b"xyz");
+        // `()` keys share the empty partition key.
+        assert_eq!(partition_key(b"config\0\0"), b"");
+    }
+
+    #[test]
+    fn other_keys_are_their_own_partition() {
+        for raw in [
+            &b"hostile/plain"[..],
+            b"t\0",
+            b"t\0\x08\0\0",    // too short for its class
+            b"t\0\x80abc",     // unterminated string
+            b"t\0\x80a\0\x01", // bad escape
+            b"t\0\x40abc",     // unknown class
+            b"",
+        ] {
+            assert_eq!(partition_key(raw), raw, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn same_partition_same_slot_across_tables() {
+        let warehouse = b"tpcc_warehouse\0\x04\0\0\0\x07";
+        let stock = b"tpcc_stock\0\x04\0\0\0\x07\0\0\x01\x00";
+        assert_eq!(slot_of_key(warehouse), slot_of_key(stock));
+    }
+
+    fn encode(keys: &[&[u8]]) -> Vec<u8> {
+        let mut out = (keys.len() as u32).to_le_bytes().to_vec();
+        for key in keys {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key);
+        }
+        out
+    }
+
+    #[test]
+    fn declarations_decode_sorted_and_deduplicated() {
+        let declared = Declared::decode(&encode(&[b"b", b"a", b"b"]), 16).unwrap();
+        let slot = |key: &[u8]| slot_of_partition(key) as u8;
+        assert_eq!(
+            declared,
+            Declared::Partitions(vec![
+                (Bytes::from_slice(b"a"), slot(b"a")),
+                (Bytes::from_slice(b"b"), slot(b"b"))
+            ])
+        );
+        assert!(declared.allows(b"a") && !declared.allows(b"c"));
+        assert_eq!(declared.slot_if_allowed(b"b"), Some(slot(b"b") as usize));
+        // Past the linear-search size, the binary search agrees.
+        let many: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i, i]).collect();
+        let many_refs: Vec<&[u8]> = many.iter().map(|key| key.as_slice()).collect();
+        let declared = Declared::decode(&encode(&many_refs), 16).unwrap();
+        for key in &many {
+            assert_eq!(declared.slot_if_allowed(key), Some(slot(key) as usize));
+        }
+        assert_eq!(declared.slot_if_allowed(&[1, 2]), None);
+        assert!(Declared::All.allows(b"anything"));
+    }
+
+    #[test]
+    fn malformed_declarations_abort() {
+        let mut cut = encode(&[b"abc"]);
+        cut.pop();
+        for (bytes, kind) in [
+            (vec![1, 0], AbortKind::Trap),
+            (cut, AbortKind::Trap),
+            ([encode(&[b"a"]), vec![9]].concat(), AbortKind::Trap),
+            (encode(&[b"too long"]), AbortKind::LimitExceeded),
+            (
+                ((DECLARED_PARTITIONS_MAX + 1) as u32)
+                    .to_le_bytes()
+                    .to_vec(),
+                AbortKind::LimitExceeded,
+            ),
+        ] {
+            assert_eq!(Declared::decode(&bytes, 4).unwrap_err().kind, kind);
+        }
+    }
+
+    #[test]
+    fn slot_sets() {
+        let mut set = SlotSet::default();
+        assert!(set.is_empty() && set.first().is_none());
+        set.insert(9);
+        set.insert(3);
+        assert_eq!(set.first(), Some(3));
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![3, 9]);
+        assert_eq!(SlotSet::ALL.iter().count(), SLOTS);
+    }
+
+    proptest! {
+        /// Any bytes have a partition key, and it is a part of the key.
+        #[test]
+        fn partition_key_is_total(raw in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let partition = partition_key(&raw);
+            let start = partition.as_ptr() as usize - raw.as_ptr() as usize;
+            prop_assert!(start + partition.len() <= raw.len() || partition.is_empty());
+            prop_assert!(slot_of_key(&raw) < SLOTS);
+        }
+    }
+}
