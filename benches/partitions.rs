@@ -3,8 +3,8 @@
 //!
 //! - `single/N`: both accounts of every transfer share a slot, so each
 //!   transaction runs on one thread.
-//! - `cross10/N`: the same, except 10% of transfers span two threads (for
-//!   N = 2), which makes those threads meet.
+//! - `cross10/N`: the same, except 10% of transfers have their accounts
+//!   on the two different threads of N = 2, which makes those threads meet.
 //!
 //! The figure that matters is the ratio `N=2 / N=1` within one run.
 //! Run: `cargo bench --bench partitions`.
@@ -62,7 +62,7 @@ fn transfers(c: &mut Criterion) {
     for (name, cross_fraction) in [("single", 0.0), ("cross10", 0.1)] {
         for partitions in [1, 2] {
             let (mut executor, mut next_seq, mut next_request) = loaded_executor(partitions);
-            let mut picker = TransferPicker::by_slot(7, ACCOUNTS, cross_fraction);
+            let mut picker = TransferPicker::by_slot(7, ACCOUNTS, cross_fraction, 2);
             group.bench_function(BenchmarkId::new(name, partitions), |b| {
                 b.iter_batched(
                     || {

@@ -10,20 +10,27 @@
 //! # Partitions
 //!
 //! The state is split into [`SLOTS`] slots by partition key (see
-//! partition.rs), and slot `s` belongs to executor thread `s % N`. The
-//! thread that calls [`Executor::execute_each`] is the *dispatcher*: in
-//! log order it checks the exactly-once table, runs the procedure's
-//! partition declaration, and queues the transaction on the thread that
-//! owns its slots. A transaction whose slots span threads (or that
-//! declared nothing) is queued, as a [`Meeting`], on every thread it
-//! needs: the last of them to reach it runs it while the others wait.
-//! Every thread's queue is in log order, so each slot's transactions run
-//! one at a time, in log order, in the slot's own instances: Calvin's
+//! partition.rs), and each slot belongs to one executor thread
+//! ([`thread_of_slot`]). Thread
+//! 0 is the *dispatcher*, the thread that calls
+//! [`Executor::execute_each`]; threads 1 to N-1 are partition threads.
+//! In log order, the dispatcher checks the exactly-once table, runs the
+//! procedure's partition declaration, and then:
+//!
+//! - runs the transaction itself if all its slots are thread 0's;
+//! - queues it on the partition thread that owns all its slots;
+//! - if its slots span partition threads only, queues it as a
+//!   [`Meeting`] on each of them: the last of them to reach it runs it
+//!   while the others wait;
+//! - if its slots span thread 0 and others (or it declared nothing, or
+//!   it is a deploy), waits until those threads have done everything
+//!   queued before it, then runs it itself.
+//!
+//! Every thread takes its work in log order, so each slot's transactions
+//! run one at a time, in log order, in the slot's own instances: Calvin's
 //! deterministic locking, with the log order as the lock order, so there
-//! are no deadlocks and no aborts that depend on timing. Deploys run on
-//! the dispatcher once every thread is idle. Outcomes, the state hash and
-//! the chain hash are the same for every N; `N = 1` runs everything on
-//! the dispatcher.
+//! are no deadlocks and no aborts that depend on timing. Outcomes, the
+//! state hash and the chain hash are the same for every N.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,7 +47,7 @@ use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
-use crate::partition::{Declared, SLOTS, SlotSet};
+use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{
     Call, Export, LoadedModule, Sandbox, StateView, opens_instance_epoch, wasmtime_engine,
 };
@@ -169,7 +176,7 @@ impl Meeting {
                 }
                 std::hint::spin_loop();
             }
-            if started.elapsed() > MEETING_SPIN {
+            if started.elapsed() > SPIN {
                 break;
             }
         }
@@ -180,13 +187,34 @@ impl Meeting {
     }
 }
 
-/// How long a waiting thread spins at a meeting before it sleeps: a few
-/// transactions' worth, far less than a sleep and wake-up costs.
-const MEETING_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+/// How long a waiting thread spins (at a meeting, or for work or results)
+/// before it sleeps: a few transactions' worth. A sleep and a wake-up
+/// cost tens of microseconds, and a transaction that spans threads makes
+/// one thread wait for another every time.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// What a partition thread sends back: the transaction's index in the
-/// batch, and the result.
-type TaskDone = (usize, Result<Vec<u8>, Abort>);
+/// Receives from `channel`, spinning for up to [`SPIN`] before blocking.
+/// `None` once the channel is closed and empty.
+fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
+    let started = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            match channel.try_recv() {
+                Ok(value) => return Some(value),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if started.elapsed() > SPIN {
+            return channel.recv().ok();
+        }
+    }
+}
+
+/// What a partition thread sends back after each piece of work: its
+/// number, and if it ran a transaction, the transaction's index in the
+/// batch and its result.
+type WorkDone = (usize, Option<(usize, Result<Vec<u8>, Abort>)>);
 
 /// A partition thread.
 struct Worker {
@@ -212,10 +240,10 @@ struct BatchRun {
     entries: Vec<Pending>,
     /// Entries handed out so far (a prefix of `entries`).
     emitted: usize,
-    /// Transactions queued on, and results received from, the partition
-    /// threads.
-    queued: u64,
-    received: u64,
+    /// Work queued on, and finished by, each thread (index 0, the
+    /// dispatcher, stays 0).
+    queued: Vec<u64>,
+    finished: Vec<u64>,
     /// Sequence numbers whose outcome a later duplicate in this batch
     /// needs, and those outcomes once known.
     wanted: BTreeSet<u64>,
@@ -236,9 +264,11 @@ pub struct Executor {
     chain_hash: u128,
     config: EngineConfig,
     slots: Arc<[Slot]>,
-    /// Partition threads; empty when everything runs on the dispatcher.
+    /// Executor threads, the dispatcher included.
+    partitions: usize,
+    /// Partition threads 1 to N-1, at index `thread - 1`.
     workers: Vec<Worker>,
-    done: Receiver<TaskDone>,
+    done: Receiver<WorkDone>,
 }
 
 impl Executor {
@@ -273,13 +303,9 @@ impl Executor {
             })
             .collect();
         let (done_tx, done) = crossbeam_channel::unbounded();
-        let workers = if partitions == 1 {
-            Vec::new()
-        } else {
-            (0..partitions)
-                .map(|id| spawn_worker(id, slots.clone(), config.tx_fuel_max, done_tx.clone()))
-                .collect()
-        };
+        let workers = (1..partitions)
+            .map(|thread| spawn_worker(thread, slots.clone(), config.tx_fuel_max, done_tx.clone()))
+            .collect();
         Executor {
             planner: Sandbox::new(engine, config.clone()),
             compiler,
@@ -290,6 +316,7 @@ impl Executor {
             chain_hash: 0,
             config,
             slots,
+            partitions,
             workers,
             done,
         }
@@ -303,7 +330,7 @@ impl Executor {
 
     /// The number of executor threads.
     pub fn partitions(&self) -> usize {
-        self.workers.len().max(1)
+        self.partitions
     }
 
     pub fn status(&self) -> EngineStatus {
@@ -400,8 +427,8 @@ impl Executor {
             first_seq: batch.first_seq,
             entries: Vec::with_capacity(batch.entries.len()),
             emitted: 0,
-            queued: 0,
-            received: 0,
+            queued: vec![0; self.partitions],
+            finished: vec![0; self.partitions],
             wanted: BTreeSet::new(),
             kept: BTreeMap::new(),
             digest: Xxh3::new(),
@@ -413,7 +440,7 @@ impl Executor {
             self.collect(&mut run);
             self.emit_ready(&mut run, batch, &mut each);
         }
-        self.drain(&mut run);
+        self.drain(&mut run, u64::MAX);
         self.emit_ready(&mut run, batch, &mut each);
         assert_eq!(run.emitted, batch.entries.len(), "every outcome is known");
         self.position = batch.last_seq();
@@ -466,7 +493,7 @@ impl Executor {
             Entry::Deploy(deploy) => {
                 // A deploy changes what every slot runs: nothing else may
                 // be running.
-                self.drain(run);
+                self.drain(run, u64::MAX);
                 let outcome = self.deploy(deploy);
                 return Pending::Done { outcome, ran: true };
             }
@@ -481,10 +508,19 @@ impl Executor {
                 };
             }
         };
-        if !self.workers.is_empty() {
-            self.queue(run, index, seq, now_ms, invocation, prepared);
+        let threads = prepared
+            .slots
+            .iter()
+            .fold(0u64, |mask, slot| {
+                mask | 1 << thread_of_slot(slot, self.partitions)
+            });
+        if threads & 1 == 0 {
+            self.queue(run, threads, index, seq, now_ms, invocation, prepared);
             return Pending::Running;
         }
+        // Thread 0's slots are among them: run it here, once the other
+        // threads it needs have caught up.
+        self.drain(run, threads);
         let call = Call {
             procedure: prepared.route.procedure,
             export: Export::Procedure,
@@ -501,22 +537,19 @@ impl Executor {
         Pending::Done { outcome, ran: true }
     }
 
-    /// Queues a transaction on the thread that owns its slots, or a
-    /// meeting on every thread that owns one of them.
+    /// Queues a transaction on the partition thread that owns its slots,
+    /// or a meeting on every partition thread in `threads`.
+    #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
         run: &mut BatchRun,
+        threads: u64,
         index: usize,
         seq: u64,
         now_ms: u64,
         invocation: &Invocation,
         prepared: Prepared,
     ) {
-        let threads = self.workers.len();
-        let involved = prepared
-            .slots
-            .iter()
-            .fold(0u64, |mask, slot| mask | 1 << (slot % threads));
         let task = Task {
             index,
             seq,
@@ -525,20 +558,20 @@ impl Executor {
             args: invocation.args.clone(),
             prepared,
         };
-        run.queued += 1;
-        let send = |worker: usize, work: Work| {
-            self.workers[worker]
+        let mut send = |thread: usize, work: Work| {
+            run.queued[thread] += 1;
+            self.workers[thread - 1]
                 .tasks
                 .send(work)
                 .expect("partition threads live as long as the executor")
         };
-        if involved.count_ones() == 1 {
-            send(involved.trailing_zeros() as usize, Work::Run(task));
+        if threads.count_ones() == 1 {
+            send(threads.trailing_zeros() as usize, Work::Run(task));
             return;
         }
-        let meeting = Arc::new(Meeting::new(involved.count_ones() as usize, task));
-        for worker in (0..threads).filter(|worker| involved & (1 << worker) != 0) {
-            send(worker, Work::Meet(meeting.clone()));
+        let meeting = Arc::new(Meeting::new(threads.count_ones() as usize, task));
+        for thread in (1..self.partitions).filter(|thread| threads & (1 << thread) != 0) {
+            send(thread, Work::Meet(meeting.clone()));
         }
     }
 
@@ -595,7 +628,7 @@ impl Executor {
 
     /// Takes every result the partition threads have sent, without waiting.
     fn collect(&self, run: &mut BatchRun) {
-        if run.received == run.queued {
+        if run.finished == run.queued {
             return;
         }
         while let Ok(done) = self.done.try_recv() {
@@ -603,14 +636,18 @@ impl Executor {
         }
     }
 
-    /// Waits until the partition threads have run everything queued.
-    fn drain(&self, run: &mut BatchRun) {
-        while run.received < run.queued {
-            let done = self
-                .done
-                .recv()
-                .expect("partition threads live as long as the executor");
-            record_done(run, done);
+    /// Waits until every partition thread in the `threads` mask has
+    /// finished all the work queued on it.
+    fn drain(&self, run: &mut BatchRun, threads: u64) {
+        for thread in 1..self.partitions {
+            if threads & (1 << thread) == 0 {
+                continue;
+            }
+            while run.finished[thread] < run.queued[thread] {
+                let done = recv_spinning(&self.done)
+                    .expect("partition threads live as long as the executor");
+                record_done(run, done);
+            }
         }
     }
 
@@ -720,8 +757,11 @@ impl Drop for Executor {
     }
 }
 
-fn record_done(run: &mut BatchRun, (index, result): TaskDone) {
-    run.received += 1;
+fn record_done(run: &mut BatchRun, (thread, ran): WorkDone) {
+    run.finished[thread] += 1;
+    let Some((index, result)) = ran else {
+        return;
+    };
     let outcome = match result {
         Ok(result) => Outcome::Committed { result },
         Err(abort) => Outcome::Aborted(abort),
@@ -748,17 +788,22 @@ fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<V
         .execute(&prepared.route.module, call, view)
 }
 
-fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<TaskDone>) -> Worker {
+fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<WorkDone>) -> Worker {
     let (tasks, queue) = crossbeam_channel::unbounded::<Work>();
     let thread = std::thread::Builder::new()
         .name(format!("ordo-partition-{id}"))
         .spawn(move || {
-            for work in queue {
+            while let Some(work) = recv_spinning(&queue) {
                 let (task, meeting) = match work {
                     Work::Run(task) => (task, None),
                     Work::Meet(meeting) => match meeting.arrive() {
                         Some(task) => (task, Some(meeting)),
-                        None => continue,
+                        None => {
+                            if done.send((id, None)).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                     },
                 };
                 let call = Call {
@@ -774,7 +819,7 @@ fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<TaskDone>
                 if let Some(meeting) = meeting {
                     meeting.finish();
                 }
-                if done.send((task.index, result)).is_err() {
+                if done.send((id, Some((task.index, result)))).is_err() {
                     return;
                 }
             }

@@ -2,6 +2,8 @@
 //! unit between two distinct accounts of the bank example, with a balance
 //! check; the sum of all balances must not change.
 
+use ordo_engine::partition::thread_of_slot;
+
 use super::{Check, Generator, KeyChooser, Request, SplitMix64, Workload, chunks};
 
 /// Picks transfers uniformly. Seeded, so `ordo quickstart` repeats exactly
@@ -17,6 +19,7 @@ pub struct TransferPicker {
 struct SlotPairs {
     accounts_by_slot: Vec<Vec<u64>>,
     cross_fraction: f64,
+    partitions: usize,
 }
 
 /// The raw key of account `id` of the bank example: its table `acct`, the
@@ -41,14 +44,19 @@ impl TransferPicker {
 
     /// Transfers between two accounts in the same engine slot, so a
     /// transaction runs on one partition thread whatever their number;
-    /// except a `cross_fraction` of them, whose accounts are in slots of
-    /// different parity, so they span two threads whenever the number of
-    /// partitions is even. For measuring partitioned execution.
+    /// except a `cross_fraction` of them, whose accounts are in slots that
+    /// different threads own when there are `partitions` threads. For
+    /// measuring partitioned execution.
     ///
     /// # Panics
     /// If some slot holds fewer than two accounts (use more accounts), or
     /// `cross_fraction` is not within `0..=1`.
-    pub fn by_slot(seed: u64, accounts: u64, cross_fraction: f64) -> TransferPicker {
+    pub fn by_slot(
+        seed: u64,
+        accounts: u64,
+        cross_fraction: f64,
+        partitions: usize,
+    ) -> TransferPicker {
         assert!((0.0..=1.0).contains(&cross_fraction));
         let mut accounts_by_slot = vec![Vec::new(); ordo_engine::SLOTS];
         for id in 0..accounts {
@@ -62,6 +70,7 @@ impl TransferPicker {
             slots: Some(SlotPairs {
                 accounts_by_slot,
                 cross_fraction,
+                partitions,
             }),
             ..TransferPicker::new(seed, accounts)
         }
@@ -79,9 +88,11 @@ impl TransferPicker {
             let from_slot = rng.below(slot_count) as usize;
             let from = pick(rng, from_slot);
             if rng.unit() < slots.cross_fraction {
-                // A slot of the other parity.
-                let to_slot =
-                    (from_slot + 1 + 2 * rng.below(slot_count / 2) as usize) % ordo_engine::SLOTS;
+                let thread = |slot| thread_of_slot(slot, slots.partitions);
+                let elsewhere: Vec<usize> = (0..ordo_engine::SLOTS)
+                    .filter(|&slot| thread(slot) != thread(from_slot))
+                    .collect();
+                let to_slot = elsewhere[rng.below(elsewhere.len() as u64) as usize];
                 return (from, pick(rng, to_slot));
             }
             loop {
@@ -185,13 +196,13 @@ mod tests {
     fn slot_pairs_share_a_slot_except_the_cross_fraction() {
         use ordo_engine::partition::slot_of_key;
         let slot = |id| slot_of_key(&bank_account_key(id));
-        let mut picker = TransferPicker::by_slot(3, 1_000, 0.25);
+        let mut picker = TransferPicker::by_slot(3, 1_000, 0.25, 2);
         let mut cross = 0;
         for _ in 0..4_000 {
             let (from, to) = picker.next_pair();
             assert!(from < 1_000 && to < 1_000 && from != to);
             if slot(from) != slot(to) {
-                assert_ne!(slot(from) % 2, slot(to) % 2, "cross pairs differ in parity");
+                assert_ne!(thread_of_slot(slot(from), 2), thread_of_slot(slot(to), 2));
                 cross += 1;
             }
         }
