@@ -27,7 +27,13 @@ const EXECUTOR_BATCH_ENTRIES: usize = 4_096;
 
 fn durable_node(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::open(NodeConfig::new(dir.path())).unwrap();
+    // Random transfers cross partitions half the time, so one executor
+    // thread is fastest for them (benches/partitions.rs measures more).
+    let node = Node::open(NodeConfig {
+        partitions: 1,
+        ..NodeConfig::new(dir.path())
+    })
+    .unwrap();
     node.deploy("bank", ordo::modules::BANK).unwrap();
     for first in (0..ACCOUNTS).step_by(10_000) {
         node.call::<_, ()>("open_many", &(first, 10_000u64, BALANCE))

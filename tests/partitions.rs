@@ -306,3 +306,49 @@ fn a_node_restarted_with_another_number_of_partitions_replays_to_the_same_state(
     .err()
     .expect("17 partitions are more than there are slots");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The engine reads bare-parameter declarations from the arguments
+    /// itself. Whatever it reads must be the partition of the key the
+    /// procedure then touches, for postcard and JSON arguments alike: a
+    /// wrong reading would abort these calls as undeclared.
+    #[test]
+    fn declarations_read_by_the_host_match_the_keys_touched(
+        ids in proptest::collection::vec(any::<u64>(), 1..8),
+        names in proptest::collection::vec("[a-z\u{0}\u{e9}\u{1F600}]{0,6}", 1..8),
+    ) {
+        let compiler = Executor::compiler(&EngineConfig::default());
+        let mut entries = vec![
+            Entry::Deploy(Deploy { client_id: CLIENT, request_id: 1, name: "hostile".into(), wasm: ordo::modules::HOSTILE.to_vec() }),
+            Entry::Deploy(Deploy { client_id: CLIENT, request_id: 2, name: "kv".into(), wasm: ordo::modules::KV.to_vec() }),
+        ];
+        let mut next_id = 3;
+        let json = |procedure: &str, args: serde_json::Value, next_id: &mut u64| {
+            *next_id += 1;
+            Entry::Invoke(Invocation {
+                client_id: CLIENT,
+                request_id: *next_id - 1,
+                acked_below: 0,
+                procedure: procedure.to_string(),
+                encoding: ArgsEncoding::Json,
+                args: serde_json::to_vec(&args).unwrap(),
+            })
+        };
+        for id in &ids {
+            entries.push(invoke(next_id, "undeclared_write", postcard(&(*id, *id))));
+            next_id += 1;
+            entries.push(json("undeclared_write", serde_json::json!({"declared": id, "other": id}), &mut next_id));
+        }
+        for name in &names {
+            entries.push(invoke(next_id, "put", postcard(&(name.clone(), 7i64))));
+            next_id += 1;
+            entries.push(json("incr", serde_json::json!({"key": name, "by": 1}), &mut next_id));
+        }
+        let (outcomes, _) = execute(&compiler, &entries, &[], 2);
+        for tx in &outcomes[2..] {
+            prop_assert!(tx.outcome.is_committed(), "{:?}", tx);
+        }
+    }
+}

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
@@ -508,12 +508,9 @@ impl Executor {
                 };
             }
         };
-        let threads = prepared
-            .slots
-            .iter()
-            .fold(0u64, |mask, slot| {
-                mask | 1 << thread_of_slot(slot, self.partitions)
-            });
+        let threads = prepared.slots.iter().fold(0u64, |mask, slot| {
+            mask | 1 << thread_of_slot(slot, self.partitions)
+        });
         if threads & 1 == 0 {
             self.queue(run, threads, index, seq, now_ms, invocation, prepared);
             return Pending::Running;
@@ -601,7 +598,19 @@ impl Executor {
                 ),
             ));
         };
-        let declared = if route.module.compiled.procedures[route.procedure].declares_partitions {
+        let compiled = &route.module.compiled;
+        let fast = compiled.fast_declarations[route.procedure]
+            .as_ref()
+            .and_then(|fast| {
+                fast.evaluate(
+                    &invocation.args,
+                    invocation.encoding == ArgsEncoding::Json,
+                    self.config.key_bytes_max,
+                )
+            });
+        let declared = if let Some(declared) = fast {
+            declared
+        } else if compiled.procedures[route.procedure].declares_partitions {
             let call = Call {
                 procedure: route.procedure,
                 export: Export::Declaration,

@@ -16,6 +16,7 @@ use wasmtime::wasmparser::{Parser, Payload};
 use wasmtime::{ExternType, FuncType, ValType};
 
 use crate::config::EngineConfig;
+use crate::partition::FastDeclaration;
 
 pub const MODULE_NAME_BYTES_MAX: usize = 64;
 pub const PROCEDURE_NAME_BYTES_MAX: usize = 64;
@@ -55,6 +56,10 @@ struct MetadataLine {
     params: Vec<ParamInfo>,
     #[serde(default)]
     read_only: bool,
+    /// The parameters declared as partitions, when every declaration is
+    /// a bare parameter (see `partition::FastDeclaration`).
+    #[serde(default)]
+    partition_params: Option<Vec<usize>>,
 }
 
 /// Why a module cannot be deployed. Messages are deterministic (they are
@@ -121,6 +126,9 @@ pub struct CompiledModule {
     pub wasm: Arc<[u8]>,
     /// Procedures in name order.
     pub procedures: Vec<ProcedureInfo>,
+    /// For each procedure, a declaration the host evaluates itself, if
+    /// the module's metadata allows one.
+    pub(crate) fast_declarations: Vec<Option<FastDeclaration>>,
     pub module: wasmtime::Module,
 }
 
@@ -246,6 +254,21 @@ impl ModuleCompiler {
             }
         };
         let (procedure_names, declarations) = check_imports_and_exports(&module, &self.config)?;
+        let fast_declarations = procedure_names
+            .iter()
+            .map(|procedure| {
+                if declarations.binary_search(procedure).is_err() {
+                    return None;
+                }
+                let described = metadata.iter().find(|line| &line.name == procedure)?;
+                let params: Vec<(String, String)> = described
+                    .params
+                    .iter()
+                    .map(|param| (param.name.clone(), param.ty.clone()))
+                    .collect();
+                FastDeclaration::new(&params, described.partition_params.as_deref()?)
+            })
+            .collect();
         let procedures = procedure_names
             .into_iter()
             .map(|procedure| {
@@ -265,6 +288,7 @@ impl ModuleCompiler {
             sha256,
             wasm: Arc::from(wasm),
             procedures,
+            fast_declarations,
             module,
         })
     }

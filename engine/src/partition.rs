@@ -79,10 +79,14 @@ pub fn slot_of_key(raw: &[u8]) -> usize {
     slot_of_partition(partition_key(raw))
 }
 
+/// Thread 0's share of the slots, relative to another thread's: it also
+/// dispatches every transaction (sessions, declarations, answers).
+/// Measured with `cargo bench --bench partitions` (docs/BENCHMARKS.md).
+const DISPATCHER_SHARE: f64 = 0.8;
+
 /// The executor thread that owns `slot` when there are `partitions`
-/// threads. Thread 0 also dispatches every transaction (sessions,
-/// declarations, answers), so it owns fewer slots than the others: about
-/// 0.6 of a share. Which thread runs a transaction is never observable,
+/// threads. Thread 0 owns fewer slots than the others
+/// ([`DISPATCHER_SHARE`]). Which thread runs a transaction is never observable,
 /// so this only balances the load.
 pub fn thread_of_slot(slot: usize, partitions: usize) -> usize {
     assert!((1..=SLOTS).contains(&partitions) && slot < SLOTS);
@@ -90,8 +94,8 @@ pub fn thread_of_slot(slot: usize, partitions: usize) -> usize {
         return 0;
     }
     // Thread 0 takes the first `first` slots; the rest go round the others.
-    let shares = 0.6 + (partitions - 1) as f64;
-    let first = ((SLOTS as f64 * 0.6 / shares).round() as usize).max(1);
+    let shares = DISPATCHER_SHARE + (partitions - 1) as f64;
+    let first = ((SLOTS as f64 * DISPATCHER_SHARE / shares).round() as usize).max(1);
     if slot < first {
         0
     } else {
@@ -229,6 +233,204 @@ impl Declared {
     }
 }
 
+/// A declaration the host can evaluate itself: every declared partition
+/// is a bare parameter of a simple type (`#[procedure(partitions(from,
+/// to))]` with `from: u64`), so its partition key can be read from the
+/// arguments without calling into the module. This matters: the
+/// declaration runs, on the dispatching thread, before every call.
+///
+/// It must agree with the module's own declaration whenever it answers;
+/// when in doubt (arguments it cannot decode, an oversized key) it answers
+/// `None` and the engine calls the module's declaration, which also
+/// produces the exact abort the module would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FastDeclaration {
+    /// Names and types of the parameters up to the last declared one.
+    params: Vec<(String, SimpleType)>,
+    /// Indices of the declared parameters.
+    declared: Vec<usize>,
+}
+
+/// Parameter types whose encodings the host reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SimpleType {
+    Unsigned(u8),
+    Signed(u8),
+    Bool,
+    Str,
+}
+
+impl SimpleType {
+    fn parse(name: &str) -> Option<SimpleType> {
+        Some(match name {
+            "u8" => SimpleType::Unsigned(1),
+            "u16" => SimpleType::Unsigned(2),
+            "u32" => SimpleType::Unsigned(4),
+            "u64" => SimpleType::Unsigned(8),
+            "i8" => SimpleType::Signed(1),
+            "i16" => SimpleType::Signed(2),
+            "i32" => SimpleType::Signed(4),
+            "i64" => SimpleType::Signed(8),
+            "bool" => SimpleType::Bool,
+            "String" => SimpleType::Str,
+            _ => return None,
+        })
+    }
+}
+
+/// One decoded argument.
+enum Arg<'a> {
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+    Str(&'a [u8]),
+}
+
+impl FastDeclaration {
+    /// `None` unless every parameter up to the last declared one has a
+    /// simple type.
+    pub fn new(params: &[(String, String)], declared: &[usize]) -> Option<FastDeclaration> {
+        let last = *declared.iter().max()?;
+        let params = params
+            .get(..=last)?
+            .iter()
+            .map(|(name, ty)| Some((name.clone(), SimpleType::parse(ty)?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(FastDeclaration {
+            params,
+            declared: declared.to_vec(),
+        })
+    }
+
+    /// The declaration for these arguments, or `None` to ask the module.
+    pub fn evaluate(&self, args: &[u8], json: bool, key_bytes_max: usize) -> Option<Declared> {
+        if json {
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(args).ok()?;
+            let values = self
+                .params
+                .iter()
+                .map(|(name, ty)| json_arg(object.get(name)?, *ty))
+                .collect::<Option<SmallVec<[Arg<'_>; 4]>>>()?;
+            return self.declare(&values, key_bytes_max);
+        }
+        let mut values: SmallVec<[Arg<'_>; 4]> = SmallVec::new();
+        let mut input = args;
+        for (_, ty) in &self.params {
+            values.push(postcard_arg(&mut input, *ty)?);
+        }
+        self.declare(&values, key_bytes_max)
+    }
+
+    fn declare(&self, values: &[Arg<'_>], key_bytes_max: usize) -> Option<Declared> {
+        let mut keys: Vec<(Bytes, u8)> = Vec::with_capacity(self.declared.len());
+        for &index in &self.declared {
+            let (_, ty) = self.params[index];
+            let key = partition_key_of(&values[index], ty);
+            if key.len() > key_bytes_max {
+                return None;
+            }
+            let slot = slot_of_partition(&key) as u8;
+            keys.push((key, slot));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Some(Declared::Partitions(keys))
+    }
+}
+
+/// The partition key of a value used as a table key's first component:
+/// its order-preserving encoding (docs/ABI.md).
+fn partition_key_of(value: &Arg<'_>, ty: SimpleType) -> Bytes {
+    match (value, ty) {
+        (Arg::Unsigned(v), SimpleType::Unsigned(width)) => {
+            Bytes::from_slice(&v.to_be_bytes()[8 - width as usize..])
+        }
+        (Arg::Signed(v), SimpleType::Signed(width)) => {
+            let bits = u32::from(width) * 8;
+            let flipped = (*v as u64 ^ (1u64 << (bits - 1))) & (u64::MAX >> (64 - bits));
+            Bytes::from_slice(&flipped.to_be_bytes()[8 - width as usize..])
+        }
+        (Arg::Bool(v), _) => Bytes::from_slice(&[*v as u8]),
+        (Arg::Str(bytes), _) => {
+            let mut key = Bytes::with_capacity(bytes.len() + 2);
+            for &byte in *bytes {
+                key.push(byte);
+                if byte == 0 {
+                    key.push(0xFF);
+                }
+            }
+            key.extend_from_slice(&[0, 0]);
+            key
+        }
+        _ => unreachable!("values are decoded by their declared type"),
+    }
+}
+
+/// Decodes one postcard value of a simple type from the front of `input`.
+fn postcard_arg<'a>(input: &mut &'a [u8], ty: SimpleType) -> Option<Arg<'a>> {
+    Some(match ty {
+        SimpleType::Unsigned(1) => Arg::Unsigned(u64::from(take_byte(input)?)),
+        SimpleType::Signed(1) => Arg::Signed(i64::from(take_byte(input)? as i8)),
+        SimpleType::Unsigned(width) => Arg::Unsigned(varint(input, width)?),
+        SimpleType::Signed(width) => {
+            let zigzag = varint(input, width)?;
+            Arg::Signed((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+        }
+        SimpleType::Bool => match take_byte(input)? {
+            0 => Arg::Bool(false),
+            1 => Arg::Bool(true),
+            _ => return None,
+        },
+        SimpleType::Str => {
+            // A length is a usize: 32 bits in a wasm32 guest.
+            let len = varint(input, 4)? as usize;
+            let (bytes, rest) = input.split_at_checked(len)?;
+            std::str::from_utf8(bytes).ok()?;
+            *input = rest;
+            Arg::Str(bytes)
+        }
+    })
+}
+
+fn take_byte(input: &mut &[u8]) -> Option<u8> {
+    let (&byte, rest) = input.split_first()?;
+    *input = rest;
+    Some(byte)
+}
+
+/// A LEB128 varint of an integer `width` bytes wide, refusing anything
+/// that does not fit.
+fn varint(input: &mut &[u8], width: u8) -> Option<u64> {
+    let bits = u32::from(width) * 8;
+    let mut value: u128 = 0;
+    for index in 0..bits.div_ceil(7) {
+        let byte = take_byte(input)?;
+        value |= u128::from(byte & 0x7F) << (7 * index);
+        if byte & 0x80 == 0 {
+            return (value >> bits == 0).then_some(value as u64);
+        }
+    }
+    None
+}
+
+fn json_arg(value: &serde_json::Value, ty: SimpleType) -> Option<Arg<'_>> {
+    Some(match ty {
+        SimpleType::Unsigned(width) => {
+            let v = value.as_u64()?;
+            (width == 8 || v >> (u32::from(width) * 8) == 0).then_some(Arg::Unsigned(v))?
+        }
+        SimpleType::Signed(width) => {
+            let v = value.as_i64()?;
+            let bits = u32::from(width) * 8;
+            let fits = bits == 64 || (v >= -(1i64 << (bits - 1)) && v < (1i64 << (bits - 1)));
+            fits.then_some(Arg::Signed(v))?
+        }
+        SimpleType::Bool => Arg::Bool(value.as_bool()?),
+        SimpleType::Str => Arg::Str(value.as_str()?.as_bytes()),
+    })
+}
+
 /// The abort for touching a key outside the declaration. Built from the
 /// key alone, so it reads the same for any number of threads.
 pub(crate) fn undeclared(key: &[u8]) -> Abort {
@@ -357,10 +559,21 @@ mod tests {
             for slot in 0..SLOTS {
                 owned[thread_of_slot(slot, partitions)] += 1;
             }
-            assert!(owned.iter().all(|&count| count >= 1), "{partitions}: {owned:?}");
-            assert!(owned.iter().all(|&count| count >= owned[0]), "{partitions}: {owned:?}");
+            assert!(
+                owned.iter().all(|&count| count >= 1),
+                "{partitions}: {owned:?}"
+            );
+            assert!(
+                owned.iter().all(|&count| count >= owned[0]),
+                "{partitions}: {owned:?}"
+            );
         }
-        assert_eq!((0..SLOTS).filter(|&slot| thread_of_slot(slot, 2) == 0).count(), 6);
+        assert_eq!(
+            (0..SLOTS)
+                .filter(|&slot| thread_of_slot(slot, 2) == 0)
+                .count(),
+            7
+        );
     }
 
     #[test]
@@ -374,7 +587,89 @@ mod tests {
         assert_eq!(SlotSet::ALL.iter().count(), SLOTS);
     }
 
+    fn fast(types: &[&str], declared: &[usize]) -> FastDeclaration {
+        let params: Vec<(String, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(index, ty)| (format!("p{index}"), ty.to_string()))
+            .collect();
+        FastDeclaration::new(&params, declared).expect("simple types")
+    }
+
+    fn keys(declared: Declared) -> Vec<Vec<u8>> {
+        match declared {
+            Declared::Partitions(keys) => keys.into_iter().map(|(key, _)| key.to_vec()).collect(),
+            Declared::All => panic!("a fast declaration is never All"),
+        }
+    }
+
+    #[test]
+    fn fast_declarations_read_postcard_and_json_arguments() {
+        let declaration = fast(&["i32", "String", "u64"], &[2, 1, 0]);
+        let args = postcard::to_stdvec(&(-2i32, "a\0b", 300u64)).unwrap();
+        let expected = vec![
+            vec![0x7F, 0xFF, 0xFF, 0xFE],
+            300u64.to_be_bytes().to_vec(),
+            b"a\0\xffb\0\0".to_vec(),
+        ];
+        let mut sorted = expected.clone();
+        sorted.sort();
+        assert_eq!(
+            keys(declaration.evaluate(&args, false, 64).unwrap()),
+            sorted
+        );
+        let json = br#"{"p0": -2, "p1": "a\u0000b", "p2": 300, "other": [1]}"#;
+        assert_eq!(keys(declaration.evaluate(json, true, 64).unwrap()), sorted);
+        // Too long a key, or undecodable arguments: ask the module.
+        assert!(declaration.evaluate(&args, false, 3).is_none());
+        assert!(declaration.evaluate(&args[..3], false, 64).is_none());
+        assert!(
+            declaration
+                .evaluate(br#"{"p0": 1.5, "p1": "", "p2": 1}"#, true, 64)
+                .is_none()
+        );
+        assert!(
+            declaration
+                .evaluate(br#"{"p0": 1, "p2": 1}"#, true, 64)
+                .is_none()
+        );
+        // Out of range for the type.
+        let big = postcard::to_stdvec(&(u64::MAX,)).unwrap();
+        assert!(fast(&["u32"], &[0]).evaluate(&big, false, 64).is_none());
+        assert_eq!(
+            keys(fast(&["u64"], &[0]).evaluate(&big, false, 64).unwrap()),
+            vec![vec![0xFF; 8]]
+        );
+        // Only simple types up to the last declared parameter.
+        let params = vec![("v".to_string(), "Vec<u64>".to_string())];
+        assert!(FastDeclaration::new(&params, &[0]).is_none());
+        let params = vec![
+            ("a".to_string(), "u8".to_string()),
+            ("rest".to_string(), "Vec<u64>".to_string()),
+        ];
+        assert!(FastDeclaration::new(&params, &[0]).is_some());
+    }
+
     proptest! {
+        /// The host's reading of a postcard integer agrees with postcard.
+        #[test]
+        fn fast_declarations_decode_integers_like_postcard(
+            a in any::<u64>(), b in any::<i64>(), c in any::<u16>(), d in any::<i8>(), e in any::<bool>()
+        ) {
+            let args = postcard::to_stdvec(&(a, b, c, d, e)).unwrap();
+            let declaration = fast(&["u64", "i64", "u16", "i8", "bool"], &[0, 1, 2, 3, 4]);
+            let mut expected = vec![
+                a.to_be_bytes().to_vec(),
+                ((b as u64) ^ (1 << 63)).to_be_bytes().to_vec(),
+                c.to_be_bytes().to_vec(),
+                vec![(d as u8) ^ 0x80],
+                vec![e as u8],
+            ];
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(keys(declaration.evaluate(&args, false, 64).unwrap()), expected);
+        }
+
         /// Any bytes have a partition key, and it is a part of the key.
         #[test]
         fn partition_key_is_total(raw in proptest::collection::vec(any::<u8>(), 0..24)) {

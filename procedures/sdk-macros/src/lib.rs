@@ -291,11 +291,32 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
     });
 
+    // When every declaration is a bare parameter, the host can read the
+    // partition keys from the arguments itself, without calling the
+    // declaration (it still calls it for types it does not decode).
+    let partition_params: Option<Vec<usize>> = options.partitions.as_ref().and_then(|exprs| {
+        exprs
+            .iter()
+            .map(|expr| match expr {
+                Expr::Path(path) if path.qself.is_none() && path.path.segments.len() == 1 => {
+                    let segment = &path.path.segments[0];
+                    if !segment.arguments.is_empty() {
+                        return None;
+                    }
+                    params
+                        .iter()
+                        .position(|param| param.ident.unraw() == segment.ident.unraw())
+                }
+                _ => None,
+            })
+            .collect()
+    });
     let meta = metadata_line(
         &name,
         &params,
         options.read_only,
         options.partitions.is_some(),
+        partition_params.as_deref(),
     );
     let meta_len = meta.len();
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
@@ -409,8 +430,16 @@ fn is_result(ty: &Type) -> bool {
 
 /// The procedure's line in the `ordo.procedures` custom section.
 /// `"partitions":true` is added only for a procedure that declares its
-/// partitions, so undeclared procedures keep the original line.
-fn metadata_line(name: &str, params: &[Param], read_only: bool, partitions: bool) -> String {
+/// partitions, so undeclared procedures keep the original line; and
+/// `"partition_params":[i, ...]` when every declaration is a bare
+/// parameter (by index), which lets the host skip calling the declaration.
+fn metadata_line(
+    name: &str,
+    params: &[Param],
+    read_only: bool,
+    partitions: bool,
+    partition_params: Option<&[usize]>,
+) -> String {
     let mut line = String::new();
     line.push_str("{\"name\":");
     push_json_string(&mut line, name);
@@ -429,6 +458,16 @@ fn metadata_line(name: &str, params: &[Param], read_only: bool, partitions: bool
     line.push_str(if read_only { "true" } else { "false" });
     if partitions {
         line.push_str(",\"partitions\":true");
+    }
+    if let Some(indices) = partition_params {
+        line.push_str(",\"partition_params\":[");
+        for (i, index) in indices.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&index.to_string());
+        }
+        line.push(']');
     }
     line.push_str("}\n");
     line
@@ -567,11 +606,15 @@ mod tests {
             ty: syn::parse_str("u64").unwrap(),
         }];
         assert_eq!(
-            metadata_line("balance", &params, true, true),
+            metadata_line("balance", &params, true, true, None),
             "{\"name\":\"balance\",\"params\":[{\"name\":\"id\",\"type\":\"u64\"}],\"read_only\":true,\"partitions\":true}\n"
         );
         assert_eq!(
-            metadata_line("balance", &params, false, false),
+            metadata_line("balance", &params, true, true, Some(&[0])),
+            "{\"name\":\"balance\",\"params\":[{\"name\":\"id\",\"type\":\"u64\"}],\"read_only\":true,\"partitions\":true,\"partition_params\":[0]}\n"
+        );
+        assert_eq!(
+            metadata_line("balance", &params, false, false, None),
             "{\"name\":\"balance\",\"params\":[{\"name\":\"id\",\"type\":\"u64\"}],\"read_only\":false}\n"
         );
     }
