@@ -121,8 +121,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// Executor threads, 1 to 16 (default: one per core). Changes speed
-    /// only, never a result, so a node may restart with another number.
+    /// Executor threads, 1 to 16 (default: one per two cores). Changes
+    /// speed only, never a result, so a node may restart with another
+    /// number.
     #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions)]
     partitions: usize,
 }
@@ -167,7 +168,7 @@ struct BenchArgs {
     /// The embedded node's data directory (default: a fresh temporary one).
     #[arg(long, conflicts_with = "server")]
     data: Option<PathBuf>,
-    /// The embedded node's executor threads, 1 to 16 (default: one per core).
+    /// The embedded node's executor threads, 1 to 16 (default: one per two cores).
     #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions, conflicts_with = "server")]
     partitions: usize,
     /// How long to measure, e.g. `20s`, `500ms`, `2m` (a bare number is seconds).

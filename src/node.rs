@@ -65,11 +65,15 @@ pub struct NodeConfig {
     pub partitions: usize,
 }
 
-/// The default number of executor threads: one per core, up to the
-/// number of slots the state is split into.
+/// The default number of executor threads: one per two cores (at least
+/// one, at most the number of slots the state is split into).
+///
+/// Not one per core: executor threads spin briefly while they wait for
+/// each other, and the log thread and the network need cores too. On this
+/// project's 2-core machine, two executor threads behind `ordo serve` ran
+/// random transfers at a quarter of one thread's rate (docs/BENCHMARKS.md).
 pub fn default_partitions() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |cores| cores.get())
+    (std::thread::available_parallelism().map_or(1, |cores| cores.get()) / 2)
         .clamp(1, ordo_engine::SLOTS)
 }
 
