@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ordo::workload::TransferPicker;
 use ordo::{ArgsEncoding, Node, NodeConfig};
-use ordo_engine::{EngineConfig, Executor};
-use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+use support::loaded_bank;
+
+mod support;
 
 const ACCOUNTS: u64 = 100_000;
 const BALANCE: i64 = 1_000_000;
@@ -78,37 +79,7 @@ fn durable_node(c: &mut Criterion) {
 }
 
 fn executor_only(c: &mut Criterion) {
-    let config = EngineConfig::default();
-    let mut executor = Executor::new(Executor::compiler(&config), config);
-    let client_id = 42;
-    let mut request_id = 0;
-    let mut next_request = || {
-        request_id += 1;
-        request_id
-    };
-    let mut setup = vec![Entry::Deploy(Deploy {
-        client_id,
-        request_id: next_request(),
-        name: "bank".into(),
-        wasm: ordo::modules::BANK.to_vec(),
-    })];
-    for first in (0..ACCOUNTS).step_by(10_000) {
-        setup.push(Entry::Invoke(Invocation {
-            client_id,
-            request_id: next_request(),
-            acked_below: 0,
-            procedure: "open_many".into(),
-            encoding: ArgsEncoding::Postcard,
-            args: postcard::to_stdvec(&(first, 10_000u64, BALANCE)).unwrap(),
-        }));
-    }
-    let setup_len = setup.len() as u64;
-    executor.execute(&Batch {
-        first_seq: 1,
-        timestamp_ms: 0,
-        entries: setup,
-    });
-    let mut next_seq = setup_len + 1;
+    let (mut executor, mut batches) = loaded_bank(1, ACCOUNTS, BALANCE);
     let mut picker = TransferPicker::new(2, ACCOUNTS);
 
     let mut group = c.benchmark_group("transfer");
@@ -116,28 +87,7 @@ fn executor_only(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("executor_only", |b| {
         b.iter_batched(
-            || {
-                let entries: Vec<Entry> = (0..EXECUTOR_BATCH_ENTRIES)
-                    .map(|_| {
-                        let id = next_request();
-                        Entry::Invoke(Invocation {
-                            client_id,
-                            request_id: id,
-                            acked_below: id,
-                            procedure: "transfer".into(),
-                            encoding: ArgsEncoding::Postcard,
-                            args: picker.transfer_args(1),
-                        })
-                    })
-                    .collect();
-                let batch = Batch {
-                    first_seq: next_seq,
-                    timestamp_ms: 0,
-                    entries,
-                };
-                next_seq += EXECUTOR_BATCH_ENTRIES as u64;
-                batch
-            },
+            || batches.transfer_batch(EXECUTOR_BATCH_ENTRIES, &mut picker),
             |batch| executor.execute(&batch),
             criterion::BatchSize::LargeInput,
         )

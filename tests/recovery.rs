@@ -53,6 +53,10 @@ fn sigkill_during_transfers_loses_no_acknowledged_transfer() {
             "100000000",
             "--inflight",
             "512",
+            // Four executor threads, restarted below with two: neither the
+            // crash nor the repartitioning may lose or change anything.
+            "--partitions",
+            "4",
             "--print-acks",
         ])
         .stdout(Stdio::piped())
@@ -113,7 +117,11 @@ fn sigkill_during_transfers_loses_no_acknowledged_transfer() {
 
     // The restarted node replays to a state where money is conserved, and
     // retrying an acknowledged transfer does not run it again.
-    let node = Node::open(NodeConfig::new(dir.path())).unwrap();
+    let node = Node::open(NodeConfig {
+        partitions: 2,
+        ..NodeConfig::new(dir.path())
+    })
+    .unwrap();
     let max_acked_seq = *acks.values().max().unwrap();
     assert!(node.status().engine.position >= max_acked_seq);
     assert_eq!(total(&node), accounts as i64 * 1_000);
