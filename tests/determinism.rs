@@ -3,36 +3,23 @@
 
 use std::sync::Arc;
 
-use ordo::{ArgsEncoding, Node, NodeConfig, Outcome};
+use common::entries::{self, postcard};
+use ordo::{Node, NodeConfig, Outcome};
 use ordo_engine::{EngineConfig, Executor, ModuleCompiler, TxOutcome};
-use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+use ordo_sequencer::entry::{Batch, Entry};
 use ordo_sequencer::{FileLog, FileLogConfig};
 use proptest::prelude::*;
+
+mod common;
 
 const CLIENT: u128 = 0xC11E47;
 
 fn invoke(request_id: u64, procedure: &str, args: Vec<u8>) -> Entry {
-    Entry::Invoke(Invocation {
-        client_id: CLIENT,
-        request_id,
-        acked_below: 0,
-        procedure: procedure.to_string(),
-        encoding: ArgsEncoding::Postcard,
-        args,
-    })
+    entries::invoke(CLIENT, request_id, procedure, args)
 }
 
 fn deploy(request_id: u64, name: &str, wasm: &[u8]) -> Entry {
-    Entry::Deploy(Deploy {
-        client_id: CLIENT,
-        request_id,
-        name: name.to_string(),
-        wasm: wasm.to_vec(),
-    })
-}
-
-fn postcard<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).unwrap()
+    entries::deploy(CLIENT, request_id, name, wasm)
 }
 
 /// Float inputs whose arithmetic yields NaNs with assorted sign and

@@ -6,27 +6,23 @@
 
 use std::sync::Arc;
 
+use common::entries::{self, postcard};
 use ordo::workload::{KeyChooser, Request, Smallbank, Tpcc, Transfer, Workload};
 use ordo::{AbortKind, ArgsEncoding, Node, NodeConfig, Outcome};
 use ordo_engine::{EngineConfig, EngineStatus, Executor, ModuleCompiler, TxOutcome};
-use ordo_sequencer::entry::{Batch, Deploy, Entry, Invocation};
+use ordo_sequencer::entry::{Batch, Entry, Invocation};
 use proptest::prelude::*;
+
+mod common;
 
 const CLIENT: u128 = 0x9A27;
 
 fn invoke(request_id: u64, procedure: &str, args: Vec<u8>) -> Entry {
-    Entry::Invoke(Invocation {
-        client_id: CLIENT,
-        request_id,
-        acked_below: 0,
-        procedure: procedure.to_string(),
-        encoding: ArgsEncoding::Postcard,
-        args,
-    })
+    entries::invoke(CLIENT, request_id, procedure, args)
 }
 
-fn postcard<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).unwrap()
+fn deploy(request_id: u64, name: &str, wasm: &[u8]) -> Entry {
+    entries::deploy(CLIENT, request_id, name, wasm)
 }
 
 /// Deploys `workload`'s modules (and the hostile module), loads its data,
@@ -40,12 +36,7 @@ fn entries_for(workload: &dyn Workload, seed: u64, requests: usize) -> Vec<Entry
         .into_iter()
         .chain([("hostile", ordo::modules::HOSTILE)])
     {
-        entries.push(Entry::Deploy(Deploy {
-            client_id: CLIENT,
-            request_id: next_id,
-            name: name.to_string(),
-            wasm: wasm.to_vec(),
-        }));
+        entries.push(deploy(next_id, name, wasm));
         next_id += 1;
     }
     for Request { procedure, args } in workload.load() {
@@ -157,12 +148,7 @@ fn abort_of(tx: &TxOutcome) -> (AbortKind, &str) {
 fn touching_an_undeclared_partition_aborts_the_same_on_every_n() {
     let compiler = Executor::compiler(&EngineConfig::default());
     let entries = vec![
-        Entry::Deploy(Deploy {
-            client_id: CLIENT,
-            request_id: 1,
-            name: "hostile".into(),
-            wasm: ordo::modules::HOSTILE.to_vec(),
-        }),
+        deploy(1, "hostile", ordo::modules::HOSTILE),
         // Declares 1, writes 1 then 2: aborts at the write of 2.
         invoke(2, "undeclared_write", postcard(&(1u64, 2u64))),
         // Declares and writes only 3: commits.
@@ -321,8 +307,8 @@ proptest! {
     ) {
         let compiler = Executor::compiler(&EngineConfig::default());
         let mut entries = vec![
-            Entry::Deploy(Deploy { client_id: CLIENT, request_id: 1, name: "hostile".into(), wasm: ordo::modules::HOSTILE.to_vec() }),
-            Entry::Deploy(Deploy { client_id: CLIENT, request_id: 2, name: "kv".into(), wasm: ordo::modules::KV.to_vec() }),
+            deploy(1, "hostile", ordo::modules::HOSTILE),
+            deploy(2, "kv", ordo::modules::KV),
         ];
         let mut next_id = 3;
         let json = |procedure: &str, args: serde_json::Value, next_id: &mut u64| {

@@ -49,7 +49,8 @@ use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{
-    Call, Export, LoadedModule, Sandbox, StateView, opens_instance_epoch, wasmtime_engine,
+    Call, Export, HostLinker, LoadedModule, Sandbox, StateView, opens_instance_epoch,
+    wasmtime_engine,
 };
 use crate::sessions::{Check, Sessions};
 use crate::state::StateStore;
@@ -168,17 +169,8 @@ impl Meeting {
 
     /// Spins for as long as a transaction usually takes, then sleeps.
     fn wait_until_finished(&self) {
-        let started = std::time::Instant::now();
-        loop {
-            for _ in 0..64 {
-                if self.finished.load(Ordering::Acquire) {
-                    return;
-                }
-                std::hint::spin_loop();
-            }
-            if started.elapsed() > SPIN {
-                break;
-            }
+        if spin(|| self.finished.load(Ordering::Acquire).then_some(())).is_some() {
+            return;
         }
         let mut guard = self.lock.lock();
         while !self.finished.load(Ordering::Acquire) {
@@ -193,22 +185,31 @@ impl Meeting {
 /// one thread wait for another every time.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Receives from `channel`, spinning for up to [`SPIN`] before blocking.
-/// `None` once the channel is closed and empty.
-fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
+/// Calls `attempt` until it gives `Some`, for up to [`SPIN`].
+fn spin<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     let started = std::time::Instant::now();
     loop {
         for _ in 0..64 {
-            match channel.try_recv() {
-                Ok(value) => return Some(value),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            if let Some(value) = attempt() {
+                return Some(value);
             }
+            std::hint::spin_loop();
         }
         if started.elapsed() > SPIN {
-            return channel.recv().ok();
+            return None;
         }
     }
+}
+
+/// Receives from `channel`, spinning for up to [`SPIN`] before blocking.
+/// `None` once the channel is closed and empty.
+fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
+    let received = spin(|| match channel.try_recv() {
+        Ok(value) => Some(Some(value)),
+        Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
+        Err(crossbeam_channel::TryRecvError::Empty) => None,
+    });
+    received.unwrap_or_else(|| channel.recv().ok())
 }
 
 /// What a partition thread sends back after each piece of work: its
@@ -219,7 +220,7 @@ type WorkDone = (usize, Option<(usize, Result<Vec<u8>, Abort>)>);
 /// A partition thread.
 struct Worker {
     tasks: Sender<Work>,
-    thread: Option<JoinHandle<()>>,
+    thread: JoinHandle<()>,
 }
 
 /// An entry of the batch being executed, until its outcome is handed out.
@@ -254,6 +255,7 @@ struct BatchRun {
 pub struct Executor {
     /// Runs partition declarations; its instances see no state.
     planner: Sandbox,
+    linker: HostLinker,
     compiler: Arc<ModuleCompiler>,
     /// Deployed modules by name.
     modules: BTreeMap<String, Arc<LoadedModule>>,
@@ -307,6 +309,7 @@ impl Executor {
             .map(|thread| spawn_worker(thread, slots.clone(), config.tx_fuel_max, done_tx.clone()))
             .collect();
         Executor {
+            linker: HostLinker::new(&engine),
             planner: Sandbox::new(engine, config.clone()),
             compiler,
             modules: BTreeMap::new(),
@@ -353,24 +356,6 @@ impl Executor {
                 keys + store.len() as u64,
             )
         })
-    }
-
-    /// Every entry of the state, in key order. For tests and tools: it
-    /// copies the whole state.
-    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut all: Vec<(Vec<u8>, Vec<u8>)> = self
-            .slots
-            .iter()
-            .flat_map(|slot| {
-                let store = slot.store.lock();
-                store
-                    .iter()
-                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort_unstable();
-        all
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -512,7 +497,15 @@ impl Executor {
             mask | 1 << thread_of_slot(slot, self.partitions)
         });
         if threads & 1 == 0 {
-            self.queue(run, threads, index, seq, now_ms, invocation, prepared);
+            let task = Task {
+                index,
+                seq,
+                now_ms,
+                encoding: invocation.encoding.abi_code(),
+                args: invocation.args.clone(),
+                prepared,
+            };
+            self.queue(run, threads, task);
             return Pending::Running;
         }
         // Thread 0's slots are among them: run it here, once the other
@@ -527,34 +520,13 @@ impl Executor {
             now_ms,
             fuel: self.config.tx_fuel_max,
         };
-        let outcome = match run_in_slots(&self.slots, prepared, &call) {
-            Ok(result) => Outcome::Committed { result },
-            Err(abort) => Outcome::Aborted(abort),
-        };
+        let outcome = outcome_of(run_in_slots(&self.slots, prepared, &call));
         Pending::Done { outcome, ran: true }
     }
 
     /// Queues a transaction on the partition thread that owns its slots,
     /// or a meeting on every partition thread in `threads`.
-    #[allow(clippy::too_many_arguments)]
-    fn queue(
-        &mut self,
-        run: &mut BatchRun,
-        threads: u64,
-        index: usize,
-        seq: u64,
-        now_ms: u64,
-        invocation: &Invocation,
-        prepared: Prepared,
-    ) {
-        let task = Task {
-            index,
-            seq,
-            now_ms,
-            encoding: invocation.encoding.abi_code(),
-            args: invocation.args.clone(),
-            prepared,
-        };
+    fn queue(&mut self, run: &mut BatchRun, threads: u64, task: Task) {
         let mut send = |thread: usize, work: Work| {
             run.queued[thread] += 1;
             self.workers[thread - 1]
@@ -730,7 +702,7 @@ impl Executor {
                 });
             }
         }
-        let loaded = Arc::new(self.planner.load(compiled).map_err(DeployError::Invalid)?);
+        let loaded = Arc::new(self.linker.load(compiled).map_err(DeployError::Invalid)?);
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
                 self.routes.remove(&procedure.name);
@@ -755,13 +727,10 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        for worker in &mut self.workers {
+        for Worker { tasks, thread } in std::mem::take(&mut self.workers) {
             // Closing the queue ends the thread's loop.
-            let (closed, _) = crossbeam_channel::bounded(0);
-            drop(std::mem::replace(&mut worker.tasks, closed));
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
-            }
+            drop(tasks);
+            let _ = thread.join();
         }
     }
 }
@@ -771,11 +740,18 @@ fn record_done(run: &mut BatchRun, (thread, ran): WorkDone) {
     let Some((index, result)) = ran else {
         return;
     };
-    let outcome = match result {
+    run.entries[index] = Pending::Done {
+        outcome: outcome_of(result),
+        ran: true,
+    };
+}
+
+/// The outcome of a transaction that ran: its result, or why it aborted.
+fn outcome_of(result: Result<Vec<u8>, Abort>) -> Outcome {
+    match result {
         Ok(result) => Outcome::Committed { result },
         Err(abort) => Outcome::Aborted(abort),
-    };
-    run.entries[index] = Pending::Done { outcome, ran: true };
+    }
 }
 
 /// Runs a prepared transaction: locks its slots' stores, and calls it in
@@ -834,10 +810,7 @@ fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<WorkDone>
             }
         })
         .expect("spawning a partition thread");
-    Worker {
-        tasks,
-        thread: Some(thread),
-    }
+    Worker { tasks, thread }
 }
 
 fn summary(compiled: &crate::module::CompiledModule) -> ModuleSummary {

@@ -447,11 +447,11 @@ pub(crate) fn undeclared(key: &[u8]) -> Abort {
 /// Keys for messages: hex, cut at 64 bytes.
 fn printable(bytes: &[u8]) -> String {
     const SHOWN_MAX: usize = 64;
-    let shown: SmallVec<[u8; SHOWN_MAX]> = bytes.iter().copied().take(SHOWN_MAX).collect();
-    if bytes.len() > SHOWN_MAX {
-        format!("0x{}… ({} bytes)", hex::encode(&shown), bytes.len())
-    } else {
-        format!("0x{}", hex::encode(&shown))
+    match bytes.get(..SHOWN_MAX) {
+        Some(shown) if bytes.len() > SHOWN_MAX => {
+            format!("0x{}… ({} bytes)", hex::encode(shown), bytes.len())
+        }
+        _ => format!("0x{}", hex::encode(bytes)),
     }
 }
 

@@ -247,10 +247,7 @@ impl StateView {
     /// The store `key` lives in, if the call may touch it.
     fn store_index(&self, key: &[u8]) -> wasmtime::Result<usize> {
         let Some(declared) = &self.declared else {
-            return Err(host_abort(
-                AbortKind::Trap,
-                "a partition declaration read or wrote the store; a declaration may only look at the procedure's arguments",
-            ));
+            return Err(declaration_touched_store());
         };
         let Some(slot) = declared.slot_if_allowed(partition_key(key)) else {
             return Err(wasmtime::Error::new(HostAbort(undeclared(key))));
@@ -277,10 +274,7 @@ impl StateView {
         end: Option<&[u8]>,
     ) -> wasmtime::Result<impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
         let Some(declared) = &self.declared else {
-            return Err(host_abort(
-                AbortKind::Trap,
-                "a partition declaration scanned the store; a declaration may only look at the procedure's arguments",
-            ));
+            return Err(declaration_touched_store());
         };
         let sources = self
             .stores
@@ -291,6 +285,14 @@ impl StateView {
             matches!(declared, Declared::All) || declared.allows(partition_key(key))
         }))
     }
+}
+
+/// The abort for a partition declaration that reads, writes or scans.
+fn declaration_touched_store() -> wasmtime::Error {
+    host_abort(
+        AbortKind::Trap,
+        "a partition declaration touched the store; a declaration may only look at the procedure's arguments",
+    )
 }
 
 /// A merge of per-slot ranges. Every key lives in exactly one slot, so
@@ -644,10 +646,32 @@ struct LiveInstance {
     declarations: Vec<Option<TypedFunc<(i32, i32), i32>>>,
 }
 
-/// A module ready to be instantiated quickly (imports pre-resolved).
+/// A module ready to be instantiated quickly (imports pre-resolved), in
+/// any sandbox of the same wasmtime engine.
 pub(crate) struct LoadedModule {
     pub compiled: CompiledModule,
     pre: InstancePre<HostCtx>,
+}
+
+/// ordo's host functions, to resolve modules' imports against. One per
+/// engine is enough: every sandbox instantiates through the result.
+pub(crate) struct HostLinker(Linker<HostCtx>);
+
+impl HostLinker {
+    pub fn new(engine: &Engine) -> HostLinker {
+        let mut linker = Linker::new(engine);
+        define_host_functions(&mut linker)
+            .expect("host functions are defined once, without clashes");
+        HostLinker(linker)
+    }
+
+    pub fn load(&self, compiled: CompiledModule) -> Result<LoadedModule, String> {
+        let pre = self
+            .0
+            .instantiate_pre(&compiled.module)
+            .map_err(|err| err.to_string())?;
+        Ok(LoadedModule { compiled, pre })
+    }
 }
 
 /// Which export of a procedure a call runs.
@@ -677,7 +701,6 @@ pub(crate) struct Call<'a> {
 /// the [`StateView`] they are given.
 pub(crate) struct Sandbox {
     engine: Engine,
-    linker: Linker<HostCtx>,
     store: Store<HostCtx>,
     config: EngineConfig,
     /// Instances alive in `store`, by module name.
@@ -686,13 +709,9 @@ pub(crate) struct Sandbox {
 
 impl Sandbox {
     pub fn new(engine: Engine, config: EngineConfig) -> Sandbox {
-        let mut linker = Linker::new(&engine);
-        define_host_functions(&mut linker)
-            .expect("host functions are defined once, without clashes");
         let store = Self::new_store(&engine, &config);
         Sandbox {
             engine,
-            linker,
             store,
             config,
             instances: LookupMap::default(),
@@ -712,14 +731,6 @@ impl Sandbox {
         let mut store = Store::new(engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         store
-    }
-
-    pub fn load(&self, compiled: CompiledModule) -> Result<LoadedModule, String> {
-        let pre = self
-            .linker
-            .instantiate_pre(&compiled.module)
-            .map_err(|err| err.to_string())?;
-        Ok(LoadedModule { compiled, pre })
     }
 
     /// Drops every instance (and the store that holds them). Called at

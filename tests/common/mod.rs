@@ -92,3 +92,34 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Log entries, for tests that drive the executor directly.
+pub mod entries {
+    use ordo::ArgsEncoding;
+    use ordo_sequencer::entry::{Deploy, Entry, Invocation};
+
+    /// A postcard call of `procedure` by `client_id`, never acknowledged.
+    pub fn invoke(client_id: u128, request_id: u64, procedure: &str, args: Vec<u8>) -> Entry {
+        Entry::Invoke(Invocation {
+            client_id,
+            request_id,
+            acked_below: 0,
+            procedure: procedure.to_string(),
+            encoding: ArgsEncoding::Postcard,
+            args,
+        })
+    }
+
+    pub fn deploy(client_id: u128, request_id: u64, name: &str, wasm: &[u8]) -> Entry {
+        Entry::Deploy(Deploy {
+            client_id,
+            request_id,
+            name: name.to_string(),
+            wasm: wasm.to_vec(),
+        })
+    }
+
+    pub fn postcard<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        postcard::to_stdvec(value).unwrap()
+    }
+}
