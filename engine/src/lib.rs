@@ -3,10 +3,12 @@
 //! The [`Executor`] takes batches from the log, in order, and runs each
 //! entry: deploys are checked and compiled ([`module`]), invocations run a
 //! WebAssembly procedure in a sandbox configured for determinism
-//! ([`sandbox`]) against the [`StateStore`]. Writes are buffered and
-//! applied only if the procedure commits. The engine does no I/O: its only
-//! input is the log, so every replica that executes the same log reaches
-//! the same state, outcomes and hashes.
+//! ([`sandbox`]) against the state, split by partition key into [`SLOTS`]
+//! slots ([`partition`]) that up to 16 threads execute in parallel. Writes
+//! are buffered and applied only if the procedure commits. The engine does
+//! no I/O: its only input is the log, so every replica that executes the
+//! same log reaches the same state, outcomes and hashes, whatever its
+//! number of threads.
 //!
 //! ```
 //! use ordo_engine::{EngineConfig, Executor};

@@ -86,7 +86,7 @@ const DISPATCHER_SHARE: f64 = 0.8;
 
 /// The executor thread that owns `slot` when there are `partitions`
 /// threads. Thread 0 owns fewer slots than the others
-/// ([`DISPATCHER_SHARE`]). Which thread runs a transaction is never observable,
+/// (`DISPATCHER_SHARE`). Which thread runs a transaction is never observable,
 /// so this only balances the load.
 pub fn thread_of_slot(slot: usize, partitions: usize) -> usize {
     assert!((1..=SLOTS).contains(&partitions) && slot < SLOTS);

@@ -19,7 +19,7 @@
 //! a transaction runs in the sandbox of the lowest slot it declared. So an
 //! instance serves the same transactions, in the same order, whatever the
 //! number of executor threads. A transaction reaches the state through a
-//! [`StateView`]: the locked stores of its slots and what it declared.
+//! `StateView`: the locked stores of its slots and what it declared.
 
 use crate::LookupMap;
 
