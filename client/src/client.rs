@@ -1,5 +1,6 @@
-//! The async client: one TCP connection to `ordo serve`, pipelined, with
-//! reconnect-and-resend for exactly-once.
+//! The async client: one TCP connection to `ordo serve` (or to the leader
+//! of an ordo cluster), pipelined, with reconnect-and-resend for
+//! exactly-once.
 //!
 //! A [`Client`] owns one connection, driven by background tasks: a writer
 //! fed by a channel of encoded frames, a reader that matches each
@@ -16,6 +17,48 @@
 //! of running it twice. Only if reconnecting fails does a caller see
 //! [`ClientError::ConnectionLost`], and then the outcome is unknown.
 //!
+//! # Clusters
+//!
+//! [`ClientConfig::addr`] may list several servers, `"A,B,C"` (or build
+//! the configuration with [`ClientConfig::cluster`]). [`Client::connect`]
+//! tries them in order and keeps the first that accepts the handshake.
+//! Calls and deploys must reach the leader: a follower answers them with
+//! [`ResponseBody::NotLeader`] and does not run them. The client then
+//! moves its whole connection, never failing the request:
+//!
+//! - `NotLeader { leader: Some(addr) }`: reconnect to `addr` (even if it
+//!   is not in the list), at once the first time.
+//! - `NotLeader { leader: None }` (an election is in progress): wait
+//!   briefly (50 ms, doubling up to 500 ms while no answer comes) and try
+//!   the next server in the list.
+//! - The connection is lost: try the next server in the list, with the
+//!   same backoff once attempts fail.
+//!
+//! Every move resends every request still waiting, with the same client
+//! id and request ids (the path a lost connection takes), so the
+//! replicated exactly-once table answers a retry with its original
+//! outcome. A request is always either answered or failed: with
+//! [`ClientError::Timeout`] after [`ClientConfig::request_timeout`], or with
+//! [`ClientError::ConnectionLost`] once [`ClientConfig::reconnect_attempts`]
+//! connection attempts in a row have failed.
+//!
+//! Reads choose their [`ReadConsistency`] ([`Client::read`]):
+//! `Linearizable` goes through the log like any call, `Stale` runs on
+//! whichever node the client is connected to, at that node's position.
+//!
+//! ```no_run
+//! use ordo_client::{Client, ReadConsistency};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ordo_client::ClientError> {
+//! let client = Client::connect("10.0.0.1:7878,10.0.0.2:7878,10.0.0.3:7878").await?;
+//! client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+//! let balance = client.read::<_, u64>("balance", &2u64, ReadConsistency::Stale).await?;
+//! println!("account 2 held {} at seq {}", balance.value, balance.position);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The background tasks are spawned on the tokio runtime that runs
 //! [`Client::connect`]; they stop when the last clone of the client is
 //! dropped.
@@ -23,7 +66,7 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,12 +90,14 @@ pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// included.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// Default [`ClientConfig::reconnect_attempts`]. With the backoff (none,
-/// then 50 ms doubling up to 1 s) ten attempts span about 5.5 s plus the
-/// connect timeouts: long enough for a node restart on a small log.
-pub const RECONNECT_ATTEMPTS_DEFAULT: u32 = 10;
+/// then 50 ms doubling up to 500 ms) twenty failed attempts in a row span
+/// about 8 s plus the connect timeouts: long enough for a node restart on
+/// a small log, or for a cluster to elect a new leader (a few seconds)
+/// while the attempts rotate through its servers.
+pub const RECONNECT_ATTEMPTS_DEFAULT: u32 = 20;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const IO_BUFFER_BYTES: usize = 64 << 10;
 
 /// How to reach a server and how patient to be with it.
@@ -76,7 +121,9 @@ const IO_BUFFER_BYTES: usize = 64 << 10;
 /// ```
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// The server's `host:port`.
+    /// The server's `host:port`, or a cluster's servers separated by
+    /// commas (`"A,B,C"`; spaces and empty items are ignored, see
+    /// [`ClientConfig::servers`]).
     pub addr: String,
     /// The client token, sent in the handshake, if the server requires one.
     pub token: Option<String>,
@@ -88,12 +135,15 @@ pub struct ClientConfig {
     /// Limit on the TCP connect plus the handshake, for each attempt.
     pub connect_timeout: Duration,
     /// Limit on one request, from submission to its answer, including any
-    /// reconnects on the way.
+    /// reconnects and moves to the leader on the way.
     pub request_timeout: Duration,
-    /// How many times to try reconnecting, after the connection is lost or
-    /// when a request is made while disconnected, before the waiting
-    /// requests fail with [`ClientError::ConnectionLost`]. 0 never
-    /// reconnects: once its connection is lost, the client is done.
+    /// How many connection attempts in a row may fail, after the
+    /// connection is lost or moves to the leader, or when a request is made
+    /// while disconnected, before the waiting requests fail with
+    /// [`ClientError::ConnectionLost`]. Each attempt tries the next server
+    /// (or the leader a follower named). 0 never reconnects: once its
+    /// connection is lost, the client is done, and a follower's
+    /// `NotLeader` fails the requests with [`ClientError::NotLeader`].
     pub reconnect_attempts: u32,
 }
 
@@ -106,6 +156,13 @@ impl ClientConfig {
     /// let config = ordo_client::ClientConfig::new("127.0.0.1:7878");
     /// assert_eq!(config.reconnect_attempts, ordo_client::RECONNECT_ATTEMPTS_DEFAULT);
     /// ```
+    ///
+    /// `addr` may list a cluster's servers separated by commas:
+    ///
+    /// ```
+    /// let config = ordo_client::ClientConfig::new("10.0.0.1:7878, 10.0.0.2:7878");
+    /// assert_eq!(config.servers(), ["10.0.0.1:7878", "10.0.0.2:7878"]);
+    /// ```
     pub fn new(addr: impl Into<String>) -> ClientConfig {
         ClientConfig {
             addr: addr.into(),
@@ -116,6 +173,45 @@ impl ClientConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             reconnect_attempts: RECONNECT_ATTEMPTS_DEFAULT,
         }
+    }
+
+    /// A configuration for a cluster's servers (each `host:port`), with
+    /// [`ClientConfig::new`]'s defaults; the same as passing them joined
+    /// with commas.
+    ///
+    /// ```
+    /// use ordo_client::ClientConfig;
+    ///
+    /// let config = ClientConfig::cluster(["10.0.0.1:7878", "10.0.0.2:7878", "10.0.0.3:7878"]);
+    /// assert_eq!(config.addr, "10.0.0.1:7878,10.0.0.2:7878,10.0.0.3:7878");
+    /// assert_eq!(config.servers().len(), 3);
+    /// ```
+    pub fn cluster<I, S>(servers: I) -> ClientConfig
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let servers: Vec<String> = servers.into_iter().map(Into::into).collect();
+        ClientConfig::new(servers.join(","))
+    }
+
+    /// The servers [`ClientConfig::addr`] lists, in order: split at commas,
+    /// trimmed, empty items left out. Empty if `addr` names none, which
+    /// [`Client::connect_with`] refuses with [`ClientError::NoServers`].
+    ///
+    /// ```
+    /// use ordo_client::ClientConfig;
+    ///
+    /// assert_eq!(ClientConfig::new("a:1, b:2,").servers(), ["a:1", "b:2"]);
+    /// assert!(ClientConfig::new(" , ").servers().is_empty());
+    /// ```
+    pub fn servers(&self) -> Vec<String> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|server| !server.is_empty())
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -175,6 +271,79 @@ pub struct Called<R> {
     pub seq: u64,
 }
 
+/// How fresh a read must be, for [`Client::read`] and [`Client::read_raw`].
+///
+/// ```no_run
+/// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+/// use ordo_client::ReadConsistency;
+///
+/// // Sees every call committed before it was sent; costs a log entry.
+/// let now = client.read::<_, u64>("balance", &7u64, ReadConsistency::Linearizable).await?;
+/// // Cheap, from the connected node, possibly behind the leader.
+/// let recent = client.read::<_, u64>("balance", &7u64, ReadConsistency::Stale).await?;
+/// println!("{} at seq {}, {} at seq {}", now.value, now.position, recent.value, recent.position);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadConsistency {
+    /// Runs on the node the client is connected to, leader or not, at that
+    /// node's current position, without going through the log
+    /// ([`RequestBody::Read`]). It may miss recent commits (a follower can
+    /// lag the leader, and two stale reads on different nodes may go back
+    /// in time), but it costs no log entry and spreads load over the
+    /// followers. The procedure must be read-only.
+    Stale,
+    /// Goes through the log like a call, so it sees every call committed
+    /// before it was sent; its position is the sequence number it ran at.
+    Linearizable,
+}
+
+/// A read's raw answer, from [`Client::read_raw`].
+///
+/// ```no_run
+/// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+/// use ordo_client::{Encoding, ReadConsistency, ReadOutcome};
+///
+/// let ReadOutcome { position, result } = client
+///     .read_raw("balance", Encoding::Json, br#"{"id": 7}"#.to_vec(), ReadConsistency::Stale)
+///     .await?;
+/// println!("as of seq {position}: {}", String::from_utf8_lossy(&result));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The sequence number the read saw the state at: the answering node's
+    /// position for a stale read, the read's own `seq` for a linearizable
+    /// one.
+    pub position: u64,
+    /// The procedure's result, in the request's encoding.
+    pub result: Vec<u8>,
+}
+
+/// A read's decoded answer, from [`Client::read`].
+///
+/// ```no_run
+/// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+/// use ordo_client::{ReadConsistency, ReadValue};
+///
+/// let ReadValue { value, position } = client
+///     .read::<u64, u64>("balance", &7, ReadConsistency::Stale)
+///     .await?;
+/// println!("account 7 held {value} at seq {position}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadValue<R> {
+    /// The procedure's result.
+    pub value: R,
+    /// The sequence number the read saw the state at (see
+    /// [`ReadOutcome::position`]).
+    pub position: u64,
+}
+
 /// A successful deploy, from [`Client::deploy`].
 ///
 /// ```no_run
@@ -229,6 +398,29 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// [`ClientConfig::addr`] names no server (see [`ClientConfig::servers`]).
+    #[error(
+        "no server address in {addr:?}; give `host:port`, or a cluster's servers separated by commas"
+    )]
+    NoServers { addr: String },
+    /// [`ClientConfig::addr`] lists several servers and none accepted the
+    /// connection; `last` is the last server's error. (With one server,
+    /// connecting fails with that server's error itself.)
+    #[error("cannot connect to any of {}; the last one failed with: {last}", .tried.join(", "))]
+    NoServerReachable {
+        /// Every server tried, in order.
+        tried: Vec<String>,
+        #[source]
+        last: Box<ClientError>,
+    },
+    /// A follower answered `NotLeader` and [`ClientConfig::reconnect_attempts`]
+    /// is 0, so the client did not move to the leader. The request was not
+    /// run on that node.
+    #[error(
+        "the server is not the cluster's leader ({}) and did not run the request; connect to the leader, or allow reconnects (ClientConfig::reconnect_attempts) so the client follows it",
+        leader_note(.leader)
+    )]
+    NotLeader { leader: Option<String> },
     /// The server answered the handshake with something other than a
     /// protocol-v1 welcome, or hung up during it.
     #[error(
@@ -284,10 +476,11 @@ pub enum ClientError {
     /// The typed arguments could not be encoded with postcard.
     #[error("cannot encode the arguments: {0}; pass a type postcard can serialize")]
     Encode(String),
-    /// The call committed, but its result does not decode as the type (or,
-    /// for JSON, the UTF-8) asked for.
+    /// The call committed (or the read ran), but its result does not
+    /// decode as the type (or, for JSON, the UTF-8) asked for. `seq` is the
+    /// call's sequence number, or the position a stale read ran at.
     #[error(
-        "`{procedure}` committed at seq {seq} but its result does not decode: {message}; ask for the result type the procedure returns"
+        "`{procedure}` ran at seq {seq} but its result does not decode: {message}; ask for the result type the procedure returns"
     )]
     Decode {
         procedure: String,
@@ -336,6 +529,13 @@ fn refusal_hint(reason: &RefusalReason) -> &'static str {
         }
         RefusalReason::Unauthorized => "set the client token the server expects",
         RefusalReason::TooManyConnections => "retry later, or raise the server's connection limit",
+    }
+}
+
+fn leader_note(leader: &Option<String>) -> String {
+    match leader {
+        Some(leader) => format!("the leader is at {leader}"),
+        None => "no leader is known: an election is in progress".to_string(),
     }
 }
 
@@ -409,6 +609,10 @@ impl Client {
     /// Connects with `config` and performs the handshake. The first
     /// connection is not retried: a refused connection is
     /// [`ClientError::Connect`], a refused token [`ClientError::Unauthorized`].
+    /// With several servers listed, each is tried once, in order, and the
+    /// first to accept the handshake is kept (leader or not: the first call
+    /// finds the leader); if none does, the error is
+    /// [`ClientError::NoServerReachable`].
     ///
     /// ```no_run
     /// use ordo_client::{Client, ClientConfig};
@@ -422,8 +626,37 @@ impl Client {
     /// # }
     /// ```
     pub async fn connect_with(config: ClientConfig) -> Result<Client, ClientError> {
+        let servers = config.servers();
+        if servers.is_empty() {
+            return Err(ClientError::NoServers {
+                addr: config.addr.clone(),
+            });
+        }
         let client_id = fresh_client_id();
-        let stream = open(&config, client_id).await?;
+        let mut last_error = None;
+        let mut opened = None;
+        for (index, addr) in servers.iter().enumerate() {
+            match open(&config, addr, client_id).await {
+                Ok(stream) => {
+                    opened = Some((index, stream));
+                    break;
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        let Some((index, stream)) = opened else {
+            let last = last_error.expect("at least one server was tried");
+            return Err(if servers.len() == 1 {
+                last
+            } else {
+                ClientError::NoServerReachable {
+                    tried: servers,
+                    last: Box::new(last),
+                }
+            });
+        };
+        let addr = servers[index].clone();
+        let route = Route::new(servers, index);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core {
             config,
@@ -432,17 +665,20 @@ impl Client {
                 next_request_id: 1,
                 in_flight: BTreeMap::new(),
                 link: None,
+                connected: None,
             }),
+            answered: AtomicBool::new(false),
             events: events_tx,
         });
         let generation = 1;
-        let tasks = start_link(&core, stream, generation);
+        let tasks = start_link(&core, stream, addr, generation);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         tokio::spawn(supervise(
             core.clone(),
             events_rx,
             shutdown_rx,
             tasks,
+            route,
             generation,
         ));
         Ok(Client {
@@ -463,6 +699,21 @@ impl Client {
     /// ```
     pub fn client_id(&self) -> u128 {
         self.handle.core.client_id
+    }
+
+    /// The address of the server the client is connected to right now, or
+    /// `None` between connections. With a cluster it changes as the client
+    /// follows the leader (it is then the address the follower named).
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) {
+    /// if let Some(addr) = client.connected_addr() {
+    ///     println!("talking to {addr}");
+    /// }
+    /// # }
+    /// ```
+    pub fn connected_addr(&self) -> Option<String> {
+        self.handle.core.lock().connected.clone()
     }
 
     /// Calls `procedure` with arguments already encoded in `encoding`; the
@@ -516,20 +767,11 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let args = postcard::to_stdvec(args).map_err(|err| ClientError::Encode(err.to_string()))?;
+        let args = encode_args(args)?;
         let CallOutcome { seq, result } =
             self.call_raw(procedure, Encoding::Postcard, args).await?;
-        match decode_payload::<R>(&result) {
-            Ok(value) => Ok(Called { value, seq }),
-            Err(err) => Err(ClientError::Decode {
-                procedure: procedure.to_string(),
-                seq,
-                message: match err {
-                    ProtocolError::Malformed(message) => message,
-                    other => other.to_string(),
-                },
-            }),
-        }
+        let value = decode_result(procedure, seq, &result)?;
+        Ok(Called { value, seq })
     }
 
     /// Calls `procedure` with JSON arguments; returns the JSON result and
@@ -550,14 +792,120 @@ impl Client {
         let CallOutcome { seq, result } = self
             .call_raw(procedure, Encoding::Json, json.as_bytes().to_vec())
             .await?;
-        match String::from_utf8(result) {
-            Ok(json) => Ok((json, seq)),
-            Err(err) => Err(ClientError::Decode {
-                procedure: procedure.to_string(),
-                seq,
-                message: format!("the JSON result is not UTF-8: {err}"),
-            }),
+        Ok((json_result(procedure, seq, result)?, seq))
+    }
+
+    /// Runs the read-only `procedure` with arguments already encoded in
+    /// `encoding`, as fresh as `consistency` asks: `Linearizable` is a call
+    /// through the log (the position is its `seq`), `Stale` a
+    /// [`RequestBody::Read`] answered by the connected node at its own
+    /// position, whatever its role.
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::{Encoding, ReadConsistency};
+    ///
+    /// let args = postcard::to_stdvec(&7u64).expect("encodes");
+    /// let read = client
+    ///     .read_raw("balance", Encoding::Postcard, args, ReadConsistency::Stale)
+    ///     .await?;
+    /// println!("{} result bytes as of seq {}", read.result.len(), read.position);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read_raw(
+        &self,
+        procedure: &str,
+        encoding: Encoding,
+        args: Vec<u8>,
+        consistency: ReadConsistency,
+    ) -> Result<ReadOutcome, ClientError> {
+        if consistency == ReadConsistency::Linearizable {
+            let CallOutcome { seq, result } = self.call_raw(procedure, encoding, args).await?;
+            return Ok(ReadOutcome {
+                position: seq,
+                result,
+            });
         }
+        let body = self
+            .request(RequestBody::Read {
+                procedure: procedure.to_string(),
+                encoding,
+                args,
+            })
+            .await?;
+        match body {
+            ResponseBody::ReadDone { position, result } => Ok(ReadOutcome { position, result }),
+            ResponseBody::Aborted { seq, kind, message } => {
+                Err(abort_error(procedure, seq, kind, message))
+            }
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("read", &other)),
+        }
+    }
+
+    /// Runs the read-only `procedure` with `args` encoded with postcard, as
+    /// fresh as `consistency` asks (see [`Client::read_raw`]), and decodes
+    /// its result as `R`.
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::ReadConsistency;
+    ///
+    /// let balance = client
+    ///     .read::<_, u64>("balance", &7u64, ReadConsistency::Linearizable)
+    ///     .await?;
+    /// println!("account 7 holds {} as of seq {}", balance.value, balance.position);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read<A, R>(
+        &self,
+        procedure: &str,
+        args: &A,
+        consistency: ReadConsistency,
+    ) -> Result<ReadValue<R>, ClientError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let args = encode_args(args)?;
+        let ReadOutcome { position, result } = self
+            .read_raw(procedure, Encoding::Postcard, args, consistency)
+            .await?;
+        let value = decode_result(procedure, position, &result)?;
+        Ok(ReadValue { value, position })
+    }
+
+    /// Runs the read-only `procedure` with JSON arguments, as fresh as
+    /// `consistency` asks; returns the JSON result and the position it saw.
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::ReadConsistency;
+    ///
+    /// let (json, position) = client
+    ///     .read_json("balance", r#"{"id": 7}"#, ReadConsistency::Stale)
+    ///     .await?;
+    /// println!("{json} as of seq {position}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read_json(
+        &self,
+        procedure: &str,
+        json: &str,
+        consistency: ReadConsistency,
+    ) -> Result<(String, u64), ClientError> {
+        let ReadOutcome { position, result } = self
+            .read_raw(
+                procedure,
+                Encoding::Json,
+                json.as_bytes().to_vec(),
+                consistency,
+            )
+            .await?;
+        Ok((json_result(procedure, position, result)?, position))
     }
 
     /// Deploys (or upgrades) the module `name` from its `.wasm` bytes,
@@ -599,7 +947,8 @@ impl Client {
         }
     }
 
-    /// The node's position, hashes and sizes.
+    /// The connected node's position, hashes and sizes, and its place in
+    /// its cluster (role, term, leader). Any node answers, leader or not.
     ///
     /// ```no_run
     /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
@@ -687,6 +1036,34 @@ impl Client {
     }
 }
 
+fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, ClientError> {
+    postcard::to_stdvec(args).map_err(|err| ClientError::Encode(err.to_string()))
+}
+
+/// Decodes a postcard result (trailing bytes count as a failure).
+fn decode_result<R: DeserializeOwned>(
+    procedure: &str,
+    seq: u64,
+    result: &[u8],
+) -> Result<R, ClientError> {
+    decode_payload::<R>(result).map_err(|err| ClientError::Decode {
+        procedure: procedure.to_string(),
+        seq,
+        message: match err {
+            ProtocolError::Malformed(message) => message,
+            other => other.to_string(),
+        },
+    })
+}
+
+fn json_result(procedure: &str, seq: u64, result: Vec<u8>) -> Result<String, ClientError> {
+    String::from_utf8(result).map_err(|err| ClientError::Decode {
+        procedure: procedure.to_string(),
+        seq,
+        message: format!("the JSON result is not UTF-8: {err}"),
+    })
+}
+
 fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> ClientError {
     match kind.as_str() {
         "unknown_procedure" => ClientError::UnknownProcedure {
@@ -716,6 +1093,8 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::Status(_) => "a status",
         ResponseBody::Procedures(_) => "a procedure list",
         ResponseBody::Refused { .. } => "a refusal",
+        ResponseBody::NotLeader { .. } => "not the leader",
+        ResponseBody::ReadDone { .. } => "a stale read",
     };
     ClientError::UnexpectedResponse { expected, got }
 }
@@ -740,6 +1119,10 @@ struct Core {
     config: ClientConfig,
     client_id: u128,
     state: Mutex<State>,
+    /// Set by a connection's reader when it hands out an answer (any but
+    /// `NotLeader`); the supervisor takes it when the connection ends, to
+    /// reset the backoff after a connection that was useful.
+    answered: AtomicBool,
     /// To the supervisor.
     events: mpsc::UnboundedSender<Event>,
 }
@@ -751,6 +1134,8 @@ struct State {
     in_flight: BTreeMap<u64, InFlight>,
     /// The live connection's writer, if connected.
     link: Option<mpsc::UnboundedSender<Frame>>,
+    /// The live connection's server address, if connected.
+    connected: Option<String>,
 }
 
 /// An encoded request frame, shared between the in-flight table (for
@@ -772,6 +1157,13 @@ enum Event {
         generation: u64,
         error: Option<ProtocolError>,
     },
+    /// The server answered `NotLeader`: the connection must move, and the
+    /// request stays waiting, to be resent after the move. The reader has
+    /// stopped.
+    NotLeader {
+        generation: u64,
+        leader: Option<String>,
+    },
     /// A request was submitted while disconnected.
     Wanted,
 }
@@ -781,6 +1173,14 @@ impl Core {
         // Nothing panics while holding the lock; if something did, the
         // table is still consistent enough to keep answering.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Detaches the live connection's writer, so no caller hands a frame
+    /// to a connection that is going away without it being resent.
+    fn unhook(&self) {
+        let mut state = self.lock();
+        state.link = None;
+        state.connected = None;
     }
 
     /// Records a request's frame and hands it to the connection, or asks
@@ -848,9 +1248,13 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// Opens a connection and performs the handshake.
-async fn open(config: &ClientConfig, client_id: u128) -> Result<TcpStream, ClientError> {
-    let addr = &config.addr;
+/// Opens a connection to `addr` and performs the handshake.
+async fn open(
+    config: &ClientConfig,
+    addr: &str,
+    client_id: u128,
+) -> Result<TcpStream, ClientError> {
+    let addr = &addr.to_string();
     let connect_error = |source| ClientError::Connect {
         addr: addr.clone(),
         source,
@@ -865,8 +1269,7 @@ async fn open(config: &ClientConfig, client_id: u128) -> Result<TcpStream, Clien
     )
     .map_err(|err| handshake_error(format!("cannot encode the hello: {err}")))?;
     let mut stream =
-        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr.as_str())).await
-        {
+        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(connect_error(err)),
             Err(_) => {
@@ -953,9 +1356,9 @@ impl Drop for LinkTasks {
     }
 }
 
-/// Makes `stream` the live connection: resends every request still
-/// waiting (same request ids), then starts its reader and writer.
-fn start_link(core: &Arc<Core>, stream: TcpStream, generation: u64) -> LinkTasks {
+/// Makes `stream` (to `addr`) the live connection: resends every request
+/// still waiting (same request ids), then starts its reader and writer.
+fn start_link(core: &Arc<Core>, stream: TcpStream, addr: String, generation: u64) -> LinkTasks {
     let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
     {
@@ -967,6 +1370,7 @@ fn start_link(core: &Arc<Core>, stream: TcpStream, generation: u64) -> LinkTasks
             }
         }
         state.link = Some(frames_tx);
+        state.connected = Some(addr);
     }
     LinkTasks {
         reader: tokio::spawn(run_reader(core.clone(), read, generation)),
@@ -979,20 +1383,38 @@ fn start_link(core: &Arc<Core>, stream: TcpStream, generation: u64) -> LinkTasks
     }
 }
 
+/// Hands each answer to its caller, until the connection ends or the
+/// server says it is not the leader. A `NotLeader` answer is not handed
+/// out: its request stays waiting, and the move resends it.
 async fn run_reader(core: Arc<Core>, read: OwnedReadHalf, generation: u64) {
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, read);
-    let error = loop {
+    let mut answered = false;
+    let lost = |error| Event::Lost { generation, error };
+    let event = loop {
         let payload = match read_frame(&mut reader, core.config.frame_bytes_max).await {
             Ok(payload) => payload,
-            Err(ReadError::Io(_)) => break None,
-            Err(ReadError::Protocol(err)) => break Some(err),
+            Err(ReadError::Io(_)) => break lost(None),
+            Err(ReadError::Protocol(err)) => break lost(Some(err)),
         };
         match decode_payload::<Response>(&payload) {
-            Ok(response) => core.complete(response),
-            Err(err) => break Some(err),
+            Ok(Response {
+                body: ResponseBody::NotLeader { leader },
+                ..
+            }) => {
+                let leader = leader.filter(|leader| !leader.trim().is_empty());
+                break Event::NotLeader { generation, leader };
+            }
+            Ok(response) => {
+                if !answered {
+                    answered = true;
+                    core.answered.store(true, Ordering::Relaxed);
+                }
+                core.complete(response);
+            }
+            Err(err) => break lost(Some(err)),
         }
     };
-    let _ = core.events.send(Event::Lost { generation, error });
+    let _ = core.events.send(event);
 }
 
 async fn run_writer(
@@ -1035,13 +1457,15 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Owns the connection's life: on a loss, reconnects and resends; on a
-/// protocol violation, fails what was in flight; on shutdown, stops.
+/// Owns the connection's life: on a loss or a `NotLeader`, reconnects
+/// (to the next server, or to the leader named) and resends; on a protocol
+/// violation, fails what was in flight; on shutdown, stops.
 async fn supervise(
     core: Arc<Core>,
     mut events: mpsc::UnboundedReceiver<Event>,
     mut shutdown: oneshot::Receiver<()>,
     tasks: LinkTasks,
+    mut route: Route,
     mut generation: u64,
 ) {
     let mut tasks = Some(tasks);
@@ -1061,16 +1485,32 @@ async fn supervise(
                 if lost != generation || tasks.is_none() {
                     continue; // An older connection, already replaced.
                 }
-                // Unhook the writer first, so no caller hands a frame to a
-                // connection that is going away without it being resent.
-                core.lock().link = None;
+                core.unhook();
                 tasks = None;
+                route.lost(core.answered.swap(false, Ordering::Relaxed));
                 if let Some(error) = error {
                     // Not transient: a resend would likely meet the same
                     // answer. Fail what was in flight; reconnect lazily.
                     core.fail_all(|_| ClientError::Protocol(error.clone()));
                     continue;
                 }
+            }
+            Event::NotLeader {
+                generation: from,
+                leader,
+            } => {
+                if from != generation || tasks.is_none() {
+                    continue; // Already moved.
+                }
+                core.unhook();
+                tasks = None;
+                if core.config.reconnect_attempts == 0 {
+                    core.fail_all(|_| ClientError::NotLeader {
+                        leader: leader.clone(),
+                    });
+                    continue;
+                }
+                route.not_leader(core.answered.swap(false, Ordering::Relaxed), leader);
             }
             Event::Wanted => {
                 if tasks.is_some() {
@@ -1080,31 +1520,127 @@ async fn supervise(
         }
         tasks = tokio::select! {
             _ = &mut shutdown => break,
-            tasks = reconnect(&core, &mut generation) => tasks,
+            tasks = reconnect(&core, &mut route, &mut generation) => tasks,
         };
     }
 }
 
-/// Tries to reconnect while requests are waiting; on success they are
-/// resent, after `reconnect_attempts` failures they fail.
-async fn reconnect(core: &Arc<Core>, generation: &mut u64) -> Option<LinkTasks> {
-    for attempt in 0..core.config.reconnect_attempts {
+/// Tries to reconnect while requests are waiting, following `route`; on
+/// success they are resent, after `reconnect_attempts` failed attempts in
+/// a row they fail.
+async fn reconnect(core: &Arc<Core>, route: &mut Route, generation: &mut u64) -> Option<LinkTasks> {
+    for _ in 0..core.config.reconnect_attempts {
         if core.lock().in_flight.is_empty() {
             return None; // Nobody is waiting; connect on the next request.
         }
-        if attempt > 0 {
-            let backoff = BACKOFF_FIRST.saturating_mul(1 << (attempt - 1).min(16));
-            tokio::time::sleep(backoff.min(BACKOFF_MAX)).await;
+        let (addr, wait) = route.next();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
-        if let Ok(stream) = open(&core.config, core.client_id).await {
+        if let Ok(stream) = open(&core.config, &addr, core.client_id).await {
             *generation += 1;
-            return Some(start_link(core, stream, *generation));
+            return Some(start_link(core, stream, addr, *generation));
         }
+        route.failed();
     }
     core.fail_all(|sent| ClientError::ConnectionLost {
         outcome_unknown: sent,
     });
     None
+}
+
+/// Where the next connection attempt goes, and how long to wait first.
+///
+/// Attempts rotate through the configured servers, except that the leader
+/// a follower named is tried next. `streak` counts the moves and failed
+/// attempts since a connection last answered something; the wait grows
+/// with it (none, then 50 ms doubling up to 500 ms), so an election or a
+/// dead cluster is not hammered, while the first move after useful work
+/// (to a named leader, or after a lost connection) is immediate.
+#[derive(Debug)]
+struct Route {
+    servers: Vec<String>,
+    /// Index in `servers` of the server tried last.
+    cursor: usize,
+    /// The leader a follower named, to try next.
+    leader: Option<String>,
+    streak: u32,
+    /// Moves to a named leader within the streak.
+    redirects: u32,
+}
+
+impl Route {
+    /// `servers` must not be empty; `cursor` is the one connected to.
+    fn new(servers: Vec<String>, cursor: usize) -> Route {
+        assert!(cursor < servers.len());
+        Route {
+            servers,
+            cursor,
+            leader: None,
+            streak: 0,
+            redirects: 0,
+        }
+    }
+
+    /// Ends the streak if the connection that just ended answered
+    /// something.
+    fn settle(&mut self, answered: bool) {
+        if answered {
+            self.streak = 0;
+            self.redirects = 0;
+        }
+    }
+
+    /// The connection was lost.
+    fn lost(&mut self, answered: bool) {
+        self.settle(answered);
+        if !answered {
+            self.streak += 1;
+        }
+    }
+
+    /// The server is not the leader; `leader` is the one it named.
+    fn not_leader(&mut self, answered: bool, leader: Option<String>) {
+        self.settle(answered);
+        self.streak += 1;
+        if leader.is_some() {
+            self.redirects += 1;
+        }
+        self.leader = leader;
+    }
+
+    /// A connection attempt failed.
+    fn failed(&mut self) {
+        self.streak = self.streak.saturating_add(1);
+    }
+
+    /// The next server to try, and how long to wait before trying it.
+    fn next(&mut self) -> (String, Duration) {
+        if let Some(leader) = self.leader.take() {
+            if let Some(index) = self.servers.iter().position(|addr| *addr == leader) {
+                self.cursor = index;
+            }
+            let wait = if self.redirects <= 1 {
+                Duration::ZERO
+            } else {
+                backoff(self.streak)
+            };
+            return (leader, wait);
+        }
+        self.cursor = (self.cursor + 1) % self.servers.len();
+        (self.servers[self.cursor].clone(), backoff(self.streak))
+    }
+}
+
+/// The wait before an attempt after `streak` moves or failures in a row:
+/// none, then 50 ms doubling up to 500 ms.
+fn backoff(streak: u32) -> Duration {
+    match streak {
+        0 => Duration::ZERO,
+        _ => BACKOFF_FIRST
+            .saturating_mul(1 << (streak - 1).min(16))
+            .min(BACKOFF_MAX),
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //!
 //! [`Client`] is the async client (tokio): connect, call procedures
 //! (typed with postcard, as JSON, or raw), deploy modules, read the node's
-//! status. Calls from many tasks are pipelined on one connection, and a
-//! lost connection is re-established with every waiting request resent
-//! under the same client id and request id, so the server runs each at
-//! most once.
+//! status, read at the consistency you choose. Calls from many tasks are
+//! pipelined on one connection, and a lost connection is re-established
+//! with every waiting request resent under the same client id and request
+//! id, so the server runs each at most once. Given a cluster's servers
+//! (`"A,B,C"`), the client finds the leader and follows it through
+//! failovers the same way (see [`client`]).
 //!
 //! ```no_run
 //! use ordo_client::Client;
@@ -56,6 +58,6 @@ pub mod protocol;
 
 pub use client::{
     CONNECT_TIMEOUT_DEFAULT, CallOutcome, Called, Client, ClientConfig, ClientError, Deployed,
-    RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT,
+    RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT, ReadConsistency, ReadOutcome, ReadValue,
 };
 pub use protocol::{Encoding, ProcedureDescription, StatusInfo};

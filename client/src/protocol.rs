@@ -1,4 +1,4 @@
-//! ordo's wire protocol, version 1: the messages a client and `ordo serve`
+//! ordo's wire protocol, version 2: the messages a client and `ordo serve`
 //! exchange over TCP, and how they are framed.
 //!
 //! A connection starts with a handshake: the client sends a [`Hello`]
@@ -14,6 +14,25 @@
 //! closes that connection with an error; it never affects other
 //! connections.
 //!
+//! # Clusters (new in version 2)
+//!
+//! A node of a replicated cluster answers every request itself except
+//! calls and deploys, which only the leader takes: a follower (or a
+//! candidate) answers them with [`ResponseBody::NotLeader`], naming the
+//! leader's client address if it knows it. The request was not run there;
+//! the client moves its connection to the leader (or, with no leader
+//! named, to another node after a short pause) and resends it with the
+//! same client id and request id, so the replicated exactly-once table
+//! still runs it at most once. [`RequestBody::Status`],
+//! [`RequestBody::Procedures`] and [`RequestBody::Read`] (a stale read,
+//! run on the receiving node at its own position without going through
+//! the log) are answered by any node. A standalone node never answers
+//! `NotLeader`.
+//!
+//! Version 2 added `NotLeader`, `Read` / `ReadDone`, the cluster fields of
+//! [`StatusInfo`] and `node_id` in [`Welcome::Accepted`]; postcard
+//! encodes enum variants by index, so the new variants come last.
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -23,7 +42,7 @@ use serde::{Deserialize, Serialize};
 /// port scanner) is recognised and refused at once.
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
@@ -83,6 +102,8 @@ pub enum Welcome {
         version: u32,
         /// Position the node had executed up to when the client connected.
         position: u64,
+        /// The node's id in its cluster; `None` on a standalone node.
+        node_id: Option<u64>,
     },
     Refused {
         reason: RefusalReason,
@@ -123,6 +144,18 @@ pub enum RequestBody {
     },
     Status,
     Procedures,
+    /// A stale read: runs the read-only `procedure` on the node that
+    /// receives it, at that node's current position, without going
+    /// through the log (so a follower may answer with data behind the
+    /// leader's). Answered with [`ResponseBody::ReadDone`],
+    /// [`ResponseBody::Aborted`] (its `seq` is the position read at) or
+    /// [`ResponseBody::Refused`] (e.g. `BadRequest` for a procedure that is
+    /// not read-only). Any node answers it, whatever its role.
+    Read {
+        procedure: String,
+        encoding: Encoding,
+        args: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +193,21 @@ pub enum ResponseBody {
         reason: RequestRefusal,
         message: String,
     },
+    /// This node is not the leader (a follower, a candidate or a learner)
+    /// and did not run the request: sent in answer to `Call` and `Deploy`.
+    /// `leader` is the leader's client address (`host:port`) if this node
+    /// knows it; `None` while an election is in progress. The client
+    /// resends the request, with the same ids, to the leader.
+    NotLeader {
+        leader: Option<String>,
+    },
+    /// A stale [`RequestBody::Read`] ran at `position` (the last sequence
+    /// number the answering node had executed); `result` is in the
+    /// request's encoding.
+    ReadDone {
+        position: u64,
+        result: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +223,7 @@ pub enum RequestRefusal {
     Unavailable,
 }
 
+/// A node's status, from [`RequestBody::Status`]; any node answers it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusInfo {
     /// The last executed sequence number.
@@ -185,7 +234,33 @@ pub struct StatusInfo {
     pub chain_hash: String,
     pub keys: u64,
     pub log_records: u64,
+    /// The node's id in its cluster; `None` on a standalone node.
+    pub node_id: Option<u64>,
+    /// `standalone`, `leader`, `follower`, `candidate`, `learner` or
+    /// `shutdown` (see the `ROLE_*` constants).
+    pub role: String,
+    /// The Raft term; 0 on a standalone node.
+    pub term: u64,
+    /// The node id of the leader this node knows of, if any.
+    pub leader: Option<u64>,
+    /// The Raft commit index; 0 on a standalone node.
+    pub commit: u64,
+    /// The Raft index this node has applied; 0 on a standalone node.
+    pub applied: u64,
 }
+
+/// [`StatusInfo::role`] of a single node without replication.
+pub const ROLE_STANDALONE: &str = "standalone";
+/// [`StatusInfo::role`] of a cluster's leader.
+pub const ROLE_LEADER: &str = "leader";
+/// [`StatusInfo::role`] of a voting node that follows a leader.
+pub const ROLE_FOLLOWER: &str = "follower";
+/// [`StatusInfo::role`] of a node asking for votes.
+pub const ROLE_CANDIDATE: &str = "candidate";
+/// [`StatusInfo::role`] of a non-voting node catching up.
+pub const ROLE_LEARNER: &str = "learner";
+/// [`StatusInfo::role`] of a node that is stopping.
+pub const ROLE_SHUTDOWN: &str = "shutdown";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcedureDescription {
@@ -395,10 +470,17 @@ mod tests {
         wrong.magic = *b"GET ";
         assert!(matches!(wrong.check(), Err(ProtocolError::BadMagic(_))));
         let mut newer = Hello::new(1, None);
-        newer.version = 2;
+        newer.version = PROTOCOL_VERSION + 1;
         assert!(matches!(
             newer.check(),
-            Err(ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 })
+            Err(ProtocolError::UnsupportedVersion { theirs, ours })
+                if theirs == PROTOCOL_VERSION + 1 && ours == PROTOCOL_VERSION
+        ));
+        let mut older = Hello::new(1, None);
+        older.version = 1;
+        assert!(matches!(
+            older.check(),
+            Err(ProtocolError::UnsupportedVersion { theirs: 1, .. })
         ));
     }
 
@@ -408,6 +490,101 @@ mod tests {
         let err = encode_frame_into(&mut out, &call(1, vec![0; 100]), 50).unwrap_err();
         assert!(matches!(err, ProtocolError::FrameTooLarge { max: 50, .. }));
         assert_eq!(out, vec![9u8; 3]);
+    }
+
+    fn round_trip<T>(message: &T)
+    where
+        T: Serialize + for<'a> Deserialize<'a> + PartialEq + std::fmt::Debug,
+    {
+        let frame = encode_frame(message, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let mut decoder = FrameDecoder::new(FRAME_BYTES_MAX_DEFAULT);
+        decoder.extend(&frame);
+        let payload = decoder.next_payload().unwrap().unwrap();
+        assert_eq!(&decode_payload::<T>(&payload).unwrap(), message);
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    fn cluster_status() -> StatusInfo {
+        StatusInfo {
+            position: 42,
+            state_hash: "ab".repeat(16),
+            chain_hash: "cd".repeat(16),
+            keys: 7,
+            log_records: 3,
+            node_id: Some(2),
+            role: ROLE_FOLLOWER.into(),
+            term: 5,
+            leader: Some(1),
+            commit: 40,
+            applied: 39,
+        }
+    }
+
+    #[test]
+    fn version_2_messages_round_trip() {
+        round_trip(&Request {
+            request_id: 3,
+            acked_below: 2,
+            body: RequestBody::Read {
+                procedure: "balance".into(),
+                encoding: Encoding::Json,
+                args: br#"{"id": 7}"#.to_vec(),
+            },
+        });
+        for body in [
+            ResponseBody::NotLeader {
+                leader: Some("10.0.0.2:7878".into()),
+            },
+            ResponseBody::NotLeader { leader: None },
+            ResponseBody::ReadDone {
+                position: 41,
+                result: vec![1, 2, 3],
+            },
+            ResponseBody::ReadDone {
+                position: 0,
+                result: vec![],
+            },
+            ResponseBody::Status(cluster_status()),
+            ResponseBody::Status(StatusInfo {
+                node_id: None,
+                role: ROLE_STANDALONE.into(),
+                term: 0,
+                leader: None,
+                commit: 0,
+                applied: 0,
+                ..cluster_status()
+            }),
+        ] {
+            round_trip(&Response {
+                request_id: u64::MAX,
+                body,
+            });
+        }
+        for node_id in [None, Some(3)] {
+            round_trip(&Welcome::Accepted {
+                version: PROTOCOL_VERSION,
+                position: 9,
+                node_id,
+            });
+        }
+    }
+
+    /// Version 2 only appended variants: the old ones keep their
+    /// postcard variant index, so their bytes did not change.
+    #[test]
+    fn version_1_variants_keep_their_encoding() {
+        let status = postcard::to_stdvec(&RequestBody::Status).unwrap();
+        assert_eq!(status, [2]);
+        let procedures = postcard::to_stdvec(&RequestBody::Procedures).unwrap();
+        assert_eq!(procedures, [3]);
+        let refused = postcard::to_stdvec(&ResponseBody::Refused {
+            reason: RequestRefusal::Overloaded,
+            message: String::new(),
+        })
+        .unwrap();
+        assert_eq!(refused, [5, 0, 0]);
+        let not_leader = postcard::to_stdvec(&ResponseBody::NotLeader { leader: None }).unwrap();
+        assert_eq!(not_leader, [6, 0]);
     }
 
     proptest! {

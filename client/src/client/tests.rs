@@ -1,6 +1,8 @@
 //! The client against a fake server, written here with tokio on
-//! 127.0.0.1:0, that speaks protocol v1 and answers with canned responses.
-//! Every wait is on a channel or socket with a timeout; nothing sleeps.
+//! 127.0.0.1:0, that speaks protocol v2 and answers with canned responses,
+//! and against fake clusters of such servers (leader, followers, dead
+//! nodes). Every wait is on a channel or socket with a timeout; nothing
+//! sleeps.
 
 use super::*;
 use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC};
@@ -71,6 +73,7 @@ async fn accept(listener: &TcpListener) -> (TcpStream, Hello) {
         &Welcome::Accepted {
             version: PROTOCOL_VERSION,
             position: 0,
+            node_id: None,
         },
     )
     .await;
@@ -84,6 +87,12 @@ fn status() -> StatusInfo {
         chain_hash: "cd".repeat(16),
         keys: 7,
         log_records: 3,
+        node_id: None,
+        role: "standalone".into(),
+        term: 0,
+        leader: None,
+        commit: 0,
+        applied: 0,
     }
 }
 
@@ -149,8 +158,9 @@ async fn refused_handshakes_map_to_errors() {
         let (mut stream, _) = within(listener.accept()).await.unwrap();
         let _: Hello = read_message(&mut stream).await.expect("a hello");
         let welcome = Welcome::Accepted {
-            version: 2,
+            version: PROTOCOL_VERSION + 1,
             position: 0,
+            node_id: None,
         };
         write_message(&mut stream, &welcome).await;
         // Not an ordo server: hangs up at once.
@@ -173,7 +183,8 @@ async fn refused_handshakes_map_to_errors() {
     );
     let err = Client::connect_with(config(&addr)).await.unwrap_err();
     assert!(matches!(err, ClientError::Handshake { .. }), "{err}");
-    assert!(err.to_string().contains("version 2"), "{err}");
+    let newer = format!("version {}", PROTOCOL_VERSION + 1);
+    assert!(err.to_string().contains(&newer), "{err}");
     let err = Client::connect_with(config(&addr)).await.unwrap_err();
     assert!(matches!(err, ClientError::Handshake { .. }), "{err}");
     join(server).await;
@@ -339,6 +350,7 @@ async fn canned_server(listener: TcpListener) {
                 read_only: false,
             }]),
             RequestBody::Status => ResponseBody::Status(status()),
+            RequestBody::Read { .. } => panic!("unexpected read"),
         };
         answer(&mut stream, request.request_id, body).await;
     }
