@@ -5,7 +5,10 @@
 
 pub mod entry;
 pub mod file_log;
+pub mod log;
+pub mod raft;
 pub mod sequencer;
 
 pub use file_log::{FileLog, FileLogConfig, LogError, LogReader, Recovery};
+pub use log::{Committed, Delivery, EmbeddedLog, Log, RefusalReason, Refused};
 pub use sequencer::Sequencer;

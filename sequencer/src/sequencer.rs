@@ -39,6 +39,20 @@ impl Sequencer {
         }
     }
 
+    /// A sequencer continuing at `next_seq` after a batch stamped
+    /// `last_timestamp_ms` (from a snapshot, where no batch is at hand).
+    pub fn resume(next_seq: u64, last_timestamp_ms: u64) -> Sequencer {
+        Sequencer {
+            next_seq,
+            last_timestamp_ms,
+        }
+    }
+
+    /// The timestamp of the last batch closed (0 before any).
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.last_timestamp_ms
+    }
+
     /// The sequence number the next entry will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -1,0 +1,486 @@
+//! The replicated log: a Raft group (openraft 0.9) whose entries are
+//! sequencer batches, behind the same [`Log`] trait as the file log.
+//!
+//! - Only the leader proposes. A proposal is one batch: the entries in the
+//!   order the leader took them and the leader's clock. Sequence numbers
+//!   are *not* in the proposal: Raft indexes have gaps (blank and
+//!   membership entries) and a proposal can be lost in a leader change,
+//!   so every node numbers batches densely when it applies them
+//!   ([`state_machine`]), which gives every node the same numbers.
+//! - Applying does not execute. The state machine numbers the batch and
+//!   hands it, in order, to the node's executor thread as a
+//!   [`Delivery`]; every node executes every committed batch itself (no
+//!   row or effect shipping).
+//! - Snapshots are engine images the node writes at instance-epoch starts
+//!   ([`SnapshotStore`]); openraft is told about each one and then purges
+//!   the log before it.
+//! - [`network`] is a small TCP RPC between the nodes' replication
+//!   addresses.
+
+pub mod network;
+pub mod state_machine;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use openraft::{BasicNode, Config, LogId, Raft, ServerState, SnapshotPolicy, StoredMembership};
+use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::log::{Delivery, Log, RefusalReason, Refused};
+pub use state_machine::{SnapshotImage, SnapshotStore};
+/// openraft's snapshot metadata, with ordo's node types.
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, BasicNode>;
+
+openraft::declare_raft_types!(
+    /// openraft's types for ordo: an entry's data is a [`Proposal`];
+    /// applying returns nothing (answers come from the executor).
+    pub TypeConfig:
+        D = Proposal,
+        R = (),
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Identifies a proposal so the proposing node can find the callers to
+/// answer when it is applied. `boot` tells this run of the node from
+/// earlier ones, whose proposals may still be in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProposalId {
+    pub node: u64,
+    pub boot: u64,
+    pub counter: u64,
+}
+
+/// One Raft entry's data: one batch as the leader closed it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: ProposalId,
+    pub timestamp_ms: u64,
+    pub entries: Vec<Entry>,
+    /// The proposer's hashes after a batch it has executed.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A node's hashes right after it executed the batch ending at
+/// `last_seq`: every node must have the same ones there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub node: u64,
+    pub last_seq: u64,
+    pub state_hash: u128,
+    pub chain_hash: u128,
+}
+
+/// Where a committed batch sits in the Raft log, and the Raft state just
+/// before it was applied (what a snapshot taken before executing the
+/// batch records).
+#[derive(Clone, Debug)]
+pub struct RaftPoint {
+    pub index: u64,
+    pub before_log_id: Option<LogId<u64>>,
+    pub before_membership: StoredMembership<u64, BasicNode>,
+    pub before_timestamp_ms: u64,
+}
+
+/// A cluster member's configuration.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// Every member's replication address, this node's included.
+    pub members: BTreeMap<u64, String>,
+    /// This node's client address, told to peers so a follower can point
+    /// clients at the leader.
+    pub client_addr: String,
+    /// Where the Raft journal, its vote and the snapshots live.
+    pub dir: PathBuf,
+    /// Proposals a leader may have in flight (proposed, not yet
+    /// applied). Small: waiting is what makes the next batch larger.
+    pub proposals_in_flight: usize,
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(
+        node_id: u64,
+        members: BTreeMap<u64, String>,
+        client_addr: String,
+        dir: PathBuf,
+    ) -> ClusterConfig {
+        ClusterConfig {
+            node_id,
+            members,
+            client_addr,
+            dir,
+            proposals_in_flight: 4,
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1000),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("node id {node_id} is not in the cluster list ({members:?})")]
+    NotAMember { node_id: u64, members: Vec<u64> },
+    #[error("cannot listen on the replication address {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("raft storage: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// What a node reports about its place in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<u64>,
+    /// The leader's client address, when known.
+    pub leader_client_addr: Option<String>,
+    /// The Raft index applied (the state machine applies as soon as an
+    /// entry is committed, so this is the known commit point).
+    pub commit: u64,
+    pub last_log_index: u64,
+    /// Set when Raft stopped for good (a storage failure).
+    pub fatal: Option<String>,
+}
+
+struct InFlight {
+    count: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A cloneable handle on the running Raft node: status, snapshots, the
+/// divergence checkpoint.
+#[derive(Clone)]
+pub struct RaftHandle {
+    node_id: u64,
+    raft: Raft<TypeConfig>,
+    runtime: tokio::runtime::Handle,
+    peers: network::Peers,
+    snapshots: Arc<SnapshotStore>,
+    checkpoint: Arc<Mutex<Option<Checkpoint>>>,
+}
+
+impl RaftHandle {
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        ClusterStatus {
+            node_id: self.node_id,
+            role,
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            leader_client_addr: metrics
+                .current_leader
+                .and_then(|leader| self.peers.client_addr(leader)),
+            commit: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            fatal: metrics.running_state.err().map(|fatal| fatal.to_string()),
+        }
+    }
+
+    /// Records this node's hashes after executing the batch ending at
+    /// `last_seq`; the next proposal carries them for the others to check.
+    pub fn executed(&self, last_seq: u64, state_hash: u128, chain_hash: u128) {
+        *self.checkpoint.lock() = Some(Checkpoint {
+            node: self.node_id,
+            last_seq,
+            state_hash,
+            chain_hash,
+        });
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Persists `image` (in the background) and then tells Raft, which
+    /// records it as the latest snapshot and purges the log before it.
+    pub fn save_snapshot(&self, image: SnapshotImage) {
+        let snapshots = self.snapshots.clone();
+        let raft = self.raft.clone();
+        self.runtime.spawn(async move {
+            let saved = tokio::task::spawn_blocking(move || snapshots.save(&image)).await;
+            match saved {
+                Ok(Ok(())) => {
+                    let _ = raft.trigger().snapshot().await;
+                }
+                Ok(Err(err)) => eprintln!("ordo: could not save a snapshot: {err}"),
+                Err(err) => eprintln!("ordo: snapshot writer failed: {err}"),
+            }
+        });
+    }
+}
+
+/// The Raft implementation of [`Log`].
+pub struct RaftLog<T> {
+    handle: RaftHandle,
+    boot: u64,
+    counter: AtomicU64,
+    pending: state_machine::Pending<T>,
+    in_flight: Arc<InFlight>,
+    proposals_in_flight: usize,
+    abandon: Arc<dyn Fn(T, String) + Send + Sync>,
+    // Dropped last: the runtime runs Raft's tasks.
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl<T: Send + 'static> RaftLog<T> {
+    /// Starts this node's Raft: opens its journal and latest snapshot,
+    /// listens for peers, and initialises the cluster if this node has
+    /// never been part of one (every member does so with the same
+    /// membership, which is safe: they all write the same first entry).
+    ///
+    /// Returns the log and the snapshot the engine must be restored from
+    /// before executing anything delivered. `abandon` is called with the
+    /// token of a proposal that will never be answered by this node (lost
+    /// in a leader change; it may still commit, in which case a retry
+    /// with the same request id finds its outcome).
+    pub fn start(
+        config: ClusterConfig,
+        deliveries: Sender<Delivery<T>>,
+        abandon: impl Fn(T, String) + Send + Sync + 'static,
+        boot: u64,
+    ) -> Result<(RaftLog<T>, Option<SnapshotImage>), ClusterError> {
+        let Some(own_addr) = config.members.get(&config.node_id).cloned() else {
+            return Err(ClusterError::NotAMember {
+                node_id: config.node_id,
+                members: config.members.keys().copied().collect(),
+            });
+        };
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|err| ClusterError::Storage(format!("{}: {err}", config.dir.display())))?;
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ordo-raft")
+                .enable_all()
+                .build()
+                .map_err(|err| ClusterError::Raft(format!("cannot start a runtime: {err}")))?,
+        );
+        let log_store = store::LogStore::open(&config.dir)
+            .map_err(|err| ClusterError::Storage(err.to_string()))?;
+        let snapshots = Arc::new(
+            SnapshotStore::open(config.dir.join("snapshots"))
+                .map_err(|err| ClusterError::Storage(err.to_string()))?,
+        );
+        let latest = snapshots
+            .latest()
+            .map_err(|err| ClusterError::Storage(err.to_string()))?;
+        let pending: state_machine::Pending<T> = Arc::new(Mutex::new(HashMap::new()));
+        let state_machine = state_machine::StateMachine::new(
+            config.node_id,
+            latest.as_ref(),
+            snapshots.clone(),
+            pending.clone(),
+            deliveries,
+        );
+        let peers = network::Peers::new(config.node_id, config.client_addr.clone());
+        let raft_config = Config {
+            cluster_name: "ordo".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout_min.as_millis() as u64,
+            election_timeout_max: 2 * config.election_timeout_min.as_millis() as u64,
+            // Snapshots are taken by the node at instance-epoch starts
+            // and announced with `trigger().snapshot()`.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: 64,
+            purge_batch_size: 64,
+            // Each entry is a whole batch (up to 32 MiB of arguments).
+            max_payload_entries: 16,
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 8 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|err| ClusterError::Raft(err.to_string()))?;
+        let members = config.members.clone();
+        let listen_addr = own_addr.clone();
+        let node_id = config.node_id;
+        let raft = runtime.block_on({
+            let peers = peers.clone();
+            async move {
+                let listener =
+                    tokio::net::TcpListener::bind(&listen_addr)
+                        .await
+                        .map_err(|source| ClusterError::Listen {
+                            addr: listen_addr.clone(),
+                            source,
+                        })?;
+                let raft = Raft::new(
+                    node_id,
+                    Arc::new(raft_config),
+                    network::Network::new(peers.clone()),
+                    log_store,
+                    state_machine,
+                )
+                .await
+                .map_err(|err| ClusterError::Raft(err.to_string()))?;
+                tokio::spawn(network::serve(listener, raft.clone(), peers));
+                let initialized = raft
+                    .is_initialized()
+                    .await
+                    .map_err(|err| ClusterError::Raft(err.to_string()))?;
+                if !initialized {
+                    let nodes: BTreeMap<u64, BasicNode> = members
+                        .iter()
+                        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                        .collect();
+                    // Another member may have got there first and
+                    // replicated to us: then this is refused, harmlessly.
+                    let _ = raft.initialize(nodes).await;
+                }
+                Ok::<_, ClusterError>(raft)
+            }
+        })?;
+        let handle = RaftHandle {
+            node_id,
+            raft,
+            runtime: runtime.handle().clone(),
+            peers,
+            snapshots,
+            checkpoint: Arc::new(Mutex::new(None)),
+        };
+        let log = RaftLog {
+            handle,
+            boot,
+            counter: AtomicU64::new(0),
+            pending,
+            in_flight: Arc::new(InFlight {
+                count: Mutex::new(0),
+                freed: Condvar::new(),
+            }),
+            proposals_in_flight: config.proposals_in_flight.max(1),
+            abandon: Arc::new(abandon),
+            _runtime: runtime,
+        };
+        Ok((log, latest))
+    }
+
+    pub fn handle(&self) -> RaftHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for the proposals in flight (bounded by `timeout`).
+    fn wait_for_room(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut count = self.in_flight.count.lock();
+        while *count >= self.proposals_in_flight {
+            if self
+                .in_flight
+                .freed
+                .wait_until(&mut count, deadline)
+                .timed_out()
+            {
+                return false;
+            }
+        }
+        *count += 1;
+        true
+    }
+}
+
+impl<T: Send + 'static> Log<T> for RaftLog<T> {
+    fn propose(
+        &mut self,
+        entries: Vec<Entry>,
+        timestamp_ms: u64,
+        token: T,
+    ) -> Result<(), Refused<T>> {
+        let status = self.handle.status();
+        if let Some(fatal) = status.fatal {
+            return Err(Refused {
+                token,
+                reason: RefusalReason::Failed(format!("raft stopped: {fatal}")),
+            });
+        }
+        if status.role != "leader" {
+            return Err(Refused {
+                token,
+                reason: RefusalReason::NotLeader {
+                    leader: status.leader,
+                },
+            });
+        }
+        // A leader that cannot commit (cut off from the majority) stops
+        // taking batches here; after the wait it refuses, and callers
+        // retry elsewhere.
+        if !self.wait_for_room(Duration::from_secs(5)) {
+            return Err(Refused {
+                token,
+                reason: RefusalReason::NotLeader { leader: None },
+            });
+        }
+        let id = ProposalId {
+            node: self.handle.node_id,
+            boot: self.boot,
+            counter: self.counter.fetch_add(1, Ordering::Relaxed),
+        };
+        self.pending.lock().insert(id, token);
+        let proposal = Proposal {
+            id,
+            timestamp_ms,
+            entries,
+            checkpoint: *self.handle.checkpoint.lock(),
+        };
+        let raft = self.handle.raft.clone();
+        let pending = self.pending.clone();
+        let in_flight = self.in_flight.clone();
+        let abandon = self.abandon.clone();
+        self.handle.runtime.spawn(async move {
+            let answered = match raft.client_write_ff(proposal).await {
+                Ok(receiver) => matches!(receiver.await, Ok(Ok(_))),
+                Err(_) => false,
+            };
+            *in_flight.count.lock() -= 1;
+            in_flight.freed.notify_one();
+            if !answered {
+                // Applied proposals had their token taken by the state
+                // machine; a token still here was not applied by us.
+                if let Some(token) = pending.lock().remove(&id) {
+                    abandon(
+                        token,
+                        "leadership changed before the batch committed; retry (request ids make it exactly-once)".into(),
+                    );
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn last_index(&self) -> u64 {
+        self.handle.status().last_log_index
+    }
+}
+
+impl<T> Drop for RaftLog<T> {
+    fn drop(&mut self) {
+        let raft = self.handle.raft.clone();
+        let _ = self.handle.runtime.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await
+        });
+    }
+}

@@ -1,0 +1,333 @@
+//! openraft's state machine for ordo: it numbers committed batches and
+//! hands them to the node's executor, in order. It holds no engine state
+//! itself; snapshots are engine images the node wrote ([`SnapshotStore`]).
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::{ProposalId, RaftPoint, TypeConfig};
+use crate::log::{Committed, Delivery};
+use crate::sequencer::Sequencer;
+
+type NodeId = u64;
+
+/// Tokens of this node's proposals not yet applied.
+pub type Pending<T> = Arc<Mutex<HashMap<ProposalId, T>>>;
+
+/// The engine's whole state at a batch boundary, and where that boundary
+/// is in the Raft log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotImage {
+    pub meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The sequence number of the next batch's first entry.
+    pub next_seq: u64,
+    /// The timestamp of the last batch before the snapshot (timestamps
+    /// never go backwards across it).
+    pub last_timestamp_ms: u64,
+    /// `Executor::snapshot` bytes.
+    pub engine: Vec<u8>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ordosnp1";
+
+impl SnapshotImage {
+    /// Magic, a checksum, then the postcard image.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_stdvec(self).expect("snapshots serialize");
+        let mut bytes = Vec::with_capacity(body.len() + 24);
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, String> {
+        if bytes.len() < 24 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err("not an ordo snapshot (bad magic or too short)".into());
+        }
+        let checksum = u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes"));
+        let body = &bytes[24..];
+        if xxhash_rust::xxh3::xxh3_128(body) != checksum {
+            return Err("snapshot checksum mismatch (torn or corrupt)".into());
+        }
+        postcard::from_bytes(body).map_err(|err| format!("snapshot does not decode: {err}"))
+    }
+
+    fn snapshot(&self) -> Snapshot<TypeConfig> {
+        Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.encode())),
+        }
+    }
+}
+
+/// Snapshot files, `snapshot-<raft index>.bin`, newest kept plus one.
+pub struct SnapshotStore {
+    dir: PathBuf,
+    write: Mutex<()>,
+}
+
+impl SnapshotStore {
+    pub fn open(dir: PathBuf) -> std::io::Result<SnapshotStore> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(SnapshotStore {
+            dir,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn files(&self) -> std::io::Result<Vec<(u64, PathBuf)>> {
+        let mut files = Vec::new();
+        for item in std::fs::read_dir(&self.dir)? {
+            let path = item?.path();
+            let index = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_prefix("snapshot-"))
+                .and_then(|name| name.strip_suffix(".bin"))
+                .and_then(|index| index.parse::<u64>().ok());
+            if let Some(index) = index {
+                files.push((index, path));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Writes `image` durably (temporary file, fsync, rename, fsync the
+    /// directory) and deletes all but the newest two.
+    pub fn save(&self, image: &SnapshotImage) -> std::io::Result<()> {
+        let _writing = self.write.lock();
+        let index = image.meta.last_log_id.map_or(0, |log_id| log_id.index);
+        if let Some((newest, _)) = self.files()?.last()
+            && *newest >= index
+        {
+            return Ok(());
+        }
+        let path = self.dir.join(format!("snapshot-{index:020}.bin"));
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, image.encode())?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        let files = self.files()?;
+        for (_, old) in files.iter().take(files.len().saturating_sub(2)) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// The newest snapshot that reads back intact.
+    pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
+        for (_, path) in self.files()?.into_iter().rev() {
+            match SnapshotImage::decode(&std::fs::read(&path)?) {
+                Ok(image) => return Ok(Some(image)),
+                Err(reason) => eprintln!("ordo: skipping {}: {reason}", path.display()),
+            }
+        }
+        Ok(None)
+    }
+}
+
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    sequencer: Sequencer,
+}
+
+pub struct StateMachine<T> {
+    node_id: NodeId,
+    applied: Arc<Mutex<Applied>>,
+    snapshots: Arc<SnapshotStore>,
+    pending: Pending<T>,
+    deliveries: Sender<Delivery<T>>,
+}
+
+impl<T> StateMachine<T> {
+    pub fn new(
+        node_id: NodeId,
+        latest: Option<&SnapshotImage>,
+        snapshots: Arc<SnapshotStore>,
+        pending: Pending<T>,
+        deliveries: Sender<Delivery<T>>,
+    ) -> StateMachine<T> {
+        let applied = match latest {
+            Some(image) => Applied {
+                last_applied: image.meta.last_log_id,
+                membership: image.meta.last_membership.clone(),
+                sequencer: Sequencer::resume(image.next_seq, image.last_timestamp_ms),
+            },
+            None => Applied {
+                last_applied: None,
+                membership: StoredMembership::default(),
+                sequencer: Sequencer::new(),
+            },
+        };
+        StateMachine {
+            node_id,
+            applied: Arc::new(Mutex::new(applied)),
+            snapshots,
+            pending,
+            deliveries,
+        }
+    }
+
+    /// Hands `delivery` to the executor, waiting while its queue is full.
+    /// The wait is back-pressure on Raft's apply, so it runs where tokio
+    /// allows blocking.
+    fn deliver(&self, delivery: Delivery<T>) -> Result<(), Box<StorageError<NodeId>>> {
+        if tokio::task::block_in_place(|| self.deliveries.send(delivery).is_ok()) {
+            Ok(())
+        } else {
+            Err(Box::new(
+                StorageIOError::write_state_machine(AnyError::error("the executor has stopped"))
+                    .into(),
+            ))
+        }
+    }
+}
+
+pub struct SnapshotBuilder {
+    snapshots: Arc<SnapshotStore>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// Hands back the newest image the node wrote: snapshots are only
+    /// taken at instance-epoch starts, where a restored engine behaves
+    /// exactly like one that ran through.
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        match self.snapshots.latest() {
+            Ok(Some(image)) => Ok(image.snapshot()),
+            Ok(None) => Err(StorageIOError::read_snapshot(
+                None,
+                AnyError::error("no snapshot has been written yet"),
+            )
+            .into()),
+            Err(err) => Err(StorageIOError::read_snapshot(None, AnyError::new(&err)).into()),
+        }
+    }
+}
+
+impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let applied = self.applied.lock();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut results = Vec::new();
+        for entry in entries {
+            results.push(());
+            let delivery = {
+                let mut applied = self.applied.lock();
+                let before_log_id = applied.last_applied;
+                applied.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => None,
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        None
+                    }
+                    EntryPayload::Normal(proposal) if proposal.entries.is_empty() => None,
+                    EntryPayload::Normal(proposal) => {
+                        let point = RaftPoint {
+                            index: entry.log_id.index,
+                            before_log_id,
+                            before_membership: applied.membership.clone(),
+                            before_timestamp_ms: applied.sequencer.last_timestamp_ms(),
+                        };
+                        let batch = applied
+                            .sequencer
+                            .close(proposal.entries, proposal.timestamp_ms);
+                        let token = if proposal.id.node == self.node_id {
+                            self.pending.lock().remove(&proposal.id)
+                        } else {
+                            None
+                        };
+                        Some(Delivery::Batch(Committed {
+                            batch,
+                            token,
+                            raft: Some(point),
+                            checkpoint: proposal.checkpoint,
+                        }))
+                    }
+                }
+            };
+            if let Some(delivery) = delivery {
+                self.deliver(delivery).map_err(|err| *err)?;
+            }
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let image = SnapshotImage::decode(snapshot.get_ref()).map_err(|reason| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(reason))
+        })?;
+        if image.meta.last_log_id != meta.last_log_id {
+            return Err(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::error("the snapshot's contents do not match its metadata"),
+            )
+            .into());
+        }
+        let snapshots = self.snapshots.clone();
+        let to_save = image.clone();
+        tokio::task::block_in_place(|| snapshots.save(&to_save)).map_err(|err| {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&err))
+        })?;
+        {
+            let mut applied = self.applied.lock();
+            applied.last_applied = image.meta.last_log_id;
+            applied.membership = image.meta.last_membership.clone();
+            applied.sequencer = Sequencer::resume(image.next_seq, image.last_timestamp_ms);
+        }
+        self.deliver(Delivery::Install(Box::new(image)))
+            .map_err(|err| *err)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        self.snapshots
+            .latest()
+            .map(|latest| latest.map(|image| image.snapshot()))
+            .map_err(|err| StorageIOError::read_snapshot(None, AnyError::new(&err)).into())
+    }
+}

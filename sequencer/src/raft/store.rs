@@ -1,0 +1,273 @@
+//! The Raft log store: openraft's log entries kept durably in a
+//! [`FileLog`] used as a journal, with the live entries indexed in memory.
+//!
+//! The journal is append-only. Each record is one [`JournalRecord`]: an
+//! entry appended, or "entries from index i on were removed" (a conflict
+//! truncation, which Raft only ever does to uncommitted entries). Replaying
+//! the journal in order rebuilds the live log. The vote and the purge point
+//! are small and rare, so they live in their own file (`raft-meta`),
+//! replaced atomically (write, fsync, rename, fsync the directory).
+//!
+//! Purging removes entries from memory and deletes the journal segments
+//! that hold nothing still live.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::TypeConfig;
+use crate::file_log::{FileLog, FileLogConfig, LogError};
+
+type NodeId = u64;
+
+#[derive(Serialize, Deserialize)]
+enum JournalRecord {
+    Entry(Entry<TypeConfig>),
+    /// Entries at `since` and after are gone.
+    Truncate {
+        since: u64,
+    },
+}
+
+/// What `raft-meta` holds.
+#[derive(Serialize, Deserialize, Default, Clone)]
+struct RaftMeta {
+    vote: Option<Vote<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+}
+
+struct Inner {
+    journal: FileLog,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// `(journal index, raft index)` of every entry record still in the
+    /// journal, oldest first: which journal prefix a purge frees.
+    journal_entries: VecDeque<(u64, u64)>,
+    meta: RaftMeta,
+    meta_path: PathBuf,
+}
+
+/// openraft's log storage for one node. Clones share the same log (the
+/// reader openraft asks for is a clone).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn io_error(err: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&err)
+}
+
+impl LogStore {
+    /// Opens (or creates) the store in `dir`: replays the journal, cutting
+    /// off a torn tail as [`FileLog`] does.
+    pub fn open(dir: &Path) -> Result<LogStore, LogError> {
+        let mut config = FileLogConfig::new(dir.join("journal"));
+        // A Raft entry is one batch; the node limits batches to 32 MiB
+        // of arguments, plus framing.
+        config.record_bytes_max = 64 << 20;
+        let journal = FileLog::open(config)?;
+        let meta_path = dir.join("raft-meta");
+        let meta = match std::fs::read(&meta_path) {
+            Ok(bytes) => postcard::from_bytes(&bytes).map_err(|err| LogError::Io {
+                action: "decode",
+                path: meta_path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => RaftMeta::default(),
+            Err(source) => {
+                return Err(LogError::Io {
+                    action: "read",
+                    path: meta_path,
+                    source,
+                });
+            }
+        };
+        let mut entries = BTreeMap::new();
+        let mut journal_entries = VecDeque::new();
+        if journal.last_index() > 0 {
+            for record in journal.read_from(journal.first_index())? {
+                let (journal_index, payload) = record?;
+                let record: JournalRecord =
+                    postcard::from_bytes(&payload).map_err(|err| LogError::Io {
+                        action: "decode a record of",
+                        path: dir.join("journal"),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+                    })?;
+                match record {
+                    JournalRecord::Entry(entry) => {
+                        journal_entries.push_back((journal_index, entry.log_id.index));
+                        entries.insert(entry.log_id.index, entry);
+                    }
+                    JournalRecord::Truncate { since } => {
+                        entries.split_off(&since);
+                    }
+                }
+            }
+        }
+        if let Some(purged) = meta.last_purged {
+            entries = entries.split_off(&(purged.index + 1));
+        }
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner {
+                journal,
+                entries,
+                journal_entries,
+                meta,
+                meta_path,
+            })),
+        })
+    }
+}
+
+impl Inner {
+    fn write_meta(&self) -> Result<(), std::io::Error> {
+        let bytes = postcard::to_stdvec(&self.meta).expect("meta serializes");
+        let temporary = self.meta_path.with_extension("tmp");
+        std::fs::write(&temporary, bytes)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &self.meta_path)?;
+        let dir = self.meta_path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn append_records(&mut self, records: &[JournalRecord]) -> Result<u64, LogError> {
+        let payloads: Vec<Vec<u8>> = records
+            .iter()
+            .map(|record| postcard::to_stdvec(record).expect("records serialize"))
+            .collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let range = self.journal.append_batch(&slices)?;
+        self.journal.sync()?;
+        Ok(range.start)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .entries
+            .range(range)
+            .map(|(_, entry)| entry.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let inner = self.inner.lock();
+        let last_purged_log_id = inner.meta.last_purged;
+        let last_log_id = inner
+            .entries
+            .last_key_value()
+            .map(|(_, entry)| entry.log_id)
+            .or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        inner.meta.vote = Some(*vote);
+        inner
+            .write_meta()
+            .map_err(|err| StorageIOError::write_vote(io_error(err)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.inner.lock().meta.vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = self.inner.lock();
+        let records: Vec<JournalRecord> = entries.into_iter().map(JournalRecord::Entry).collect();
+        if records.is_empty() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        let first_journal_index = match inner.append_records(&records) {
+            Ok(index) => index,
+            Err(err) => {
+                let message = err.to_string();
+                callback.log_io_completed(Err(std::io::Error::other(message.clone())));
+                return Err(StorageIOError::write_logs(AnyError::error(message)).into());
+            }
+        };
+        for (offset, record) in records.into_iter().enumerate() {
+            if let JournalRecord::Entry(entry) = record {
+                let index = entry.log_id.index;
+                inner
+                    .journal_entries
+                    .push_back((first_journal_index + offset as u64, index));
+                inner.entries.insert(index, entry);
+            }
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        inner
+            .append_records(&[JournalRecord::Truncate {
+                since: log_id.index,
+            }])
+            .map_err(|err| StorageIOError::write_logs(io_error(err)))?;
+        inner.entries.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        inner.meta.last_purged = Some(log_id);
+        inner
+            .write_meta()
+            .map_err(|err| StorageIOError::write_logs(io_error(err)))?;
+        inner.entries = inner.entries.split_off(&(log_id.index + 1));
+        // Journal records up to the first one still holding a live entry
+        // can go (a truncation record only ever affects records before it).
+        let mut droppable = 0;
+        while let Some(&(journal_index, raft_index)) = inner.journal_entries.front() {
+            if raft_index > log_id.index {
+                break;
+            }
+            droppable = journal_index;
+            inner.journal_entries.pop_front();
+        }
+        if droppable > 0 {
+            inner
+                .journal
+                .truncate_prefix(droppable)
+                .map_err(|err| StorageIOError::write_logs(io_error(err)))?;
+        }
+        Ok(())
+    }
+}
