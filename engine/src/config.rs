@@ -20,6 +20,11 @@ pub const MODULE_BYTES_MAX_DEFAULT: usize = 16 << 20;
 pub const SESSIONS_MAX_DEFAULT: usize = 100_000;
 /// Results remembered per client (its requests in flight must fit).
 pub const SESSION_RESULTS_MAX_DEFAULT: usize = 1 << 17;
+/// Sequence numbers per instance epoch (see sandbox.rs): wasm instances are
+/// dropped at the start of every batch that holds a sequence number
+/// `k * instance_epoch + 1`, and snapshots are taken just before such a
+/// batch.
+pub const INSTANCE_EPOCH_DEFAULT: u64 = 1 << 16;
 
 /// Fuel charged for any host call, plus per byte moved across the
 /// boundary. Makes a loop of host calls as bounded as a loop of wasm.
@@ -40,6 +45,15 @@ pub struct EngineConfig {
     pub module_bytes_max: usize,
     pub sessions_max: usize,
     pub session_results_max: usize,
+    /// Sequence numbers per instance epoch; see [`INSTANCE_EPOCH_DEFAULT`].
+    /// Missing from configs recorded before it existed, which ran with the
+    /// default.
+    #[serde(default = "default_instance_epoch")]
+    pub instance_epoch: u64,
+}
+
+fn default_instance_epoch() -> u64 {
+    INSTANCE_EPOCH_DEFAULT
 }
 
 impl Default for EngineConfig {
@@ -57,6 +71,90 @@ impl Default for EngineConfig {
             module_bytes_max: MODULE_BYTES_MAX_DEFAULT,
             sessions_max: SESSIONS_MAX_DEFAULT,
             session_results_max: SESSION_RESULTS_MAX_DEFAULT,
+            instance_epoch: INSTANCE_EPOCH_DEFAULT,
         }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings the engine cannot run with. An executor panics
+    /// on an invalid config, so check it first where a config comes from
+    /// outside (a flag, a file).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.instance_epoch == 0 {
+            return Err("instance_epoch must be at least 1".to_string());
+        }
+        if self.sessions_max == 0 {
+            return Err("sessions_max must be at least 1".to_string());
+        }
+        if self.session_results_max == 0 {
+            return Err("session_results_max must be at least 1".to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether the batch `first_seq..=last_seq` opens an instance epoch
+    /// under this config: see [`opens_instance_epoch`].
+    pub fn opens_instance_epoch(&self, first_seq: u64, last_seq: u64) -> bool {
+        opens_instance_epoch(self.instance_epoch, first_seq, last_seq)
+    }
+}
+
+/// Whether the batch `first_seq..=last_seq` holds a sequence number
+/// `k * epoch + 1`, that is, whether executing it starts with fresh wasm
+/// instances. A snapshot restores correctly only if the next batch
+/// executed after it is such a batch, so take snapshots just before one.
+///
+/// # Panics
+///
+/// If `epoch` is 0 or the range is empty or starts at 0.
+pub fn opens_instance_epoch(epoch: u64, first_seq: u64, last_seq: u64) -> bool {
+    assert!(epoch > 0, "the instance epoch must be at least 1");
+    assert!(
+        1 <= first_seq && first_seq <= last_seq,
+        "a batch holds sequence numbers 1 <= first <= last, not {first_seq}..={last_seq}"
+    );
+    // The last epoch start at or before `last_seq`.
+    let start = (last_seq - 1) / epoch * epoch + 1;
+    start >= first_seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_open_at_one_past_each_multiple() {
+        for e in [1, 2, 8, INSTANCE_EPOCH_DEFAULT] {
+            assert!(opens_instance_epoch(e, 1, 1));
+            assert!(opens_instance_epoch(e, 1, 5));
+            assert!(opens_instance_epoch(e, 2, e + 1));
+            assert!(opens_instance_epoch(e, e + 1, e + 1));
+            assert!(opens_instance_epoch(e, e, 3 * e));
+            if e > 1 {
+                assert!(!opens_instance_epoch(e, 2, e));
+                assert!(!opens_instance_epoch(e, e + 2, 2 * e));
+            }
+        }
+        // With an epoch of 1 every batch opens one.
+        assert!(opens_instance_epoch(1, 7, 7));
+    }
+
+    #[test]
+    fn recorded_configs_without_the_epoch_still_load() {
+        let mut json = serde_json::to_value(EngineConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("instance_epoch");
+        let loaded: EngineConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded, EngineConfig::default());
+    }
+
+    #[test]
+    fn validation_refuses_a_zero_epoch() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let config = EngineConfig {
+            instance_epoch: 0,
+            ..EngineConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("instance_epoch"));
     }
 }

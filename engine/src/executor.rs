@@ -46,12 +46,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
-use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
+use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
-use crate::sandbox::{
-    Call, Export, HostLinker, LoadedModule, Sandbox, StateView, opens_instance_epoch,
-    wasmtime_engine,
-};
+use crate::sandbox::{Call, Export, HostLinker, LoadedModule, Sandbox, StateView, wasmtime_engine};
 use crate::sessions::{Check, Sessions};
 use crate::state::StateStore;
 
@@ -252,9 +249,21 @@ struct BatchRun {
     digest: Xxh3,
 }
 
+mod snapshot;
+
+pub use snapshot::SnapshotError;
+
 pub struct Executor {
     /// Runs partition declarations; its instances see no state.
     planner: Sandbox,
+    /// Runs local reads ([`Executor::read`]) and their declarations, and
+    /// nothing else, so reads never touch the instances whose history
+    /// must be the same on every replica.
+    reader: Sandbox,
+    /// Set by [`Executor::restore`]: the next batch must open an instance
+    /// epoch, or this replica's fresh instances would differ from the
+    /// warm ones every other replica has.
+    epoch_start_required: bool,
     linker: HostLinker,
     compiler: Arc<ModuleCompiler>,
     /// Deployed modules by name.
@@ -287,7 +296,8 @@ impl Executor {
     ///
     /// # Panics
     ///
-    /// If `partitions` is 0 or more than [`SLOTS`].
+    /// If `partitions` is 0 or more than [`SLOTS`], or if `config` is
+    /// invalid ([`EngineConfig::validate`]).
     pub fn with_partitions(
         compiler: Arc<ModuleCompiler>,
         config: EngineConfig,
@@ -297,6 +307,9 @@ impl Executor {
             (1..=SLOTS).contains(&partitions),
             "partitions must be 1 to {SLOTS}, not {partitions}"
         );
+        if let Err(err) = config.validate() {
+            panic!("invalid engine config: {err}");
+        }
         let engine = compiler.engine().clone();
         let slots: Arc<[Slot]> = (0..SLOTS)
             .map(|_| Slot {
@@ -310,7 +323,9 @@ impl Executor {
             .collect();
         Executor {
             linker: HostLinker::new(&engine),
-            planner: Sandbox::new(engine, config.clone()),
+            planner: Sandbox::new(engine.clone(), config.clone()),
+            reader: Sandbox::new(engine, config.clone()),
+            epoch_start_required: false,
             compiler,
             modules: BTreeMap::new(),
             routes: LookupMap::default(),
@@ -405,7 +420,18 @@ impl Executor {
         );
         // Instances live for an instance epoch (see sandbox.rs). Every
         // partition thread is idle between batches.
-        if opens_instance_epoch(batch.first_seq, batch.last_seq()) {
+        let opens_epoch = self
+            .config
+            .opens_instance_epoch(batch.first_seq, batch.last_seq());
+        assert!(
+            opens_epoch || !self.epoch_start_required,
+            "an executor restored from a snapshot must first execute a batch that opens an instance epoch (one holding a sequence number k * {} + 1), not {}..={}: take snapshots just before such a batch",
+            self.config.instance_epoch,
+            batch.first_seq,
+            batch.last_seq()
+        );
+        self.epoch_start_required = false;
+        if opens_epoch {
             self.reset_instances();
         }
         let mut run = BatchRun {
@@ -551,51 +577,17 @@ impl Executor {
         seq: u64,
         now_ms: u64,
     ) -> Result<Prepared, Abort> {
-        if invocation.args.len() > self.config.args_bytes_max {
-            return Err(Abort::new(
-                AbortKind::LimitExceeded,
-                format!(
-                    "arguments of {} bytes are over the {}-byte limit",
-                    invocation.args.len(),
-                    self.config.args_bytes_max
-                ),
-            ));
-        }
-        let Some(route) = self.routes.get(&invocation.procedure).cloned() else {
-            return Err(Abort::new(
-                AbortKind::UnknownProcedure,
-                format!(
-                    "no deployed module provides procedure `{}`",
-                    invocation.procedure
-                ),
-            ));
-        };
-        let compiled = &route.module.compiled;
-        let fast = compiled.fast_declarations[route.procedure]
-            .as_ref()
-            .and_then(|fast| {
-                fast.evaluate(
-                    &invocation.args,
-                    invocation.encoding == ArgsEncoding::Json,
-                    self.config.key_bytes_max,
-                )
-            });
-        let declared = if let Some(declared) = fast {
-            declared
-        } else if compiled.procedures[route.procedure].declares_partitions {
-            let call = Call {
-                procedure: route.procedure,
-                export: Export::Declaration,
-                args: &invocation.args,
-                encoding: invocation.encoding.abi_code(),
-                seq,
-                now_ms,
-                fuel: self.config.tx_fuel_max,
-            };
-            self.planner.declare(&route.module, &call)?
-        } else {
-            Declared::All
-        };
+        self.check_args(&invocation.args)?;
+        let route = self.route(&invocation.procedure)?;
+        let declared = declare(
+            &mut self.planner,
+            &self.config,
+            &route,
+            &invocation.args,
+            invocation.encoding,
+            seq,
+            now_ms,
+        )?;
         let mut slots = declared.slots();
         if slots.is_empty() {
             slots.insert(0);
@@ -605,6 +597,104 @@ impl Executor {
             declared,
             slots,
         })
+    }
+
+    fn check_args(&self, args: &[u8]) -> Result<(), Abort> {
+        if args.len() > self.config.args_bytes_max {
+            return Err(Abort::new(
+                AbortKind::LimitExceeded,
+                format!(
+                    "arguments of {} bytes are over the {}-byte limit",
+                    args.len(),
+                    self.config.args_bytes_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The module and index of a deployed procedure.
+    fn route(&self, procedure: &str) -> Result<Route, Abort> {
+        self.routes.get(procedure).cloned().ok_or_else(|| {
+            Abort::new(
+                AbortKind::UnknownProcedure,
+                format!("no deployed module provides procedure `{procedure}`"),
+            )
+        })
+    }
+
+    /// Runs a read-only procedure against the state as of the last
+    /// executed entry, without logging it: a local, possibly stale read.
+    /// Nothing observable changes: not the position, the hashes, the
+    /// state or the exactly-once table, and not the instances logged
+    /// transactions run in, since the read runs in a sandbox of its own.
+    ///
+    /// The procedure must be marked read-only in its module's metadata
+    /// (`#[procedure(read_only)]`), else the read aborts with
+    /// [`AbortKind::NotReadOnly`]; a write or delete aborts it with
+    /// [`AbortKind::ReadOnly`]. It sees the partitions it declares, like a
+    /// logged call (all of them if it declares none). `ordo.sequence`
+    /// returns the position and `ordo.now_ms` returns `now_ms`. Call it
+    /// between batches, from the thread that executes them.
+    pub fn read(
+        &mut self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: &[u8],
+        now_ms: u64,
+    ) -> ReadOutcome {
+        ReadOutcome {
+            position: self.position,
+            outcome: outcome_of(self.try_read(procedure, encoding, args, now_ms)),
+        }
+    }
+
+    fn try_read(
+        &mut self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<u8>, Abort> {
+        self.check_args(args)?;
+        let route = self.route(procedure)?;
+        if !route.module.compiled.procedures[route.procedure].read_only {
+            return Err(Abort::new(
+                AbortKind::NotReadOnly,
+                format!(
+                    "procedure `{procedure}` is not marked read-only (#[procedure(read_only)]), so it cannot be read locally; submit it as a transaction"
+                ),
+            ));
+        }
+        let seq = self.position;
+        let declared = declare(
+            &mut self.reader,
+            &self.config,
+            &route,
+            args,
+            encoding,
+            seq,
+            now_ms,
+        )?;
+        // Every partition thread is idle between batches, so these locks
+        // are free.
+        let stores = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(slot, state)| (slot, state.store.lock_arc()))
+            .collect();
+        let call = Call {
+            procedure: route.procedure,
+            export: Export::Procedure,
+            args,
+            encoding: encoding.abi_code(),
+            seq,
+            now_ms,
+            fuel: self.config.tx_fuel_max,
+        };
+        self.reader
+            .read(&route.module, &call, StateView::read_only(stores, declared))
     }
 
     /// Takes every result the partition threads have sent, without waiting.
@@ -674,10 +764,11 @@ impl Executor {
         }
     }
 
-    /// Drops every instance of every slot and of the planner. Only called
-    /// while no partition thread is running anything.
+    /// Drops every instance of every slot, of the planner and of the
+    /// reader. Only called while no partition thread is running anything.
     fn reset_instances(&mut self) {
         self.planner.reset();
+        self.reader.reset();
         for slot in self.slots.iter() {
             slot.sandbox.lock().reset();
         }
@@ -733,6 +824,40 @@ impl Drop for Executor {
             let _ = thread.join();
         }
     }
+}
+
+/// What a call of `route` with `args` may touch: the host reads a bare-
+/// parameter declaration from the arguments itself, runs any other
+/// declaration in `sandbox`, and a procedure without one touches all.
+fn declare(
+    sandbox: &mut Sandbox,
+    config: &EngineConfig,
+    route: &Route,
+    args: &[u8],
+    encoding: ArgsEncoding,
+    seq: u64,
+    now_ms: u64,
+) -> Result<Declared, Abort> {
+    let compiled = &route.module.compiled;
+    let fast = compiled.fast_declarations[route.procedure]
+        .as_ref()
+        .and_then(|fast| fast.evaluate(args, encoding == ArgsEncoding::Json, config.key_bytes_max));
+    if let Some(declared) = fast {
+        return Ok(declared);
+    }
+    if !compiled.procedures[route.procedure].declares_partitions {
+        return Ok(Declared::All);
+    }
+    let call = Call {
+        procedure: route.procedure,
+        export: Export::Declaration,
+        args,
+        encoding: encoding.abi_code(),
+        seq,
+        now_ms,
+        fuel: config.tx_fuel_max,
+    };
+    sandbox.declare(&route.module, &call)
 }
 
 fn record_done(run: &mut BatchRun, (thread, ran): WorkDone) {

@@ -47,9 +47,9 @@ pub mod state;
 /// matters.
 pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-pub use config::EngineConfig;
-pub use executor::{EngineStatus, Executor};
+pub use config::{EngineConfig, INSTANCE_EPOCH_DEFAULT, opens_instance_epoch};
+pub use executor::{EngineStatus, Executor, SnapshotError};
 pub use module::{DeployError, ModuleCompiler, ParamInfo, ProcedureInfo};
-pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, TxOutcome};
+pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 pub use partition::SLOTS;
 pub use state::StateStore;

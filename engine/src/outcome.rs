@@ -33,6 +33,12 @@ pub enum AbortKind {
     RequestForgotten,
     /// The procedure touched a key in a partition it did not declare.
     UndeclaredPartition,
+    /// A local read (`Executor::read`) tried to write or delete a key.
+    /// Only local reads raise it; it never appears in a logged outcome.
+    ReadOnly,
+    /// A local read named a procedure that its module does not mark
+    /// read-only (`#[procedure(read_only)]`). Only local reads raise it.
+    NotReadOnly,
 }
 
 impl AbortKind {
@@ -49,6 +55,8 @@ impl AbortKind {
             AbortKind::DeployRejected => "deploy_rejected",
             AbortKind::RequestForgotten => "request_forgotten",
             AbortKind::UndeclaredPartition => "undeclared_partition",
+            AbortKind::ReadOnly => "read_only",
+            AbortKind::NotReadOnly => "not_read_only",
         }
     }
 }
@@ -109,6 +117,18 @@ impl Outcome {
             _ => None,
         }
     }
+}
+
+/// The answer to a local read (`Executor::read`): the outcome of a
+/// read-only procedure run against the state at `position`. Not a
+/// replicated fact: another replica may be at another position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOutcome {
+    /// The sequence number of the last entry the state reflects.
+    pub position: u64,
+    /// `Committed` with the procedure's result, or why it aborted. A read
+    /// never writes, whatever its outcome.
+    pub outcome: Outcome,
 }
 
 /// The outcome of one log entry, as delivered to the client that sent it.

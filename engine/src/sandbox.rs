@@ -7,13 +7,19 @@
 //! depends on what ran in it before. So instances are reused only between
 //! points the log defines: every instance is dropped at the start of each
 //! batch that opens an *instance epoch* (one that holds a sequence number
-//! `k * INSTANCE_EPOCH + 1`), after any trap, and after any deploy. Every
-//! replica executes the same batches, so every replica sees the same
-//! instance history, and a replica that starts at such a batch (replaying
-//! from the start, or from a snapshot taken there) starts with fresh
-//! instances exactly as the others did. Epochs rather than single batches,
-//! because dropping instances costs an munmap, a TLB shootdown and fresh
-//! page faults per instance, and there is an instance per slot.
+//! `k * E + 1`, where `E` is `EngineConfig::instance_epoch`), after any
+//! trap, and after any deploy. Every replica executes the same batches,
+//! so every replica sees the same instance history, and a replica that
+//! starts at such a batch (replaying from the start, or from a snapshot
+//! taken just before it) starts with fresh instances exactly as the others
+//! did. Epochs rather than single batches, because dropping instances
+//! costs an munmap, a TLB shootdown and fresh page faults per instance,
+//! and there is an instance per slot.
+//!
+//! Local reads (`Executor::read`) run in a sandbox of their own, never in
+//! the instances logged transactions use: running guest code changes an
+//! instance's memory, so a read there could change this replica's later
+//! outcomes.
 //!
 //! Each of the engine's slots (see partition.rs) has its own sandbox, and
 //! a transaction runs in the sandbox of the lowest slot it declared. So an
@@ -42,17 +48,12 @@ const INSTANCE_TABLE_ELEMENTS_MAX: usize = 100_000;
 /// Fuel for instantiation. With copy-on-write memory initialisation and no
 /// start function this is barely touched, but it must be bounded.
 const INSTANTIATE_FUEL: u64 = 10_000_000;
-/// Sequence numbers per instance epoch (see the module docs). Snapshots
-/// must be taken at the start of an epoch.
-pub const INSTANCE_EPOCH: u64 = 1 << 16;
+/// The default number of sequence numbers per instance epoch (see the
+/// module docs). The epoch in force is `EngineConfig::instance_epoch`.
+#[deprecated(note = "the epoch is `EngineConfig::instance_epoch`; this is only its default")]
+pub const INSTANCE_EPOCH: u64 = crate::config::INSTANCE_EPOCH_DEFAULT;
 
-/// Whether the batch `first_seq..=last_seq` opens an instance epoch.
-pub fn opens_instance_epoch(first_seq: u64, last_seq: u64) -> bool {
-    debug_assert!(1 <= first_seq && first_seq <= last_seq);
-    // The last epoch start at or before `last_seq`.
-    let start = (last_seq - 1) / INSTANCE_EPOCH * INSTANCE_EPOCH + 1;
-    start >= first_seq
-}
+pub use crate::config::opens_instance_epoch;
 
 /// Entries a single `scan` host call may return at most.
 const SCAN_ENTRIES_PER_CALL_MAX: usize = 4096;
@@ -227,6 +228,8 @@ pub(crate) struct StateView {
     /// For each slot, its index in `stores` (`u8::MAX`: not locked).
     store_of_slot: [u8; SLOTS],
     declared: Option<Declared>,
+    /// Set for local reads: any write aborts with `read_only`.
+    read_only: bool,
 }
 
 impl StateView {
@@ -241,7 +244,28 @@ impl StateView {
             stores,
             store_of_slot,
             declared: Some(declared),
+            read_only: false,
         }
+    }
+
+    /// Like [`StateView::new`], for a local read: every write or delete
+    /// aborts with [`AbortKind::ReadOnly`].
+    pub fn read_only(stores: SmallVec<[(usize, SlotGuard); 2]>, declared: Declared) -> StateView {
+        StateView {
+            read_only: true,
+            ..StateView::new(stores, declared)
+        }
+    }
+
+    /// The store a write to `key` goes to, if the call may write it.
+    fn writable_store_index(&self, key: &[u8], what: &str) -> wasmtime::Result<usize> {
+        if self.read_only {
+            return Err(host_abort(
+                AbortKind::ReadOnly,
+                format!("a read-only procedure called ordo.{what}; a local read may not write"),
+            ));
+        }
+        self.store_index(key)
     }
 
     /// The store `key` lives in, if the call may touch it.
@@ -467,7 +491,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                     ),
                 ));
             }
-            ctx.view.store_index(&guest[key.clone()])?;
+            ctx.view.writable_store_index(&guest[key.clone()], "put")?;
             let moved = key.len() + value.len();
             check_write_budget(ctx, moved)?;
             ctx.tx
@@ -485,7 +509,8 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.delete")?;
             check_key(ctx, key.len())?;
-            ctx.view.store_index(&guest[key.clone()])?;
+            ctx.view
+                .writable_store_index(&guest[key.clone()], "delete")?;
             let moved = key.len();
             check_write_budget(ctx, moved)?;
             ctx.tx.writes.record(&guest[key], None);
@@ -834,6 +859,25 @@ impl Sandbox {
         result.map(|()| std::mem::take(&mut self.store.data_mut().tx.result))
     }
 
+    /// Runs a read-only procedure against `view` (built with
+    /// [`StateView::read_only`]) and returns its result. Nothing is written.
+    pub fn read(
+        &mut self,
+        module: &LoadedModule,
+        call: &Call<'_>,
+        view: StateView,
+    ) -> Result<Vec<u8>, Abort> {
+        debug_assert_eq!(call.export, Export::Procedure);
+        debug_assert!(view.read_only);
+        self.store.data_mut().view = view;
+        let result = self.call(module, call);
+        let ctx = self.store.data_mut();
+        debug_assert_eq!(ctx.tx.writes.len(), 0, "a read-only view refuses writes");
+        ctx.tx.writes.clear();
+        ctx.view = StateView::default();
+        result.map(|()| std::mem::take(&mut ctx.tx.result))
+    }
+
     /// Runs a procedure's partition declaration, which sees no state.
     pub fn declare(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<Declared, Abort> {
         debug_assert_eq!(call.export, Export::Declaration);
@@ -994,21 +1038,4 @@ pub(crate) fn classify(err: &wasmtime::Error) -> Abort {
         AbortKind::Trap,
         "procedure failed with an unclassified error",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epochs_open_at_one_past_each_multiple() {
-        let e = INSTANCE_EPOCH;
-        assert!(opens_instance_epoch(1, 1));
-        assert!(opens_instance_epoch(1, 5));
-        assert!(!opens_instance_epoch(2, e));
-        assert!(opens_instance_epoch(2, e + 1));
-        assert!(opens_instance_epoch(e + 1, e + 1));
-        assert!(!opens_instance_epoch(e + 2, 2 * e));
-        assert!(opens_instance_epoch(e, 3 * e));
-    }
 }

@@ -191,6 +191,114 @@ impl Sessions {
     pub fn len(&self) -> usize {
         self.by_client.len()
     }
+
+    /// Everything the table holds, in a deterministic order: clients by
+    /// id (eviction orders them by `(last_seq, id)`, never by map order)
+    /// and the graveyard in eviction order.
+    pub fn snapshot(&self) -> SessionsSnapshot {
+        let mut clients: Vec<ClientSnapshot> = self
+            .by_client
+            .iter()
+            .map(|(client, session)| ClientSnapshot {
+                client: *client,
+                base: session.base,
+                last_seq: session.last_seq,
+                window: session
+                    .window
+                    .iter()
+                    .map(|stored| {
+                        stored
+                            .as_ref()
+                            .map(|stored| (stored.seq, stored.outcome.clone()))
+                    })
+                    .collect(),
+            })
+            .collect();
+        clients.sort_unstable_by_key(|client| client.client);
+        SessionsSnapshot {
+            clients,
+            graveyard: self.graveyard_order.iter().copied().collect(),
+        }
+    }
+
+    /// The table `snapshot` describes, under these limits; an error says
+    /// what is inconsistent.
+    pub fn restore(
+        snapshot: SessionsSnapshot,
+        sessions_max: usize,
+        session_results_max: usize,
+    ) -> Result<Sessions, String> {
+        let mut sessions = Sessions::new(sessions_max, session_results_max);
+        if snapshot.clients.len() > sessions_max {
+            return Err(format!(
+                "{} clients, over the limit of {sessions_max}",
+                snapshot.clients.len()
+            ));
+        }
+        if snapshot.graveyard.len() > GRAVEYARD_CLIENTS_MAX {
+            return Err(format!(
+                "{} evicted clients, over the limit of {GRAVEYARD_CLIENTS_MAX}",
+                snapshot.graveyard.len()
+            ));
+        }
+        let mut previous = None;
+        for client in snapshot.clients {
+            if previous.is_some_and(|previous| previous >= client.client) {
+                return Err("clients are not in ascending id order".to_string());
+            }
+            previous = Some(client.client);
+            if client.window.len() > session_results_max {
+                return Err(format!(
+                    "client {:032x} has {} results, over the limit of {session_results_max}",
+                    client.client,
+                    client.window.len()
+                ));
+            }
+            let window = client
+                .window
+                .into_iter()
+                .map(|stored| stored.map(|(seq, outcome)| StoredResult { seq, outcome }))
+                .collect();
+            sessions.by_client.insert(
+                client.client,
+                Session {
+                    base: client.base,
+                    window,
+                    last_seq: client.last_seq,
+                },
+            );
+        }
+        for client in snapshot.graveyard {
+            if sessions.by_client.contains_key(&client)
+                || sessions.graveyard.insert(client, ()).is_some()
+            {
+                return Err(format!(
+                    "client {client:032x} is evicted twice, or both evicted and live"
+                ));
+            }
+            sessions.graveyard_order.push_back(client);
+        }
+        Ok(sessions)
+    }
+}
+
+/// The exactly-once table, as a snapshot holds it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionsSnapshot {
+    /// In ascending id order.
+    clients: Vec<ClientSnapshot>,
+    /// Evicted clients, oldest eviction first.
+    graveyard: Vec<ClientId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ClientSnapshot {
+    client: ClientId,
+    base: u64,
+    last_seq: u64,
+    /// Request `base + i`'s sequence number and outcome (`None` while
+    /// pending, which never outlives a batch).
+    window: Vec<Option<(u64, Option<Outcome>)>>,
 }
 
 #[cfg(test)]
@@ -246,5 +354,78 @@ mod tests {
         assert!(matches!(sessions.check(1, 3, 0), Check::Forgotten));
         assert!(matches!(sessions.check(1, 11, 0), Check::Forgotten));
         assert!(matches!(sessions.check(2, 1, 0), Check::Duplicate { .. }));
+    }
+
+    /// Two tables that answer the same way to everything.
+    fn assert_same(left: &mut Sessions, right: &mut Sessions, clients: u128, ids: u64) {
+        for client in 0..clients {
+            for id in 0..ids {
+                let answer = |check: Check| match check {
+                    Check::New => (0, 0, None),
+                    Check::Duplicate { seq, outcome } => (1, seq, outcome),
+                    Check::Forgotten => (2, 0, None),
+                };
+                assert_eq!(
+                    answer(left.check(client, id, 0)),
+                    answer(right.check(client, id, 0)),
+                    "client {client} request {id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn snapshots_restore_windows_graveyard_and_eviction_order() {
+        let mut sessions = Sessions::new(4, 3);
+        let mut seq = 0;
+        for round in 0..5u64 {
+            for client in [3u128, 1, 7, 2, 9, 5] {
+                if round > 1 && client % 2 == 0 {
+                    continue;
+                }
+                seq += 1;
+                if let Check::New = sessions.check(client, round * 2, round) {
+                    sessions.record(client, round * 2, seq, &committed(seq as u8));
+                }
+            }
+        }
+        let snapshot = sessions.snapshot();
+        let bytes = postcard::to_stdvec(&snapshot).unwrap();
+        let decoded: SessionsSnapshot = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, snapshot);
+        let mut restored = Sessions::restore(decoded, 4, 3).unwrap();
+        assert_eq!(
+            postcard::to_stdvec(&restored.snapshot()).unwrap(),
+            bytes,
+            "same table, same bytes"
+        );
+        // Both evict the same clients from here on.
+        for (offset, client) in [11u128, 12, 13, 1, 14].into_iter().enumerate() {
+            let seq = 100 + offset as u64;
+            if let Check::New = sessions.check(client, 20, 0) {
+                sessions.record(client, 20, seq, &committed(1));
+            }
+            if let Check::New = restored.check(client, 20, 0) {
+                restored.record(client, 20, seq, &committed(1));
+            }
+        }
+        assert_same(&mut sessions, &mut restored, 16, 24);
+    }
+
+    #[test]
+    fn inconsistent_snapshots_are_refused() {
+        let mut sessions = Sessions::new(2, 2);
+        sessions.record(1, 1, 1, &committed(1));
+        sessions.record(2, 1, 2, &committed(2));
+        sessions.record(3, 1, 3, &committed(3));
+        let snapshot = sessions.snapshot();
+        assert!(Sessions::restore(snapshot.clone(), 2, 2).is_ok());
+        let mut twice = snapshot.clone();
+        twice.graveyard.push(twice.graveyard[0]);
+        assert!(Sessions::restore(twice, 2, 2).is_err());
+        let mut unordered = snapshot.clone();
+        unordered.clients.reverse();
+        assert!(Sessions::restore(unordered, 2, 2).is_err());
+        assert!(Sessions::restore(snapshot, 1, 2).is_err());
     }
 }
