@@ -1254,13 +1254,12 @@ async fn open(
     addr: &str,
     client_id: u128,
 ) -> Result<TcpStream, ClientError> {
-    let addr = &addr.to_string();
     let connect_error = |source| ClientError::Connect {
-        addr: addr.clone(),
+        addr: addr.to_string(),
         source,
     };
     let handshake_error = |message: String| ClientError::Handshake {
-        addr: addr.clone(),
+        addr: addr.to_string(),
         message,
     };
     let hello = encode_frame(

@@ -5,7 +5,7 @@
 //! sleeps.
 
 use super::*;
-use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC};
+use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC, encode_frame_into};
 use std::collections::BTreeSet;
 use std::future::Future;
 use tokio::net::TcpListener;
@@ -676,4 +676,640 @@ fn tokens_are_not_shown_in_debug_output() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("secret"), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+// ---------------------------------------------------------------------
+// Clusters: several fake servers, some followers, some dead.
+// ---------------------------------------------------------------------
+
+/// `n` listening fake servers and their addresses.
+async fn cluster(n: usize) -> (Vec<TcpListener>, Vec<String>) {
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..n {
+        let (listener, addr) = listen().await;
+        listeners.push(listener);
+        addrs.push(addr);
+    }
+    (listeners, addrs)
+}
+
+/// An address nothing listens on (connections to it are refused).
+async fn dead_addr() -> String {
+    let (listener, addr) = listen().await;
+    drop(listener);
+    addr
+}
+
+fn not_leader(leader: Option<&str>) -> ResponseBody {
+    ResponseBody::NotLeader {
+        leader: leader.map(String::from),
+    }
+}
+
+/// Echoes a call's arguments back as its result, at `seq`.
+fn echo(request: &Request, seq: u64) -> ResponseBody {
+    ResponseBody::Committed {
+        seq,
+        result: call_args(request).1.to_vec(),
+    }
+}
+
+/// Keeps the connection open until the client hangs up, so the client
+/// stays connected while the test looks at it.
+async fn hold_until_hangup(mut stream: TcpStream) {
+    if let Some(request) = read_message::<Request>(&mut stream).await {
+        panic!("unexpected request {request:?}");
+    }
+}
+
+async fn read_requests(stream: &mut TcpStream, n: usize) -> Vec<Request> {
+    let mut requests = Vec::new();
+    for _ in 0..n {
+        requests.push(read_request(stream).await);
+    }
+    requests.sort_by_key(|request| request.request_id);
+    requests
+}
+
+fn spawn_echo_calls(
+    client: &Client,
+    n: usize,
+) -> Vec<JoinHandle<Result<(String, u64), ClientError>>> {
+    (0..n)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call_json("echo", &i.to_string()).await })
+        })
+        .collect()
+}
+
+#[test]
+fn server_lists_are_split_trimmed_and_filtered() {
+    let servers = |addr: &str| ClientConfig::new(addr).servers();
+    assert_eq!(servers("127.0.0.1:7878"), ["127.0.0.1:7878"]);
+    assert_eq!(servers("a:1,b:2,c:3"), ["a:1", "b:2", "c:3"]);
+    assert_eq!(servers("  a:1 , b:2,c:3 "), ["a:1", "b:2", "c:3"]);
+    assert_eq!(servers("a:1,b:2,"), ["a:1", "b:2"]);
+    assert_eq!(servers(",a:1,,\tb:2 ,,"), ["a:1", "b:2"]);
+    assert!(servers("").is_empty());
+    assert!(servers(" , ,, ").is_empty());
+    let config = ClientConfig::cluster(["a:1", "b:2", "c:3"]);
+    assert_eq!(config.addr, "a:1,b:2,c:3");
+    assert_eq!(config.servers(), ["a:1", "b:2", "c:3"]);
+    assert!(
+        ClientConfig::cluster(Vec::<String>::new())
+            .servers()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_empty_server_list_is_an_error() {
+    for addr in ["", " ", ",", " , ,"] {
+        let err = Client::connect(addr).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::NoServers { addr: a } if a == addr),
+            "{err}"
+        );
+        assert!(err.to_string().contains("separated by commas"), "{err}");
+    }
+}
+
+/// The first servers are down; the client connects to the first that
+/// accepts. If none does, the error names every server tried and the last
+/// one's error.
+#[tokio::test]
+async fn connect_tries_the_servers_in_order() {
+    let (dead_a, dead_b) = (dead_addr().await, dead_addr().await);
+    let (listener, live) = listen().await;
+    let server = tokio::spawn(canned_server(listener));
+    let client = Client::connect_with(config(&format!("{dead_a}, {dead_b}, {live}")))
+        .await
+        .unwrap();
+    assert_eq!(client.connected_addr().as_deref(), Some(live.as_str()));
+    assert_eq!(
+        client.call_json("echo", "1").await.unwrap(),
+        ("1".into(), 5)
+    );
+    drop(client);
+    join(server).await;
+
+    let dead_c = dead_addr().await;
+    let list = format!("{dead_a},{dead_b},{dead_c}");
+    let err = Client::connect_with(config(&list)).await.unwrap_err();
+    match &err {
+        ClientError::NoServerReachable { tried, last } => {
+            assert_eq!(tried, &[dead_a.clone(), dead_b.clone(), dead_c.clone()]);
+            assert!(
+                matches!(&**last, ClientError::Connect { addr, .. } if *addr == dead_c),
+                "{last}"
+            );
+        }
+        other => panic!("expected NoServerReachable, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&dead_a) && message.contains(&dead_c),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    // One server: its own error, as before clusters.
+    let err = Client::connect(dead_a.clone()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+}
+
+/// A follower (A) answers status itself, and answers three pipelined calls
+/// with `NotLeader` naming B. The client moves to B and resends all three
+/// byte for byte (same client id, same request ids); B's answers reach the
+/// callers. C is never contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_redirects_every_waiting_request_to_the_leader() {
+    const CALLS: usize = 3;
+    let (mut listeners, addrs) = cluster(3).await;
+    let c = listeners.pop().unwrap();
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let leader = addrs[1].clone();
+    let follower = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&a).await;
+        let status_request = read_request(&mut stream).await;
+        assert_eq!(status_request.body, RequestBody::Status);
+        let body = ResponseBody::Status(status());
+        answer(&mut stream, status_request.request_id, body).await;
+        let calls = read_requests(&mut stream, CALLS).await;
+        // Every waiting call gets `NotLeader`, in one write: the client
+        // moves at the first and may hang up before reading the others.
+        let mut frames = Vec::new();
+        for call in &calls {
+            let response = Response {
+                request_id: call.request_id,
+                body: not_leader(Some(&leader)),
+            };
+            encode_frame_into(&mut frames, &response, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        }
+        let _ = stream.write_all(&frames).await;
+        // The client hangs up and does not come back.
+        assert!(read_message::<Request>(&mut stream).await.is_none());
+        (hello, calls)
+    });
+    let leader = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&b).await;
+        let calls = read_requests(&mut stream, CALLS).await;
+        for call in calls.iter().rev() {
+            answer(
+                &mut stream,
+                call.request_id,
+                echo(call, 100 + call.request_id),
+            )
+            .await;
+        }
+        let next = read_request(&mut stream).await;
+        answer(&mut stream, next.request_id, echo(&next, 200)).await;
+        hold_until_hangup(stream).await;
+        (hello, calls, next)
+    });
+    let client = Client::connect_with(config(&addrs.join(",")))
+        .await
+        .unwrap();
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[0].as_str()));
+    assert_eq!(client.status().await.unwrap(), status());
+    for (i, call) in spawn_echo_calls(&client, CALLS).into_iter().enumerate() {
+        let (json, seq) = within(call).await.unwrap().unwrap();
+        assert_eq!(json, i.to_string());
+        assert!((102..=104).contains(&seq), "{seq}");
+    }
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[1].as_str()));
+    assert_eq!(
+        client.call_json("echo", "9").await.unwrap(),
+        ("9".into(), 200)
+    );
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[1].as_str()));
+
+    let client_id = client.client_id();
+    drop(client);
+    let (a_hello, sent_to_a) = join(follower).await;
+    let (b_hello, sent_to_b, next) = join(leader).await;
+    assert_eq!(a_hello.client_id, client_id);
+    assert_eq!(b_hello.client_id, client_id);
+    // Resent unchanged: same ids, same acked_below, same arguments.
+    assert_eq!(sent_to_a, sent_to_b);
+    let ids: Vec<u64> = sent_to_b.iter().map(|call| call.request_id).collect();
+    assert_eq!(ids, [2, 3, 4]);
+    assert_eq!((next.request_id, next.acked_below), (5, 5));
+    // C was never contacted.
+    let unused = tokio::time::timeout(Duration::from_millis(50), c.accept()).await;
+    assert!(unused.is_err(), "nobody should connect to C");
+}
+
+/// The leader a follower names need not be in the configured list.
+#[tokio::test]
+async fn a_named_leader_outside_the_list_is_followed() {
+    let (follower_listener, follower_addr) = listen().await;
+    let (leader_listener, leader_addr) = listen().await;
+    let named = leader_addr.clone();
+    let follower = tokio::spawn(async move {
+        let (mut stream, _) = accept(&follower_listener).await;
+        let call = read_request(&mut stream).await;
+        answer(&mut stream, call.request_id, not_leader(Some(&named))).await;
+        call
+    });
+    let leader = tokio::spawn(async move {
+        let (mut stream, _) = accept(&leader_listener).await;
+        let call = read_request(&mut stream).await;
+        answer(&mut stream, call.request_id, echo(&call, 7)).await;
+        hold_until_hangup(stream).await;
+        call
+    });
+    let dead = dead_addr().await;
+    let client = Client::connect_with(config(&format!("{follower_addr},{dead}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.call_json("echo", "1").await.unwrap(),
+        ("1".into(), 7)
+    );
+    assert_eq!(client.connected_addr(), Some(leader_addr));
+    drop(client);
+    assert_eq!(join(follower).await, join(leader).await);
+}
+
+/// During an election nobody knows the leader: A and then B answer
+/// `NotLeader { leader: None }`; the client waits a little before each
+/// move (50 ms, then 100 ms), goes round the list, and A, now the leader,
+/// answers the same request.
+#[tokio::test]
+async fn an_election_is_waited_out_by_going_round_the_servers() {
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let node_a = tokio::spawn(async move {
+        let (mut stream, _) = accept(&a).await;
+        let first = read_request(&mut stream).await;
+        answer(&mut stream, first.request_id, not_leader(None)).await;
+        // Elected meanwhile.
+        let (mut stream, hello) = accept(&a).await;
+        let again = read_request(&mut stream).await;
+        answer(&mut stream, again.request_id, echo(&again, 11)).await;
+        hold_until_hangup(stream).await;
+        (first, again, hello)
+    });
+    let node_b = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&b).await;
+        let request = read_request(&mut stream).await;
+        answer(&mut stream, request.request_id, not_leader(None)).await;
+        (request, hello)
+    });
+    let client = Client::connect_with(config(&addrs.join(",")))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = client.call_json("echo", "\"x\"").await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(answer, ("\"x\"".into(), 11));
+    assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[0].as_str()));
+    let client_id = client.client_id();
+    drop(client);
+    let (first, again, a_hello) = join(node_a).await;
+    let (at_b, b_hello) = join(node_b).await;
+    assert_eq!(first, at_b);
+    assert_eq!(first, again);
+    assert_eq!(first.request_id, 1);
+    assert_eq!(a_hello.client_id, client_id);
+    assert_eq!(b_hello.client_id, client_id);
+}
+
+/// The leader (A) drops the connection with two calls in flight, one of
+/// them answered. A is gone for good; the client moves on to B (the next
+/// in the list) and resends only the unanswered call, same request id.
+#[tokio::test]
+async fn a_lost_connection_fails_over_to_the_next_server() {
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let node_a = tokio::spawn(async move {
+        let (mut stream, _) = accept(&a).await;
+        let calls = read_requests(&mut stream, 2).await;
+        answer(&mut stream, calls[0].request_id, echo(&calls[0], 1)).await;
+        // A crashes: the connection and the listener go away.
+        drop(a);
+        drop(stream);
+        calls
+    });
+    let node_b = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&b).await;
+        let resent = read_request(&mut stream).await;
+        answer(&mut stream, resent.request_id, echo(&resent, 2)).await;
+        let next = read_request(&mut stream).await;
+        answer(&mut stream, next.request_id, ResponseBody::Status(status())).await;
+        hold_until_hangup(stream).await;
+        (hello, resent, next)
+    });
+    let client = Client::connect_with(config(&addrs.join(",")))
+        .await
+        .unwrap();
+    let mut results: Vec<(String, u64)> = Vec::new();
+    for call in spawn_echo_calls(&client, 2) {
+        results.push(within(call).await.unwrap().unwrap());
+    }
+    results.sort_by_key(|(_, seq)| *seq);
+    assert_eq!(
+        results.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    client.status().await.unwrap();
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[1].as_str()));
+    let client_id = client.client_id();
+    drop(client);
+    let calls = join(node_a).await;
+    let (hello, resent, next) = join(node_b).await;
+    assert_eq!(hello.client_id, client_id);
+    assert_eq!(resent, calls[1]);
+    assert_eq!((next.request_id, next.acked_below), (3, 3));
+}
+
+/// Every server is gone and the client may retry for ever: the request
+/// still fails, with a timeout, instead of hanging.
+#[tokio::test]
+async fn a_dead_cluster_fails_requests_after_the_timeout() {
+    let (listener, addr) = listen().await;
+    let others = [dead_addr().await, dead_addr().await];
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let request = read_request(&mut stream).await;
+        drop(listener);
+        drop(stream);
+        request
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_millis(400),
+        reconnect_attempts: u32::MAX,
+        ..config(&format!("{addr},{},{}", others[0], others[1]))
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = within(client.status()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Timeout {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    join(server).await;
+    // A new request is not sent anywhere, and times out too.
+    let err = within(client.status()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert_eq!(client.connected_addr(), None);
+}
+
+/// With reconnects off, a follower's `NotLeader` fails the request with
+/// an error naming the leader.
+#[tokio::test]
+async fn not_leader_without_reconnects_is_an_error() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let call = read_request(&mut stream).await;
+        answer(
+            &mut stream,
+            call.request_id,
+            not_leader(Some("10.0.0.9:7878")),
+        )
+        .await;
+    });
+    let client = Client::connect_with(ClientConfig {
+        reconnect_attempts: 0,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client.call_json("echo", "1").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::NotLeader { leader: Some(l) } if l == "10.0.0.9:7878"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("10.0.0.9:7878"), "{err}");
+    join(server).await;
+}
+
+/// A stale read goes out as `RequestBody::Read` to the connected node,
+/// even a follower, and comes back with that node's position; a
+/// linearizable read is a call, so it goes to the leader.
+#[tokio::test]
+async fn stale_reads_stay_on_the_node_and_linearizable_reads_go_through_the_log() {
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let leader_addr = addrs[1].clone();
+    let follower = tokio::spawn(async move {
+        let (mut stream, _) = accept(&a).await;
+        let mut reads = Vec::new();
+        loop {
+            let request = read_request(&mut stream).await;
+            let body = match &request.body {
+                RequestBody::Read {
+                    procedure, args, ..
+                } => match procedure.as_str() {
+                    "balance" => ResponseBody::ReadDone {
+                        position: 17,
+                        result: args.clone(),
+                    },
+                    "withdraw" => ResponseBody::Refused {
+                        reason: RequestRefusal::BadRequest,
+                        message: "`withdraw` is not read-only".into(),
+                    },
+                    "missing" => ResponseBody::Aborted {
+                        seq: 17,
+                        kind: "unknown_procedure".into(),
+                        message: "no procedure `missing`".into(),
+                    },
+                    other => panic!("unexpected read of {other}"),
+                },
+                RequestBody::Call { .. } => {
+                    answer(
+                        &mut stream,
+                        request.request_id,
+                        not_leader(Some(&leader_addr)),
+                    )
+                    .await;
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            answer(&mut stream, request.request_id, body).await;
+            reads.push(request);
+        }
+        reads
+    });
+    let leader = tokio::spawn(async move {
+        let (mut stream, _) = accept(&b).await;
+        let call = read_request(&mut stream).await;
+        answer(&mut stream, call.request_id, echo(&call, 30)).await;
+        let read = read_request(&mut stream).await;
+        let position = 31;
+        let result = match &read.body {
+            RequestBody::Read { args, .. } => args.clone(),
+            other => panic!("expected a read, got {other:?}"),
+        };
+        answer(
+            &mut stream,
+            read.request_id,
+            ResponseBody::ReadDone { position, result },
+        )
+        .await;
+        (call, read)
+    });
+    let client = Client::connect_with(config(&addrs.join(",")))
+        .await
+        .unwrap();
+
+    let read = client
+        .read::<_, u64>("balance", &7u64, ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        ReadValue {
+            value: 7,
+            position: 17
+        }
+    );
+    let (json, position) = client
+        .read_json("balance", r#"{"id":7}"#, ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!((json.as_str(), position), (r#"{"id":7}"#, 17));
+    let err = client
+        .read_json("withdraw", "null", ReadConsistency::Stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::BadRequest(m) if m.contains("read-only")),
+        "{err}"
+    );
+    let err = client
+        .read_raw(
+            "missing",
+            Encoding::Json,
+            b"null".to_vec(),
+            ReadConsistency::Stale,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::UnknownProcedure { .. }),
+        "{err}"
+    );
+    // A result that is not the type asked for.
+    let err = client
+        .read::<_, String>("balance", &[0xffu8], ReadConsistency::Stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Decode { seq: 17, .. }), "{err}");
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[0].as_str()));
+
+    let read = client
+        .read_raw(
+            "echo",
+            Encoding::Json,
+            b"5".to_vec(),
+            ReadConsistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        ReadOutcome {
+            position: 30,
+            result: b"5".to_vec()
+        }
+    );
+    // Now on the leader; a stale read is answered there.
+    let read = client
+        .read::<_, u64>("balance", &8u64, ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        ReadValue {
+            value: 8,
+            position: 31
+        }
+    );
+
+    let reads = join(follower).await;
+    assert_eq!(reads.len(), 5);
+    assert_eq!(
+        reads[0].body,
+        RequestBody::Read {
+            procedure: "balance".into(),
+            encoding: Encoding::Postcard,
+            args: postcard::to_stdvec(&7u64).unwrap(),
+        }
+    );
+    assert_eq!(
+        reads[1].body,
+        RequestBody::Read {
+            procedure: "balance".into(),
+            encoding: Encoding::Json,
+            args: br#"{"id":7}"#.to_vec(),
+        }
+    );
+    let (call, read) = join(leader).await;
+    assert_eq!(call_args(&call), ("echo", &b"5"[..]));
+    assert!(matches!(read.body, RequestBody::Read { .. }));
+}
+
+/// Where moves go and how long they wait, without sockets.
+#[test]
+fn the_route_rotates_follows_named_leaders_and_backs_off() {
+    let ms = Duration::from_millis;
+    let servers = vec!["a".to_string(), "b".into(), "c".into()];
+    let mut route = Route::new(servers, 0);
+    // A lost connection that had answered: the next server, at once.
+    route.lost(true);
+    assert_eq!(route.next(), ("b".into(), ms(0)));
+    route.failed();
+    assert_eq!(route.next(), ("c".into(), ms(50)));
+    route.failed();
+    assert_eq!(route.next(), ("a".into(), ms(100)));
+    // A named leader is tried at once the first time, even after failures.
+    route.not_leader(true, Some("c".into()));
+    assert_eq!(route.next(), ("c".into(), ms(0)));
+    // ... and the rotation goes on after it.
+    route.failed();
+    assert_eq!(route.next(), ("a".into(), ms(100)));
+    // Two nodes naming each other without answering anything: backoff.
+    route.not_leader(false, Some("b".into()));
+    assert_eq!(route.next(), ("b".into(), ms(200)));
+    // No leader known: wait, then the next server.
+    route.not_leader(false, None);
+    assert_eq!(route.next(), ("c".into(), ms(400)));
+    for _ in 0..10 {
+        route.not_leader(false, None);
+        assert_eq!(route.next().1, ms(500));
+    }
+    // An answer ends the streak: the first wait for an unknown leader is
+    // short again.
+    route.not_leader(true, None);
+    assert_eq!(route.next().1, ms(50));
+    // A named leader that is not listed keeps the rotation where it was.
+    let mut route = Route::new(vec!["a".into(), "b".into()], 0);
+    route.not_leader(true, Some("z".into()));
+    assert_eq!(route.next(), ("z".into(), ms(0)));
+    route.failed();
+    assert_eq!(route.next(), ("b".into(), ms(100)));
+    // One server: every move goes back to it.
+    let mut route = Route::new(vec!["a".into()], 0);
+    route.lost(true);
+    assert_eq!(route.next(), ("a".into(), ms(0)));
+    route.failed();
+    assert_eq!(route.next(), ("a".into(), ms(50)));
 }
