@@ -71,7 +71,7 @@ enum Command {
 /// How to reach a server.
 #[derive(clap::Args)]
 struct Remote {
-    /// The server's client address.
+    /// The server's client address, or a cluster's as a comma-separated list (`A,B,C`): the client finds the leader and fails over.
     #[arg(long, env = "ORDO_SERVER", default_value = "127.0.0.1:7878")]
     server: String,
     /// Client token, if the server requires one.
@@ -126,6 +126,49 @@ struct ServeArgs {
     /// number.
     #[arg(long, default_value_t = ordo::node::default_partitions(), value_parser = parse_partitions)]
     partitions: usize,
+    /// This node's id in a replicated cluster (with `--cluster`).
+    #[arg(long, requires = "cluster")]
+    node_id: Option<u64>,
+    /// Every cluster member's replication address, as
+    /// `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`. Starts this
+    /// node as a member of a Raft-replicated cluster; the members
+    /// initialise the cluster themselves on first start.
+    #[arg(long, requires = "node_id", value_parser = parse_cluster)]
+    cluster: Option<std::collections::BTreeMap<u64, String>>,
+    /// Sequence numbers between engine snapshots (and wasm instance
+    /// resets). Recorded with the data: every member must use the same.
+    #[arg(long, default_value_t = ordo_engine::INSTANCE_EPOCH_DEFAULT)]
+    snapshot_every: u64,
+}
+
+fn parse_cluster(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut members = std::collections::BTreeMap::new();
+    for member in text
+        .split(',')
+        .map(str::trim)
+        .filter(|member| !member.is_empty())
+    {
+        let (id, addr) = member
+            .split_once('=')
+            .ok_or_else(|| format!("`{member}` is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{id}` in `{member}` is not a node id (a number)"))?;
+        let addr = addr.trim();
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "`{addr}` in `{member}` is not HOST:PORT (an IP address and a port)"
+            ));
+        }
+        if members.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node id {id} appears twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("the cluster list is empty".into());
+    }
+    Ok(members)
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -364,9 +407,25 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "chain_hash": status.chain_hash,
                     "keys": status.keys,
                     "log_records": status.log_records,
+                    "node_id": status.node_id,
+                    "role": status.role,
+                    "term": status.term,
+                    "leader": status.leader,
+                    "commit": status.commit,
+                    "applied": status.applied,
                 });
                 println!("{object}");
             } else {
+                println!("role        {}", status.role);
+                if let Some(node_id) = status.node_id {
+                    println!("node        {node_id}");
+                    println!("term        {}", status.term);
+                    match status.leader {
+                        Some(leader) => println!("leader      {leader}"),
+                        None => println!("leader      (none known)"),
+                    }
+                    println!("commit      {}", status.commit);
+                }
                 println!("position    {}", status.position);
                 println!("state hash  {}", status.state_hash);
                 println!("chain hash  {}", status.chain_hash);
@@ -458,12 +517,34 @@ fn build(dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.snapshot_every == 0 {
+        bail!("--snapshot-every must be at least 1");
+    }
+    let cluster = match (args.node_id, &args.cluster) {
+        (Some(node_id), Some(members)) => {
+            if !members.contains_key(&node_id) {
+                bail!(
+                    "--node-id {node_id} is not in --cluster (members: {:?})",
+                    members.keys().collect::<Vec<_>>()
+                );
+            }
+            Some(ordo::node::ClusterMember {
+                node_id,
+                members: members.clone(),
+                client_addr: args.listen.to_string(),
+            })
+        }
+        _ => None,
+    };
+    let mut config = NodeConfig {
+        partitions: args.partitions,
+        cluster,
+        ..NodeConfig::new(&args.data)
+    };
+    config.engine.instance_epoch = args.snapshot_every;
     let node = std::sync::Arc::new(
-        Node::open(NodeConfig {
-            partitions: args.partitions,
-            ..NodeConfig::new(&args.data)
-        })
-        .with_context(|| format!("opening the node in {}", args.data.display()))?,
+        Node::open(config)
+            .with_context(|| format!("opening the node in {}", args.data.display()))?,
     );
     if let Some(recovery) = node.recovery() {
         eprintln!("ordo serve: recovered the log: {recovery}");
@@ -505,7 +586,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         use std::io::Write;
         std::io::stdout().flush()?;
-        ordo::server::serve(node.clone(), listener, config, shutdown_signal()).await?;
+        if let Some(cluster) = node.cluster_status() {
+            println!(
+                "ordo serve: node {} of a {}-member cluster",
+                cluster.node_id,
+                args.cluster.as_ref().map_or(0, |members| members.len())
+            );
+            std::io::stdout().flush()?;
+        }
+        let failed = {
+            let node = node.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(reason) = node.failure() {
+                        return reason;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            served = ordo::server::serve(node.clone(), listener, config, shutdown_signal()) => served?,
+            reason = failed => {
+                eprintln!("ordo serve: the node stopped: {reason}");
+                std::process::exit(1);
+            }
+        }
         let _ = stop_metrics.send(());
         eprintln!("ordo serve: shutting down: making the open batch durable and answering it");
         let stopping = node.clone();

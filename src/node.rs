@@ -22,11 +22,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use ordo_engine::{
     Abort, DeployError, EngineConfig, EngineStatus, Executor, ModuleCompiler, ModuleSummary,
-    Outcome, ProcedureInfo, TxOutcome,
+    Outcome, ProcedureInfo, ReadOutcome, TxOutcome,
 };
 use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
+use ordo_sequencer::raft::{ClusterConfig, ClusterStatus, RaftHandle, RaftLog, SnapshotImage};
 use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
-use ordo_sequencer::{FileLog, FileLogConfig, LogError, Recovery, Sequencer};
+use ordo_sequencer::{
+    Committed, Delivery, EmbeddedLog, FileLog, FileLogConfig, Log, LogError, Recovery,
+    RefusalReason, Sequencer,
+};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -63,6 +67,20 @@ pub struct NodeConfig {
     /// only: outcomes and state hashes are the same for any number, so a
     /// node may restart with another.
     pub partitions: usize,
+    /// Set to run as one member of a Raft cluster instead of on the
+    /// embedded file log.
+    pub cluster: Option<ClusterMember>,
+}
+
+/// This node's place in a Raft cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterMember {
+    pub node_id: u64,
+    /// Every member's replication address (`--cluster`).
+    pub members: std::collections::BTreeMap<u64, String>,
+    /// This node's client address (`--listen`), told to the others so
+    /// they can point clients here when this node leads.
+    pub client_addr: String,
 }
 
 /// The default number of executor threads: one per two cores (at least
@@ -88,6 +106,7 @@ impl NodeConfig {
             inflight_max: INFLIGHT_MAX_DEFAULT,
             segment_bytes_max: ordo_sequencer::file_log::SEGMENT_BYTES_MAX_DEFAULT,
             partitions: default_partitions(),
+            cluster: None,
         }
     }
 }
@@ -102,6 +121,15 @@ pub enum NodeError {
     Deploy(#[from] DeployError),
     #[error("the node is shutting down")]
     Stopped,
+    /// A cluster member that does not lead was asked to sequence; retry
+    /// on the leader (the same request id keeps it exactly-once).
+    #[error("this node is not the leader{}", match .leader_addr {
+        Some(addr) => format!("; the leader serves clients at {addr}"),
+        None => "; no leader is known (an election may be under way)".to_string(),
+    })]
+    NotLeader { leader_addr: Option<String> },
+    #[error("cluster: {0}")]
+    Cluster(#[from] ordo_sequencer::raft::ClusterError),
     #[error(
         "{partitions} partitions requested: use 1 to {} (the state is split into that many slots)",
         ordo_engine::SLOTS
@@ -220,9 +248,35 @@ impl Reply {
     }
 }
 
-struct DurableBatch {
-    batch: Batch,
+/// What a proposed batch carries through the log: who to answer. The
+/// request ids are for answering without the batch (a proposal lost in a
+/// leader change).
+struct Callers {
+    request_ids: Vec<u64>,
     replies: Vec<Option<Reply>>,
+}
+
+impl Callers {
+    /// Tells every caller `err` (the batch will not be answered here).
+    fn fail(self, shared: &Shared, err: impl Fn() -> NodeError) {
+        shared
+            .inflight
+            .fetch_sub(self.request_ids.len(), Ordering::AcqRel);
+        for (request_id, reply) in self.request_ids.into_iter().zip(self.replies) {
+            if let Some(reply) = reply {
+                reply.send(vec![Completion {
+                    request_id,
+                    result: Err(err()),
+                }]);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Callers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Callers({} requests)", self.request_ids.len())
+    }
 }
 
 struct Shared {
@@ -238,6 +292,20 @@ struct Shared {
     procedures: Mutex<Vec<ProcedureInfo>>,
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
+    raft: Option<RaftHandle>,
+    reads: Sender<ReadRequest>,
+}
+
+/// Stale reads waiting for the executor thread; past this, reads are
+/// refused as overloaded.
+const READS_QUEUED_MAX: usize = 1024;
+
+/// A stale read for the executor thread to run between batches.
+struct ReadRequest {
+    procedure: String,
+    encoding: ArgsEncoding,
+    args: Vec<u8>,
+    answer: Sender<ReadOutcome>,
 }
 
 impl Shared {
@@ -361,20 +429,75 @@ impl Node {
             ))
         })?;
         check_engine_config(&config)?;
-        let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
-        log_config.segment_bytes_max = config.segment_bytes_max;
-        let log = FileLog::open(log_config)?;
-        let recovery = log.recovery().cloned();
-
         let compiler = Executor::compiler(&config.engine);
         if !(1..=ordo_engine::SLOTS).contains(&config.partitions) {
             return Err(NodeError::BadPartitions {
                 partitions: config.partitions,
             });
         }
-        let mut executor =
-            Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions);
-        let sequencer = replay(&log, &mut executor)?;
+        let (delivery_tx, delivery_rx) = crossbeam_channel::bounded(EXECUTOR_QUEUE_BATCHES_MAX);
+        let (reads_tx, reads_rx) = crossbeam_channel::bounded(READS_QUEUED_MAX);
+        // The shared state must exist before a Raft log can fail callers,
+        // so it starts with a placeholder status and no procedures.
+        let shared_for_abandon: Arc<parking_lot::Mutex<Option<std::sync::Weak<Shared>>>> =
+            Arc::new(Mutex::new(None));
+        let (log, executor, recovery, raft): (Box<dyn Log<Callers>>, _, _, _) =
+            match &config.cluster {
+                None => {
+                    let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
+                    log_config.segment_bytes_max = config.segment_bytes_max;
+                    let file = FileLog::open(log_config)?;
+                    let recovery = file.recovery().cloned();
+                    let mut executor = Executor::with_partitions(
+                        compiler.clone(),
+                        config.engine.clone(),
+                        config.partitions,
+                    );
+                    let sequencer = replay(&file, &mut executor)?;
+                    let log = EmbeddedLog::new(file, sequencer, delivery_tx);
+                    (
+                        Box::new(log) as Box<dyn Log<Callers>>,
+                        executor,
+                        recovery,
+                        None,
+                    )
+                }
+                Some(member) => {
+                    let cluster = ClusterConfig::new(
+                        member.node_id,
+                        member.members.clone(),
+                        member.client_addr.clone(),
+                        config.data_dir.join("raft"),
+                    );
+                    let abandon_to = shared_for_abandon.clone();
+                    let (log, latest) = RaftLog::start(
+                        cluster,
+                        delivery_tx,
+                        move |callers: Callers, reason: String| {
+                            let shared = abandon_to.lock().as_ref().and_then(|weak| weak.upgrade());
+                            if let Some(shared) = shared {
+                                callers.fail(&shared, || NodeError::Failed(reason.clone()));
+                            }
+                        },
+                        now_ms(),
+                    )?;
+                    let executor = match &latest {
+                        Some(image) => restore_executor(&config, &compiler, image)?,
+                        None => Executor::with_partitions(
+                            compiler.clone(),
+                            config.engine.clone(),
+                            config.partitions,
+                        ),
+                    };
+                    let raft = log.handle();
+                    (
+                        Box::new(log) as Box<dyn Log<Callers>>,
+                        executor,
+                        None,
+                        Some(raft),
+                    )
+                }
+            };
 
         let status = NodeStatus {
             engine: executor.status(),
@@ -393,22 +516,24 @@ impl Node {
             procedures: Mutex::new(executor.procedures()),
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
+            raft,
+            reads: reads_tx,
         });
+        *shared_for_abandon.lock() = Some(Arc::downgrade(&shared));
 
-        let (durable_tx, durable_rx) = crossbeam_channel::bounded(EXECUTOR_QUEUE_BATCHES_MAX);
         let executor_thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-executor".into())
                 .stack_size(EXECUTOR_THREAD_STACK_BYTES)
-                .spawn(move || run_executor(shared, executor, durable_rx))
+                .spawn(move || run_executor(shared, executor, delivery_rx, reads_rx))
                 .map_err(NodeError::Thread)?
         };
         let log_thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-log".into())
-                .spawn(move || run_log(shared, log, sequencer, durable_tx))
+                .spawn(move || run_log(shared, log))
                 .map_err(NodeError::Thread)?
         };
         let internal = Session::new(shared.clone());
@@ -420,6 +545,48 @@ impl Node {
             recovery,
             internal,
         })
+    }
+
+    /// Runs the read-only `procedure` on this node's current state,
+    /// without logging it: possibly stale on a cluster follower; the
+    /// outcome carries the position it read at. Blocks until the executor
+    /// thread is between batches.
+    pub fn read(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+    ) -> Result<ReadOutcome, NodeError> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(self.shared.refusal());
+        }
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        let request = ReadRequest {
+            procedure: procedure.to_string(),
+            encoding,
+            args,
+            answer,
+        };
+        self.shared
+            .reads
+            .try_send(request)
+            .map_err(|err| match err {
+                crossbeam_channel::TrySendError::Full(_) => NodeError::Overloaded {
+                    inflight_max: READS_QUEUED_MAX,
+                },
+                crossbeam_channel::TrySendError::Disconnected(_) => self.shared.refusal(),
+            })?;
+        answered.recv().map_err(|_| self.shared.refusal())
+    }
+
+    /// Why the node stopped, if it failed (a log write, a divergence).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().clone()
+    }
+
+    /// This node's place in its Raft cluster; `None` on an embedded node.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.shared.raft.as_ref().map(RaftHandle::status)
     }
 
     /// What opening the log had to repair, if anything (a torn tail).
@@ -602,12 +769,7 @@ fn replay(log: &FileLog, executor: &mut Executor) -> Result<Sequencer, NodeError
     Ok(sequencer)
 }
 
-fn run_log(
-    shared: Arc<Shared>,
-    mut log: FileLog,
-    mut sequencer: Sequencer,
-    durable_tx: Sender<DurableBatch>,
-) {
+fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
     let config = &shared.config;
     loop {
         let (entries, replies) = {
@@ -631,33 +793,42 @@ fn run_log(
             }
             take_batch(&mut open, config)
         };
-        let batch = sequencer.close(entries, now_ms());
+        let count = entries.len();
+        let callers = Callers {
+            request_ids: entries.iter().map(|entry| entry.client().1).collect(),
+            replies,
+        };
         let writing = Instant::now();
-        let appended = log.append(&batch.encode()).and_then(|_| log.sync());
-        if let Err(err) = appended {
-            // After a failed write or fsync the file's durable contents are
-            // unknown; retrying fsync can falsely succeed. Stop, and let a
-            // restart recover from what is really on disk.
-            let reason = format!("log write failed: {err}");
-            shared.fail(reason.clone());
-            for (entry, reply) in batch.entries.iter().zip(replies) {
-                if let Some(reply) = reply {
-                    reply.send(vec![Completion {
-                        request_id: entry.client().1,
-                        result: Err(NodeError::Failed(reason.clone())),
-                    }]);
+        match log.propose(entries, now_ms(), callers) {
+            Ok(()) => {}
+            Err(refused) => match refused.reason {
+                RefusalReason::NotLeader { leader } => {
+                    let leader_addr = leader.and_then(|leader| {
+                        shared
+                            .raft
+                            .as_ref()
+                            .and_then(|raft| raft.status().leader_client_addr)
+                            .filter(|_| leader != shared.raft.as_ref().map_or(0, |r| r.node_id()))
+                    });
+                    refused.token.fail(&shared, || NodeError::NotLeader {
+                        leader_addr: leader_addr.clone(),
+                    });
+                    continue;
                 }
-            }
-            fail_open_batch(&shared, &reason);
-            return;
+                RefusalReason::Failed(reason) => {
+                    shared.fail(reason.clone());
+                    refused
+                        .token
+                        .fail(&shared, || NodeError::Failed(reason.clone()));
+                    fail_open_batch(&shared, &reason);
+                    return;
+                }
+            },
         }
         shared
             .metrics
-            .batch_durable(batch.entries.len(), writing.elapsed().as_nanos() as u64);
+            .batch_durable(count, writing.elapsed().as_nanos() as u64);
         shared.status.lock().log_records = log.last_index();
-        if durable_tx.send(DurableBatch { batch, replies }).is_err() {
-            return;
-        }
     }
 }
 
@@ -720,9 +891,100 @@ impl Drop for FailOnPanic<'_> {
 /// need not wait for the end of it (the batch is already durable).
 const ANSWER_CHUNK: usize = 256;
 
-fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receiver<DurableBatch>) {
+/// Hashes after recently executed batches, for checking other nodes'
+/// checkpoints: `(last_seq, state_hash, chain_hash)`, oldest first.
+const EXECUTED_HASHES_KEPT: usize = 4096;
+
+/// Test-only fault injection: a node started with this variable set to a
+/// sequence number replaces that transaction's arguments with garbage,
+/// so it alone diverges (the divergence check must catch it).
+const DIVERGE_AT_SEQ_VARIABLE: &str = "ORDO_TEST_DIVERGE_AT_SEQ";
+
+fn run_executor(
+    shared: Arc<Shared>,
+    mut executor: Executor,
+    deliveries: Receiver<Delivery<Callers>>,
+    reads: Receiver<ReadRequest>,
+) {
     let _fail_on_panic = FailOnPanic(&shared);
-    for DurableBatch { batch, replies } in durable_rx {
+    let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
+        .ok()
+        .and_then(|seq| seq.parse().ok());
+    let mut executed: std::collections::VecDeque<(u64, u128, u128)> =
+        std::collections::VecDeque::new();
+    loop {
+        let delivery = crossbeam_channel::select! {
+            recv(deliveries) -> delivery => match delivery {
+                Ok(delivery) => delivery,
+                Err(_) => return,
+            },
+            recv(reads) -> read => {
+                if let Ok(read) = read {
+                    let outcome = executor.read(&read.procedure, read.encoding, &read.args, now_ms());
+                    let _ = read.answer.send(outcome);
+                }
+                continue;
+            }
+        };
+        let committed = match delivery {
+            Delivery::Batch(committed) => committed,
+            Delivery::Install(image) => {
+                match restore_executor(&shared.config, &shared.compiler, &image) {
+                    Ok(restored) => executor = restored,
+                    Err(err) => {
+                        shared.fail(format!("cannot install the leader's snapshot: {err}"));
+                        return;
+                    }
+                }
+                executed.clear();
+                *shared.procedures.lock() = executor.procedures();
+                shared.status.lock().engine = executor.status();
+                shared.status_changed.notify_all();
+                continue;
+            }
+        };
+        let Committed {
+            mut batch,
+            token,
+            raft,
+            checkpoint,
+        } = committed;
+        if let (Some(point), Some(handle)) = (&raft, &shared.raft) {
+            take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
+        }
+        if let (Some(checkpoint), Some(handle)) = (checkpoint, &shared.raft)
+            && checkpoint.node != handle.node_id()
+            && let Some(&(_, state_hash, chain_hash)) = executed
+                .iter()
+                .find(|(last_seq, _, _)| *last_seq == checkpoint.last_seq)
+            && (state_hash, chain_hash) != (checkpoint.state_hash, checkpoint.chain_hash)
+        {
+            let reason = format!(
+                "this node diverged: after the batch ending at sequence {} (checked in the batch at sequence {}, Raft index {}), its state hash is {state_hash:032x} and chain hash {chain_hash:032x}, but node {} has {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history",
+                checkpoint.last_seq,
+                batch.first_seq,
+                raft.as_ref().map_or(0, |point| point.index),
+                checkpoint.node,
+                checkpoint.state_hash,
+                checkpoint.chain_hash,
+            );
+            eprintln!("ordo: {reason}");
+            shared.fail(reason.clone());
+            if let Some(callers) = token {
+                callers.fail(&shared, || NodeError::Failed(reason.clone()));
+            }
+            return;
+        }
+        if let Some(seq) = diverge_at
+            && (batch.first_seq..=batch.last_seq()).contains(&seq)
+            && let Entry::Invoke(invocation) = &mut batch.entries[(seq - batch.first_seq) as usize]
+        {
+            invocation.args = vec![0xff; 3];
+        }
+        let replies = token.map_or_else(
+            || vec![None; batch.entries.len()],
+            |callers| callers.replies,
+        );
         let has_deploy = batch
             .entries
             .iter()
@@ -748,9 +1010,25 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
         if has_deploy {
             *shared.procedures.lock() = executor.procedures();
         }
+        let engine_status = executor.status();
         {
             let mut status = shared.status.lock();
-            status.engine = executor.status();
+            status.engine = engine_status;
+        }
+        if let Some(handle) = &shared.raft {
+            handle.executed(
+                batch.last_seq(),
+                engine_status.state_hash,
+                engine_status.chain_hash,
+            );
+            if executed.len() == EXECUTED_HASHES_KEPT {
+                executed.pop_front();
+            }
+            executed.push_back((
+                batch.last_seq(),
+                engine_status.state_hash,
+                engine_status.chain_hash,
+            ));
         }
         shared.status_changed.notify_all();
         answer_chunk(
@@ -760,6 +1038,69 @@ fn run_executor(shared: Arc<Shared>, mut executor: Executor, durable_rx: Receive
             &mut chunk,
         );
     }
+}
+
+/// A snapshot is taken just before a batch that starts an instance epoch:
+/// every node resets its wasm instances there anyway, so an engine
+/// restored from it (with fresh instances) runs the rest of the log
+/// exactly as one that never stopped.
+fn take_snapshot_if_epoch_starts(
+    config: &NodeConfig,
+    executor: &Executor,
+    handle: &RaftHandle,
+    point: &ordo_sequencer::raft::RaftPoint,
+    batch: &Batch,
+) {
+    if batch.first_seq == 1
+        || !ordo_engine::opens_instance_epoch(
+            config.engine.instance_epoch,
+            batch.first_seq,
+            batch.last_seq(),
+        )
+    {
+        return;
+    }
+    let image = SnapshotImage {
+        meta: openraft_meta(point, batch.first_seq),
+        next_seq: batch.first_seq,
+        last_timestamp_ms: point.before_timestamp_ms,
+        engine: executor.snapshot(),
+    };
+    handle.save_snapshot(image);
+}
+
+fn openraft_meta(
+    point: &ordo_sequencer::raft::RaftPoint,
+    next_seq: u64,
+) -> ordo_sequencer::raft::SnapshotMeta {
+    ordo_sequencer::raft::SnapshotMeta {
+        last_log_id: point.before_log_id,
+        last_membership: point.before_membership.clone(),
+        snapshot_id: format!(
+            "{}-seq{next_seq}",
+            point.before_log_id.map_or(0, |log_id| log_id.index)
+        ),
+    }
+}
+
+/// An executor with the state of a snapshot image.
+fn restore_executor(
+    config: &NodeConfig,
+    compiler: &Arc<ModuleCompiler>,
+    image: &SnapshotImage,
+) -> Result<Executor, NodeError> {
+    Executor::restore(
+        compiler.clone(),
+        config.engine.clone(),
+        config.partitions,
+        &image.engine,
+    )
+    .map_err(|err| {
+        NodeError::Failed(format!(
+            "snapshot at sequence {} does not restore: {err}",
+            image.next_seq
+        ))
+    })
 }
 
 /// Answers `outcomes` (and empties it), the outcomes of `entries`, to the

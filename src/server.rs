@@ -205,6 +205,7 @@ async fn connection(
     let welcome = Welcome::Accepted {
         version: ordo_client::protocol::PROTOCOL_VERSION,
         position: node.status().engine.position,
+        node_id: node.cluster_status().map(|cluster| cluster.node_id),
     };
     write_message(&mut stream, &welcome, config.frame_bytes_max).await?;
 
@@ -420,15 +421,46 @@ fn other_request(
             });
             None
         }
-        RequestBody::Status => {
-            let status = node.status();
-            Some(ResponseBody::Status(StatusInfo {
-                position: status.engine.position,
-                state_hash: status.engine.state_hash_hex(),
-                chain_hash: status.engine.chain_hash_hex(),
-                keys: status.engine.keys,
-                log_records: status.log_records,
-            }))
+        RequestBody::Status => Some(ResponseBody::Status(status_info(node))),
+        RequestBody::Read {
+            procedure,
+            encoding,
+            args,
+        } => {
+            let (node, responses) = (node.clone(), responses.clone());
+            tokio::spawn(async move {
+                let encoding = match encoding {
+                    Encoding::Postcard => ArgsEncoding::Postcard,
+                    Encoding::Json => ArgsEncoding::Json,
+                };
+                let read =
+                    tokio::task::spawn_blocking(move || node.read(&procedure, encoding, args))
+                        .await;
+                let body = match read {
+                    Ok(Ok(read)) => match read.outcome {
+                        Outcome::Committed { result } => ResponseBody::ReadDone {
+                            position: read.position,
+                            result,
+                        },
+                        Outcome::Aborted(abort) => ResponseBody::Aborted {
+                            seq: read.position,
+                            kind: abort.kind.as_str().to_string(),
+                            message: abort.message,
+                        },
+                        Outcome::Deployed(_) => ResponseBody::Refused {
+                            reason: RequestRefusal::BadRequest,
+                            message: "a read cannot deploy".to_string(),
+                        },
+                    },
+                    Ok(Err(err)) => refusal_body(&err),
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "read task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
         }
         RequestBody::Procedures => Some(ResponseBody::Procedures(
             node.procedures()
@@ -510,7 +542,36 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
     }
 }
 
+/// The node's status as the protocol reports it.
+pub fn status_info(node: &Node) -> StatusInfo {
+    let status = node.status();
+    let cluster = node.cluster_status();
+    StatusInfo {
+        position: status.engine.position,
+        state_hash: status.engine.state_hash_hex(),
+        chain_hash: status.engine.chain_hash_hex(),
+        keys: status.engine.keys,
+        log_records: status.log_records,
+        node_id: cluster.as_ref().map(|cluster| cluster.node_id),
+        role: cluster
+            .as_ref()
+            .map_or(ordo_client::protocol::ROLE_STANDALONE, |cluster| {
+                cluster.role
+            })
+            .to_string(),
+        term: cluster.as_ref().map_or(0, |cluster| cluster.term),
+        leader: cluster.as_ref().and_then(|cluster| cluster.leader),
+        commit: cluster.as_ref().map_or(0, |cluster| cluster.commit),
+        applied: cluster.as_ref().map_or(0, |cluster| cluster.commit),
+    }
+}
+
 fn refusal_body(err: &NodeError) -> ResponseBody {
+    if let NodeError::NotLeader { leader_addr } = err {
+        return ResponseBody::NotLeader {
+            leader: leader_addr.clone(),
+        };
+    }
     let reason = match err {
         NodeError::Overloaded { .. } => RequestRefusal::Overloaded,
         NodeError::ArgsTooLarge { .. } => RequestRefusal::BadRequest,
