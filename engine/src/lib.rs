@@ -10,6 +10,13 @@
 //! same log reaches the same state, outcomes and hashes, whatever its
 //! number of threads.
 //!
+//! For replication, [`Executor::snapshot`] captures the whole replicated
+//! state as deterministic bytes and [`Executor::restore`] rebuilds an
+//! executor from them; take snapshots just before a batch that opens an
+//! instance epoch ([`opens_instance_epoch`]). [`Executor::read`] runs a
+//! read-only procedure locally, outside the log, without changing
+//! anything another replica could observe.
+//!
 //! ```
 //! use ordo_engine::{EngineConfig, Executor};
 //! use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
