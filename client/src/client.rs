@@ -33,6 +33,16 @@
 //!   the next server in the list.
 //! - The connection is lost: try the next server in the list, with the
 //!   same backoff once attempts fail.
+//! - The connection stalls: requests are in flight on it and nothing at
+//!   all has come back for [`ClientConfig::stall_timeout`] (3 s by
+//!   default). A frozen process (`SIGSTOP`, a long GC-like pause) or a
+//!   hung machine keeps its TCP connection open and silent, so without
+//!   this its requests would wait out the whole request timeout while the
+//!   rest of the cluster elects a new leader. The client drops the
+//!   connection and moves on exactly as if it had been lost. Only a client
+//!   that lists more than one server does this: with a single server there
+//!   is nowhere else to go, and a slow server must not be hammered with
+//!   reconnects, so its requests simply wait (up to the request timeout).
 //!
 //! Every move resends every request still waiting, with the same client
 //! id and request ids (the path a lost connection takes), so the
@@ -66,13 +76,17 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -95,6 +109,10 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// a small log, or for a cluster to elect a new leader (a few seconds)
 /// while the attempts rotate through its servers.
 pub const RECONNECT_ATTEMPTS_DEFAULT: u32 = 20;
+/// Default [`ClientConfig::stall_timeout`]: about the time a cluster takes
+/// to notice a frozen leader and elect another, and far above the time a
+/// live node takes to send something back.
+pub const STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -145,12 +163,35 @@ pub struct ClientConfig {
     /// connection is lost, the client is done, and a follower's
     /// `NotLeader` fails the requests with [`ClientError::NotLeader`].
     pub reconnect_attempts: u32,
+    /// How long a connection to one of a cluster's servers may stay silent
+    /// while requests are in flight on it before the client gives up on
+    /// that server: it then drops the connection and moves to the next
+    /// server in the list, resending every waiting request with the same
+    /// ids, exactly as if the connection had been lost (the move counts
+    /// toward the backoff like a loss; a successful connection afterwards
+    /// uses up no [`ClientConfig::reconnect_attempts`]). This is what gets
+    /// requests away from a frozen or hung leader, whose TCP connection
+    /// stays open but says nothing.
+    ///
+    /// Anything received on the connection (any answer, even part of one)
+    /// restarts the clock, and so does sending a request while none was in
+    /// flight: a server that is slow but keeps answering is never left,
+    /// and an idle connection never stalls.
+    ///
+    /// Applies only when [`ClientConfig::addr`] lists more than one server
+    /// and reconnects are allowed: a single server is never abandoned for
+    /// being slow (there is nowhere else to go, and reconnecting would only
+    /// add load to it); its requests wait up to
+    /// [`ClientConfig::request_timeout`]. `None` (or zero) turns the
+    /// detector off.
+    pub stall_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
     /// A configuration for `addr` (`host:port`) with no tokens and the
     /// default limits: [`FRAME_BYTES_MAX_DEFAULT`], [`CONNECT_TIMEOUT_DEFAULT`],
-    /// [`REQUEST_TIMEOUT_DEFAULT`] and [`RECONNECT_ATTEMPTS_DEFAULT`].
+    /// [`REQUEST_TIMEOUT_DEFAULT`], [`RECONNECT_ATTEMPTS_DEFAULT`] and
+    /// [`STALL_TIMEOUT_DEFAULT`].
     ///
     /// ```no_run
     /// let config = ordo_client::ClientConfig::new("127.0.0.1:7878");
@@ -172,6 +213,7 @@ impl ClientConfig {
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             reconnect_attempts: RECONNECT_ATTEMPTS_DEFAULT,
+            stall_timeout: Some(STALL_TIMEOUT_DEFAULT),
         }
     }
 
@@ -227,6 +269,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -996,7 +1039,7 @@ impl Client {
                 request_id,
                 InFlight {
                     frame: None,
-                    sent: false,
+                    sent: None,
                     reply: reply_tx,
                 },
             );
@@ -1145,14 +1188,17 @@ type Frame = Arc<Vec<u8>>;
 struct InFlight {
     /// `None` while the caller is still encoding it.
     frame: Option<Frame>,
-    /// Handed to a connection at least once, so the server may have run it.
-    sent: bool,
+    /// When it was last handed to a connection (the live one, if there is
+    /// one: connecting resends every request); `Some` once it was handed
+    /// to any, so the server may have run it.
+    sent: Option<Instant>,
     reply: oneshot::Sender<Result<ResponseBody, ClientError>>,
 }
 
 enum Event {
-    /// A connection's reader or writer stopped; `error` is set if the
-    /// server broke the protocol.
+    /// A connection's reader or writer stopped, or (made by the supervisor
+    /// itself) the connection stalled; `error` is set if the server broke
+    /// the protocol.
     Lost {
         generation: u64,
         error: Option<ProtocolError>,
@@ -1186,6 +1232,7 @@ impl Core {
     /// Records a request's frame and hands it to the connection, or asks
     /// the supervisor for one.
     fn submit(&self, request_id: u64, frame: Frame) {
+        let now = Instant::now();
         let mut state = self.lock();
         let State {
             in_flight, link, ..
@@ -1198,7 +1245,9 @@ impl Core {
             Some(link) => {
                 // A failed send means the writer has stopped; its `Lost`
                 // event is on its way and the resend will carry this one.
-                entry.sent |= link.send(frame).is_ok();
+                if link.send(frame).is_ok() {
+                    entry.sent = Some(now);
+                }
             }
             None => {
                 drop(state);
@@ -1217,11 +1266,21 @@ impl Core {
         }
     }
 
+    /// When the oldest request waiting on the live connection was handed
+    /// to it, if any is.
+    fn oldest_sent(&self) -> Option<Instant> {
+        self.lock()
+            .in_flight
+            .values()
+            .filter_map(|entry| entry.sent)
+            .min()
+    }
+
     /// Fails every waiting request; `error` is told whether each was sent.
     fn fail_all(&self, error: impl Fn(bool) -> ClientError) {
         let failed = std::mem::take(&mut self.lock().in_flight);
         for entry in failed.into_values() {
-            let _ = entry.reply.send(Err(error(entry.sent)));
+            let _ = entry.reply.send(Err(error(entry.sent.is_some())));
         }
     }
 }
@@ -1238,7 +1297,7 @@ impl InFlightGuard<'_> {
     /// server.
     fn forget(self) -> bool {
         let entry = self.core.lock().in_flight.remove(&self.request_id);
-        entry.is_none_or(|entry| entry.sent)
+        entry.is_none_or(|entry| entry.sent.is_some())
     }
 }
 
@@ -1346,6 +1405,58 @@ async fn read_frame<R: AsyncRead + Unpin>(
 struct LinkTasks {
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// When the reader last received anything, for the stall detector.
+    received: Arc<Received>,
+}
+
+/// When a connection last received anything: set by its reader at every
+/// read that brings bytes, read by the supervisor's stall detector.
+struct Received {
+    /// When the connection was made; the clock starts there.
+    since: Instant,
+    /// Nanoseconds after `since` of the last read that brought bytes.
+    after_nanos: AtomicU64,
+}
+
+impl Received {
+    fn new() -> Received {
+        Received {
+            since: Instant::now(),
+            after_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.after_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.since + Duration::from_nanos(self.after_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// A connection's read half that marks [`Received`] whenever bytes come
+/// in, so a large answer trickling in over a slow link does not look like
+/// a stall.
+struct MarkReceived<R> {
+    inner: R,
+    received: Arc<Received>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for MarkReceived<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.received.mark();
+        }
+        polled
+    }
 }
 
 impl Drop for LinkTasks {
@@ -1360,12 +1471,18 @@ impl Drop for LinkTasks {
 fn start_link(core: &Arc<Core>, stream: TcpStream, addr: String, generation: u64) -> LinkTasks {
     let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    let received = Arc::new(Received::new());
+    let read = MarkReceived {
+        inner: read,
+        received: received.clone(),
+    };
     {
+        let now = Instant::now();
         let mut state = core.lock();
         for entry in state.in_flight.values_mut() {
             if let Some(frame) = &entry.frame {
                 let _ = frames_tx.send(frame.clone());
-                entry.sent = true;
+                entry.sent = Some(now);
             }
         }
         state.link = Some(frames_tx);
@@ -1379,13 +1496,14 @@ fn start_link(core: &Arc<Core>, stream: TcpStream, addr: String, generation: u64
             frames_rx,
             generation,
         )),
+        received,
     }
 }
 
 /// Hands each answer to its caller, until the connection ends or the
 /// server says it is not the leader. A `NotLeader` answer is not handed
 /// out: its request stays waiting, and the move resends it.
-async fn run_reader(core: Arc<Core>, read: OwnedReadHalf, generation: u64) {
+async fn run_reader(core: Arc<Core>, read: MarkReceived<OwnedReadHalf>, generation: u64) {
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, read);
     let mut answered = false;
     let lost = |error| Event::Lost { generation, error };
@@ -1456,9 +1574,13 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Owns the connection's life: on a loss or a `NotLeader`, reconnects
-/// (to the next server, or to the leader named) and resends; on a protocol
-/// violation, fails what was in flight; on shutdown, stops.
+/// Owns the connection's life: on a loss, a stall or a `NotLeader`,
+/// reconnects (to the next server, or to the leader named) and resends; on
+/// a protocol violation, fails what was in flight; on shutdown, stops.
+///
+/// A stall (see [`ClientConfig::stall_timeout`]) is handled as a loss of
+/// the live connection: same route (the next server, backoff counted like
+/// a loss), same resend.
 async fn supervise(
     core: Arc<Core>,
     mut events: mpsc::UnboundedReceiver<Event>,
@@ -1468,12 +1590,19 @@ async fn supervise(
     mut generation: u64,
 ) {
     let mut tasks = Some(tasks);
+    let stall_timeout = core.config.stall_timeout.filter(|timeout| {
+        !timeout.is_zero() && route.servers.len() > 1 && core.config.reconnect_attempts > 0
+    });
     loop {
         let event = tokio::select! {
             _ = &mut shutdown => break,
             event = events.recv() => match event {
                 Some(event) => event,
                 None => break,
+            },
+            () = stalled(&core, tasks.as_ref(), stall_timeout) => Event::Lost {
+                generation,
+                error: None,
             },
         };
         match event {
@@ -1521,6 +1650,33 @@ async fn supervise(
             _ = &mut shutdown => break,
             tasks = reconnect(&core, &mut route, &mut generation) => tasks,
         };
+    }
+}
+
+/// Resolves once the live connection `link` has stalled: a request has
+/// been waiting on it, and nothing has been received on it, for `timeout`.
+/// Never resolves without a connection or a timeout.
+///
+/// The clock runs from the later of the last receive and the moment the
+/// oldest waiting request was handed to the connection, so an idle
+/// connection never stalls and every answer restarts it. It sleeps until
+/// the earliest moment a stall is possible (a full `timeout` while
+/// nothing waits), then looks again, so it costs one look at the waiting
+/// requests per `timeout` or so.
+async fn stalled(core: &Core, link: Option<&LinkTasks>, timeout: Option<Duration>) {
+    let (Some(link), Some(timeout)) = (link, timeout) else {
+        return std::future::pending().await;
+    };
+    loop {
+        let now = Instant::now();
+        let deadline = match core.oldest_sent() {
+            Some(sent) => sent.max(link.received.last()) + timeout,
+            None => now + timeout,
+        };
+        if deadline <= now {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

@@ -7,7 +7,8 @@
 //! with every waiting request resent under the same client id and request
 //! id, so the server runs each at most once. Given a cluster's servers
 //! (`"A,B,C"`), the client finds the leader and follows it through
-//! failovers the same way (see [`client`]).
+//! failovers the same way, leaving a leader that has gone silent (frozen
+//! or hung) after [`ClientConfig::stall_timeout`] (see [`client`]).
 //!
 //! ```no_run
 //! use ordo_client::Client;
@@ -59,5 +60,6 @@ pub mod protocol;
 pub use client::{
     CONNECT_TIMEOUT_DEFAULT, CallOutcome, Called, Client, ClientConfig, ClientError, Deployed,
     RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT, ReadConsistency, ReadOutcome, ReadValue,
+    STALL_TIMEOUT_DEFAULT,
 };
 pub use protocol::{Encoding, ProcedureDescription, StatusInfo};

@@ -2,7 +2,8 @@
 //! 127.0.0.1:0, that speaks protocol v2 and answers with canned responses,
 //! and against fake clusters of such servers (leader, followers, dead
 //! nodes). Every wait is on a channel or socket with a timeout; nothing
-//! sleeps.
+//! sleeps, except the slow fake server that paces its answers to show the
+//! stall detector that it is alive.
 
 use super::*;
 use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC, encode_frame_into};
@@ -1312,4 +1313,164 @@ fn the_route_rotates_follows_named_leaders_and_backs_off() {
     assert_eq!(route.next(), ("a".into(), ms(0)));
     route.failed();
     assert_eq!(route.next(), ("a".into(), ms(50)));
+}
+
+// ---------------------------------------------------------------------
+// Stalls: a server that keeps its connection open and says nothing.
+// ---------------------------------------------------------------------
+
+#[test]
+fn the_stall_timeout_defaults_to_three_seconds_and_is_shown() {
+    let config = ClientConfig::new("a:1,b:2");
+    assert_eq!(config.stall_timeout, Some(STALL_TIMEOUT_DEFAULT));
+    assert_eq!(STALL_TIMEOUT_DEFAULT, Duration::from_secs(3));
+    let debug = format!("{config:?}");
+    assert!(debug.contains("stall_timeout: Some(3s)"), "{debug}");
+}
+
+/// Whether a connection is waiting on `listener` (none is, if nothing
+/// arrives within a short while).
+async fn connection_pending(listener: &TcpListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(100), listener.accept())
+        .await
+        .is_ok()
+}
+
+/// The leader (A) is frozen: it took the handshake and reads the call, but
+/// never answers, and its socket stays open. With a 300 ms stall timeout
+/// the client leaves A long before the 20 s request timeout, moves to B
+/// and resends the call with the same client id and request id; B's
+/// answer reaches the caller.
+#[tokio::test]
+async fn a_silent_leader_is_left_for_the_next_server_after_the_stall_timeout() {
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let node_a = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&a).await;
+        let call = read_request(&mut stream).await;
+        // Frozen: no answer. The client must hang up on its own.
+        hold_until_hangup(stream).await;
+        (hello, call)
+    });
+    let node_b = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&b).await;
+        let resent = read_request(&mut stream).await;
+        answer(&mut stream, resent.request_id, echo(&resent, 7)).await;
+        hold_until_hangup(stream).await;
+        (hello, resent)
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_secs(20),
+        stall_timeout: Some(Duration::from_millis(300)),
+        ..config(&addrs.join(","))
+    })
+    .await
+    .unwrap();
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[0].as_str()));
+    let started = std::time::Instant::now();
+    let (result, seq) = within(client.call_json("echo", "\"frozen\""))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!((result.as_str(), seq), ("\"frozen\"", 7));
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[1].as_str()));
+    let client_id = client.client_id();
+    drop(client);
+    let (a_hello, call) = join(node_a).await;
+    let (b_hello, resent) = join(node_b).await;
+    assert_eq!(a_hello.client_id, client_id);
+    assert_eq!(b_hello.client_id, client_id);
+    assert_eq!(resent, call);
+    assert_eq!(resent.request_id, 1);
+}
+
+/// One server, silent: the client has nowhere to go, so it keeps its one
+/// connection and the call fails with the request timeout; the server
+/// never sees a second connection and the first one stays open.
+#[tokio::test]
+async fn a_single_silent_server_is_not_left_before_the_request_timeout() {
+    let (listener, addr) = listen().await;
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let call = read_request(&mut stream).await;
+        within(done_rx).await.unwrap();
+        // The client did not hang up (a read finds nothing, not the end)...
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await;
+        assert!(read.is_err(), "the client closed or wrote: {read:?}");
+        // ... and did not open another connection.
+        assert!(!connection_pending(&listener).await);
+        call
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_millis(1500),
+        stall_timeout: Some(Duration::from_millis(200)),
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = within(client.call_json("echo", "1")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Timeout {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(client.connected_addr().as_deref(), Some(addr.as_str()));
+    done_tx.send(()).unwrap();
+    let call = join(server).await;
+    assert_eq!(call.request_id, 1);
+}
+
+/// A slow but live leader in a two-server list: ten calls wait on it for
+/// about a second in all, but it answers one every 100 ms, well within the
+/// 500 ms stall timeout, so every answer restarts the clock and the client
+/// never leaves it for B.
+#[tokio::test]
+async fn a_slow_server_that_keeps_answering_is_not_left() {
+    const CALLS: usize = 10;
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let node_a = tokio::spawn(async move {
+        let (mut stream, _) = accept(&a).await;
+        let calls = read_requests(&mut stream, CALLS).await;
+        for (seq, call) in (1..).zip(&calls) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer(&mut stream, call.request_id, echo(call, seq)).await;
+        }
+        hold_until_hangup(stream).await;
+        // Only one connection, ever.
+        assert!(!connection_pending(&a).await);
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_secs(20),
+        stall_timeout: Some(Duration::from_millis(500)),
+        ..config(&addrs.join(","))
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut seqs = Vec::new();
+    for call in spawn_echo_calls(&client, CALLS) {
+        seqs.push(within(call).await.unwrap().unwrap().1);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=CALLS as u64).collect::<Vec<_>>());
+    // Longer than the stall timeout in all: only the answers kept it alive.
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[0].as_str()));
+    drop(client);
+    join(node_a).await;
+    assert!(!connection_pending(&b).await, "the client moved to B");
 }
