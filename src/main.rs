@@ -520,6 +520,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be at least 1");
     }
+    // Bound before the node opens, so a cluster member can tell the
+    // others its real client address (with `--listen 127.0.0.1:0` too).
+    let client_listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    client_listener.set_nonblocking(true)?;
+    let client_addr = client_listener.local_addr()?;
     let cluster = match (args.node_id, &args.cluster) {
         (Some(node_id), Some(members)) => {
             if !members.contains_key(&node_id) {
@@ -531,7 +537,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(ordo::node::ClusterMember {
                 node_id,
                 members: members.clone(),
-                client_addr: args.listen.to_string(),
+                client_addr: client_addr.to_string(),
             })
         }
         _ => None,
@@ -561,9 +567,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(client_listener)?;
         let local = listener.local_addr()?;
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(metrics_addr) = args.metrics_listen {

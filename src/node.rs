@@ -191,8 +191,11 @@ pub struct Called<R> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeStatus {
     pub engine: EngineStatus,
-    /// Index of the last durable log record (one record per batch).
+    /// Index of the last durable log record (one record per batch), or
+    /// of the last Raft log entry.
     pub log_records: u64,
+    /// The Raft index of the last batch executed (0 on an embedded node).
+    pub raft_applied: u64,
 }
 
 struct OpenBatch {
@@ -344,6 +347,20 @@ impl Shared {
         entries: impl ExactSizeIterator<Item = Entry>,
         reply: Option<&Reply>,
     ) -> Vec<(u64, NodeError)> {
+        if let Some(raft) = &self.raft
+            && let Err(leader_addr) = raft.leads()
+        {
+            return entries
+                .map(|entry| {
+                    (
+                        entry.client().1,
+                        NodeError::NotLeader {
+                            leader_addr: leader_addr.clone(),
+                        },
+                    )
+                })
+                .collect();
+        }
         let inflight_max = self.config.inflight_max;
         let wanted = entries.len();
         let before = self.inflight.fetch_add(wanted, Ordering::AcqRel);
@@ -441,67 +458,72 @@ impl Node {
         // so it starts with a placeholder status and no procedures.
         let shared_for_abandon: Arc<parking_lot::Mutex<Option<std::sync::Weak<Shared>>>> =
             Arc::new(Mutex::new(None));
-        let (log, executor, recovery, raft): (Box<dyn Log<Callers>>, _, _, _) =
-            match &config.cluster {
-                None => {
-                    let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
-                    log_config.segment_bytes_max = config.segment_bytes_max;
-                    let file = FileLog::open(log_config)?;
-                    let recovery = file.recovery().cloned();
-                    let mut executor = Executor::with_partitions(
+        let (log, executor, recovery, raft): (Box<dyn Log<Callers>>, _, _, _) = match &config
+            .cluster
+        {
+            None => {
+                let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
+                log_config.segment_bytes_max = config.segment_bytes_max;
+                let file = FileLog::open(log_config)?;
+                let recovery = file.recovery().cloned();
+                let mut executor = Executor::with_partitions(
+                    compiler.clone(),
+                    config.engine.clone(),
+                    config.partitions,
+                );
+                let sequencer = replay(&file, &mut executor)?;
+                let log = EmbeddedLog::new(file, sequencer, delivery_tx);
+                (
+                    Box::new(log) as Box<dyn Log<Callers>>,
+                    executor,
+                    recovery,
+                    None,
+                )
+            }
+            Some(member) => {
+                let cluster = ClusterConfig::new(
+                    member.node_id,
+                    member.members.clone(),
+                    member.client_addr.clone(),
+                    config.data_dir.join("raft"),
+                );
+                let abandon_to = shared_for_abandon.clone();
+                let (log, latest) = RaftLog::start(
+                    cluster,
+                    delivery_tx,
+                    move |callers: Callers, reason: String| {
+                        let shared = abandon_to.lock().as_ref().and_then(|weak| weak.upgrade());
+                        if let Some(shared) = shared {
+                            // The client moves on and retries; the
+                            // request id keeps it exactly-once.
+                            let _ = &reason;
+                            callers.fail(&shared, || NodeError::NotLeader { leader_addr: None });
+                        }
+                    },
+                    now_ms(),
+                )?;
+                let executor = match &latest {
+                    Some(image) => restore_executor(&config, &compiler, image)?,
+                    None => Executor::with_partitions(
                         compiler.clone(),
                         config.engine.clone(),
                         config.partitions,
-                    );
-                    let sequencer = replay(&file, &mut executor)?;
-                    let log = EmbeddedLog::new(file, sequencer, delivery_tx);
-                    (
-                        Box::new(log) as Box<dyn Log<Callers>>,
-                        executor,
-                        recovery,
-                        None,
-                    )
-                }
-                Some(member) => {
-                    let cluster = ClusterConfig::new(
-                        member.node_id,
-                        member.members.clone(),
-                        member.client_addr.clone(),
-                        config.data_dir.join("raft"),
-                    );
-                    let abandon_to = shared_for_abandon.clone();
-                    let (log, latest) = RaftLog::start(
-                        cluster,
-                        delivery_tx,
-                        move |callers: Callers, reason: String| {
-                            let shared = abandon_to.lock().as_ref().and_then(|weak| weak.upgrade());
-                            if let Some(shared) = shared {
-                                callers.fail(&shared, || NodeError::Failed(reason.clone()));
-                            }
-                        },
-                        now_ms(),
-                    )?;
-                    let executor = match &latest {
-                        Some(image) => restore_executor(&config, &compiler, image)?,
-                        None => Executor::with_partitions(
-                            compiler.clone(),
-                            config.engine.clone(),
-                            config.partitions,
-                        ),
-                    };
-                    let raft = log.handle();
-                    (
-                        Box::new(log) as Box<dyn Log<Callers>>,
-                        executor,
-                        None,
-                        Some(raft),
-                    )
-                }
-            };
+                    ),
+                };
+                let raft = log.handle();
+                (
+                    Box::new(log) as Box<dyn Log<Callers>>,
+                    executor,
+                    None,
+                    Some(raft),
+                )
+            }
+        };
 
         let status = NodeStatus {
             engine: executor.status(),
             log_records: log.last_index(),
+            raft_applied: 0,
         };
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -802,14 +824,11 @@ fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
         match log.propose(entries, now_ms(), callers) {
             Ok(()) => {}
             Err(refused) => match refused.reason {
-                RefusalReason::NotLeader { leader } => {
-                    let leader_addr = leader.and_then(|leader| {
-                        shared
-                            .raft
-                            .as_ref()
-                            .and_then(|raft| raft.status().leader_client_addr)
-                            .filter(|_| leader != shared.raft.as_ref().map_or(0, |r| r.node_id()))
-                    });
+                RefusalReason::NotLeader { .. } => {
+                    let leader_addr = shared
+                        .raft
+                        .as_ref()
+                        .and_then(|raft| raft.leads().err().flatten());
                     refused.token.fail(&shared, || NodeError::NotLeader {
                         leader_addr: leader_addr.clone(),
                     });
@@ -828,7 +847,6 @@ fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
         shared
             .metrics
             .batch_durable(count, writing.elapsed().as_nanos() as u64);
-        shared.status.lock().log_records = log.last_index();
     }
 }
 
@@ -891,9 +909,76 @@ impl Drop for FailOnPanic<'_> {
 /// need not wait for the end of it (the batch is already durable).
 const ANSWER_CHUNK: usize = 256;
 
-/// Hashes after recently executed batches, for checking other nodes'
-/// checkpoints: `(last_seq, state_hash, chain_hash)`, oldest first.
-const EXECUTED_HASHES_KEPT: usize = 4096;
+/// Check points whose hashes a node keeps for comparing with the others'.
+const CHECK_POINTS_KEPT: usize = 256;
+
+/// This node's hashes at recent check points, and what the other nodes
+/// reported for them (through the log, so every node sees the same
+/// reports). When a majority of the cluster agrees on hashes this node
+/// does not have, this node is the one that diverged.
+#[derive(Default)]
+struct DivergenceCheck {
+    own: std::collections::BTreeMap<u64, (u128, u128)>,
+    reported: std::collections::BTreeMap<u64, std::collections::BTreeMap<u64, (u128, u128)>>,
+}
+
+impl DivergenceCheck {
+    fn record(&mut self, last_seq: u64, hashes: (u128, u128)) {
+        self.own.insert(last_seq, hashes);
+        while self.own.len() > CHECK_POINTS_KEPT {
+            self.own.pop_first();
+        }
+        if let Some(&oldest) = self.own.keys().next() {
+            self.reported = self.reported.split_off(&oldest);
+        }
+    }
+
+    fn check(
+        &mut self,
+        handle: &RaftHandle,
+        checkpoints: &[ordo_sequencer::raft::Checkpoint],
+        batch: &Batch,
+        raft: &Option<ordo_sequencer::raft::RaftPoint>,
+    ) -> Result<(), String> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        let members = handle.members().len().max(1);
+        let majority = members / 2 + 1;
+        let me = handle.node_id();
+        for checkpoint in checkpoints {
+            let Some(&own) = self.own.get(&checkpoint.last_seq) else {
+                continue;
+            };
+            let reports = self.reported.entry(checkpoint.last_seq).or_default();
+            reports.insert(
+                checkpoint.node,
+                (checkpoint.state_hash, checkpoint.chain_hash),
+            );
+            reports.insert(me, own);
+            let mut votes: std::collections::BTreeMap<(u128, u128), Vec<u64>> = Default::default();
+            for (node, hashes) in reports.iter() {
+                votes.entry(*hashes).or_default().push(*node);
+            }
+            if let Some((agreed, nodes)) = votes
+                .iter()
+                .find(|(hashes, nodes)| nodes.len() >= majority && **hashes != own)
+            {
+                return Err(format!(
+                    "this node diverged: after the batch ending at sequence {} (found while executing the batch at sequence {}, Raft index {}) its state hash is {:032x} and chain hash {:032x}, but nodes {nodes:?} (a majority of {members}) have {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history. Wipe its data directory to rejoin from a snapshot.",
+                    checkpoint.last_seq,
+                    batch.first_seq,
+                    raft.as_ref().map_or(0, |point| point.index),
+                    own.0,
+                    own.1,
+                    agreed.0,
+                    agreed.1,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Test-only fault injection: a node started with this variable set to a
 /// sequence number replaces that transaction's arguments with garbage,
@@ -910,8 +995,7 @@ fn run_executor(
     let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
         .ok()
         .and_then(|seq| seq.parse().ok());
-    let mut executed: std::collections::VecDeque<(u64, u128, u128)> =
-        std::collections::VecDeque::new();
+    let mut divergence = DivergenceCheck::default();
     loop {
         let delivery = crossbeam_channel::select! {
             recv(deliveries) -> delivery => match delivery {
@@ -930,13 +1014,21 @@ fn run_executor(
             Delivery::Batch(committed) => committed,
             Delivery::Install(image) => {
                 match restore_executor(&shared.config, &shared.compiler, &image) {
-                    Ok(restored) => executor = restored,
+                    Ok(restored) => {
+                        // Operators (and tests) want to know a node
+                        // skipped log replay.
+                        eprintln!(
+                            "ordo: installed the leader's snapshot: continuing at sequence {}",
+                            image.next_seq
+                        );
+                        executor = restored;
+                    }
                     Err(err) => {
                         shared.fail(format!("cannot install the leader's snapshot: {err}"));
                         return;
                     }
                 }
-                executed.clear();
+                divergence = DivergenceCheck::default();
                 *shared.procedures.lock() = executor.procedures();
                 shared.status.lock().engine = executor.status();
                 shared.status_changed.notify_all();
@@ -945,29 +1037,17 @@ fn run_executor(
         };
         let Committed {
             mut batch,
+            log_index,
             token,
             raft,
-            checkpoint,
+            checkpoints,
         } = committed;
         if let (Some(point), Some(handle)) = (&raft, &shared.raft) {
             take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
         }
-        if let (Some(checkpoint), Some(handle)) = (checkpoint, &shared.raft)
-            && checkpoint.node != handle.node_id()
-            && let Some(&(_, state_hash, chain_hash)) = executed
-                .iter()
-                .find(|(last_seq, _, _)| *last_seq == checkpoint.last_seq)
-            && (state_hash, chain_hash) != (checkpoint.state_hash, checkpoint.chain_hash)
+        if let Some(handle) = &shared.raft
+            && let Err(reason) = divergence.check(handle, &checkpoints, &batch, &raft)
         {
-            let reason = format!(
-                "this node diverged: after the batch ending at sequence {} (checked in the batch at sequence {}, Raft index {}), its state hash is {state_hash:032x} and chain hash {chain_hash:032x}, but node {} has {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history",
-                checkpoint.last_seq,
-                batch.first_seq,
-                raft.as_ref().map_or(0, |point| point.index),
-                checkpoint.node,
-                checkpoint.state_hash,
-                checkpoint.chain_hash,
-            );
             eprintln!("ordo: {reason}");
             shared.fail(reason.clone());
             if let Some(callers) = token {
@@ -981,6 +1061,9 @@ fn run_executor(
         {
             invocation.args = vec![0xff; 3];
         }
+        // Only this node's own proposals were counted against
+        // `inflight_max` (a replica's batches came from another node).
+        let counted = token.is_some();
         let replies = token.map_or_else(
             || vec![None; batch.entries.len()],
             |callers| callers.replies,
@@ -1000,7 +1083,7 @@ fn run_executor(
             chunk.push(tx);
             if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
                 let entries = &batch.entries[answered..answered + chunk.len()];
-                answer_chunk(&shared, entries, &mut replies, &mut chunk);
+                answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
                 answered += ANSWER_CHUNK;
             }
         });
@@ -1014,21 +1097,17 @@ fn run_executor(
         {
             let mut status = shared.status.lock();
             status.engine = engine_status;
-        }
-        if let Some(handle) = &shared.raft {
-            handle.executed(
-                batch.last_seq(),
-                engine_status.state_hash,
-                engine_status.chain_hash,
-            );
-            if executed.len() == EXECUTED_HASHES_KEPT {
-                executed.pop_front();
+            status.log_records = log_index;
+            if let Some(point) = &raft {
+                status.raft_applied = point.index;
             }
-            executed.push_back((
-                batch.last_seq(),
-                engine_status.state_hash,
-                engine_status.chain_hash,
-            ));
+        }
+        if let Some(handle) = &shared.raft
+            && ordo_sequencer::raft::is_check_point(batch.first_seq, batch.last_seq())
+        {
+            let hashes = (engine_status.state_hash, engine_status.chain_hash);
+            divergence.record(batch.last_seq(), hashes);
+            handle.executed(batch.last_seq(), hashes.0, hashes.1);
         }
         shared.status_changed.notify_all();
         answer_chunk(
@@ -1036,6 +1115,7 @@ fn run_executor(
             &batch.entries[answered..],
             &mut replies,
             &mut chunk,
+            counted,
         );
     }
 }
@@ -1110,12 +1190,15 @@ fn answer_chunk(
     entries: &[Entry],
     replies: &mut impl Iterator<Item = Option<Reply>>,
     outcomes: &mut Vec<TxOutcome>,
+    counted: bool,
 ) {
     debug_assert_eq!(entries.len(), outcomes.len());
     shared.metrics.outcomes(outcomes);
     // Uncount before answering, so a caller that has its answer is never
     // still counted against `inflight_max`.
-    shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
+    if counted {
+        shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
+    }
     answer_batch(
         entries
             .iter()

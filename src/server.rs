@@ -551,7 +551,9 @@ pub fn status_info(node: &Node) -> StatusInfo {
         state_hash: status.engine.state_hash_hex(),
         chain_hash: status.engine.chain_hash_hex(),
         keys: status.engine.keys,
-        log_records: status.log_records,
+        log_records: cluster
+            .as_ref()
+            .map_or(status.log_records, |cluster| cluster.last_log_index),
         node_id: cluster.as_ref().map(|cluster| cluster.node_id),
         role: cluster
             .as_ref()
@@ -562,7 +564,7 @@ pub fn status_info(node: &Node) -> StatusInfo {
         term: cluster.as_ref().map_or(0, |cluster| cluster.term),
         leader: cluster.as_ref().and_then(|cluster| cluster.leader),
         commit: cluster.as_ref().map_or(0, |cluster| cluster.commit),
-        applied: cluster.as_ref().map_or(0, |cluster| cluster.commit),
+        applied: status.raft_applied,
     }
 }
 

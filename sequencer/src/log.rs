@@ -31,6 +31,8 @@ pub enum Delivery<T> {
 #[derive(Debug)]
 pub struct Committed<T> {
     pub batch: Batch,
+    /// The batch's record index in the file log, or its Raft index.
+    pub log_index: u64,
     /// What this node's proposer attached (the callers to answer). `None`
     /// on replicas that did not propose the batch, and on replay.
     pub token: Option<T>,
@@ -38,9 +40,9 @@ pub struct Committed<T> {
     /// before it: a snapshot taken before executing the batch describes
     /// exactly this point. `None` for the file log.
     pub raft: Option<crate::raft::RaftPoint>,
-    /// The proposer's hashes after an earlier batch, for the divergence
-    /// check (Raft only).
-    pub checkpoint: Option<crate::raft::Checkpoint>,
+    /// Nodes' hashes at earlier check points, for the divergence check
+    /// (Raft only).
+    pub checkpoints: Vec<crate::raft::Checkpoint>,
 }
 
 /// Why a proposal was not taken. The token comes back so its callers can
@@ -110,24 +112,28 @@ impl<T: Send> Log<T> for EmbeddedLog<T> {
         token: T,
     ) -> Result<(), Refused<T>> {
         let batch = self.sequencer.close(entries, timestamp_ms);
-        let appended: Result<(), LogError> = self
+        let appended: Result<u64, LogError> = self
             .file
             .append(&batch.encode())
-            .and_then(|_| self.file.sync());
-        if let Err(err) = appended {
-            // After a failed write or fsync the file's durable contents
-            // are unknown; retrying fsync can falsely succeed. The node
-            // stops and a restart recovers from what is really on disk.
-            return Err(Refused {
-                token,
-                reason: RefusalReason::Failed(format!("log write failed: {err}")),
-            });
-        }
+            .and_then(|index| self.file.sync().map(|()| index));
+        let log_index = match appended {
+            Ok(index) => index,
+            Err(err) => {
+                // After a failed write or fsync the file's durable contents
+                // are unknown; retrying fsync can falsely succeed. The node
+                // stops and a restart recovers from what is really on disk.
+                return Err(Refused {
+                    token,
+                    reason: RefusalReason::Failed(format!("log write failed: {err}")),
+                });
+            }
+        };
         let delivered = self.deliveries.send(Delivery::Batch(Committed {
             batch,
+            log_index,
             token: Some(token),
             raft: None,
-            checkpoint: None,
+            checkpoints: Vec::new(),
         }));
         if let Err(crossbeam_channel::SendError(Delivery::Batch(committed))) = delivered {
             return Err(Refused {

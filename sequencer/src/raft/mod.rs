@@ -66,18 +66,29 @@ pub struct Proposal {
     pub id: ProposalId,
     pub timestamp_ms: u64,
     pub entries: Vec<Entry>,
-    /// The proposer's hashes after a batch it has executed.
-    pub checkpoint: Option<Checkpoint>,
+    /// Nodes' hashes at check points (the proposer's own and those its
+    /// followers reported), for every node to compare with its own.
+    pub checkpoints: Vec<Checkpoint>,
 }
 
 /// A node's hashes right after it executed the batch ending at
-/// `last_seq`: every node must have the same ones there.
+/// `last_seq`, a check point: every node must have the same ones there.
+/// Check points are the ends of batches that cross a multiple of
+/// [`CHECK_INTERVAL`], the same batches on every node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub node: u64,
     pub last_seq: u64,
     pub state_hash: u128,
     pub chain_hash: u128,
+}
+
+/// Sequence numbers between divergence check points.
+pub const CHECK_INTERVAL: u64 = 256;
+
+/// Whether the batch `first_seq..=last_seq` ends at a check point.
+pub fn is_check_point(first_seq: u64, last_seq: u64) -> bool {
+    last_seq / CHECK_INTERVAL > (first_seq - 1) / CHECK_INTERVAL
 }
 
 /// Where a committed batch sits in the Raft log, and the Raft state just
@@ -175,7 +186,11 @@ pub struct RaftHandle {
     runtime: tokio::runtime::Handle,
     peers: network::Peers,
     snapshots: Arc<SnapshotStore>,
-    checkpoint: Arc<Mutex<Option<Checkpoint>>>,
+    /// This node's check points not yet sent (in a proposal when it
+    /// leads, else reported to the leader).
+    outbox: Arc<Mutex<Vec<Checkpoint>>>,
+    /// Check points followers reported, for the next proposal.
+    inbox: network::Inbox,
 }
 
 impl RaftHandle {
@@ -202,15 +217,47 @@ impl RaftHandle {
         }
     }
 
-    /// Records this node's hashes after executing the batch ending at
-    /// `last_seq`; the next proposal carries them for the others to check.
+    /// `Ok` if this node leads; else the leader's client address, if
+    /// known. Cheap enough to ask per request.
+    pub fn leads(&self) -> Result<(), Option<String>> {
+        let leader = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            if metrics.state == ServerState::Leader {
+                return Ok(());
+            }
+            metrics.current_leader
+        };
+        Err(leader
+            .filter(|leader| *leader != self.node_id)
+            .and_then(|leader| self.peers.client_addr(leader)))
+    }
+
+    /// Records this node's hashes at the check point `last_seq`, to be
+    /// sent to every node through the log.
     pub fn executed(&self, last_seq: u64, state_hash: u128, chain_hash: u128) {
-        *self.checkpoint.lock() = Some(Checkpoint {
+        let mut outbox = self.outbox.lock();
+        // A follower cut off from the leader must not hoard them.
+        if outbox.len() >= 64 {
+            outbox.remove(0);
+        }
+        outbox.push(Checkpoint {
             node: self.node_id,
             last_seq,
             state_hash,
             chain_hash,
         });
+    }
+
+    /// Every member's node id.
+    pub fn members(&self) -> Vec<u64> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
     }
 
     pub fn node_id(&self) -> u64 {
@@ -320,8 +367,11 @@ impl<T: Send + 'static> RaftLog<T> {
         let members = config.members.clone();
         let listen_addr = own_addr.clone();
         let node_id = config.node_id;
+        let inbox: network::Inbox = Arc::new(Mutex::new(Vec::new()));
+        let outbox = Arc::new(Mutex::new(Vec::new()));
         let raft = runtime.block_on({
             let peers = peers.clone();
+            let inbox = inbox.clone();
             async move {
                 let listener =
                     tokio::net::TcpListener::bind(&listen_addr)
@@ -339,7 +389,7 @@ impl<T: Send + 'static> RaftLog<T> {
                 )
                 .await
                 .map_err(|err| ClusterError::Raft(err.to_string()))?;
-                tokio::spawn(network::serve(listener, raft.clone(), peers));
+                tokio::spawn(network::serve(listener, raft.clone(), peers, inbox.clone()));
                 let initialized = raft
                     .is_initialized()
                     .await
@@ -362,8 +412,14 @@ impl<T: Send + 'static> RaftLog<T> {
             runtime: runtime.handle().clone(),
             peers,
             snapshots,
-            checkpoint: Arc::new(Mutex::new(None)),
+            outbox,
+            inbox,
         };
+        runtime.spawn(network::report_checkpoints(
+            handle.raft.clone(),
+            handle.peers.clone(),
+            handle.outbox.clone(),
+        ));
         let log = RaftLog {
             handle,
             boot,
@@ -444,7 +500,11 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
             id,
             timestamp_ms,
             entries,
-            checkpoint: *self.handle.checkpoint.lock(),
+            checkpoints: {
+                let mut checkpoints = std::mem::take(&mut *self.handle.outbox.lock());
+                checkpoints.append(&mut self.handle.inbox.lock());
+                checkpoints
+            },
         };
         let raft = self.handle.raft.clone();
         let pending = self.pending.clone();

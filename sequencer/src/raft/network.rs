@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::TypeConfig;
+use super::{Checkpoint, TypeConfig};
 
 type NodeId = u64;
 
@@ -43,6 +43,8 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower's check points, for the leader's next proposal.
+    Report(Vec<Checkpoint>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,7 +52,15 @@ enum Response {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Report,
 }
+
+/// Check points reported by followers, waiting for a proposal.
+pub type Inbox = Arc<Mutex<Vec<Checkpoint>>>;
+
+/// Check points a leader holds at most; older ones are dropped (a check
+/// point not checked is a missed check, not an error).
+const INBOX_MAX: usize = 1024;
 
 /// What this node knows of the others' client addresses.
 #[derive(Clone)]
@@ -104,18 +114,28 @@ async fn read_frame<V: DeserializeOwned>(stream: &mut TcpStream) -> std::io::Res
 }
 
 /// Answers peers' RPCs on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers) {
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, inbox: Inbox) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, raft.clone(), peers.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            raft.clone(),
+            peers.clone(),
+            inbox.clone(),
+        ));
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, peers: Peers) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    peers: Peers,
+    inbox: Inbox,
+) {
     let Ok(hello) = read_frame::<Hello>(&mut stream).await else {
         return;
     };
@@ -130,6 +150,13 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, peers: 
             Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+            Request::Report(mut checkpoints) => {
+                let mut inbox = inbox.lock();
+                inbox.append(&mut checkpoints);
+                let excess = inbox.len().saturating_sub(INBOX_MAX);
+                inbox.drain(..excess);
+                Response::Report
+            }
         };
         if write_frame(&mut stream, &response).await.is_err() {
             return;
@@ -276,6 +303,53 @@ impl RaftNetwork<TypeConfig> for Connection {
             }
             Ok(_) => Err(unexpected()),
             Err(err) => Err(rpc_error(err)),
+        }
+    }
+}
+
+/// How often a follower sends its check points to the leader.
+const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// On a follower, sends this node's check points to the leader, which
+/// puts them in the log so that every node can compare (a majority
+/// decides which node diverged).
+pub async fn report_checkpoints(
+    raft: Raft<TypeConfig>,
+    peers: Peers,
+    outbox: Arc<Mutex<Vec<Checkpoint>>>,
+) {
+    let mut link: Option<(NodeId, Connection)> = None;
+    loop {
+        tokio::time::sleep(REPORT_INTERVAL).await;
+        let metrics = raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader.filter(|leader| *leader != peers.me) else {
+            continue;
+        };
+        if outbox.lock().is_empty() {
+            continue;
+        }
+        if link.as_ref().is_none_or(|(to, _)| *to != leader) {
+            let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+                continue;
+            };
+            link = Some((
+                leader,
+                Connection {
+                    target: leader,
+                    addr: node.addr.clone(),
+                    peers: peers.clone(),
+                    stream: None,
+                },
+            ));
+        }
+        let checkpoints = std::mem::take(&mut *outbox.lock());
+        let (_, connection) = link.as_mut().expect("set above");
+        if connection
+            .call(Request::Report(checkpoints), Duration::from_secs(1))
+            .await
+            .is_err()
+        {
+            link = None;
         }
     }
 }

@@ -266,9 +266,10 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                         };
                         Some(Delivery::Batch(Committed {
                             batch,
+                            log_index: entry.log_id.index,
                             token,
                             raft: Some(point),
-                            checkpoint: proposal.checkpoint,
+                            checkpoints: proposal.checkpoints,
                         }))
                     }
                 }

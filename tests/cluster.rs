@@ -1,0 +1,651 @@
+//! Replication end to end: three real `ordo serve` processes on loopback
+//! forming a Raft cluster, driven through the cluster-aware client, with
+//! the leader killed (SIGKILL), frozen (SIGSTOP), a data directory wiped,
+//! and a deliberately non-deterministic node.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ordo_client::protocol::StatusInfo;
+use ordo_client::{Client, ClientConfig, ClientError};
+
+const ADMIN: &str = "admin-secret";
+/// Accounts that receive transfers; each worker also owns one source
+/// account, so its balance counts exactly the transfers that ran.
+const SINKS: u64 = 8;
+const SOURCE_BASE: u64 = 1_000;
+const INITIAL: i64 = 1_000_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    id: u64,
+    client_addr: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    /// Everything the process wrote to stderr, collected by a thread.
+    stderr: Arc<parking_lot::Mutex<String>>,
+}
+
+struct Cluster {
+    members: Vec<Member>,
+    cluster_arg: String,
+    _root: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let raft_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster_arg = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("{}=127.0.0.1:{port}", index + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = (1..=3u64)
+            .map(|id| Member {
+                id,
+                client_addr: format!("127.0.0.1:{}", free_port()),
+                dir: root.path().join(format!("node{id}")),
+                child: None,
+                stderr: Default::default(),
+            })
+            .collect();
+        let mut cluster = Cluster {
+            members,
+            cluster_arg,
+            _root: root,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
+        };
+        for index in 0..3 {
+            cluster.spawn(index, &[]);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize, env: &[(&str, &str)]) {
+        let member = &mut self.members[index];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["serve", "--node-id", &member.id.to_string()])
+            .args(["--cluster", &self.cluster_arg])
+            .args(["--listen", &member.client_addr])
+            .args(["--admin-token", ADMIN, "--partitions", "1", "--data"])
+            .arg(&member.dir)
+            .args(&self.extra)
+            .envs(env.iter().copied())
+            .env_remove("ORDO_CLIENT_TOKEN")
+            .env_remove("ORDO_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "node {} exited at start",
+                member.id
+            );
+            if line.starts_with("ordo serve: listening on ") {
+                break;
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let mut stderr = child.stderr.take().unwrap();
+        let collected = Arc::new(parking_lot::Mutex::new(String::new()));
+        member.stderr = collected.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(read) = stderr.read(&mut chunk) {
+                if read == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .push_str(&String::from_utf8_lossy(&chunk[..read]));
+            }
+        });
+        member.child = Some(child);
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, index: usize, signal: libc::c_int) {
+        let child = self.members[index].child.as_ref().expect("running");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+    }
+
+    fn servers(&self) -> String {
+        self.members
+            .iter()
+            .map(|member| member.client_addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn dir(&self, index: usize) -> &Path {
+        &self.members[index].dir
+    }
+
+    /// The status of one member, asked of it alone; `None` if it does not
+    /// answer within a second.
+    async fn status(&self, index: usize) -> Option<StatusInfo> {
+        let config = ClientConfig {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(1),
+            reconnect_attempts: 0,
+            ..ClientConfig::new(self.members[index].client_addr.clone())
+        };
+        let asking = async {
+            let client = Client::connect_with(config).await.ok()?;
+            client.status().await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(2), asking)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits until one of `among` says it leads; returns its index.
+    async fn leader(&self, among: &[usize], within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            for &index in among {
+                if let Some(status) = self.status(index).await
+                    && status.role == "leader"
+                {
+                    return index;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every member in `among` reports the same position and
+    /// state hash, at least `position`; returns them.
+    async fn converged(&self, among: &[usize], position: u64, within: Duration) -> StatusInfo {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut statuses = Vec::new();
+            for &index in among {
+                statuses.push(self.status(index).await);
+            }
+            if let Some(Some(first)) = statuses.first()
+                && first.position >= position
+                && statuses.iter().all(|status| {
+                    status.as_ref().is_some_and(|status| {
+                        status.position == first.position
+                            && status.state_hash == first.state_hash
+                            && status.chain_hash == first.chain_hash
+                    })
+                })
+            {
+                return first.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members {among:?} did not converge at position >= {position} within {within:?}: {statuses:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            if self.members[index].child.is_some() {
+                // A frozen process cannot die until it is continued.
+                let _ = self.members[index]
+                    .child
+                    .as_ref()
+                    .map(|child| unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) });
+                self.kill(index);
+            }
+        }
+    }
+}
+
+/// One cluster at a time: three nodes each already keep a 2-core machine
+/// busy, and elections need timely heartbeats.
+static ONE_CLUSTER_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn cluster_client(cluster: &Cluster) -> Client {
+    let config = ClientConfig {
+        admin_token: Some(ADMIN.into()),
+        request_timeout: Duration::from_secs(30),
+        ..ClientConfig::new(cluster.servers())
+    };
+    Client::connect_with(config).await.unwrap()
+}
+
+/// Deploys the bank and opens the sinks and one source per worker.
+async fn set_up_bank(client: &Client, workers: u64) {
+    client.deploy("bank", ordo::modules::BANK).await.unwrap();
+    for id in 0..SINKS {
+        client.call::<_, ()>("open", &(id, INITIAL)).await.unwrap();
+    }
+    for worker in 0..workers {
+        client
+            .call::<_, ()>("open", &(SOURCE_BASE + worker, INITIAL))
+            .await
+            .unwrap();
+    }
+}
+
+/// Per worker: transfers acknowledged as committed, and requests that
+/// failed (their outcome unknown to the client).
+struct Tally {
+    acknowledged: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
+    highest_seq: AtomicU64,
+}
+
+impl Tally {
+    fn new(workers: u64) -> Arc<Tally> {
+        Arc::new(Tally {
+            acknowledged: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            highest_seq: AtomicU64::new(0),
+        })
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acknowledged
+            .iter()
+            .map(|count| count.load(Ordering::SeqCst))
+            .sum()
+    }
+}
+
+/// Workers that each move 1 unit at a time from their own account to a
+/// sink, until `stop`.
+fn start_transfers(
+    client: &Client,
+    workers: u64,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|worker| {
+            let (client, tally, stop) = (client.clone(), tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let sink = (worker + round) % SINKS;
+                    round += 1;
+                    match client
+                        .call::<_, ()>("transfer", &(SOURCE_BASE + worker, sink, 1i64))
+                        .await
+                    {
+                        Ok(called) => {
+                            tally.acknowledged[worker as usize].fetch_add(1, Ordering::SeqCst);
+                            tally.highest_seq.fetch_max(called.seq, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            tally.failed[worker as usize].fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn wait_for_acknowledged(tally: &Tally, at_least: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while tally.acknowledged() < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} transfers acknowledged within {within:?}, wanted {at_least}",
+            tally.acknowledged()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// No acknowledged transfer lost, none applied twice, money conserved:
+/// checked with stale reads on `index` (which must have converged).
+async fn check_bank(cluster: &Cluster, index: usize, workers: u64, tally: &Tally) {
+    let config = ClientConfig {
+        reconnect_attempts: 0,
+        ..ClientConfig::new(cluster.members[index].client_addr.clone())
+    };
+    let client = Client::connect_with(config).await.unwrap();
+    let balance = async |id: u64| -> i64 {
+        client
+            .read::<_, i64>("balance", &id, ordo_client::ReadConsistency::Stale)
+            .await
+            .unwrap()
+            .value
+    };
+    let mut total = 0;
+    for worker in 0..workers {
+        let moved = (INITIAL - balance(SOURCE_BASE + worker).await) as u64;
+        let acknowledged = tally.acknowledged[worker as usize].load(Ordering::SeqCst);
+        let failed = tally.failed[worker as usize].load(Ordering::SeqCst);
+        assert!(
+            moved >= acknowledged,
+            "node {}: worker {worker} had {acknowledged} transfers acknowledged but only {moved} took effect",
+            index + 1
+        );
+        assert!(
+            moved <= acknowledged + failed,
+            "node {}: worker {worker}: {moved} transfers took effect, more than {acknowledged} acknowledged plus {failed} failed (a retry ran twice?)",
+            index + 1
+        );
+        total += INITIAL - moved as i64;
+    }
+    for sink in 0..SINKS {
+        total += balance(sink).await;
+    }
+    assert_eq!(
+        total,
+        INITIAL * (SINKS + workers) as i64,
+        "node {}: money is not conserved",
+        index + 1
+    );
+    let all: i64 = client
+        .read::<_, i64>("total", &(), ordo_client::ReadConsistency::Stale)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(all, INITIAL * (SINKS + workers) as i64);
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_transfer_and_it_catches_up() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut cluster = Cluster::start(&[]);
+        let first_leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        let client = cluster_client(&cluster).await;
+        let workers = 16;
+        set_up_bank(&client, workers).await;
+        let tally = Tally::new(workers);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_transfers(&client, workers, &tally, &stop);
+        wait_for_acknowledged(&tally, 300, Duration::from_secs(60)).await;
+
+        cluster.kill(first_leader);
+        let killed_at = Instant::now();
+        let acknowledged_at_kill = tally.acknowledged();
+        let others: Vec<usize> = (0..3).filter(|index| *index != first_leader).collect();
+        let new_leader = cluster.leader(&others, Duration::from_secs(20)).await;
+        assert_ne!(new_leader, first_leader);
+        // Clients carry on through the new leader.
+        wait_for_acknowledged(&tally, acknowledged_at_kill + 300, Duration::from_secs(60)).await;
+        eprintln!(
+            "a new leader (node {}) and 300 more transfers {:?} after the kill",
+            new_leader + 1,
+            killed_at.elapsed()
+        );
+        stop.store(true, Ordering::SeqCst);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let survivors = cluster
+            .converged(&others, highest, Duration::from_secs(30))
+            .await;
+        for &index in &others {
+            check_bank(&cluster, index, workers, &tally).await;
+        }
+
+        // The killed node restarts from its own data and catches up.
+        cluster.spawn(first_leader, &[]);
+        let all = cluster
+            .converged(&[0, 1, 2], survivors.position, Duration::from_secs(60))
+            .await;
+        assert_eq!(all.state_hash, survivors.state_hash);
+        check_bank(&cluster, first_leader, workers, &tally).await;
+        let status = cluster.status(first_leader).await.unwrap();
+        assert_eq!(status.role, "follower");
+        assert_eq!(status.leader, Some(new_leader as u64 + 1));
+    });
+}
+
+#[test]
+fn a_wiped_node_rejoins_from_a_snapshot() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let runtime = runtime();
+    runtime.block_on(async {
+        // Snapshots every 64 sequence numbers, so a short run makes many
+        // and the log before them is purged.
+        let mut cluster = Cluster::start(&["--snapshot-every", "64"]);
+        let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        let client = cluster_client(&cluster).await;
+        let workers = 8;
+        set_up_bank(&client, workers).await;
+        let tally = Tally::new(workers);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_transfers(&client, workers, &tally, &stop);
+        wait_for_acknowledged(&tally, 1_500, Duration::from_secs(90)).await;
+        stop.store(true, Ordering::SeqCst);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let before = cluster
+            .converged(&[0, 1, 2], highest, Duration::from_secs(30))
+            .await;
+        assert!(
+            snapshot_files(cluster.dir(leader)) > 0,
+            "the leader wrote no snapshot"
+        );
+
+        let wiped = (leader + 1) % 3;
+        cluster.kill(wiped);
+        std::fs::remove_dir_all(cluster.dir(wiped)).unwrap();
+        // No transactions from here on: a snapshot file on the wiped node
+        // can only have come from the leader.
+        cluster.spawn(wiped, &[]);
+        let after = cluster
+            .converged(&[0, 1, 2], before.position, Duration::from_secs(60))
+            .await;
+        assert_eq!(after.state_hash, before.state_hash);
+        assert_eq!(after.position, before.position);
+        assert!(
+            snapshot_files(cluster.dir(wiped)) > 0,
+            "the wiped node caught up without installing a snapshot"
+        );
+        let stderr = cluster.members[wiped].stderr.lock().clone();
+        assert!(
+            stderr.contains("installed the leader's snapshot"),
+            "the wiped node replayed the log instead of installing a snapshot: {stderr}"
+        );
+        check_bank(&cluster, wiped, workers, &tally).await;
+
+        // And it restarts from that snapshot plus its log tail.
+        cluster.kill(wiped);
+        cluster.spawn(wiped, &[]);
+        cluster
+            .converged(&[0, 1, 2], before.position, Duration::from_secs(60))
+            .await;
+    });
+}
+
+fn snapshot_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("raft/snapshots"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".bin"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn frozen_minority_and_frozen_leader() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let cluster = Cluster::start(&[]);
+        let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        let client = cluster_client(&cluster).await;
+        let workers = 8;
+        set_up_bank(&client, workers).await;
+        let tally = Tally::new(workers);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_transfers(&client, workers, &tally, &stop);
+        wait_for_acknowledged(&tally, 200, Duration::from_secs(60)).await;
+
+        // A frozen follower: the majority keeps committing.
+        let follower = (leader + 1) % 3;
+        cluster.signal(follower, libc::SIGSTOP);
+        let acknowledged = tally.acknowledged();
+        wait_for_acknowledged(&tally, acknowledged + 300, Duration::from_secs(60)).await;
+        cluster.signal(follower, libc::SIGCONT);
+        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        cluster
+            .converged(&[0, 1, 2], highest, Duration::from_secs(60))
+            .await;
+
+        // A frozen leader: the others elect a new one and clients carry on.
+        let old_term = cluster.status(leader).await.unwrap().term;
+        // A client that knows only the old leader sends a call into the
+        // freeze; whatever it gets back must not be a stale commit.
+        let stranded_config = ClientConfig {
+            reconnect_attempts: 0,
+            request_timeout: Duration::from_secs(60),
+            ..ClientConfig::new(cluster.members[leader].client_addr.clone())
+        };
+        let stranded = Client::connect_with(stranded_config).await.unwrap();
+        cluster.signal(leader, libc::SIGSTOP);
+        let stranded_call = tokio::spawn(async move {
+            stranded
+                .call::<_, ()>("deposit", &(SOURCE_BASE + 999, 5i64))
+                .await
+        });
+        let others: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
+        let new_leader = cluster.leader(&others, Duration::from_secs(20)).await;
+        let acknowledged = tally.acknowledged();
+        wait_for_acknowledged(&tally, acknowledged + 300, Duration::from_secs(60)).await;
+        cluster.signal(leader, libc::SIGCONT);
+        // The stranded call reached only the deposed leader: it must not
+        // be answered as committed (the account does not even exist, so
+        // a commit would be an abort; anything but NotLeader or a refusal
+        // means the old leader acted on its own).
+        match tokio::time::timeout(Duration::from_secs(30), stranded_call)
+            .await
+            .expect("the stranded call was answered")
+            .unwrap()
+        {
+            Err(ClientError::NotLeader { .. })
+            | Err(ClientError::Unavailable(_))
+            | Err(ClientError::ConnectionLost { .. }) => {}
+            other => panic!("the deposed leader answered {other:?}"),
+        }
+        stop.store(true, Ordering::SeqCst);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        cluster
+            .converged(&[0, 1, 2], highest, Duration::from_secs(60))
+            .await;
+        let resumed = cluster.status(leader).await.unwrap();
+        assert_eq!(resumed.role, "follower", "the old leader stepped down");
+        assert!(resumed.term > old_term);
+        assert_eq!(resumed.leader, Some(new_leader as u64 + 1));
+        for index in 0..3 {
+            check_bank(&cluster, index, workers, &tally).await;
+        }
+    });
+}
+
+#[test]
+fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut cluster = Cluster::start(&[]);
+        cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        // Node 3 runs a test-only hook that garbles the arguments of the
+        // transaction at sequence 40, on that node alone.
+        cluster.kill(2);
+        cluster.spawn(2, &[("ORDO_TEST_DIVERGE_AT_SEQ", "40")]);
+        let client = cluster_client(&cluster).await;
+        set_up_bank(&client, 4).await;
+        let tally = Tally::new(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_transfers(&client, 4, &tally, &stop);
+        // Past the next check point (every 256 sequence numbers), node 3
+        // must stop on its own, naming where it diverged.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let exit = loop {
+            if let Some(status) = cluster.members[2]
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+            {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the diverging node kept running; acknowledged {}",
+                tally.acknowledged()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(!exit.success());
+        let stderr = cluster.members[2].stderr.lock().clone();
+        assert!(
+            stderr.contains("this node diverged: after the batch ending at sequence"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("state hash"), "{stderr}");
+        // The two deterministic nodes carry on and agree.
+        let acknowledged = tally.acknowledged();
+        wait_for_acknowledged(&tally, acknowledged + 100, Duration::from_secs(60)).await;
+        stop.store(true, Ordering::SeqCst);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        for index in [0, 1] {
+            let stderr = cluster.members[index].stderr.lock().clone();
+            assert!(!stderr.contains("diverged"), "node {}: {stderr}", index + 1);
+        }
+        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        cluster
+            .converged(&[0, 1], highest, Duration::from_secs(30))
+            .await;
+        check_bank(&cluster, 0, 4, &tally).await;
+    });
+}
