@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_engine::{AbortKind, Outcome, TxOutcome};
 
-const ABORT_KINDS: [AbortKind; 11] = [
+const ABORT_KINDS: [AbortKind; 13] = [
     AbortKind::User,
     AbortKind::BadArguments,
     AbortKind::UnknownProcedure,
@@ -19,6 +19,8 @@ const ABORT_KINDS: [AbortKind; 11] = [
     AbortKind::DeployRejected,
     AbortKind::RequestForgotten,
     AbortKind::UndeclaredPartition,
+    AbortKind::ReadOnly,
+    AbortKind::NotReadOnly,
 ];
 
 /// Batch-size histogram bucket bounds (entries).

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# A 3-node Raft cluster against one node, on this machine, with the same
+# durable transfer workload driven over TCP by `ordo bench`. Runs ROUNDS
+# rounds, alternating single node and cluster so both see the same noise,
+# and prints the medians and their ratio (issue 5's bar: at least 0.5).
+#
+#   benches/cluster.sh                    # 3 rounds of 15 s
+#   ROUNDS=5 DURATION=20s benches/cluster.sh
+#
+# Every node gets its own fresh data directory under OUT_DIR (default
+# target/bench-cluster), with JSON reports and server logs beside them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+OUT_DIR=${OUT_DIR:-target/bench-cluster}
+ORDO=${ORDO:-${CARGO_TARGET_DIR:-target}/release/ordo}
+# The bench's own defaults, spelled out: both sides get the same load.
+LOAD=(transfer --connections "${CONNECTIONS:-4}" --inflight "${INFLIGHT:-1024}")
+
+cargo build --release --quiet
+mkdir -p "$OUT_DIR"
+pids=()
+stop_all() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+}
+trap stop_all EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for_line() { # file, text
+    for _ in $(seq 1 200); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for '$2' in $1" >&2
+    exit 1
+}
+
+run_single() { # round
+    local dir="$OUT_DIR/single-$1" port
+    rm -rf "$dir" && mkdir -p "$dir"
+    port=$(free_port)
+    "$ORDO" serve --listen "127.0.0.1:$port" --data "$dir/data" --partitions 1 \
+        >"$dir/serve.log" 2>&1 &
+    pids+=($!)
+    wait_for_line "$dir/serve.log" "listening on"
+    "$ORDO" bench "${LOAD[@]}" --server "127.0.0.1:$port" --duration "$DURATION" \
+        --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
+    stop_all
+}
+
+run_cluster() { # round
+    local dir="$OUT_DIR/cluster-$1" members="" servers="" id
+    rm -rf "$dir" && mkdir -p "$dir"
+    local raft_ports=() client_ports=()
+    for id in 1 2 3; do
+        raft_ports+=("$(free_port)")
+        client_ports+=("$(free_port)")
+    done
+    for id in 1 2 3; do
+        members+="${members:+,}$id=127.0.0.1:${raft_ports[$((id - 1))]}"
+        servers+="${servers:+,}127.0.0.1:${client_ports[$((id - 1))]}"
+    done
+    for id in 1 2 3; do
+        "$ORDO" serve --node-id "$id" --cluster "$members" \
+            --listen "127.0.0.1:${client_ports[$((id - 1))]}" --data "$dir/node$id" \
+            --partitions 1 >"$dir/serve$id.log" 2>&1 &
+        pids+=($!)
+    done
+    for id in 1 2 3; do wait_for_line "$dir/serve$id.log" "listening on"; done
+    "$ORDO" bench "${LOAD[@]}" --server "$servers" --duration "$DURATION" \
+        --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
+    stop_all
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round/$ROUNDS: single node" >&2
+    run_single "$round"
+    echo "round $round/$ROUNDS: 3-node cluster" >&2
+    run_cluster "$round"
+done
+
+python3 - "$OUT_DIR" "$ROUNDS" <<'EOF'
+import json, statistics, sys, pathlib
+out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def runs(kind):
+    return [json.loads((out / f"{kind}-{r}" / "report.json").read_text()) for r in range(1, rounds + 1)]
+single, cluster = runs("single"), runs("cluster")
+ratios = [c["throughput_tps"] / s["throughput_tps"] for s, c in zip(single, cluster)]
+rows = ["| setup | committed tx/s (median, range) | p50 ms | p99 ms |", "| --- | --- | --- | --- |"]
+for name, results in (("1 node", single), ("3-node cluster", cluster)):
+    tps = [r["throughput_tps"] for r in results]
+    rows.append(f"| {name} | **{statistics.median(tps):,.0f}** ({min(tps):,.0f}–{max(tps):,.0f}) "
+                f"| {statistics.median(r['p50_ms'] for r in results):.1f} "
+                f"| {statistics.median(r['p99_ms'] for r in results):.1f} |")
+rows.append("")
+rows.append("cluster / single per round: " + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"; median **{statistics.median(ratios):.2f}**")
+for results in (single, cluster):
+    for r in results:
+        for check in r.get("checks", []):
+            if not check.get("passed", True):
+                rows.append(f"CHECK FAILED: {check}")
+table = "\n".join(rows)
+(out / "table.md").write_text(table + "\n")
+print(table)
+EOF
