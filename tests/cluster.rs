@@ -338,7 +338,8 @@ async fn wait_for_acknowledged(tally: &Tally, at_least: u64, within: Duration) {
 
 /// No acknowledged transfer lost, none applied twice, money conserved:
 /// checked with stale reads on `index` (which must have converged).
-async fn check_bank(cluster: &Cluster, index: usize, workers: u64, tally: &Tally) {
+async fn check_bank(cluster: &Cluster, index: usize, load: &Load) {
+    let (workers, tally) = (load.workers, &load.tally);
     let config = ClientConfig {
         reconnect_attempts: 0,
         ..ClientConfig::new(cluster.members[index].client_addr.clone())
@@ -385,6 +386,47 @@ async fn check_bank(cluster: &Cluster, index: usize, workers: u64, tally: &Tally
     assert_eq!(all, INITIAL * (SINKS + workers) as i64);
 }
 
+/// The bank load every test runs: the bank deployed and opened, and
+/// `workers` transfer tasks running through the cluster-aware client.
+struct Load {
+    workers: u64,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(cluster: &Cluster, workers: u64) -> Load {
+        let client = cluster_client(cluster).await;
+        set_up_bank(&client, workers).await;
+        let tally = Tally::new(workers);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_transfers(&client, workers, &tally, &stop);
+        Load {
+            workers,
+            tally,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits for `more` acknowledged transfers than now.
+    async fn progress(&self, more: u64, within: Duration) {
+        let now = self.tally.acknowledged();
+        wait_for_acknowledged(&self.tally, now + more, within).await;
+    }
+
+    /// Stops the workers; returns the highest sequence number any
+    /// acknowledged transfer got.
+    async fn finish(&mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks.drain(..) {
+            task.await.unwrap();
+        }
+        self.tally.highest_seq.load(Ordering::SeqCst)
+    }
+}
+
 #[test]
 fn killing_the_leader_loses_no_acknowledged_transfer_and_it_catches_up() {
     let _alone = ONE_CLUSTER_AT_A_TIME.lock();
@@ -392,37 +434,27 @@ fn killing_the_leader_loses_no_acknowledged_transfer_and_it_catches_up() {
     runtime.block_on(async {
         let mut cluster = Cluster::start(&[]);
         let first_leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
-        let client = cluster_client(&cluster).await;
-        let workers = 16;
-        set_up_bank(&client, workers).await;
-        let tally = Tally::new(workers);
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = start_transfers(&client, workers, &tally, &stop);
-        wait_for_acknowledged(&tally, 300, Duration::from_secs(60)).await;
+        let mut load = Load::start(&cluster, 16).await;
+        load.progress(300, Duration::from_secs(60)).await;
 
         cluster.kill(first_leader);
         let killed_at = Instant::now();
-        let acknowledged_at_kill = tally.acknowledged();
         let others: Vec<usize> = (0..3).filter(|index| *index != first_leader).collect();
         let new_leader = cluster.leader(&others, Duration::from_secs(20)).await;
         assert_ne!(new_leader, first_leader);
         // Clients carry on through the new leader.
-        wait_for_acknowledged(&tally, acknowledged_at_kill + 300, Duration::from_secs(60)).await;
+        load.progress(300, Duration::from_secs(60)).await;
         eprintln!(
             "a new leader (node {}) and 300 more transfers {:?} after the kill",
             new_leader + 1,
             killed_at.elapsed()
         );
-        stop.store(true, Ordering::SeqCst);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let highest = load.finish().await;
         let survivors = cluster
             .converged(&others, highest, Duration::from_secs(30))
             .await;
         for &index in &others {
-            check_bank(&cluster, index, workers, &tally).await;
+            check_bank(&cluster, index, &load).await;
         }
 
         // The killed node restarts from its own data and catches up.
@@ -431,7 +463,7 @@ fn killing_the_leader_loses_no_acknowledged_transfer_and_it_catches_up() {
             .converged(&[0, 1, 2], survivors.position, Duration::from_secs(60))
             .await;
         assert_eq!(all.state_hash, survivors.state_hash);
-        check_bank(&cluster, first_leader, workers, &tally).await;
+        check_bank(&cluster, first_leader, &load).await;
         let status = cluster.status(first_leader).await.unwrap();
         assert_eq!(status.role, "follower");
         assert_eq!(status.leader, Some(new_leader as u64 + 1));
@@ -447,18 +479,9 @@ fn a_wiped_node_rejoins_from_a_snapshot() {
         // and the log before them is purged.
         let mut cluster = Cluster::start(&["--snapshot-every", "64"]);
         let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
-        let client = cluster_client(&cluster).await;
-        let workers = 8;
-        set_up_bank(&client, workers).await;
-        let tally = Tally::new(workers);
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = start_transfers(&client, workers, &tally, &stop);
-        wait_for_acknowledged(&tally, 1_500, Duration::from_secs(90)).await;
-        stop.store(true, Ordering::SeqCst);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let mut load = Load::start(&cluster, 8).await;
+        load.progress(1_500, Duration::from_secs(90)).await;
+        let highest = load.finish().await;
         let before = cluster
             .converged(&[0, 1, 2], highest, Duration::from_secs(30))
             .await;
@@ -487,7 +510,7 @@ fn a_wiped_node_rejoins_from_a_snapshot() {
             stderr.contains("installed the leader's snapshot"),
             "the wiped node replayed the log instead of installing a snapshot: {stderr}"
         );
-        check_bank(&cluster, wiped, workers, &tally).await;
+        check_bank(&cluster, wiped, &load).await;
 
         // And it restarts from that snapshot plus its log tail.
         cluster.kill(wiped);
@@ -516,21 +539,15 @@ fn frozen_minority_and_frozen_leader() {
     runtime.block_on(async {
         let cluster = Cluster::start(&[]);
         let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
-        let client = cluster_client(&cluster).await;
-        let workers = 8;
-        set_up_bank(&client, workers).await;
-        let tally = Tally::new(workers);
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = start_transfers(&client, workers, &tally, &stop);
-        wait_for_acknowledged(&tally, 200, Duration::from_secs(60)).await;
+        let mut load = Load::start(&cluster, 8).await;
+        load.progress(200, Duration::from_secs(60)).await;
 
         // A frozen follower: the majority keeps committing.
         let follower = (leader + 1) % 3;
         cluster.signal(follower, libc::SIGSTOP);
-        let acknowledged = tally.acknowledged();
-        wait_for_acknowledged(&tally, acknowledged + 300, Duration::from_secs(60)).await;
+        load.progress(300, Duration::from_secs(60)).await;
         cluster.signal(follower, libc::SIGCONT);
-        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let highest = load.tally.highest_seq.load(Ordering::SeqCst);
         cluster
             .converged(&[0, 1, 2], highest, Duration::from_secs(60))
             .await;
@@ -553,8 +570,7 @@ fn frozen_minority_and_frozen_leader() {
         });
         let others: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
         let new_leader = cluster.leader(&others, Duration::from_secs(20)).await;
-        let acknowledged = tally.acknowledged();
-        wait_for_acknowledged(&tally, acknowledged + 300, Duration::from_secs(60)).await;
+        load.progress(300, Duration::from_secs(60)).await;
         cluster.signal(leader, libc::SIGCONT);
         // The stranded call reached only the deposed leader: it must not
         // be answered as committed (the account does not even exist, so
@@ -570,11 +586,7 @@ fn frozen_minority_and_frozen_leader() {
             | Err(ClientError::ConnectionLost { .. }) => {}
             other => panic!("the deposed leader answered {other:?}"),
         }
-        stop.store(true, Ordering::SeqCst);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let highest = tally.highest_seq.load(Ordering::SeqCst);
+        let highest = load.finish().await;
         cluster
             .converged(&[0, 1, 2], highest, Duration::from_secs(60))
             .await;
@@ -583,7 +595,7 @@ fn frozen_minority_and_frozen_leader() {
         assert!(resumed.term > old_term);
         assert_eq!(resumed.leader, Some(new_leader as u64 + 1));
         for index in 0..3 {
-            check_bank(&cluster, index, workers, &tally).await;
+            check_bank(&cluster, index, &load).await;
         }
     });
 }
@@ -599,11 +611,7 @@ fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
         // transaction at sequence 40, on that node alone.
         cluster.kill(2);
         cluster.spawn(2, &[("ORDO_TEST_DIVERGE_AT_SEQ", "40")]);
-        let client = cluster_client(&cluster).await;
-        set_up_bank(&client, 4).await;
-        let tally = Tally::new(4);
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = start_transfers(&client, 4, &tally, &stop);
+        let mut load = Load::start(&cluster, 4).await;
         // Past the next check point (every 256 sequence numbers), node 3
         // must stop on its own, naming where it diverged.
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -620,7 +628,7 @@ fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
             assert!(
                 Instant::now() < deadline,
                 "the diverging node kept running; acknowledged {}",
-                tally.acknowledged()
+                load.tally.acknowledged()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -632,20 +640,15 @@ fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
         );
         assert!(stderr.contains("state hash"), "{stderr}");
         // The two deterministic nodes carry on and agree.
-        let acknowledged = tally.acknowledged();
-        wait_for_acknowledged(&tally, acknowledged + 100, Duration::from_secs(60)).await;
-        stop.store(true, Ordering::SeqCst);
-        for task in tasks {
-            task.await.unwrap();
-        }
+        load.progress(100, Duration::from_secs(60)).await;
+        let highest = load.finish().await;
         for index in [0, 1] {
             let stderr = cluster.members[index].stderr.lock().clone();
             assert!(!stderr.contains("diverged"), "node {}: {stderr}", index + 1);
         }
-        let highest = tally.highest_seq.load(Ordering::SeqCst);
         cluster
             .converged(&[0, 1], highest, Duration::from_secs(30))
             .await;
-        check_bank(&cluster, 0, 4, &tally).await;
+        check_bank(&cluster, 0, &load).await;
     });
 }
