@@ -910,7 +910,7 @@ impl Drop for FailOnPanic<'_> {
 const ANSWER_CHUNK: usize = 256;
 
 /// Check points whose hashes a node keeps for comparing with the others'.
-const CHECK_POINTS_KEPT: usize = 256;
+const CHECK_POINTS_KEPT: usize = 4096;
 
 /// This node's hashes at recent check points, and what the other nodes
 /// reported for them (through the log, so every node sees the same

@@ -467,6 +467,21 @@ fn killing_the_leader_loses_no_acknowledged_transfer_and_it_catches_up() {
         let status = cluster.status(first_leader).await.unwrap();
         assert_eq!(status.role, "follower");
         assert_eq!(status.leader, Some(new_leader as u64 + 1));
+
+        // `ordo status --json` shows the same, given the whole list.
+        let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["status", "--json", "--server", &cluster.servers()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(["leader", "follower"].contains(&json["role"].as_str().unwrap()));
+        assert_eq!(json["leader"], new_leader as u64 + 1);
+        assert!(json["term"].as_u64().unwrap() >= 2, "{json}");
+        assert!(json["commit"].as_u64().unwrap() > 0, "{json}");
+        assert!(json["applied"].as_u64().unwrap() > 0, "{json}");
+        assert_eq!(json["position"], all.position);
+        assert_eq!(json["state_hash"], all.state_hash.as_str());
     });
 }
 
@@ -612,7 +627,7 @@ fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
         cluster.kill(2);
         cluster.spawn(2, &[("ORDO_TEST_DIVERGE_AT_SEQ", "40")]);
         let mut load = Load::start(&cluster, 4).await;
-        // Past the next check point (every 256 sequence numbers), node 3
+        // At the next check point (every batch) that reaches the log, node 3
         // must stop on its own, naming where it diverged.
         let deadline = Instant::now() + Duration::from_secs(90);
         let exit = loop {

@@ -501,6 +501,31 @@ fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Resu
 ///
 /// Not thread-safe by itself (`append` takes `&mut self`); a directory can
 /// be open in at most one `FileLog` at a time.
+/// An fdatasync begun by [`FileLog::begin_sync`].
+#[derive(Debug)]
+pub struct PendingSync {
+    file: File,
+    path: PathBuf,
+    up_to_index: u64,
+}
+
+impl PendingSync {
+    /// Records up to this index are durable once [`PendingSync::run`]
+    /// succeeds.
+    pub fn up_to_index(&self) -> u64 {
+        self.up_to_index
+    }
+
+    /// The fdatasync itself; call [`FileLog::finish_sync`] with the result.
+    pub fn run(&self) -> Result<(), LogError> {
+        self.file.sync_data().map_err(|source| LogError::Io {
+            action: "fdatasync segment",
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct FileLog {
     config: FileLogConfig,
@@ -837,6 +862,57 @@ impl FileLog {
         }
         self.synced_index = self.last_index;
         Ok(())
+    }
+
+    /// Starts a group commit that runs without `&mut self`, so appends can
+    /// go on while the disk works: [`PendingSync::run`] fdatasyncs a
+    /// second handle on the active segment, then [`FileLog::finish_sync`]
+    /// records the result. `None` if everything appended is synced.
+    /// Records of a segment sealed meanwhile are durable anyway (sealing
+    /// syncs), so running only the newest pending sync covers older ones.
+    pub fn begin_sync(&mut self) -> Result<Option<PendingSync>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if self.synced_index == self.last_index {
+            return Ok(None);
+        }
+        let path = self
+            .segments
+            .last()
+            .expect("records imply a segment")
+            .path
+            .clone();
+        let file = self
+            .active
+            .as_ref()
+            .expect("records imply an active segment")
+            .try_clone()
+            .map_err(io_error("duplicate the handle of", &path))?;
+        Ok(Some(PendingSync {
+            file,
+            path,
+            up_to_index: self.last_index,
+        }))
+    }
+
+    /// Records how a [`PendingSync`] ended. A failure poisons the log,
+    /// as in [`FileLog::sync`].
+    pub fn finish_sync(
+        &mut self,
+        up_to_index: u64,
+        result: Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        match result {
+            Ok(()) => {
+                self.synced_index = self.synced_index.max(up_to_index);
+                Ok(())
+            }
+            Err(err) => {
+                self.poisoned = true;
+                Err(err)
+            }
+        }
     }
 
     /// Deletes every segment all of whose records are at or below

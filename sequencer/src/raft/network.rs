@@ -60,7 +60,7 @@ pub type Inbox = Arc<Mutex<Vec<Checkpoint>>>;
 
 /// Check points a leader holds at most; older ones are dropped (a check
 /// point not checked is a missed check, not an error).
-const INBOX_MAX: usize = 1024;
+const INBOX_MAX: usize = 4096;
 
 /// What this node knows of the others' client addresses.
 #[derive(Clone)]

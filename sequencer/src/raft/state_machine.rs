@@ -248,17 +248,21 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                         None
                     }
-                    EntryPayload::Normal(proposal) if proposal.entries.is_empty() => None,
                     EntryPayload::Normal(proposal) => {
+                        let entries: Vec<crate::entry::Entry> =
+                            postcard::from_bytes(&proposal.entries).map_err(|err| {
+                                StorageIOError::apply(entry.log_id, AnyError::new(&err))
+                            })?;
+                        if entries.is_empty() {
+                            continue;
+                        }
                         let point = RaftPoint {
                             index: entry.log_id.index,
                             before_log_id,
                             before_membership: applied.membership.clone(),
                             before_timestamp_ms: applied.sequencer.last_timestamp_ms(),
                         };
-                        let batch = applied
-                            .sequencer
-                            .close(proposal.entries, proposal.timestamp_ms);
+                        let batch = applied.sequencer.close(entries, proposal.timestamp_ms);
                         let token = if proposal.id.node == self.node_id {
                             self.pending.lock().remove(&proposal.id)
                         } else {

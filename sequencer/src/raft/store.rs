@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
-use crate::file_log::{FileLog, FileLogConfig, LogError};
+use crate::file_log::{FileLog, FileLogConfig, LogError, PendingSync};
 
 type NodeId = u64;
 
@@ -60,6 +60,39 @@ struct Inner {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// Appended entries waiting for their fdatasync (the syncer thread).
+    syncs: crossbeam_channel::Sender<(Option<PendingSync>, LogFlushed<TypeConfig>)>,
+}
+
+/// Runs the journal's fdatasyncs off openraft's core task, so that a
+/// leader replicates an entry while its own disk is still writing it
+/// (Raft allows this: the leader counts itself only once flushed). Every
+/// sync waiting when one finishes is answered by it: group commit.
+fn run_syncer(
+    inner: Arc<Mutex<Inner>>,
+    syncs: crossbeam_channel::Receiver<(Option<PendingSync>, LogFlushed<TypeConfig>)>,
+) {
+    while let Ok(first) = syncs.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(syncs.try_iter());
+        // The newest pending sync covers every older one.
+        let newest = waiting.iter().rev().find_map(|(sync, _)| sync.as_ref());
+        let result = match newest {
+            None => Ok(()),
+            Some(sync) => {
+                let ran = sync.run();
+                inner.lock().journal.finish_sync(sync.up_to_index(), ran)
+            }
+        };
+        for (_, callback) in waiting {
+            callback.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|err| std::io::Error::other(err.to_string())),
+            );
+        }
+    }
 }
 
 fn io_error(err: impl std::error::Error + 'static) -> AnyError {
@@ -116,15 +149,24 @@ impl LogStore {
         if let Some(purged) = meta.last_purged {
             entries = entries.split_off(&(purged.index + 1));
         }
-        Ok(LogStore {
-            inner: Arc::new(Mutex::new(Inner {
-                journal,
-                entries,
-                journal_entries,
-                meta,
-                meta_path,
-            })),
-        })
+        let inner = Arc::new(Mutex::new(Inner {
+            journal,
+            entries,
+            journal_entries,
+            meta,
+            meta_path,
+        }));
+        let (syncs, pending) = crossbeam_channel::unbounded();
+        let syncer_inner = inner.clone();
+        std::thread::Builder::new()
+            .name("ordo-raft-sync".into())
+            .spawn(move || run_syncer(syncer_inner, pending))
+            .map_err(|source| LogError::Io {
+                action: "start the syncer for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(LogStore { inner, syncs })
     }
 }
 
@@ -139,15 +181,15 @@ impl Inner {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    fn append_records(&mut self, records: &[JournalRecord]) -> Result<u64, LogError> {
+    /// Appends `records` to the journal without syncing; returns the
+    /// journal index of the first.
+    fn write_records(&mut self, records: &[JournalRecord]) -> Result<u64, LogError> {
         let payloads: Vec<Vec<u8>> = records
             .iter()
             .map(|record| postcard::to_stdvec(record).expect("records serialize"))
             .collect();
         let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let range = self.journal.append_batch(&slices)?;
-        self.journal.sync()?;
-        Ok(range.start)
+        Ok(self.journal.append_batch(&slices)?.start)
     }
 }
 
@@ -213,8 +255,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
-        let first_journal_index = match inner.append_records(&records) {
-            Ok(index) => index,
+        let written = inner
+            .write_records(&records)
+            .and_then(|index| Ok((index, inner.journal.begin_sync()?)));
+        let (first_journal_index, sync) = match written {
+            Ok(written) => written,
             Err(err) => {
                 let message = err.to_string();
                 callback.log_io_completed(Err(std::io::Error::other(message.clone())));
@@ -230,16 +275,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 inner.entries.insert(index, entry);
             }
         }
-        callback.log_io_completed(Ok(()));
+        drop(inner);
+        // The entries are readable (and replicated) from now on; openraft
+        // counts them as this node's only once the syncer calls back.
+        if let Err(crossbeam_channel::SendError((_, callback))) = self.syncs.send((sync, callback))
+        {
+            callback.log_io_completed(Err(std::io::Error::other("the journal syncer stopped")));
+        }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock();
         inner
-            .append_records(&[JournalRecord::Truncate {
+            .write_records(&[JournalRecord::Truncate {
                 since: log_id.index,
             }])
+            .and_then(|_| inner.journal.sync())
             .map_err(|err| StorageIOError::write_logs(io_error(err)))?;
         inner.entries.split_off(&log_id.index);
         Ok(())
