@@ -19,6 +19,8 @@ OUT_DIR=${OUT_DIR:-target/bench-cluster}
 ORDO=${ORDO:-${CARGO_TARGET_DIR:-target}/release/ordo}
 # The bench's own defaults, spelled out: both sides get the same load.
 LOAD=(transfer --connections "${CONNECTIONS:-4}" --inflight "${INFLIGHT:-1024}")
+# Extra `ordo serve` flags for every node, single and cluster alike.
+read -r -a SERVE_ARGS <<<"${SERVE_ARGS:-}"
 
 cargo build --release --quiet
 mkdir -p "$OUT_DIR"
@@ -48,7 +50,7 @@ run_single() { # round
     rm -rf "$dir" && mkdir -p "$dir"
     port=$(free_port)
     "$ORDO" serve --listen "127.0.0.1:$port" --data "$dir/data" --partitions 1 \
-        >"$dir/serve.log" 2>&1 &
+        "${SERVE_ARGS[@]}" >"$dir/serve.log" 2>&1 &
     pids+=($!)
     wait_for_line "$dir/serve.log" "listening on"
     "$ORDO" bench "${LOAD[@]}" --server "127.0.0.1:$port" --duration "$DURATION" \
@@ -71,7 +73,7 @@ run_cluster() { # round
     for id in 1 2 3; do
         "$ORDO" serve --node-id "$id" --cluster "$members" \
             --listen "127.0.0.1:${client_ports[$((id - 1))]}" --data "$dir/node$id" \
-            --partitions 1 >"$dir/serve$id.log" 2>&1 &
+            --partitions 1 "${SERVE_ARGS[@]}" >"$dir/serve$id.log" 2>&1 &
         pids+=($!)
     done
     for id in 1 2 3; do wait_for_line "$dir/serve$id.log" "listening on"; done

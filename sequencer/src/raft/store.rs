@@ -68,8 +68,11 @@ pub struct LogStore {
 /// leader replicates an entry while its own disk is still writing it
 /// (Raft allows this: the leader counts itself only once flushed). Every
 /// sync waiting when one finishes is answered by it: group commit.
+///
+/// It holds the store weakly: dropping the last `LogStore` closes the
+/// journal (and its lock) at once, and ends this thread.
 fn run_syncer(
-    inner: Arc<Mutex<Inner>>,
+    inner: std::sync::Weak<Mutex<Inner>>,
     syncs: crossbeam_channel::Receiver<(Option<PendingSync>, LogFlushed<TypeConfig>)>,
 ) {
     while let Ok(first) = syncs.recv() {
@@ -81,7 +84,10 @@ fn run_syncer(
             None => Ok(()),
             Some(sync) => {
                 let ran = sync.run();
-                inner.lock().journal.finish_sync(sync.up_to_index(), ran)
+                match inner.upgrade() {
+                    Some(inner) => inner.lock().journal.finish_sync(sync.up_to_index(), ran),
+                    None => ran,
+                }
             }
         };
         for (_, callback) in waiting {
@@ -157,7 +163,7 @@ impl LogStore {
             meta_path,
         }));
         let (syncs, pending) = crossbeam_channel::unbounded();
-        let syncer_inner = inner.clone();
+        let syncer_inner = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("ordo-raft-sync".into())
             .spawn(move || run_syncer(syncer_inner, pending))
