@@ -1,17 +1,24 @@
-//! An embedded ordo node: the sequencer, the durable file log and the
-//! executor, wired together in one process.
+//! An ordo node: the sequencer, a log and the executor, wired together in
+//! one process. The log is the embedded file log, or (with
+//! [`NodeConfig::cluster`]) a member of a Raft group; the node drives
+//! either through [`ordo_sequencer::Log`].
 //!
 //! Three parties share the work:
 //! - callers (any thread) append requests to the *open batch* and get a
 //!   completion later on a channel;
-//! - the *log thread* repeatedly takes the open batch, gives its entries
-//!   dense sequence numbers and a timestamp, appends it to the file log,
-//!   fsyncs once for the whole batch (group commit), and only then passes
-//!   it on. While it waits for the disk, the next batch fills up;
-//! - the *executor thread* runs durable batches in log order and answers.
+//! - the *log thread* repeatedly takes the open batch and proposes it to
+//!   the log. The file log numbers it, appends it, fsyncs once for the
+//!   whole batch (group commit) and delivers it; Raft replicates it and
+//!   delivers it, numbered, once a majority has it. While the log is busy
+//!   the next batch fills up;
+//! - the *executor thread* runs delivered batches in log order, answers
+//!   the callers, and in a cluster takes snapshots, installs the leader's,
+//!   checks the other members' hashes, and runs stale reads between
+//!   batches.
 //!
-//! So no result leaves before its batch is durable, and the order in which
-//! the log thread took entries is the one order every replay will see.
+//! So no result leaves before its batch is durable (committed), and the
+//! order the log delivers is the one order every replay and every member
+//! sees.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -454,10 +461,10 @@ impl Node {
         }
         let (delivery_tx, delivery_rx) = crossbeam_channel::bounded(EXECUTOR_QUEUE_BATCHES_MAX);
         let (reads_tx, reads_rx) = crossbeam_channel::bounded(READS_QUEUED_MAX);
-        // The shared state must exist before a Raft log can fail callers,
-        // so it starts with a placeholder status and no procedures.
-        let shared_for_abandon: Arc<parking_lot::Mutex<Option<std::sync::Weak<Shared>>>> =
-            Arc::new(Mutex::new(None));
+        // A Raft log can abandon proposals only once the node runs, but
+        // it is built before the shared state: it finds it through this.
+        let shared_for_abandon: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> =
+            Arc::new(std::sync::OnceLock::new());
         let (log, executor, recovery, raft): (Box<dyn Log<Callers>>, _, _, _) = match &config
             .cluster
         {
@@ -491,12 +498,11 @@ impl Node {
                 let (log, latest) = RaftLog::start(
                     cluster,
                     delivery_tx,
-                    move |callers: Callers, reason: String| {
-                        let shared = abandon_to.lock().as_ref().and_then(|weak| weak.upgrade());
-                        if let Some(shared) = shared {
-                            // The client moves on and retries; the
-                            // request id keeps it exactly-once.
-                            let _ = &reason;
+                    // The reason is for logs; callers just hear "not the
+                    // leader", move on and retry, and the request ids keep
+                    // that exactly-once (the batch may commit after all).
+                    move |callers: Callers, _reason: String| {
+                        if let Some(shared) = abandon_to.get().and_then(std::sync::Weak::upgrade) {
                             callers.fail(&shared, || NodeError::NotLeader { leader_addr: None });
                         }
                     },
@@ -541,7 +547,7 @@ impl Node {
             raft,
             reads: reads_tx,
         });
-        *shared_for_abandon.lock() = Some(Arc::downgrade(&shared));
+        let _ = shared_for_abandon.set(Arc::downgrade(&shared));
 
         let executor_thread = {
             let shared = shared.clone();
@@ -1141,7 +1147,7 @@ fn take_snapshot_if_epoch_starts(
         return;
     }
     let image = SnapshotImage {
-        meta: openraft_meta(point, batch.first_seq),
+        meta: snapshot_meta(point, batch.first_seq),
         next_seq: batch.first_seq,
         last_timestamp_ms: point.before_timestamp_ms,
         engine: executor.snapshot(),
@@ -1149,7 +1155,8 @@ fn take_snapshot_if_epoch_starts(
     handle.save_snapshot(image);
 }
 
-fn openraft_meta(
+/// openraft's description of a snapshot taken at `point`.
+fn snapshot_meta(
     point: &ordo_sequencer::raft::RaftPoint,
     next_seq: u64,
 ) -> ordo_sequencer::raft::SnapshotMeta {
