@@ -939,19 +939,22 @@ impl DivergenceCheck {
         }
     }
 
+    /// Takes in `checkpoints` (from the log) and fails if a majority of
+    /// the `members` agree on hashes this node (`me`) does not have.
+    /// `batch_seq` and `raft_index` only name where it was found.
     fn check(
         &mut self,
-        handle: &RaftHandle,
+        me: u64,
+        members: usize,
         checkpoints: &[ordo_sequencer::raft::Checkpoint],
-        batch: &Batch,
-        raft: &Option<ordo_sequencer::raft::RaftPoint>,
+        batch_seq: u64,
+        raft_index: u64,
     ) -> Result<(), String> {
         if checkpoints.is_empty() {
             return Ok(());
         }
-        let members = handle.members().len().max(1);
+        let members = members.max(1);
         let majority = members / 2 + 1;
-        let me = handle.node_id();
         for checkpoint in checkpoints {
             let Some(&own) = self.own.get(&checkpoint.last_seq) else {
                 continue;
@@ -972,13 +975,7 @@ impl DivergenceCheck {
             {
                 return Err(format!(
                     "this node diverged: after the batch ending at sequence {} (found while executing the batch at sequence {}, Raft index {}) its state hash is {:032x} and chain hash {:032x}, but nodes {nodes:?} (a majority of {members}) have {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history. Wipe its data directory to rejoin from a snapshot.",
-                    checkpoint.last_seq,
-                    batch.first_seq,
-                    raft.as_ref().map_or(0, |point| point.index),
-                    own.0,
-                    own.1,
-                    agreed.0,
-                    agreed.1,
+                    checkpoint.last_seq, batch_seq, raft_index, own.0, own.1, agreed.0, agreed.1,
                 ));
             }
         }
@@ -1052,7 +1049,13 @@ fn run_executor(
             take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
         }
         if let Some(handle) = &shared.raft
-            && let Err(reason) = divergence.check(handle, &checkpoints, &batch, &raft)
+            && let Err(reason) = divergence.check(
+                handle.node_id(),
+                handle.members().len(),
+                &checkpoints,
+                batch.first_seq,
+                raft.as_ref().map_or(0, |point| point.index),
+            )
         {
             eprintln!("ordo: {reason}");
             shared.fail(reason.clone());
@@ -1586,5 +1589,65 @@ pub fn decode_outcome<R: DeserializeOwned>(tx: TxOutcome) -> Result<Called<R>, C
         }),
         Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
         Outcome::Deployed(_) => unreachable!("an invocation never deploys"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DivergenceCheck;
+    use ordo_sequencer::raft::Checkpoint;
+
+    fn report(node: u64, last_seq: u64, hash: u128) -> Checkpoint {
+        Checkpoint {
+            node,
+            last_seq,
+            state_hash: hash,
+            chain_hash: hash + 1,
+        }
+    }
+
+    #[test]
+    fn a_majority_against_this_node_stops_it_and_names_the_sequence() {
+        let mut check = DivergenceCheck::default();
+        check.record(10, (7, 8));
+        // One other member disagrees: no majority yet (2 of 3 needed).
+        assert!(check.check(3, 3, &[report(1, 10, 100)], 11, 5).is_ok());
+        // A second one agrees with the first: this node is the odd one out.
+        let error = check.check(3, 3, &[report(2, 10, 100)], 12, 6).unwrap_err();
+        assert!(
+            error.contains("after the batch ending at sequence 10"),
+            "{error}"
+        );
+        assert!(
+            error.contains("batch at sequence 12, Raft index 6"),
+            "{error}"
+        );
+        assert!(error.contains("nodes [1, 2]"), "{error}");
+    }
+
+    #[test]
+    fn agreeing_with_the_majority_or_a_lone_dissenter_is_fine() {
+        let mut check = DivergenceCheck::default();
+        check.record(10, (7, 8));
+        check.record(20, (9, 10));
+        // Node 2 agrees at 10; node 1 dissents at 20 but is alone.
+        assert!(
+            check
+                .check(3, 3, &[report(2, 10, 7), report(1, 20, 55)], 21, 9)
+                .is_ok()
+        );
+        assert!(check.check(3, 3, &[report(2, 20, 9)], 22, 10).is_ok());
+    }
+
+    #[test]
+    fn reports_for_check_points_this_node_never_had_are_ignored() {
+        let mut check = DivergenceCheck::default();
+        check.record(10, (7, 8));
+        // Sequence 5 was before this node's history (a snapshot install).
+        assert!(
+            check
+                .check(3, 3, &[report(1, 5, 1), report(2, 5, 1)], 11, 4)
+                .is_ok()
+        );
     }
 }
