@@ -835,33 +835,15 @@ impl FileLog {
     /// reopened, because a retried fsync may report success for data the
     /// kernel already dropped.
     pub fn sync(&mut self) -> Result<(), LogError> {
-        if self.poisoned {
-            return Err(LogError::Poisoned);
+        // Earlier segments were synced when they were sealed; this syncs
+        // the active one (through a second handle, one `dup` per batch).
+        match self.begin_sync()? {
+            None => Ok(()),
+            Some(pending) => {
+                let ran = pending.run();
+                self.finish_sync(pending.up_to_index, ran)
+            }
         }
-        if self.synced_index == self.last_index {
-            return Ok(());
-        }
-        // Earlier segments were synced when they were sealed.
-        let active = self
-            .active
-            .as_ref()
-            .expect("records imply an active segment");
-        if let Err(source) = active.sync_data() {
-            self.poisoned = true;
-            let path = self
-                .segments
-                .last()
-                .expect("records imply a segment")
-                .path
-                .clone();
-            return Err(LogError::Io {
-                action: "fdatasync segment",
-                path,
-                source,
-            });
-        }
-        self.synced_index = self.last_index;
-        Ok(())
     }
 
     /// Starts a group commit that runs without `&mut self`, so appends can
