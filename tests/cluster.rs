@@ -667,3 +667,36 @@ fn an_injected_divergence_stops_the_diverging_node_and_names_the_sequence() {
         check_bank(&cluster, 0, &load).await;
     });
 }
+
+#[test]
+fn bad_cluster_flags_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let not_member = serve(&["--node-id", "4", "--cluster", "1=127.0.0.1:1,2=127.0.0.1:2"]);
+    assert!(
+        not_member.contains("--node-id 4 is not in --cluster"),
+        "{not_member}"
+    );
+    let no_id = serve(&["--cluster", "1=127.0.0.1:1"]);
+    assert!(no_id.contains("--node-id"), "{no_id}");
+    let garbage = serve(&["--node-id", "1", "--cluster", "1=nowhere"]);
+    assert!(garbage.contains("is not HOST:PORT"), "{garbage}");
+    let twice = serve(&["--node-id", "1", "--cluster", "1=127.0.0.1:1,1=127.0.0.1:2"]);
+    assert!(twice.contains("node id 1 appears twice"), "{twice}");
+    let zero = serve(&["--snapshot-every", "0"]);
+    assert!(
+        zero.contains("--snapshot-every must be at least 1"),
+        "{zero}"
+    );
+    // Nothing was created for a refused start of a cluster member.
+    assert!(!dir.path().join("raft").exists());
+}
