@@ -8,7 +8,8 @@
 #   ROUNDS=5 DURATION=20s benches/cluster.sh
 #
 # Every node gets its own fresh data directory under OUT_DIR (default
-# target/bench-cluster), with JSON reports and server logs beside them.
+# target/bench-cluster), deleted after its run; the JSON reports and
+# server logs stay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,7 @@ run_single() { # round
     "$ORDO" bench "${LOAD[@]}" --server "127.0.0.1:$port" --duration "$DURATION" \
         --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
     stop_all
+    rm -rf "$dir/data" # hundreds of MB per run; the report and logs stay
 }
 
 run_cluster() { # round
@@ -80,6 +82,7 @@ run_cluster() { # round
     "$ORDO" bench "${LOAD[@]}" --server "$servers" --duration "$DURATION" \
         --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
     stop_all
+    rm -rf "$dir"/node?
 }
 
 for round in $(seq 1 "$ROUNDS"); do

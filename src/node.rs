@@ -473,11 +473,7 @@ impl Node {
                 log_config.segment_bytes_max = config.segment_bytes_max;
                 let file = FileLog::open(log_config)?;
                 let recovery = file.recovery().cloned();
-                let mut executor = Executor::with_partitions(
-                    compiler.clone(),
-                    config.engine.clone(),
-                    config.partitions,
-                );
+                let mut executor = fresh_executor(&config, &compiler);
                 let sequencer = replay(&file, &mut executor)?;
                 let log = EmbeddedLog::new(file, sequencer, delivery_tx);
                 (
@@ -510,11 +506,7 @@ impl Node {
                 )?;
                 let executor = match &latest {
                     Some(image) => restore_executor(&config, &compiler, image)?,
-                    None => Executor::with_partitions(
-                        compiler.clone(),
-                        config.engine.clone(),
-                        config.partitions,
-                    ),
+                    None => fresh_executor(&config, &compiler),
                 };
                 let raft = log.handle();
                 (
@@ -1171,6 +1163,11 @@ fn snapshot_meta(
             point.before_log_id.map_or(0, |log_id| log_id.index)
         ),
     }
+}
+
+/// An executor with an empty state.
+fn fresh_executor(config: &NodeConfig, compiler: &Arc<ModuleCompiler>) -> Executor {
+    Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions)
 }
 
 /// An executor with the state of a snapshot image.

@@ -312,10 +312,7 @@ async fn read_requests(
                         request_id,
                         acked_below: request.acked_below,
                         procedure,
-                        encoding: match encoding {
-                            Encoding::Postcard => ArgsEncoding::Postcard,
-                            Encoding::Json => ArgsEncoding::Json,
-                        },
+                        encoding: args_encoding(encoding),
                         args,
                     });
                     continue;
@@ -429,10 +426,7 @@ fn other_request(
         } => {
             let (node, responses) = (node.clone(), responses.clone());
             tokio::spawn(async move {
-                let encoding = match encoding {
-                    Encoding::Postcard => ArgsEncoding::Postcard,
-                    Encoding::Json => ArgsEncoding::Json,
-                };
+                let encoding = args_encoding(encoding);
                 let read =
                     tokio::task::spawn_blocking(move || node.read(&procedure, encoding, args))
                         .await;
@@ -545,26 +539,36 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
 /// The node's status as the protocol reports it.
 pub fn status_info(node: &Node) -> StatusInfo {
     let status = node.status();
-    let cluster = node.cluster_status();
-    StatusInfo {
+    let mut info = StatusInfo {
         position: status.engine.position,
         state_hash: status.engine.state_hash_hex(),
         chain_hash: status.engine.chain_hash_hex(),
         keys: status.engine.keys,
-        log_records: cluster
-            .as_ref()
-            .map_or(status.log_records, |cluster| cluster.last_log_index),
-        node_id: cluster.as_ref().map(|cluster| cluster.node_id),
-        role: cluster
-            .as_ref()
-            .map_or(ordo_client::protocol::ROLE_STANDALONE, |cluster| {
-                cluster.role
-            })
-            .to_string(),
-        term: cluster.as_ref().map_or(0, |cluster| cluster.term),
-        leader: cluster.as_ref().and_then(|cluster| cluster.leader),
-        commit: cluster.as_ref().map_or(0, |cluster| cluster.commit),
+        log_records: status.log_records,
+        node_id: None,
+        role: ordo_client::protocol::ROLE_STANDALONE.to_string(),
+        term: 0,
+        leader: None,
+        commit: 0,
         applied: status.raft_applied,
+    };
+    if let Some(cluster) = node.cluster_status() {
+        info.log_records = cluster.last_log_index;
+        info.node_id = Some(cluster.node_id);
+        info.role = cluster.role.to_string();
+        info.term = cluster.term;
+        info.leader = cluster.leader;
+        info.commit = cluster.commit;
+    }
+    info
+}
+
+/// The engine's name for a protocol encoding (the client crate must not
+/// depend on the engine, so the two enums mirror each other).
+fn args_encoding(encoding: Encoding) -> ArgsEncoding {
+    match encoding {
+        Encoding::Postcard => ArgsEncoding::Postcard,
+        Encoding::Json => ArgsEncoding::Json,
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::{ADMIN, Server};
+use common::{ADMIN, Server, runtime};
 use ordo_client::{Client, ClientConfig, ClientError};
 
 fn bank_wasm() -> PathBuf {
@@ -157,14 +157,6 @@ fn cli_bad_client_token_is_refused() {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ordo_engine::module::sha256(bytes))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn connect(server: &Server) -> Client {

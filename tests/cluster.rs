@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{ADMIN, runtime};
 use ordo_client::protocol::StatusInfo;
 use ordo_client::{Client, ClientConfig, ClientError};
 
-const ADMIN: &str = "admin-secret";
 /// Accounts that receive transfers; each worker also owns one source
 /// account, so its balance counts exactly the transfers that ran.
 const SINKS: u64 = 8;
@@ -232,14 +234,6 @@ impl Drop for Cluster {
 /// One cluster at a time: three nodes each already keep a 2-core machine
 /// busy, and elections need timely heartbeats.
 static ONE_CLUSTER_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn cluster_client(cluster: &Cluster) -> Client {
     let config = ClientConfig {

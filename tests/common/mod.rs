@@ -93,6 +93,15 @@ impl Drop for Server {
     }
 }
 
+/// A 2-worker runtime for tests that drive the async client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Log entries, for tests that drive the executor directly.
 pub mod entries {
     use ordo::ArgsEncoding;

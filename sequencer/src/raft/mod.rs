@@ -179,8 +179,6 @@ pub struct ClusterStatus {
     /// entry is committed, so this is the known commit point).
     pub commit: u64,
     pub last_log_index: u64,
-    /// Set when Raft stopped for good (a storage failure).
-    pub fatal: Option<String>,
 }
 
 struct InFlight {
@@ -224,8 +222,21 @@ impl RaftHandle {
                 .and_then(|leader| self.peers.client_addr(leader)),
             commit: metrics.last_applied.map_or(0, |log_id| log_id.index),
             last_log_index: metrics.last_log_index.unwrap_or(0),
-            fatal: metrics.running_state.err().map(|fatal| fatal.to_string()),
         }
+    }
+
+    /// Why this node cannot propose now, if it cannot: Raft stopped for
+    /// good, or another node leads. Reads the metrics without cloning
+    /// them (it is asked once per batch).
+    fn refusal(&self) -> Option<RefusalReason> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if let Err(fatal) = &metrics.running_state {
+            return Some(RefusalReason::Failed(format!("raft stopped: {fatal}")));
+        }
+        (metrics.state != ServerState::Leader).then_some(RefusalReason::NotLeader {
+            leader: metrics.current_leader,
+        })
     }
 
     /// `Ok` if this node leads; else the leader's client address, if
@@ -477,20 +488,8 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
         timestamp_ms: u64,
         token: T,
     ) -> Result<(), Refused<T>> {
-        let status = self.handle.status();
-        if let Some(fatal) = status.fatal {
-            return Err(Refused {
-                token,
-                reason: RefusalReason::Failed(format!("raft stopped: {fatal}")),
-            });
-        }
-        if status.role != "leader" {
-            return Err(Refused {
-                token,
-                reason: RefusalReason::NotLeader {
-                    leader: status.leader,
-                },
-            });
+        if let Some(reason) = self.handle.refusal() {
+            return Err(Refused { token, reason });
         }
         // A leader that cannot commit (cut off from the majority) stops
         // taking batches here; after the wait it refuses, and callers
