@@ -69,9 +69,10 @@ run_cluster() { # round
         client_ports+=("$(free_port)")
     done
     for id in 1 2 3; do
-        members+="${members:+,}$id=127.0.0.1:${raft_ports[$((id - 1))]}"
+        members+="${members:+,}$id=127.0.0.1:${raft_ports[$((id - 1))]}/127.0.0.1:${client_ports[$((id - 1))]}"
         servers+="${servers:+,}127.0.0.1:${client_ports[$((id - 1))]}"
     done
+    export ORDO_CLUSTER_SECRET="${ORDO_CLUSTER_SECRET:-bench-cluster-secret-$RANDOM-$RANDOM}"
     for id in 1 2 3; do
         "$ORDO" serve --node-id "$id" --cluster "$members" \
             --listen "127.0.0.1:${client_ports[$((id - 1))]}" --data "$dir/node$id" \

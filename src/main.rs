@@ -129,39 +129,102 @@ struct ServeArgs {
     /// This node's id in a replicated cluster (with `--cluster`).
     #[arg(long, requires = "cluster")]
     node_id: Option<u64>,
-    /// Every cluster member's replication address, as
-    /// `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`. Starts this
-    /// node as a member of a Raft-replicated cluster; the members
-    /// initialise the cluster themselves on first start.
+    /// Every cluster member's replication and client addresses, as
+    /// `ID=REPLICATION_ADDR/CLIENT_ADDR,...`, for example
+    /// `1=127.0.0.1:7001/127.0.0.1:7101,2=...`. Starts this node as a
+    /// member of a Raft-replicated cluster; the members initialise the
+    /// cluster themselves on first start. Followers point clients at the
+    /// leader's client address from this list, never from what a peer
+    /// says. Needs the cluster secret (`ORDO_CLUSTER_SECRET` or
+    /// `--cluster-secret-file`).
     #[arg(long, requires = "node_id", value_parser = parse_cluster)]
-    cluster: Option<std::collections::BTreeMap<u64, String>>,
+    cluster: Option<std::collections::BTreeMap<u64, ordo_sequencer::raft::MemberAddrs>>,
+    /// A file holding the cluster secret (16 to 4096 bytes; surrounding
+    /// white space is ignored), shared by every member. Instead of this,
+    /// the secret can come from the environment variable
+    /// `ORDO_CLUSTER_SECRET`. Make one with `openssl rand -hex 32`.
+    #[arg(long, requires = "cluster")]
+    cluster_secret_file: Option<PathBuf>,
+    /// Serve on a non-loopback address without an admin token, so that
+    /// anyone who can reach the port may deploy code. Without this flag
+    /// such a `serve` refuses to start.
+    #[arg(long)]
+    insecure: bool,
     /// Sequence numbers between engine snapshots (and wasm instance
     /// resets). Recorded with the data: every member must use the same.
     #[arg(long, default_value_t = ordo_engine::INSTANCE_EPOCH_DEFAULT)]
     snapshot_every: u64,
 }
 
-fn parse_cluster(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+/// Where the cluster secret comes from when `--cluster-secret-file` is
+/// not given.
+const CLUSTER_SECRET_VARIABLE: &str = "ORDO_CLUSTER_SECRET";
+
+/// The cluster secret, from `--cluster-secret-file` or the environment;
+/// a cluster member refuses to start without one.
+fn cluster_secret(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<ordo_sequencer::raft::ClusterSecret> {
+    use ordo_sequencer::raft::{CLUSTER_SECRET_BYTES_MAX, ClusterSecret};
+    let bytes = match file {
+        Some(file) => {
+            let length = std::fs::metadata(file)
+                .with_context(|| format!("reading the cluster secret file {}", file.display()))?
+                .len();
+            // Checked before reading: the file could be anything.
+            if length > CLUSTER_SECRET_BYTES_MAX as u64 + 2 {
+                bail!(
+                    "the cluster secret file {} is {length} bytes; a secret is at most {CLUSTER_SECRET_BYTES_MAX}",
+                    file.display()
+                );
+            }
+            std::fs::read(file)
+                .with_context(|| format!("reading the cluster secret file {}", file.display()))?
+        }
+        None => match std::env::var_os(CLUSTER_SECRET_VARIABLE) {
+            Some(secret) => secret.into_encoded_bytes(),
+            None => bail!(
+                "a cluster member needs the cluster secret, shared by every member: set {CLUSTER_SECRET_VARIABLE} or pass --cluster-secret-file FILE (make one with `openssl rand -hex 32`)"
+            ),
+        },
+    };
+    Ok(ClusterSecret::new(bytes)?)
+}
+
+fn parse_cluster(
+    text: &str,
+) -> Result<std::collections::BTreeMap<u64, ordo_sequencer::raft::MemberAddrs>, String> {
     let mut members = std::collections::BTreeMap::new();
     for member in text
         .split(',')
         .map(str::trim)
         .filter(|member| !member.is_empty())
     {
-        let (id, addr) = member
+        let (id, addrs) = member
             .split_once('=')
-            .ok_or_else(|| format!("`{member}` is not ID=HOST:PORT"))?;
+            .ok_or_else(|| format!("`{member}` is not ID=REPLICATION_ADDR/CLIENT_ADDR"))?;
         let id: u64 = id
             .trim()
             .parse()
             .map_err(|_| format!("`{id}` in `{member}` is not a node id (a number)"))?;
-        let addr = addr.trim();
-        if addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "`{addr}` in `{member}` is not HOST:PORT (an IP address and a port)"
-            ));
+        let (replication, client) = addrs.split_once('/').ok_or_else(|| {
+            format!(
+                "`{member}` names no client address: write ID=REPLICATION_ADDR/CLIENT_ADDR, e.g. 1=127.0.0.1:7001/127.0.0.1:7101"
+            )
+        })?;
+        for addr in [replication, client] {
+            if addr.trim().parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "`{}` in `{member}` is not HOST:PORT (an IP address and a port)",
+                    addr.trim()
+                ));
+            }
         }
-        if members.insert(id, addr.to_string()).is_some() {
+        let addrs = ordo_sequencer::raft::MemberAddrs {
+            replication: replication.trim().to_string(),
+            client: client.trim().to_string(),
+        };
+        if members.insert(id, addrs).is_some() {
             return Err(format!("node id {id} appears twice"));
         }
     }
@@ -520,12 +583,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be at least 1");
     }
-    // Bound before the node opens, so a cluster member can tell the
-    // others its real client address (with `--listen 127.0.0.1:0` too).
+    if args.admin_token.is_none() {
+        if !args.listen.ip().is_loopback() && !args.insecure {
+            bail!(
+                "refusing to serve on {} without an admin token: anyone who can reach it could deploy code. Set ORDO_ADMIN_TOKEN (or --admin-token), or pass --insecure to accept that",
+                args.listen
+            );
+        }
+        eprintln!(
+            "ordo serve: warning: no admin token (ORDO_ADMIN_TOKEN / --admin-token): anyone who can reach {} may deploy code",
+            args.listen
+        );
+    }
+    // Bound before the node opens: a port in use fails before any data
+    // is touched.
     let client_listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     client_listener.set_nonblocking(true)?;
-    let client_addr = client_listener.local_addr()?;
     let cluster = match (args.node_id, &args.cluster) {
         (Some(node_id), Some(members)) => {
             if !members.contains_key(&node_id) {
@@ -537,7 +611,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(ordo::node::ClusterMember {
                 node_id,
                 members: members.clone(),
-                client_addr: client_addr.to_string(),
+                secret: cluster_secret(args.cluster_secret_file.as_deref())?,
+                tls: None,
             })
         }
         _ => None,

@@ -83,11 +83,12 @@ pub struct NodeConfig {
 #[derive(Clone, Debug)]
 pub struct ClusterMember {
     pub node_id: u64,
-    /// Every member's replication address (`--cluster`).
-    pub members: std::collections::BTreeMap<u64, String>,
-    /// This node's client address (`--listen`), told to the others so
-    /// they can point clients here when this node leads.
-    pub client_addr: String,
+    /// Every member's replication and client addresses (`--cluster`).
+    pub members: std::collections::BTreeMap<u64, ordo_sequencer::raft::MemberAddrs>,
+    /// Proves membership on every replication connection.
+    pub secret: ordo_sequencer::raft::ClusterSecret,
+    /// TLS between members, if set.
+    pub tls: Option<ordo_sequencer::raft::PeerTls>,
 }
 
 /// The default number of executor threads: one per two cores (at least
@@ -484,12 +485,13 @@ impl Node {
                 )
             }
             Some(member) => {
-                let cluster = ClusterConfig::new(
+                let mut cluster = ClusterConfig::new(
                     member.node_id,
                     member.members.clone(),
-                    member.client_addr.clone(),
+                    member.secret.clone(),
                     config.data_dir.join("raft"),
                 );
+                cluster.tls = member.tls.clone();
                 let abandon_to = shared_for_abandon.clone();
                 let (log, latest) = RaftLog::start(
                     cluster,
@@ -599,9 +601,13 @@ impl Node {
         answered.recv().map_err(|_| self.shared.refusal())
     }
 
-    /// Why the node stopped, if it failed (a log write, a divergence).
+    /// Why the node stopped, if it failed (a log write, a divergence, Raft
+    /// stopping for good on an entry it could not apply).
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().clone()
+        if let Some(failure) = self.shared.failure.lock().clone() {
+            return Some(failure);
+        }
+        self.shared.raft.as_ref().and_then(RaftHandle::fatal)
     }
 
     /// This node's place in its Raft cluster; `None` on an embedded node.
@@ -933,11 +939,13 @@ impl DivergenceCheck {
 
     /// Takes in `checkpoints` (from the log) and fails if a majority of
     /// the `members` agree on hashes this node (`me`) does not have.
+    /// Check points in the name of a node that is not a member count for
+    /// nothing, and each member counts once however often it is named.
     /// `batch_seq` and `raft_index` only name where it was found.
     fn check(
         &mut self,
         me: u64,
-        members: usize,
+        members: &[u64],
         checkpoints: &[ordo_sequencer::raft::Checkpoint],
         batch_seq: u64,
         raft_index: u64,
@@ -945,9 +953,12 @@ impl DivergenceCheck {
         if checkpoints.is_empty() {
             return Ok(());
         }
-        let members = members.max(1);
-        let majority = members / 2 + 1;
+        let majority = members.len().max(1) / 2 + 1;
+        let members_count = members.len();
         for checkpoint in checkpoints {
+            if !members.contains(&checkpoint.node) {
+                continue;
+            }
             let Some(&own) = self.own.get(&checkpoint.last_seq) else {
                 continue;
             };
@@ -966,7 +977,7 @@ impl DivergenceCheck {
                 .find(|(hashes, nodes)| nodes.len() >= majority && **hashes != own)
             {
                 return Err(format!(
-                    "this node diverged: after the batch ending at sequence {} (found while executing the batch at sequence {}, Raft index {}) its state hash is {:032x} and chain hash {:032x}, but nodes {nodes:?} (a majority of {members}) have {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history. Wipe its data directory to rejoin from a snapshot.",
+                    "this node diverged: after the batch ending at sequence {} (found while executing the batch at sequence {}, Raft index {}) its state hash is {:032x} and chain hash {:032x}, but nodes {nodes:?} (a majority of {members_count}) have {:032x} and {:032x}. Replicas must be deterministic; this node stops rather than serve a different history. Wipe its data directory to rejoin from a snapshot.",
                     checkpoint.last_seq, batch_seq, raft_index, own.0, own.1, agreed.0, agreed.1,
                 ));
             }
@@ -1043,7 +1054,7 @@ fn run_executor(
         if let Some(handle) = &shared.raft
             && let Err(reason) = divergence.check(
                 handle.node_id(),
-                handle.members().len(),
+                &handle.members(),
                 &checkpoints,
                 batch.first_seq,
                 raft.as_ref().map_or(0, |point| point.index),
@@ -1608,9 +1619,15 @@ mod tests {
         let mut check = DivergenceCheck::default();
         check.record(10, (7, 8));
         // One other member disagrees: no majority yet (2 of 3 needed).
-        assert!(check.check(3, 3, &[report(1, 10, 100)], 11, 5).is_ok());
+        assert!(
+            check
+                .check(3, &[1, 2, 3], &[report(1, 10, 100)], 11, 5)
+                .is_ok()
+        );
         // A second one agrees with the first: this node is the odd one out.
-        let error = check.check(3, 3, &[report(2, 10, 100)], 12, 6).unwrap_err();
+        let error = check
+            .check(3, &[1, 2, 3], &[report(2, 10, 100)], 12, 6)
+            .unwrap_err();
         assert!(
             error.contains("after the batch ending at sequence 10"),
             "{error}"
@@ -1630,10 +1647,14 @@ mod tests {
         // Node 2 agrees at 10; node 1 dissents at 20 but is alone.
         assert!(
             check
-                .check(3, 3, &[report(2, 10, 7), report(1, 20, 55)], 21, 9)
+                .check(3, &[1, 2, 3], &[report(2, 10, 7), report(1, 20, 55)], 21, 9)
                 .is_ok()
         );
-        assert!(check.check(3, 3, &[report(2, 20, 9)], 22, 10).is_ok());
+        assert!(
+            check
+                .check(3, &[1, 2, 3], &[report(2, 20, 9)], 22, 10)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -1643,8 +1664,27 @@ mod tests {
         // Sequence 5 was before this node's history (a snapshot install).
         assert!(
             check
-                .check(3, 3, &[report(1, 5, 1), report(2, 5, 1)], 11, 4)
+                .check(3, &[1, 2, 3], &[report(1, 5, 1), report(2, 5, 1)], 11, 4)
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn check_points_in_the_name_of_non_members_or_repeated_count_for_nothing() {
+        let mut check = DivergenceCheck::default();
+        check.record(10, (7, 8));
+        // Invented node ids (a forged report) and one member named many
+        // times never make a majority against this node.
+        let forged: Vec<Checkpoint> = (4..40)
+            .map(|node| report(node, 10, 100))
+            .chain((0..10).map(|_| report(1, 10, 100)))
+            .collect();
+        assert!(check.check(3, &[1, 2, 3], &forged, 11, 5).is_ok());
+        // A real second member does.
+        assert!(
+            check
+                .check(3, &[1, 2, 3], &[report(2, 10, 100)], 12, 6)
+                .is_err()
         );
     }
 }

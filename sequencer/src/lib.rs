@@ -7,6 +7,7 @@ pub mod entry;
 pub mod file_log;
 pub mod log;
 pub mod raft;
+pub mod rate_limited;
 pub mod sequencer;
 
 pub use file_log::{FileLog, FileLogConfig, LogError, LogReader, Recovery};

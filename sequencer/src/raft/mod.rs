@@ -14,9 +14,11 @@
 //! - Snapshots are engine images the node writes at instance-epoch starts
 //!   ([`SnapshotStore`]); openraft is told about each one and then purges
 //!   the log before it.
-//! - [`network`] is a small TCP RPC between the nodes' replication
-//!   addresses.
+//! - [`network`] is a small TCP (or TLS) RPC between the members'
+//!   replication addresses; [`auth`] authenticates every connection with
+//!   the cluster secret before anything it sends is decoded.
 
+pub mod auth;
 pub mod network;
 pub mod state_machine;
 pub mod store;
@@ -113,15 +115,107 @@ pub struct RaftPoint {
     pub before_timestamp_ms: u64,
 }
 
+/// The shortest cluster secret accepted, in bytes.
+pub const CLUSTER_SECRET_BYTES_MIN: usize = 16;
+/// The longest cluster secret accepted, in bytes (a file read for it is
+/// checked against this before it is read whole).
+pub const CLUSTER_SECRET_BYTES_MAX: usize = 4096;
+
+/// The secret every member holds; only the key derived from it is kept.
+/// Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct ClusterSecret {
+    key: Arc<[u8; 32]>,
+}
+
+impl ClusterSecret {
+    /// From the secret's bytes (surrounding white space is not part of
+    /// it, so a file ending in a newline works).
+    pub fn new(secret: Vec<u8>) -> Result<ClusterSecret, ClusterError> {
+        let trimmed = secret.trim_ascii();
+        if trimmed.len() < CLUSTER_SECRET_BYTES_MIN || trimmed.len() > CLUSTER_SECRET_BYTES_MAX {
+            return Err(ClusterError::BadSecret(format!(
+                "the cluster secret is {} bytes; it must be {CLUSTER_SECRET_BYTES_MIN} to {CLUSTER_SECRET_BYTES_MAX} (make one with `openssl rand -hex 32`)",
+                trimmed.len()
+            )));
+        }
+        Ok(ClusterSecret {
+            key: Arc::new(blake3::derive_key("ordo cluster secret v1", trimmed)),
+        })
+    }
+
+    pub(crate) fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ClusterSecret(..)")
+    }
+}
+
+/// Where a member listens: for its peers, and for clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAddrs {
+    pub replication: String,
+    pub client: String,
+}
+
+/// TLS between members: this node's certificate for the connections it
+/// accepts, and the CA it checks the others' certificates against.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PeerTls(..)")
+    }
+}
+
+impl PeerTls {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.server.clone())
+    }
+
+    /// TLS over `stream` to the member at `addr`, whose certificate must
+    /// name its host (an IP address or a DNS name).
+    async fn connect(
+        &self,
+        addr: &str,
+        stream: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|err| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{host}` cannot be checked against a certificate: {err}"),
+            )
+        })?;
+        tokio_rustls::TlsConnector::from(self.client.clone())
+            .connect(name, stream)
+            .await
+    }
+}
+
 /// A cluster member's configuration.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     pub node_id: u64,
-    /// Every member's replication address, this node's included.
-    pub members: BTreeMap<u64, String>,
-    /// This node's client address, told to peers so a follower can point
-    /// clients at the leader.
-    pub client_addr: String,
+    /// Every member's addresses, this node's included. Followers name the
+    /// leader's client address from here, never from what a peer says.
+    pub members: BTreeMap<u64, MemberAddrs>,
+    /// Proves membership on every replication connection.
+    pub secret: ClusterSecret,
+    /// TLS on the replication port, if set.
+    pub tls: Option<PeerTls>,
     /// Where the Raft journal, its vote and the snapshots live.
     pub dir: PathBuf,
     /// Proposals a leader may have in flight (proposed, not yet
@@ -134,14 +228,15 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     pub fn new(
         node_id: u64,
-        members: BTreeMap<u64, String>,
-        client_addr: String,
+        members: BTreeMap<u64, MemberAddrs>,
+        secret: ClusterSecret,
         dir: PathBuf,
     ) -> ClusterConfig {
         ClusterConfig {
             node_id,
             members,
-            client_addr,
+            secret,
+            tls: None,
             dir,
             proposals_in_flight: 4,
             heartbeat: Duration::from_millis(100),
@@ -159,6 +254,8 @@ pub enum ClusterError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    BadSecret(String),
     #[error("raft storage: {0}")]
     Storage(String),
     #[error("raft: {0}")]
@@ -223,6 +320,18 @@ impl RaftHandle {
             commit: metrics.last_applied.map_or(0, |log_id| log_id.index),
             last_log_index: metrics.last_log_index.unwrap_or(0),
         }
+    }
+
+    /// Why Raft stopped for good on this node, if it did (a storage or
+    /// apply error). The process must not stay up serving nothing.
+    pub fn fatal(&self) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .running_state
+            .as_ref()
+            .err()
+            .map(|fatal| format!("raft stopped: {fatal}"))
     }
 
     /// Why this node cannot propose now, if it cannot: Raft stopped for
@@ -334,7 +443,11 @@ impl<T: Send + 'static> RaftLog<T> {
         abandon: impl Fn(T, String) + Send + Sync + 'static,
         boot: u64,
     ) -> Result<(RaftLog<T>, Option<SnapshotImage>), ClusterError> {
-        let Some(own_addr) = config.members.get(&config.node_id).cloned() else {
+        let Some(own_addr) = config
+            .members
+            .get(&config.node_id)
+            .map(|addrs| addrs.replication.clone())
+        else {
             return Err(ClusterError::NotAMember {
                 node_id: config.node_id,
                 members: config.members.keys().copied().collect(),
@@ -367,7 +480,12 @@ impl<T: Send + 'static> RaftLog<T> {
             pending.clone(),
             deliveries,
         );
-        let peers = network::Peers::new(config.node_id, config.client_addr.clone());
+        let peers = network::Peers::new(
+            config.node_id,
+            config.members.clone(),
+            config.secret.clone(),
+            config.tls.clone(),
+        );
         let raft_config = Config {
             cluster_name: "ordo".into(),
             heartbeat_interval: config.heartbeat.as_millis() as u64,
@@ -419,7 +537,14 @@ impl<T: Send + 'static> RaftLog<T> {
                 if !initialized {
                     let nodes: BTreeMap<u64, BasicNode> = members
                         .iter()
-                        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                        .map(|(id, addrs)| {
+                            (
+                                *id,
+                                BasicNode {
+                                    addr: addrs.replication.clone(),
+                                },
+                            )
+                        })
                         .collect();
                     // Another member may have got there first and
                     // replicated to us: then this is refused, harmlessly.

@@ -1,12 +1,27 @@
-//! Raft RPC between nodes over TCP: length-prefixed postcard frames.
+//! Raft RPC between cluster members over TCP (TLS when configured).
 //!
-//! A connection starts with a [`Hello`] naming the caller's node id and
-//! client address (so followers learn where the leader serves clients),
-//! then carries one request and one response at a time.
+//! Nothing a connection sends reaches openraft, the log or the divergence
+//! check before the peer has proved that it holds the cluster secret and
+//! named a configured member other than this node ([`auth`]). After that
+//! every frame carries a MAC under a key of that connection alone, with a
+//! counter, so a frame cannot be forged, replayed, reordered or reflected
+//! even without TLS; and every message is attributed to the member that
+//! authenticated, never to an id it names:
+//!
+//! - an AppendEntries, InstallSnapshot or Vote whose leader or candidate
+//!   is not the authenticated member closes the connection;
+//! - a `Report`'s check points are rewritten to the authenticated member.
+//!
+//! Client addresses come from the configuration ([`Peers`]), never from a
+//! peer's say-so. The port is bounded: a small frame limit and a deadline
+//! until the handshake is done, a cap on handshakes in progress and on
+//! connections per member, an idle timeout, TCP keepalive, accept errors
+//! that back off, and log lines that are rate-limited.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -18,25 +33,46 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
-use super::{Checkpoint, TypeConfig};
+use super::auth::{self, PeerChannel, PeerIo};
+use super::{Checkpoint, ClusterSecret, MemberAddrs, PeerTls, TypeConfig};
+use crate::rate_limited::RateLimitedLog;
 
 type NodeId = u64;
 
-/// Largest RPC frame: sixteen entries of up to 32 MiB of arguments each,
-/// with room to spare.
-const FRAME_BYTES_MAX: usize = 1 << 30;
+/// Largest RPC frame from an authenticated member: sixteen entries of up
+/// to 32 MiB of arguments each, with room to spare. The body is read as
+/// it arrives, so a length prefix alone allocates nothing.
+pub const PEER_FRAME_BYTES_MAX: usize = 1 << 30;
+/// Time a new connection has to finish TLS and the handshake.
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// An authenticated connection that carries nothing for this long is
+/// closed (the leader's heartbeats keep its links busy every 100 ms).
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP keepalive on every replication connection, so a peer that
+/// vanished without a FIN is noticed.
+const PEER_KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; a connection over it is closed at
+/// once. Each costs one task and a few KiB for at most the handshake
+/// timeout, so a flood of idle connections cannot take the descriptors
+/// the members need.
+pub const PEER_HANDSHAKES_MAX: usize = 64;
+/// Authenticated connections kept per member; a new one beyond it closes
+/// that member's oldest (a restarted member must get back in while its
+/// old, half-open connections linger).
+pub const PEER_CONNECTIONS_PER_MEMBER_MAX: usize = 8;
+/// Check points taken from one `Report` at most (a follower sends at
+/// most its outbox, 1,024).
+const REPORT_CHECKPOINTS_MAX: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
-#[derive(Serialize, Deserialize)]
-struct Hello {
-    node_id: NodeId,
-    client_addr: String,
-}
+/// A link unused for this long is reopened before use rather than risk
+/// the peer's idle timeout closing it under a call.
+const LINK_REOPEN_AFTER: Duration = Duration::from_secs(15);
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
@@ -62,105 +98,217 @@ pub type Inbox = Arc<Mutex<Vec<Checkpoint>>>;
 /// point not checked is a missed check, not an error).
 const INBOX_MAX: usize = 4096;
 
-/// What this node knows of the others' client addresses.
+/// The configured members: their addresses and how to reach them. Fixed
+/// at start; nothing a peer says changes it.
 #[derive(Clone)]
 pub struct Peers {
     me: NodeId,
-    client_addrs: Arc<Mutex<BTreeMap<NodeId, String>>>,
+    members: Arc<BTreeMap<NodeId, MemberAddrs>>,
+    secret: ClusterSecret,
+    tls: Option<PeerTls>,
 }
 
 impl Peers {
-    pub fn new(me: NodeId, client_addr: String) -> Peers {
+    pub fn new(
+        me: NodeId,
+        members: BTreeMap<NodeId, MemberAddrs>,
+        secret: ClusterSecret,
+        tls: Option<PeerTls>,
+    ) -> Peers {
         Peers {
             me,
-            client_addrs: Arc::new(Mutex::new(BTreeMap::from([(me, client_addr)]))),
+            members: Arc::new(members),
+            secret,
+            tls,
         }
     }
 
+    /// The member's client address, from the configuration.
     pub fn client_addr(&self, node: NodeId) -> Option<String> {
-        self.client_addrs.lock().get(&node).cloned()
+        self.members.get(&node).map(|addrs| addrs.client.clone())
     }
 
-    fn hello(&self) -> Hello {
-        Hello {
-            node_id: self.me,
-            client_addr: self.client_addr(self.me).unwrap_or_default(),
-        }
+    fn is_member(&self, node: NodeId) -> bool {
+        self.members.contains_key(&node)
     }
 }
 
-async fn write_frame(stream: &mut TcpStream, value: &impl Serialize) -> std::io::Result<()> {
-    let body = postcard::to_stdvec(value).map_err(std::io::Error::other)?;
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).await
-}
-
-async fn read_frame<V: DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<V> {
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).await?;
-    let length = u32::from_le_bytes(length) as usize;
-    if length > FRAME_BYTES_MAX {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("raft frame of {length} bytes is over the {FRAME_BYTES_MAX}-byte limit"),
-        ));
-    }
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await?;
-    postcard::from_bytes(&body)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
-}
-
-/// Answers peers' RPCs on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, inbox: Inbox) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            raft.clone(),
-            peers.clone(),
-            inbox.clone(),
-        ));
-    }
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
+/// What the accepting side of the replication port shares between its
+/// connections.
+struct Acceptor {
     raft: Raft<TypeConfig>,
     peers: Peers,
     inbox: Inbox,
-) {
-    let Ok(hello) = read_frame::<Hello>(&mut stream).await else {
-        return;
-    };
-    if hello.node_id != peers.me {
-        peers
-            .client_addrs
-            .lock()
-            .insert(hello.node_id, hello.client_addr);
+    handshakes: Arc<Semaphore>,
+    connections: Mutex<BTreeMap<NodeId, VecDeque<(u64, tokio::task::AbortHandle)>>>,
+    next_connection: AtomicU64,
+    log: RateLimitedLog,
+}
+
+/// Answers members' RPCs on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, inbox: Inbox) {
+    let acceptor = Arc::new(Acceptor {
+        raft,
+        peers,
+        inbox,
+        handshakes: Arc::new(Semaphore::new(PEER_HANDSHAKES_MAX)),
+        connections: Mutex::new(BTreeMap::new()),
+        next_connection: AtomicU64::new(0),
+        log: RateLimitedLog::new(Duration::from_secs(10)),
+    });
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_FIRST;
+                accepted
+            }
+            Err(err) => {
+                // Out of file descriptors, most likely: wait for some to
+                // be freed instead of spinning on the error.
+                acceptor
+                    .log
+                    .warn(&format!("replication port: accept failed: {err}"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let Ok(permit) = acceptor.handshakes.clone().try_acquire_owned() else {
+            acceptor.log.warn(&format!(
+                "replication port: {PEER_HANDSHAKES_MAX} handshakes already in progress; closed a connection from {from}"
+            ));
+            continue;
+        };
+        let id = acceptor.next_connection.fetch_add(1, Ordering::Relaxed);
+        // The task learns its own handle, so that once authenticated it
+        // can be closed when its member opens too many connections.
+        let (own_handle_tx, own_handle) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn({
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(own_handle) = own_handle.await else {
+                    return;
+                };
+                let result = serve_connection(&acceptor, stream, permit, id, own_handle).await;
+                if let Err(reason) = result {
+                    acceptor.log.warn(&format!(
+                        "replication port: connection from {from} closed: {reason}"
+                    ));
+                }
+            }
+        });
+        let _ = own_handle_tx.send(task.abort_handle());
     }
-    while let Ok(request) = read_frame::<Request>(&mut stream).await {
+}
+
+impl Acceptor {
+    /// Records an authenticated connection of `member`, closing the
+    /// member's oldest beyond the per-member limit.
+    fn register(&self, member: NodeId, id: u64, handle: tokio::task::AbortHandle) {
+        let mut connections = self.connections.lock();
+        let list = connections.entry(member).or_default();
+        list.retain(|(_, handle)| !handle.is_finished());
+        list.push_back((id, handle));
+        while list.len() > PEER_CONNECTIONS_PER_MEMBER_MAX {
+            if let Some((_, oldest)) = list.pop_front() {
+                oldest.abort();
+            }
+        }
+    }
+}
+
+fn set_keepalive(stream: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new().with_time(PEER_KEEPALIVE_IDLE);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+    let _ = stream.set_nodelay(true);
+}
+
+async fn serve_connection(
+    acceptor: &Acceptor,
+    stream: TcpStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    id: u64,
+    own_handle: tokio::task::AbortHandle,
+) -> Result<(), String> {
+    set_keepalive(&stream);
+    let peers = &acceptor.peers;
+    let handshake = async {
+        let io: Box<dyn PeerIo> = match &peers.tls {
+            Some(tls) => Box::new(
+                tls.acceptor()
+                    .accept(stream)
+                    .await
+                    .map_err(|err| format!("TLS handshake failed: {err}"))?,
+            ),
+            None => Box::new(stream),
+        };
+        auth::accept(io, &peers.secret, peers.me, |node| {
+            node != peers.me && peers.is_member(node)
+        })
+        .await
+        .map_err(|err| err.to_string())
+    };
+    let (mut channel, member) = tokio::time::timeout(PEER_HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| format!("no handshake within {PEER_HANDSHAKE_TIMEOUT:?}"))??;
+    drop(permit);
+    acceptor.register(member, id, own_handle);
+    loop {
+        let request = match tokio::time::timeout(
+            PEER_IDLE_TIMEOUT,
+            channel.recv::<Request>(PEER_FRAME_BYTES_MAX),
+        )
+        .await
+        {
+            Err(_) => return Ok(()),
+            Ok(Err(auth::ChannelError::Closed)) => return Ok(()),
+            Ok(Err(err)) => return Err(format!("member {member}: {err}")),
+            Ok(Ok(request)) => request,
+        };
         let response = match request {
-            Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
-            Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
-            Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+            Request::Append(rpc) => {
+                check_sender(member, rpc.vote.leader_id().voted_for(), "AppendEntries")?;
+                Response::Append(acceptor.raft.append_entries(rpc).await)
+            }
+            Request::Vote(rpc) => {
+                check_sender(member, rpc.vote.leader_id().voted_for(), "a vote request")?;
+                Response::Vote(acceptor.raft.vote(rpc).await)
+            }
+            Request::Snapshot(rpc) => {
+                check_sender(member, rpc.vote.leader_id().voted_for(), "InstallSnapshot")?;
+                Response::Snapshot(acceptor.raft.install_snapshot(rpc).await)
+            }
             Request::Report(mut checkpoints) => {
-                let mut inbox = inbox.lock();
+                checkpoints.truncate(REPORT_CHECKPOINTS_MAX);
+                // Whatever ids it names, a report speaks for its sender.
+                for checkpoint in &mut checkpoints {
+                    checkpoint.node = member;
+                }
+                let mut inbox = acceptor.inbox.lock();
                 inbox.append(&mut checkpoints);
                 let excess = inbox.len().saturating_sub(INBOX_MAX);
                 inbox.drain(..excess);
                 Response::Report
             }
         };
-        if write_frame(&mut stream, &response).await.is_err() {
-            return;
-        }
+        channel
+            .send(&response)
+            .await
+            .map_err(|err| format!("member {member}: {err}"))?;
+    }
+}
+
+/// A member may speak only for itself: the leader of an AppendEntries or
+/// InstallSnapshot, or the candidate of a vote, must be the member that
+/// authenticated.
+fn check_sender(member: NodeId, named: Option<NodeId>, what: &str) -> Result<(), String> {
+    if named == Some(member) {
+        Ok(())
+    } else {
+        Err(format!(
+            "member {member} sent {what} in the name of node {named:?}; closing the connection"
+        ))
     }
 }
 
@@ -179,58 +327,81 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection {
-            target,
-            addr: node.addr.clone(),
-            peers: self.peers.clone(),
-            stream: None,
-        }
+        Connection::new(target, node.addr.clone(), self.peers.clone())
     }
 }
 
-/// A lazily (re)connected link to one peer.
+/// A lazily (re)connected, authenticated link to one peer.
 pub struct Connection {
     target: NodeId,
     addr: String,
     peers: Peers,
-    stream: Option<TcpStream>,
+    channel: Option<(PeerChannel, Instant)>,
 }
 
 enum CallError {
-    /// Could not connect: the peer is down; openraft backs off.
+    /// Could not connect or authenticate: the peer is down; openraft backs off.
     Unreachable(std::io::Error),
     /// The connection failed mid-call.
     Network(std::io::Error),
 }
 
 impl Connection {
-    async fn call(&mut self, request: Request, ttl: Duration) -> Result<Response, CallError> {
-        if self.stream.is_none() {
-            let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
-            let mut stream = match connecting.await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => return Err(CallError::Unreachable(err)),
-                Err(_) => {
-                    return Err(CallError::Unreachable(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connecting to {} timed out", self.addr),
-                    )));
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            write_frame(&mut stream, &self.peers.hello())
-                .await
-                .map_err(CallError::Unreachable)?;
-            self.stream = Some(stream);
+    fn new(target: NodeId, addr: String, peers: Peers) -> Connection {
+        Connection {
+            target,
+            addr,
+            peers,
+            channel: None,
         }
-        let stream = self.stream.as_mut().expect("connected above");
+    }
+
+    async fn open(&self) -> Result<PeerChannel, std::io::Error> {
+        let connect = async {
+            let stream = TcpStream::connect(&self.addr).await?;
+            set_keepalive(&stream);
+            let io: Box<dyn PeerIo> = match &self.peers.tls {
+                Some(tls) => Box::new(tls.connect(&self.addr, stream).await?),
+                None => Box::new(stream),
+            };
+            auth::connect(io, &self.peers.secret, self.peers.me, self.target)
+                .await
+                .map_err(|err| std::io::Error::other(err.to_string()))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT.max(PEER_HANDSHAKE_TIMEOUT), connect)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "connecting to node {} at {} timed out",
+                        self.target, self.addr
+                    ),
+                )
+            })?
+    }
+
+    async fn call(&mut self, request: Request, ttl: Duration) -> Result<Response, CallError> {
+        if self
+            .channel
+            .as_ref()
+            .is_some_and(|(_, used)| used.elapsed() > LINK_REOPEN_AFTER)
+        {
+            self.channel = None;
+        }
+        if self.channel.is_none() {
+            let channel = self.open().await.map_err(CallError::Unreachable)?;
+            self.channel = Some((channel, Instant::now()));
+        }
+        let (channel, used) = self.channel.as_mut().expect("connected above");
+        *used = Instant::now();
         let exchange = async {
-            write_frame(stream, &request).await?;
-            read_frame::<Response>(stream).await
+            channel.send(&request).await?;
+            channel.recv::<Response>(PEER_FRAME_BYTES_MAX).await
         };
         let result = match tokio::time::timeout(ttl, exchange).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(CallError::Network(err)),
+            Ok(Err(err)) => Err(CallError::Network(std::io::Error::other(err.to_string()))),
             Err(_) => Err(CallError::Unreachable(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("node {} did not answer within {ttl:?}", self.target),
@@ -238,7 +409,7 @@ impl Connection {
         };
         if result.is_err() {
             // The stream may hold half a frame; start afresh next time.
-            self.stream = None;
+            self.channel = None;
         }
         result
     }
@@ -321,25 +492,24 @@ pub async fn report_checkpoints(
     let mut link: Option<(NodeId, Connection)> = None;
     loop {
         tokio::time::sleep(REPORT_INTERVAL).await;
-        let metrics = raft.metrics().borrow().clone();
-        let Some(leader) = metrics.current_leader.filter(|leader| *leader != peers.me) else {
+        let Some(leader) = raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .filter(|leader| *leader != peers.me)
+        else {
             continue;
         };
         if outbox.lock().is_empty() {
             continue;
         }
         if link.as_ref().is_none_or(|(to, _)| *to != leader) {
-            let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+            let Some(addrs) = peers.members.get(&leader) else {
                 continue;
             };
             link = Some((
                 leader,
-                Connection {
-                    target: leader,
-                    addr: node.addr.clone(),
-                    peers: peers.clone(),
-                    stream: None,
-                },
+                Connection::new(leader, addrs.replication.clone(), peers.clone()),
             ));
         }
         let checkpoints = std::mem::take(&mut *outbox.lock());
