@@ -279,12 +279,8 @@ async fn serve_connection(
                 check_sender(member, rpc.vote.leader_id().voted_for(), "InstallSnapshot")?;
                 Response::Snapshot(acceptor.raft.install_snapshot(rpc).await)
             }
-            Request::Report(mut checkpoints) => {
-                checkpoints.truncate(REPORT_CHECKPOINTS_MAX);
-                // Whatever ids it names, a report speaks for its sender.
-                for checkpoint in &mut checkpoints {
-                    checkpoint.node = member;
-                }
+            Request::Report(checkpoints) => {
+                let mut checkpoints = attribute_report(member, checkpoints);
                 let mut inbox = acceptor.inbox.lock();
                 inbox.append(&mut checkpoints);
                 let excess = inbox.len().saturating_sub(INBOX_MAX);
@@ -299,6 +295,16 @@ async fn serve_connection(
     }
 }
 
+/// Whatever node ids a report names, it speaks for the member that sent
+/// it, and for at most `REPORT_CHECKPOINTS_MAX` check points.
+fn attribute_report(member: NodeId, mut checkpoints: Vec<Checkpoint>) -> Vec<Checkpoint> {
+    checkpoints.truncate(REPORT_CHECKPOINTS_MAX);
+    for checkpoint in &mut checkpoints {
+        checkpoint.node = member;
+    }
+    checkpoints
+}
+
 /// A member may speak only for itself: the leader of an AppendEntries or
 /// InstallSnapshot, or the candidate of a vote, must be the member that
 /// authenticated.
@@ -306,8 +312,9 @@ fn check_sender(member: NodeId, named: Option<NodeId>, what: &str) -> Result<(),
     if named == Some(member) {
         Ok(())
     } else {
+        let named = named.map_or_else(|| "none".to_string(), |node| node.to_string());
         Err(format!(
-            "member {member} sent {what} in the name of node {named:?}; closing the connection"
+            "member {member} sent {what} in the name of node {named}; closing the connection"
         ))
     }
 }
@@ -521,5 +528,33 @@ pub async fn report_checkpoints(
         {
             link = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_speaks_for_its_sender_only() {
+        let forged: Vec<Checkpoint> = (0..5000)
+            .map(|node| Checkpoint {
+                node,
+                last_seq: 10,
+                state_hash: 1,
+                chain_hash: 2,
+            })
+            .collect();
+        let attributed = attribute_report(2, forged);
+        assert_eq!(attributed.len(), REPORT_CHECKPOINTS_MAX);
+        assert!(attributed.iter().all(|checkpoint| checkpoint.node == 2));
+    }
+
+    #[test]
+    fn a_member_cannot_act_in_another_members_name() {
+        assert!(check_sender(2, Some(2), "AppendEntries").is_ok());
+        let refused = check_sender(2, Some(3), "a vote request").unwrap_err();
+        assert!(refused.contains("member 2 sent a vote request in the name of node 3"));
+        assert!(check_sender(2, None, "InstallSnapshot").is_err());
     }
 }
