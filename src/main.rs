@@ -58,6 +58,18 @@ enum Command {
     /// Run a benchmark workload against a server (--server) or an
     /// embedded node, and report throughput, latency and aborts.
     Bench(BenchArgs),
+    /// Repair a stopped node's data directory after damage `ordo serve`
+    /// refused to start with. Today: accept the loss of the newest log
+    /// segments when their files are gone (printing exactly what is lost).
+    Repair {
+        /// The node's data directory (as given to `ordo serve --data`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Accept that the records in the missing segments are gone.
+        /// Without it, `repair` only says what it would do.
+        #[arg(long)]
+        accept_loss: bool,
+    },
     /// Show the node's position and hashes.
     Status {
         #[command(flatten)]
@@ -461,6 +473,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Repair { data, accept_loss } => repair(&data, accept_loss),
         Command::Status { remote, json } => {
             let status = remote.run(async |client| Ok(client.status().await?))?;
             if json {
@@ -498,6 +511,49 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ordo repair`: opens the node's file log as `serve` would and, if it
+/// is refused only for missing newest segments, accepts that loss when
+/// told to.
+fn repair(data: &std::path::Path, accept_loss: bool) -> anyhow::Result<()> {
+    use ordo_sequencer::{FileLog, FileLogConfig, LogError};
+    let dir = data.join("log");
+    if !dir.is_dir() {
+        bail!(
+            "{} holds no file log ({} is missing); is it a node's data directory?",
+            data.display(),
+            dir.display()
+        );
+    }
+    let detail = match FileLog::open(FileLogConfig::new(&dir)) {
+        Ok(log) => {
+            println!(
+                "nothing to repair: the log in {} opens, indexes {} to {}",
+                dir.display(),
+                log.first_index(),
+                log.last_index()
+            );
+            return Ok(());
+        }
+        Err(LogError::MissingSegments { detail, .. }) => detail,
+        Err(other) => return Err(other.into()),
+    };
+    if !accept_loss {
+        bail!(
+            "{detail}. Run `ordo repair --data {} --accept-loss` to accept losing those records, or restore the files",
+            data.display()
+        );
+    }
+    let log = FileLog::open(FileLogConfig {
+        accept_lost_segments: true,
+        ..FileLogConfig::new(&dir)
+    })?;
+    println!(
+        "accepted the loss: {detail}. The log now ends at index {}; acknowledged transactions after it are gone from this node",
+        log.last_index()
+    );
+    Ok(())
 }
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";

@@ -912,8 +912,8 @@ fn non_members_and_wrong_secrets_reach_nothing_on_the_replication_port() {
             .call::<_, ()>("transfer", &(SOURCE_BASE, 0u64, 1i64))
             .await
             .unwrap();
-        for index in 0..3 {
-            let grown = rss_kib(cluster.pid(index)).saturating_sub(rss_before[index]);
+        for (index, rss_before) in rss_before.iter().enumerate() {
+            let grown = rss_kib(cluster.pid(index)).saturating_sub(*rss_before);
             assert!(
                 grown < RSS_GROWTH_KIB_MAX,
                 "member {} grew {grown} KiB",

@@ -268,3 +268,74 @@ fn a_flipped_byte_mid_log_is_reported_with_file_and_offset() {
     assert!(message.contains(&file_name), "{message}");
     assert!(message.contains("offset"), "{message}");
 }
+
+#[test]
+fn a_missing_newest_segment_is_refused_until_the_operator_accepts_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_segments = || NodeConfig {
+        segment_bytes_max: 4 << 10,
+        ..NodeConfig::new(dir.path())
+    };
+    let node = Node::open(small_segments()).unwrap();
+    node.deploy("bank", ordo::modules::BANK).unwrap();
+    node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
+        .unwrap();
+    for i in 0..200u64 {
+        node.call::<_, ()>("transfer", &(i % 10, (i + 3) % 10, 1i64))
+            .unwrap();
+    }
+    let position = node.status().engine.position;
+    drop(node);
+    let files = segments(dir.path());
+    assert!(files.len() >= 3, "{} segments", files.len());
+    let newest = files.last().unwrap();
+    std::fs::remove_file(newest).unwrap();
+
+    // The node does not start with less than it acknowledged, and says
+    // which file is missing and what to do.
+    let refused = Node::open(small_segments()).err().expect("refused");
+    let message = refused.to_string();
+    let name = newest.file_name().unwrap().to_str().unwrap();
+    assert!(message.contains(name), "{message}");
+    assert!(message.contains("ordo repair --accept-loss"), "{message}");
+
+    let repair = |accept: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+        command.args(["repair", "--data"]).arg(dir.path());
+        if accept {
+            command.arg("--accept-loss");
+        }
+        command.output().unwrap()
+    };
+    // Without --accept-loss nothing changes.
+    let dry = repair(false);
+    assert!(!dry.status.success());
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(
+        stderr.contains(name) && stderr.contains("--accept-loss"),
+        "{stderr}"
+    );
+    assert!(Node::open(small_segments()).is_err());
+    // With it, the loss is stated and the node opens on what is left.
+    let accepted = repair(true);
+    let stdout = String::from_utf8_lossy(&accepted.stdout);
+    assert!(
+        accepted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    assert!(
+        stdout.contains("accepted the loss") && stdout.contains(name),
+        "{stdout}"
+    );
+    let node = Node::open(small_segments()).unwrap();
+    let left = node.status().engine.position;
+    assert!(left < position, "{left} < {position}");
+    assert_eq!(total(&node), 1_000);
+    node.call::<_, ()>("transfer", &(1u64, 2u64, 1i64)).unwrap();
+    // Once repaired there is nothing more to repair.
+    drop(node);
+    let again = repair(false);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to repair"));
+}

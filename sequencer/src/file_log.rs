@@ -10,8 +10,12 @@
 //!
 //! # On-disk format, version 1
 //!
-//! A log is a directory holding segment files plus a `LOCK` file (held with
-//! `flock` while a [`FileLog`] is open). A segment is named after the index
+//! A log is a directory holding segment files, a manifest in two copies
+//! (`MANIFEST-0`, `MANIFEST-1`: which segments exist, see
+//! [`crate::manifest`]) and a `LOCK` file (held with `flock` while a
+//! [`FileLog`] is open). A segment the manifest lists that is missing is
+//! refused at open, naming the file and the indexes it held, so a deleted
+//! newest segment is not mistaken for a shorter log. A segment is named after the index
 //! of its first record, in 20 decimal digits: `00000000000000000001.log`.
 //! It holds consecutive records and nothing else; there is no segment
 //! header, because the name gives the first index and every record carries
@@ -104,6 +108,8 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3Default;
 
+use crate::manifest;
+
 /// A segment is rolled over before a record would take it past this size.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 /// The largest payload of one record (the header not included).
@@ -138,6 +144,11 @@ pub struct FileLogConfig {
     /// checksum proves it was written under a larger limit: then `open`
     /// fails with [`LogError::RecordOverLimit`] rather than truncating it.
     pub record_bytes_max: u32,
+    /// Open even though the manifest lists newest segments that are gone
+    /// (their records are lost), and record what is there now. Only for an
+    /// operator who has decided to accept that loss (`ordo repair
+    /// --accept-loss`); never set by a node on its own.
+    pub accept_lost_segments: bool,
 }
 
 impl FileLogConfig {
@@ -147,6 +158,7 @@ impl FileLogConfig {
             dir: dir.into(),
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            accept_lost_segments: false,
         }
     }
 
@@ -289,6 +301,20 @@ pub enum LogError {
     Locked { dir: PathBuf },
     #[error("invalid file log config: {0}")]
     Config(String),
+    #[error(
+        "file log in {}: {detail}. Acknowledged records may be gone; this node refuses to start with \
+         less than it had. Restore the missing files from a backup or a replica, or, to accept the \
+         loss, run `ordo repair --accept-loss --data DIR`",
+        dir.display()
+    )]
+    MissingSegments { dir: PathBuf, detail: String },
+    #[error(
+        "file log in {}: both copies of the manifest are damaged ({}); restore the log directory \
+         from a backup or a replica",
+        dir.display(),
+        reasons.join("; ")
+    )]
+    ManifestDamaged { dir: PathBuf, reasons: Vec<String> },
 }
 
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
@@ -299,9 +325,10 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
     }
 }
 
-/// A torn tail that [`FileLog::open`] cut off. The node should log it: the
-/// bytes were writes that never completed a sync, so no acknowledged batch
-/// was lost (unless a synced last record rotted; see the module docs).
+/// A torn tail that [`FileLog::open`] cut off. The node should log it.
+/// Usually the bytes were writes that never completed a sync, so nothing
+/// acknowledged was lost; but a synced last record that rotted, or was cut
+/// by hand, looks the same, so the message cannot promise that.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// The segment that was truncated.
@@ -320,8 +347,11 @@ impl fmt::Display for Recovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "file log: torn tail in {} at byte offset {}: {}; truncated {} bytes of unsynced writes, \
-             the log now ends at index {}",
+            "file log: torn tail in {} at byte offset {}: {}; cut {} bytes after index {}. \
+             A crash during a write leaves such a tail, and then nothing cut was acknowledged; \
+             but if these bytes had been synced (a damaged disk, a file cut by hand), the records \
+             in them were acknowledged and are lost on this node (a cluster member gets them \
+             back from the others)",
             self.path.display(),
             self.offset,
             self.fault,
@@ -543,6 +573,8 @@ pub struct FileLog {
     poisoned: bool,
     recovery: Option<Recovery>,
     headers_scratch: Vec<[u8; HEADER_BYTES]>,
+    /// Generation of the manifest last written (see [`crate::manifest`]).
+    manifest_generation: u64,
 }
 
 impl FileLog {
@@ -590,6 +622,8 @@ impl FileLog {
             }
         }
         first_indexes.sort_unstable();
+        let (manifest_generation, manifest_stale) =
+            check_manifest(&dir, &mut first_indexes, config.accept_lost_segments)?;
 
         let mut log = FileLog {
             config,
@@ -602,6 +636,7 @@ impl FileLog {
             poisoned: false,
             recovery: None,
             headers_scratch: Vec::new(),
+            manifest_generation,
         };
         let segment_count = first_indexes.len();
         for (position, &first_index) in first_indexes.iter().enumerate() {
@@ -702,6 +737,9 @@ impl FileLog {
         log.synced_index = log.last_index;
         if let Some(recovery) = &log.recovery {
             assert_eq!(recovery.last_index, log.last_index);
+        }
+        if manifest_stale {
+            log.write_manifest(log.segments.len())?;
         }
         Ok(log)
     }
@@ -827,6 +865,37 @@ impl FileLog {
             records: 0,
         });
         self.active = Some(file);
+        // Listed before anything is appended to it: from here on, losing
+        // the file is found out at the next open.
+        if let Err(error) = self.write_manifest(self.segments.len()) {
+            self.poisoned = true;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest listing the newest `listed` segments: all of
+    /// them, except just before `truncate_prefix` deletes the oldest.
+    fn write_manifest(&mut self, listed: usize) -> Result<(), LogError> {
+        let skip = self.segments.len() - listed;
+        let last = self.segments.len().saturating_sub(1);
+        let segments = self
+            .segments
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(position, segment)| manifest::ListedSegment {
+                first_index: segment.first_index,
+                sealed_last_index: (position < last).then(|| segment.last_index()),
+            })
+            .collect();
+        let manifest = manifest::Manifest {
+            generation: self.manifest_generation + 1,
+            segments,
+        };
+        manifest::write(&self.config.dir, &manifest)
+            .map_err(io_error("write the manifest in", &self.config.dir))?;
+        self.manifest_generation = manifest.generation;
         Ok(())
     }
 
@@ -911,8 +980,20 @@ impl FileLog {
         else {
             return Ok(0);
         };
+        let removing = self
+            .segments
+            .iter()
+            .take(keep)
+            .take_while(|segment| segment.last_index() <= up_to_index)
+            .count();
+        if removing > 0 {
+            // The manifest stops listing them first: a crash part way then
+            // leaves unlisted old segments, which `open` deletes, never
+            // listed ones that are gone.
+            self.write_manifest(self.segments.len() - removing)?;
+        }
         let mut removed = 0;
-        while removed < keep && self.segments[0].last_index() <= up_to_index {
+        while removed < removing {
             let path = &self.segments[0].path;
             fs::remove_file(path).map_err(io_error("delete segment", path))?;
             self.segments.remove(0);
@@ -1015,6 +1096,92 @@ struct SegmentScan {
 /// hashes. An unreadable record ends the scan and is returned in `bad`
 /// (the caller decides torn or corrupt); a readable record with a wrong
 /// index or chain is corruption right away.
+/// Compares the segment files found in `dir` with what the manifest
+/// lists. Returns the manifest's generation and whether it must be
+/// rewritten (absent, a damaged copy, or a newer segment not yet listed).
+/// Segments older than the first listed one are what an interrupted
+/// `truncate_prefix` left: they are deleted (and dropped from
+/// `first_indexes`). A listed segment that is missing is refused, unless
+/// it is among the newest and `accept_loss` is set.
+fn check_manifest(
+    dir: &Path,
+    first_indexes: &mut Vec<u64>,
+    accept_loss: bool,
+) -> Result<(u64, bool), LogError> {
+    let (manifest, damaged) = match manifest::read(dir) {
+        manifest::Found::None => return Ok((0, true)),
+        manifest::Found::AllDamaged { reasons } => {
+            if accept_loss {
+                return Ok((0, true));
+            }
+            return Err(LogError::ManifestDamaged {
+                dir: dir.to_path_buf(),
+                reasons,
+            });
+        }
+        manifest::Found::Intact { manifest, damaged } => (manifest, damaged.is_some()),
+    };
+    let first_listed = manifest.segments.first().map(|segment| segment.first_index);
+    if let Some(first_listed) = first_listed {
+        for &first_index in first_indexes.iter().filter(|index| **index < first_listed) {
+            let path = segment_path(dir, first_index);
+            fs::remove_file(&path).map_err(io_error("delete compacted segment", &path))?;
+        }
+        first_indexes.retain(|index| *index >= first_listed);
+    }
+    let missing: Vec<&manifest::ListedSegment> = manifest
+        .segments
+        .iter()
+        .filter(|segment| first_indexes.binary_search(&segment.first_index).is_err())
+        .collect();
+    if let Some(first_missing) = missing.first() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|segment| {
+                let range = match segment.sealed_last_index {
+                    Some(last) => format!("indexes {} to {last}", segment.first_index),
+                    None => format!("indexes {} on", segment.first_index),
+                };
+                format!(
+                    "{} ({range})",
+                    segment_path(dir, segment.first_index)
+                        .file_name()
+                        .and_then(|name| name.to_str())
+                        .unwrap_or("?")
+                )
+            })
+            .collect();
+        // Only a loss at the end leaves a log that still starts where it
+        // did and continues its chain.
+        let newest_only = first_indexes
+            .last()
+            .is_none_or(|last_found| *last_found < first_missing.first_index);
+        if !(accept_loss && newest_only) {
+            let mut detail = format!(
+                "the manifest lists {} segment file(s) that are missing: {}",
+                names.len(),
+                names.join(", ")
+            );
+            if accept_loss {
+                detail.push_str(
+                    "; a gap before other segments cannot be accepted, only a loss at the end",
+                );
+            }
+            return Err(LogError::MissingSegments {
+                dir: dir.to_path_buf(),
+                detail,
+            });
+        }
+    }
+    let listed: Vec<u64> = manifest
+        .segments
+        .iter()
+        .map(|segment| segment.first_index)
+        .collect();
+    let stale = damaged || !missing.is_empty() || listed != *first_indexes;
+    Ok((manifest.generation, stale))
+}
+
 fn scan_segment(
     path: &Path,
     first_index: u64,

@@ -6,6 +6,7 @@
 pub mod entry;
 pub mod file_log;
 pub mod log;
+pub mod manifest;
 pub mod raft;
 pub mod rate_limited;
 pub mod sequencer;

@@ -453,6 +453,16 @@ fn deleted_middle_segment_is_a_gap() {
     let files = segment_files(dir.path());
     assert!(files.len() >= 4);
     fs::remove_file(&files[1]).unwrap();
+    // The manifest names the missing file...
+    let message = open(dir.path()).unwrap_err().to_string();
+    let name = files[1].file_name().unwrap().to_str().unwrap();
+    assert!(
+        message.contains(name) && message.contains("missing"),
+        "{message}"
+    );
+    // ...and without a manifest (a log from before manifests) the
+    // segments' own names still show the gap.
+    remove_manifests(dir.path());
     let corruption = expect_corrupt(dir.path(), &files[2], 0);
     assert_eq!(
         corruption,
@@ -463,6 +473,152 @@ fn deleted_middle_segment_is_a_gap() {
     );
     let message = open(dir.path()).unwrap_err().to_string();
     assert!(message.contains("gap"), "{message}");
+}
+
+fn remove_manifests(dir: &Path) {
+    for name in ["MANIFEST-0", "MANIFEST-1"] {
+        let _ = fs::remove_file(dir.join(name));
+    }
+}
+
+fn open_accepting_loss(dir: &Path) -> Result<FileLog, LogError> {
+    FileLog::open(FileLogConfig {
+        accept_lost_segments: true,
+        ..config(dir, SEGMENT_BYTES_MAX_SMALL)
+    })
+}
+
+#[test]
+fn a_deleted_newest_or_first_segment_is_refused_naming_it() {
+    for which in ["newest", "first"] {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), 30);
+        let files = segment_files(dir.path());
+        let gone = if which == "newest" {
+            files.last().unwrap().clone()
+        } else {
+            files[0].clone()
+        };
+        fs::remove_file(&gone).unwrap();
+        let error = open(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, LogError::MissingSegments { .. }),
+            "{which}: {error:?}"
+        );
+        let message = error.to_string();
+        let name = gone.file_name().unwrap().to_str().unwrap();
+        assert!(message.contains(name), "{which}: {message}");
+        assert!(message.contains("ordo repair --accept-loss"), "{message}");
+        if which == "newest" {
+            assert!(
+                message.contains("on)"),
+                "the open segment's end is unknown: {message}"
+            );
+        } else {
+            assert!(message.contains("indexes 1 to"), "{message}");
+        }
+    }
+}
+
+#[test]
+fn accepting_the_loss_of_the_newest_segment_opens_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_log(dir.path(), 30);
+    let files = segment_files(dir.path());
+    let newest = files.last().unwrap();
+    let first_lost = newest
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    fs::remove_file(newest).unwrap();
+    let log = open_accepting_loss(dir.path()).unwrap();
+    assert_eq!(log.last_index(), first_lost - 1);
+    drop(log);
+    // The manifest now records what is there: a plain open works, and the
+    // log goes on from there.
+    let kept: Vec<_> = expected
+        .into_iter()
+        .filter(|(index, _)| *index < first_lost)
+        .collect();
+    check_keeps_working(dir.path(), kept);
+}
+
+#[test]
+fn a_gap_in_the_middle_is_refused_even_when_accepting_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 30);
+    let files = segment_files(dir.path());
+    fs::remove_file(&files[1]).unwrap();
+    let message = open_accepting_loss(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("only a loss at the end"), "{message}");
+}
+
+#[test]
+fn a_log_without_a_manifest_gets_one_and_is_then_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_log(dir.path(), 30);
+    remove_manifests(dir.path());
+    // As a log written before manifests: opens, and writes one.
+    let log = open(dir.path()).unwrap();
+    assert_eq!(read_all(&log), expected);
+    drop(log);
+    assert!(dir.path().join("MANIFEST-0").exists() || dir.path().join("MANIFEST-1").exists());
+    let newest = segment_files(dir.path()).pop().unwrap();
+    fs::remove_file(&newest).unwrap();
+    assert!(matches!(
+        open(dir.path()),
+        Err(LogError::MissingSegments { .. })
+    ));
+}
+
+#[test]
+fn one_damaged_manifest_copy_is_survived_and_two_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_log(dir.path(), 30);
+    let copies = [dir.path().join("MANIFEST-0"), dir.path().join("MANIFEST-1")];
+    assert!(copies.iter().all(|copy| copy.exists()));
+    fs::write(&copies[0], b"rotten").unwrap();
+    let log = open(dir.path()).unwrap();
+    assert_eq!(read_all(&log), expected);
+    drop(log);
+    fs::write(&copies[0], b"rotten").unwrap();
+    fs::write(&copies[1], b"rotten too").unwrap();
+    let message = open(dir.path()).unwrap_err().to_string();
+    assert!(
+        message.contains("both copies of the manifest are damaged"),
+        "{message}"
+    );
+}
+
+#[test]
+fn segments_an_interrupted_truncate_prefix_left_are_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_log(dir.path(), 30);
+    let files = segment_files(dir.path());
+    let saved: Vec<Vec<u8>> = files[..2]
+        .iter()
+        .map(|file| fs::read(file).unwrap())
+        .collect();
+    let mut log = open(dir.path()).unwrap();
+    let removed = log.truncate_prefix(2 * RECORDS_PER_SEGMENT).unwrap();
+    assert_eq!(removed, 2);
+    drop(log);
+    // A crash after the manifest was written but before the deletions:
+    // the old segments are still there.
+    for (file, bytes) in files[..2].iter().zip(&saved) {
+        fs::write(file, bytes).unwrap();
+    }
+    let log = open(dir.path()).unwrap();
+    assert_eq!(log.first_index(), 2 * RECORDS_PER_SEGMENT + 1);
+    assert!(!files[0].exists() && !files[1].exists());
+    let kept: Vec<_> = expected
+        .into_iter()
+        .filter(|(index, _)| *index > 2 * RECORDS_PER_SEGMENT)
+        .collect();
+    assert_eq!(read_all(&log), kept);
 }
 
 #[test]
