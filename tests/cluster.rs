@@ -1020,3 +1020,40 @@ fn a_flood_of_idle_and_slow_replication_connections_leaves_the_cluster_serving()
         );
     });
 }
+
+#[test]
+fn serving_without_an_admin_token_is_refused_off_loopback_and_warned_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before anything is bound or opened.
+    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env_remove("ORDO_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("without an admin token") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists());
+    // On loopback it starts, with a warning.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env_remove("ORDO_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("warning: no admin token") && line.contains("may deploy code"),
+        "{line}"
+    );
+}

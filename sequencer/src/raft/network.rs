@@ -397,7 +397,20 @@ impl Connection {
             self.channel = None;
         }
         if self.channel.is_none() {
-            let channel = self.open().await.map_err(CallError::Unreachable)?;
+            // Opening is a round trip with the peer now (the handshake): a
+            // frozen peer must cost this call its deadline, not more.
+            let channel = match tokio::time::timeout(ttl, self.open()).await {
+                Ok(opened) => opened.map_err(CallError::Unreachable)?,
+                Err(_) => {
+                    return Err(CallError::Unreachable(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "node {} did not complete the handshake within {ttl:?}",
+                            self.target
+                        ),
+                    )));
+                }
+            };
             self.channel = Some((channel, Instant::now()));
         }
         let (channel, used) = self.channel.as_mut().expect("connected above");
