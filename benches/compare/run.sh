@@ -5,6 +5,7 @@
 #
 #   benches/compare/run.sh                        # everything, 20 s each
 #   DURATION=10 SYSTEMS="redis postgres" benches/compare/run.sh
+#   SYSTEMS="ordo-base ordo ordo-tls" ORDO_BASE_BIN=/path/to/older/ordo benches/compare/run.sh
 #
 # See benches/compare/README.md for what each system runs and why.
 set -euo pipefail
@@ -53,8 +54,8 @@ done
 ((ACCOUNTS >= 2)) || die "ACCOUNTS must be at least 2"
 for system in $SYSTEMS; do
     case $system in
-        ordo | redis | postgres) ;;
-        *) die "unknown system '$system' in SYSTEMS (use ordo, redis, postgres)" ;;
+        ordo | ordo-tls | ordo-base | redis | postgres) ;;
+        *) die "unknown system '$system' in SYSTEMS (use ordo, ordo-tls, ordo-base, redis, postgres)" ;;
     esac
 done
 command -v python3 >/dev/null || die "python3 is needed to parse and print the results"
@@ -148,40 +149,69 @@ ordo_bin() {
     printf '%s\n' "$target/release/ordo"
 }
 
-run_ordo() {
-    local bin addr json i fields tps p50 p99 committed aborted errors conserved bench_rc=0
-    bin=$(ordo_bin)
-    if [[ -z ${ORDO_BIN:-} ]]; then
+# ordo-tls: the same over TLS (a CA and a server certificate for
+# 127.0.0.1 made with openssl for the run). ordo-base: the same, plain, with
+# the binary in ORDO_BASE_BIN (an earlier build), to measure what a change
+# costs in the same run.
+run_ordo() { run_ordo_as ordo "$(ordo_bin)" plain; }
+run_ordo_tls() { run_ordo_as ordo-tls "$(ordo_bin)" tls; }
+run_ordo_base() {
+    [[ -n ${ORDO_BASE_BIN:-} ]] || die "ordo-base: set ORDO_BASE_BIN to the binary to compare with"
+    run_ordo_as ordo-base "$ORDO_BASE_BIN" plain
+}
+
+make_test_certificates() { # dir
+    local dir=$1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj "/CN=ordo compare CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$dir/san.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 1 -extfile "$dir/san.ext" -out "$dir/server.pem" 2>/dev/null
+}
+
+run_ordo_as() { # name binary plain|tls
+    local name=$1 bin=$2 mode=$3
+    local addr json i fields tps p50 p99 committed aborted errors conserved bench_rc=0
+    local serve_tls=() bench_tls=()
+    if [[ $name != ordo-base && -z ${ORDO_BIN:-} ]]; then
         log "ordo: cargo build --release (ORDO_BIN=path skips this)"
         (cd "$ROOT" && cargo build --release --bin ordo) >&2
     fi
     [[ -x $bin ]] || die "ordo: no binary at $bin"
     if ! "$bin" bench --help >/dev/null 2>&1; then
         log "ordo: SKIPPED: '$bin bench --help' fails, so this build has no 'ordo bench' yet"
-        result ordo status=skipped driver="ordo bench transfer" \
+        result "$name" status=skipped driver="ordo bench transfer" \
             inflight="$ORDO_CONNECTIONS conns, $ORDO_INFLIGHT in flight" \
             note="skipped: this build of ordo has no 'bench' subcommand"
         return 0
     fi
 
-    mkdir -p "$WORK/ordo"
-    log "ordo: starting ordo serve"
-    env -u ORDO_ADMIN_TOKEN -u ORDO_CLIENT_TOKEN \
-        "$bin" serve --listen 127.0.0.1:0 --data "$WORK/ordo/data" \
-        >"$WORK/ordo/serve.log" 2>&1 &
+    mkdir -p "$WORK/$name"
+    if [[ $mode == tls ]]; then
+        command -v openssl >/dev/null || die "$name: openssl is needed to make test certificates"
+        make_test_certificates "$WORK/$name"
+        serve_tls=(--tls-cert "$WORK/$name/server.pem" --tls-key "$WORK/$name/server.key")
+        bench_tls=(--tls-ca "$WORK/$name/ca.pem")
+    fi
+    log "$name: starting ordo serve"
+    env -u ORDO_ADMIN_TOKEN -u ORDO_CLIENT_TOKEN -u ORDO_TLS_CA \
+        "$bin" serve --listen 127.0.0.1:0 --data "$WORK/$name/data" "${serve_tls[@]}" \
+        >"$WORK/$name/serve.log" 2>&1 &
     echo $! >"$WORK/ordo-serve.pid"
     addr=
     for ((i = 0; i < 600; i++)); do
-        addr=$(sed -n 's/^ordo serve: listening on //p' "$WORK/ordo/serve.log" | head -n 1)
+        addr=$(sed -n 's/^ordo serve: listening on //p' "$WORK/$name/serve.log" | head -n 1)
         [[ -n $addr ]] && break
         kill -0 "$(<"$WORK/ordo-serve.pid")" 2>/dev/null ||
-            die "ordo serve exited: $(tail -n 5 "$WORK/ordo/serve.log")"
+            die "ordo serve exited: $(tail -n 5 "$WORK/$name/serve.log")"
         sleep 0.1
     done
     [[ -n $addr ]] || die "ordo serve did not print its address in 60 s"
-    log "ordo: serving on $addr; running ordo bench transfer for ${DURATION}s (+${WARMUP}s warm-up)"
+    log "$name: serving on $addr; running ordo bench transfer for ${DURATION}s (+${WARMUP}s warm-up)"
 
-    json=$OUT_DIR/ordo-bench.json
+    json=$OUT_DIR/$name-bench.json
     rm -f "$json"
     local balance_arg=()
     if "$bin" bench --help 2>/dev/null | grep -q -- '--balance'; then
@@ -190,21 +220,21 @@ run_ordo() {
         log "ordo: this ordo bench has no --balance; it uses its default (1000)"
     fi
     env -u ORDO_ADMIN_TOKEN -u ORDO_CLIENT_TOKEN -u ORDO_SERVER \
-        "$bin" bench transfer --server "$addr" --accounts "$ACCOUNTS" "${balance_arg[@]}" \
+        "$bin" bench transfer --server "$addr" --accounts "$ACCOUNTS" "${balance_arg[@]}" "${bench_tls[@]}" \
         --connections "$ORDO_CONNECTIONS" --inflight "$ORDO_INFLIGHT" \
         --duration "${DURATION}s" --warmup "${WARMUP}s" --json "$json" \
-        2>&1 | tee "$OUT_DIR/ordo-bench.txt" >&2 || bench_rc=$?
+        2>&1 | tee "$OUT_DIR/$name-bench.txt" >&2 || bench_rc=$?
     stop_pidfile ordo-serve 60
-    cp "$WORK/ordo/serve.log" "$OUT_DIR/ordo-serve.log"
+    cp "$WORK/$name/serve.log" "$OUT_DIR/$name-serve.log"
     [[ -s $json ]] || die "ordo bench failed (exit $bench_rc) and wrote no JSON"
 
     fields=$("${REPORT[@]}" ordo-json "$json")
     IFS=$'\t' read -r tps p50 p99 committed aborted errors conserved <<<"$fields"
-    result ordo status=ok driver="ordo bench transfer" \
+    result "$name" status=ok driver="ordo bench transfer" \
         inflight="$ORDO_CONNECTIONS conns, $ORDO_INFLIGHT in flight" \
         tps="$tps" p50_ms="$p50" p99_ms="$p99" conservation="$conserved" \
         note="$committed committed, $aborted aborted, $errors unanswered (measured window)"
-    log "ordo: $tps tx/s, p50 $p50 ms, p99 $p99 ms; $committed committed, $aborted aborted; money conserved: $conserved"
+    log "$name: $tps tx/s, p50 $p50 ms, p99 $p99 ms; $committed committed, $aborted aborted; money conserved: $conserved"
     # ordo bench exits non-zero when a check fails or requests go unanswered.
     ((bench_rc == 0)) || die "ordo bench exited with $bench_rc"
 }
@@ -423,7 +453,7 @@ for system in $SYSTEMS; do
     set +e
     (
         set -e
-        "run_$system"
+        "run_${system//-/_}"
     )
     rc=$?
     set -e
