@@ -169,6 +169,7 @@ fn a_huge_request_id_from_a_new_client_costs_one_slot() {
         answers.push((client + 10_000, request_id, answer));
     }
     let grown = rss_bytes(&server).saturating_sub(before);
+    eprintln!("300 sparse request ids: RSS grew {} KiB", grown / 1024);
     assert!(
         grown <= 8 * MIB,
         "300 sparse request ids grew the server by {} KiB",
@@ -249,13 +250,17 @@ fn large_results_stay_within_the_budget_and_replay_alike() {
         );
     }
     let grown = rss_bytes(&server).saturating_sub(before);
+    let (sessions, stored) = session_gauges(&server);
+    eprintln!(
+        "{CLIENTS} clients with 60 kB results: RSS grew {} MiB, {sessions} sessions, {stored} bytes stored",
+        grown / MIB
+    );
     assert!(
         grown <= 2 * BUDGET + 32 * MIB,
         "the server grew by {} MiB with a {} MiB budget",
         grown / MIB,
         BUDGET / MIB
     );
-    let (sessions, stored) = session_gauges(&server);
     assert!(stored <= BUDGET, "{stored} bytes stored over a {BUDGET} budget");
     assert!(sessions < CLIENTS, "{sessions} sessions: none expired");
 

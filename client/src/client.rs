@@ -54,10 +54,12 @@
 //!
 //! # Sessions
 //!
-//! By default ([`ClientConfig::register_session`]) [`Client::connect_with`]
-//! picks a session id (random, with the protocol's
+//! By default ([`ClientConfig::register_session`]) a client picks a
+//! session id (random, with the protocol's
 //! [`SESSION_CLIENT_ID_TAG`](crate::protocol::SESSION_CLIENT_ID_TAG)) and
-//! registers it through the log before returning, so the server keeps
+//! registers it through the log before its first call or deploy (a client
+//! that only asks for status, the procedures or stale reads logs
+//! nothing and registers nothing), so the server keeps
 //! this client's answers for retries whatever other clients do, until the
 //! session is ended ([`Client::end_session`]) or expires: only the least
 //! recently active sessions expire, when the server's session limit or
@@ -207,8 +209,8 @@ pub struct ClientConfig {
     /// [`ClientConfig::request_timeout`]. `None` (or zero) turns the
     /// detector off.
     pub stall_timeout: Option<Duration>,
-    /// Register a session through the log when connecting (true by
-    /// default; see "Sessions" in the module docs). Without one the client
+    /// Register a session through the log before the first call or
+    /// deploy (true by default; see "Sessions" in the module docs). Without one the client
     /// gets an unregistered id, whose exactly-once memory may be dropped
     /// to make room for other unregistered clients.
     pub register_session: bool,
@@ -762,6 +764,7 @@ impl Client {
             }),
             answered: AtomicBool::new(false),
             session_expired: AtomicBool::new(false),
+            registered: tokio::sync::OnceCell::new(),
             events: events_tx,
         });
         let generation = 1;
@@ -775,16 +778,12 @@ impl Client {
             route,
             generation,
         ));
-        let client = Client {
+        Ok(Client {
             handle: Arc::new(Handle {
                 core,
                 _shutdown: shutdown_tx,
             }),
-        };
-        if client.handle.core.config.register_session {
-            client.change_session(SessionRequest::Register).await?;
-        }
-        Ok(client)
+        })
     }
 
     /// Ends this client's session on the server (a log entry): the server
@@ -803,16 +802,37 @@ impl Client {
     /// # }
     /// ```
     pub async fn end_session(&self) -> Result<(), ClientError> {
-        self.change_session(SessionRequest::End).await?;
-        self.handle
-            .core
-            .session_expired
-            .store(true, Ordering::Relaxed);
+        let core = &self.handle.core;
+        // A client that never sent a call or deploy never registered.
+        if core.registered.initialized() && !core.session_expired.load(Ordering::Relaxed) {
+            self.change_session(SessionRequest::End).await?;
+        }
+        core.session_expired.store(true, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Fails fast once the session is known to be gone, and registers it
+    /// before the first logged request (once, whichever caller gets
+    /// there first; the others wait for it). A failed registration is
+    /// tried again by the next request.
+    async fn ensure_session(&self) -> Result<(), ClientError> {
+        let core = &self.handle.core;
+        if core.session_expired.load(Ordering::Relaxed) {
+            return Err(ClientError::SessionExpired {
+                message: "an earlier request found it expired, or it was ended".to_string(),
+            });
+        }
+        if !core.config.register_session {
+            return Ok(());
+        }
+        core.registered
+            .get_or_try_init(|| self.change_session(SessionRequest::Register))
+            .await
+            .map(|_| ())
+    }
+
     async fn change_session(&self, change: SessionRequest) -> Result<(), ClientError> {
-        match self.request(RequestBody::Session(change)).await? {
+        match self.send(RequestBody::Session(change)).await? {
             ResponseBody::Committed { .. } => Ok(()),
             ResponseBody::Aborted { seq, kind, message } => {
                 Err(abort_error("session", seq, kind, message))
@@ -1119,16 +1139,16 @@ impl Client {
 
     /// Sends one request and waits for its answer (or its failure).
     async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        let core = &self.handle.core;
-        let logged = matches!(
-            body,
-            RequestBody::Call { .. } | RequestBody::Deploy { .. } | RequestBody::Session(_)
-        );
-        if logged && core.session_expired.load(Ordering::Relaxed) {
-            return Err(ClientError::SessionExpired {
-                message: "an earlier request found it expired, or it was ended".to_string(),
-            });
+        if matches!(body, RequestBody::Call { .. } | RequestBody::Deploy { .. }) {
+            self.ensure_session().await?;
         }
+        self.send(body).await
+    }
+
+    /// Sends one request as it is and waits for its answer (or its
+    /// failure).
+    async fn send(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        let core = &self.handle.core;
         let (reply_tx, reply_rx) = oneshot::channel();
         let (request_id, acked_below) = {
             let mut state = core.lock();
@@ -1278,6 +1298,8 @@ struct Core {
     /// Set once the server said this client's session is not open (or it
     /// was ended): later logged requests fail without being sent.
     session_expired: AtomicBool,
+    /// Set once the session is registered (see `Client::ensure_session`).
+    registered: tokio::sync::OnceCell<()>,
     /// To the supervisor.
     events: mpsc::UnboundedSender<Event>,
 }

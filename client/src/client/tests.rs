@@ -1479,8 +1479,8 @@ async fn a_slow_server_that_keeps_answering_is_not_left() {
 }
 
 /// A registering client says a session id in its hello, registers it
-/// before `connect_with` returns, and after `session_expired` fails every
-/// later logged request without sending it.
+/// before its first call, and after `session_expired` fails every later
+/// logged request without sending it.
 #[tokio::test]
 async fn sessions_are_registered_first_and_expiry_is_final() {
     let (listener, addr) = listen().await;
@@ -1549,14 +1549,18 @@ async fn sessions_are_registered_first_and_expiry_is_final() {
     assert_eq!((hello.client_id >> 64) as u64, SESSION_CLIENT_ID_TAG);
 }
 
-/// A refused registration fails `connect_with` with the refusal, and an
+/// A refused registration fails the call that needed it, and an
 /// unregistered client's id is outside the session id space.
 #[tokio::test]
-async fn a_refused_registration_fails_the_connect() {
+async fn a_refused_registration_fails_the_call() {
     let (listener, addr) = listen().await;
     let server = tokio::spawn(async move {
         let (mut stream, _) = accept(&listener).await;
         let register = read_request(&mut stream).await;
+        assert_eq!(
+            register.body,
+            RequestBody::Session(SessionRequest::Register)
+        );
         answer(
             &mut stream,
             register.request_id,
@@ -1568,13 +1572,15 @@ async fn a_refused_registration_fails_the_connect() {
         .await;
         hold_until_hangup(stream).await;
     });
-    let err = Client::connect_with(ClientConfig {
+    let client = Client::connect_with(ClientConfig {
         register_session: true,
         ..config(&addr)
     })
     .await
-    .unwrap_err();
+    .unwrap();
+    let err = client.call_json("p", "{}").await.unwrap_err();
     assert!(matches!(err, ClientError::Overloaded), "{err}");
+    drop(client);
     join(server).await;
     let (listener, addr) = listen().await;
     let server = tokio::spawn(async move {
@@ -1584,6 +1590,8 @@ async fn a_refused_registration_fails_the_connect() {
     });
     let client = Client::connect_with(config(&addr)).await.unwrap();
     assert_ne!((client.client_id() >> 64) as u64, SESSION_CLIENT_ID_TAG);
+    // Nothing to end: it never registered, and nothing is sent.
+    client.end_session().await.unwrap();
     drop(client);
     join(server).await;
 }
