@@ -1421,8 +1421,10 @@ impl Session {
         request_id: u64,
         change: SessionChange,
     ) -> Result<(), NodeError> {
-        self.shared
-            .enqueue(self.session_entry(request_id, change), Some(self.completions_tx.clone()))
+        self.shared.enqueue(
+            self.session_entry(request_id, change),
+            Some(self.completions_tx.clone()),
+        )
     }
 
     /// Ends this registered session through the log: its stored results

@@ -261,7 +261,10 @@ fn large_results_stay_within_the_budget_and_replay_alike() {
         grown / MIB,
         BUDGET / MIB
     );
-    assert!(stored <= BUDGET, "{stored} bytes stored over a {BUDGET} budget");
+    assert!(
+        stored <= BUDGET,
+        "{stored} bytes stored over a {BUDGET} budget"
+    );
     assert!(sessions < CLIENTS, "{sessions} sessions: none expired");
 
     // Retries after the flood, asked again after a restart: the same answers.
@@ -291,7 +294,10 @@ fn large_results_stay_within_the_budget_and_replay_alike() {
             .collect()
     };
     let before_restart = retries(server.addr);
-    assert_eq!(before_restart[0], last.1, "a recent session replays its result");
+    assert_eq!(
+        before_restart[0], last.1,
+        "a recent session replays its result"
+    );
     assert_eq!(abort_kind(&before_restart[1]), Some("result_not_retained"));
     assert_eq!(seq_of(&before_restart[1]), seq_of(&large.1));
     assert_eq!(abort_kind(&before_restart[2]), Some("session_expired"));
@@ -460,7 +466,10 @@ fn a_hundred_thousand_one_call_clients_at_the_default_limits() {
     execute(&mut executor, flood.collect(), 4_096);
     let retry = &execute(&mut executor, vec![invoke(live, 2, "missing", vec![])], 1)[0];
     assert!(retry.duplicate);
-    assert_eq!((retry.seq, &retry.outcome), (original.seq, &original.outcome));
+    assert_eq!(
+        (retry.seq, &retry.outcome),
+        (original.seq, &original.outcome)
+    );
     assert!(executor.status().sessions <= 100_001);
 
     let registrations =
@@ -496,14 +505,14 @@ fn busy_log() -> (EngineConfig, Vec<Vec<Entry>>) {
         let entries = (0..1 + next(12))
             .map(|_| {
                 let client = next(24) as usize;
-                let id = if client % 2 == 0 {
+                let id = if client.is_multiple_of(2) {
                     session_client_id(client as u64)
                 } else {
                     client as u128
                 };
                 match next(10) {
                     0 => session(id, 0, SessionChange::Register),
-                    1 if client % 4 == 0 => session(id, 0, SessionChange::End),
+                    1 if client.is_multiple_of(4) => session(id, 0, SessionChange::End),
                     2 => {
                         // A retry of an earlier request.
                         let retried = next(request_ids[client]) + 1;
@@ -542,8 +551,8 @@ fn the_same_log_gives_the_same_table() {
                 && config.opens_instance_epoch(batch.first_seq, batch.last_seq())
             {
                 let image = executor.snapshot();
-                executor =
-                    Executor::restore(compiler.clone(), config.clone(), partitions, &image).unwrap();
+                executor = Executor::restore(compiler.clone(), config.clone(), partitions, &image)
+                    .unwrap();
             }
             outcomes.extend(executor.execute(&batch));
         }
@@ -552,9 +561,15 @@ fn the_same_log_gives_the_same_table() {
     let (outcomes, status, image) = run(1, None);
     let kinds: std::collections::BTreeSet<_> = outcomes.iter().filter_map(abort_of).collect();
     for expected in ["session_expired", "result_not_retained"] {
-        assert!(kinds.contains(expected), "the log never hit {expected}: {kinds:?}");
+        assert!(
+            kinds.contains(expected),
+            "the log never hit {expected}: {kinds:?}"
+        );
     }
-    assert!(outcomes.iter().any(|tx| tx.duplicate), "no retry was answered");
+    assert!(
+        outcomes.iter().any(|tx| tx.duplicate),
+        "no retry was answered"
+    );
     assert!(status.stored_result_bytes <= config.stored_results_total_bytes_max);
     for (partitions, restore_at) in [(4, None), (1, Some(20)), (3, Some(40))] {
         let (other_outcomes, other_status, other_image) = run(partitions, restore_at);

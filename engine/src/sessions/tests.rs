@@ -132,7 +132,11 @@ fn a_huge_request_id_costs_one_slot() {
 fn registered_sessions_open_expire_and_end_through_entries() {
     let mut sessions = table(2, 10);
     let live = session_client_id(1);
-    assert_eq!(kind(sessions.check(live, 2, 0)), "expired", "not registered");
+    assert_eq!(
+        kind(sessions.check(live, 2, 0)),
+        "expired",
+        "not registered"
+    );
     let outcome = sessions.change(live, SessionChange::Register, 1);
     assert!(outcome.is_committed());
     sessions.record(live, 2, 2, &committed(2));
@@ -340,17 +344,30 @@ fn version_1_windows_upgrade_to_the_same_answers() {
             client: 4,
             base: 10,
             last_seq: 9,
-            window: vec![Some((7, Some(committed(1)))), None, Some((9, Some(committed(2))))],
+            window: vec![
+                Some((7, Some(committed(1)))),
+                None,
+                Some((9, Some(committed(2)))),
+            ],
         }],
         graveyard: vec![2],
     };
     let mut restored = Sessions::restore(v1.upgrade(), limits(4, 3)).unwrap();
     assert_eq!(kind(restored.check(4, 9, 0)), "forgotten");
-    assert!(matches!(restored.check(4, 10, 0), Check::Duplicate { seq: 7, .. }));
+    assert!(matches!(
+        restored.check(4, 10, 0),
+        Check::Duplicate { seq: 7, .. }
+    ));
     assert_eq!(kind(restored.check(4, 11, 0)), "new");
-    assert!(matches!(restored.check(4, 12, 0), Check::Duplicate { seq: 9, .. }));
+    assert!(matches!(
+        restored.check(4, 12, 0),
+        Check::Duplicate { seq: 9, .. }
+    ));
     assert_eq!(kind(restored.check(2, 1, 0)), "forgotten");
-    assert_eq!(restored.stored_bytes(), 2 * (STORED_RESULT_OVERHEAD_BYTES + 1));
+    assert_eq!(
+        restored.stored_bytes(),
+        2 * (STORED_RESULT_OVERHEAD_BYTES + 1)
+    );
 }
 
 #[test]
