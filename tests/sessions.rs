@@ -418,6 +418,31 @@ fn ordo_call_leaves_no_session_behind() {
     assert_eq!(status(server.addr).position, 33);
 }
 
+/// The embedded API's registered sessions: refused once ended, while an
+/// unregistered session of the same node is untouched.
+#[test]
+fn embedded_sessions_register_and_end_through_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ordo::Node::open(ordo::NodeConfig::new(dir.path())).unwrap();
+    let registered = node.register_session().unwrap();
+    assert_eq!(
+        (registered.client_id() >> 64) as u64,
+        ordo_sequencer::entry::SESSION_CLIENT_ID_TAG
+    );
+    let missing = || registered.call_raw("missing", ordo::ArgsEncoding::Json, b"{}".to_vec());
+    let kind = |tx: TxOutcome| tx.outcome.abort().map(|abort| abort.kind.as_str());
+    assert_eq!(kind(missing().unwrap()), Some("unknown_procedure"));
+    assert_eq!(node.status().engine.sessions, 1);
+    registered.end().unwrap();
+    assert_eq!(kind(missing().unwrap()), Some("session_expired"));
+    assert_eq!(node.status().engine.sessions, 0);
+    let other = node.session();
+    let tx = other
+        .call_raw("missing", ordo::ArgsEncoding::Json, b"{}".to_vec())
+        .unwrap();
+    assert_eq!(kind(tx), Some("unknown_procedure"));
+}
+
 fn session(client_id: u128, request_id: u64, change: SessionChange) -> Entry {
     Entry::Session(SessionEntry {
         client_id,

@@ -624,14 +624,17 @@ struct ClientSnapshot {
 }
 
 /// The table as snapshot format version 1 held it: a dense window per
-/// client. Read only, to restore images taken before version 2.
+/// client. Read only, to restore images taken before version 2 (tests
+/// write it, to check that).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub(crate) struct SessionsSnapshotV1 {
     clients: Vec<ClientSnapshotV1>,
     graveyard: Vec<ClientId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct ClientSnapshotV1 {
     client: ClientId,
     base: u64,
@@ -663,6 +666,36 @@ impl SessionsSnapshotV1 {
                 })
                 .collect(),
             graveyard: self.graveyard,
+        }
+    }
+}
+
+#[cfg(test)]
+impl SessionsSnapshot {
+    /// The same table in version 1's dense layout.
+    pub fn downgrade(&self) -> SessionsSnapshotV1 {
+        SessionsSnapshotV1 {
+            clients: self
+                .clients
+                .iter()
+                .map(|client| {
+                    let length = client
+                        .results
+                        .last()
+                        .map_or(0, |(request_id, _, _)| request_id - client.base + 1);
+                    let mut window = vec![None; length as usize];
+                    for (request_id, seq, outcome) in &client.results {
+                        window[(request_id - client.base) as usize] = Some((*seq, outcome.clone()));
+                    }
+                    ClientSnapshotV1 {
+                        client: client.client,
+                        base: client.base,
+                        last_seq: client.last_seq,
+                        window,
+                    }
+                })
+                .collect(),
+            graveyard: self.graveyard.clone(),
         }
     }
 }

@@ -406,3 +406,67 @@ fn check_config(recorded: &str, given: &EngineConfig) -> Result<(), SnapshotErro
         .join("; ");
     Err(SnapshotError::ConfigMismatch { detail })
 }
+
+#[cfg(test)]
+mod tests {
+    use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+
+    use super::*;
+
+    /// An image written in version 1's layout (dense exactly-once windows)
+    /// restores to exactly the executor a version 2 image gives.
+    #[test]
+    fn version_1_images_restore_to_the_same_executor() {
+        let config = EngineConfig {
+            instance_epoch: 4,
+            ..EngineConfig::default()
+        };
+        let compiler = Executor::compiler(&config);
+        let mut executor = Executor::new(compiler.clone(), config.clone());
+        let invoke = |client_id, request_id, acked_below| {
+            Entry::Invoke(Invocation {
+                client_id,
+                request_id,
+                acked_below,
+                procedure: "missing".into(),
+                encoding: ArgsEncoding::Json,
+                args: b"{}".to_vec(),
+            })
+        };
+        executor.execute(&Batch {
+            first_seq: 1,
+            timestamp_ms: 0,
+            entries: vec![
+                invoke(1, 5, 0),
+                invoke(1, 9, 0),
+                invoke(2, 1, 0),
+                invoke(1, 7, 6),
+            ],
+        });
+        let image = executor.snapshot();
+        let body = decode(&image).unwrap();
+        let v1_body = (
+            body.config,
+            body.position,
+            body.chain_hash,
+            body.state_hash,
+            body.keys,
+            body.modules
+                .iter()
+                .map(|module| (&module.name, module.sha256, &module.wasm))
+                .collect::<Vec<_>>(),
+            body.routes,
+            body.sessions.downgrade(),
+            body.slots,
+        );
+        let mut v1 = SNAPSHOT_MAGIC.to_vec();
+        v1.extend_from_slice(&SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS.to_le_bytes());
+        let mut v1 = postcard::to_extend(&v1_body, v1).unwrap();
+        let checksum = xxh3_128(&v1);
+        v1.extend_from_slice(&checksum.to_le_bytes());
+        assert_ne!(v1, image);
+        let restored = Executor::restore(compiler, config, 1, &v1).unwrap();
+        assert_eq!(restored.snapshot(), image);
+        assert_eq!(restored.status(), executor.status());
+    }
+}
