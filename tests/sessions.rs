@@ -443,6 +443,26 @@ fn embedded_sessions_register_and_end_through_the_log() {
     assert_eq!(kind(tx), Some("unknown_procedure"));
 }
 
+/// A budget too small for the policy is one clear line, not a node that
+/// expires every session.
+#[test]
+fn a_budget_below_eight_outcomes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args(["--stored-results-total-bytes-max", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("stored_results_total_bytes_max (1000) must be at least"),
+        "{stderr}"
+    );
+}
+
 fn session(client_id: u128, request_id: u64, change: SessionChange) -> Entry {
     Entry::Session(SessionEntry {
         client_id,

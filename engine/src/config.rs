@@ -133,10 +133,16 @@ impl EngineConfig {
         if self.registered_sessions_max == 0 {
             return Err("registered_sessions_max must be at least 1".to_string());
         }
-        if self.stored_results_total_bytes_max < self.stored_result_bytes_max as u64 {
+        // A budget of fewer than a few whole outcomes would expire every
+        // session that stores one at the end of every batch.
+        let whole =
+            self.stored_result_bytes_max as u64 + crate::sessions::STORED_RESULT_OVERHEAD_BYTES;
+        if self.stored_results_total_bytes_max < 8 * whole {
             return Err(format!(
-                "stored_results_total_bytes_max ({}) must be at least stored_result_bytes_max ({})",
-                self.stored_results_total_bytes_max, self.stored_result_bytes_max
+                "stored_results_total_bytes_max ({}) must be at least 8 times stored_result_bytes_max plus {} ({})",
+                self.stored_results_total_bytes_max,
+                crate::sessions::STORED_RESULT_OVERHEAD_BYTES,
+                8 * whole
             ));
         }
         Ok(())
@@ -212,5 +218,15 @@ mod tests {
             ..EngineConfig::default()
         };
         assert!(config.validate().unwrap_err().contains("instance_epoch"));
+        let config = EngineConfig {
+            stored_results_total_bytes_max: 8 * (1 << 16) + 1,
+            ..EngineConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("stored_results_total_bytes_max")
+        );
     }
 }
