@@ -210,9 +210,9 @@ pub struct ClientConfig {
     /// detector off.
     pub stall_timeout: Option<Duration>,
     /// Register a session through the log before the first call or
-    /// deploy (true by default; see "Sessions" in the module docs). Without one the client
-    /// gets an unregistered id, whose exactly-once memory may be dropped
-    /// to make room for other unregistered clients.
+    /// deploy (true by default; see "Sessions" in the module docs).
+    /// Without one the client gets an unregistered id, whose exactly-once
+    /// memory may be dropped to make room for other unregistered clients.
     pub register_session: bool,
 }
 
@@ -593,7 +593,7 @@ pub enum ClientError {
     /// been sent before (a reconnect resends), it may have run before the
     /// session expired. See "Sessions" in the module docs.
     #[error(
-        "the client's session has expired on the server, so the request was not run now ({message}); create a new Client, and check whether requests that failed this way took effect before an earlier attempt before retrying them"
+        "the client's session is no longer open on the server, so the request was not run now ({message}); create a new Client, and since a request that failed this way may have run on an earlier attempt, check its effect before retrying it"
     )]
     SessionExpired { message: String },
     /// A retry (after a reconnect) of a request that ran once, at `seq`,
