@@ -24,11 +24,14 @@
 //!
 //! # Memory
 //!
-//! A session stores only the results it holds, in request-id order
-//! (`VecDeque`, appended at the back in the usual case), so its memory is
-//! proportional to what it stores, never to the value of a request id.
-//! The check on the hot path is a hash lookup plus one comparison with
-//! the newest stored id.
+//! A session stores only the results it holds, so its memory is
+//! proportional to what it stores, never to the value of a request id:
+//! a queue in request-id order, appended at the back, for ids that arrive
+//! in order (the usual case: a hash lookup plus one comparison with the
+//! newest stored id, and no allocation once the queue has grown), and an
+//! ordered map for ids that arrive below the newest (a reordered pipeline,
+//! resends after a leader change), so that no request ever costs a shift
+//! of the queue, whatever order a hostile client picks.
 //!
 //! Bounds, all counted in log terms:
 //! - `acked_below` in each request forgets what the client has received;
@@ -59,8 +62,8 @@
 //! later) could have a retry run twice; registered sessions have no such
 //! gap.
 
-use std::collections::VecDeque;
 use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, VecDeque};
 
 use ordo_sequencer::entry::{ClientId, SessionChange, is_session_client_id};
 
@@ -117,8 +120,11 @@ struct Session {
     base: u64,
     /// In ascending request-id order, every id at least `base`.
     results: VecDeque<StoredResult>,
+    /// Results whose id came below the newest in `results`, by id; every
+    /// one is below `results`' newest, and no id is in both.
+    stragglers: BTreeMap<u64, StoredResult>,
     last_seq: u64,
-    /// The sum of `charged` over `results`.
+    /// The sum of `charged` over `results` and `stragglers`.
     stored_bytes: u64,
 }
 
@@ -136,13 +142,18 @@ impl Session {
             freed += front.charged;
             self.results.pop_front();
         }
+        while let Some(oldest) = self.stragglers.first_entry()
+            && *oldest.key() < request_id
+        {
+            freed += oldest.remove().charged;
+        }
         self.stored_bytes -= freed;
         freed
     }
 
-    /// Where `request_id` is (`Ok`) or would go (`Err`). Request ids
-    /// mostly grow, and the newest is the one being filled in, so the
-    /// newest is compared first.
+    /// Where `request_id` is in `results` (`Ok`), or `Err` if it is not
+    /// there. Request ids mostly grow, and the newest is the one being
+    /// filled in, so the newest is compared first.
     fn find(&self, request_id: u64) -> Result<usize, usize> {
         match self.results.back() {
             None => Err(0),
@@ -152,6 +163,56 @@ impl Session {
                 .results
                 .binary_search_by_key(&request_id, |stored| stored.request_id),
         }
+    }
+
+    fn get(&self, request_id: u64) -> Option<&StoredResult> {
+        match self.find(request_id) {
+            Ok(index) => Some(&self.results[index]),
+            Err(_) => self.stragglers.get(&request_id),
+        }
+    }
+
+    fn get_mut(&mut self, request_id: u64) -> Option<&mut StoredResult> {
+        match self.find(request_id) {
+            Ok(index) => Some(&mut self.results[index]),
+            Err(_) => self.stragglers.get_mut(&request_id),
+        }
+    }
+
+    /// Stores `stored` (not yet charged); returns what it replaced, if
+    /// anything, already uncharged from this session.
+    fn insert(&mut self, stored: StoredResult) -> Option<StoredResult> {
+        let replaced = match self.results.back() {
+            Some(newest) if stored.request_id <= newest.request_id => {
+                match self.find(stored.request_id) {
+                    Ok(index) => Some(std::mem::replace(&mut self.results[index], stored)),
+                    Err(_) => self.stragglers.insert(stored.request_id, stored),
+                }
+            }
+            _ => {
+                self.results.push_back(stored);
+                None
+            }
+        };
+        if let Some(replaced) = &replaced {
+            self.stored_bytes -= replaced.charged;
+        }
+        replaced
+    }
+
+    fn len(&self) -> usize {
+        self.results.len() + self.stragglers.len()
+    }
+
+    /// Every stored result, in ascending request-id order.
+    fn sorted(&self) -> Vec<&StoredResult> {
+        let mut all: Vec<&StoredResult> = self
+            .results
+            .iter()
+            .chain(self.stragglers.values())
+            .collect();
+        all.sort_unstable_by_key(|stored| stored.request_id);
+        all
     }
 }
 
@@ -218,15 +279,12 @@ impl Sessions {
         if request_id < session.base {
             return Check::Forgotten;
         }
-        match session.find(request_id) {
-            Ok(index) => {
-                let stored = &session.results[index];
-                Check::Duplicate {
-                    seq: stored.seq,
-                    outcome: stored.outcome.clone(),
-                }
-            }
-            Err(_) => Check::New,
+        match session.get(request_id) {
+            Some(stored) => Check::Duplicate {
+                seq: stored.seq,
+                outcome: stored.outcome.clone(),
+            },
+            None => Check::New,
         }
     }
 
@@ -264,15 +322,10 @@ impl Sessions {
             outcome: None,
             charged: 0,
         };
-        match session.find(request_id) {
-            Err(index) => session.results.insert(index, pending),
-            // check() answers a stored id from the table, so this only
-            // happens to a caller that skipped it: keep the newer slot.
-            Ok(index) => {
-                let replaced = std::mem::replace(&mut session.results[index], pending);
-                session.stored_bytes -= replaced.charged;
-                self.stored_bytes -= replaced.charged;
-            }
+        // check() answers a stored id from the table, so only a caller
+        // that skipped it replaces one: the newer slot wins.
+        if let Some(replaced) = session.insert(pending) {
+            self.stored_bytes -= replaced.charged;
         }
         if created {
             // Only check()'s caller bugs could create a registered session
@@ -311,10 +364,9 @@ impl Sessions {
         let Some(session) = self.by_client.get_mut(&client) else {
             return;
         };
-        if let Ok(index) = session.find(request_id)
-            && session.results[index].seq == seq
+        if let Some(slot) = session.get_mut(request_id)
+            && slot.seq == seq
         {
-            let slot = &mut session.results[index];
             debug_assert!(slot.outcome.is_none(), "filled once");
             slot.outcome = Some(stored);
             slot.charged = charge;
@@ -486,8 +538,8 @@ impl Sessions {
                 base: session.base,
                 last_seq: session.last_seq,
                 results: session
-                    .results
-                    .iter()
+                    .sorted()
+                    .into_iter()
                     .map(|stored| (stored.request_id, stored.seq, stored.outcome.clone()))
                     .collect(),
             })
@@ -526,6 +578,7 @@ impl Sessions {
             let mut session = Session {
                 base: client.base,
                 results: VecDeque::with_capacity(client.results.len()),
+                stragglers: BTreeMap::new(),
                 last_seq: client.last_seq,
                 stored_bytes: 0,
             };

@@ -103,7 +103,7 @@ fn a_huge_request_id_costs_one_slot() {
         assert!(matches!(sessions.check(client, request_id, 0), Check::New));
         sessions.record(client, request_id, 1, &committed(1));
         let session = &sessions.by_client[&client];
-        assert_eq!(session.results.len(), 1, "request id {request_id}");
+        assert_eq!(session.len(), 1, "request id {request_id}");
         assert!(matches!(
             sessions.check(client, request_id, 0),
             Check::Duplicate { seq: 1, .. }
@@ -520,7 +520,11 @@ proptest! {
         prop_assert!(early.stored_bytes() <= limits.stored_results_total_bytes_max);
         let mut stored = 0;
         for session in early.by_client.values() {
-            prop_assert!(session.results.len() <= limits.session_results_max);
+            prop_assert!(session.len() <= limits.session_results_max);
+            prop_assert!(session
+                .stragglers
+                .keys()
+                .all(|id| session.results.back().is_some_and(|newest| *id < newest.request_id)));
             stored += session.stored_bytes;
         }
         prop_assert_eq!(stored, early.stored_bytes());
@@ -530,4 +534,40 @@ proptest! {
         let clients: Vec<u128> = (0..12).map(client_id).collect();
         assert_same(&mut early, &mut restored, &clients, 45);
     }
+}
+
+/// Ids below the newest go to the ordered map, never into the middle of
+/// the queue (which would shift it: a hostile order would cost the serial
+/// executor up to a whole window's move per request), and stay answerable.
+#[test]
+fn ids_below_the_newest_are_kept_apart_and_answered() {
+    let mut sessions = table(10, 1 << 17);
+    let mut seq = 0;
+    sessions.record(1, 100_000, 1, &committed(0));
+    let mut state = 12_345u64;
+    let mut ids = Vec::new();
+    for _ in 0..1_000 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let id = 1 + (state >> 33) % 99_999;
+        if let Check::New = sessions.check(1, id, 0) {
+            seq += 1;
+            sessions.record(1, id, seq + 1, &committed(seq as u8));
+            ids.push((id, seq + 1));
+        }
+    }
+    let session = &sessions.by_client[&1];
+    assert_eq!(session.results.len(), 1, "only in-order ids are queued");
+    assert_eq!(session.stragglers.len(), ids.len());
+    for (id, seq) in ids {
+        assert!(matches!(
+            sessions.check(1, id, 0),
+            Check::Duplicate { seq: found, outcome: Some(_) } if found == seq
+        ));
+    }
+    // A watermark drops stragglers and queue alike, and frees their bytes.
+    assert!(matches!(sessions.check(1, 100_001, 100_001), Check::New));
+    assert_eq!(sessions.by_client[&1].len(), 0);
+    assert_eq!(sessions.stored_bytes(), 0);
 }
