@@ -200,6 +200,7 @@ impl Session {
         replaced
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.results.len() + self.stragglers.len()
     }
