@@ -447,7 +447,9 @@ pub struct Deployed {
 /// `Unavailable`) mean the request was not run. `Aborted`,
 /// `UnknownProcedure` and `BadArguments` mean it was sequenced and wrote
 /// nothing. `ConnectionLost`, `Timeout` and `Protocol` may leave the
-/// outcome unknown: the request may or may not have run.
+/// outcome unknown: the request may or may not have run. `SessionExpired`
+/// means this attempt did not run (an earlier attempt may have);
+/// `ResultNotRetained` means it ran once and its result is gone.
 ///
 /// ```no_run
 /// # async fn example(client: ordo_client::Client) {
