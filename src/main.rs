@@ -95,8 +95,31 @@ struct Remote {
 }
 
 impl Remote {
+    /// Runs `work` with a client that needs no session: it sends nothing
+    /// the log keeps (status, the procedure list).
     fn run<T>(
         &self,
+        work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run_with(false, work)
+    }
+
+    /// Runs `work` (calls, deploys) in a session of its own that is
+    /// registered first and ended after `work`'s answers arrived: a
+    /// resend after a lost connection stays exactly-once, and running the
+    /// CLI again and again leaves no session behind to crowd out other
+    /// clients'. (Keeping one client id across runs instead would need a
+    /// state file, and two runs at once would then share request ids.)
+    fn run_in_session<T>(
+        &self,
+        work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run_with(true, work)
+    }
+
+    fn run_with<T>(
+        &self,
+        session: bool,
         work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,8 +130,15 @@ impl Remote {
             let mut config = ordo_client::ClientConfig::new(self.server.clone());
             config.token = self.token.clone();
             config.admin_token = self.admin_token.clone();
+            config.register_session = session;
             let client = ordo_client::Client::connect_with(config).await?;
-            work(client).await
+            let result = work(client.clone()).await;
+            if session {
+                // The answer is already in hand; failing to end the
+                // session only leaves it to expire.
+                let _ = client.end_session().await;
+            }
+            result
         })
     }
 }
@@ -166,6 +196,22 @@ struct ServeArgs {
     /// resets). Recorded with the data: every member must use the same.
     #[arg(long, default_value_t = ordo_engine::INSTANCE_EPOCH_DEFAULT)]
     snapshot_every: u64,
+    /// Unregistered clients (no session registered) whose answers are
+    /// kept for retries. Recorded with the data, like the three below.
+    #[arg(long, default_value_t = ordo_engine::config::SESSIONS_MAX_DEFAULT)]
+    sessions_max: usize,
+    /// Registered sessions open at once; past it the least recently active
+    /// eighth expires.
+    #[arg(long, default_value_t = ordo_engine::config::REGISTERED_SESSIONS_MAX_DEFAULT)]
+    registered_sessions_max: usize,
+    /// Largest outcome kept for a retry, in bytes; a retry of a larger one
+    /// gets `result_not_retained`.
+    #[arg(long, default_value_t = ordo_engine::config::STORED_RESULT_BYTES_MAX_DEFAULT)]
+    stored_result_bytes_max: usize,
+    /// Budget in bytes for every outcome kept for retries; near it the
+    /// least recently active sessions expire.
+    #[arg(long, default_value_t = ordo_engine::config::STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT)]
+    stored_results_total_bytes_max: u64,
 }
 
 /// Where the cluster secret comes from when `--cluster-secret-file` is
@@ -425,7 +471,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy { remote, name, file } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let deployed = remote.run(async |client| Ok(client.deploy(&name, &wasm).await?))?;
+            let deployed =
+                remote.run_in_session(async |client| Ok(client.deploy(&name, &wasm).await?))?;
             println!(
                 "deployed module `{}` sha256 {} at seq {}",
                 deployed.name, deployed.sha256, deployed.seq
@@ -445,8 +492,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "the arguments must be a JSON object keyed by parameter name, e.g. '{{\"id\": 1}}'"
                 );
             }
-            let (result, _seq) =
-                remote.run(async |client| Ok(client.call_json(&procedure, &args).await?))?;
+            let (result, _seq) = remote
+                .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await?))?;
             println!("{result}");
             Ok(())
         }
@@ -679,6 +726,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..NodeConfig::new(&args.data)
     };
     config.engine.instance_epoch = args.snapshot_every;
+    config.engine.sessions_max = args.sessions_max;
+    config.engine.registered_sessions_max = args.registered_sessions_max;
+    config.engine.stored_result_bytes_max = args.stored_result_bytes_max;
+    config.engine.stored_results_total_bytes_max = args.stored_results_total_bytes_max;
+    config
+        .engine
+        .validate()
+        .map_err(|err| anyhow::anyhow!("invalid engine limits: {err}"))?;
     let node = std::sync::Arc::new(
         Node::open(config)
             .with_context(|| format!("opening the node in {}", args.data.display()))?,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_engine::{AbortKind, Outcome, TxOutcome};
 
-const ABORT_KINDS: [AbortKind; 13] = [
+const ABORT_KINDS: [AbortKind; 15] = [
     AbortKind::User,
     AbortKind::BadArguments,
     AbortKind::UnknownProcedure,
@@ -21,6 +21,8 @@ const ABORT_KINDS: [AbortKind; 13] = [
     AbortKind::UndeclaredPartition,
     AbortKind::ReadOnly,
     AbortKind::NotReadOnly,
+    AbortKind::SessionExpired,
+    AbortKind::ResultNotRetained,
 ];
 
 /// Batch-size histogram bucket bounds (entries).

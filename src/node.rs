@@ -31,7 +31,10 @@ use ordo_engine::{
     Abort, DeployError, EngineConfig, EngineStatus, Executor, ModuleCompiler, ModuleSummary,
     Outcome, ProcedureInfo, ReadOutcome, TxOutcome,
 };
-use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
+use ordo_sequencer::entry::{
+    ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation, SessionChange, SessionEntry,
+    session_client_id,
+};
 use ordo_sequencer::raft::{ClusterConfig, ClusterStatus, RaftHandle, RaftLog, SnapshotImage};
 use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
 use ordo_sequencer::{
@@ -443,6 +446,14 @@ fn fresh_client_id(counter: u64) -> ClientId {
     xxhash_rust::xxh3::xxh3_128(&mixed.to_le_bytes())
 }
 
+/// The protocol's session request as a log entry's change.
+pub fn session_change(request: ordo_client::protocol::SessionRequest) -> SessionChange {
+    match request {
+        ordo_client::protocol::SessionRequest::Register => SessionChange::Register,
+        ordo_client::protocol::SessionRequest::End => SessionChange::End,
+    }
+}
+
 impl Node {
     /// Opens (or creates) the node in `config.data_dir`: recovers the log,
     /// replays it into a fresh engine, and starts serving.
@@ -629,6 +640,20 @@ impl Node {
         Session::new(self.shared.clone())
     }
 
+    /// A new client session registered through the log (an
+    /// `Entry::Session` `Register`): unlike [`Node::session`]'s, it lives
+    /// in the registered pool, so unregistered clients never push it out,
+    /// and once it expires its requests are refused with
+    /// `session_expired` instead of being forgotten. End it with
+    /// [`Session::end`].
+    pub fn register_session(&self) -> Result<Session, CallError> {
+        let counter = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
+        let low = fresh_client_id(counter) as u64;
+        let session = Session::with_id(self.shared.clone(), session_client_id(low), 1);
+        session.change_session(SessionChange::Register)?;
+        Ok(session)
+    }
+
     /// A session that continues an earlier client's request ids, e.g. to
     /// retry after a restart.
     pub fn resume_session(&self, client_id: ClientId, next_request_id: u64) -> Session {
@@ -684,9 +709,16 @@ impl Node {
 
     /// The node's counters in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        self.shared
+        let mut text = self
+            .shared
             .metrics
-            .render(self.shared.inflight.load(Ordering::Relaxed) as u64)
+            .render(self.shared.inflight.load(Ordering::Relaxed) as u64);
+        let engine = self.status().engine;
+        text.push_str(&format!(
+            "# HELP ordo_sessions Open exactly-once sessions, registered or not.\n# TYPE ordo_sessions gauge\nordo_sessions {}\n# HELP ordo_stored_result_bytes Bytes the stored outcomes are charged against their budget.\n# TYPE ordo_stored_result_bytes gauge\nordo_stored_result_bytes {}\n",
+            engine.sessions, engine.stored_result_bytes
+        ));
+        text
     }
 
     pub fn procedures(&self) -> Vec<ProcedureInfo> {
@@ -1390,6 +1422,50 @@ impl Session {
             );
         }
         refused
+    }
+
+    /// Submits a session entry (register or end) under `request_id`; its
+    /// completion arrives like a call's (through [`Session::recv`], or the
+    /// async channel of [`Node::async_session`]).
+    pub fn submit_session_change(
+        &self,
+        request_id: u64,
+        change: SessionChange,
+    ) -> Result<(), NodeError> {
+        self.shared.enqueue(
+            self.session_entry(request_id, change),
+            Some(self.completions_tx.clone()),
+        )
+    }
+
+    /// Ends this registered session through the log: its stored results
+    /// are freed, and later requests under its id are refused with
+    /// `session_expired`.
+    pub fn end(&self) -> Result<(), CallError> {
+        self.change_session(SessionChange::End)
+    }
+
+    fn session_entry(&self, request_id: u64, change: SessionChange) -> Entry {
+        Entry::Session(SessionEntry {
+            client_id: self.client_id,
+            request_id,
+            change,
+        })
+    }
+
+    /// Logs a session change and waits for it to take effect.
+    fn change_session(&self, change: SessionChange) -> Result<(), CallError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared.enqueue(
+            self.session_entry(request_id, change),
+            Some(Reply::Blocking(reply)),
+        )?;
+        let tx = self.await_answer(&answer)?.result?;
+        match tx.outcome {
+            Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
+            _ => Ok(()),
+        }
     }
 
     /// Every completion that is ready, waiting up to `timeout` for the

@@ -373,6 +373,10 @@ fn other_request(
 ) -> Option<ResponseBody> {
     match body {
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
+        RequestBody::Session(change) => session
+            .submit_session_change(request_id, crate::node::session_change(change))
+            .err()
+            .map(|err| refusal_body(&err)),
         RequestBody::Deploy {
             name,
             wasm,

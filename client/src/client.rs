@@ -52,6 +52,29 @@
 //! [`ClientError::ConnectionLost`] once [`ClientConfig::reconnect_attempts`]
 //! connection attempts in a row have failed.
 //!
+//! # Sessions
+//!
+//! By default ([`ClientConfig::register_session`]) a client picks a
+//! session id (random, with the protocol's
+//! [`SESSION_CLIENT_ID_TAG`](crate::protocol::SESSION_CLIENT_ID_TAG)) and
+//! registers it through the log before its first call or deploy (a client
+//! that only asks for status, the procedures or stale reads logs
+//! nothing and registers nothing), so the server keeps
+//! this client's answers for retries whatever other clients do, until the
+//! session is ended ([`Client::end_session`]) or expires: only the least
+//! recently active sessions expire, when the server's session limit or
+//! its stored-result budget is reached.
+//!
+//! A request under an expired session is not run; it fails with
+//! [`ClientError::SessionExpired`], and so does every later request of
+//! this client, without being sent. The client does not register again
+//! by itself: a request that was waiting may have run before the session
+//! expired (on an earlier attempt, before a reconnect), and resending it
+//! under a new session would run it a second time. Make a new `Client`,
+//! and check the effects of the requests that failed before retrying
+//! them. A retry whose original outcome was too large for the server to
+//! keep fails with [`ClientError::ResultNotRetained`]: it ran once.
+//!
 //! Reads choose their [`ReadConsistency`] ([`Client::read`]):
 //! `Linearizable` goes through the log like any call, `Stale` runs on
 //! whichever node the client is connected to, at that node's position.
@@ -95,7 +118,8 @@ use tokio::task::JoinHandle;
 use crate::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, PROTOCOL_VERSION,
     ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody, RequestRefusal,
-    Response, ResponseBody, StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
+    Response, ResponseBody, SESSION_CLIENT_ID_TAG, SessionRequest, StatusInfo, Welcome,
+    decode_payload, encode_frame, frame_payload_bytes,
 };
 
 /// Default [`ClientConfig::connect_timeout`]: TCP connect plus handshake.
@@ -185,6 +209,11 @@ pub struct ClientConfig {
     /// [`ClientConfig::request_timeout`]. `None` (or zero) turns the
     /// detector off.
     pub stall_timeout: Option<Duration>,
+    /// Register a session through the log before the first call or
+    /// deploy (true by default; see "Sessions" in the module docs).
+    /// Without one the client gets an unregistered id, whose exactly-once
+    /// memory may be dropped to make room for other unregistered clients.
+    pub register_session: bool,
 }
 
 impl ClientConfig {
@@ -214,6 +243,7 @@ impl ClientConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             reconnect_attempts: RECONNECT_ATTEMPTS_DEFAULT,
             stall_timeout: Some(STALL_TIMEOUT_DEFAULT),
+            register_session: true,
         }
     }
 
@@ -270,6 +300,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("stall_timeout", &self.stall_timeout)
+            .field("register_session", &self.register_session)
             .finish()
     }
 }
@@ -416,7 +447,9 @@ pub struct Deployed {
 /// `Unavailable`) mean the request was not run. `Aborted`,
 /// `UnknownProcedure` and `BadArguments` mean it was sequenced and wrote
 /// nothing. `ConnectionLost`, `Timeout` and `Protocol` may leave the
-/// outcome unknown: the request may or may not have run.
+/// outcome unknown: the request may or may not have run. `SessionExpired`
+/// means this attempt did not run (an earlier attempt may have);
+/// `ResultNotRetained` means it ran once and its result is gone.
 ///
 /// ```no_run
 /// # async fn example(client: ordo_client::Client) {
@@ -555,6 +588,23 @@ pub enum ClientError {
         "the server broke the protocol ({0}), so the connection was closed; requests in flight may or may not have run: check the server's version, or raise frame_bytes_max"
     )]
     Protocol(ProtocolError),
+    /// This client's session is not open on the server (it expired while
+    /// idle, or under the server's stored-result budget, or was ended), so
+    /// the request was not run under it; every later request of this
+    /// client fails the same way without being sent. If the request had
+    /// been sent before (a reconnect resends), it may have run before the
+    /// session expired. See "Sessions" in the module docs.
+    #[error(
+        "the client's session is no longer open on the server, so the request was not run now ({message}); create a new Client, and since a request that failed this way may have run on an earlier attempt, check its effect before retrying it"
+    )]
+    SessionExpired { message: String },
+    /// A retry (after a reconnect) of a request that ran once, at `seq`,
+    /// whose outcome the server did not keep (too large, or over its
+    /// budget for stored outcomes). Nothing ran again.
+    #[error(
+        "the request ran once, at seq {seq}, but its outcome was not kept for retries ({message}); read the data it changed to learn its result"
+    )]
+    ResultNotRetained { seq: u64, message: String },
     /// The server answered with a response of the wrong kind.
     #[error(
         "the server answered a {expected} request with {got}; client and server disagree on the protocol, check their versions"
@@ -675,7 +725,11 @@ impl Client {
                 addr: config.addr.clone(),
             });
         }
-        let client_id = fresh_client_id();
+        let client_id = if config.register_session {
+            ((SESSION_CLIENT_ID_TAG as u128) << 64) | (fresh_client_id() as u64 as u128)
+        } else {
+            fresh_client_id()
+        };
         let mut last_error = None;
         let mut opened = None;
         for (index, addr) in servers.iter().enumerate() {
@@ -711,6 +765,8 @@ impl Client {
                 connected: None,
             }),
             answered: AtomicBool::new(false),
+            session_expired: AtomicBool::new(false),
+            registered: tokio::sync::OnceCell::new(),
             events: events_tx,
         });
         let generation = 1;
@@ -730,6 +786,62 @@ impl Client {
                 _shutdown: shutdown_tx,
             }),
         })
+    }
+
+    /// Ends this client's session on the server (a log entry): the server
+    /// frees the answers it kept for it, and every later request of this
+    /// client fails with [`ClientError::SessionExpired`]. Call it when done
+    /// with a client that registered one ([`ClientConfig::register_session`]),
+    /// so that its session does not wait out its expiry. Only call it once
+    /// every request's answer has arrived: a request still waiting loses
+    /// its exactly-once retry.
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+    /// client.end_session().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn end_session(&self) -> Result<(), ClientError> {
+        let core = &self.handle.core;
+        // A client that never sent a call or deploy never registered.
+        if core.registered.initialized() && !core.session_expired.load(Ordering::Relaxed) {
+            self.change_session(SessionRequest::End).await?;
+        }
+        core.session_expired.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Fails fast once the session is known to be gone, and registers it
+    /// before the first logged request (once, whichever caller gets
+    /// there first; the others wait for it). A failed registration is
+    /// tried again by the next request.
+    async fn ensure_session(&self) -> Result<(), ClientError> {
+        let core = &self.handle.core;
+        if core.session_expired.load(Ordering::Relaxed) {
+            return Err(ClientError::SessionExpired {
+                message: "an earlier request found it expired, or it was ended".to_string(),
+            });
+        }
+        if !core.config.register_session {
+            return Ok(());
+        }
+        core.registered
+            .get_or_try_init(|| self.change_session(SessionRequest::Register))
+            .await
+            .map(|_| ())
+    }
+
+    async fn change_session(&self, change: SessionRequest) -> Result<(), ClientError> {
+        match self.send(RequestBody::Session(change)).await? {
+            ResponseBody::Committed { .. } => Ok(()),
+            ResponseBody::Aborted { seq, kind, message } => {
+                Err(abort_error("session", seq, kind, message))
+            }
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("session", &other)),
+        }
     }
 
     /// This client's identity for exactly-once, random per client and kept
@@ -1029,6 +1141,15 @@ impl Client {
 
     /// Sends one request and waits for its answer (or its failure).
     async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        if matches!(body, RequestBody::Call { .. } | RequestBody::Deploy { .. }) {
+            self.ensure_session().await?;
+        }
+        self.send(body).await
+    }
+
+    /// Sends one request as it is and waits for its answer (or its
+    /// failure).
+    async fn send(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
         let core = &self.handle.core;
         let (reply_tx, reply_rx) = oneshot::channel();
         let (request_id, acked_below) = {
@@ -1065,6 +1186,11 @@ impl Client {
                 // `Core::complete` (or `fail_all`) already took the entry
                 // out: skip the guard's second lock.
                 std::mem::forget(guard);
+                if let Ok(ResponseBody::Aborted { kind, .. }) = &answer
+                    && kind == SESSION_EXPIRED
+                {
+                    core.session_expired.store(true, Ordering::Relaxed);
+                }
                 answer
             }
             // The sender went away unanswered: the client is shutting down.
@@ -1114,9 +1240,14 @@ fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> Clie
             message,
         },
         "bad_arguments" => ClientError::BadArguments { message },
+        SESSION_EXPIRED => ClientError::SessionExpired { message },
+        "result_not_retained" => ClientError::ResultNotRetained { seq, message },
         _ => ClientError::Aborted { seq, kind, message },
     }
 }
+
+/// The abort kind of a request under a session that is not open.
+const SESSION_EXPIRED: &str = "session_expired";
 
 fn refusal_error(reason: RequestRefusal, message: String) -> ClientError {
     match reason {
@@ -1166,6 +1297,11 @@ struct Core {
     /// `NotLeader`); the supervisor takes it when the connection ends, to
     /// reset the backoff after a connection that was useful.
     answered: AtomicBool,
+    /// Set once the server said this client's session is not open (or it
+    /// was ended): later logged requests fail without being sent.
+    session_expired: AtomicBool,
+    /// Set once the session is registered (see `Client::ensure_session`).
+    registered: tokio::sync::OnceCell<()>,
     /// To the supervisor.
     events: mpsc::UnboundedSender<Event>,
 }

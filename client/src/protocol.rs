@@ -33,6 +33,25 @@
 //! [`StatusInfo`] and `node_id` in [`Welcome::Accepted`]; postcard
 //! encodes enum variants by index, so the new variants come last.
 //!
+//! # Sessions
+//!
+//! A client that wants its exactly-once guarantees to survive other
+//! clients coming and going registers a session: it says its client id in
+//! the [`Hello`] as usual, choosing one with [`SESSION_CLIENT_ID_TAG`] in
+//! its high 64 bits, and sends [`RequestBody::Session`] `Register` before
+//! its first call (answered `Committed` with an empty result). The
+//! registration is a log entry, so every replica opens the session at the
+//! same position; `End` closes it. Sessions expire only in log terms (the
+//! least recently active go first when the registered-session limit or
+//! the stored-result budget is reached). A request under a session that
+//! is not open is answered `Aborted` with kind `session_expired` and did
+//! not run. A retry whose original outcome was too large to keep (or came
+//! while the stored outcomes were at their budget) is answered `Aborted`
+//! with kind `result_not_retained`: the original ran once, at that `seq`,
+//! and nothing ran again. `RequestBody::Session` came after version 2 was
+//! first released: a server from before it cannot decode it and closes
+//! the connection.
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -55,6 +74,21 @@ pub const FRAME_BYTES_MAX_DEFAULT: usize = 17 << 20;
 pub enum Encoding {
     Postcard,
     Json,
+}
+
+/// The high 64 bits of every registered session's client id (ASCII
+/// `ordosess`); mirrors `ordo_sequencer::entry::SESSION_CLIENT_ID_TAG`
+/// (this crate must not depend on the sequencer).
+pub const SESSION_CLIENT_ID_TAG: u64 = u64::from_be_bytes(*b"ordosess");
+
+/// What a [`RequestBody::Session`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionRequest {
+    /// Open the session of the connection's client id (idempotent).
+    Register,
+    /// Close it: its stored results are freed and later requests under
+    /// the id are answered `session_expired`.
+    End,
 }
 
 /// The client's first frame.
@@ -156,6 +190,10 @@ pub enum RequestBody {
         encoding: Encoding,
         args: Vec<u8>,
     },
+    /// Registers or ends the session of the connection's client id, which
+    /// must carry [`SESSION_CLIENT_ID_TAG`] (see "Sessions" above). Only
+    /// the leader takes it, like a call.
+    Session(SessionRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +212,10 @@ pub enum ResponseBody {
     },
     /// The procedure (or the deploy) aborted at `seq` and wrote nothing.
     /// `kind` is the engine's stable abort kind, e.g. `user`,
-    /// `unknown_procedure`, `bad_arguments`, `out_of_fuel`.
+    /// `unknown_procedure`, `bad_arguments`, `out_of_fuel`,
+    /// `session_expired`. One kind is not an abort of the request itself:
+    /// `result_not_retained` answers a retry whose original ran once, at
+    /// `seq`, with an outcome too large to keep.
     Aborted {
         seq: u64,
         kind: String,

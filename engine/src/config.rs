@@ -16,10 +16,25 @@ pub const TX_WRITE_BYTES_MAX_DEFAULT: usize = 16 << 20;
 pub const ARGS_BYTES_MAX_DEFAULT: usize = 1 << 20;
 pub const RESULT_BYTES_MAX_DEFAULT: usize = 1 << 20;
 pub const MODULE_BYTES_MAX_DEFAULT: usize = 16 << 20;
-/// Clients whose results are remembered for exactly-once.
+/// Unregistered clients (no `Register` entry: logs from before sessions,
+/// raw protocol clients) whose results are remembered for exactly-once.
+/// Past it the least recently active eighth is dropped; it never touches
+/// registered sessions.
 pub const SESSIONS_MAX_DEFAULT: usize = 100_000;
-/// Results remembered per client (its requests in flight must fit).
+/// Results remembered per client (its requests in flight must fit). A
+/// request id this far past the oldest remembered one forgets the oldest.
 pub const SESSION_RESULTS_MAX_DEFAULT: usize = 1 << 17;
+/// Registered sessions open at once. A registration past it expires the
+/// least recently active eighth (by the sequence number of their last
+/// entry).
+pub const REGISTERED_SESSIONS_MAX_DEFAULT: usize = 100_000;
+/// Largest outcome (result, abort message or deploy summary) kept for a
+/// retry; a larger one is kept as a `result_not_retained` marker.
+pub const STORED_RESULT_BYTES_MAX_DEFAULT: usize = 64 << 10;
+/// Budget for every stored outcome together, each charged its payload
+/// plus `sessions::STORED_RESULT_OVERHEAD_BYTES`. See sessions.rs for the
+/// policy when it is reached.
+pub const STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 /// Sequence numbers per instance epoch (see sandbox.rs): wasm instances are
 /// dropped at the start of every batch that holds a sequence number
 /// `k * instance_epoch + 1`, and snapshots are taken just before such a
@@ -50,10 +65,32 @@ pub struct EngineConfig {
     /// default.
     #[serde(default = "default_instance_epoch")]
     pub instance_epoch: u64,
+    /// See [`REGISTERED_SESSIONS_MAX_DEFAULT`]. Like the two below, missing
+    /// from configs recorded before sessions were registered.
+    #[serde(default = "default_registered_sessions_max")]
+    pub registered_sessions_max: usize,
+    /// See [`STORED_RESULT_BYTES_MAX_DEFAULT`].
+    #[serde(default = "default_stored_result_bytes_max")]
+    pub stored_result_bytes_max: usize,
+    /// See [`STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT`].
+    #[serde(default = "default_stored_results_total_bytes_max")]
+    pub stored_results_total_bytes_max: u64,
 }
 
 fn default_instance_epoch() -> u64 {
     INSTANCE_EPOCH_DEFAULT
+}
+
+fn default_registered_sessions_max() -> usize {
+    REGISTERED_SESSIONS_MAX_DEFAULT
+}
+
+fn default_stored_result_bytes_max() -> usize {
+    STORED_RESULT_BYTES_MAX_DEFAULT
+}
+
+fn default_stored_results_total_bytes_max() -> u64 {
+    STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT
 }
 
 impl Default for EngineConfig {
@@ -72,6 +109,9 @@ impl Default for EngineConfig {
             sessions_max: SESSIONS_MAX_DEFAULT,
             session_results_max: SESSION_RESULTS_MAX_DEFAULT,
             instance_epoch: INSTANCE_EPOCH_DEFAULT,
+            registered_sessions_max: REGISTERED_SESSIONS_MAX_DEFAULT,
+            stored_result_bytes_max: STORED_RESULT_BYTES_MAX_DEFAULT,
+            stored_results_total_bytes_max: STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -89,6 +129,21 @@ impl EngineConfig {
         }
         if self.session_results_max == 0 {
             return Err("session_results_max must be at least 1".to_string());
+        }
+        if self.registered_sessions_max == 0 {
+            return Err("registered_sessions_max must be at least 1".to_string());
+        }
+        // A budget of fewer than a few whole outcomes would expire every
+        // session that stores one at the end of every batch.
+        let whole =
+            self.stored_result_bytes_max as u64 + crate::sessions::STORED_RESULT_OVERHEAD_BYTES;
+        if self.stored_results_total_bytes_max < 8 * whole {
+            return Err(format!(
+                "stored_results_total_bytes_max ({}) must be at least 8 times stored_result_bytes_max plus {} ({})",
+                self.stored_results_total_bytes_max,
+                crate::sessions::STORED_RESULT_OVERHEAD_BYTES,
+                8 * whole
+            ));
         }
         Ok(())
     }
@@ -143,7 +198,14 @@ mod tests {
     #[test]
     fn recorded_configs_without_the_epoch_still_load() {
         let mut json = serde_json::to_value(EngineConfig::default()).unwrap();
-        json.as_object_mut().unwrap().remove("instance_epoch");
+        for added in [
+            "instance_epoch",
+            "registered_sessions_max",
+            "stored_result_bytes_max",
+            "stored_results_total_bytes_max",
+        ] {
+            json.as_object_mut().unwrap().remove(added);
+        }
         let loaded: EngineConfig = serde_json::from_value(json).unwrap();
         assert_eq!(loaded, EngineConfig::default());
     }
@@ -156,5 +218,15 @@ mod tests {
             ..EngineConfig::default()
         };
         assert!(config.validate().unwrap_err().contains("instance_epoch"));
+        let config = EngineConfig {
+            stored_results_total_bytes_max: 8 * (1 << 16) + 1,
+            ..EngineConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("stored_results_total_bytes_max")
+        );
     }
 }

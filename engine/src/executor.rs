@@ -49,7 +49,7 @@ use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{Call, Export, HostLinker, LoadedModule, Sandbox, StateView, wasmtime_engine};
-use crate::sessions::{Check, Sessions};
+use crate::sessions::{Check, SessionLimits, Sessions};
 use crate::state::StateStore;
 
 /// Where an executor stands: its log position and hashes.
@@ -63,6 +63,11 @@ pub struct EngineStatus {
     pub chain_hash: u128,
     /// Number of keys stored.
     pub keys: u64,
+    /// Open exactly-once sessions, registered or not.
+    pub sessions: u64,
+    /// What the stored outcomes are charged against
+    /// `EngineConfig::stored_results_total_bytes_max`.
+    pub stored_result_bytes: u64,
 }
 
 impl EngineStatus {
@@ -329,7 +334,7 @@ impl Executor {
             compiler,
             modules: BTreeMap::new(),
             routes: LookupMap::default(),
-            sessions: Sessions::new(config.sessions_max, config.session_results_max),
+            sessions: Sessions::new(SessionLimits::of(&config)),
             position: 0,
             chain_hash: 0,
             config,
@@ -358,6 +363,8 @@ impl Executor {
             state_hash,
             chain_hash: self.chain_hash,
             keys,
+            sessions: self.sessions.len() as u64,
+            stored_result_bytes: self.sessions.stored_bytes(),
         }
     }
 
@@ -444,6 +451,7 @@ impl Executor {
             kept: BTreeMap::new(),
             digest: Xxh3::new(),
         };
+        self.sessions.begin_batch();
         for (offset, entry) in batch.entries.iter().enumerate() {
             let seq = batch.first_seq + offset as u64;
             let pending = self.dispatch(&mut run, entry, offset, seq, batch.timestamp_ms);
@@ -454,6 +462,7 @@ impl Executor {
         self.drain(&mut run, u64::MAX);
         self.emit_ready(&mut run, batch, &mut each);
         assert_eq!(run.emitted, batch.entries.len(), "every outcome is known");
+        self.sessions.end_batch();
         self.position = batch.last_seq();
         let mut chain = Xxh3::new();
         chain.update(&self.chain_hash.to_le_bytes());
@@ -479,6 +488,14 @@ impl Executor {
         let acked_below = match entry {
             Entry::Invoke(invocation) => invocation.acked_below,
             Entry::Deploy(_) => 0,
+            Entry::Session(session) => {
+                // Not remembered per request: registering and ending are
+                // idempotent, so a resent one needs no stored answer.
+                return Pending::Done {
+                    outcome: self.sessions.change(client, session.change, seq),
+                    ran: false,
+                };
+            }
         };
         match self.sessions.check(client, request_id, acked_below) {
             Check::Duplicate { seq, outcome } => {
@@ -498,6 +515,17 @@ impl Executor {
                     ran: false,
                 };
             }
+            Check::Expired => {
+                return Pending::Done {
+                    outcome: Outcome::aborted(
+                        AbortKind::SessionExpired,
+                        format!(
+                            "request {request_id} did not run: session {client:032x} is not open (it expired while idle, or under the stored-result budget, or it was ended or never registered). Register a new session, and check whether this session's unanswered requests took effect before retrying them"
+                        ),
+                    ),
+                    ran: false,
+                };
+            }
             Check::New => self.sessions.record_pending(client, request_id, seq),
         }
         let invocation = match entry {
@@ -509,6 +537,7 @@ impl Executor {
                 return Pending::Done { outcome, ran: true };
             }
             Entry::Invoke(invocation) => invocation,
+            Entry::Session(_) => unreachable!("answered above"),
         };
         let prepared = match self.prepare(invocation, seq, now_ms) {
             Ok(prepared) => prepared,

@@ -59,4 +59,5 @@ pub use executor::{EngineStatus, Executor, SnapshotError};
 pub use module::{DeployError, ModuleCompiler, ParamInfo, ProcedureInfo};
 pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 pub use partition::SLOTS;
+pub use sessions::{GRAVEYARD_CLIENTS_MAX, STORED_RESULT_OVERHEAD_BYTES};
 pub use state::StateStore;

@@ -39,6 +39,18 @@ pub enum AbortKind {
     /// A local read named a procedure that its module does not mark
     /// read-only (`#[procedure(read_only)]`). Only local reads raise it.
     NotReadOnly,
+    /// The request came under a registered session id whose session is not
+    /// open: it expired (idle while others needed the room, or pushed out
+    /// by the stored-result budget), it was ended, or it was never
+    /// registered. Nothing ran; the client must register a new session,
+    /// and check the effects of its requests that were unanswered.
+    SessionExpired,
+    /// A retry of a request that ran exactly once at the outcome's `seq`,
+    /// whose outcome was too large to keep for replay
+    /// (`EngineConfig::result_bytes_stored_max`) or arrived while the
+    /// stored results were at their budget. Nothing ran again; read the
+    /// data the request changed instead.
+    ResultNotRetained,
 }
 
 impl AbortKind {
@@ -57,6 +69,8 @@ impl AbortKind {
             AbortKind::UndeclaredPartition => "undeclared_partition",
             AbortKind::ReadOnly => "read_only",
             AbortKind::NotReadOnly => "not_read_only",
+            AbortKind::SessionExpired => "session_expired",
+            AbortKind::ResultNotRetained => "result_not_retained",
         }
     }
 }

@@ -321,16 +321,16 @@ fn wrong_magic_and_version_are_refused() {
     assert_eq!(restore(&wrong).err(), Some(SnapshotError::BadMagic));
     assert_eq!(restore(b"{}").err(), Some(SnapshotError::BadMagic));
     let mut newer = snapshot.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     let err = restore(&newer).err().unwrap();
     assert_eq!(
         err,
         SnapshotError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(err.to_string().contains("version 3"), "{err}");
 }
 
 #[test]

@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 /// one logical request across retries, reconnects and restarts.
 pub type ClientId = u128;
 
+/// The high 64 bits of every id a client registers a session under
+/// ([`SessionChange::Register`]): ASCII `ordosess`. The engine tells a
+/// registered id from an unregistered one by these bits alone, so a
+/// request from a registered id whose session has expired is recognised
+/// as such with nothing remembered about it. Unregistered ids are random
+/// (a 2^-64 chance of carrying the tag), and logs written before sessions
+/// existed hold only those.
+pub const SESSION_CLIENT_ID_TAG: u64 = u64::from_be_bytes(*b"ordosess");
+
+/// Whether `client_id` is in the registered-session id space.
+pub fn is_session_client_id(client_id: ClientId) -> bool {
+    (client_id >> 64) as u64 == SESSION_CLIENT_ID_TAG
+}
+
+/// The session id for the random `low` bits.
+pub fn session_client_id(low: u64) -> ClientId {
+    ((SESSION_CLIENT_ID_TAG as u128) << 64) | low as u128
+}
+
 /// How a procedure's arguments (and so its result) are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArgsEncoding {
@@ -51,10 +70,36 @@ pub struct Deploy {
     pub wasm: Vec<u8>,
 }
 
+/// Registering or ending a client session (Raft thesis, section 6.3): the
+/// exactly-once table learns of a client only through the log, so every
+/// replica and every replay opens and expires the same sessions at the
+/// same positions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    /// Must satisfy [`is_session_client_id`].
+    pub client_id: ClientId,
+    /// The request id of this entry itself (answers are matched by it).
+    pub request_id: u64,
+    pub change: SessionChange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionChange {
+    /// Opens the session (idempotent: registering a live session again
+    /// only marks it active).
+    Register,
+    /// Ends the session and frees its results; later requests under the
+    /// id get `session_expired`.
+    End,
+}
+
+/// An entry of the log. postcard encodes the variant by its index, so new
+/// kinds go at the end and old logs keep decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
     Invoke(Invocation),
     Deploy(Deploy),
+    Session(SessionEntry),
 }
 
 impl Entry {
@@ -62,6 +107,7 @@ impl Entry {
         match self {
             Entry::Invoke(invocation) => (invocation.client_id, invocation.request_id),
             Entry::Deploy(deploy) => (deploy.client_id, deploy.request_id),
+            Entry::Session(session) => (session.client_id, session.request_id),
         }
     }
 }
@@ -88,5 +134,47 @@ impl Batch {
 
     pub fn decode(bytes: &[u8]) -> Result<Batch, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tags of the kinds logs already hold must never move.
+    #[test]
+    fn entry_kinds_keep_their_postcard_tags() {
+        let invoke = Entry::Invoke(Invocation {
+            client_id: 1,
+            request_id: 2,
+            acked_below: 0,
+            procedure: "p".into(),
+            encoding: ArgsEncoding::Json,
+            args: vec![],
+        });
+        let deploy = Entry::Deploy(Deploy {
+            client_id: 1,
+            request_id: 2,
+            name: "m".into(),
+            wasm: vec![],
+        });
+        let session = Entry::Session(SessionEntry {
+            client_id: session_client_id(5),
+            request_id: 1,
+            change: SessionChange::End,
+        });
+        for (entry, tag) in [(invoke, 0u8), (deploy, 1), (session, 2)] {
+            let bytes = postcard::to_stdvec(&entry).unwrap();
+            assert_eq!(bytes[0], tag, "{entry:?}");
+            assert_eq!(postcard::from_bytes::<Entry>(&bytes).unwrap(), entry);
+        }
+    }
+
+    #[test]
+    fn session_ids_carry_the_tag() {
+        assert!(is_session_client_id(session_client_id(0)));
+        assert!(is_session_client_id(session_client_id(u64::MAX)));
+        assert!(!is_session_client_id(7));
+        assert!(!is_session_client_id(u128::MAX));
     }
 }

@@ -84,6 +84,7 @@ pub fn entry_bytes(entry: &Entry) -> usize {
     match entry {
         Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
         Entry::Deploy(deploy) => deploy.wasm.len() + deploy.name.len(),
+        Entry::Session(_) => 0,
     }
 }
 

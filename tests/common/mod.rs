@@ -67,6 +67,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits for the process to exit; returns whether it
     /// exited successfully, and the data directory.
     pub fn terminate(mut self) -> (bool, tempfile::TempDir) {

@@ -25,6 +25,7 @@ fn config(addr: &str) -> ClientConfig {
         connect_timeout: WAIT,
         request_timeout: WAIT,
         reconnect_attempts: 3,
+        register_session: false,
         ..ClientConfig::new(addr)
     }
 }
@@ -352,6 +353,7 @@ async fn canned_server(listener: TcpListener) {
             }]),
             RequestBody::Status => ResponseBody::Status(status()),
             RequestBody::Read { .. } => panic!("unexpected read"),
+            RequestBody::Session(_) => panic!("unexpected session request"),
         };
         answer(&mut stream, request.request_id, body).await;
     }
@@ -672,6 +674,7 @@ fn tokens_are_not_shown_in_debug_output() {
     let config = ClientConfig {
         token: Some("client-secret".into()),
         admin_token: Some("admin-secret".into()),
+        register_session: false,
         ..ClientConfig::new("127.0.0.1:1")
     };
     let debug = format!("{config:?}");
@@ -1473,4 +1476,152 @@ async fn a_slow_server_that_keeps_answering_is_not_left() {
     drop(client);
     join(node_a).await;
     assert!(!connection_pending(&b).await, "the client moved to B");
+}
+
+/// A registering client says a session id in its hello, registers it
+/// before its first call, and after `session_expired` fails every later
+/// logged request without sending it.
+#[tokio::test]
+async fn sessions_are_registered_first_and_expiry_is_final() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, hello) = accept(&listener).await;
+        let register = read_request(&mut stream).await;
+        assert_eq!(
+            register.body,
+            RequestBody::Session(SessionRequest::Register)
+        );
+        answer(
+            &mut stream,
+            register.request_id,
+            ResponseBody::Committed {
+                seq: 1,
+                result: Vec::new(),
+            },
+        )
+        .await;
+        let call = read_request(&mut stream).await;
+        assert!(call.request_id > register.request_id);
+        answer(
+            &mut stream,
+            call.request_id,
+            ResponseBody::Aborted {
+                seq: 9,
+                kind: "session_expired".into(),
+                message: "session gone".into(),
+            },
+        )
+        .await;
+        // A status needs no session: still sent and answered.
+        let status_request = read_request(&mut stream).await;
+        assert_eq!(status_request.body, RequestBody::Status);
+        answer(
+            &mut stream,
+            status_request.request_id,
+            ResponseBody::Status(status()),
+        )
+        .await;
+        hold_until_hangup(stream).await;
+        hello
+    });
+    let client = Client::connect_with(ClientConfig {
+        register_session: true,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (client.client_id() >> 64) as u64,
+        SESSION_CLIENT_ID_TAG,
+        "a session id"
+    );
+    let err = client.call_json("p", "{}").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::SessionExpired { message } if message == "session gone"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("create a new Client"), "{err}");
+    let err = client.call_json("p", "{}").await.unwrap_err();
+    assert!(matches!(err, ClientError::SessionExpired { .. }), "{err}");
+    assert_eq!(client.status().await.unwrap(), status());
+    drop(client);
+    let hello = join(server).await;
+    assert_eq!((hello.client_id >> 64) as u64, SESSION_CLIENT_ID_TAG);
+}
+
+/// A refused registration fails the call that needed it, and an
+/// unregistered client's id is outside the session id space.
+#[tokio::test]
+async fn a_refused_registration_fails_the_call() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let register = read_request(&mut stream).await;
+        assert_eq!(
+            register.body,
+            RequestBody::Session(SessionRequest::Register)
+        );
+        answer(
+            &mut stream,
+            register.request_id,
+            ResponseBody::Refused {
+                reason: RequestRefusal::Overloaded,
+                message: "busy".into(),
+            },
+        )
+        .await;
+        hold_until_hangup(stream).await;
+    });
+    let client = Client::connect_with(ClientConfig {
+        register_session: true,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let err = client.call_json("p", "{}").await.unwrap_err();
+    assert!(matches!(err, ClientError::Overloaded), "{err}");
+    drop(client);
+    join(server).await;
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (stream, hello) = accept(&listener).await;
+        hold_until_hangup(stream).await;
+        hello
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    assert_ne!((client.client_id() >> 64) as u64, SESSION_CLIENT_ID_TAG);
+    // Nothing to end: it never registered, and nothing is sent.
+    client.end_session().await.unwrap();
+    drop(client);
+    join(server).await;
+}
+
+/// A retry answered `result_not_retained` is a typed error naming the
+/// original's seq.
+#[tokio::test]
+async fn results_not_retained_are_typed() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept(&listener).await;
+        let call = read_request(&mut stream).await;
+        answer(
+            &mut stream,
+            call.request_id,
+            ResponseBody::Aborted {
+                seq: 4,
+                kind: "result_not_retained".into(),
+                message: "too large".into(),
+            },
+        )
+        .await;
+        hold_until_hangup(stream).await;
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    let err = client.call_json("p", "{}").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::ResultNotRetained { seq: 4, .. }),
+        "{err}"
+    );
+    drop(client);
+    join(server).await;
 }

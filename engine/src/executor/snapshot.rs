@@ -1,11 +1,11 @@
 //! Snapshots of an executor: everything that decides its future outcomes
 //! and status, as deterministic bytes, and an executor rebuilt from them.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! magic      8 bytes   "ORDOSNAP"
-//! version    u32 LE    1
+//! version    u32 LE    2
 //! body       postcard  Body (below)
 //! checksum   16 bytes  xxh3-128 of everything before it, LE
 //! ```
@@ -15,8 +15,13 @@
 //! the chain hash, the state hash and key count, every deployed module
 //! (name, SHA-256 and original wasm bytes, in name order), the procedure
 //! routes (procedure, module, index, in procedure order), the exactly-once
-//! table (clients in id order with their result windows, and the
-//! graveyard in eviction order), and every slot's entries in key order.
+//! table (clients in id order with their stored results as `(request id,
+//! seq, outcome)` in request-id order, and the graveyard in eviction
+//! order), and every slot's entries in key order.
+//!
+//! Version 1 differed only in the table: each client held a dense window
+//! of results indexed by `request_id - base`. It is still read (and
+//! converted); only version 2 is written.
 //! Only ordered collections are iterated, so the same state always gives
 //! the same bytes.
 //!
@@ -37,13 +42,14 @@ use super::{Executor, Route};
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler};
 use crate::partition::{SLOTS, slot_of_key};
-use crate::sessions::{Sessions, SessionsSnapshot};
+use crate::sessions::{SessionLimits, Sessions, SessionsSnapshot, SessionsSnapshotV1};
 use crate::state::{Bytes, StateStore};
 
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ORDOSNAP";
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes (it also reads version 1).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+const SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS: u32 = 1;
 const HEADER_BYTES: usize = SNAPSHOT_MAGIC.len() + 4;
 const CHECKSUM_BYTES: usize = 16;
 
@@ -53,7 +59,7 @@ pub enum SnapshotError {
     #[error("not an ordo engine snapshot: it does not start with the magic bytes `ORDOSNAP`")]
     BadMagic,
     #[error(
-        "snapshot format version {found} is not supported (this build reads version {supported})"
+        "snapshot format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("snapshot is truncated: {bytes} bytes is shorter than any snapshot")]
@@ -108,9 +114,10 @@ impl Serialize for StoreEntries<'_> {
     }
 }
 
-/// What a snapshot holds, as read: the same layout as [`BodyOut`], owned.
+/// What a snapshot holds, as read: the same layout as [`BodyOut`], owned,
+/// with the exactly-once table in the layout of the image's version.
 #[derive(Deserialize)]
-struct BodyIn {
+struct BodyIn<Table = SessionsSnapshot> {
     config: String,
     position: u64,
     chain_hash: u128,
@@ -118,8 +125,24 @@ struct BodyIn {
     keys: u64,
     modules: Vec<ModuleIn>,
     routes: Vec<(String, String, u32)>,
-    sessions: SessionsSnapshot,
+    sessions: Table,
     slots: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl BodyIn<SessionsSnapshotV1> {
+    fn upgrade(self) -> BodyIn {
+        BodyIn {
+            config: self.config,
+            position: self.position,
+            chain_hash: self.chain_hash,
+            state_hash: self.state_hash,
+            keys: self.keys,
+            modules: self.modules,
+            routes: self.routes,
+            sessions: self.sessions.upgrade(),
+            slots: self.slots,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -208,12 +231,8 @@ impl Executor {
         check_config(&body.config, &config)?;
         let corrupt = |what: String| SnapshotError::Corrupt(what);
 
-        let sessions = Sessions::restore(
-            body.sessions,
-            config.sessions_max,
-            config.session_results_max,
-        )
-        .map_err(|err| corrupt(format!("the exactly-once table: {err}")))?;
+        let sessions = Sessions::restore(body.sessions, SessionLimits::of(&config))
+            .map_err(|err| corrupt(format!("the exactly-once table: {err}")))?;
         if body.slots.len() != SLOTS {
             return Err(corrupt(format!("{} slots, not {SLOTS}", body.slots.len())));
         }
@@ -330,7 +349,7 @@ fn decode(snapshot: &[u8]) -> Result<BodyIn, SnapshotError> {
             .try_into()
             .expect("4 bytes"),
     );
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS {
         return Err(SnapshotError::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_FORMAT_VERSION,
@@ -341,7 +360,15 @@ fn decode(snapshot: &[u8]) -> Result<BodyIn, SnapshotError> {
     if xxh3_128(framed) != checksum {
         return Err(SnapshotError::ChecksumMismatch);
     }
-    let (body, rest) = postcard::take_from_bytes::<BodyIn>(&framed[HEADER_BYTES..])
+    let body = &framed[HEADER_BYTES..];
+    if version == SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS {
+        return decode_body::<BodyIn<SessionsSnapshotV1>>(body).map(|body| body.upgrade());
+    }
+    decode_body::<BodyIn>(body)
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SnapshotError> {
+    let (body, rest) = postcard::take_from_bytes::<T>(body)
         .map_err(|err| SnapshotError::Corrupt(format!("its body does not decode: {err}")))?;
     if !rest.is_empty() {
         return Err(SnapshotError::Corrupt(format!(
@@ -378,4 +405,68 @@ fn check_config(recorded: &str, given: &EngineConfig) -> Result<(), SnapshotErro
         .collect::<Vec<_>>()
         .join("; ");
     Err(SnapshotError::ConfigMismatch { detail })
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+
+    use super::*;
+
+    /// An image written in version 1's layout (dense exactly-once windows)
+    /// restores to exactly the executor a version 2 image gives.
+    #[test]
+    fn version_1_images_restore_to_the_same_executor() {
+        let config = EngineConfig {
+            instance_epoch: 4,
+            ..EngineConfig::default()
+        };
+        let compiler = Executor::compiler(&config);
+        let mut executor = Executor::new(compiler.clone(), config.clone());
+        let invoke = |client_id, request_id, acked_below| {
+            Entry::Invoke(Invocation {
+                client_id,
+                request_id,
+                acked_below,
+                procedure: "missing".into(),
+                encoding: ArgsEncoding::Json,
+                args: b"{}".to_vec(),
+            })
+        };
+        executor.execute(&Batch {
+            first_seq: 1,
+            timestamp_ms: 0,
+            entries: vec![
+                invoke(1, 5, 0),
+                invoke(1, 9, 0),
+                invoke(2, 1, 0),
+                invoke(1, 7, 6),
+            ],
+        });
+        let image = executor.snapshot();
+        let body = decode(&image).unwrap();
+        let v1_body = (
+            body.config,
+            body.position,
+            body.chain_hash,
+            body.state_hash,
+            body.keys,
+            body.modules
+                .iter()
+                .map(|module| (&module.name, module.sha256, &module.wasm))
+                .collect::<Vec<_>>(),
+            body.routes,
+            body.sessions.downgrade(),
+            body.slots,
+        );
+        let mut v1 = SNAPSHOT_MAGIC.to_vec();
+        v1.extend_from_slice(&SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS.to_le_bytes());
+        let mut v1 = postcard::to_extend(&v1_body, v1).unwrap();
+        let checksum = xxh3_128(&v1);
+        v1.extend_from_slice(&checksum.to_le_bytes());
+        assert_ne!(v1, image);
+        let restored = Executor::restore(compiler, config, 1, &v1).unwrap();
+        assert_eq!(restored.snapshot(), image);
+        assert_eq!(restored.status(), executor.status());
+    }
 }
