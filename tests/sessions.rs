@@ -452,6 +452,7 @@ fn a_budget_below_eight_outcomes_is_refused() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
         .args(["--stored-results-total-bytes-max", "1000"])
+        .args(["--admin-token", "admin"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
