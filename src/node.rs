@@ -53,9 +53,6 @@ pub const INFLIGHT_MAX_DEFAULT: usize = 100_000;
 /// Durable batches waiting for the executor. When the executor falls
 /// behind, the log thread stops taking new batches.
 const EXECUTOR_QUEUE_BATCHES_MAX: usize = 8;
-/// The executor runs wasm, whose stack limit is separate; this is for the
-/// host frames beneath it.
-const EXECUTOR_THREAD_STACK_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -77,6 +74,9 @@ pub struct NodeConfig {
     /// Set to run as one member of a Raft cluster instead of on the
     /// embedded file log.
     pub cluster: Option<ClusterMember>,
+    /// Bytes the on-disk cache of compiled modules (`<data>/compiled/`)
+    /// may hold; 0 turns the cache off. See `compile_cache.rs`.
+    pub compile_cache_bytes_max: u64,
 }
 
 /// This node's place in a Raft cluster.
@@ -114,6 +114,7 @@ impl NodeConfig {
             segment_bytes_max: ordo_sequencer::file_log::SEGMENT_BYTES_MAX_DEFAULT,
             partitions: default_partitions(),
             cluster: None,
+            compile_cache_bytes_max: crate::compile_cache::COMPILE_CACHE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -453,7 +454,7 @@ impl Node {
             ))
         })?;
         check_engine_config(&config)?;
-        let compiler = Executor::compiler(&config.engine);
+        let compiler = build_compiler(&config)?;
         if !(1..=ordo_engine::SLOTS).contains(&config.partitions) {
             return Err(NodeError::BadPartitions {
                 partitions: config.partitions,
@@ -518,6 +519,15 @@ impl Node {
             }
         };
 
+        let compiled = compiler.stats();
+        if compiled != Default::default() {
+            // Operators (and tests) want to know whether a start had to
+            // compile modules again.
+            eprintln!(
+                "ordo: modules at startup: {} loaded from the compiled-code cache, {} compiled, {} cache files discarded",
+                compiled.loaded_from_cache, compiled.compiled, compiled.cache_discarded
+            );
+        }
         let status = NodeStatus {
             engine: executor.status(),
             log_records: log.last_index(),
@@ -545,7 +555,7 @@ impl Node {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-executor".into())
-                .stack_size(EXECUTOR_THREAD_STACK_BYTES)
+                .stack_size(ordo_engine::ENGINE_THREAD_STACK_BYTES)
                 .spawn(move || run_executor(shared, executor, delivery_rx, reads_rx))
                 .map_err(NodeError::Thread)?
         };
@@ -553,7 +563,10 @@ impl Node {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-log".into())
-                .spawn(move || run_log(shared, log))
+                .spawn(move || {
+                    let _fail_on_panic = FailOnPanic(&shared, "ordo-log");
+                    run_log(shared.clone(), log)
+                })
                 .map_err(NodeError::Thread)?
         };
         let internal = Session::new(shared.clone());
@@ -678,9 +691,14 @@ impl Node {
 
     /// The node's counters in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        self.shared
+        let mut text = self
+            .shared
             .metrics
-            .render(self.shared.inflight.load(Ordering::Relaxed) as u64)
+            .render(self.shared.inflight.load(Ordering::Relaxed) as u64);
+        text.push_str(&crate::metrics::render_compile_stats(
+            &self.shared.compiler.stats(),
+        ));
+        text
     }
 
     pub fn procedures(&self) -> Vec<ProcedureInfo> {
@@ -888,18 +906,65 @@ fn fail_open_batch(shared: &Shared, reason: &str) {
     }
 }
 
-/// Marks the node failed if the executor thread unwinds: a panic there is a
+/// Marks the node failed if the named thread unwinds: a panic there is a
 /// broken invariant (say, a gap in the log), and callers must hear about it
-/// rather than wait.
-struct FailOnPanic<'a>(&'a Shared);
+/// rather than wait. A panic while a batch executes is caught earlier, in
+/// `run_executor`, which can name the transaction too.
+struct FailOnPanic<'a>(&'a Shared, &'static str);
 
 impl Drop for FailOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0
-                .fail("the executor panicked; see the process's stderr".to_string());
+            self.0.fail(format!(
+                "thread `{}` panicked outside any transaction; its message is on the process's stderr",
+                self.1
+            ));
         }
     }
+}
+
+/// The node's compiler, with the on-disk cache of compiled code unless
+/// `compile_cache_bytes_max` is 0.
+fn build_compiler(config: &NodeConfig) -> Result<Arc<ModuleCompiler>, NodeError> {
+    let compiler = ModuleCompiler::new(
+        ordo_engine::sandbox::wasmtime_engine(&config.engine),
+        config.engine.clone(),
+    );
+    if config.compile_cache_bytes_max == 0 {
+        return Ok(Arc::new(compiler));
+    }
+    let dir = config
+        .data_dir
+        .join(crate::compile_cache::COMPILE_CACHE_DIR);
+    let store = crate::compile_cache::DiskArtifactStore::open(
+        dir.clone(),
+        config.compile_cache_bytes_max,
+    )
+    .map_err(|err| {
+        NodeError::Failed(format!(
+            "cannot open the compiled-code cache {}: {err}",
+            dir.display()
+        ))
+    })?;
+    Ok(Arc::new(compiler.with_artifact_store(Arc::new(store))))
+}
+
+/// Why the node stops after a panic while executing a batch: names the
+/// thread and the transaction.
+fn engine_panic_reason(
+    payload: &(dyn std::any::Any + Send),
+    interrupted_at: Option<u64>,
+) -> String {
+    let reason = match payload.downcast_ref::<ordo_engine::EnginePanic>() {
+        Some(panic) => panic.to_string(),
+        None => ordo_engine::EnginePanic {
+            thread: "ordo-executor".to_string(),
+            seq: interrupted_at,
+            message: ordo_engine::panic_message(payload),
+        }
+        .to_string(),
+    };
+    format!("{reason}. This is a bug in ordo, not an outcome: the node stops rather than guess")
 }
 
 /// Answers of a batch go out in chunks of this many transactions while the
@@ -986,7 +1051,7 @@ fn run_executor(
     deliveries: Receiver<Delivery<Callers>>,
     reads: Receiver<ReadRequest>,
 ) {
-    let _fail_on_panic = FailOnPanic(&shared);
+    let _fail_on_panic = FailOnPanic(&shared, "ordo-executor");
     let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
         .ok()
         .and_then(|seq| seq.parse().ok());
@@ -1080,14 +1145,36 @@ fn run_executor(
         // Answers all but the last chunk as they are ready. The last one
         // waits for the status below, so that a caller that is the last
         // of its batch sees the batch in `Node::status` once answered.
-        executor.execute_each(&batch, |tx| {
-            chunk.push(tx);
-            if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
-                let entries = &batch.entries[answered..answered + chunk.len()];
-                answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
-                answered += ANSWER_CHUNK;
+        // A panic on any engine thread while the batch runs (a partition
+        // thread's is re-raised here) stops the node, naming the thread and
+        // the transaction, and fails the callers still waiting.
+        let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor.execute_each(&batch, |tx| {
+                chunk.push(tx);
+                if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
+                    let entries = &batch.entries[answered..answered + chunk.len()];
+                    answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
+                    answered += ANSWER_CHUNK;
+                }
+            })
+        }));
+        if let Err(payload) = executed {
+            let reason = engine_panic_reason(&*payload, executor.interrupted_at());
+            eprintln!("ordo: {reason}");
+            shared.fail(reason.clone());
+            if counted {
+                let waiting = batch.entries[answered..]
+                    .iter()
+                    .map(|entry| entry.client().1)
+                    .collect();
+                Callers {
+                    request_ids: waiting,
+                    replies: replies.collect(),
+                }
+                .fail(&shared, || NodeError::Failed(reason.clone()));
             }
-        });
+            return;
+        }
         shared
             .metrics
             .batch_executed(executing.elapsed().as_nanos() as u64, batch.last_seq());
