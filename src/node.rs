@@ -1254,7 +1254,14 @@ fn snapshot_meta(
 
 /// An executor with an empty state.
 fn fresh_executor(config: &NodeConfig, compiler: &Arc<ModuleCompiler>) -> Executor {
-    Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions)
+    #[cfg_attr(not(test), allow(unused_mut))]
+    let mut executor =
+        Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions);
+    #[cfg(test)]
+    if let Some(seq) = tests::injected_panic(&config.data_dir) {
+        executor.inject_partition_panic(seq);
+    }
+    executor
 }
 
 /// An executor with the state of a snapshot image.
@@ -1680,6 +1687,72 @@ pub fn decode_outcome<R: DeserializeOwned>(tx: TxOutcome) -> Result<Called<R>, C
 mod tests {
     use super::DivergenceCheck;
     use ordo_sequencer::raft::Checkpoint;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// Data directories whose executor is to panic a partition thread at a
+    /// sequence number. Compiled only into these unit tests (with the
+    /// engine's `fault-injection` feature, a dev-dependency): neither the
+    /// release binary nor any environment variable can ask for it.
+    static INJECTED_PANICS: parking_lot::Mutex<Vec<(PathBuf, u64)>> =
+        parking_lot::Mutex::new(Vec::new());
+
+    pub(super) fn injected_panic(data_dir: &Path) -> Option<u64> {
+        INJECTED_PANICS
+            .lock()
+            .iter()
+            .find(|(dir, _)| dir == data_dir)
+            .map(|(_, seq)| *seq)
+    }
+
+    #[test]
+    fn a_panicking_partition_thread_stops_the_node_naming_the_thread_and_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        // Account ids are partition keys (big-endian u64s, as the SDK
+        // encodes them): pick one that partition thread 1 of 2 owns.
+        let id = (0u64..)
+            .find(|id| {
+                let slot = ordo_engine::partition::slot_of_partition(&id.to_be_bytes());
+                ordo_engine::partition::thread_of_slot(slot, 2) == 1
+            })
+            .unwrap();
+        // Seq 1 deploys, 2 opens the accounts, 3 is the deposit.
+        INJECTED_PANICS.lock().push((dir.path().to_path_buf(), 3));
+        let node = super::Node::open(super::NodeConfig {
+            partitions: 2,
+            ..super::NodeConfig::new(dir.path())
+        })
+        .unwrap();
+        let session = node.session();
+        session.deploy("bank", crate::modules::BANK).unwrap();
+        session
+            .call::<_, ()>("open_many", &(0u64, id + 1, 100i64))
+            .unwrap();
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let called = session.call::<_, ()>("deposit", &(id, 1i64));
+            let failure = node.failure();
+            // Shutting down must not hang on the dead thread either.
+            drop(session);
+            drop(node);
+            let _ = sent.send((called.map(|called| called.seq), failure));
+        });
+        let (called, failure) = received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node hung instead of failing when a partition thread panicked");
+        let failure = failure.expect("the node records why it stopped");
+        assert!(
+            failure.contains("engine thread `ordo-partition-1` panicked")
+                && failure.contains("transaction at sequence 3"),
+            "{failure}"
+        );
+        match called {
+            Err(super::CallError::Node(super::NodeError::Failed(reason))) => {
+                assert_eq!(reason, failure)
+            }
+            other => panic!("the waiting caller got {other:?}"),
+        }
+    }
 
     fn report(node: u64, last_seq: u64, hash: u128) -> Checkpoint {
         Checkpoint {
