@@ -109,7 +109,7 @@ impl DiskArtifactStore {
 impl ArtifactStore for DiskArtifactStore {
     fn load(&self, key: &ArtifactKey) -> Option<Vec<u8>> {
         let path = self.path(key);
-        let mut file = match File::open(&path) {
+        let file = match File::open(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
             Err(err) => {
@@ -133,7 +133,7 @@ impl ArtifactStore for DiskArtifactStore {
         }
         // Bounded by the size just checked, even if the file grows now.
         let mut contents = Vec::with_capacity(bytes as usize);
-        match file.by_ref().take(bytes).read_to_end(&mut contents) {
+        match (&file).take(bytes).read_to_end(&mut contents) {
             Ok(_) => Some(contents),
             Err(err) => {
                 eprintln!(

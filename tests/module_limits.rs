@@ -375,7 +375,7 @@ fn a_module_at_every_limit_is_accepted_and_runs() {
         let admin = connect(server.addr).await;
         let deployed = admin.deploy("limits", &wasm).await.unwrap();
         assert_eq!(deployed.procedures, vec!["ping".to_string()]);
-        admin.call_raw("ping", Vec::new()).await.unwrap();
+        admin.call_raw("ping", ordo_client::Encoding::Postcard, Vec::new()).await.unwrap();
     });
 }
 
@@ -450,7 +450,7 @@ fn a_restart_loads_compiled_code_from_the_cache_and_recompiles_a_damaged_file() 
     let status_hash = |server: &Server| {
         runtime.block_on(async {
             let admin = connect(server.addr).await;
-            admin.call_raw("ping", Vec::new()).await.unwrap();
+            admin.call_raw("ping", ordo_client::Encoding::Postcard, Vec::new()).await.unwrap();
             let balance = admin.call::<_, i64>("balance", &(2u64,)).await.unwrap();
             assert_eq!(balance.value, BALANCE + 10);
             admin.status().await.unwrap().state_hash
