@@ -41,7 +41,10 @@ impl DiskArtifactStore {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|ext| ext == TEMPORARY_EXTENSION) {
+            if path
+                .extension()
+                .is_some_and(|ext| ext == TEMPORARY_EXTENSION)
+            {
                 let _ = std::fs::remove_file(&path);
             }
         }

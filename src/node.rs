@@ -936,16 +936,14 @@ fn build_compiler(config: &NodeConfig) -> Result<Arc<ModuleCompiler>, NodeError>
     let dir = config
         .data_dir
         .join(crate::compile_cache::COMPILE_CACHE_DIR);
-    let store = crate::compile_cache::DiskArtifactStore::open(
-        dir.clone(),
-        config.compile_cache_bytes_max,
-    )
-    .map_err(|err| {
-        NodeError::Failed(format!(
-            "cannot open the compiled-code cache {}: {err}",
-            dir.display()
-        ))
-    })?;
+    let store =
+        crate::compile_cache::DiskArtifactStore::open(dir.clone(), config.compile_cache_bytes_max)
+            .map_err(|err| {
+                NodeError::Failed(format!(
+                    "cannot open the compiled-code cache {}: {err}",
+                    dir.display()
+                ))
+            })?;
     Ok(Arc::new(compiler.with_artifact_store(Arc::new(store))))
 }
 

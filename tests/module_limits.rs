@@ -53,7 +53,9 @@ fn module(extra: &[Vec<u8>]) -> Vec<u8> {
     section(
         &mut wasm,
         1,
-        &[3, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0],
+        &[
+            3, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0,
+        ],
     );
     let mut functions = Vec::new();
     leb(&mut functions, 2 + extra.len() as u64);
@@ -275,7 +277,10 @@ fn compile_bombs_are_refused_in_one_line_while_others_are_served() {
             (
                 "1,000,000 nested blocks",
                 module(&[nested_body(1_000_000)]),
-                &["3000002-byte body", "function_body_bytes_max limit of 262144"],
+                &[
+                    "3000002-byte body",
+                    "function_body_bytes_max limit of 262144",
+                ],
             ),
             (
                 "80,000 nested blocks in a small body",
@@ -285,7 +290,10 @@ fn compile_bombs_are_refused_in_one_line_while_others_are_served() {
             (
                 "a body one byte over",
                 module(&[body_of(ordo_engine::FUNCTION_BODY_BYTES_MAX_DEFAULT + 1)]),
-                &["262145-byte body", "function_body_bytes_max limit of 262144"],
+                &[
+                    "262145-byte body",
+                    "function_body_bytes_max limit of 262144",
+                ],
             ),
         ];
         for (what, wasm, expected) in &bombs {
@@ -310,7 +318,11 @@ fn compile_bombs_are_refused_in_one_line_while_others_are_served() {
             rss_after <= rss_before + RSS_GROWTH_BYTES_MAX,
             "RSS grew from {rss_before} to {rss_after} bytes"
         );
-        assert_eq!(server.metric("ordo_modules_compiled_total"), 1, "only the bank compiled");
+        assert_eq!(
+            server.metric("ordo_modules_compiled_total"),
+            1,
+            "only the bank compiled"
+        );
 
         stop.store(true, Ordering::Relaxed);
         background.await.unwrap();
@@ -366,16 +378,28 @@ fn the_cli_refuses_a_bomb_in_one_line() {
 fn a_module_at_every_limit_is_accepted_and_runs() {
     let wasm = module_at_the_limits();
     let shape = ordo_engine::measure(&wasm).unwrap();
-    assert_eq!(shape.functions, ordo_engine::FUNCTIONS_COUNT_MAX_DEFAULT as u64);
-    assert_eq!(shape.largest_body.1, ordo_engine::FUNCTION_BODY_BYTES_MAX_DEFAULT);
-    assert_eq!(shape.deepest_nesting.1, ordo_engine::NESTING_DEPTH_MAX_DEFAULT);
+    assert_eq!(
+        shape.functions,
+        ordo_engine::FUNCTIONS_COUNT_MAX_DEFAULT as u64
+    );
+    assert_eq!(
+        shape.largest_body.1,
+        ordo_engine::FUNCTION_BODY_BYTES_MAX_DEFAULT
+    );
+    assert_eq!(
+        shape.deepest_nesting.1,
+        ordo_engine::NESTING_DEPTH_MAX_DEFAULT
+    );
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(&data.path().join("node"), data.path().join("stderr"));
     runtime().block_on(async {
         let admin = connect(server.addr).await;
         let deployed = admin.deploy("limits", &wasm).await.unwrap();
         assert_eq!(deployed.procedures, vec!["ping".to_string()]);
-        admin.call_raw("ping", ordo_client::Encoding::Postcard, Vec::new()).await.unwrap();
+        admin
+            .call_raw("ping", ordo_client::Encoding::Postcard, Vec::new())
+            .await
+            .unwrap();
     });
 }
 
@@ -425,7 +449,10 @@ fn a_restart_loads_compiled_code_from_the_cache_and_recompiles_a_damaged_file() 
     let hash = runtime.block_on(async {
         let admin = connect(server.addr).await;
         open_bank(&admin).await;
-        admin.deploy("limits", &module_at_the_limits()).await.unwrap();
+        admin
+            .deploy("limits", &module_at_the_limits())
+            .await
+            .unwrap();
         admin
             .call::<_, ()>("transfer", &(1u64, 2u64, 10i64))
             .await
@@ -450,7 +477,10 @@ fn a_restart_loads_compiled_code_from_the_cache_and_recompiles_a_damaged_file() 
     let status_hash = |server: &Server| {
         runtime.block_on(async {
             let admin = connect(server.addr).await;
-            admin.call_raw("ping", ordo_client::Encoding::Postcard, Vec::new()).await.unwrap();
+            admin
+                .call_raw("ping", ordo_client::Encoding::Postcard, Vec::new())
+                .await
+                .unwrap();
             let balance = admin.call::<_, i64>("balance", &(2u64,)).await.unwrap();
             assert_eq!(balance.value, BALANCE + 10);
             admin.status().await.unwrap().state_hash
@@ -477,13 +507,106 @@ fn a_restart_loads_compiled_code_from_the_cache_and_recompiles_a_damaged_file() 
     let server = Server::start(&data, dir.path().join("stderr-3"));
     let stderr = server.stderr_text();
     assert!(
-        stderr.contains("0 loaded from the compiled-code cache, 2 compiled, 2 cache files discarded"),
+        stderr
+            .contains("0 loaded from the compiled-code cache, 2 compiled, 2 cache files discarded"),
         "{stderr}"
     );
-    assert!(stderr.contains("checksum") && stderr.contains("truncated"), "{stderr}");
+    assert!(
+        stderr.contains("checksum") && stderr.contains("truncated"),
+        "{stderr}"
+    );
     assert_eq!(server.metric("ordo_compile_cache_discarded_total"), 2);
     assert_eq!(status_hash(&server), hash);
     // The recompiled code was cached again.
     assert_eq!(cache_files(&data).len(), 2);
     server.kill();
+}
+
+/// A body of `bytes` bytes of real arithmetic (`i32.const 1`, `i32.const
+/// 1`, `i32.add`, `drop`, repeated), which cranelift has to compile, unlike
+/// `nop`s.
+fn arithmetic_body(bytes: usize) -> Vec<u8> {
+    const OPS: [u8; 6] = [0x41, 1, 0x41, 1, 0x6a, 0x1a];
+    let mut body = vec![0];
+    while body.len() + OPS.len() < bytes {
+        body.extend(OPS);
+    }
+    body.extend(std::iter::repeat_n(0x01, bytes - 1 - body.len()));
+    body.push(0x0b);
+    body
+}
+
+/// The heaviest module the default limits let through that this test
+/// knows of: 16 MiB of real code in bodies of the largest size.
+fn heavy_module() -> Vec<u8> {
+    let bodies = (ordo_engine::config::MODULE_BYTES_MAX_DEFAULT - 4096)
+        / (ordo_engine::FUNCTION_BODY_BYTES_MAX_DEFAULT + 4);
+    module(&vec![
+        arithmetic_body(
+            ordo_engine::FUNCTION_BODY_BYTES_MAX_DEFAULT
+        );
+        bodies
+    ])
+}
+
+/// Measures what a compile at the limits costs, and how long a restart
+/// takes with and without the compiled-code cache on a log that holds the
+/// heaviest module. Prints the figures for docs/BENCHMARKS.md:
+/// `cargo test --test module_limits -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check; run it by name"]
+fn measure_compile_costs_and_restart_times() {
+    for (what, wasm) in [
+        ("a module at every structural limit", module_at_the_limits()),
+        ("16 MiB of arithmetic in 256 KiB bodies", heavy_module()),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let server = Server::start(&data.path().join("node"), data.path().join("stderr"));
+        let rss_before = server.rss_bytes();
+        let started = Instant::now();
+        let deployed = runtime().block_on(async {
+            let admin = connect(server.addr).await;
+            admin.deploy("big", &wasm).await
+        });
+        let elapsed = started.elapsed();
+        println!(
+            "{what}: {} bytes of wasm, deploy {} after {elapsed:.2?}, RSS {} -> {} MiB",
+            wasm.len(),
+            match &deployed {
+                Ok(_) => "accepted".to_string(),
+                Err(err) => format!("refused ({err})"),
+            },
+            rss_before >> 20,
+            server.rss_bytes() >> 20
+        );
+        if deployed.is_err() {
+            continue;
+        }
+        server.kill();
+        let node = data.path().join("node");
+        for round in 0..3 {
+            for cached in [true, false] {
+                if !cached {
+                    std::fs::remove_dir_all(node.join("compiled")).unwrap();
+                }
+                let started = Instant::now();
+                let server = Server::start(&node, data.path().join("stderr-restart"));
+                let elapsed = started.elapsed();
+                println!(
+                    "  restart {round} {}: listening after {elapsed:.2?} ({})",
+                    if cached {
+                        "with the cache   "
+                    } else {
+                        "without the cache"
+                    },
+                    server
+                        .stderr_text()
+                        .lines()
+                        .find(|line| line.contains("modules at startup"))
+                        .unwrap_or("no startup line")
+                );
+                server.kill();
+            }
+        }
+    }
 }

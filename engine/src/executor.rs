@@ -818,8 +818,8 @@ impl Executor {
             while run.finished[thread] < run.queued[thread] {
                 // Every partition thread holds a sender until it ends, and
                 // one that ends early sends `Panicked` first.
-                let done = recv_spinning(&self.done)
-                    .expect("partition threads report before they end");
+                let done =
+                    recv_spinning(&self.done).expect("partition threads report before they end");
                 record_done(run, done);
             }
         }

@@ -542,7 +542,9 @@ impl ModuleCompiler {
         match loaded {
             Ok(module) => Some(module),
             Err(reason) => {
-                self.counters.cache_discarded.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .cache_discarded
+                    .fetch_add(1, Ordering::Relaxed);
                 store.discard(key, &reason);
                 None
             }
@@ -712,9 +714,10 @@ fn scan(
     };
     let too_many_functions = |count: u32| -> Result<(), DeployError> {
         match functions_count_max {
-            Some(max) if count as usize > max => {
-                Err(DeployError::TooManyFunctions { count: count.into(), max })
-            }
+            Some(max) if count as usize > max => Err(DeployError::TooManyFunctions {
+                count: count.into(),
+                max,
+            }),
             _ => Ok(()),
         }
     };

@@ -219,13 +219,13 @@ fn a_cached_artifact_replaces_the_compile_and_damaged_ones_are_recompiled() {
 
     type Damage = Box<dyn FnOnce(&mut Vec<u8>)>;
     let damages: Vec<(&str, Damage)> = vec![
-        ("a flipped byte", Box::new(|file| *file.last_mut().unwrap() ^= 1)),
+        (
+            "a flipped byte",
+            Box::new(|file| *file.last_mut().unwrap() ^= 1),
+        ),
         ("truncation", Box::new(|file| file.truncate(file.len() / 2))),
         ("an empty file", Box::new(|file| file.clear())),
-        (
-            "another module's header",
-            Box::new(|file| file[8] ^= 0xff),
-        ),
+        ("another module's header", Box::new(|file| file[8] ^= 0xff)),
     ];
     for (what, damage) in damages {
         store.damage(damage);
