@@ -418,6 +418,7 @@ fn every_example_module_is_far_inside_the_limits() {
     ] {
         let shape = ordo_engine::measure(wasm).unwrap();
         let code = compiler.compile(name, wasm).unwrap().module.text().len();
+        println!("{name}: {shape:?}, {code} bytes of machine code");
         // "Far inside": a quarter of each limit at most.
         assert!(
             shape.functions as usize * 4 <= config.functions_count_max
