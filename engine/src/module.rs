@@ -480,6 +480,10 @@ impl ModuleCompiler {
         wasm: &[u8],
     ) -> Result<wasmtime::Module, DeployError> {
         let _one_at_a_time = self.compiling.lock();
+        // Another caller may have compiled it while this one waited.
+        if let Some(module) = self.cache.lock().get(&sha256).cloned() {
+            return Ok(module);
+        }
         let key = ArtifactKey {
             wasm_sha256: sha256,
             compatibility: self.compatibility,
