@@ -22,6 +22,7 @@
 //! ```
 
 pub mod bench;
+pub mod compile_cache;
 pub mod metrics;
 pub mod modules;
 pub mod node;

@@ -194,3 +194,31 @@ impl Metrics {
         out
     }
 }
+
+/// How this node got its compiled modules since it started (the compiler
+/// keeps the counts; see `ModuleCompiler::stats`).
+pub fn render_compile_stats(stats: &ordo_engine::CompileStats) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "ordo_modules_compiled_total",
+            "Modules compiled by cranelift since the node started.",
+            stats.compiled,
+        ),
+        (
+            "ordo_compile_cache_loads_total",
+            "Modules loaded from the on-disk compiled-code cache instead of compiled.",
+            stats.loaded_from_cache,
+        ),
+        (
+            "ordo_compile_cache_discarded_total",
+            "Compiled-code cache files found unusable (corrupt, truncated, refused), deleted and recompiled.",
+            stats.cache_discarded,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}

@@ -56,9 +56,6 @@ pub const INFLIGHT_MAX_DEFAULT: usize = 100_000;
 /// Durable batches waiting for the executor. When the executor falls
 /// behind, the log thread stops taking new batches.
 const EXECUTOR_QUEUE_BATCHES_MAX: usize = 8;
-/// The executor runs wasm, whose stack limit is separate; this is for the
-/// host frames beneath it.
-const EXECUTOR_THREAD_STACK_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -80,6 +77,9 @@ pub struct NodeConfig {
     /// Set to run as one member of a Raft cluster instead of on the
     /// embedded file log.
     pub cluster: Option<ClusterMember>,
+    /// Bytes the on-disk cache of compiled modules (`<data>/compiled/`)
+    /// may hold; 0 turns the cache off. See `compile_cache.rs`.
+    pub compile_cache_bytes_max: u64,
 }
 
 /// This node's place in a Raft cluster.
@@ -118,6 +118,7 @@ impl NodeConfig {
             segment_bytes_max: ordo_sequencer::file_log::SEGMENT_BYTES_MAX_DEFAULT,
             partitions: default_partitions(),
             cluster: None,
+            compile_cache_bytes_max: crate::compile_cache::COMPILE_CACHE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -465,7 +466,7 @@ impl Node {
             ))
         })?;
         check_engine_config(&config)?;
-        let compiler = Executor::compiler(&config.engine);
+        let compiler = build_compiler(&config)?;
         if !(1..=ordo_engine::SLOTS).contains(&config.partitions) {
             return Err(NodeError::BadPartitions {
                 partitions: config.partitions,
@@ -531,6 +532,15 @@ impl Node {
             }
         };
 
+        let compiled = compiler.stats();
+        if compiled != Default::default() {
+            // Operators (and tests) want to know whether a start had to
+            // compile modules again.
+            eprintln!(
+                "ordo: modules at startup: {} loaded from the compiled-code cache, {} compiled, {} cache files discarded",
+                compiled.loaded_from_cache, compiled.compiled, compiled.cache_discarded
+            );
+        }
         let status = NodeStatus {
             engine: executor.status(),
             log_records: log.last_index(),
@@ -558,7 +568,7 @@ impl Node {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-executor".into())
-                .stack_size(EXECUTOR_THREAD_STACK_BYTES)
+                .stack_size(ordo_engine::ENGINE_THREAD_STACK_BYTES)
                 .spawn(move || run_executor(shared, executor, delivery_rx, reads_rx))
                 .map_err(NodeError::Thread)?
         };
@@ -566,7 +576,10 @@ impl Node {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-log".into())
-                .spawn(move || run_log(shared, log))
+                .spawn(move || {
+                    let _fail_on_panic = FailOnPanic(&shared, "ordo-log");
+                    run_log(shared.clone(), log)
+                })
                 .map_err(NodeError::Thread)?
         };
         let internal = Session::new(shared.clone());
@@ -717,6 +730,9 @@ impl Node {
         text.push_str(&format!(
             "# HELP ordo_sessions Open exactly-once sessions, registered or not.\n# TYPE ordo_sessions gauge\nordo_sessions {}\n# HELP ordo_stored_result_bytes Bytes the stored outcomes are charged against their budget.\n# TYPE ordo_stored_result_bytes gauge\nordo_stored_result_bytes {}\n",
             engine.sessions, engine.stored_result_bytes
+        ));
+        text.push_str(&crate::metrics::render_compile_stats(
+            &self.shared.compiler.stats(),
         ));
         text
     }
@@ -926,18 +942,63 @@ fn fail_open_batch(shared: &Shared, reason: &str) {
     }
 }
 
-/// Marks the node failed if the executor thread unwinds: a panic there is a
+/// Marks the node failed if the named thread unwinds: a panic there is a
 /// broken invariant (say, a gap in the log), and callers must hear about it
-/// rather than wait.
-struct FailOnPanic<'a>(&'a Shared);
+/// rather than wait. A panic while a batch executes is caught earlier, in
+/// `run_executor`, which can name the transaction too.
+struct FailOnPanic<'a>(&'a Shared, &'static str);
 
 impl Drop for FailOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0
-                .fail("the executor panicked; see the process's stderr".to_string());
+            self.0.fail(format!(
+                "thread `{}` panicked outside any transaction; its message is on the process's stderr",
+                self.1
+            ));
         }
     }
+}
+
+/// The node's compiler, with the on-disk cache of compiled code unless
+/// `compile_cache_bytes_max` is 0.
+fn build_compiler(config: &NodeConfig) -> Result<Arc<ModuleCompiler>, NodeError> {
+    let compiler = ModuleCompiler::new(
+        ordo_engine::sandbox::wasmtime_engine(&config.engine),
+        config.engine.clone(),
+    );
+    if config.compile_cache_bytes_max == 0 {
+        return Ok(Arc::new(compiler));
+    }
+    let dir = config
+        .data_dir
+        .join(crate::compile_cache::COMPILE_CACHE_DIR);
+    let store =
+        crate::compile_cache::DiskArtifactStore::open(dir.clone(), config.compile_cache_bytes_max)
+            .map_err(|err| {
+                NodeError::Failed(format!(
+                    "cannot open the compiled-code cache {}: {err}",
+                    dir.display()
+                ))
+            })?;
+    Ok(Arc::new(compiler.with_artifact_store(Arc::new(store))))
+}
+
+/// Why the node stops after a panic while executing a batch: names the
+/// thread and the transaction.
+fn engine_panic_reason(
+    payload: &(dyn std::any::Any + Send),
+    interrupted_at: Option<u64>,
+) -> String {
+    let reason = match payload.downcast_ref::<ordo_engine::EnginePanic>() {
+        Some(panic) => panic.to_string(),
+        None => ordo_engine::EnginePanic {
+            thread: "ordo-executor".to_string(),
+            seq: interrupted_at,
+            message: ordo_engine::panic_message(payload),
+        }
+        .to_string(),
+    };
+    format!("{reason}. This is a bug in ordo, not an outcome: the node stops rather than guess")
 }
 
 /// Answers of a batch go out in chunks of this many transactions while the
@@ -1029,7 +1090,7 @@ fn run_executor(
     deliveries: Receiver<Delivery<Callers>>,
     reads: Receiver<ReadRequest>,
 ) {
-    let _fail_on_panic = FailOnPanic(&shared);
+    let _fail_on_panic = FailOnPanic(&shared, "ordo-executor");
     let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
         .ok()
         .and_then(|seq| seq.parse().ok());
@@ -1123,14 +1184,36 @@ fn run_executor(
         // Answers all but the last chunk as they are ready. The last one
         // waits for the status below, so that a caller that is the last
         // of its batch sees the batch in `Node::status` once answered.
-        executor.execute_each(&batch, |tx| {
-            chunk.push(tx);
-            if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
-                let entries = &batch.entries[answered..answered + chunk.len()];
-                answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
-                answered += ANSWER_CHUNK;
+        // A panic on any engine thread while the batch runs (a partition
+        // thread's is re-raised here) stops the node, naming the thread and
+        // the transaction, and fails the callers still waiting.
+        let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor.execute_each(&batch, |tx| {
+                chunk.push(tx);
+                if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
+                    let entries = &batch.entries[answered..answered + chunk.len()];
+                    answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
+                    answered += ANSWER_CHUNK;
+                }
+            })
+        }));
+        if let Err(payload) = executed {
+            let reason = engine_panic_reason(&*payload, executor.interrupted_at());
+            eprintln!("ordo: {reason}");
+            shared.fail(reason.clone());
+            if counted {
+                let waiting = batch.entries[answered..]
+                    .iter()
+                    .map(|entry| entry.client().1)
+                    .collect();
+                Callers {
+                    request_ids: waiting,
+                    replies: replies.collect(),
+                }
+                .fail(&shared, || NodeError::Failed(reason.clone()));
             }
-        });
+            return;
+        }
         shared
             .metrics
             .batch_executed(executing.elapsed().as_nanos() as u64, batch.last_seq());
@@ -1210,7 +1293,14 @@ fn snapshot_meta(
 
 /// An executor with an empty state.
 fn fresh_executor(config: &NodeConfig, compiler: &Arc<ModuleCompiler>) -> Executor {
-    Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions)
+    #[cfg_attr(not(test), allow(unused_mut))]
+    let mut executor =
+        Executor::with_partitions(compiler.clone(), config.engine.clone(), config.partitions);
+    #[cfg(test)]
+    if let Some(seq) = tests::injected_panic(&config.data_dir) {
+        executor.inject_partition_panic(seq);
+    }
+    executor
 }
 
 /// An executor with the state of a snapshot image.
@@ -1680,6 +1770,72 @@ pub fn decode_outcome<R: DeserializeOwned>(tx: TxOutcome) -> Result<Called<R>, C
 mod tests {
     use super::DivergenceCheck;
     use ordo_sequencer::raft::Checkpoint;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// Data directories whose executor is to panic a partition thread at a
+    /// sequence number. Compiled only into these unit tests (with the
+    /// engine's `fault-injection` feature, a dev-dependency): neither the
+    /// release binary nor any environment variable can ask for it.
+    static INJECTED_PANICS: parking_lot::Mutex<Vec<(PathBuf, u64)>> =
+        parking_lot::Mutex::new(Vec::new());
+
+    pub(super) fn injected_panic(data_dir: &Path) -> Option<u64> {
+        INJECTED_PANICS
+            .lock()
+            .iter()
+            .find(|(dir, _)| dir == data_dir)
+            .map(|(_, seq)| *seq)
+    }
+
+    #[test]
+    fn a_panicking_partition_thread_stops_the_node_naming_the_thread_and_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        // Account ids are partition keys (big-endian u64s, as the SDK
+        // encodes them): pick one that partition thread 1 of 2 owns.
+        let id = (0u64..)
+            .find(|id| {
+                let slot = ordo_engine::partition::slot_of_partition(&id.to_be_bytes());
+                ordo_engine::partition::thread_of_slot(slot, 2) == 1
+            })
+            .unwrap();
+        // Seq 1 deploys, 2 opens the accounts, 3 is the deposit.
+        INJECTED_PANICS.lock().push((dir.path().to_path_buf(), 3));
+        let node = super::Node::open(super::NodeConfig {
+            partitions: 2,
+            ..super::NodeConfig::new(dir.path())
+        })
+        .unwrap();
+        let session = node.session();
+        session.deploy("bank", crate::modules::BANK).unwrap();
+        session
+            .call::<_, ()>("open_many", &(0u64, id + 1, 100i64))
+            .unwrap();
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let called = session.call::<_, ()>("deposit", &(id, 1i64));
+            let failure = node.failure();
+            // Shutting down must not hang on the dead thread either.
+            drop(session);
+            drop(node);
+            let _ = sent.send((called.map(|called| called.seq), failure));
+        });
+        let (called, failure) = received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node hung instead of failing when a partition thread panicked");
+        let failure = failure.expect("the node records why it stopped");
+        assert!(
+            failure.contains("engine thread `ordo-partition-1` panicked")
+                && failure.contains("transaction at sequence 3"),
+            "{failure}"
+        );
+        match called {
+            Err(super::CallError::Node(super::NodeError::Failed(reason))) => {
+                assert_eq!(reason, failure)
+            }
+            other => panic!("the waiting caller got {other:?}"),
+        }
+    }
 
     fn report(node: u64, last_seq: u64, hash: u128) -> Checkpoint {
         Checkpoint {

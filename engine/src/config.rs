@@ -16,6 +16,18 @@ pub const TX_WRITE_BYTES_MAX_DEFAULT: usize = 16 << 20;
 pub const ARGS_BYTES_MAX_DEFAULT: usize = 1 << 20;
 pub const RESULT_BYTES_MAX_DEFAULT: usize = 1 << 20;
 pub const MODULE_BYTES_MAX_DEFAULT: usize = 16 << 20;
+/// Functions a module may define (imports not counted). Compile time and
+/// memory grow with the number of functions even when they are empty: a
+/// 1 MB module of 250,000 empty functions took 8.8 s and 1.2 GiB.
+pub const FUNCTIONS_COUNT_MAX_DEFAULT: usize = 10_000;
+/// Bytes of one function body, locals included.
+pub const FUNCTION_BODY_BYTES_MAX_DEFAULT: usize = 256 << 10;
+/// Blocks, loops and ifs open at once anywhere in a function body (the
+/// body itself not counted). Deep nesting is what makes the compiler's
+/// per-function memory explode: 1M nested blocks took 800 MiB.
+pub const NESTING_DEPTH_MAX_DEFAULT: usize = 1_024;
+/// Machine code (the text section) a module may compile to.
+pub const COMPILED_CODE_BYTES_MAX_DEFAULT: usize = 64 << 20;
 /// Unregistered clients (no `Register` entry: logs from before sessions,
 /// raw protocol clients) whose results are remembered for exactly-once.
 /// Past it the least recently active eighth is dropped; it never touches
@@ -75,6 +87,34 @@ pub struct EngineConfig {
     /// See [`STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT`].
     #[serde(default = "default_stored_results_total_bytes_max")]
     pub stored_results_total_bytes_max: u64,
+    /// Compile limits (module.rs). Like the other limits they decide
+    /// outcomes (whether a deploy is refused), so they must be equal on
+    /// every replica. Configs recorded before they existed load with the
+    /// defaults.
+    #[serde(default = "default_functions_count_max")]
+    pub functions_count_max: usize,
+    #[serde(default = "default_function_body_bytes_max")]
+    pub function_body_bytes_max: usize,
+    #[serde(default = "default_nesting_depth_max")]
+    pub nesting_depth_max: usize,
+    #[serde(default = "default_compiled_code_bytes_max")]
+    pub compiled_code_bytes_max: usize,
+}
+
+fn default_functions_count_max() -> usize {
+    FUNCTIONS_COUNT_MAX_DEFAULT
+}
+
+fn default_function_body_bytes_max() -> usize {
+    FUNCTION_BODY_BYTES_MAX_DEFAULT
+}
+
+fn default_nesting_depth_max() -> usize {
+    NESTING_DEPTH_MAX_DEFAULT
+}
+
+fn default_compiled_code_bytes_max() -> usize {
+    COMPILED_CODE_BYTES_MAX_DEFAULT
 }
 
 fn default_instance_epoch() -> u64 {
@@ -112,6 +152,10 @@ impl Default for EngineConfig {
             registered_sessions_max: REGISTERED_SESSIONS_MAX_DEFAULT,
             stored_result_bytes_max: STORED_RESULT_BYTES_MAX_DEFAULT,
             stored_results_total_bytes_max: STORED_RESULTS_TOTAL_BYTES_MAX_DEFAULT,
+            functions_count_max: FUNCTIONS_COUNT_MAX_DEFAULT,
+            function_body_bytes_max: FUNCTION_BODY_BYTES_MAX_DEFAULT,
+            nesting_depth_max: NESTING_DEPTH_MAX_DEFAULT,
+            compiled_code_bytes_max: COMPILED_CODE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -196,15 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn recorded_configs_without_the_epoch_still_load() {
+    fn recorded_configs_without_the_newer_fields_still_load() {
         let mut json = serde_json::to_value(EngineConfig::default()).unwrap();
-        for added in [
+        for field in [
             "instance_epoch",
             "registered_sessions_max",
             "stored_result_bytes_max",
             "stored_results_total_bytes_max",
+            "functions_count_max",
+            "function_body_bytes_max",
+            "nesting_depth_max",
+            "compiled_code_bytes_max",
         ] {
-            json.as_object_mut().unwrap().remove(added);
+            json.as_object_mut().unwrap().remove(field);
         }
         let loaded: EngineConfig = serde_json::from_value(json).unwrap();
         assert_eq!(loaded, EngineConfig::default());

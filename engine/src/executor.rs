@@ -33,6 +33,7 @@
 //! state hash and the chain hash are the same for every N.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -112,6 +113,9 @@ struct Task {
     encoding: i32,
     args: Vec<u8>,
     prepared: Prepared,
+    /// See [`Executor::inject_partition_panic`].
+    #[cfg(feature = "fault-injection")]
+    panic: bool,
 }
 
 /// What a partition thread's queue holds, in log order.
@@ -128,6 +132,8 @@ enum Work {
 /// go. So no thread ever waits for a thread that still has work queued
 /// before the transaction, only for the transaction itself.
 struct Meeting {
+    /// The transaction's sequence number, to name it if a thread fails.
+    seq: u64,
     threads: usize,
     arrived: AtomicUsize,
     task: Mutex<Option<Task>>,
@@ -139,6 +145,7 @@ struct Meeting {
 impl Meeting {
     fn new(threads: usize, task: Task) -> Meeting {
         Meeting {
+            seq: task.seq,
             threads,
             arrived: AtomicUsize::new(0),
             task: Mutex::new(Some(task)),
@@ -214,10 +221,68 @@ fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
     received.unwrap_or_else(|| channel.recv().ok())
 }
 
-/// What a partition thread sends back after each piece of work: its
-/// number, and if it ran a transaction, the transaction's index in the
-/// batch and its result.
-type WorkDone = (usize, Option<(usize, Result<Vec<u8>, Abort>)>);
+/// What a partition thread sends back after each piece of work.
+enum WorkDone {
+    /// Its number, and if it ran a transaction, the transaction's index in
+    /// the batch and its result.
+    Finished(usize, Option<(usize, Result<Vec<u8>, Abort>)>),
+    /// It panicked, and ends. Its last message.
+    Panicked(EnginePanic),
+}
+
+/// Stack size of every engine thread: the dispatcher (the caller's thread,
+/// which should be spawned with it too) and the partition threads. wasm
+/// has its own stack limit ([`EngineConfig::wasm_stack_bytes_max`]); this
+/// is for the host frames beneath it, and it is the same for every thread
+/// so that no transaction can overflow on one thread and not another.
+pub const ENGINE_THREAD_STACK_BYTES: usize = 16 << 20;
+
+/// A panic on an engine thread: a broken invariant or a bug, never an
+/// outcome. The executor re-raises a partition thread's panic on the
+/// dispatcher with this as the payload ([`std::panic::resume_unwind`]),
+/// so whoever calls [`Executor::execute`] can name the thread and the
+/// transaction and stop, instead of waiting forever for a thread that is
+/// gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnginePanic {
+    /// The thread's name, such as `ordo-partition-2`.
+    pub thread: String,
+    /// The transaction it was running (or waiting at, for a transaction
+    /// that spans threads), if any.
+    pub seq: Option<u64>,
+    /// The panic's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for EnginePanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(
+                f,
+                "engine thread `{}` panicked while running the transaction at sequence {seq}: {}",
+                self.thread, self.message
+            ),
+            None => write!(
+                f,
+                "engine thread `{}` panicked between transactions: {}",
+                self.thread, self.message
+            ),
+        }
+    }
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(engine) = payload.downcast_ref::<EnginePanic>() {
+        engine.to_string()
+    } else if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
 
 /// A partition thread.
 struct Worker {
@@ -285,6 +350,12 @@ pub struct Executor {
     /// Partition threads 1 to N-1, at index `thread - 1`.
     workers: Vec<Worker>,
     done: Receiver<WorkDone>,
+    /// The entry being dispatched, while a batch runs: `Some` when a batch
+    /// was interrupted by a panic. See [`Executor::interrupted_at`].
+    dispatching: Option<u64>,
+    /// Test-only fault injection: see [`Executor::inject_partition_panic`].
+    #[cfg(feature = "fault-injection")]
+    panic_at: Option<u64>,
 }
 
 impl Executor {
@@ -342,7 +413,31 @@ impl Executor {
             partitions,
             workers,
             done,
+            dispatching: None,
+            #[cfg(feature = "fault-injection")]
+            panic_at: None,
         }
+    }
+
+    /// The sequence number the dispatcher was at when a batch was cut
+    /// short by a panic (on this thread or re-raised from a partition
+    /// thread); `None` when no batch is interrupted. After that the
+    /// executor must not be used again: drop it.
+    pub fn interrupted_at(&self) -> Option<u64> {
+        self.dispatching
+    }
+
+    /// Makes the partition thread that runs the transaction at `seq` panic
+    /// instead of running it, so tests can check that a partition thread's
+    /// failure stops the node instead of hanging it. Compiled only with
+    /// the `fault-injection` feature, which only tests enable: a release
+    /// binary has no way to panic a thread on purpose, whatever its
+    /// environment or input says. (Nothing a client or module can send is
+    /// meant to panic the engine, so there is no honest public way to do
+    /// it.)
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_partition_panic(&mut self, seq: u64) {
+        self.panic_at = Some(seq);
     }
 
     /// A compiler configured for `config`, to share between the submit
@@ -454,6 +549,7 @@ impl Executor {
         self.sessions.begin_batch();
         for (offset, entry) in batch.entries.iter().enumerate() {
             let seq = batch.first_seq + offset as u64;
+            self.dispatching = Some(seq);
             let pending = self.dispatch(&mut run, entry, offset, seq, batch.timestamp_ms);
             run.entries.push(pending);
             self.collect(&mut run);
@@ -463,6 +559,7 @@ impl Executor {
         self.emit_ready(&mut run, batch, &mut each);
         assert_eq!(run.emitted, batch.entries.len(), "every outcome is known");
         self.sessions.end_batch();
+        self.dispatching = None;
         self.position = batch.last_seq();
         let mut chain = Xxh3::new();
         chain.update(&self.chain_hash.to_le_bytes());
@@ -559,6 +656,8 @@ impl Executor {
                 encoding: invocation.encoding.abi_code(),
                 args: invocation.args.clone(),
                 prepared,
+                #[cfg(feature = "fault-injection")]
+                panic: self.panic_at == Some(seq),
             };
             self.queue(run, threads, task);
             return Pending::Running;
@@ -582,12 +681,14 @@ impl Executor {
     /// Queues a transaction on the partition thread that owns its slots,
     /// or a meeting on every partition thread in `threads`.
     fn queue(&mut self, run: &mut BatchRun, threads: u64, task: Task) {
+        let done = &self.done;
         let mut send = |thread: usize, work: Work| {
             run.queued[thread] += 1;
-            self.workers[thread - 1]
-                .tasks
-                .send(work)
-                .expect("partition threads live as long as the executor")
+            if self.workers[thread - 1].tasks.send(work).is_err() {
+                // Its queue closes only when the thread has ended, and a
+                // thread ends early only by panicking, after saying so.
+                reraise_worker_panic(done, thread);
+            }
         };
         if threads.count_ones() == 1 {
             send(threads.trailing_zeros() as usize, Work::Run(task));
@@ -744,8 +845,10 @@ impl Executor {
                 continue;
             }
             while run.finished[thread] < run.queued[thread] {
-                let done = recv_spinning(&self.done)
-                    .expect("partition threads live as long as the executor");
+                // Every partition thread holds a sender until it ends, and
+                // one that ends early sends `Panicked` first.
+                let done =
+                    recv_spinning(&self.done).expect("partition threads report before they end");
                 record_done(run, done);
             }
         }
@@ -847,10 +950,16 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
+        // After an interrupted batch a partition thread may wait forever
+        // at a meeting a failed thread will never come to: leave the
+        // threads be (they hold nothing but memory) rather than hang here.
+        let join = self.dispatching.is_none();
         for Worker { tasks, thread } in std::mem::take(&mut self.workers) {
             // Closing the queue ends the thread's loop.
             drop(tasks);
-            let _ = thread.join();
+            if join {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -889,7 +998,12 @@ fn declare(
     sandbox.declare(&route.module, &call)
 }
 
-fn record_done(run: &mut BatchRun, (thread, ran): WorkDone) {
+/// Counts a partition thread's report, or re-raises its panic here.
+fn record_done(run: &mut BatchRun, done: WorkDone) {
+    let (thread, ran) = match done {
+        WorkDone::Finished(thread, ran) => (thread, ran),
+        WorkDone::Panicked(panic) => std::panic::resume_unwind(Box::new(panic)),
+    };
     run.finished[thread] += 1;
     let Some((index, result)) = ran else {
         return;
@@ -927,44 +1041,97 @@ fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<V
         .execute(&prepared.route.module, call, view)
 }
 
+/// Re-raises, on the dispatcher, the panic of partition thread `thread`,
+/// whose queue was found closed.
+fn reraise_worker_panic(done: &Receiver<WorkDone>, thread: usize) -> ! {
+    // It sent `Panicked` before its queue was dropped; other threads'
+    // reports may come first.
+    while let Ok(report) = done.recv() {
+        if let WorkDone::Panicked(panic) = report {
+            std::panic::resume_unwind(Box::new(panic));
+        }
+    }
+    unreachable!("partition thread {thread} ended without a report")
+}
+
 fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<WorkDone>) -> Worker {
     let (tasks, queue) = crossbeam_channel::unbounded::<Work>();
+    let name = format!("ordo-partition-{id}");
     let thread = std::thread::Builder::new()
-        .name(format!("ordo-partition-{id}"))
+        .name(name.clone())
+        .stack_size(ENGINE_THREAD_STACK_BYTES)
         .spawn(move || {
-            while let Some(work) = recv_spinning(&queue) {
-                let (task, meeting) = match work {
-                    Work::Run(task) => (task, None),
-                    Work::Meet(meeting) => match meeting.arrive() {
-                        Some(task) => (task, Some(meeting)),
-                        None => {
-                            if done.send((id, None)).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                    },
-                };
-                let call = Call {
-                    procedure: task.prepared.route.procedure,
-                    export: Export::Procedure,
-                    args: &task.args,
-                    encoding: task.encoding,
-                    seq: task.seq,
-                    now_ms: task.now_ms,
-                    fuel,
-                };
-                let result = run_in_slots(&slots, task.prepared, &call);
-                if let Some(meeting) = meeting {
-                    meeting.finish();
-                }
-                if done.send((id, Some((task.index, result)))).is_err() {
-                    return;
-                }
+            let mut running = None;
+            let worked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                work(id, &slots, fuel, &queue, &done, &mut running)
+            }));
+            if let Err(payload) = worked {
+                // The dispatcher is waiting for this thread's reports:
+                // this tells it to stop waiting, and why.
+                let _ = done.send(WorkDone::Panicked(EnginePanic {
+                    thread: name,
+                    seq: running,
+                    message: panic_message(&*payload),
+                }));
             }
         })
         .expect("spawning a partition thread");
     Worker { tasks, thread }
+}
+
+/// A partition thread's loop: runs its queue in order until it closes.
+/// `running` names the transaction in hand, for a panic report.
+fn work(
+    id: usize,
+    slots: &[Slot],
+    fuel: u64,
+    queue: &Receiver<Work>,
+    done: &Sender<WorkDone>,
+    running: &mut Option<u64>,
+) {
+    while let Some(work) = recv_spinning(queue) {
+        let (task, meeting) = match work {
+            Work::Run(task) => (task, None),
+            Work::Meet(meeting) => {
+                *running = Some(meeting.seq);
+                match meeting.arrive() {
+                    Some(task) => (task, Some(meeting)),
+                    None => {
+                        *running = None;
+                        if done.send(WorkDone::Finished(id, None)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        *running = Some(task.seq);
+        #[cfg(feature = "fault-injection")]
+        if task.panic {
+            panic!("fault injection: partition thread {id} was told to panic");
+        }
+        let call = Call {
+            procedure: task.prepared.route.procedure,
+            export: Export::Procedure,
+            args: &task.args,
+            encoding: task.encoding,
+            seq: task.seq,
+            now_ms: task.now_ms,
+            fuel,
+        };
+        let result = run_in_slots(slots, task.prepared, &call);
+        if let Some(meeting) = meeting {
+            meeting.finish();
+        }
+        *running = None;
+        if done
+            .send(WorkDone::Finished(id, Some((task.index, result))))
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 fn summary(compiled: &crate::module::CompiledModule) -> ModuleSummary {

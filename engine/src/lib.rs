@@ -54,9 +54,18 @@ pub mod state;
 /// matters.
 pub(crate) type LookupMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-pub use config::{EngineConfig, INSTANCE_EPOCH_DEFAULT, opens_instance_epoch};
-pub use executor::{EngineStatus, Executor, SnapshotError};
-pub use module::{DeployError, ModuleCompiler, ParamInfo, ProcedureInfo};
+pub use config::{
+    COMPILED_CODE_BYTES_MAX_DEFAULT, EngineConfig, FUNCTION_BODY_BYTES_MAX_DEFAULT,
+    FUNCTIONS_COUNT_MAX_DEFAULT, INSTANCE_EPOCH_DEFAULT, NESTING_DEPTH_MAX_DEFAULT,
+    opens_instance_epoch,
+};
+pub use executor::{
+    ENGINE_THREAD_STACK_BYTES, EnginePanic, EngineStatus, Executor, SnapshotError, panic_message,
+};
+pub use module::{
+    ArtifactKey, ArtifactStore, COMPILE_TIMEOUT, CompileStats, CompileWatchdog, DeployError,
+    ModuleCompiler, ModuleShape, ParamInfo, ProcedureInfo, measure,
+};
 pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 pub use partition::SLOTS;
 pub use sessions::{GRAVEYARD_CLIENTS_MAX, STORED_RESULT_OVERHEAD_BYTES};

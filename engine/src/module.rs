@@ -5,14 +5,36 @@
 //! counts: it is deterministic, so every replica accepts or rejects the
 //! same modules). Compiled code is a per-node cache keyed by the SHA-256 of
 //! the bytes; the bytes are what replicas agree on.
+//!
+//! # Compile limits
+//!
+//! Cranelift's time and memory grow with the number of functions, the
+//! size of each body and how deeply blocks nest, and a module of a few
+//! megabytes can make it take seconds and gigabytes. So before any byte
+//! reaches the compiler, `scan_sections` checks the cheap structural
+//! limits of [`EngineConfig`] (`functions_count_max`,
+//! `function_body_bytes_max`, `nesting_depth_max`) with one pass of
+//! wasmparser, which costs milliseconds even for a bomb. After compiling,
+//! the machine code is checked against `compiled_code_bytes_max`. Every
+//! check is a pure function of the bytes, the limits and the compiler
+//! build (see [`ModuleCompiler::compile`]), never of time: a deploy is a
+//! log entry every replica decides on its own.
+//!
+//! Compiles run one at a time (`ModuleCompiler::compiling`), so concurrent
+//! deploys cannot add up their compile memory, under a wall-clock
+//! watchdog ([`CompileWatchdog`]) that can only stop the node, never
+//! change a deploy's outcome.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use wasmtime::wasmparser::{Parser, Payload};
+use wasmtime::wasmparser::{Operator, Parser, Payload};
 use wasmtime::{ExternType, FuncType, ValType};
 
 use crate::config::EngineConfig;
@@ -116,6 +138,30 @@ pub enum DeployError {
         "export `{0}` declares partitions for a procedure the module does not export; export the procedure too, or remove the declaration"
     )]
     DeclarationWithoutProcedure(String),
+    #[error(
+        "module defines {count} functions, over the functions_count_max limit of {max}; split it into smaller modules"
+    )]
+    TooManyFunctions { count: u64, max: usize },
+    #[error(
+        "function {function} (counting the module's own functions from 0) has a {bytes}-byte body, the largest in the module and over the function_body_bytes_max limit of {max}; split the function"
+    )]
+    FunctionBodyTooLarge {
+        function: u64,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(
+        "function {function} (counting the module's own functions from 0) nests blocks, loops and ifs {depth} deep, the deepest in the module and over the nesting_depth_max limit of {max}; flatten its control flow"
+    )]
+    NestingTooDeep {
+        function: u64,
+        depth: usize,
+        max: usize,
+    },
+    #[error(
+        "module compiles to {bytes} bytes of machine code, over the compiled_code_bytes_max limit of {max}; make it smaller"
+    )]
+    CompiledCodeTooLarge { bytes: usize, max: usize },
 }
 
 /// A validated, compiled module.
@@ -199,6 +245,95 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// How long one compile may take before the node is stopped. A compile
+/// cannot be interrupted, and a deploy's outcome must not depend on time,
+/// so this is only a watchdog: the structural limits keep real compiles
+/// far below it (see docs/BENCHMARKS.md), and a compile that still
+/// overruns means something is badly wrong with this node.
+pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Called, on a watchdog thread, with a one-line description when a
+/// compile overruns its timeout. It must stop the node: the compile
+/// itself goes on, and whatever it decides stays deterministic.
+pub type OverrunHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The wall-clock bound on one compile. See [`COMPILE_TIMEOUT`].
+#[derive(Clone)]
+pub struct CompileWatchdog {
+    pub timeout: Duration,
+    pub on_overrun: OverrunHandler,
+}
+
+impl Default for CompileWatchdog {
+    /// [`COMPILE_TIMEOUT`], and on overrun an abort of the whole process
+    /// with the reason on stderr: there is no way to stop a compile short
+    /// of that, and a node stuck in one must not look alive.
+    fn default() -> CompileWatchdog {
+        CompileWatchdog {
+            timeout: COMPILE_TIMEOUT,
+            on_overrun: Arc::new(|reason: &str| {
+                eprintln!("ordo: {reason}; stopping the node");
+                std::process::abort();
+            }),
+        }
+    }
+}
+
+/// What a compiled module is cached under on disk: its wasm and the
+/// compiler's settings (wasmtime version, configuration, target CPU
+/// features). A cached artifact is reused only if both match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArtifactKey {
+    pub wasm_sha256: [u8; 32],
+    pub compatibility: u64,
+}
+
+impl ArtifactKey {
+    /// A file name for the artifact: the two hashes in hex.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(self.wasm_sha256),
+            self.compatibility
+        )
+    }
+}
+
+/// Persistent storage for compiled code, outside the engine (which does
+/// no I/O). Everything it returns is treated as untrusted: the compiler
+/// checks the framing and checksum ([`decode_artifact`]) before it hands
+/// the bytes to wasmtime, and discards what fails. Errors are the store's
+/// to report; a store that cannot read or write simply makes the node
+/// compile again.
+pub trait ArtifactStore: Send + Sync {
+    /// The bytes stored under `key`, if any.
+    fn load(&self, key: &ArtifactKey) -> Option<Vec<u8>>;
+    /// Keeps `bytes` under `key`, replacing what was there.
+    fn store(&self, key: &ArtifactKey, bytes: &[u8]);
+    /// Deletes what is stored under `key`: it failed its checks for
+    /// `reason`.
+    fn discard(&self, key: &ArtifactKey, reason: &str);
+}
+
+/// Counts of how modules were obtained, since this compiler was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Compiled by cranelift.
+    pub compiled: u64,
+    /// Loaded from the artifact store instead.
+    pub loaded_from_cache: u64,
+    /// Artifacts found but discarded (corrupt, truncated, refused by
+    /// wasmtime), each followed by a compile.
+    pub cache_discarded: u64,
+}
+
+#[derive(Default)]
+struct CompileCounters {
+    compiled: AtomicU64,
+    loaded_from_cache: AtomicU64,
+    cache_discarded: AtomicU64,
+}
+
 /// Compiles modules and caches the results by content hash. Shared by the
 /// submit path (which rejects bad modules before they reach the log) and
 /// the executor (whose check is authoritative).
@@ -206,6 +341,13 @@ pub struct ModuleCompiler {
     engine: wasmtime::Engine,
     config: EngineConfig,
     cache: Mutex<HashMap<[u8; 32], wasmtime::Module>>,
+    /// Held for the whole of a compile or cache load: one at a time, so
+    /// that the memory concurrent compiles take never adds up.
+    compiling: Mutex<()>,
+    watchdog: CompileWatchdog,
+    artifacts: Option<Arc<dyn ArtifactStore>>,
+    compatibility: u64,
+    counters: CompileCounters,
 }
 
 /// Compiled modules kept in the per-node cache at most.
@@ -213,20 +355,56 @@ const COMPILED_CACHE_ENTRIES_MAX: usize = 64;
 
 impl ModuleCompiler {
     pub fn new(engine: wasmtime::Engine, config: EngineConfig) -> ModuleCompiler {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         ModuleCompiler {
+            compatibility: hasher.finish(),
             engine,
             config,
             cache: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(()),
+            watchdog: CompileWatchdog::default(),
+            artifacts: None,
+            counters: CompileCounters::default(),
         }
+    }
+
+    /// Keeps compiled code in `store` and looks there before compiling.
+    pub fn with_artifact_store(mut self, store: Arc<dyn ArtifactStore>) -> ModuleCompiler {
+        self.artifacts = Some(store);
+        self
+    }
+
+    /// Replaces the default watchdog ([`CompileWatchdog::default`]).
+    pub fn with_watchdog(mut self, watchdog: CompileWatchdog) -> ModuleCompiler {
+        self.watchdog = watchdog;
+        self
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.engine
     }
 
-    /// Checks `wasm` against the ABI and compiles it. Deterministic: the
-    /// same bytes give the same answer on every node running the same
-    /// ordo build.
+    pub fn stats(&self) -> CompileStats {
+        CompileStats {
+            compiled: self.counters.compiled.load(Ordering::Relaxed),
+            loaded_from_cache: self.counters.loaded_from_cache.load(Ordering::Relaxed),
+            cache_discarded: self.counters.cache_discarded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks `wasm` against the ABI and the compile limits and compiles
+    /// it (or loads its compiled code from the artifact store).
+    ///
+    /// Deterministic: the same bytes give the same answer on every node
+    /// running the same ordo build on the same kind of CPU. The structural
+    /// limits depend on the bytes alone; the compiled code size also
+    /// depends on the CPU features cranelift compiles for, so members of a
+    /// cluster must run on CPUs with the same features (a module within a
+    /// few bytes of `compiled_code_bytes_max` could otherwise be accepted
+    /// by some members and refused by others, which the divergence check
+    /// would catch and stop). Never of time: the watchdog can stop the
+    /// node, not change the answer.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<CompiledModule, DeployError> {
         if !valid_module_name(name) {
             return Err(DeployError::BadModuleName(name.to_string()));
@@ -237,14 +415,13 @@ impl ModuleCompiler {
                 max: self.config.module_bytes_max,
             });
         }
-        let metadata = scan_sections(wasm)?;
+        let metadata = scan_sections(wasm, &self.config)?;
         let sha256 = sha256(wasm);
         let cached = self.cache.lock().get(&sha256).cloned();
         let module = match cached {
             Some(module) => module,
             None => {
-                let module = wasmtime::Module::new(&self.engine, wasm)
-                    .map_err(|err| DeployError::Invalid(root_message(&err)))?;
+                let module = self.compile_or_load(name, sha256, wasm)?;
                 let mut cache = self.cache.lock();
                 if cache.len() >= COMPILED_CACHE_ENTRIES_MAX {
                     cache.clear();
@@ -292,6 +469,180 @@ impl ModuleCompiler {
             module,
         })
     }
+
+    /// The compiled module for `wasm`: from the artifact store if it holds
+    /// a good copy, else compiled (and then stored). Either way its
+    /// machine code is checked against `compiled_code_bytes_max`.
+    fn compile_or_load(
+        &self,
+        name: &str,
+        sha256: [u8; 32],
+        wasm: &[u8],
+    ) -> Result<wasmtime::Module, DeployError> {
+        let _one_at_a_time = self.compiling.lock();
+        // Another caller may have compiled it while this one waited.
+        if let Some(module) = self.cache.lock().get(&sha256).cloned() {
+            return Ok(module);
+        }
+        let key = ArtifactKey {
+            wasm_sha256: sha256,
+            compatibility: self.compatibility,
+        };
+        if let Some(module) = self.load_artifact(&key) {
+            self.counters
+                .loaded_from_cache
+                .fetch_add(1, Ordering::Relaxed);
+            self.check_compiled_size(&module)?;
+            return Ok(module);
+        }
+        let module = {
+            let _watchdog = Watch::start(
+                &self.watchdog,
+                format!(
+                    "compiling module `{name}` (sha256 {}) has taken longer than {:?}",
+                    hex::encode(sha256),
+                    self.watchdog.timeout
+                ),
+            );
+            wasmtime::Module::new(&self.engine, wasm)
+                .map_err(|err| DeployError::Invalid(root_message(&err)))?
+        };
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        self.check_compiled_size(&module)?;
+        if let Some(store) = &self.artifacts
+            && let Ok(artifact) = module.serialize()
+        {
+            store.store(&key, &encode_artifact(&key, &artifact));
+        }
+        Ok(module)
+    }
+
+    fn check_compiled_size(&self, module: &wasmtime::Module) -> Result<(), DeployError> {
+        let bytes = module.text().len();
+        if bytes > self.config.compiled_code_bytes_max {
+            return Err(DeployError::CompiledCodeTooLarge {
+                bytes,
+                max: self.config.compiled_code_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// A module from the artifact store, if it holds one that passes every
+    /// check; anything else found there is discarded.
+    fn load_artifact(&self, key: &ArtifactKey) -> Option<wasmtime::Module> {
+        let store = self.artifacts.as_ref()?;
+        let file = store.load(key)?;
+        let loaded = decode_artifact(key, &file).and_then(|artifact| {
+            // SAFETY: `decode_artifact` checked that these bytes are, to
+            // the checksum's strength, exactly what `Module::serialize`
+            // gave for this wasm under an engine with this compatibility
+            // hash (and wasmtime checks its own header and settings too).
+            // Only someone who can write the node's data directory could
+            // forge them, and such a party controls the node anyway.
+            unsafe { wasmtime::Module::deserialize(&self.engine, artifact) }
+                .map_err(|err| format!("wasmtime refused it: {}", root_message(&err)))
+        });
+        match loaded {
+            Ok(module) => Some(module),
+            Err(reason) => {
+                self.counters
+                    .cache_discarded
+                    .fetch_add(1, Ordering::Relaxed);
+                store.discard(key, &reason);
+                None
+            }
+        }
+    }
+}
+
+/// A running watchdog: calls the overrun handler if not dropped within the
+/// timeout.
+struct Watch {
+    done: Option<crossbeam_channel::Sender<()>>,
+}
+
+impl Watch {
+    fn start(watchdog: &CompileWatchdog, reason: String) -> Watch {
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        let timeout = watchdog.timeout;
+        let on_overrun = watchdog.on_overrun.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ordo-compile-watchdog".into())
+            .spawn(move || {
+                if let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(timeout)
+                {
+                    on_overrun(&reason);
+                }
+            });
+        // Without a thread there is no watchdog; the compile is bounded by
+        // the structural limits all the same.
+        Watch {
+            done: spawned.ok().map(|_| done),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the watchdog thread, which then ends.
+        self.done.take();
+    }
+}
+
+/// Magic at the start of an artifact file: ordo compiled wasm, format 1.
+const ARTIFACT_MAGIC: &[u8; 8] = b"ordocwm1";
+/// magic, wasm sha256, compatibility hash, artifact length, xxh3-128.
+const ARTIFACT_HEADER_BYTES: usize = 8 + 32 + 8 + 8 + 16;
+
+/// Frames a serialized module for the artifact store: a header naming
+/// what it was compiled from and a checksum of the rest.
+pub fn encode_artifact(key: &ArtifactKey, artifact: &[u8]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(ARTIFACT_HEADER_BYTES + artifact.len());
+    file.extend_from_slice(ARTIFACT_MAGIC);
+    file.extend_from_slice(&key.wasm_sha256);
+    file.extend_from_slice(&key.compatibility.to_le_bytes());
+    file.extend_from_slice(&(artifact.len() as u64).to_le_bytes());
+    file.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(artifact).to_le_bytes());
+    file.extend_from_slice(artifact);
+    file
+}
+
+/// The serialized module inside an artifact file, if the file is whole
+/// and was made for `key`; else why not.
+pub fn decode_artifact<'a>(key: &ArtifactKey, file: &'a [u8]) -> Result<&'a [u8], String> {
+    if file.len() < ARTIFACT_HEADER_BYTES {
+        return Err(format!(
+            "it is {} bytes, shorter than its {ARTIFACT_HEADER_BYTES}-byte header",
+            file.len()
+        ));
+    }
+    let (header, artifact) = file.split_at(ARTIFACT_HEADER_BYTES);
+    if &header[0..8] != ARTIFACT_MAGIC {
+        return Err("its magic is wrong".to_string());
+    }
+    if header[8..40] != key.wasm_sha256 {
+        return Err("it was compiled from another module".to_string());
+    }
+    let field = |range: std::ops::Range<usize>| {
+        u64::from_le_bytes(header[range].try_into().expect("8 bytes"))
+    };
+    if field(40..48) != key.compatibility {
+        return Err("it was compiled under other compiler settings".to_string());
+    }
+    if field(48..56) != artifact.len() as u64 {
+        return Err(format!(
+            "its header says {} bytes of code follow, but {} do (truncated?)",
+            field(48..56),
+            artifact.len()
+        ));
+    }
+    let checksum = u128::from_le_bytes(header[56..72].try_into().expect("16 bytes"));
+    if checksum != xxhash_rust::xxh3::xxh3_128(artifact) {
+        return Err("its checksum does not match its contents".to_string());
+    }
+    Ok(artifact)
 }
 
 /// The innermost message of a wasmtime error: stable text such as a
@@ -313,14 +664,88 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Reads what wasmtime's `Module` does not expose: the start section and
-/// our metadata custom section.
-fn scan_sections(wasm: &[u8]) -> Result<Vec<MetadataLine>, DeployError> {
+/// The structural measures the compile limits apply to, as
+/// [`measure`] finds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModuleShape {
+    /// Functions the module defines (imports not counted).
+    pub functions: u64,
+    /// The largest function body in bytes, and its function (counting the
+    /// module's own functions from 0).
+    pub largest_body: (u64, usize),
+    /// The deepest nesting of blocks, loops and ifs, and its function.
+    pub deepest_nesting: (u64, usize),
+}
+
+/// Measures `wasm`'s functions without compiling anything, for tools and
+/// tests that want to see how far a module is from the compile limits.
+pub fn measure(wasm: &[u8]) -> Result<ModuleShape, DeployError> {
+    scan(wasm, None).map(|(_, shape)| shape)
+}
+
+/// Reads what wasmtime's `Module` does not expose (the start section and
+/// our metadata custom section) and checks the structural compile limits,
+/// in one pass that never compiles anything.
+fn scan_sections(wasm: &[u8], config: &EngineConfig) -> Result<Vec<MetadataLine>, DeployError> {
+    let (metadata, shape) = scan(wasm, Some(config.functions_count_max))?;
+    let (function, bytes) = shape.largest_body;
+    if bytes > config.function_body_bytes_max {
+        return Err(DeployError::FunctionBodyTooLarge {
+            function,
+            bytes,
+            max: config.function_body_bytes_max,
+        });
+    }
+    let (function, depth) = shape.deepest_nesting;
+    if depth > config.nesting_depth_max {
+        return Err(DeployError::NestingTooDeep {
+            function,
+            depth,
+            max: config.nesting_depth_max,
+        });
+    }
+    Ok(metadata)
+}
+
+/// One pass over `wasm`. With `functions_count_max`, refuses a module
+/// over it as soon as a section gives the count, before reading bodies.
+fn scan(
+    wasm: &[u8],
+    functions_count_max: Option<usize>,
+) -> Result<(Vec<MetadataLine>, ModuleShape), DeployError> {
+    let invalid = |err: wasmtime::wasmparser::BinaryReaderError| {
+        DeployError::Invalid(one_line(&err.to_string()))
+    };
+    let too_many_functions = |count: u32| -> Result<(), DeployError> {
+        match functions_count_max {
+            Some(max) if count as usize > max => Err(DeployError::TooManyFunctions {
+                count: count.into(),
+                max,
+            }),
+            _ => Ok(()),
+        }
+    };
     let mut metadata = Vec::new();
+    let mut shape = ModuleShape::default();
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|err| DeployError::Invalid(one_line(&err.to_string())))?;
-        match payload {
+        match payload.map_err(invalid)? {
             Payload::StartSection { .. } => return Err(DeployError::StartFunction),
+            // The function and code sections each give the count before
+            // any body is read; a valid module has the same in both.
+            Payload::FunctionSection(reader) => too_many_functions(reader.count())?,
+            Payload::CodeSectionStart { count, .. } => too_many_functions(count)?,
+            Payload::CodeSectionEntry(body) => {
+                let function = shape.functions;
+                let bytes = body.range().len();
+                if bytes > shape.largest_body.1 {
+                    shape.largest_body = (function, bytes);
+                }
+                let depth = nesting_depth(&body).map_err(invalid)?;
+                if depth > shape.deepest_nesting.1 {
+                    shape.deepest_nesting = (function, depth);
+                }
+                shape.functions += 1;
+            }
             Payload::CustomSection(reader) if reader.name() == METADATA_SECTION => {
                 let text = std::str::from_utf8(reader.data())
                     .map_err(|_| DeployError::BadMetadata("not UTF-8".to_string()))?;
@@ -333,7 +758,35 @@ fn scan_sections(wasm: &[u8]) -> Result<Vec<MetadataLine>, DeployError> {
             _ => {}
         }
     }
-    Ok(metadata)
+    Ok((metadata, shape))
+}
+
+/// The deepest nesting of blocks, loops, ifs and try blocks in `body` (the
+/// body itself is depth 0). Reads every operator; the body's size is
+/// already bounded.
+fn nesting_depth(
+    body: &wasmtime::wasmparser::FunctionBody<'_>,
+) -> Result<usize, wasmtime::wasmparser::BinaryReaderError> {
+    let mut reader = body.get_operators_reader()?;
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    while !reader.eof() {
+        match reader.read()? {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Try { .. }
+            | Operator::TryTable { .. } => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            // The body's own `end` takes it below zero; validation, later,
+            // refuses anything after it.
+            Operator::End => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(deepest)
 }
 
 /// Returns the module's procedure names and the names of the procedures
