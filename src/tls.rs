@@ -32,7 +32,7 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
     }
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
         format!(
-            "reading the TLS private key in {} (--tls-key)",
+            "reading the TLS private key in {} (--tls-key wants a PEM PKCS#8, PKCS#1 or SEC1 key)",
             key.display()
         )
     })?;

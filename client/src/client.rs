@@ -595,7 +595,7 @@ pub enum ClientError {
 fn refusal_hint(reason: &RefusalReason) -> &'static str {
     match reason {
         RefusalReason::BadHandshake => {
-            "check that client and server speak the same protocol version"
+            "check that the client's settings (protocol version, TLS) match the server's"
         }
         RefusalReason::Unauthorized => "set the client token the server expects",
         RefusalReason::TooManyConnections => "retry later, or raise the server's connection limit",

@@ -17,25 +17,22 @@ use rustls::pki_types::{CertificateDer, ServerName};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     #[error(
-        "cannot read the CA certificates in {path}: {source}; give a PEM file of the CA that signed the server's certificate"
+        "cannot read the CA certificates in {path}: {error}; give a PEM file of the CA that signed the server's certificate"
     )]
     ReadCa {
         path: PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
+        // Not a `source`: its text is already in the message, and callers
+        // that print the cause chain would repeat it.
+        error: rustls::pki_types::pem::Error,
     },
     #[error(
         "{path} holds no PEM certificate; give the PEM file of the CA that signed the server's certificate"
     )]
     NoCa { path: PathBuf },
-    #[error("a certificate in {path} is not a usable CA certificate: {source}")]
-    BadCa {
-        path: PathBuf,
-        #[source]
-        source: rustls::Error,
-    },
+    #[error("a certificate in {path} is not a usable CA certificate: {error}")]
+    BadCa { path: PathBuf, error: rustls::Error },
     #[error("cannot set up TLS: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
 }
 
 /// The crypto provider every TLS configuration in ordo is built with.
@@ -47,17 +44,17 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// file `ca_pem` (the system's roots are not consulted: an ordo server's
 /// certificate is expected to come from the operator's own CA).
 pub fn client_config(ca_pem: &Path) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-    let read_error = |source| TlsConfigError::ReadCa {
+    let read_error = |error| TlsConfigError::ReadCa {
         path: ca_pem.to_path_buf(),
-        source,
+        error,
     };
     let mut roots = rustls::RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(ca_pem).map_err(read_error)? {
         roots
             .add(certificate.map_err(read_error)?)
-            .map_err(|source| TlsConfigError::BadCa {
+            .map_err(|error| TlsConfigError::BadCa {
                 path: ca_pem.to_path_buf(),
-                source,
+                error,
             })?;
     }
     if roots.is_empty() {
@@ -66,7 +63,8 @@ pub fn client_config(ca_pem: &Path) -> Result<Arc<rustls::ClientConfig>, TlsConf
         });
     }
     let config = rustls::ClientConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Rustls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
