@@ -896,13 +896,39 @@ fn other_request(
     }
 }
 
+/// Framed bytes the writer prepares ahead of the socket: every answer
+/// that is ready goes into one write up to this much; the rest waits
+/// unframed (counted by its size), so a client that does not read costs
+/// no framing work.
+const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// What an answer adds to its frame beyond its result or message: the
+/// frame header, request id, variant tags and sequence number.
+const ANSWER_OVERHEAD_BYTES: usize = 32;
+
+/// The bytes an answer will take on the wire, near enough to count it
+/// against the budget before it is framed; O(1).
+fn answer_bytes(completion: &Completion) -> usize {
+    ANSWER_OVERHEAD_BYTES
+        + match &completion.result {
+            Ok(tx) => match &tx.outcome {
+                Outcome::Committed { result } => result.len(),
+                Outcome::Aborted(abort) => abort.message.len(),
+                Outcome::Deployed(summary) => {
+                    summary.name.len() + summary.sha256.len() + 64 * summary.procedures.len()
+                }
+            },
+            Err(_) => 256,
+        }
+}
+
 /// Writes the node's answers and the reader's immediate answers as they
-/// come, every answer that is ready framed into one buffer, so answers that
-/// are ready together leave in one write. While the socket does not take
-/// them, it keeps taking answers off the node's channel and counts their
-/// bytes in `queue` (the reader stops reading over the budget), and gives
-/// up on a client that stays over the budget for `slow_reader_timeout` or
-/// goes [`ANSWER_BYTES_QUEUED_HARD_FACTOR`] times over it. Stops when the
+/// come, every answer that is ready framed into one buffer (up to
+/// [`WRITE_BATCH_BYTES`]), so answers that are ready together leave in one
+/// write. While the socket does not take them, it keeps taking answers off
+/// the node's channel and counts their bytes in `queue` (the reader stops
+/// reading over the budget), and gives up on a client that stays over the
+/// budget for `slow_reader_timeout` or goes
+/// [`ANSWER_BYTES_QUEUED_HARD_FACTOR`] times over it. Stops when the
 /// reader's side of `buffers` is dropped, so nothing else may hold a
 /// sender of it.
 async fn write_responses<W: AsyncWrite + Unpin>(
@@ -918,23 +944,32 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     // Framed answers; `pending[written..]` has not reached the socket yet.
     let mut pending: Vec<u8> = Vec::new();
     let mut written = 0;
+    // Answers received and not framed yet, and their estimated bytes.
+    let mut unframed: std::collections::VecDeque<Completion> = std::collections::VecDeque::new();
+    let mut unframed_bytes = 0;
     let mut needs_flush = false;
     let mut over_budget_since: Option<tokio::time::Instant> = None;
     let mut open = true;
-    let frame_completions = |pending: &mut Vec<u8>, ready: Vec<Completion>| {
-        let responses = ready.into_iter().map(|completion| Response {
-            request_id: completion.request_id,
-            body: match completion.result {
-                Ok(tx) => outcome_body(tx),
-                Err(err) => refusal_body(&err),
-            },
-        });
-        frame_all_into(pending, responses, frame_bytes_max);
+    let over_hard_max = |queued: usize| ConnectionError::SlowReader {
+        queued,
+        max: budget,
+        how: format!("and reached {ANSWER_BYTES_QUEUED_HARD_FACTOR} times the budget"),
+    };
+    let take = |unframed: &mut std::collections::VecDeque<Completion>,
+                unframed_bytes: &mut usize,
+                ready: Vec<Completion>| {
+        for completion in ready {
+            *unframed_bytes += answer_bytes(&completion);
+            unframed.push_back(completion);
+        }
     };
     loop {
         // Take everything that is ready before writing, so it shares a write.
         while let Ok(ready) = completions.try_recv() {
-            frame_completions(&mut pending, ready);
+            take(&mut unframed, &mut unframed_bytes, ready);
+            if unframed_bytes > hard_max {
+                return Err(over_hard_max(pending.len() - written + unframed_bytes));
+            }
         }
         while open {
             match buffers.try_recv() {
@@ -943,21 +978,31 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        let queued = pending.len() - written;
+        while pending.len() - written < WRITE_BATCH_BYTES
+            && let Some(completion) = unframed.pop_front()
+        {
+            unframed_bytes -= answer_bytes(&completion);
+            let response = Response {
+                request_id: completion.request_id,
+                body: match completion.result {
+                    Ok(tx) => outcome_body(tx),
+                    Err(err) => refusal_body(&err),
+                },
+            };
+            frame_all_into(&mut pending, std::iter::once(response), frame_bytes_max);
+        }
+        let framed = pending.len() - written;
+        let queued = framed + unframed_bytes;
         queue.bytes.store(queued, Ordering::Relaxed);
         if queued > hard_max {
-            return Err(ConnectionError::SlowReader {
-                queued,
-                max: budget,
-                how: format!("and reached {ANSWER_BYTES_QUEUED_HARD_FACTOR} times the budget"),
-            });
+            return Err(over_hard_max(queued));
         }
         if queued > budget {
             over_budget_since.get_or_insert_with(tokio::time::Instant::now);
         } else if over_budget_since.take().is_some() {
             queue.drained.notify_one();
         }
-        if queued == 0 {
+        if framed == 0 {
             pending.clear();
             written = 0;
             if !open && !needs_flush {
@@ -967,15 +1012,15 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         let slow_deadline = over_budget_since.map(|since| since + slow_reader_timeout);
         tokio::select! {
             biased;
-            // Either the write of what is queued or, once all is written,
+            // Either the write of what is framed or, once all is written,
             // the flush (a no-op on TCP; TLS may still hold records).
             progress = async {
-                if queued > 0 {
+                if framed > 0 {
                     writer.write(&pending[written..]).await.map(Some)
                 } else {
                     writer.flush().await.map(|()| None)
                 }
-            }, if queued > 0 || needs_flush => match progress? {
+            }, if framed > 0 || needs_flush => match progress? {
                 Some(0) => {
                     return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                 }
@@ -988,24 +1033,24 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                     if written == pending.len() {
                         pending.clear();
                         written = 0;
-                        if pending.capacity() > READ_CHUNK_BYTES * 4 {
-                            pending.shrink_to(READ_CHUNK_BYTES);
+                        if pending.capacity() > WRITE_BATCH_BYTES * 4 {
+                            pending.shrink_to(WRITE_BATCH_BYTES);
                         }
-                    } else if written > READ_CHUNK_BYTES && written * 2 > pending.len() {
+                    } else if written > WRITE_BATCH_BYTES && written * 2 > pending.len() {
                         pending.drain(..written);
                         written = 0;
                     }
                 }
                 None => needs_flush = false,
             },
-            Some(ready) = completions.recv() => frame_completions(&mut pending, ready),
+            Some(ready) = completions.recv() => take(&mut unframed, &mut unframed_bytes, ready),
             buffer = buffers.recv(), if open => match buffer {
                 Some(buffer) => pending.extend_from_slice(&buffer),
                 None => open = false,
             },
             () = sleep_until_some(slow_deadline) => {
                 return Err(ConnectionError::SlowReader {
-                    queued: pending.len() - written,
+                    queued,
                     max: budget,
                     how: format!("for {slow_reader_timeout:?} (--slow-reader-timeout)"),
                 });

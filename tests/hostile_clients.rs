@@ -408,7 +408,10 @@ fn running_out_of_file_descriptors_backs_off_and_logs_little() {
         }
     });
     server.deploy("bank", ordo::modules::BANK);
-    let flood: Vec<TcpStream> = (0..300)
+    let started = Instant::now();
+    // More than the server's descriptors, fewer than the listen backlog
+    // (128), so every connect completes at once.
+    let flood: Vec<TcpStream> = (0..120)
         .filter_map(|_| TcpStream::connect(server.addr).ok())
         .collect();
     assert!(
@@ -417,13 +420,18 @@ fn running_out_of_file_descriptors_backs_off_and_logs_little() {
         server.log()
     );
     // Before: 3 million lines in 9 s. Now at most one a second.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(3)); // let the failures go on
     let lines = server
         .log()
         .lines()
         .filter(|line| line.contains("accept failed"))
-        .count();
-    assert!(lines <= 6, "{lines} accept failures logged in ~3 s");
+        .count() as u64;
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(
+        lines <= seconds + 1,
+        "{lines} accept failures logged in {seconds} s:\n{}",
+        server.log()
+    );
     // The flood leaves (the handshake deadline closes the ones accepted),
     // and a client gets in.
     drop(flood);

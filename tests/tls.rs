@@ -38,9 +38,10 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("ordo test CA {}", names(server_names)));
+        ca_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("ordo test CA {}", names(server_names)),
+        );
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let server_key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = server_names.iter().map(|name| name.to_string()).collect();
