@@ -1213,4 +1213,47 @@ mod tests {
         assert!(!token_ok(&Some("a".into()), &None));
         assert!(token_ok(&Some("a".into()), &Some("a".into())));
     }
+
+    #[test]
+    fn no_hello_the_server_accepts_looks_like_tls() {
+        for bytes in 0..=HANDSHAKE_FRAME_BYTES_MAX as u32 {
+            assert!(!looks_like_tls(&bytes.to_le_bytes()), "{bytes}");
+        }
+        // A TLS 1.2/1.3 ClientHello record: handshake, version 3.1, length.
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01, 0x02]));
+        assert!(looks_like_tls(&[0x16, 0x03, 0x03, 0x00]));
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_hello_looks_like_tls() {
+        use ordo_client::tokio_rustls::TlsConnector;
+        let (client, mut server) = tokio::io::duplex(64 << 10);
+        let roots = rustls::RootCertStore::empty();
+        let config =
+            rustls::ClientConfig::builder_with_provider(ordo_client::tls::crypto_provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let connector = TlsConnector::from(Arc::new(config));
+        let name = ordo_client::tls::server_name("127.0.0.1:1").unwrap();
+        tokio::spawn(async move { connector.connect(name, client).await });
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        server.read_exact(&mut header).await.unwrap();
+        assert!(looks_like_tls(&header), "{header:?}");
+    }
+
+    #[test]
+    fn repeated_lines_are_limited_and_counted() {
+        let log = RateLimitedLog::new();
+        let mut printed = 0;
+        for _ in 0..1000 {
+            log.log(|| {
+                printed += 1;
+                "a line".to_string()
+            });
+        }
+        assert_eq!(printed, 1, "one line per interval");
+        assert_eq!(log.state.lock().1, 999, "the rest are counted");
+    }
 }
