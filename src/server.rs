@@ -699,7 +699,12 @@ async fn read_requests(
         }
         let read = tokio::select! {
             biased;
-            read = reader.read(&mut chunk) => read?,
+            read = reader.read(&mut chunk) => match read {
+                // A TLS client that hangs up without close_notify (most
+                // do, on exit): between frames that is a clean end.
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                read => read?,
+            },
             () = &mut idle => {
                 let active = last_read.max(queue.last_write());
                 if active.elapsed() >= idle_timeout {
@@ -901,9 +906,10 @@ fn other_request(
 /// unframed (counted by its size), so a client that does not read costs
 /// no framing work.
 const WRITE_BATCH_BYTES: usize = 256 << 10;
-/// What an answer adds to its frame beyond its result or message: the
-/// frame header, request id, variant tags and sequence number.
-const ANSWER_OVERHEAD_BYTES: usize = 32;
+/// What an answer costs beyond its result or message: while it waits
+/// unframed, its `Completion`; once framed, the frame header, request id,
+/// variant tags and sequence number (fewer bytes than that).
+const ANSWER_OVERHEAD_BYTES: usize = std::mem::size_of::<Completion>() + 16;
 
 /// The bytes an answer will take on the wire, near enough to count it
 /// against the budget before it is framed; O(1).

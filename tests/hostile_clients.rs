@@ -503,6 +503,7 @@ fn a_client_that_pipelines_and_never_reads_is_disconnected() {
     assert!(log.contains("over the 4194304-byte budget"), "{log}");
     assert!(closed_within(&mut attacker, Duration::from_secs(10)));
     let growth = peak.max(server.rss_bytes()).saturating_sub(rss_before);
+    eprintln!("pipelining never-reader: {sent} calls sent, RSS grew by at most {growth} bytes");
     assert!(
         growth < RSS_GROWTH_BYTES_MAX,
         "{sent} pipelined calls grew the server by {growth} bytes"
@@ -546,6 +547,7 @@ fn a_slow_reader_is_no_longer_read_then_disconnected_after_the_timeout() {
     // never became a transaction (the budget and the kernel's socket
     // buffers hold a few hundred answers).
     let ran = server.position() - position;
+    eprintln!("slow reader: {ran} of {sent} calls ran");
     assert!(
         ran * 2 < sent,
         "{ran} of {sent} calls ran: the server kept reading a client over its budget"
