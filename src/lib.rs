@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod modules;
 pub mod node;
 pub mod server;
+pub mod tls;
 pub mod workload;
 
 pub use node::{

@@ -92,6 +92,19 @@ struct Remote {
     /// Admin token, for deploys.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Connect over TLS, trusting the CA certificates in this PEM file
+    /// (the server runs with --tls-cert).
+    #[arg(long, env = "ORDO_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+}
+
+/// The client's TLS configuration for `--tls-ca`, if given.
+fn client_tls(
+    tls_ca: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<ordo_client::rustls::ClientConfig>>> {
+    tls_ca
+        .map(|ca| ordo_client::tls::client_config(ca).map_err(anyhow::Error::from))
+        .transpose()
 }
 
 impl Remote {
@@ -131,6 +144,7 @@ impl Remote {
             config.token = self.token.clone();
             config.admin_token = self.admin_token.clone();
             config.register_session = session;
+            config.tls = client_tls(self.tls_ca.as_deref())?;
             let client = ordo_client::Client::connect_with(config).await?;
             let result = work(client.clone()).await;
             if session {
@@ -157,9 +171,29 @@ struct ServeArgs {
     /// Token every client must present when it connects.
     #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
     client_token: Option<String>,
-    /// Most simultaneous client connections.
+    /// Most simultaneous client connections (handshakes included); more
+    /// are refused with "too many connections".
     #[arg(long, default_value_t = ordo::server::CONNECTIONS_MAX_DEFAULT)]
     connections_max: usize,
+    /// Serve the client port over TLS with this PEM certificate chain
+    /// (leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Close a client connection that has sent and received nothing for
+    /// this long (e.g. `300s`, `5m`).
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    client_idle_timeout: Duration,
+    /// Bytes of answers a connection may have waiting to be written before
+    /// its requests are no longer read.
+    #[arg(long, default_value_t = ordo::server::ANSWER_BYTES_QUEUED_MAX_DEFAULT)]
+    answer_bytes_queued_max: usize,
+    /// Disconnect a client that stays over --answer-bytes-queued-max this
+    /// long (it is not reading its answers).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    slow_reader_timeout: Duration,
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -329,6 +363,9 @@ struct BenchArgs {
     /// Admin token, for deploying the workload's modules.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, env = "ORDO_TLS_CA", requires = "server")]
+    tls_ca: Option<PathBuf>,
     /// The embedded node's data directory (default: a fresh temporary one).
     #[arg(long, conflicts_with = "server")]
     data: Option<PathBuf>,
@@ -746,10 +783,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ordo::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if args.client_idle_timeout.is_zero() || args.slow_reader_timeout.is_zero() {
+        bail!("--client-idle-timeout and --slow-reader-timeout must be above zero");
+    }
     let config = ordo::server::ServerConfig {
         connections_max: args.connections_max,
         client_token: args.client_token,
         admin_token: args.admin_token,
+        tls,
+        idle_timeout: args.client_idle_timeout,
+        answer_bytes_queued_max: args.answer_bytes_queued_max,
+        slow_reader_timeout: args.slow_reader_timeout,
         ..Default::default()
     };
     runtime.block_on(async {
@@ -877,11 +925,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let tls = client_tls(args.tls_ca.as_deref())?;
     let report = runtime.block_on(async {
         let client_config = |addr: String| {
             let mut client = ordo_client::ClientConfig::new(addr);
             client.token = args.token.clone();
             client.admin_token = args.admin_token.clone();
+            client.tls = tls.clone();
             client
         };
         match &args.server {

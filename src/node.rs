@@ -129,6 +129,14 @@ pub enum NodeError {
     Overloaded { inflight_max: usize },
     #[error("arguments of {bytes} bytes are over the {max}-byte limit")]
     ArgsTooLarge { bytes: usize, max: usize },
+    /// The name is not one a module can export, so no call of it could
+    /// ever run; refused before it costs a log entry. The name itself is
+    /// not repeated: it may be megabytes.
+    #[error(
+        "the procedure name ({bytes} bytes) is not a valid name: use 1 to {} characters from [a-z0-9_], starting with a letter or `_`",
+        ordo_engine::module::PROCEDURE_NAME_BYTES_MAX
+    )]
+    BadProcedureName { bytes: usize },
     #[error("deploy rejected: {0}")]
     Deploy(#[from] DeployError),
     #[error("the node is shutting down")]
@@ -419,6 +427,18 @@ impl Shared {
     }
 }
 
+/// The engine's rule for procedure names (grammar and length), checked
+/// where requests enter the node.
+fn check_procedure_name(procedure: &str) -> Result<(), NodeError> {
+    if ordo_engine::module::valid_procedure_name(procedure) {
+        Ok(())
+    } else {
+        Err(NodeError::BadProcedureName {
+            bytes: procedure.len(),
+        })
+    }
+}
+
 /// A running embedded node. Dropping it shuts it down gracefully: the open
 /// batch is made durable, executed and answered first.
 pub struct Node {
@@ -606,6 +626,7 @@ impl Node {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(self.shared.refusal());
         }
+        check_procedure_name(procedure)?;
         let (answer, answered) = crossbeam_channel::bounded(1);
         let request = ReadRequest {
             procedure: procedure.to_string(),
@@ -1471,7 +1492,7 @@ impl Session {
         encoding: ArgsEncoding,
         args: Vec<u8>,
     ) -> Result<(), NodeError> {
-        self.check_args(&args)?;
+        self.check_call(procedure, &args)?;
         let entry = Entry::Invoke(Invocation {
             client_id: self.client_id,
             request_id,
@@ -1492,7 +1513,7 @@ impl Session {
         let mut refused = Vec::new();
         let mut entries = Vec::with_capacity(calls.len());
         for call in calls {
-            if let Err(err) = self.check_args(&call.args) {
+            if let Err(err) = self.check_call(&call.procedure, &call.args) {
                 refused.push((call.request_id, err));
                 continue;
             }
@@ -1575,8 +1596,11 @@ impl Session {
         received
     }
 
-    /// Refuses arguments over the limit before they cost a log entry.
-    fn check_args(&self, args: &[u8]) -> Result<(), NodeError> {
+    /// Refuses a call that could never run (a procedure name no module
+    /// can export, the engine's own rule) or whose arguments are over the
+    /// limit, before it costs a log entry.
+    fn check_call(&self, procedure: &str, args: &[u8]) -> Result<(), NodeError> {
+        check_procedure_name(procedure)?;
         let max = self.shared.config.engine.args_bytes_max;
         if args.len() > max {
             return Err(NodeError::ArgsTooLarge {
@@ -1604,7 +1628,7 @@ impl Session {
         args: Vec<u8>,
         reply: Reply,
     ) -> Result<(), NodeError> {
-        self.check_args(&args)?;
+        self.check_call(procedure, &args)?;
         let acked_below = {
             let mut outstanding = self.outstanding.lock();
             outstanding.insert(request_id);

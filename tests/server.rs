@@ -208,6 +208,12 @@ fn hostile_bytes_close_only_their_connection() {
         .stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    // Read as a hello's length it is over the handshake's frame limit:
+    // refused with a reason, then closed.
+    match garbage.receive::<Welcome>() {
+        Some(Welcome::Refused { reason, .. }) => assert_eq!(reason, RefusalReason::BadHandshake),
+        other => panic!("{other:?}"),
+    }
     assert!(garbage.closed_by_server());
 
     // A wrong protocol version is refused with a reason.

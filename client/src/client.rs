@@ -111,15 +111,14 @@ use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
 };
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{
-    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, PROTOCOL_VERSION,
-    ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody, RequestRefusal,
-    Response, ResponseBody, SESSION_CLIENT_ID_TAG, SessionRequest, StatusInfo, Welcome,
-    decode_payload, encode_frame, frame_payload_bytes,
+    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, HANDSHAKE_FRAME_BYTES_MAX, Hello,
+    PROTOCOL_VERSION, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
+    RequestRefusal, Response, ResponseBody, SESSION_CLIENT_ID_TAG, SessionRequest, StatusInfo,
+    Welcome, decode_payload, encode_frame, frame_payload_bytes,
 };
 
 /// Default [`ClientConfig::connect_timeout`]: TCP connect plus handshake.
@@ -214,6 +213,22 @@ pub struct ClientConfig {
     /// Without one the client gets an unregistered id, whose exactly-once
     /// memory may be dropped to make room for other unregistered clients.
     pub register_session: bool,
+    /// Speak TLS with this configuration (the server runs `ordo serve
+    /// --tls-cert`); `None` speaks plain TCP. Build one that trusts your
+    /// CA with [`crate::tls::client_config`]. The server's certificate must
+    /// name the host of the address dialled (an IP SAN for an IP address).
+    /// With TLS, the tokens never cross the network in clear.
+    ///
+    /// ```no_run
+    /// # fn example() -> Result<(), ordo_client::tls::TlsConfigError> {
+    /// let config = ordo_client::ClientConfig {
+    ///     tls: Some(ordo_client::tls::client_config("ca.pem".as_ref())?),
+    ///     ..ordo_client::ClientConfig::new("10.0.0.1:7878")
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -244,6 +259,7 @@ impl ClientConfig {
             reconnect_attempts: RECONNECT_ATTEMPTS_DEFAULT,
             stall_timeout: Some(STALL_TIMEOUT_DEFAULT),
             register_session: true,
+            tls: None,
         }
     }
 
@@ -301,6 +317,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("stall_timeout", &self.stall_timeout)
             .field("register_session", &self.register_session)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -497,6 +514,15 @@ pub enum ClientError {
         leader_note(.leader)
     )]
     NotLeader { leader: Option<String> },
+    /// The TLS handshake failed: the server's certificate is not signed by
+    /// a CA in [`ClientConfig::tls`], does not name the host dialled, or
+    /// the server does not speak TLS at all.
+    #[error("TLS handshake with {addr} failed: {message}; {hint}")]
+    Tls {
+        addr: String,
+        message: String,
+        hint: &'static str,
+    },
     /// The server answered the handshake with something other than a
     /// protocol-v1 welcome, or hung up during it.
     #[error(
@@ -618,7 +644,7 @@ pub enum ClientError {
 fn refusal_hint(reason: &RefusalReason) -> &'static str {
     match reason {
         RefusalReason::BadHandshake => {
-            "check that client and server speak the same protocol version"
+            "check that the client's settings (protocol version, TLS) match the server's"
         }
         RefusalReason::Unauthorized => "set the client token the server expects",
         RefusalReason::TooManyConnections => "retry later, or raise the server's connection limit",
@@ -1443,43 +1469,146 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// Opens a connection to `addr` and performs the handshake.
+/// A connection that has been welcomed, plain or TLS. Each kind drives its
+/// own monomorphic reader and writer (see [`start_link`]), so the plain
+/// path costs no dispatch and no extra copy.
+enum Connected {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A stream that splits into halves a reader and a writer task can own.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    type Read: AsyncRead + Unpin + Send + 'static;
+    type Write: AsyncWrite + Unpin + Send + 'static;
+    fn split_halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Transport for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split_halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+/// What to tell the user about a failed TLS handshake.
+fn tls_failure(addr: &str, err: &io::Error) -> ClientError {
+    let rustls_error = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let hint = match rustls_error {
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "check that --tls-ca (ORDO_TLS_CA) is the CA that signed the server's certificate, and that the certificate names the host you dial"
+        }
+        _ => {
+            "check that the server serves TLS (`ordo serve --tls-cert`); a plain server cannot answer a TLS client"
+        }
+    };
+    ClientError::Tls {
+        addr: addr.to_string(),
+        message: err.to_string(),
+        hint,
+    }
+}
+
+/// Opens a connection to `addr` (over TLS if configured) and performs the
+/// handshake.
 async fn open(
     config: &ClientConfig,
     addr: &str,
     client_id: u128,
-) -> Result<TcpStream, ClientError> {
+) -> Result<Connected, ClientError> {
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let stream = connect_tcp(config, addr).await?;
+    let Some(tls) = &config.tls else {
+        return handshake(config, addr, client_id, stream, deadline)
+            .await
+            .map(Connected::Plain);
+    };
+    let Some(server_name) = crate::tls::server_name(addr) else {
+        return Err(ClientError::Tls {
+            addr: addr.to_string(),
+            message: "its host is not a DNS name or an IP address".to_string(),
+            hint: "dial the name or address the server's certificate carries",
+        });
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let stream = match tokio::time::timeout_at(deadline, connector.connect(server_name, stream))
+        .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return Err(tls_failure(addr, &err)),
+        Err(_) => {
+            return Err(ClientError::Tls {
+                addr: addr.to_string(),
+                message: format!("no TLS handshake within {:?}", config.connect_timeout),
+                hint: "check that the server serves TLS (`ordo serve --tls-cert`) and is not overloaded",
+            });
+        }
+    };
+    handshake(config, addr, client_id, stream, deadline)
+        .await
+        .map(|stream| Connected::Tls(Box::new(stream)))
+}
+
+async fn connect_tcp(config: &ClientConfig, addr: &str) -> Result<TcpStream, ClientError> {
     let connect_error = |source| ClientError::Connect {
         addr: addr.to_string(),
         source,
     };
+    let stream = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return Err(connect_error(err)),
+        Err(_) => {
+            return Err(connect_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", config.connect_timeout),
+            )));
+        }
+    };
+    // Requests are small and latency-bound; the writer batches them itself.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Sends the hello on `stream` and waits for the welcome, until `deadline`.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    config: &ClientConfig,
+    addr: &str,
+    client_id: u128,
+    mut stream: S,
+    deadline: tokio::time::Instant,
+) -> Result<S, ClientError> {
     let handshake_error = |message: String| ClientError::Handshake {
         addr: addr.to_string(),
         message,
     };
+    // The server reads no more than this before the handshake is done.
     let hello = encode_frame(
         &Hello::new(client_id, config.token.clone()),
-        config.frame_bytes_max,
+        HANDSHAKE_FRAME_BYTES_MAX,
     )
-    .map_err(|err| handshake_error(format!("cannot encode the hello: {err}")))?;
-    let mut stream =
-        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(connect_error(err)),
-            Err(_) => {
-                return Err(connect_error(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no connection within {:?}", config.connect_timeout),
-                )));
-            }
-        };
-    // Requests are small and latency-bound; the writer batches them itself.
-    let _ = stream.set_nodelay(true);
+    .map_err(|err| {
+        handshake_error(format!(
+            "cannot encode the hello (is the token too long?): {err}"
+        ))
+    })?;
     let handshake = async {
         stream.write_all(&hello).await.map_err(ReadError::Io)?;
-        read_frame(&mut stream, config.frame_bytes_max).await
+        stream.flush().await.map_err(ReadError::Io)?;
+        read_frame(&mut stream, HANDSHAKE_FRAME_BYTES_MAX).await
     };
-    let payload = match tokio::time::timeout(config.connect_timeout, handshake).await {
+    let payload = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(payload)) => payload,
         Ok(Err(ReadError::Io(err))) if err.kind() == io::ErrorKind::UnexpectedEof => {
             return Err(handshake_error(
@@ -1602,10 +1731,23 @@ impl Drop for LinkTasks {
     }
 }
 
-/// Makes `stream` (to `addr`) the live connection: resends every request
-/// still waiting (same request ids), then starts its reader and writer.
-fn start_link(core: &Arc<Core>, stream: TcpStream, addr: String, generation: u64) -> LinkTasks {
-    let (read, write) = stream.into_split();
+/// Makes `connected` (to `addr`) the live connection: resends every
+/// request still waiting (same request ids), then starts its reader and
+/// writer.
+fn start_link(core: &Arc<Core>, connected: Connected, addr: String, generation: u64) -> LinkTasks {
+    match connected {
+        Connected::Plain(stream) => start_link_on(core, stream, addr, generation),
+        Connected::Tls(stream) => start_link_on(core, *stream, addr, generation),
+    }
+}
+
+fn start_link_on<S: Transport>(
+    core: &Arc<Core>,
+    stream: S,
+    addr: String,
+    generation: u64,
+) -> LinkTasks {
+    let (read, write) = stream.split_halves();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
     let received = Arc::new(Received::new());
     let read = MarkReceived {
@@ -1639,7 +1781,7 @@ fn start_link(core: &Arc<Core>, stream: TcpStream, addr: String, generation: u64
 /// Hands each answer to its caller, until the connection ends or the
 /// server says it is not the leader. A `NotLeader` answer is not handed
 /// out: its request stays waiting, and the move resends it.
-async fn run_reader(core: Arc<Core>, read: MarkReceived<OwnedReadHalf>, generation: u64) {
+async fn run_reader<R: AsyncRead + Unpin>(core: Arc<Core>, read: MarkReceived<R>, generation: u64) {
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, read);
     let mut answered = false;
     let lost = |error| Event::Lost { generation, error };
@@ -1670,9 +1812,9 @@ async fn run_reader(core: Arc<Core>, read: MarkReceived<OwnedReadHalf>, generati
     let _ = core.events.send(event);
 }
 
-async fn run_writer(
+async fn run_writer<W: AsyncWrite + Unpin>(
     events: mpsc::UnboundedSender<Event>,
-    write: OwnedWriteHalf,
+    write: W,
     mut frames: mpsc::UnboundedReceiver<Frame>,
     generation: u64,
 ) {

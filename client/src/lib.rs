@@ -28,6 +28,9 @@
 //! request and response messages and their framing, as pure code with no
 //! I/O.
 //!
+//! [`tls`] builds the rustls configuration for a server's TLS port
+//! ([`ClientConfig::tls`]; `ordo --tls-ca FILE`).
+//!
 //! This crate must never depend on wasmtime, openraft or another `ordo-*`
 //! crate: applications link it, and they should not pay for the engine.
 //!
@@ -56,6 +59,12 @@
 
 pub mod client;
 pub mod protocol;
+pub mod tls;
+
+/// The TLS crates this one is built on, so that servers and tools reuse
+/// exactly the same versions (and the `ring` provider).
+pub use rustls;
+pub use tokio_rustls;
 
 pub use client::{
     CONNECT_TIMEOUT_DEFAULT, CallOutcome, Called, Client, ClientConfig, ClientError, Deployed,

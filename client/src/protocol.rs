@@ -67,6 +67,11 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
 /// for the deploy's other fields.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 17 << 20;
+/// Largest frame either side reads before the handshake is done (the
+/// hello, the welcome): a server must not buffer megabytes for a peer that
+/// has not shown its token yet. A hello is its magic, version, client id
+/// and token, so this bounds the client token to a little under 4 KiB.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4 << 10;
 
 /// How a call's arguments and result are encoded (mirrors the engine's
 /// `ArgsEncoding`; this crate must not depend on the engine).
