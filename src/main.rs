@@ -182,6 +182,13 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// In a cluster with --tls-cert: the PEM CA certificate that signed the
+    /// members' certificates. The replication port then speaks TLS too,
+    /// presenting --tls-cert and checking every member it connects to
+    /// against this CA (the certificate must name the host of the member's
+    /// replication address).
+    #[arg(long = "tls-ca", requires_all = ["tls_cert", "cluster"])]
+    peer_tls_ca: Option<PathBuf>,
     /// Close a client connection that has sent and received nothing for
     /// this long (e.g. `300s`, `5m`).
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
@@ -740,6 +747,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client_listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     client_listener.set_nonblocking(true)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ordo::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let cluster = match (args.node_id, &args.cluster) {
         (Some(node_id), Some(members)) => {
             if !members.contains_key(&node_id) {
@@ -748,11 +759,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     members.keys().collect::<Vec<_>>()
                 );
             }
+            let peer_tls = match (&tls, &args.peer_tls_ca) {
+                (Some(server), Some(ca)) => Some(ordo_sequencer::raft::PeerTls {
+                    server: server.clone(),
+                    client: ordo_client::tls::client_config(ca)?,
+                }),
+                (Some(_), None) => bail!(
+                    "a cluster member with --tls-cert needs --tls-ca: the CA that signed the other members' certificates, so the replication port can speak TLS too"
+                ),
+                (None, _) => None,
+            };
             Some(ordo::node::ClusterMember {
                 node_id,
                 members: members.clone(),
                 secret: cluster_secret(args.cluster_secret_file.as_deref())?,
-                tls: None,
+                tls: peer_tls,
             })
         }
         _ => None,
@@ -783,10 +804,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ordo::tls::server_config(cert, key)?),
-        _ => None,
-    };
     if args.client_idle_timeout.is_zero() || args.slow_reader_timeout.is_zero() {
         bail!("--client-idle-timeout and --slow-reader-timeout must be above zero");
     }

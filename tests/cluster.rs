@@ -47,6 +47,8 @@ struct Cluster {
     cluster_arg: String,
     _root: tempfile::TempDir,
     extra: Vec<String>,
+    /// Set for a cluster started with TLS on both ports.
+    tls: Option<Arc<ordo_client::rustls::ClientConfig>>,
 }
 
 impl Cluster {
@@ -72,10 +74,27 @@ impl Cluster {
             cluster_arg,
             _root: root,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            tls: None,
         };
         for index in 0..3 {
             cluster.spawn(index, &[]);
         }
+        cluster
+    }
+
+    /// A cluster with TLS on the client and the replication ports, every
+    /// member presenting the PKI's certificate (for 127.0.0.1).
+    fn start_tls(pki: &common::pki::Pki) -> Cluster {
+        let paths = [pki.cert(), pki.key(), pki.ca()].map(|path| path.display().to_string());
+        let mut cluster = Cluster::start(&[
+            "--tls-cert",
+            &paths[0],
+            "--tls-key",
+            &paths[1],
+            "--tls-ca",
+            &paths[2],
+        ]);
+        cluster.tls = Some(ordo_client::tls::client_config(&pki.ca()).unwrap());
         cluster
     }
 
@@ -158,6 +177,7 @@ impl Cluster {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(1),
             reconnect_attempts: 0,
+            tls: self.tls.clone(),
             ..ClientConfig::new(self.members[index].client_addr.clone())
         };
         let asking = async {
@@ -241,6 +261,7 @@ static ONE_CLUSTER_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new((
 async fn cluster_client(cluster: &Cluster) -> Client {
     let config = ClientConfig {
         admin_token: Some(ADMIN.into()),
+        tls: cluster.tls.clone(),
         request_timeout: Duration::from_secs(30),
         ..ClientConfig::new(cluster.servers())
     };
@@ -1056,4 +1077,74 @@ fn serving_without_an_admin_token_is_refused_off_loopback_and_warned_on_it() {
         line.contains("warning: no admin token") && line.contains("may deploy code"),
         "{line}"
     );
+}
+
+#[test]
+fn a_tls_cluster_replicates_and_its_ports_speak_only_tls() {
+    use ordo_sequencer::raft::ClusterSecret;
+    use ordo_sequencer::raft::auth;
+
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let pki = common::pki::Pki::new(&["127.0.0.1"]);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut cluster = Cluster::start_tls(&pki);
+        cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        let client = cluster_client(&cluster).await;
+        set_up_bank(&client, 1).await;
+        let mut position = 0;
+        for round in 0..50u64 {
+            position = client
+                .call::<_, ()>("transfer", &(SOURCE_BASE, round % SINKS, 1i64))
+                .await
+                .unwrap()
+                .seq;
+        }
+        // Every member executed it all: the log went over TLS.
+        cluster
+            .converged(&[0, 1, 2], position, Duration::from_secs(30))
+            .await;
+        // A plain client is refused by the TLS client port.
+        let plain = ClientConfig {
+            connect_timeout: Duration::from_secs(2),
+            reconnect_attempts: 0,
+            ..ClientConfig::new(cluster.members[0].client_addr.clone())
+        };
+        assert!(Client::connect_with(plain).await.is_err());
+        // The replication port wants TLS first: the secret handshake over
+        // plain TCP gets nowhere, even with the right secret.
+        let secret = ClusterSecret::new(CLUSTER_SECRET.as_bytes().to_vec()).unwrap();
+        let addr = cluster.members[0].raft_addr.clone();
+        let plain_peer = tokio::time::timeout(
+            Duration::from_secs(10),
+            auth::connect(peer_io(&addr).await, &secret, 2, 1),
+        )
+        .await
+        .expect("the port answers or closes within its handshake deadline");
+        assert!(plain_peer.is_err());
+        for index in 0..3 {
+            assert!(cluster.running(index), "member {} stopped", index + 1);
+        }
+    });
+}
+
+#[test]
+fn a_tls_member_without_a_peer_ca_does_not_start() {
+    let pki = common::pki::Pki::new(&["127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+        .args(["--node-id", "1", "--cluster", "1=127.0.0.1:0/127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(pki.cert())
+        .arg("--tls-key")
+        .arg(pki.key())
+        .arg("--data")
+        .arg(dir.path())
+        .env("ORDO_CLUSTER_SECRET", CLUSTER_SECRET)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs --tls-ca"), "{stderr}");
 }

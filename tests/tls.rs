@@ -14,51 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use common::pki::Pki;
 use common::{ADMIN, Server};
 use ordo_client::{Client, ClientConfig, ClientError};
 
 const TOKEN: &str = "tls-client-token-0123456789";
 
-/// A CA and a server certificate it signed, as PEM files in a directory.
-struct Pki {
-    dir: tempfile::TempDir,
+/// `ordo serve` over TLS with a test PKI's certificate.
+trait TlsServer {
+    fn serve_args(&self) -> Vec<String>;
+    fn server(&self) -> Server;
 }
 
-/// A distinct name for each CA a test makes, so that a wrong CA is an
-/// unknown issuer rather than a namesake with another key.
-fn names(server_names: &[&str]) -> String {
-    static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{made} for {}", server_names.join(","))
-}
-
-impl Pki {
-    fn new(server_names: &[&str]) -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            format!("ordo test CA {}", names(server_names)),
-        );
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = server_names.iter().map(|name| name.to_string()).collect();
-        let server_cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
+impl TlsServer for Pki {
     fn serve_args(&self) -> Vec<String> {
         let path = |name: &str| self.dir.path().join(name).display().to_string();
         vec![
