@@ -1,4 +1,4 @@
-//! The transfer workload (DESIGN.md): move one unit between two random
+//! The transfer workload (docs/BENCHMARKS.md): move one unit between two random
 //! accounts out of 100,000, reading both balances, checking funds, debiting
 //! and crediting.
 //!

@@ -62,7 +62,8 @@ const SCAN_ENTRIES_PER_CALL_MAX: usize = 4096;
 const WRITE_SET_LINEAR_MAX: usize = 16;
 
 /// Builds the wasmtime engine with the settings that keep execution
-/// deterministic (see DESIGN.md, "The WASM sandbox"). Shared-memory
+/// deterministic: NaN canonicalisation, no threads, deterministic relaxed
+/// SIMD, fuel (never epochs) for outcomes, memory limits that trap. Shared-memory
 /// threads are impossible: wasmtime is built without its `threads` feature.
 pub fn wasmtime_engine(config: &EngineConfig) -> Engine {
     let mut wasm = Config::new();

@@ -1,4 +1,4 @@
-//! The transfer workload of DESIGN.md (SpacetimeDB's keynote): move one
+//! The transfer workload (SpacetimeDB's keynote benchmark): move one
 //! unit between two distinct accounts of the bank example, with a balance
 //! check; the sum of all balances must not change.
 
