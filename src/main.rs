@@ -730,15 +730,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be at least 1");
     }
-    if args.admin_token.is_none() {
-        if !args.listen.ip().is_loopback() && !args.insecure {
-            bail!(
-                "refusing to serve on {} without an admin token: anyone who can reach it could deploy code. Set ORDO_ADMIN_TOKEN (or --admin-token), or pass --insecure to accept that",
-                args.listen
-            );
-        }
-        eprintln!(
-            "ordo serve: warning: no admin token (ORDO_ADMIN_TOKEN / --admin-token): anyone who can reach {} may deploy code",
+    let admin_token_set = args.admin_token.is_some();
+    if !admin_token_set && !args.listen.ip().is_loopback() && !args.insecure {
+        bail!(
+            "refusing to serve on {} without an admin token: anyone who can reach it could deploy code. Set ORDO_ADMIN_TOKEN (or --admin-token), or pass --insecure to accept that",
             args.listen
         );
     }
@@ -832,6 +827,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let status = node.status();
         // Tests and scripts read this line to learn the port.
+        // Said once the node is up, so a start that fails says one line.
+        if !admin_token_set {
+            eprintln!(
+                "ordo serve: warning: no admin token (ORDO_ADMIN_TOKEN / --admin-token): anyone who can reach {local} may deploy code"
+            );
+        }
         println!("ordo serve: listening on {local}");
         println!(
             "ordo serve: data in {}, position {}, state hash {}",
