@@ -359,6 +359,16 @@ mod tests {
         tokio::join!(accepting, connecting)
     }
 
+    /// An authenticated link between node 2 (connector) and node 1.
+    async fn linked(shared: &ClusterSecret) -> (PeerChannel, PeerChannel) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (accepted, connected) = tokio::join!(
+            accept(Box::new(a), shared, 1, |node| node == 2),
+            connect(Box::new(b), shared, 2, 1)
+        );
+        (accepted.unwrap().0, connected.unwrap())
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -423,13 +433,7 @@ mod tests {
     fn tampered_replayed_and_oversized_frames_are_refused() {
         runtime().block_on(async {
             let shared = secret("a cluster secret of some length");
-            let (a, b) = tokio::io::duplex(1 << 20);
-            let (accepted, connected) = tokio::join!(
-                accept(Box::new(a), &shared, 1, |node| node == 2),
-                connect(Box::new(b), &shared, 2, 1)
-            );
-            let (mut acceptor, _) = accepted.unwrap();
-            let mut connector = connected.unwrap();
+            let (mut acceptor, mut connector) = linked(&shared).await;
             // A frame sent with the wrong counter (a replay of frame 0 as
             // frame 1) fails its tag.
             connector.send(&1u64).await.unwrap();
@@ -441,13 +445,7 @@ mod tests {
                 Err(ChannelError::BadTag)
             ));
             // The limit is checked on the length prefix.
-            let (a, b) = tokio::io::duplex(1 << 20);
-            let (accepted, connected) = tokio::join!(
-                accept(Box::new(a), &shared, 1, |node| node == 2),
-                connect(Box::new(b), &shared, 2, 1)
-            );
-            let (mut acceptor, _) = accepted.unwrap();
-            let mut connector = connected.unwrap();
+            let (mut acceptor, mut connector) = linked(&shared).await;
             connector.send(&vec![0u8; 5000]).await.unwrap();
             assert!(matches!(
                 acceptor.recv::<Vec<u8>>(4096).await,
@@ -460,13 +458,7 @@ mod tests {
     fn a_flipped_bit_in_a_frame_fails_its_tag() {
         runtime().block_on(async {
             let shared = secret("a cluster secret of some length");
-            let (a, b) = tokio::io::duplex(1 << 20);
-            let (accepted, connected) = tokio::join!(
-                accept(Box::new(a), &shared, 1, |node| node == 2),
-                connect(Box::new(b), &shared, 2, 1)
-            );
-            let (mut acceptor, _) = accepted.unwrap();
-            let connector = connected.unwrap();
+            let (mut acceptor, connector) = linked(&shared).await;
             // Write a frame by hand with a correct length but a body the
             // tag does not cover.
             let mut send = Direction {
