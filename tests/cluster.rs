@@ -24,12 +24,15 @@ const INITIAL: i64 = 1_000_000;
 /// Every member's cluster secret in these tests.
 const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct free loopback ports: all are held while they are
+/// picked, so none is handed out twice.
+fn free_ports(count: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 struct Member {
@@ -54,11 +57,12 @@ struct Cluster {
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
+        let ports = free_ports(6);
         let members: Vec<Member> = (1..=3u64)
             .map(|id| Member {
                 id,
-                client_addr: format!("127.0.0.1:{}", free_port()),
-                raft_addr: format!("127.0.0.1:{}", free_port()),
+                client_addr: format!("127.0.0.1:{}", ports[2 * id as usize - 2]),
+                raft_addr: format!("127.0.0.1:{}", ports[2 * id as usize - 1]),
                 dir: root.path().join(format!("node{id}")),
                 child: None,
                 stderr: Default::default(),
@@ -118,11 +122,11 @@ impl Cluster {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         loop {
             let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "node {} exited at start",
-                member.id
-            );
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut stderr = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("node {} exited at start: {stderr}", member.id);
+            }
             if line.starts_with("ordo serve: listening on ") {
                 break;
             }
