@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
@@ -140,8 +139,7 @@ struct Acceptor {
     peers: Peers,
     inbox: Inbox,
     handshakes: Arc<Semaphore>,
-    connections: Mutex<BTreeMap<NodeId, VecDeque<(u64, tokio::task::AbortHandle)>>>,
-    next_connection: AtomicU64,
+    connections: Mutex<BTreeMap<NodeId, VecDeque<tokio::task::AbortHandle>>>,
     log: RateLimitedLog,
 }
 
@@ -153,7 +151,6 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, 
         inbox,
         handshakes: Arc::new(Semaphore::new(PEER_HANDSHAKES_MAX)),
         connections: Mutex::new(BTreeMap::new()),
-        next_connection: AtomicU64::new(0),
         log: RateLimitedLog::new(Duration::from_secs(10)),
     });
     let mut backoff = ACCEPT_BACKOFF_FIRST;
@@ -180,7 +177,6 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, 
             ));
             continue;
         };
-        let id = acceptor.next_connection.fetch_add(1, Ordering::Relaxed);
         // The task learns its own handle, so that once authenticated it
         // can be closed when its member opens too many connections.
         let (own_handle_tx, own_handle) = tokio::sync::oneshot::channel();
@@ -190,7 +186,7 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, 
                 let Ok(own_handle) = own_handle.await else {
                     return;
                 };
-                let result = serve_connection(&acceptor, stream, permit, id, own_handle).await;
+                let result = serve_connection(&acceptor, stream, permit, own_handle).await;
                 if let Err(reason) = result {
                     acceptor.log.warn(&format!(
                         "replication port: connection from {from} closed: {reason}"
@@ -205,13 +201,13 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, 
 impl Acceptor {
     /// Records an authenticated connection of `member`, closing the
     /// member's oldest beyond the per-member limit.
-    fn register(&self, member: NodeId, id: u64, handle: tokio::task::AbortHandle) {
+    fn register(&self, member: NodeId, handle: tokio::task::AbortHandle) {
         let mut connections = self.connections.lock();
         let list = connections.entry(member).or_default();
-        list.retain(|(_, handle)| !handle.is_finished());
-        list.push_back((id, handle));
+        list.retain(|handle| !handle.is_finished());
+        list.push_back(handle);
         while list.len() > PEER_CONNECTIONS_PER_MEMBER_MAX {
-            if let Some((_, oldest)) = list.pop_front() {
+            if let Some(oldest) = list.pop_front() {
                 oldest.abort();
             }
         }
@@ -228,7 +224,6 @@ async fn serve_connection(
     acceptor: &Acceptor,
     stream: TcpStream,
     permit: tokio::sync::OwnedSemaphorePermit,
-    id: u64,
     own_handle: tokio::task::AbortHandle,
 ) -> Result<(), String> {
     set_keepalive(&stream);
@@ -253,7 +248,7 @@ async fn serve_connection(
         .await
         .map_err(|_| format!("no handshake within {PEER_HANDSHAKE_TIMEOUT:?}"))??;
     drop(permit);
-    acceptor.register(member, id, own_handle);
+    acceptor.register(member, own_handle);
     loop {
         let request = match tokio::time::timeout(
             PEER_IDLE_TIMEOUT,
