@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_engine::{AbortKind, Outcome, TxOutcome};
 
-const ABORT_KINDS: [AbortKind; 15] = [
+const ABORT_KINDS: [AbortKind; 16] = [
     AbortKind::User,
     AbortKind::BadArguments,
     AbortKind::UnknownProcedure,
@@ -23,6 +23,7 @@ const ABORT_KINDS: [AbortKind; 15] = [
     AbortKind::NotReadOnly,
     AbortKind::SessionExpired,
     AbortKind::ResultNotRetained,
+    AbortKind::SignatureMismatch,
 ];
 
 /// Batch-size histogram bucket bounds (entries).

@@ -20,6 +20,7 @@
 //! order the log delivers is the one order every replay and every member
 //! sees.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,13 +28,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
+use ordo_client::schema::Schema;
+use ordo_engine::contract::{DeployedModule, ProcedureContract};
 use ordo_engine::{
     Abort, DeployError, EngineConfig, EngineStatus, Executor, ModuleCompiler, ModuleSummary,
     Outcome, ProcedureInfo, ReadOutcome, TxOutcome,
 };
 use ordo_sequencer::entry::{
     ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation, SessionChange, SessionEntry,
-    session_client_id,
+    Signature, session_client_id,
 };
 use ordo_sequencer::raft::{ClusterConfig, ClusterStatus, RaftHandle, RaftLog, SnapshotImage};
 use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
@@ -41,7 +44,7 @@ use ordo_sequencer::{
     Committed, Delivery, EmbeddedLog, FileLog, FileLogConfig, Log, LogError, Recovery,
     RefusalReason, Sequencer,
 };
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -139,6 +142,22 @@ pub enum NodeError {
     BadProcedureName { bytes: usize },
     #[error("deploy rejected: {0}")]
     Deploy(#[from] DeployError),
+    /// A typed call's argument types (its signature fingerprint) are not
+    /// the procedure's; refused before it costs a log entry.
+    #[error(
+        "the arguments were encoded for another signature than `{}`'s, which is {}",
+        .contract.schema.name,
+        .contract.signature()
+    )]
+    SignatureMismatch { contract: Arc<ProcedureContract> },
+    /// The arguments do not match the procedure's schema; refused before
+    /// they cost a log entry.
+    #[error("arguments of `{procedure}` do not match its signature {signature}: {reason}")]
+    BadArguments {
+        procedure: String,
+        signature: String,
+        reason: String,
+    },
     #[error("the node is shutting down")]
     Stopped,
     /// A cluster member that does not lead was asked to sequence; retry
@@ -313,6 +332,10 @@ struct Shared {
     status: Mutex<NodeStatus>,
     status_changed: Condvar,
     procedures: Mutex<Vec<ProcedureInfo>>,
+    /// The deployed procedures' schemas, for checking calls before they
+    /// are logged. Replaced whenever a batch with a deploy has run.
+    contracts: RwLock<BTreeMap<String, Arc<ProcedureContract>>>,
+    modules: Mutex<Vec<DeployedModule>>,
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
     raft: Option<RaftHandle>,
@@ -332,6 +355,62 @@ struct ReadRequest {
 }
 
 impl Shared {
+    /// Makes what the executor now runs visible to callers.
+    fn publish_procedures(&self, executor: &Executor) {
+        *self.procedures.lock() = executor.procedures();
+        *self.contracts.write() = executor.contracts();
+        *self.modules.lock() = executor.deployed_modules();
+    }
+
+    /// Checks a call's arguments against the procedure's schema, if it has
+    /// one (docs/PROCEDURES.md, "The procedure contract"). A procedure
+    /// without a schema, or one not deployed (yet), is left to the
+    /// executor.
+    fn check_arguments(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: &[u8],
+        signature: Option<&Signature>,
+    ) -> Result<(), NodeError> {
+        let contracts = self.contracts.read();
+        let Some(contract) = contracts.get(procedure) else {
+            return Ok(());
+        };
+        let bad = |reason: String| NodeError::BadArguments {
+            procedure: procedure.to_string(),
+            signature: contract.signature(),
+            reason,
+        };
+        match encoding {
+            ArgsEncoding::Postcard => {
+                if let Some(signature) = signature
+                    && signature != &contract.fingerprint
+                {
+                    return Err(NodeError::SignatureMismatch {
+                        contract: contract.clone(),
+                    });
+                }
+                ordo_engine::schema::check_postcard_args(
+                    &contract.param_shapes,
+                    &contract.schema.types,
+                    args,
+                )
+                .map_err(|err| bad(err.to_string()))
+            }
+            ArgsEncoding::Json => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(args).map_err(|err| bad(format!("not JSON: {err}")))?;
+                ordo_engine::schema::check_json_args(
+                    &contract.schema.params,
+                    &contract.schema.types,
+                    &value,
+                )
+                .map_err(|err| bad(err.to_string()))
+            }
+        }
+    }
+
     fn fail(&self, reason: String) {
         let mut failure = self.failure.lock();
         if failure.is_none() {
@@ -577,6 +656,8 @@ impl Node {
             status: Mutex::new(status),
             status_changed: Condvar::new(),
             procedures: Mutex::new(executor.procedures()),
+            contracts: RwLock::new(executor.contracts()),
+            modules: Mutex::new(executor.deployed_modules()),
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
             raft,
@@ -719,7 +800,7 @@ impl Node {
 
     /// Calls `procedure` with postcard-encoded `args` and decodes its
     /// result.
-    pub fn call<A: Serialize, R: DeserializeOwned>(
+    pub fn call<A: Serialize + Schema, R: DeserializeOwned>(
         &self,
         procedure: &str,
         args: &A,
@@ -756,6 +837,11 @@ impl Node {
             &self.shared.compiler.stats(),
         ));
         text
+    }
+
+    /// Every deployed module with its schemas, in name order.
+    pub fn modules(&self) -> Vec<DeployedModule> {
+        self.shared.modules.lock().clone()
     }
 
     pub fn procedures(&self) -> Vec<ProcedureInfo> {
@@ -1149,7 +1235,7 @@ fn run_executor(
                     }
                 }
                 divergence = DivergenceCheck::default();
-                *shared.procedures.lock() = executor.procedures();
+                shared.publish_procedures(&executor);
                 shared.status.lock().engine = executor.status();
                 shared.status_changed.notify_all();
                 continue;
@@ -1239,7 +1325,7 @@ fn run_executor(
             .metrics
             .batch_executed(executing.elapsed().as_nanos() as u64, batch.last_seq());
         if has_deploy {
-            *shared.procedures.lock() = executor.procedures();
+            shared.publish_procedures(&executor);
         }
         let engine_status = executor.status();
         {
@@ -1408,6 +1494,9 @@ pub struct RemoteCall {
     pub procedure: String,
     pub encoding: ArgsEncoding,
     pub args: Vec<u8>,
+    /// The fingerprint of the argument types the caller encoded, if it
+    /// knows them (a typed call); `None` is the raw path.
+    pub signature: Option<Signature>,
 }
 
 /// A client of an embedded node: a client id, its request ids, and the
@@ -1477,6 +1566,7 @@ impl Session {
             procedure,
             encoding,
             args,
+            None,
             self.completions_tx.clone(),
         )
     }
@@ -1492,7 +1582,7 @@ impl Session {
         encoding: ArgsEncoding,
         args: Vec<u8>,
     ) -> Result<(), NodeError> {
-        self.check_call(procedure, &args)?;
+        self.check_call(procedure, encoding, &args, None)?;
         let entry = Entry::Invoke(Invocation {
             client_id: self.client_id,
             request_id,
@@ -1513,18 +1603,26 @@ impl Session {
         let mut refused = Vec::new();
         let mut entries = Vec::with_capacity(calls.len());
         for call in calls {
-            if let Err(err) = self.check_call(&call.procedure, &call.args) {
+            if let Err(err) = self.check_call(
+                &call.procedure,
+                call.encoding,
+                &call.args,
+                call.signature.as_ref(),
+            ) {
                 refused.push((call.request_id, err));
                 continue;
             }
-            entries.push(Entry::Invoke(Invocation {
-                client_id: self.client_id,
-                request_id: call.request_id,
-                acked_below: call.acked_below.min(call.request_id),
-                procedure: call.procedure,
-                encoding: call.encoding,
-                args: call.args,
-            }));
+            entries.push(Entry::call(
+                Invocation {
+                    client_id: self.client_id,
+                    request_id: call.request_id,
+                    acked_below: call.acked_below.min(call.request_id),
+                    procedure: call.procedure,
+                    encoding: call.encoding,
+                    args: call.args,
+                },
+                call.signature,
+            ));
         }
         if !entries.is_empty() {
             refused.extend(
@@ -1597,9 +1695,16 @@ impl Session {
     }
 
     /// Refuses a call that could never run (a procedure name no module
-    /// can export, the engine's own rule) or whose arguments are over the
-    /// limit, before it costs a log entry.
-    fn check_call(&self, procedure: &str, args: &[u8]) -> Result<(), NodeError> {
+    /// can export, the engine's own rule), whose arguments are over the
+    /// limit, or whose arguments do not match the procedure's schema,
+    /// before it costs a log entry.
+    fn check_call(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: &[u8],
+        signature: Option<&Signature>,
+    ) -> Result<(), NodeError> {
         check_procedure_name(procedure)?;
         let max = self.shared.config.engine.args_bytes_max;
         if args.len() > max {
@@ -1608,7 +1713,8 @@ impl Session {
                 max,
             });
         }
-        Ok(())
+        self.shared
+            .check_arguments(procedure, encoding, args, signature)
     }
 
     /// Waits for the single answer on a one-request reply channel.
@@ -1626,22 +1732,26 @@ impl Session {
         procedure: &str,
         encoding: ArgsEncoding,
         args: Vec<u8>,
+        signature: Option<Signature>,
         reply: Reply,
     ) -> Result<(), NodeError> {
-        self.check_call(procedure, &args)?;
+        self.check_call(procedure, encoding, &args, signature.as_ref())?;
         let acked_below = {
             let mut outstanding = self.outstanding.lock();
             outstanding.insert(request_id);
             *outstanding.first().expect("just inserted")
         };
-        let entry = Entry::Invoke(Invocation {
-            client_id: self.client_id,
-            request_id,
-            acked_below,
-            procedure: procedure.to_string(),
-            encoding,
-            args,
-        });
+        let entry = Entry::call(
+            Invocation {
+                client_id: self.client_id,
+                request_id,
+                acked_below,
+                procedure: procedure.to_string(),
+                encoding,
+                args,
+            },
+            signature,
+        );
         self.shared.enqueue(entry, Some(reply)).inspect_err(|_| {
             self.outstanding.lock().remove(&request_id);
         })
@@ -1708,12 +1818,26 @@ impl Session {
         encoding: ArgsEncoding,
         args: Vec<u8>,
     ) -> Result<TxOutcome, NodeError> {
+        self.call_checked_with_id(request_id, procedure, encoding, args, None)
+    }
+
+    /// [`Session::call_raw_with_id`] for arguments encoded from types with
+    /// this signature fingerprint: refused unless it is the procedure's.
+    pub fn call_checked_with_id(
+        &self,
+        request_id: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        signature: Option<Signature>,
+    ) -> Result<TxOutcome, NodeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.submit_to(
             request_id,
             procedure,
             encoding,
             args,
+            signature,
             Reply::Blocking(reply),
         )?;
         let completion = self.await_answer(&answer);
@@ -1723,13 +1847,25 @@ impl Session {
 
     /// Calls `procedure` with postcard-encoded `args` and decodes its
     /// result as `R`. An abort is an error carrying the procedure's reason.
-    pub fn call<A: Serialize, R: DeserializeOwned>(
+    /// The call carries the fingerprint of `A`'s schema: arguments of
+    /// other types than the procedure's parameters are refused before
+    /// they are logged (a tuple `(A, B)` is two parameters, `()` none, any
+    /// other type one).
+    pub fn call<A: Serialize + Schema, R: DeserializeOwned>(
         &self,
         procedure: &str,
         args: &A,
     ) -> Result<Called<R>, CallError> {
+        let signature = ordo_client::schema_cache::args_signature::<A>();
         let args = postcard::to_stdvec(args).map_err(CallError::Encode)?;
-        let tx = self.call_raw(procedure, ArgsEncoding::Postcard, args)?;
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let tx = self.call_checked_with_id(
+            request_id,
+            procedure,
+            ArgsEncoding::Postcard,
+            args,
+            Some(signature),
+        )?;
         decode_outcome(tx)
     }
 

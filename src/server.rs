@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use ordo_client::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder, HANDSHAKE_FRAME_BYTES_MAX,
-    Hello, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
-    RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload, encode_frame,
-    encode_frame_into, frame_payload_bytes,
+    Hello, ModuleDescription, ProcedureDescription, ProtocolError, RefusalReason, Request,
+    RequestBody, RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload,
+    encode_frame, encode_frame_into, frame_payload_bytes,
 };
 use ordo_client::{rustls, tokio_rustls};
 use ordo_engine::{Outcome, TxOutcome};
@@ -733,6 +733,7 @@ async fn read_requests(
                     procedure,
                     encoding,
                     args,
+                    signature,
                 } => {
                     calls.push(RemoteCall {
                         request_id,
@@ -740,6 +741,7 @@ async fn read_requests(
                         procedure,
                         encoding: args_encoding(encoding),
                         args,
+                        signature,
                     });
                     continue;
                 }
@@ -899,6 +901,28 @@ fn other_request(
                             .collect()
                     }),
                     read_only: procedure.read_only,
+                })
+                .collect(),
+        )),
+        RequestBody::Describe => Some(ResponseBody::Described(
+            node.modules()
+                .into_iter()
+                .map(|module| ModuleDescription {
+                    unchecked: module
+                        .procedures
+                        .iter()
+                        .filter(|name| !module.contract.procedures.contains_key(*name))
+                        .cloned()
+                        .collect(),
+                    procedures: module
+                        .contract
+                        .procedures
+                        .values()
+                        .map(|contract| contract.schema.clone())
+                        .collect(),
+                    tables: module.contract.tables.values().cloned().collect(),
+                    name: module.name,
+                    sha256: module.sha256,
                 })
                 .collect(),
         )),
@@ -1139,12 +1163,19 @@ fn refusal_body(err: &NodeError) -> ResponseBody {
             leader: leader_addr.clone(),
         };
     }
+    if let NodeError::SignatureMismatch { contract } = err {
+        return ResponseBody::SignatureMismatch {
+            message: err.to_string(),
+            schema: Box::new(contract.schema.clone()),
+        };
+    }
     let reason = match err {
         NodeError::Overloaded { .. } => RequestRefusal::Overloaded,
         NodeError::ArgsTooLarge { .. } | NodeError::BadProcedureName { .. } => {
             RequestRefusal::BadRequest
         }
         NodeError::Deploy(_) => RequestRefusal::DeployRejected,
+        NodeError::BadArguments { .. } => RequestRefusal::BadArguments,
         _ => RequestRefusal::Unavailable,
     };
     ResponseBody::Refused {

@@ -14,6 +14,7 @@ use ordo::{
     Abort, AbortKind, ArgsEncoding, CallError, Called, Node, NodeConfig, NodeError, Outcome,
     TxOutcome,
 };
+use ordo_client::schema::Schema;
 use ordo_engine::{DeployError, ParamInfo};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,7 +28,11 @@ fn open_node(dir: &tempfile::TempDir) -> Node {
 }
 
 #[track_caller]
-fn call<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: &A) -> Called<R> {
+fn call<A: Serialize + Schema, R: DeserializeOwned>(
+    node: &Node,
+    procedure: &str,
+    args: &A,
+) -> Called<R> {
     match node.call::<A, R>(procedure, args) {
         Ok(called) => called,
         Err(err) => panic!("{procedure} failed: {err}"),
@@ -35,7 +40,7 @@ fn call<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: &
 }
 
 #[track_caller]
-fn value<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: &A) -> R {
+fn value<A: Serialize + Schema, R: DeserializeOwned>(node: &Node, procedure: &str, args: &A) -> R {
     call(node, procedure, args).value
 }
 
@@ -43,7 +48,7 @@ fn value<A: Serialize, R: DeserializeOwned>(node: &Node, procedure: &str, args: 
 /// containing every one of `needles`; returns the abort's sequence number
 /// and message.
 #[track_caller]
-fn expect_abort<A: Serialize>(
+fn expect_abort<A: Serialize + Schema>(
     node: &Node,
     procedure: &str,
     args: &A,
@@ -109,7 +114,7 @@ fn position(node: &Node) -> u64 {
 /// Asserts the call aborted without changing state: the state hash is the
 /// same and the position moved by exactly one (the abort was sequenced).
 #[track_caller]
-fn expect_abort_unchanged<A: Serialize>(
+fn expect_abort_unchanged<A: Serialize + Schema>(
     node: &Node,
     procedure: &str,
     args: &A,
@@ -984,89 +989,108 @@ fn json_arguments_and_bad_arguments() {
     check_abort(raw_abort(&tx), AbortKind::User, &["insufficient funds"]);
 
     let hash = state_hash(&node);
+    let before = node.status();
+    // Arguments that do not match the schema are refused before they are
+    // logged, naming the procedure's signature and what is wrong.
+    let refused =
+        |procedure: &str, encoding: ArgsEncoding, args: Vec<u8>, needles: &[&str]| match node
+            .call_raw(procedure, encoding, args.clone())
+        {
+            Err(NodeError::BadArguments {
+                procedure: named,
+                signature,
+                reason,
+            }) => {
+                assert_eq!(named, procedure);
+                let message = format!("{signature}: {reason}");
+                for needle in needles {
+                    assert!(
+                        message.contains(needle),
+                        "{procedure} {:?}: `{message}` lacks `{needle}`",
+                        String::from_utf8_lossy(&args)
+                    );
+                }
+            }
+            other => panic!(
+                "{procedure} {:?} was not refused: {other:?}",
+                String::from_utf8_lossy(&args)
+            ),
+        };
+    let json = |procedure: &str, args: &str, needles: &[&str]| {
+        refused(
+            procedure,
+            ArgsEncoding::Json,
+            args.as_bytes().to_vec(),
+            needles,
+        )
+    };
     // Malformed JSON.
     for malformed in [r#"{"id":1,"balance":5"#, "", "not json", r#"{"id":1,}"#] {
-        let tx = call_json(&node, "open", malformed);
-        check_abort(
-            raw_abort(&tx),
-            AbortKind::BadArguments,
-            &["JSON arguments do not decode"],
+        json(
+            "open",
+            malformed,
+            &["open(id: u64, balance: i64)", "not JSON"],
         );
     }
-    // A missing field is named.
-    let tx = call_json(&node, "open", r#"{"id":3}"#);
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["missing field `balance`"],
-    );
-    // An unknown field is named.
-    let tx = call_json(&node, "open", r#"{"id":3,"balance":5,"color":"red"}"#);
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["unknown field `color`"],
-    );
-    // A wrong type.
-    let tx = call_json(&node, "open", r#"{"id":"three","balance":5}"#);
-    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["invalid type"]);
-    let tx = call_json(&node, "open", r#"{"id":-3,"balance":5}"#);
-    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["-3"]);
+    // A missing field, an unknown field, a wrong type, out of range: named.
+    json("open", r#"{"id":3}"#, &["balance"]);
+    json("open", r#"{"id":3,"balance":5,"color":"red"}"#, &["color"]);
+    json("open", r#"{"id":"three","balance":5}"#, &["`id`", "u64"]);
+    json("open", r#"{"id":-3,"balance":5}"#, &["`id`", "u64"]);
+    json("open", r#"{"id":3,"balance":1.5}"#, &["`balance`", "i64"]);
     // Not an object at all (arrays too: see `json_array_arguments_are_refused`).
     for not_an_object in ["null", "5", r#""id""#] {
-        let tx = call_json(&node, "balance", not_an_object);
-        check_abort(
-            raw_abort(&tx),
-            AbortKind::BadArguments,
-            &["expected an object keyed by parameter name"],
+        json(
+            "balance",
+            not_an_object,
+            &["object keyed by parameter name"],
         );
     }
-    let tx = call_json(&node, "total", r#"{"x":1}"#);
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["unknown field `x`"],
-    );
+    json("total", r#"{"x":1}"#, &["x"]);
 
     // Postcard: trailing garbage, truncation, nothing at all.
     let mut args = postcard::to_stdvec(&(1u64,)).unwrap();
     args.extend_from_slice(&[0xde, 0xad]);
-    let tx = node
-        .call_raw("balance", ArgsEncoding::Postcard, args)
-        .unwrap();
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["2 trailing bytes"],
+    refused(
+        "balance",
+        ArgsEncoding::Postcard,
+        args,
+        &["2 bytes after the last argument"],
     );
-    let tx = node
-        .call_raw("balance", ArgsEncoding::Postcard, Vec::new())
-        .unwrap();
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["postcard arguments do not decode"],
+    refused(
+        "balance",
+        ArgsEncoding::Postcard,
+        Vec::new(),
+        &["balance(id: u64)"],
     );
-    let tx = node
-        .call_raw("balance", ArgsEncoding::Postcard, vec![0x80])
-        .unwrap();
-    check_abort(raw_abort(&tx), AbortKind::BadArguments, &["postcard"]);
-    let tx = node
-        .call_raw("total", ArgsEncoding::Postcard, vec![0])
-        .unwrap();
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["1 trailing bytes"],
+    refused(
+        "balance",
+        ArgsEncoding::Postcard,
+        vec![0x80],
+        &["balance(id: u64)"],
     );
-    // A typed call with the wrong argument shape is also BadArguments.
-    expect_abort(
-        &node,
-        "transfer",
-        &(1u64,),
-        AbortKind::BadArguments,
-        &["postcard"],
+    refused(
+        "total",
+        ArgsEncoding::Postcard,
+        vec![0],
+        &["takes no arguments"],
     );
+    // A typed call with other argument types than the parameters' is
+    // refused by its signature, naming the first parameter that differs.
+    match node.call::<_, ()>("transfer", &(1u64,)) {
+        Err(CallError::Node(NodeError::SignatureMismatch { contract })) => {
+            assert_eq!(
+                contract.signature(),
+                "transfer(from: u64, to: u64, amount: i64) -> ()"
+            );
+        }
+        other => panic!("transfer(1) was not refused: {other:?}"),
+    }
+    match node.call::<_, ()>("transfer", &(1u64, 2u64, 10u64)) {
+        Err(CallError::Node(NodeError::SignatureMismatch { .. })) => {}
+        other => panic!("transfer with a u64 amount was not refused: {other:?}"),
+    }
+    assert_eq!(node.status(), before, "refused calls are never logged");
     assert_eq!(state_hash(&node), hash, "bad arguments never write");
 
     // An unknown procedure, in either encoding.
@@ -1125,18 +1149,17 @@ fn args_over_the_limit_are_refused_before_sequencing() {
     }
     assert_eq!(node.status(), before, "nothing was sequenced or logged");
 
-    // Exactly at the limit is sequenced (and then rejected by the module:
-    // postcard decodes `0u64` from the first byte and the rest trails).
-    let tx = node
-        .call_raw("balance", ArgsEncoding::Postcard, vec![0; max])
-        .unwrap();
-    assert_eq!(tx.seq, before.engine.position + 1);
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &[&format!("{} trailing bytes", max - 1)],
-    );
-    assert_eq!(node.status().engine.state_hash, before.engine.state_hash);
+    // Exactly at the limit passes the size check and reaches the schema
+    // check, which refuses it too (postcard reads `0u64` from the first
+    // byte and the rest trails): still nothing logged.
+    match node.call_raw("balance", ArgsEncoding::Postcard, vec![0; max]) {
+        Err(NodeError::BadArguments { reason, .. }) => assert!(
+            reason.contains(&format!("{} bytes after the last argument", max - 1)),
+            "{reason}"
+        ),
+        other => panic!("args at the limit: {other:?}"),
+    }
+    assert_eq!(node.status(), before, "nothing was sequenced or logged");
     // And the node still serves.
     assert_eq!(value::<_, i64>(&node, "balance", &(0u64,)), 1);
 }
@@ -1304,7 +1327,11 @@ fn hostile_procedures_are_contained() {
 /// message asks clients to do). No sleeping: `Overloaded` clears once the
 /// executor has finished the batches in flight, which the loop merely
 /// waits for.
-fn call_retrying<R: DeserializeOwned>(node: &Node, procedure: &str, args: &impl Serialize) -> R {
+fn call_retrying<R: DeserializeOwned>(
+    node: &Node,
+    procedure: &str,
+    args: &(impl Serialize + Schema),
+) -> R {
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
         match node.call::<_, R>(procedure, args) {
@@ -1412,18 +1439,19 @@ fn json_array_arguments_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = open_node(&dir);
     node.deploy("bank", BANK).unwrap();
-    let tx = call_json(&node, "open", "[3,5]");
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["JSON arguments do not decode"],
-    );
-    let tx = call_json(&node, "total", "[]");
-    check_abort(
-        raw_abort(&tx),
-        AbortKind::BadArguments,
-        &["JSON arguments do not decode"],
-    );
+    let before = node.status();
+    for (procedure, args) in [("open", "[3,5]"), ("total", "[]")] {
+        match node.call_raw(procedure, ArgsEncoding::Json, args.as_bytes().to_vec()) {
+            Err(NodeError::BadArguments { reason, .. }) => {
+                assert!(
+                    reason.contains("object keyed by parameter name"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{procedure} {args} was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(node.status(), before, "refused calls are never logged");
 }
 
 /// A caller that has its answer is no longer counted as in flight: with

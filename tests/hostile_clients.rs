@@ -455,6 +455,7 @@ fn huge_result_call(request_id: u64, bytes: u32) -> Vec<u8> {
             procedure: "huge_result".into(),
             encoding: Encoding::Postcard,
             args: postcard::to_stdvec(&bytes).unwrap(),
+            signature: None,
         },
     };
     encode_frame(&request, FRAME_BYTES_MAX_DEFAULT).unwrap()
@@ -575,6 +576,7 @@ fn huge_procedure_names_are_refused_before_the_log() {
                     procedure: huge.clone(),
                     encoding: Encoding::Postcard,
                     args: Vec::new(),
+                    signature: None,
                 },
             },
         );

@@ -90,6 +90,7 @@ fn call(procedure: &str, args: &impl serde::Serialize) -> RequestBody {
         procedure: procedure.to_string(),
         encoding: Encoding::Postcard,
         args: postcard::to_stdvec(args).unwrap(),
+        signature: None,
     }
 }
 

@@ -86,6 +86,7 @@ fn call(procedure: &str, args: &impl serde::Serialize) -> RequestBody {
         procedure: procedure.to_string(),
         encoding: Encoding::Postcard,
         args: postcard(args),
+        signature: None,
     }
 }
 

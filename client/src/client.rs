@@ -116,9 +116,9 @@ use tokio::task::JoinHandle;
 
 use crate::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, HANDSHAKE_FRAME_BYTES_MAX, Hello,
-    PROTOCOL_VERSION, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
-    RequestRefusal, Response, ResponseBody, SESSION_CLIENT_ID_TAG, SessionRequest, StatusInfo,
-    Welcome, decode_payload, encode_frame, frame_payload_bytes,
+    ModuleDescription, PROTOCOL_VERSION, ProcedureDescription, ProtocolError, RefusalReason,
+    Request, RequestBody, RequestRefusal, Response, ResponseBody, SESSION_CLIENT_ID_TAG,
+    SessionRequest, StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
 };
 
 /// Default [`ClientConfig::connect_timeout`]: TCP connect plus handshake.
@@ -575,6 +575,13 @@ pub enum ClientError {
         "the procedure rejected its arguments: {message}; check they match its parameters (see `procedures()`)"
     )]
     BadArguments { message: String },
+    /// A typed call's argument types are not the procedure's parameter
+    /// types (their signatures differ); nothing was logged. `detail` names
+    /// the first parameter that differs, with the expected and given types.
+    #[error(
+        "`{procedure}` was not called: {detail}; pass the procedure's parameter types (see `ordo describe {procedure}`, or generate bindings with `ordo generate rust`)"
+    )]
+    SignatureMismatch { procedure: String, detail: String },
     /// The typed arguments could not be encoded with postcard.
     #[error("cannot encode the arguments: {0}; pass a type postcard can serialize")]
     Encode(String),
@@ -916,20 +923,37 @@ impl Client {
         encoding: Encoding,
         args: Vec<u8>,
     ) -> Result<CallOutcome, ClientError> {
+        self.call_signed(procedure, encoding, args, None)
+            .await
+            .map_err(|failure| failure.into_error(procedure, None))
+    }
+
+    /// A call carrying the signature of its argument types, if known.
+    async fn call_signed(
+        &self,
+        procedure: &str,
+        encoding: Encoding,
+        args: Vec<u8>,
+        signature: Option<[u8; 16]>,
+    ) -> Result<CallOutcome, CallFailure> {
         let body = self
             .request(RequestBody::Call {
                 procedure: procedure.to_string(),
                 encoding,
                 args,
+                signature,
             })
             .await?;
         match body {
             ResponseBody::Committed { seq, result } => Ok(CallOutcome { seq, result }),
             ResponseBody::Aborted { seq, kind, message } => {
-                Err(abort_error(procedure, seq, kind, message))
+                Err(abort_error(procedure, seq, kind, message).into())
             }
-            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
-            other => Err(unexpected("call", &other)),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message).into()),
+            ResponseBody::SignatureMismatch { message, schema } => {
+                Err(CallFailure::Mismatch { message, schema })
+            }
+            other => Err(unexpected("call", &other).into()),
         }
     }
 
@@ -943,14 +967,30 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// The call carries the fingerprint of `A`'s schema ([`Schema`]: a
+    /// tuple `(A, B)` is two parameters, `()` none, any other type one), and
+    /// the server refuses it before logging it unless those are exactly
+    /// the procedure's parameter types: a `u64` where the procedure takes
+    /// an `i64`, or a struct with its fields in another order, is a
+    /// [`ClientError::SignatureMismatch`] naming the parameter. Derive
+    /// [`Schema`] on your own argument types, or use the bindings
+    /// `ordo generate rust` writes. [`Client::call_raw`] is the unchecked
+    /// path.
+    ///
+    /// [`Schema`]: crate::schema::Schema
     pub async fn call<A, R>(&self, procedure: &str, args: &A) -> Result<Called<R>, ClientError>
     where
-        A: Serialize + ?Sized,
+        A: Serialize + crate::schema::Schema + ?Sized,
         R: DeserializeOwned,
     {
         let args = encode_args(args)?;
-        let CallOutcome { seq, result } =
-            self.call_raw(procedure, Encoding::Postcard, args).await?;
+        let signature = crate::schema_cache::args_signature::<A>();
+        let given: GivenArgs = ordo_schema::fingerprint_of_args::<A>;
+        let CallOutcome { seq, result } = self
+            .call_signed(procedure, Encoding::Postcard, args, Some(signature))
+            .await
+            .map_err(|failure| failure.into_error(procedure, Some(&given)))?;
         let value = decode_result(procedure, seq, &result)?;
         Ok(Called { value, seq })
     }
@@ -1157,6 +1197,16 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
+    /// Every deployed module's procedure and table schemas (what `ordo
+    /// describe` prints).
+    pub async fn describe(&self) -> Result<Vec<ModuleDescription>, ClientError> {
+        match self.request(RequestBody::Describe).await? {
+            ResponseBody::Described(modules) => Ok(modules),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("a description", &other)),
+        }
+    }
+
     pub async fn procedures(&self) -> Result<Vec<ProcedureDescription>, ClientError> {
         match self.request(RequestBody::Procedures).await? {
             ResponseBody::Procedures(procedures) => Ok(procedures),
@@ -1282,6 +1332,59 @@ fn refusal_error(reason: RequestRefusal, message: String) -> ClientError {
         RequestRefusal::BadRequest => ClientError::BadRequest(message),
         RequestRefusal::DeployRejected => ClientError::DeployRejected(message),
         RequestRefusal::Unavailable => ClientError::Unavailable(message),
+        RequestRefusal::BadArguments => ClientError::BadArguments { message },
+    }
+}
+
+/// How a call failed: an error, or a signature mismatch that the typed
+/// caller can describe better (it knows the types it encoded).
+enum CallFailure {
+    Error(ClientError),
+    Mismatch {
+        message: String,
+        schema: Box<ordo_schema::ProcedureSchema>,
+    },
+}
+
+impl From<ClientError> for CallFailure {
+    fn from(err: ClientError) -> CallFailure {
+        CallFailure::Error(err)
+    }
+}
+
+/// What `fingerprint_of_args::<A>` returns: the caller's argument shapes.
+type GivenArgs = fn() -> (
+    ordo_schema::Fingerprint,
+    Vec<ordo_schema::Shape>,
+    ordo_schema::Registry,
+);
+
+impl CallFailure {
+    fn into_error(self, procedure: &str, given: Option<&GivenArgs>) -> ClientError {
+        match self {
+            CallFailure::Error(err) => err,
+            CallFailure::Mismatch { message, schema } => {
+                let detail = match given {
+                    Some(given) => {
+                        let (_, shapes, types) = given();
+                        let names: Vec<String> =
+                            schema.params.iter().map(|p| p.name.clone()).collect();
+                        let expected: Vec<ordo_schema::Shape> =
+                            schema.params.iter().map(|p| p.shape.clone()).collect();
+                        ordo_schema::describe_args_mismatch(
+                            &names,
+                            (&expected, &schema.types),
+                            (&shapes, &types),
+                        )
+                    }
+                    None => message,
+                };
+                ClientError::SignatureMismatch {
+                    procedure: procedure.to_string(),
+                    detail,
+                }
+            }
+        }
     }
 }
 
@@ -1295,6 +1398,8 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::Refused { .. } => "a refusal",
         ResponseBody::NotLeader { .. } => "not the leader",
         ResponseBody::ReadDone { .. } => "a stale read",
+        ResponseBody::SignatureMismatch { .. } => "a signature mismatch",
+        ResponseBody::Described(_) => "a description",
     };
     ClientError::UnexpectedResponse { expected, got }
 }

@@ -47,6 +47,7 @@
 //!         procedure: "balance".into(),
 //!         encoding: Encoding::Json,
 //!         args: br#"{"id": 7}"#.to_vec(),
+//!         signature: None,
 //!     },
 //! };
 //! let frame = encode_frame(&request, FRAME_BYTES_MAX_DEFAULT)?;
@@ -59,8 +60,14 @@
 
 pub mod client;
 pub mod protocol;
+pub mod schema_cache;
 pub mod tls;
 
+/// The schema model: derive [`Schema`](schema::Schema) on the types you
+/// pass to [`Client::call`], so each call carries the fingerprint of its
+/// argument types and a mismatch is refused before it is logged.
+pub use ordo_schema as schema;
+pub use ordo_schema::Schema;
 /// The TLS crates this one is built on, so that servers and tools reuse
 /// exactly the same versions (and the `ring` provider).
 pub use rustls;
@@ -71,4 +78,4 @@ pub use client::{
     RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT, ReadConsistency, ReadOutcome, ReadValue,
     STALL_TIMEOUT_DEFAULT,
 };
-pub use protocol::{Encoding, ProcedureDescription, StatusInfo};
+pub use protocol::{Encoding, ModuleDescription, ProcedureDescription, StatusInfo};

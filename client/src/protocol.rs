@@ -1,4 +1,4 @@
-//! ordo's wire protocol, version 2: the messages a client and `ordo serve`
+//! ordo's wire protocol, version 3: the messages a client and `ordo serve`
 //! exchange over TCP, and how they are framed.
 //!
 //! A connection starts with a handshake: the client sends a [`Hello`]
@@ -52,6 +52,20 @@
 //! first released: a server from before it cannot decode it and closes
 //! the connection.
 //!
+//! # Checked calls (version 3)
+//!
+//! A [`RequestBody::Call`] may carry the `signature` of the argument
+//! types it was encoded from (16 bytes,
+//! `ordo_schema::fingerprint_of_args`). A node refuses a postcard call of
+//! a procedure with a schema whose signature differs, before it is
+//! logged, with [`ResponseBody::SignatureMismatch`] carrying the
+//! procedure's schema, from which the client names the parameter and the
+//! expected and given types. Postcard arguments that do not decode exactly
+//! as the parameters, and JSON arguments that do not match them at every
+//! depth, are refused with [`RequestRefusal::BadArguments`]; a call without
+//! a signature is the raw path (still checked for exact decoding).
+//! [`RequestBody::Describe`] returns every deployed module's schemas.
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -61,7 +75,7 @@ use serde::{Deserialize, Serialize};
 /// port scanner) is recognised and refused at once.
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
@@ -173,6 +187,9 @@ pub enum RequestBody {
         procedure: String,
         encoding: Encoding,
         args: Vec<u8>,
+        /// The fingerprint of the argument types `args` were encoded from,
+        /// if the caller knows them (see "Checked calls").
+        signature: Option<[u8; 16]>,
     },
     Deploy {
         name: String,
@@ -199,6 +216,9 @@ pub enum RequestBody {
     /// must carry [`SESSION_CLIENT_ID_TAG`] (see "Sessions" above). Only
     /// the leader takes it, like a call.
     Session(SessionRequest),
+    /// Every deployed module's procedure and table schemas; answered with
+    /// [`ResponseBody::Described`] by any node.
+    Describe,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +274,27 @@ pub enum ResponseBody {
         position: u64,
         result: Vec<u8>,
     },
+    /// A checked call's signature is not the procedure's; nothing was
+    /// logged. `schema` is the procedure's (see "Checked calls").
+    SignatureMismatch {
+        message: String,
+        schema: Box<ordo_schema::ProcedureSchema>,
+    },
+    Described(Vec<ModuleDescription>),
+}
+
+/// One deployed module's contract, from [`RequestBody::Describe`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleDescription {
+    pub name: String,
+    /// Hex of the module's SHA-256.
+    pub sha256: String,
+    /// The procedures with a schema, in name order.
+    pub procedures: Vec<ordo_schema::ProcedureSchema>,
+    /// Procedures without a schema (raw ABI): their calls are unchecked.
+    pub unchecked: Vec<String>,
+    /// The declared tables, in name order.
+    pub tables: Vec<ordo_schema::TableSchema>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +308,8 @@ pub enum RequestRefusal {
     DeployRejected,
     /// The node is stopping or has failed.
     Unavailable,
+    /// The arguments do not match the procedure's schema (version 3).
+    BadArguments,
 }
 
 /// A node's status, from [`RequestBody::Status`]; any node answers it.
@@ -469,6 +512,7 @@ mod tests {
                 procedure: "transfer".into(),
                 encoding: Encoding::Postcard,
                 args,
+                signature: None,
             },
         }
     }

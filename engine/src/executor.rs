@@ -39,14 +39,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
+use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation, Signature};
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::LookupMap;
 use crate::config::EngineConfig;
-use crate::module::{DeployError, ModuleCompiler, ProcedureInfo};
+use crate::contract::{DeployedModule, ProcedureContract};
+use crate::module::{CompiledModule, DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{Call, Export, HostLinker, LoadedModule, Sandbox, StateView, wasmtime_engine};
@@ -583,7 +584,9 @@ impl Executor {
     ) -> Pending {
         let (client, request_id) = entry.client();
         let acked_below = match entry {
-            Entry::Invoke(invocation) => invocation.acked_below,
+            Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
+                invocation.acked_below
+            }
             Entry::Deploy(_) => 0,
             Entry::Session(session) => {
                 // Not remembered per request: registering and ending are
@@ -625,7 +628,7 @@ impl Executor {
             }
             Check::New => self.sessions.record_pending(client, request_id, seq),
         }
-        let invocation = match entry {
+        let (invocation, signature) = match entry {
             Entry::Deploy(deploy) => {
                 // A deploy changes what every slot runs: nothing else may
                 // be running.
@@ -633,10 +636,14 @@ impl Executor {
                 let outcome = self.deploy(deploy);
                 return Pending::Done { outcome, ran: true };
             }
-            Entry::Invoke(invocation) => invocation,
+            Entry::Invoke(invocation) => (invocation, None),
+            Entry::InvokeChecked {
+                invocation,
+                signature,
+            } => (invocation, Some(signature)),
             Entry::Session(_) => unreachable!("answered above"),
         };
-        let prepared = match self.prepare(invocation, seq, now_ms) {
+        let prepared = match self.prepare(invocation, signature, seq, now_ms) {
             Ok(prepared) => prepared,
             Err(abort) => {
                 return Pending::Done {
@@ -704,11 +711,15 @@ impl Executor {
     fn prepare(
         &mut self,
         invocation: &Invocation,
+        signature: Option<&Signature>,
         seq: u64,
         now_ms: u64,
     ) -> Result<Prepared, Abort> {
         self.check_args(&invocation.args)?;
         let route = self.route(&invocation.procedure)?;
+        if let Some(signature) = signature {
+            check_signature(&route, &invocation.procedure, signature)?;
+        }
         let declared = declare(
             &mut self.planner,
             &self.config,
@@ -727,6 +738,36 @@ impl Executor {
             declared,
             slots,
         })
+    }
+
+    /// Every deployed module with its contract, in name order.
+    pub fn deployed_modules(&self) -> Vec<DeployedModule> {
+        let mut modules: Vec<DeployedModule> = self
+            .modules
+            .values()
+            .map(|module| DeployedModule {
+                name: module.compiled.name.clone(),
+                sha256: module.compiled.sha256_hex(),
+                procedures: module
+                    .compiled
+                    .procedures
+                    .iter()
+                    .map(|procedure| procedure.name.clone())
+                    .collect(),
+                contract: module.compiled.contract.clone(),
+            })
+            .collect();
+        modules.sort_by(|a, b| a.name.cmp(&b.name));
+        modules
+    }
+
+    /// The schemas of every procedure that has one, by name (for checking
+    /// calls before they are logged).
+    pub fn contracts(&self) -> BTreeMap<String, Arc<ProcedureContract>> {
+        self.modules
+            .values()
+            .flat_map(|module| module.compiled.contract.procedures.clone())
+            .collect()
     }
 
     fn check_args(&self, args: &[u8]) -> Result<(), Abort> {
@@ -925,6 +966,7 @@ impl Executor {
                 });
             }
         }
+        self.check_stored_tables(&compiled)?;
         let loaded = Arc::new(self.linker.load(compiled).map_err(DeployError::Invalid)?);
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
@@ -948,6 +990,62 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Refuses a module that declares a table some deployed module also
+    /// declares, with a stored type the new one cannot read, while the
+    /// table holds data. (An empty table may change type freely.)
+    fn check_stored_tables(&self, compiled: &CompiledModule) -> Result<(), DeployError> {
+        for (name, new) in &compiled.contract.tables {
+            for deployed in self.modules.values() {
+                let Some(old) = deployed.compiled.contract.tables.get(name) else {
+                    continue;
+                };
+                let mut changes = Vec::new();
+                for (what, old_shape, new_shape) in [
+                    ("key", &old.key, &new.key),
+                    ("value", &old.value, &new.value),
+                ] {
+                    if let Err(found) = ordo_schema::stored_compatibility(
+                        (old_shape, &old.types),
+                        (new_shape, &new.types),
+                    ) {
+                        changes.extend(found.into_iter().map(|change| format!("{what} {change}")));
+                    }
+                }
+                if changes.is_empty() || !self.table_has_rows(name) {
+                    continue;
+                }
+                let render = |table: &ordo_schema::TableSchema| {
+                    format!(
+                        "Table<{}, {}>",
+                        ordo_schema::render(&table.key, &table.types),
+                        ordo_schema::render(&table.value, &table.types)
+                    )
+                };
+                return Err(DeployError::IncompatibleTable {
+                    table: name.clone(),
+                    old: format!("{} (module `{}`)", render(old), deployed.compiled.name),
+                    new: render(new),
+                    changes: changes.join("; "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any slot holds a key of table `name` (keys start with the
+    /// name and a 0x00 byte, docs/ABI.md).
+    fn table_has_rows(&self, name: &str) -> bool {
+        let mut start = name.as_bytes().to_vec();
+        start.push(0);
+        let mut end = name.as_bytes().to_vec();
+        end.push(1);
+        self.slots
+            .iter()
+            .any(|slot| slot.store.lock().range(&start, Some(&end)).next().is_some())
+    }
+}
+
 impl Drop for Executor {
     fn drop(&mut self) {
         // After an interrupted batch a partition thread may wait forever
@@ -961,6 +1059,27 @@ impl Drop for Executor {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// A call checked against one parameter schema may run only under that
+/// schema: the module may have been redeployed since the check.
+fn check_signature(route: &Route, procedure: &str, signature: &Signature) -> Result<(), Abort> {
+    match route.module.compiled.contract.procedures.get(procedure) {
+        Some(contract) if &contract.fingerprint == signature => Ok(()),
+        Some(contract) => Err(Abort::new(
+            AbortKind::SignatureMismatch,
+            format!(
+                "`{procedure}` was redeployed with another signature, {}, after this call was checked; nothing ran",
+                contract.signature()
+            ),
+        )),
+        None => Err(Abort::new(
+            AbortKind::SignatureMismatch,
+            format!(
+                "`{procedure}` was redeployed without a schema after this call was checked against one; nothing ran"
+            ),
+        )),
     }
 }
 

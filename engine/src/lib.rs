@@ -41,6 +41,9 @@
 //! ```
 
 pub mod config;
+pub mod contract;
+/// The schema model the engine checks modules and calls against.
+pub use ordo_schema as schema;
 mod executor;
 pub mod module;
 pub mod outcome;

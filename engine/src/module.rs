@@ -25,7 +25,7 @@
 //! watchdog ([`CompileWatchdog`]) that can only stop the node, never
 //! change a deploy's outcome.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +38,9 @@ use wasmtime::wasmparser::{Operator, Parser, Payload};
 use wasmtime::{ExternType, FuncType, ValType};
 
 use crate::config::EngineConfig;
+use crate::contract::{ModuleContract, SCHEMA_FUEL, TABLES_MAX};
 use crate::partition::FastDeclaration;
+use crate::sandbox::{HostLinker, run_schema_exports};
 
 pub const MODULE_NAME_BYTES_MAX: usize = 64;
 pub const PROCEDURE_NAME_BYTES_MAX: usize = 64;
@@ -46,6 +48,10 @@ pub const PROCEDURE_EXPORT_PREFIX: &str = "ordo_proc_";
 /// A procedure's partition declaration (docs/ABI.md, "Partitions").
 pub const DECLARATION_EXPORT_PREFIX: &str = "ordo_keys_";
 pub const ARGS_BUFFER_EXPORT: &str = "ordo_args_buffer";
+/// A procedure's schema (docs/ABI.md, "Schemas"): `() -> i32`.
+pub const SCHEMA_EXPORT_PREFIX: &str = "ordo_schema_";
+/// A table's schema (docs/ABI.md, "Schemas"): `() -> i32`.
+pub const TABLE_EXPORT_PREFIX: &str = "ordo_table_";
 pub const METADATA_SECTION: &str = "ordo.procedures";
 pub const HOST_MODULE: &str = "ordo";
 
@@ -113,7 +119,7 @@ pub enum DeployError {
         expected: String,
     },
     #[error(
-        "export `{0}` is not part of ordo's ABI: a module exports only `memory`, `ordo_args_buffer` and `ordo_proc_*` functions"
+        "export `{0}` is not part of ordo's ABI: a module exports only `memory`, `ordo_args_buffer` and `ordo_proc_*`, `ordo_keys_*`, `ordo_schema_*` and `ordo_table_*` functions"
     )]
     UnexpectedExport(String),
     #[error(
@@ -162,6 +168,27 @@ pub enum DeployError {
         "module compiles to {bytes} bytes of machine code, over the compiled_code_bytes_max limit of {max}; make it smaller"
     )]
     CompiledCodeTooLarge { bytes: usize, max: usize },
+    #[error("schema export `{export}` is invalid: {reason}")]
+    BadSchema { export: String, reason: String },
+    #[error(
+        "export `{0}` describes a procedure the module does not export; export the procedure too, or remove the schema"
+    )]
+    SchemaWithoutProcedure(String),
+    #[error("table `{table}` is declared by two exports of the module, `{first}` and `{second}`")]
+    TableDeclaredTwice {
+        table: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "table `{table}` holds data written as {old}, which this module's {new} cannot read: {changes}; keep the stored type (docs/PROCEDURES.md lists the compatible changes), or empty the table first"
+    )]
+    IncompatibleTable {
+        table: String,
+        old: String,
+        new: String,
+        changes: String,
+    },
 }
 
 /// A validated, compiled module.
@@ -175,6 +202,8 @@ pub struct CompiledModule {
     /// For each procedure, a declaration the host evaluates itself, if
     /// the module's metadata allows one.
     pub(crate) fast_declarations: Vec<Option<FastDeclaration>>,
+    /// The schemas the module declares (empty for a raw-ABI module).
+    pub contract: Arc<ModuleContract>,
     pub module: wasmtime::Module,
 }
 
@@ -348,6 +377,8 @@ pub struct ModuleCompiler {
     artifacts: Option<Arc<dyn ArtifactStore>>,
     compatibility: u64,
     counters: CompileCounters,
+    /// Host functions, for running a module's schema exports.
+    linker: HostLinker,
 }
 
 /// Compiled modules kept in the per-node cache at most.
@@ -359,6 +390,7 @@ impl ModuleCompiler {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ModuleCompiler {
             compatibility: hasher.finish(),
+            linker: HostLinker::new(&engine),
             engine,
             config,
             cache: Mutex::new(HashMap::new()),
@@ -430,7 +462,12 @@ impl ModuleCompiler {
                 module
             }
         };
-        let (procedure_names, declarations) = check_imports_and_exports(&module, &self.config)?;
+        let Exports {
+            procedures: procedure_names,
+            declarations,
+            schemas,
+            tables,
+        } = check_imports_and_exports(&module, &self.config)?;
         let fast_declarations = procedure_names
             .iter()
             .map(|procedure| {
@@ -446,7 +483,7 @@ impl ModuleCompiler {
                 FastDeclaration::new(&params, described.partition_params.as_deref()?)
             })
             .collect();
-        let procedures = procedure_names
+        let procedures: Vec<ProcedureInfo> = procedure_names
             .into_iter()
             .map(|procedure| {
                 let declares_partitions = declarations.binary_search(&procedure).is_ok();
@@ -460,14 +497,65 @@ impl ModuleCompiler {
                 }
             })
             .collect();
+        let contract = self.read_contract(&module, &procedures, &schemas, &tables)?;
         Ok(CompiledModule {
             name: name.to_string(),
             sha256,
             wasm: Arc::from(wasm),
             procedures,
             fast_declarations,
+            contract: Arc::new(contract),
             module,
         })
+    }
+
+    /// Runs the module's schema exports and checks what they return.
+    fn read_contract(
+        &self,
+        module: &wasmtime::Module,
+        procedures: &[ProcedureInfo],
+        schemas: &[String],
+        tables: &[String],
+    ) -> Result<ModuleContract, DeployError> {
+        let mut contract = ModuleContract::default();
+        if schemas.is_empty() && tables.is_empty() {
+            return Ok(contract);
+        }
+        let mut exports: Vec<String> = schemas
+            .iter()
+            .map(|procedure| format!("{SCHEMA_EXPORT_PREFIX}{procedure}"))
+            .collect();
+        exports.extend(
+            tables
+                .iter()
+                .map(|table| format!("{TABLE_EXPORT_PREFIX}{table}")),
+        );
+        let results = run_schema_exports(&self.linker, &self.config, module, &exports, SCHEMA_FUEL)
+            .map_err(|(export, reason)| DeployError::BadSchema { export, reason })?;
+        let (procedure_results, table_results) = results.split_at(schemas.len());
+        for (procedure, bytes) in schemas.iter().zip(procedure_results) {
+            let info = procedures
+                .iter()
+                .find(|info| &info.name == procedure)
+                .expect("check_imports_and_exports pairs every schema with a procedure");
+            let checked = crate::contract::procedure_contract(procedure, info.read_only, bytes)?;
+            contract
+                .procedures
+                .insert(procedure.clone(), Arc::new(checked));
+        }
+        let mut declared_by: BTreeMap<String, String> = BTreeMap::new();
+        for (export, bytes) in exports[schemas.len()..].iter().zip(table_results) {
+            let table = crate::contract::table_schema(export, bytes)?;
+            if let Some(first) = declared_by.insert(table.name.clone(), export.clone()) {
+                return Err(DeployError::TableDeclaredTwice {
+                    table: table.name,
+                    first,
+                    second: export.clone(),
+                });
+            }
+            contract.tables.insert(table.name.clone(), table);
+        }
+        Ok(contract)
     }
 
     /// The compiled module for `wasm`: from the artifact store if it holds
@@ -791,10 +879,18 @@ fn nesting_depth(
 
 /// Returns the module's procedure names and the names of the procedures
 /// that declare partitions, both sorted.
+/// What a module exports, by kind (names without their prefixes, sorted).
+struct Exports {
+    procedures: Vec<String>,
+    declarations: Vec<String>,
+    schemas: Vec<String>,
+    tables: Vec<String>,
+}
+
 fn check_imports_and_exports(
     module: &wasmtime::Module,
     config: &EngineConfig,
-) -> Result<(Vec<String>, Vec<String>), DeployError> {
+) -> Result<Exports, DeployError> {
     for import in module.imports() {
         let forbidden = || DeployError::ForbiddenImport {
             module: import.module().to_string(),
@@ -819,6 +915,8 @@ fn check_imports_and_exports(
 
     let mut procedures = Vec::new();
     let mut declarations = Vec::new();
+    let mut schemas = Vec::new();
+    let mut tables = Vec::new();
     let mut saw_memory = false;
     let mut saw_args_buffer = false;
     for export in module.exports() {
@@ -877,6 +975,31 @@ fn check_imports_and_exports(
                         });
                     }
                     declarations.push(procedure.to_string());
+                } else if let Some(suffix) = name
+                    .strip_prefix(SCHEMA_EXPORT_PREFIX)
+                    .map(|procedure| (procedure, &mut schemas))
+                    .or_else(|| {
+                        name.strip_prefix(TABLE_EXPORT_PREFIX)
+                            .map(|table| (table, &mut tables))
+                    })
+                {
+                    let (suffix, list) = suffix;
+                    if !func_matches(&ty, &[], &[ValType::I32]) {
+                        return Err(DeployError::WrongExportType {
+                            name: name.to_string(),
+                            found: describe_func(&ty),
+                            expected: describe(&[], &[ValType::I32]),
+                        });
+                    }
+                    if !valid_procedure_name(suffix) {
+                        return Err(DeployError::BadSchema {
+                            export: name.to_string(),
+                            reason: format!(
+                                "after the prefix use 1 to {PROCEDURE_NAME_BYTES_MAX} characters from [a-z0-9_]"
+                            ),
+                        });
+                    }
+                    list.push(suffix.to_string());
                 } else {
                     return Err(DeployError::UnexpectedExport(name.to_string()));
                 }
@@ -903,5 +1026,28 @@ fn check_imports_and_exports(
             )));
         }
     }
-    Ok((procedures, declarations))
+    schemas.sort();
+    tables.sort();
+    for described in &schemas {
+        if procedures.binary_search(described).is_err() {
+            return Err(DeployError::SchemaWithoutProcedure(format!(
+                "{SCHEMA_EXPORT_PREFIX}{described}"
+            )));
+        }
+    }
+    if tables.len() > TABLES_MAX {
+        return Err(DeployError::BadSchema {
+            export: format!("{TABLE_EXPORT_PREFIX}*"),
+            reason: format!(
+                "the module declares {} tables, over the limit of {TABLES_MAX}",
+                tables.len()
+            ),
+        });
+    }
+    Ok(Exports {
+        procedures,
+        declarations,
+        schemas,
+        tables,
+    })
 }

@@ -51,6 +51,9 @@ pub enum AbortKind {
     /// stored results were at their budget. Nothing ran again; read the
     /// data the request changed instead.
     ResultNotRetained,
+    /// A call checked against a procedure's parameter schema reached the
+    /// log after a redeploy changed that schema. Nothing ran.
+    SignatureMismatch,
 }
 
 impl AbortKind {
@@ -71,6 +74,7 @@ impl AbortKind {
             AbortKind::NotReadOnly => "not_read_only",
             AbortKind::SessionExpired => "session_expired",
             AbortKind::ResultNotRetained => "result_not_retained",
+            AbortKind::SignatureMismatch => "signature_mismatch",
         }
     }
 }

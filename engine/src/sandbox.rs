@@ -1012,6 +1012,61 @@ impl Sandbox {
     }
 }
 
+/// Runs each of `exports` (functions `() -> i32`, the schema exports of
+/// docs/ABI.md) once in a fresh store that sees no state, with `fuel`
+/// each, and returns what each handed to `set_result`. The first export
+/// that traps, runs out of fuel or returns a status other than 0 ends it
+/// with that export's name and the reason.
+pub(crate) fn run_schema_exports(
+    linker: &HostLinker,
+    config: &EngineConfig,
+    module: &wasmtime::Module,
+    exports: &[String],
+    fuel: u64,
+) -> Result<Vec<Vec<u8>>, (String, String)> {
+    if exports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut store = Sandbox::new_store(module.engine(), config);
+    store
+        .set_fuel(INSTANTIATE_FUEL)
+        .expect("fuel is enabled in the engine config");
+    let failed = |export: &str, err: &wasmtime::Error| (export.to_string(), classify(err).message);
+    let instance = linker
+        .0
+        .instantiate(&mut store, module)
+        .map_err(|err| failed("(instantiation)", &err))?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .expect("validated at deploy: the module exports its memory");
+    store.data_mut().memory = Some(memory);
+    let mut results = Vec::with_capacity(exports.len());
+    for export in exports {
+        let func = instance
+            .get_typed_func::<(), i32>(&mut store, export)
+            .map_err(|err| failed(export, &err))?;
+        store
+            .set_fuel(fuel)
+            .expect("fuel is enabled in the engine config");
+        store.data_mut().tx.result.clear();
+        let status = func
+            .call(&mut store, ())
+            .map_err(|err| failed(export, &err))?;
+        let result = std::mem::take(&mut store.data_mut().tx.result);
+        if status != 0 {
+            return Err((
+                export.clone(),
+                format!(
+                    "returned status {status}: {}",
+                    String::from_utf8_lossy(&result[..result.len().min(512)])
+                ),
+            ));
+        }
+        results.push(result);
+    }
+    Ok(results)
+}
+
 /// Turns a wasmtime error into a deterministic abort. Only stable facts go
 /// into the message: never backtraces, addresses or host error text.
 pub(crate) fn classify(err: &wasmtime::Error) -> Abort {

@@ -100,14 +100,48 @@ pub enum Entry {
     Invoke(Invocation),
     Deploy(Deploy),
     Session(SessionEntry),
+    /// A call whose postcard arguments were checked, before they were
+    /// logged, against the parameter schema with this fingerprint (16
+    /// bytes, docs/PROCEDURES.md "The procedure contract"). The engine
+    /// checks the fingerprint again when it runs the call, so a redeploy
+    /// that changed the signature in between aborts it
+    /// (`signature_mismatch`) instead of misreading its bytes.
+    InvokeChecked {
+        invocation: Invocation,
+        signature: Signature,
+    },
 }
+
+/// The fingerprint of a procedure's parameter schema.
+pub type Signature = [u8; 16];
 
 impl Entry {
     pub fn client(&self) -> (ClientId, u64) {
         match self {
-            Entry::Invoke(invocation) => (invocation.client_id, invocation.request_id),
+            Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
+                (invocation.client_id, invocation.request_id)
+            }
             Entry::Deploy(deploy) => (deploy.client_id, deploy.request_id),
             Entry::Session(session) => (session.client_id, session.request_id),
+        }
+    }
+
+    /// The call, if this entry is one.
+    pub fn invocation(&self) -> Option<&Invocation> {
+        match self {
+            Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => Some(invocation),
+            Entry::Deploy(_) | Entry::Session(_) => None,
+        }
+    }
+
+    /// A call, checked against `signature` if there is one.
+    pub fn call(invocation: Invocation, signature: Option<Signature>) -> Entry {
+        match signature {
+            Some(signature) => Entry::InvokeChecked {
+                invocation,
+                signature,
+            },
+            None => Entry::Invoke(invocation),
         }
     }
 }

@@ -83,6 +83,9 @@ impl Sequencer {
 pub fn entry_bytes(entry: &Entry) -> usize {
     match entry {
         Entry::Invoke(invocation) => invocation.args.len() + invocation.procedure.len(),
+        Entry::InvokeChecked { invocation, .. } => {
+            invocation.args.len() + invocation.procedure.len() + 16
+        }
         Entry::Deploy(deploy) => deploy.wasm.len() + deploy.name.len(),
         Entry::Session(_) => 0,
     }

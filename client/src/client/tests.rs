@@ -305,6 +305,7 @@ async fn canned_server(listener: TcpListener) {
                 procedure,
                 encoding,
                 args,
+                ..
             } => match procedure.as_str() {
                 "echo" => {
                     assert_eq!(*encoding, Encoding::Json);

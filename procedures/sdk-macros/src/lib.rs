@@ -320,6 +320,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     );
     let meta_len = meta.len();
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
+    let schema_export = schema_export(&name, &func, &params, options.read_only);
 
     Ok(quote! {
         #func
@@ -344,6 +345,8 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 
             #keys_export
 
+            #schema_export
+
             #[used]
             #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "ordo.procedures"))]
             static __ORDO_PROCEDURE_METADATA: [u8; #meta_len] = *#meta_bytes;
@@ -355,6 +358,154 @@ enum Return {
     Unit,
     Value,
     Result,
+}
+
+/// The export `ordo_schema_<name>() -> i32`: builds the procedure's
+/// `ProcedureSchema` (parameters, result, doc comment, every named type
+/// they use) and hands it to the host, which reads it at deploy time
+/// (docs/ABI.md, "Schemas"). Parameter types must implement
+/// `ordo_sdk::Schema`; errors point at the parameter's type.
+fn schema_export(name: &str, func: &ItemFn, params: &[Param], read_only: bool) -> TokenStream2 {
+    let export_name = format!("ordo_schema_{name}");
+    let doc = doc_comment(&func.attrs);
+    let names: Vec<String> = params.iter().map(|p| p.ident.unraw().to_string()).collect();
+    let shapes = params.iter().map(|p| {
+        let ty = &p.ty;
+        quote_spanned! {ty.span()=>
+            __ordo_types.shape_of::<#ty>()
+        }
+    });
+    let result_type: Type = match &func.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let result_shape = quote_spanned! {result_type.span()=>
+        {
+            #[allow(unused_imports)]
+            use ::ordo_sdk::__private::{ShapeOfResult as _, ShapeOfValue as _};
+            (&&::ordo_sdk::__private::ReturnShape::<#result_type>::new()).shape(&mut __ordo_types)
+        }
+    };
+    quote! {
+        #[unsafe(export_name = #export_name)]
+        extern "C" fn __ordo_schema_export() -> i32 {
+            let mut __ordo_types = ::ordo_sdk::schema::Registry::new();
+            let __ordo_params = ::ordo_sdk::__private::vec![
+                #( ::ordo_sdk::schema::Param {
+                    name: ::ordo_sdk::__private::String::from(#names),
+                    shape: #shapes,
+                }, )*
+            ];
+            let __ordo_result = #result_shape;
+            ::ordo_sdk::__private::finish_schema(&::ordo_sdk::schema::ProcedureSchema {
+                name: ::ordo_sdk::__private::String::from(#name),
+                doc: ::ordo_sdk::__private::String::from(#doc),
+                params: __ordo_params,
+                result: __ordo_result,
+                read_only: #read_only,
+                types: __ordo_types,
+            })
+        }
+    }
+}
+
+/// The `///` comments among `attrs`, one line each, with the one leading
+/// space rustdoc also drops.
+fn doc_comment(attrs: &[syn::Attribute]) -> String {
+    let mut lines = Vec::new();
+    for attr in attrs {
+        if !attr.path().is_ident("doc") {
+            continue;
+        }
+        if let syn::Meta::NameValue(nv) = &attr.meta
+            && let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(text),
+                ..
+            }) = &nv.value
+        {
+            let text = text.value();
+            lines.push(text.strip_prefix(' ').unwrap_or(&text).to_string());
+        }
+    }
+    lines.join("\n").trim().to_string()
+}
+
+/// Declares a table, so that its key and value types are part of the
+/// module's schema (docs/PROCEDURES.md, "The procedure contract"):
+///
+/// ```ignore
+/// /// Balances by account id.
+/// #[ordo_sdk::table]
+/// const ACCOUNTS: Table<u64, Account> = Table::new("acct");
+/// ```
+///
+/// The constant is kept as written. Next to it the macro generates the
+/// export `ordo_table_<constant name in lower case>() -> i32`, which hands
+/// the table's name, doc comment and key and value schemas to the host.
+/// The host refuses a redeploy that would read the table's stored data as
+/// an incompatible type. The key and value types must implement
+/// `ordo_sdk::Schema`.
+#[proc_macro_attribute]
+pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2 = TokenStream2::from(item);
+    match expand_table(attr.into(), item2.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => {
+            let mut out = err.to_compile_error();
+            out.extend(item2);
+            out.into()
+        }
+    }
+}
+
+fn expand_table(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new(attr.span(), "#[table] takes no options"));
+    }
+    let item: syn::ItemConst = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!(
+                "#[table] must be placed on a constant such as `const ACCOUNTS: Table<u64, i64> = Table::new(\"acct\");`: {e}"
+            ),
+        )
+    })?;
+    let ident = &item.ident;
+    let export_suffix = ident.unraw().to_string().to_lowercase();
+    check_table_export(&export_suffix, ident.span())?;
+    let export_name = format!("ordo_table_{export_suffix}");
+    let doc = doc_comment(&item.attrs);
+    let finish = quote_spanned! {item.ty.span()=>
+        ::ordo_sdk::__private::finish_table(&#ident, #doc)
+    };
+    Ok(quote! {
+        #item
+
+        const _: () = {
+            #[unsafe(export_name = #export_name)]
+            extern "C" fn __ordo_table_export() -> i32 {
+                #finish
+            }
+        };
+    })
+}
+
+fn check_table_export(suffix: &str, span: Span) -> syn::Result<()> {
+    let valid = !suffix.is_empty()
+        && suffix.len() <= NAME_MAX
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(syn::Error::new(
+            span,
+            format!(
+                "#[table] constant `{suffix}` cannot name an export: use at most {NAME_MAX} ASCII letters, digits and `_`"
+            ),
+        ))
+    }
 }
 
 fn check_name(name: &str, span: Span) -> syn::Result<()> {

@@ -9,6 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::key::{EncodeKey, OrderedKey};
 
+impl ordo_schema::Schema for Bytes {
+    fn shape(_: &mut ordo_schema::Registry) -> ordo_schema::Shape {
+        ordo_schema::Shape::Bytes
+    }
+}
+
 /// A `Vec<u8>` that serde treats as a byte string.
 ///
 /// Its encodings are the same as a `Vec<u8>`'s (postcard: a length, then

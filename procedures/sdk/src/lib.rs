@@ -261,7 +261,15 @@ pub use table::{Iter, Table};
 /// #[ordo_sdk::procedure(partitions(missing))]
 /// fn unknown_variable(a: u64) {}
 /// ```
-pub use ordo_sdk_macros::procedure;
+pub use ordo_sdk_macros::{procedure, table};
+
+/// The schema model (docs/PROCEDURES.md, "The procedure contract"):
+/// every parameter, result, table key and table value type implements
+/// [`Schema`], so the module can tell the host its full signature.
+pub use ordo_schema as schema;
+/// The trait, and its derive: `#[derive(Serialize, Deserialize, Schema)]`
+/// on your own structs and enums.
+pub use ordo_schema::Schema;
 
 /// The serde version the SDK uses, for deriving `Serialize` and
 /// `Deserialize` on your own types without depending on serde yourself:

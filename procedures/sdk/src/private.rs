@@ -1,6 +1,6 @@
 //! Support for the code `#[procedure]` generates. Not a stable API.
 
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt::Display;
@@ -11,7 +11,15 @@ use serde::de::DeserializeOwned;
 use crate::host;
 
 pub use crate::partition::{PartitionSet, Partitions};
+pub use alloc::string::String;
+pub use alloc::vec;
 pub use serde;
+
+use core::marker::PhantomData;
+use ordo_schema::{ProcedureSchema, Registry, Schema, Shape, TableSchema};
+
+use crate::key::EncodeKey;
+use crate::table::Table;
 
 /// Status codes of `ordo_proc_*` and `ordo_keys_*` (docs/ABI.md).
 pub const STATUS_OK: i32 = 0;
@@ -154,5 +162,61 @@ pub fn finish_partitions(set: PartitionSet) -> i32 {
             set_result(reason.as_bytes());
             STATUS_ABORTED
         }
+    }
+}
+
+/// Ends an `ordo_schema_*` export: hands the procedure's schema to the host.
+pub fn finish_schema(schema: &ProcedureSchema) -> i32 {
+    set_result(&ordo_schema::encode_schema(schema));
+    STATUS_OK
+}
+
+/// Ends an `ordo_table_*` export: hands the table's schema to the host.
+pub fn finish_table<K: EncodeKey + Schema, V: Schema>(table: &Table<K, V>, doc: &str) -> i32 {
+    let mut types = Registry::new();
+    let key = types.shape_of::<K>();
+    let value = types.shape_of::<V>();
+    let schema = TableSchema {
+        name: String::from(table.name()),
+        doc: String::from(doc),
+        key,
+        value,
+        types,
+    };
+    set_result(&ordo_schema::encode_schema(&schema));
+    STATUS_OK
+}
+
+/// The schema of a procedure's result, named by its return type: for a
+/// `Result<T, E>` (through any alias) the schema of `T`, else of the type
+/// itself. `#[procedure]` calls `(&&ReturnShape::<R>::new()).shape(..)`:
+/// method lookup tries the `Result` impl (on `&&ReturnShape`) first, so
+/// an aliased `Result` is recognised by its type, not its name.
+pub struct ReturnShape<R: ?Sized>(PhantomData<fn() -> R>);
+
+impl<R: ?Sized> ReturnShape<R> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        ReturnShape(PhantomData)
+    }
+}
+
+pub trait ShapeOfResult {
+    fn shape(&self, types: &mut Registry) -> Shape;
+}
+
+impl<T: Schema, E> ShapeOfResult for &ReturnShape<Result<T, E>> {
+    fn shape(&self, types: &mut Registry) -> Shape {
+        types.shape_of::<T>()
+    }
+}
+
+pub trait ShapeOfValue {
+    fn shape(&self, types: &mut Registry) -> Shape;
+}
+
+impl<T: Schema + ?Sized> ShapeOfValue for ReturnShape<T> {
+    fn shape(&self, types: &mut Registry) -> Shape {
+        types.shape_of::<T>()
     }
 }

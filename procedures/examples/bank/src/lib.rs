@@ -12,6 +12,7 @@
 use ordo_sdk::{Table, procedure};
 
 /// Account id -> balance.
+#[ordo_sdk::table]
 const ACCOUNTS: Table<u64, i64> = Table::new("acct");
 
 /// Opens account `id` with an initial `balance`.

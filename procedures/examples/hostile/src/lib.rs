@@ -11,6 +11,7 @@ use core::hint::black_box;
 use ordo_sdk::{Bytes, Table, get_raw, now_ms, procedure, put_raw, random_u64, sequence};
 
 /// Written by the partition-declaration procedures: key -> 1.
+#[ordo_sdk::table]
 const PARTITIONED: Table<u64, u64> = Table::new("hostile_p");
 
 /// Loops forever (until the engine runs out of fuel for it).

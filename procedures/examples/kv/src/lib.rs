@@ -7,6 +7,7 @@
 use ordo_sdk::{Table, procedure};
 
 /// Key -> value.
+#[ordo_sdk::table]
 const VALUES: Table<String, i64> = Table::new("kv");
 
 /// The value stored under `key`, or `null` if there is none.

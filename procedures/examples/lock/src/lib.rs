@@ -15,7 +15,7 @@
 use ordo_sdk::{Table, now_ms, procedure, sequence};
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 struct Lock {
     /// The current holder, `None` once released.
     holder: Option<String>,
@@ -26,8 +26,10 @@ struct Lock {
 }
 
 /// Lock name -> state.
+#[ordo_sdk::table]
 const LOCKS: Table<String, Lock> = Table::new("lock");
 /// Data protected by fencing tokens: key -> value.
+#[ordo_sdk::table]
 const DATA: Table<String, String> = Table::new("lock_data");
 
 /// Grants lock `name` to `owner` for `lease_ms` milliseconds and returns

@@ -13,8 +13,10 @@
 use ordo_sdk::{Table, abort, procedure};
 
 /// Customer id -> checking balance.
+#[ordo_sdk::table]
 const CHECKING: Table<u64, i64> = Table::new("sb_checking");
 /// Customer id -> savings balance.
+#[ordo_sdk::table]
 const SAVINGS: Table<u64, i64> = Table::new("sb_savings");
 
 fn checking(id: u64) -> i64 {

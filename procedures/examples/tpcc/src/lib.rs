@@ -79,7 +79,7 @@ use ordo_sdk::{Table, abort, now_ms, procedure, sequence};
 use serde::{Deserialize, Serialize};
 
 /// One warehouse.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct Warehouse {
     pub name: String,
     /// Sales tax in basis points, 0 to 2,000.
@@ -89,7 +89,7 @@ pub struct Warehouse {
 }
 
 /// One district of a warehouse.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct District {
     pub name: String,
     /// Sales tax in basis points, 0 to 2,000.
@@ -101,7 +101,7 @@ pub struct District {
 }
 
 /// One customer of a district.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct Customer {
     pub first: String,
     pub middle: String,
@@ -125,7 +125,7 @@ pub struct Customer {
 }
 
 /// One item (replicated into every warehouse, identical in each).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct Item {
     pub im_id: u32,
     pub name: String,
@@ -135,7 +135,7 @@ pub struct Item {
 }
 
 /// One item's stock in one warehouse.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct Stock {
     pub quantity: i32,
     /// `S_DIST_01` to `S_DIST_10`, 24 characters each, concatenated:
@@ -151,7 +151,7 @@ pub struct Stock {
 }
 
 /// One order.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct Order {
     pub c_id: u32,
     pub entry_ms: u64,
@@ -163,7 +163,7 @@ pub struct Order {
 }
 
 /// One line of an order.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct OrderLine {
     pub i_id: u32,
     pub supply_w_id: u32,
@@ -176,7 +176,7 @@ pub struct OrderLine {
 }
 
 /// One payment, under the paying warehouse's id.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ordo_sdk::Schema)]
 pub struct History {
     pub c_id: u32,
     pub c_d_id: u32,
@@ -188,14 +188,23 @@ pub struct History {
     pub data: String,
 }
 
+#[ordo_sdk::table]
 const WAREHOUSES: Table<u32, Warehouse> = Table::new("tpcc_warehouse");
+#[ordo_sdk::table]
 const DISTRICTS: Table<(u32, u32), District> = Table::new("tpcc_district");
+#[ordo_sdk::table]
 const CUSTOMERS: Table<(u32, u32, u32), Customer> = Table::new("tpcc_customer");
+#[ordo_sdk::table]
 const ITEMS: Table<(u32, u32), Item> = Table::new("tpcc_item");
+#[ordo_sdk::table]
 const STOCK: Table<(u32, u32), Stock> = Table::new("tpcc_stock");
+#[ordo_sdk::table]
 const ORDERS: Table<(u32, u32, u32), Order> = Table::new("tpcc_order");
+#[ordo_sdk::table]
 const NEW_ORDERS: Table<(u32, u32, u32), ()> = Table::new("tpcc_new_order");
+#[ordo_sdk::table]
 const ORDER_LINES: Table<(u32, u32, u32, u32), OrderLine> = Table::new("tpcc_order_line");
+#[ordo_sdk::table]
 const HISTORY: Table<(u32, u64), History> = Table::new("tpcc_history");
 
 /// Districts per warehouse at most (the specification has exactly 10, and
@@ -437,7 +446,7 @@ fn hash(parts: &[u64]) -> u64 {
 // Transactions
 
 /// What NewOrder returns.
-#[derive(Serialize)]
+#[derive(Serialize, ordo_sdk::Schema)]
 struct NewOrderDone {
     o_id: u32,
     /// `sum(amount) * (1 - discount) * (1 + w_tax + d_tax)`, cents,
@@ -738,7 +747,7 @@ fn tpcc_stock(w_id: u32, i_id: u32) -> Stock {
 }
 
 /// An order with its lines, and whether it is still in NEW-ORDER.
-#[derive(Serialize)]
+#[derive(Serialize, ordo_sdk::Schema)]
 struct OrderView {
     order: Order,
     new_order: bool,

@@ -32,6 +32,7 @@
 use ordo_sdk::{Bytes, Table, abort, procedure};
 
 /// Record key -> its fields.
+#[ordo_sdk::table]
 const USERTABLE: Table<u64, Vec<Bytes>> = Table::new("usertable");
 
 /// Loads records `first .. first + count`, each of `field_count` fields of
