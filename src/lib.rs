@@ -23,6 +23,7 @@
 
 pub mod bench;
 pub mod compile_cache;
+pub mod describe;
 pub mod metrics;
 pub mod modules;
 pub mod node;

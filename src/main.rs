@@ -55,6 +55,21 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Print the full contract of the deployed modules (or of a `.wasm`
+    /// file): every procedure's parameters and result, every table's key
+    /// and value, the structs and enums they use, and their doc comments.
+    Describe {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only this procedure or table, or what uses this type.
+        name: Option<String>,
+        /// Describe this compiled module instead of asking a server.
+        #[arg(long, value_name = "FILE")]
+        wasm: Option<PathBuf>,
+        /// One JSON array of modules (the schemas in full) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a benchmark workload against a server (--server) or an
     /// embedded node, and report throughput, latency and aborts.
     Bench(BenchArgs),
@@ -561,6 +576,29 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "{} {{{params}}}  [module {}]{read_only}",
                     procedure.name, procedure.module
                 );
+            }
+            Ok(())
+        }
+        Command::Describe {
+            remote,
+            name,
+            wasm,
+            json,
+        } => {
+            let modules = match wasm {
+                Some(path) => vec![describe_wasm_file(&path)?],
+                None => remote.run(async |client| Ok(client.describe().await?))?,
+            };
+            let modules = match &name {
+                Some(name) => ordo::describe::select(modules, name).with_context(|| {
+                    format!("no procedure, table or type named `{name}` is deployed")
+                })?,
+                None => modules,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&modules)?);
+            } else {
+                print!("{}", ordo::describe::render_text(&modules));
             }
             Ok(())
         }
@@ -1204,4 +1242,37 @@ fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         bail!("money was not conserved: total {total}, expected {expected_total}");
     }
     Ok(())
+}
+
+/// `ordo describe --wasm FILE`: the contract of a compiled module, read
+/// the way a node reads it at deploy time (every check included).
+fn describe_wasm_file(path: &std::path::Path) -> anyhow::Result<ordo_client::ModuleDescription> {
+    let config = ordo_engine::EngineConfig::default();
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if bytes > config.module_bytes_max as u64 {
+        bail!(
+            "{} is {bytes} bytes, over the {}-byte module limit",
+            path.display(),
+            config.module_bytes_max
+        );
+    }
+    let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .filter(|stem| ordo_engine::module::valid_module_name(stem))
+        .unwrap_or("module");
+    let compiled = ordo_engine::Executor::compiler(&config)
+        .compile(name, &wasm)
+        .with_context(|| format!("{} is not a deployable module", path.display()))?;
+    Ok(ordo::describe::module_description(
+        &ordo_engine::contract::DeployedModule {
+            name: compiled.name.clone(),
+            sha256: compiled.sha256_hex(),
+            procedures: compiled.procedures.iter().map(|p| p.name.clone()).collect(),
+            contract: compiled.contract.clone(),
+        },
+    ))
 }

@@ -93,3 +93,17 @@ pub const YCSB: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_exa
 /// panics) and `declared_nothing {id}` (declares no partition, writes `id`).
 pub const HOSTILE: &[u8] =
     include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_hostile.wasm"));
+
+/// An inventory with struct, enum and optional arguments and a table of
+/// structs: what the procedure contract's tests call with wrong types.
+pub const INVENTORY: &[u8] = include_bytes!(concat!(
+    env!("ORDO_WASM_DIR"),
+    "/ordo_example_inventory.wasm"
+));
+
+/// Version 2 of [`INVENTORY`]: its stored `Item` gained a field, so
+/// deploying it over version 1's data is refused.
+pub const INVENTORY_V2: &[u8] = include_bytes!(concat!(
+    env!("ORDO_WASM_DIR"),
+    "/ordo_example_inventory_v2.wasm"
+));

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use ordo_client::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder, HANDSHAKE_FRAME_BYTES_MAX,
-    Hello, ModuleDescription, ProcedureDescription, ProtocolError, RefusalReason, Request,
+    Hello, ProcedureDescription, ProtocolError, RefusalReason, Request,
     RequestBody, RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload,
     encode_frame, encode_frame_into, frame_payload_bytes,
 };
@@ -906,24 +906,8 @@ fn other_request(
         )),
         RequestBody::Describe => Some(ResponseBody::Described(
             node.modules()
-                .into_iter()
-                .map(|module| ModuleDescription {
-                    unchecked: module
-                        .procedures
-                        .iter()
-                        .filter(|name| !module.contract.procedures.contains_key(*name))
-                        .cloned()
-                        .collect(),
-                    procedures: module
-                        .contract
-                        .procedures
-                        .values()
-                        .map(|contract| contract.schema.clone())
-                        .collect(),
-                    tables: module.contract.tables.values().cloned().collect(),
-                    name: module.name,
-                    sha256: module.sha256,
-                })
+                .iter()
+                .map(crate::describe::module_description)
                 .collect(),
         )),
     }

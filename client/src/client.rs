@@ -928,6 +928,24 @@ impl Client {
             .map_err(|failure| failure.into_error(procedure, None))
     }
 
+    /// Calls `procedure` with postcard arguments encoded from types whose
+    /// schema has `signature` ([`schema_cache::args_signature`]): checked
+    /// like [`Client::call`], for callers that encode their arguments ahead
+    /// of time (load generators, generated bindings). A mismatch is a
+    /// [`ClientError::SignatureMismatch`] with the server's description.
+    ///
+    /// [`schema_cache::args_signature`]: crate::schema_cache::args_signature
+    pub async fn call_signed_raw(
+        &self,
+        procedure: &str,
+        args: Vec<u8>,
+        signature: [u8; 16],
+    ) -> Result<CallOutcome, ClientError> {
+        self.call_signed(procedure, Encoding::Postcard, args, Some(signature))
+            .await
+            .map_err(|failure| failure.into_error(procedure, None))
+    }
+
     /// A call carrying the signature of its argument types, if known.
     async fn call_signed(
         &self,

@@ -149,6 +149,9 @@ pub(crate) fn procedure_contract(
     }
     check_shape(&schema.result, &schema.types, 0)
         .map_err(|reason| bad(format!("result: {reason}")))?;
+    let mut roots: Vec<&Shape> = schema.params.iter().map(|p| &p.shape).collect();
+    roots.push(&schema.result);
+    schema.types.validate_with_roots(&roots).map_err(&bad)?;
     Ok(ProcedureContract::new(schema))
 }
 
@@ -172,6 +175,10 @@ pub(crate) fn table_schema(export: &str, bytes: &[u8]) -> Result<TableSchema, De
     check_shape(&schema.key, &schema.types, 0).map_err(|reason| bad(format!("key: {reason}")))?;
     check_shape(&schema.value, &schema.types, 0)
         .map_err(|reason| bad(format!("value: {reason}")))?;
+    schema
+        .types
+        .validate_with_roots(&[&schema.key, &schema.value])
+        .map_err(&bad)?;
     Ok(schema)
 }
 

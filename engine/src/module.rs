@@ -252,7 +252,7 @@ fn func_matches(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool 
     same(&mut ty.params(), params) && same(&mut ty.results(), results)
 }
 
-fn valid_module_name(name: &str) -> bool {
+pub fn valid_module_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MODULE_NAME_BYTES_MAX
         && name

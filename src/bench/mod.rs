@@ -153,7 +153,7 @@ async fn load(clients: &[Client], workload: &dyn Workload) -> anyhow::Result<usi
                     return Ok(());
                 };
                 client
-                    .call_raw(request.procedure, Encoding::Postcard, request.args)
+                    .call_signed_raw(request.procedure, request.args, request.signature)
                     .await
                     .with_context(|| format!("loading: {} failed", request.procedure))?;
             }
@@ -437,7 +437,7 @@ async fn worker_loop(
         };
         let request = generator.next_request();
         let result = client
-            .call_raw(request.procedure, Encoding::Postcard, request.args)
+            .call_signed_raw(request.procedure, request.args, request.signature)
             .await;
         let now = Instant::now();
         run.answered.fetch_add(1, Ordering::Relaxed);
@@ -492,10 +492,10 @@ async fn run_checks(client: &Client, workload: &dyn Workload) -> Vec<CheckResult
     let mut results = Vec::new();
     for check in workload.checks() {
         let outcome = client
-            .call_raw(
+            .call_signed_raw(
                 check.request.procedure,
-                Encoding::Postcard,
                 check.request.args.clone(),
+                check.request.signature,
             )
             .await;
         let failure = match (outcome, &check.expect) {

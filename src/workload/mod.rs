@@ -23,14 +23,21 @@ pub use ycsb::{Ycsb, YcsbMix};
 pub struct Request {
     pub procedure: &'static str,
     pub args: Vec<u8>,
+    /// The fingerprint of the argument types (a checked call, as the SDK
+    /// makes them).
+    pub signature: [u8; 16],
 }
 
 impl Request {
     /// A request with `args` encoded with postcard.
-    pub fn new<A: serde::Serialize>(procedure: &'static str, args: &A) -> Request {
+    pub fn new<A: serde::Serialize + ordo_client::Schema>(
+        procedure: &'static str,
+        args: &A,
+    ) -> Request {
         Request {
             procedure,
             args: postcard::to_stdvec(args).expect("encoding into a Vec cannot fail"),
+            signature: ordo_client::schema_cache::args_signature::<A>(),
         }
     }
 }
