@@ -629,7 +629,7 @@ fn fingerprints() {
     let (item, item_r) = shapes::<inventory::NewItem>();
     let (mirror, mirror_r) = shapes::<client::Item>();
     assert_eq!(
-        args_fingerprint(&[item.clone()], &item_r),
+        args_fingerprint(std::slice::from_ref(&item), &item_r),
         args_fingerprint(&[mirror], &mirror_r)
     );
     let (bin, bin_r) = shapes::<inventory::Bin>();
@@ -767,7 +767,7 @@ fn mismatch_descriptions() {
     assert_eq!(
         describe_args_mismatch(
             &["item".to_string()],
-            (&[expected.clone()], &er),
+            (std::slice::from_ref(&expected), &er),
             (&[given], &gr)
         ),
         "parameter 1 (`item`): at `item.qty`: expected u32, given String"
@@ -782,7 +782,7 @@ fn mismatch_descriptions() {
     let (tree, tr) = shapes::<inventory::Tree>();
     let (node, nr) = shapes::<client::Node>();
     assert_eq!(
-        describe_args_mismatch(&[], (&[tree.clone()], &tr), (&[node], &nr)),
+        describe_args_mismatch(&[], (std::slice::from_ref(&tree), &tr), (&[node], &nr)),
         "the argument types match"
     );
     assert_eq!(
