@@ -234,3 +234,33 @@ fn postcard_of_serde_round_trips_only_when_checked() {
     assert_eq!(err.path, "bin");
     assert!(err.message.starts_with("unknown field `shelff`"), "{err}");
 }
+
+/// The derive through a re-export (as `ordo_sdk::schema` will be).
+mod sdk {
+    pub use ordo_schema as schema;
+}
+
+#[derive(Serialize, Schema)]
+#[schema(crate = "crate::sdk::schema")]
+struct ThroughReexport<'a, const N: usize> {
+    fixed: [u8; 4],
+    marker: std::marker::PhantomData<u64>,
+    text: &'a str,
+    cow: std::borrow::Cow<'a, str>,
+}
+
+#[test]
+fn reexported_const_generic_and_borrowed() {
+    let mut registry = Registry::new();
+    let shape = ThroughReexport::<4>::shape(&mut registry);
+    assert_eq!(
+        shape,
+        Shape::Named("serde_agreement::ThroughReexport<4>".into())
+    );
+    both(&ThroughReexport::<4> {
+        fixed: [1, 2, 3, 4],
+        marker: std::marker::PhantomData,
+        text: "borrowed",
+        cow: "cow".into(),
+    });
+}
