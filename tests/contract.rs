@@ -101,7 +101,7 @@ fn fails_with(output: &Output, expected: &[&str]) {
 async fn connect(server: &Server) -> Client {
     let mut config = ClientConfig::new(server.addr.to_string());
     config.admin_token = Some(ADMIN.to_string());
-    Client::connect(config).await.unwrap()
+    Client::connect_with(config).await.unwrap()
 }
 
 /// The position and state hash, which a refused call must not move.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use ordo_client::{Client, ClientConfig, ClientError, Encoding};
+use ordo_client::{Client, ClientConfig, ClientError};
 use parking_lot::Mutex;
 
 use crate::workload::{Generator, Workload};

@@ -255,23 +255,23 @@ fn serde_attrs(attrs: &[Attribute], site: Site) -> syn::Result<SerdeAttrs> {
 /// extra dependency (read from their Cargo.toml by `proc-macro-crate`).
 fn default_crate() -> Path {
     use proc_macro_crate::{FoundCrate, crate_name};
-    let through = |krate: &str, module: &str| match crate_name(krate) {
+    let named = |name: &str| syn::Ident::new(name, proc_macro2::Span::call_site());
+    let through = |krate: &str| match crate_name(krate) {
         Ok(FoundCrate::Name(name)) => {
-            let ident = syn::Ident::new(&name, proc_macro2::Span::call_site());
-            let module = syn::Ident::new(module, proc_macro2::Span::call_site());
-            Some(parse_quote!(::#ident::#module))
+            let ident = named(&name);
+            Some(parse_quote!(::#ident::schema))
         }
         _ => None,
     };
     match crate_name("ordo-schema") {
         Ok(FoundCrate::Name(name)) => {
-            let ident = syn::Ident::new(&name, proc_macro2::Span::call_site());
+            let ident = named(&name);
             parse_quote!(::#ident)
         }
-        // ordo-schema's own tests (it names itself `ordo_schema` too).
+        // ordo-schema's own tests; the crate names itself `ordo_schema`.
         Ok(FoundCrate::Itself) => parse_quote!(::ordo_schema),
-        Err(_) => through("ordo-sdk", "schema")
-            .or_else(|| through("ordo-client", "schema"))
+        Err(_) => through("ordo-sdk")
+            .or_else(|| through("ordo-client"))
             .unwrap_or_else(|| parse_quote!(::ordo_schema)),
     }
 }

@@ -296,9 +296,24 @@ impl<'o, 'n> Walk<'o, 'n> {
                 (Wire::Product(x), Wire::Transparent(y)) if x.len() == 1 => {
                     self.shape(x.item(0), y, &sub, depth)
                 }
-                _ => self.change(&sub, String::from("variant fields changed shape")),
+                _ => {
+                    let what = format!(
+                        "{} -> {}",
+                        render_fields(&a.fields, self.old),
+                        render_fields(&b.fields, self.new)
+                    );
+                    self.change(&sub, what)
+                }
             }
         }
+    }
+}
+
+fn render_fields(fields: &Fields, registry: &Registry) -> String {
+    match fields_wire(fields) {
+        Wire::Transparent(inner) => render(inner, registry),
+        Wire::Product(product) => product.render(registry),
+        _ => unreachable!("fields are a product or a newtype"),
     }
 }
 

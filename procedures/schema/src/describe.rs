@@ -35,6 +35,7 @@ pub fn describe_args_mismatch(
             expected_stack: Vec::new(),
             given_stack: Vec::new(),
             nodes_left: STRUCTURE_NODES_MAX,
+            in_container: false,
         };
         let Some(failure) = comparer.shape(e, g) else {
             continue;
@@ -43,7 +44,7 @@ pub fn describe_args_mismatch(
             Some(name) => format!("parameter {} (`{name}`)", i + 1),
             None => format!("parameter {}", i + 1),
         };
-        if failure.steps.is_empty() {
+        if failure.steps.is_empty() && !comparer.in_container {
             return format!("{label}: {}", failure.message);
         }
         let root = match names.get(i) {
@@ -61,6 +62,9 @@ struct Comparer<'e, 'g> {
     expected_stack: Vec<&'e str>,
     given_stack: Vec<&'g str>,
     nodes_left: usize,
+    /// The difference is in a struct's or enum's own fields or variants,
+    /// so even at the top its message names the place.
+    in_container: bool,
 }
 
 impl<'e, 'g> Comparer<'e, 'g> {
@@ -111,6 +115,7 @@ impl<'e, 'g> Comparer<'e, 'g> {
         let names_a: Vec<&str> = a.iter().map(|f| f.name.as_str()).collect();
         let names_b: Vec<&str> = b.iter().map(|f| f.name.as_str()).collect();
         if names_a != names_b {
+            self.in_container = true;
             return Some(Failure::new(names_differ("field", &names_a, &names_b)));
         }
         a.iter().zip(b).find_map(|(x, y)| {
@@ -123,6 +128,7 @@ impl<'e, 'g> Comparer<'e, 'g> {
         let names_a: Vec<&str> = a.iter().map(|v| v.name.as_str()).collect();
         let names_b: Vec<&str> = b.iter().map(|v| v.name.as_str()).collect();
         if names_a != names_b {
+            self.in_container = true;
             return Some(Failure::new(names_differ("variant", &names_a, &names_b)));
         }
         a.iter().zip(b).find_map(|(x, y)| {

@@ -77,6 +77,13 @@ impl<T: Schema + ToOwned + ?Sized> Schema for Cow<'_, T> {
     }
 }
 
+// serde: a unit struct (nothing in postcard, null in JSON).
+impl<T: ?Sized> Schema for core::marker::PhantomData<T> {
+    fn shape(_: &mut Registry) -> Shape {
+        Shape::Unit
+    }
+}
+
 impl<T: Schema> Schema for Option<T> {
     fn shape(registry: &mut Registry) -> Shape {
         Shape::Option(Box::new(T::shape(registry)))

@@ -130,7 +130,7 @@ impl<'a> Reader<'a> {
             let b = self.byte(what)?;
             if b & 0x80 == 0 {
                 if i == max_len - 1 && b > last_max {
-                    return Err(Failure::new(format!("varint out of range for {what}")));
+                    return Err(out_of_range(what));
                 }
                 if i > 0 && b == 0 {
                     return Err(not_canonical(what));
@@ -138,7 +138,7 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
         }
-        Err(Failure::new(format!("varint out of range for {what}")))
+        Err(out_of_range(what))
     }
 
     /// A u32 varint (postcard's enum tags, and lengths as a wasm32
@@ -151,7 +151,7 @@ impl<'a> Reader<'a> {
             out |= u32::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 if i == 4 && b > 0x0f {
-                    return Err(Failure::new(format!("varint out of range for {what}")));
+                    return Err(out_of_range(what));
                 }
                 if i > 0 && b == 0 {
                     return Err(not_canonical(what));
@@ -159,7 +159,7 @@ impl<'a> Reader<'a> {
                 return Ok(out);
             }
         }
-        Err(Failure::new(format!("varint out of range for {what}")))
+        Err(out_of_range(what))
     }
 
     /// A length, refused when its items cannot fit in what is left.
@@ -175,34 +175,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+// The error constructors are cold and out of line, so that the checking
+// code stays small and fast on the happy path.
+#[cold]
+#[inline(never)]
+fn out_of_range(what: &str) -> Failure {
+    Failure::new(format!("varint out of range for {what}"))
+}
+
+#[cold]
+#[inline(never)]
 fn ends_inside(what: &str) -> Failure {
     Failure::new(format!("the input ends inside {what}"))
 }
 
+#[cold]
+#[inline(never)]
 fn not_canonical(what: &str) -> Failure {
     Failure::new(format!(
         "a varint for {what} with redundant zero bytes (not the canonical encoding)"
     ))
 }
 
+/// Leaves inline (the common argument lists are all leaves), composites
+/// out of line with the depth and step accounting.
+#[inline]
 fn check(
     r: &mut Reader<'_>,
     shape: &Shape,
     registry: &Registry,
     depth: usize,
 ) -> Result<(), Failure> {
-    if depth >= CHECK_DEPTH_MAX {
-        return Err(Failure::new(format!(
-            "nesting deeper than {CHECK_DEPTH_MAX} levels"
-        )));
-    }
-    if r.steps_left == 0 {
-        return Err(Failure::new(String::from(
-            "the schema needs too many steps for this input (it nests empty structs excessively)",
-        )));
-    }
-    r.steps_left -= 1;
-    let depth = depth + 1;
     match shape {
         Shape::Unit => Ok(()),
         Shape::Bool => match r.byte("a bool")? {
@@ -250,6 +253,40 @@ fn check(
             let len = r.byte_length("a byte string")?;
             r.take(len, "a byte string").map(drop)
         }
+        _ => check_composite(r, shape, registry, depth),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn too_deep() -> Failure {
+    Failure::new(format!("nesting deeper than {CHECK_DEPTH_MAX} levels"))
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_steps() -> Failure {
+    Failure::new(String::from(
+        "the schema needs too many steps for this input (it nests empty structs excessively)",
+    ))
+}
+
+#[inline(never)]
+fn check_composite(
+    r: &mut Reader<'_>,
+    shape: &Shape,
+    registry: &Registry,
+    depth: usize,
+) -> Result<(), Failure> {
+    if depth >= CHECK_DEPTH_MAX {
+        return Err(too_deep());
+    }
+    if r.steps_left == 0 {
+        return Err(too_many_steps());
+    }
+    r.steps_left -= 1;
+    let depth = depth + 1;
+    match shape {
         Shape::Option(inner) => match r.byte("an Option tag")? {
             0 => Ok(()),
             1 => check(r, inner, registry, depth),
@@ -314,6 +351,7 @@ fn check(
                 }
             }
         }
+        leaf => check(r, leaf, registry, depth),
     }
 }
 
