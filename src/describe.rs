@@ -215,7 +215,10 @@ pub fn render_text(modules: &[ModuleDescription]) -> String {
             let _ = registry.merge(procedure.types.clone());
         }
         for name in &module.unchecked {
-            let _ = writeln!(out, "  procedure {name}(?)  [no schema: calls are not checked]");
+            let _ = writeln!(
+                out,
+                "  procedure {name}(?)  [no schema: calls are not checked]"
+            );
         }
         for table in &module.tables {
             push_doc(&mut out, &table.doc, "  ");

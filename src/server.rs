@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use ordo_client::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder, HANDSHAKE_FRAME_BYTES_MAX,
-    Hello, ProcedureDescription, ProtocolError, RefusalReason, Request,
-    RequestBody, RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload,
-    encode_frame, encode_frame_into, frame_payload_bytes,
+    Hello, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
+    RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload, encode_frame,
+    encode_frame_into, frame_payload_bytes,
 };
 use ordo_client::{rustls, tokio_rustls};
 use ordo_engine::{Outcome, TxOutcome};

@@ -126,10 +126,7 @@ fn typed_calls_with_other_argument_types_are_refused_before_the_log() {
     let server = Server::start(&[]);
     runtime().block_on(async {
         let client = connect(&server).await;
-        client
-            .deploy("bank", ordo::modules::BANK)
-            .await
-            .unwrap();
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
         client
             .deploy("inventory", ordo::modules::INVENTORY)
             .await
@@ -154,7 +151,10 @@ fn typed_calls_with_other_argument_types_are_refused_before_the_log() {
             client.call::<_, ()>("transfer", &(1u32, 2u64, 10i64)).await,
             &["from", "u64", "u32"],
         );
-        mismatch(client.call::<_, ()>("transfer", &(1u64, 2u64)).await, &["3", "2"]);
+        mismatch(
+            client.call::<_, ()>("transfer", &(1u64, 2u64)).await,
+            &["3", "2"],
+        );
         mismatch(
             client
                 .call::<_, ()>("transfer", &(1u64, 2u64, 10i64, 0u8))
@@ -184,10 +184,16 @@ fn typed_calls_with_other_argument_types_are_refused_before_the_log() {
         );
 
         // The right types go through, and round-trip.
-        client.call::<_, ()>("transfer", &(1u64, 2u64, 10i64)).await.unwrap();
+        client
+            .call::<_, ()>("transfer", &(1u64, 2u64, 10i64))
+            .await
+            .unwrap();
         let balance = client.call::<_, i64>("balance", &(2u64,)).await.unwrap();
         assert_eq!(balance.value, 10);
-        client.call::<_, ()>("add_item", &(item("S-1"),)).await.unwrap();
+        client
+            .call::<_, ()>("add_item", &(item("S-1"),))
+            .await
+            .unwrap();
         let stored = client
             .call::<_, Option<Item>>("item", &("S-1",))
             .await
@@ -237,9 +243,7 @@ fn json_arguments_are_checked_at_every_depth() {
         ],
     ));
     let good = r#"{"item":{"sku":"S-1","count":10,"reserved":3,"location":{"aisle":4,"bin":"A-9"},"kind":{"Part":{"grade":2}}}}"#;
-    let status = || stdout(&ordo(&server, &["status", "--json"]));
-    let before = status();
-    for (args, needles) in [
+    let cases = [
         // The typo of the report: `bn` for `bin`, one level down.
         (
             good.replace(r#""bin""#, r#""bn""#),
@@ -247,24 +251,76 @@ fn json_arguments_are_checked_at_every_depth() {
         ),
         // Missing fields at every depth.
         (good.replace(r#""count":10,"#, ""), &["item", "count"]),
-        (good.replace(r#","bin":"A-9""#, ""), &["item.location", "bin"]),
+        (
+            good.replace(r#","bin":"A-9""#, ""),
+            &["item.location", "bin"],
+        ),
         (good.replace(r#"{"grade":2}"#, "{}"), &["grade"]),
         // Extra fields at every depth.
-        (good.replace(r#"{"item":"#, r#"{"extra":1,"item":"#), &["extra"]),
-        (good.replace(r#""count":10,"#, r#""count":10,"colour":"red","#), &["colour"]),
-        (good.replace(r#""aisle":4"#, r#""aisle":4,"shelf":2"#), &["shelf"]),
+        (
+            good.replace(r#"{"item":"#, r#"{"extra":1,"item":"#),
+            &["extra"],
+        ),
+        (
+            good.replace(r#""count":10,"#, r#""count":10,"colour":"red","#),
+            &["colour"],
+        ),
+        (
+            good.replace(r#""aisle":4"#, r#""aisle":4,"shelf":2"#),
+            &["shelf"],
+        ),
         // Wrong types and out-of-range numbers.
-        (good.replace(r#""count":10"#, r#""count":"ten""#), &["item.count", "u32"]),
-        (good.replace(r#""count":10"#, r#""count":-1"#), &["item.count", "u32"]),
-        (good.replace(r#""count":10"#, r#""count":4294967296"#), &["item.count", "u32"]),
-        (good.replace(r#""grade":2"#, r#""grade":256"#), &["grade", "u8"]),
-        (good.replace(r#""count":10"#, r#""count":1.5"#), &["item.count"]),
+        (
+            good.replace(r#""count":10"#, r#""count":"ten""#),
+            &["item.count", "u32"],
+        ),
+        (
+            good.replace(r#""count":10"#, r#""count":-1"#),
+            &["item.count", "u32"],
+        ),
+        (
+            good.replace(r#""count":10"#, r#""count":4294967296"#),
+            &["item.count", "u32"],
+        ),
+        (
+            good.replace(r#""grade":2"#, r#""grade":256"#),
+            &["grade", "u8"],
+        ),
+        (
+            good.replace(r#""count":10"#, r#""count":1.5"#),
+            &["item.count"],
+        ),
         // Unknown enum variants.
         (good.replace(r#""Part""#, r#""Gadget""#), &["Gadget"]),
-    ] {
-        fails_with(&ordo(&server, &["call", "add_item", &args]), needles);
-    }
-    assert_eq!(status(), before, "refused calls are never logged");
+    ];
+    runtime().block_on(async {
+        let mut config = ClientConfig::new(server.addr.to_string());
+        // No session registration, so the position counts calls only.
+        config.register_session = false;
+        let client = Client::connect_with(config).await.unwrap();
+        let before = fixed_point(&client.status().await.unwrap());
+        for (args, needles) in &cases {
+            match client.call_json("add_item", args).await {
+                Err(ClientError::BadArguments { message }) => {
+                    for needle in *needles {
+                        assert!(
+                            message.contains(needle),
+                            "{args}: `{message}` lacks `{needle}`"
+                        );
+                    }
+                }
+                other => panic!("{args} was not refused: {other:?}"),
+            }
+        }
+        assert_eq!(
+            fixed_point(&client.status().await.unwrap()),
+            before,
+            "refused calls are never logged"
+        );
+    });
+    // The CLI says the same in one line.
+    let (args, needles) = &cases[0];
+    fails_with(&ordo(&server, &["call", "add_item", args]), needles);
     // The correct call commits, and reads back through JSON.
     stdout(&ordo(&server, &["call", "add_item", good]));
     let read = stdout(&ordo(&server, &["call", "item", r#"{"sku":"S-1"}"#]));
@@ -289,14 +345,20 @@ fn an_upgrade_that_cannot_read_the_stored_table_is_refused() {
             .deploy("inventory", ordo::modules::INVENTORY)
             .await
             .unwrap();
-        client.call::<_, ()>("add_item", &(item("S-1"),)).await.unwrap();
+        client
+            .call::<_, ()>("add_item", &(item("S-1"),))
+            .await
+            .unwrap();
         let before = fixed_point(&client.status().await.unwrap());
 
         // Now version 2 would read version 1's items as garbage. Whether a
         // table holds data is known only at the deploy's position in the
         // log, so the refusal is the deploy's logged outcome there: it
         // aborts, and changes nothing.
-        match client.deploy("inventory", ordo::modules::INVENTORY_V2).await {
+        match client
+            .deploy("inventory", ordo::modules::INVENTORY_V2)
+            .await
+        {
             Err(ClientError::Aborted { kind, message, .. }) => {
                 assert_eq!(kind, "deploy_rejected");
                 for needle in ["table `items`", "price", "added"] {
@@ -341,7 +403,8 @@ fn describe_prints_the_contract_from_a_server_and_from_a_file() {
         "count: u32,",
         "location: Option<Location>,",
         "enum Kind {",
-        "Part { grade: u8 }",
+        "Part {",
+        "grade: u8,",
         "Kit(Vec<String>)",
     ] {
         assert!(text.contains(needle), "describe lacks {needle:?}:\n{text}");
@@ -363,5 +426,8 @@ fn describe_prints_the_contract_from_a_server_and_from_a_file() {
     assert_eq!(json[0]["procedures"][0]["name"], "item");
     assert_eq!(json[0]["procedures"][0]["read_only"], true);
     let unknown = ordo(&server, &["describe", "nothing_here"]);
-    fails_with(&unknown, &["no procedure, table or type named `nothing_here`"]);
+    fails_with(
+        &unknown,
+        &["no procedure, table or type named `nothing_here`"],
+    );
 }

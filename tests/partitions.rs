@@ -39,7 +39,10 @@ fn entries_for(workload: &dyn Workload, seed: u64, requests: usize) -> Vec<Entry
         entries.push(deploy(next_id, name, wasm));
         next_id += 1;
     }
-    for Request { procedure, args, .. } in workload.load() {
+    for Request {
+        procedure, args, ..
+    } in workload.load()
+    {
         entries.push(invoke(next_id, procedure, args));
         next_id += 1;
     }
@@ -62,7 +65,9 @@ fn entries_for(workload: &dyn Workload, seed: u64, requests: usize) -> Vec<Entry
             3 => invoke(next_id, "keys_read_store", postcard(&rng.below(40))),
             4 => invoke(next_id, "declared_nothing", postcard(&rng.below(40))),
             _ => {
-                let Request { procedure, args, .. } = generator.next_request();
+                let Request {
+                    procedure, args, ..
+                } = generator.next_request();
                 invoke(next_id, procedure, args)
             }
         };
@@ -263,7 +268,10 @@ fn a_node_restarted_with_another_number_of_partitions_replays_to_the_same_state(
             .load()
             .into_iter()
             .chain((0..500).map(|_| generator.next_request()));
-        for Request { procedure, args, .. } in requests {
+        for Request {
+            procedure, args, ..
+        } in requests
+        {
             session
                 .submit(procedure, ArgsEncoding::Postcard, args)
                 .unwrap();
