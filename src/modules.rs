@@ -107,3 +107,10 @@ pub const INVENTORY_V2: &[u8] = include_bytes!(concat!(
     env!("ORDO_WASM_DIR"),
     "/ordo_example_inventory_v2.wasm"
 ));
+
+/// [`INVENTORY_V2`] with a migration that rewrites version 1's items, so
+/// deploying it over version 1's data succeeds.
+pub const INVENTORY_V3: &[u8] = include_bytes!(concat!(
+    env!("ORDO_WASM_DIR"),
+    "/ordo_example_inventory_v3.wasm"
+));

@@ -431,3 +431,98 @@ fn describe_prints_the_contract_from_a_server_and_from_a_file() {
         &["no procedure, table or type named `nothing_here`"],
     );
 }
+
+/// Version 2's item, as the migrated table holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Schema)]
+struct PricedItem {
+    sku: String,
+    count: u32,
+    reserved: u32,
+    location: Option<Location>,
+    kind: Kind,
+    price: u64,
+}
+
+/// Deploys version 1, stores `items` items, then upgrades to version 3
+/// (version 2 plus a migration) on an embedded node with `partitions`
+/// partitions; returns the node's state hash after the upgrade and after
+/// reopening the node (a replay of its log).
+fn migrate_on(partitions: usize, items: u32) -> (u128, u128) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ordo::NodeConfig::new(dir.path());
+    config.partitions = partitions;
+    let node = ordo::Node::open(config.clone()).unwrap();
+    node.deploy("inventory", ordo::modules::INVENTORY).unwrap();
+    for n in 0..items {
+        let mut it = item(&format!("S-{n:04}"));
+        it.count = n;
+        it.reserved = 0;
+        node.call::<_, ()>("add_item", &(it,)).unwrap();
+    }
+    let before = node.status().engine;
+    // Without a migration the upgrade is refused...
+    match node.deploy("inventory", ordo::modules::INVENTORY_V2) {
+        Err(ordo::CallError::Aborted { abort, .. }) => {
+            assert!(abort.message.contains("table `items`"), "{}", abort.message)
+        }
+        other => panic!("version 2 was deployed over version 1's data: {other:?}"),
+    }
+    assert_eq!(node.status().engine.state_hash, before.state_hash);
+    // ...and with one it runs at the deploy's position, atomically.
+    node.deploy("inventory", ordo::modules::INVENTORY_V3).unwrap();
+    for n in [0, items / 2, items - 1] {
+        let stored: Option<PricedItem> = node
+            .call("item", &(format!("S-{n:04}"),))
+            .unwrap()
+            .value;
+        let stored = stored.unwrap_or_else(|| panic!("item {n} is gone"));
+        assert_eq!((stored.count, stored.price), (n, 100 * u64::from(n)));
+        assert_eq!(stored.location, item("x").location);
+    }
+    // The migration is not a procedure clients can call.
+    match node.call::<_, ()>("price_items", &()) {
+        Err(ordo::CallError::Aborted { abort, .. }) => {
+            assert!(abort.message.contains("is a migration"), "{}", abort.message)
+        }
+        other => panic!("the migration could be called: {other:?}"),
+    }
+    let migrated = node.status().engine.state_hash;
+    drop(node);
+    let reopened = ordo::Node::open(config).unwrap();
+    (migrated, reopened.status().engine.state_hash)
+}
+
+#[test]
+fn a_migration_rewrites_the_table_at_the_deploy_identically_on_every_partition_count() {
+    let (one, one_replayed) = migrate_on(1, 300);
+    let (four, four_replayed) = migrate_on(4, 300);
+    assert_eq!(one, four, "1 and 4 partitions reach the same state");
+    assert_eq!(one, one_replayed, "a replay reaches the same state");
+    assert_eq!(four, four_replayed, "a replay reaches the same state");
+}
+
+#[test]
+fn a_failing_migration_leaves_the_old_module_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ordo::NodeConfig::new(dir.path());
+    config.partitions = 2;
+    let node = ordo::Node::open(config).unwrap();
+    node.deploy("inventory", ordo::modules::INVENTORY).unwrap();
+    // Rewritten first (in key order), then the migration fails at POISON:
+    // none of its writes may survive.
+    node.call::<_, ()>("add_item", &(item("A-1"),)).unwrap();
+    node.call::<_, ()>("add_item", &(item("POISON-1"),)).unwrap();
+    let before = node.status().engine;
+    match node.deploy("inventory", ordo::modules::INVENTORY_V3) {
+        Err(ordo::CallError::Aborted { abort, .. }) => {
+            for needle in ["migration `price_items`", "POISON-1 cannot be priced"] {
+                assert!(abort.message.contains(needle), "{}", abort.message);
+            }
+        }
+        other => panic!("the failing migration deployed: {other:?}"),
+    }
+    assert_eq!(node.status().engine.state_hash, before.state_hash);
+    // Version 1 still serves, with its own item type.
+    let stored: Option<Item> = node.call("item", &("A-1",)).unwrap().value;
+    assert_eq!(stored, Some(item("A-1")));
+}

@@ -50,7 +50,9 @@ use crate::contract::{DeployedModule, ProcedureContract};
 use crate::module::{CompiledModule, DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
-use crate::sandbox::{Call, Export, HostLinker, LoadedModule, Sandbox, StateView, wasmtime_engine};
+use crate::sandbox::{
+    Call, Export, HostLinker, LoadedModule, Sandbox, StateView, WriteLimits, wasmtime_engine,
+};
 use crate::sessions::{Check, SessionLimits, Sessions};
 use crate::state::StateStore;
 
@@ -633,7 +635,7 @@ impl Executor {
                 // A deploy changes what every slot runs: nothing else may
                 // be running.
                 self.drain(run, u64::MAX);
-                let outcome = self.deploy(deploy);
+                let outcome = self.deploy(deploy, seq, now_ms);
                 return Pending::Done { outcome, ran: true };
             }
             Entry::Invoke(invocation) => (invocation, None),
@@ -787,10 +789,21 @@ impl Executor {
     /// The module and index of a deployed procedure.
     fn route(&self, procedure: &str) -> Result<Route, Abort> {
         self.routes.get(procedure).cloned().ok_or_else(|| {
-            Abort::new(
-                AbortKind::UnknownProcedure,
-                format!("no deployed module provides procedure `{procedure}`"),
-            )
+            let migration = self.modules.values().find(|module| {
+                module
+                    .compiled
+                    .procedures
+                    .iter()
+                    .any(|p| p.migration && p.name == procedure)
+            });
+            let message = match migration {
+                Some(module) => format!(
+                    "`{procedure}` is a migration of module `{}`: it runs only when its module is deployed",
+                    module.compiled.name
+                ),
+                None => format!("no deployed module provides procedure `{procedure}`"),
+            };
+            Abort::new(AbortKind::UnknownProcedure, message)
         })
     }
 
@@ -947,15 +960,31 @@ impl Executor {
         }
     }
 
-    fn deploy(&mut self, deploy: &Deploy) -> Outcome {
-        match self.try_deploy(deploy) {
+    fn deploy(&mut self, deploy: &Deploy, seq: u64, now_ms: u64) -> Outcome {
+        match self.try_deploy(deploy, seq, now_ms) {
             Ok(summary) => Outcome::Deployed(summary),
             Err(err) => Outcome::aborted(AbortKind::DeployRejected, err.to_string()),
         }
     }
 
-    fn try_deploy(&mut self, deploy: &Deploy) -> Result<ModuleSummary, DeployError> {
+    fn try_deploy(
+        &mut self,
+        deploy: &Deploy,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<ModuleSummary, DeployError> {
         let compiled = self.compiler.compile(&deploy.name, &deploy.wasm)?;
+        let migrations: Vec<usize> = (0..compiled.procedures.len())
+            .filter(|&index| compiled.procedures[index].migration)
+            .collect();
+        if migrations.len() > 1 {
+            return Err(DeployError::TooManyMigrations(
+                migrations
+                    .iter()
+                    .map(|&index| compiled.procedures[index].name.clone())
+                    .collect(),
+            ));
+        }
         for procedure in &compiled.procedures {
             if let Some(owner) = self.routes.get(&procedure.name)
                 && owner.module.compiled.name != compiled.name
@@ -966,14 +995,24 @@ impl Executor {
                 });
             }
         }
-        self.check_stored_tables(&compiled)?;
+        // A module with a migration rewrites the tables itself; the check
+        // is for modules that would read old data as their own.
+        if migrations.is_empty() {
+            self.check_stored_tables(&compiled)?;
+        }
         let loaded = Arc::new(self.linker.load(compiled).map_err(DeployError::Invalid)?);
+        if let Some(&migration) = migrations.first() {
+            self.migrate(&loaded, migration, seq, now_ms)?;
+        }
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
                 self.routes.remove(&procedure.name);
             }
         }
         for (index, procedure) in loaded.compiled.procedures.iter().enumerate() {
+            if procedure.migration {
+                continue;
+            }
             self.routes.insert(
                 procedure.name.clone(),
                 Route {
@@ -991,6 +1030,51 @@ impl Executor {
 }
 
 impl Executor {
+    /// Runs `module`'s migration at the deploy's position, over every
+    /// partition, as one transaction with the migration budgets: its
+    /// writes apply only if it commits, and if it aborts the deploy does
+    /// not happen. Every instance is dropped before (an instance of the
+    /// module's previous version has the same name) and after.
+    fn migrate(
+        &mut self,
+        module: &Arc<LoadedModule>,
+        procedure: usize,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(), DeployError> {
+        self.reset_instances();
+        let call = Call {
+            procedure,
+            export: Export::Procedure,
+            args: &[],
+            encoding: ArgsEncoding::Postcard.abi_code(),
+            seq,
+            now_ms,
+            fuel: MIGRATION_FUEL,
+        };
+        let stores: SmallVec<_> = (0..SLOTS)
+            .map(|slot| (slot, self.slots[slot].store.lock_arc()))
+            .collect();
+        let view = StateView::new(stores, Declared::All);
+        let result = self.slots[0].sandbox.lock().execute_with_limits(
+            module,
+            &call,
+            view,
+            WriteLimits {
+                writes_max: MIGRATION_WRITES_MAX,
+                bytes_max: MIGRATION_WRITE_BYTES_MAX,
+            },
+        );
+        self.reset_instances();
+        result
+            .map(drop)
+            .map_err(|abort| DeployError::MigrationFailed {
+                procedure: module.compiled.procedures[procedure].name.clone(),
+                kind: abort.kind.as_str(),
+                message: abort.message,
+            })
+    }
+
     /// Refuses a module that declares a table some deployed module also
     /// declares, with a stored type the new one cannot read, while the
     /// table holds data. (An empty table may change type freely.)
@@ -1061,6 +1145,13 @@ impl Drop for Executor {
         }
     }
 }
+
+/// Fuel for a module's migration: enough to rewrite millions of rows.
+pub const MIGRATION_FUEL: u64 = 20_000_000_000;
+/// Writes a migration may make (its write set is held in host memory).
+pub const MIGRATION_WRITES_MAX: usize = 10_000_000;
+/// Bytes a migration may write.
+pub const MIGRATION_WRITE_BYTES_MAX: usize = 256 << 20;
 
 /// A call checked against one parameter schema may run only under that
 /// schema: the module may have been redeployed since the check.

@@ -75,6 +75,10 @@ pub struct ProcedureInfo {
     /// the procedure runs over all partitions.
     #[serde(default)]
     pub declares_partitions: bool,
+    /// A `#[migration]`: run once, when its module is deployed, and never
+    /// by a call.
+    #[serde(default)]
+    pub migration: bool,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +92,8 @@ struct MetadataLine {
     /// a bare parameter (see `partition::FastDeclaration`).
     #[serde(default)]
     partition_params: Option<Vec<usize>>,
+    #[serde(default)]
+    migration: bool,
 }
 
 /// Why a module cannot be deployed. Messages are deterministic (they are
@@ -168,6 +174,20 @@ pub enum DeployError {
         "module compiles to {bytes} bytes of machine code, over the compiled_code_bytes_max limit of {max}; make it smaller"
     )]
     CompiledCodeTooLarge { bytes: usize, max: usize },
+    #[error(
+        "the module has {} migrations ({}); a module may carry at most one",
+        .0.len(),
+        .0.join(", ")
+    )]
+    TooManyMigrations(Vec<String>),
+    #[error(
+        "migration `{procedure}` aborted ({kind}): {message}; the module was not deployed and nothing changed"
+    )]
+    MigrationFailed {
+        procedure: String,
+        kind: &'static str,
+        message: String,
+    },
     #[error("schema export `{export}` is invalid: {reason}")]
     BadSchema { export: String, reason: String },
     #[error(
@@ -492,6 +512,7 @@ impl ModuleCompiler {
                     module: name.to_string(),
                     params: described.map(|line| line.params.clone()),
                     read_only: described.is_some_and(|line| line.read_only),
+                    migration: described.is_some_and(|line| line.migration),
                     declares_partitions,
                     name: procedure,
                 }

@@ -169,6 +169,15 @@ pub(crate) struct TxContext {
     pub now_ms: u64,
     pub writes: WriteSet,
     pub result: Vec<u8>,
+    /// This call's write limits: the engine config's, or a migration's.
+    pub limits: WriteLimits,
+}
+
+/// How much one call may write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WriteLimits {
+    pub writes_max: usize,
+    pub bytes_max: usize,
 }
 
 /// Limits the growth of each instance's memory and tables. Returning an
@@ -418,22 +427,17 @@ fn check_key(ctx: &HostCtx, key_len: usize) -> wasmtime::Result<()> {
 
 fn check_write_budget(ctx: &HostCtx, added_bytes: usize) -> wasmtime::Result<()> {
     let writes = &ctx.tx.writes;
-    if writes.len() >= ctx.config.tx_writes_max {
+    let limits = ctx.tx.limits;
+    if writes.len() >= limits.writes_max {
         return Err(host_abort(
             AbortKind::LimitExceeded,
-            format!(
-                "transaction made more than {} writes",
-                ctx.config.tx_writes_max
-            ),
+            format!("transaction made more than {} writes", limits.writes_max),
         ));
     }
-    if writes.bytes + added_bytes > ctx.config.tx_write_bytes_max {
+    if writes.bytes + added_bytes > limits.bytes_max {
         return Err(host_abort(
             AbortKind::LimitExceeded,
-            format!(
-                "transaction wrote more than {} bytes",
-                ctx.config.tx_write_bytes_max
-            ),
+            format!("transaction wrote more than {} bytes", limits.bytes_max),
         ));
     }
     Ok(())
@@ -835,8 +839,28 @@ impl Sandbox {
         call: &Call<'_>,
         view: StateView,
     ) -> Result<Vec<u8>, Abort> {
+        let limits = self.config_write_limits();
+        self.execute_with_limits(module, call, view, limits)
+    }
+
+    fn config_write_limits(&self) -> WriteLimits {
+        WriteLimits {
+            writes_max: self.config.tx_writes_max,
+            bytes_max: self.config.tx_write_bytes_max,
+        }
+    }
+
+    /// [`Sandbox::execute`] with other write limits (a migration's).
+    pub fn execute_with_limits(
+        &mut self,
+        module: &LoadedModule,
+        call: &Call<'_>,
+        view: StateView,
+        limits: WriteLimits,
+    ) -> Result<Vec<u8>, Abort> {
         debug_assert_eq!(call.export, Export::Procedure);
         self.store.data_mut().view = view;
+        self.store.data_mut().tx.limits = limits;
         let result = self.call(module, call);
         let ctx = self.store.data_mut();
         if result.is_ok() {
@@ -871,6 +895,7 @@ impl Sandbox {
         debug_assert_eq!(call.export, Export::Procedure);
         debug_assert!(view.read_only);
         self.store.data_mut().view = view;
+        self.store.data_mut().tx.limits = self.config_write_limits();
         let result = self.call(module, call);
         let ctx = self.store.data_mut();
         debug_assert_eq!(ctx.tx.writes.len(), 0, "a read-only view refuses writes");
@@ -883,6 +908,7 @@ impl Sandbox {
     pub fn declare(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<Declared, Abort> {
         debug_assert_eq!(call.export, Export::Declaration);
         self.store.data_mut().view = StateView::default();
+        self.store.data_mut().tx.limits = self.config_write_limits();
         self.call(module, call)?;
         let name = &module.compiled.procedures[call.procedure].name;
         Declared::decode(&self.store.data().tx.result, self.config.key_bytes_max).map_err(|abort| {

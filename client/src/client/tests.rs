@@ -355,6 +355,7 @@ async fn canned_server(listener: TcpListener) {
             RequestBody::Status => ResponseBody::Status(status()),
             RequestBody::Read { .. } => panic!("unexpected read"),
             RequestBody::Session(_) => panic!("unexpected session request"),
+            RequestBody::Describe => ResponseBody::Described(Vec::new()),
         };
         answer(&mut stream, request.request_id, body).await;
     }

@@ -73,6 +73,8 @@ pub fn procedure(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 struct Options {
     read_only: bool,
+    /// Set by `#[migration]`, never by an option of `#[procedure]`.
+    migration: bool,
     /// The expressions of `partitions(...)`, if given (never empty).
     partitions: Option<Vec<Expr>>,
 }
@@ -83,6 +85,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     let parser = |input: ParseStream<'_>| -> syn::Result<Options> {
         let mut options = Options {
             read_only: false,
+            migration: false,
             partitions: None,
         };
         while !input.is_empty() {
@@ -144,7 +147,49 @@ struct Param {
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let options = parse_options(attr)?;
+    expand_with(parse_options(attr)?, item)
+}
+
+/// Marks a function as its module's migration (docs/PROCEDURES.md,
+/// "Upgrades and stored data"): the engine runs it once, when the module
+/// is deployed, at the deploy's position in the log, over every
+/// partition, as one transaction with a large fuel budget. If it returns
+/// `Err` or aborts, the deploy does not happen and nothing changes. It
+/// takes no parameters and cannot be called by clients. A module with a
+/// migration may change the types of its tables: reading the old data as
+/// the new type is the migration's job.
+///
+/// ```ignore
+/// #[ordo_sdk::migration]
+/// fn add_prices() -> Result<(), String> { ... }
+/// ```
+#[proc_macro_attribute]
+pub fn migration(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2 = TokenStream2::from(item);
+    let attr2 = TokenStream2::from(attr);
+    let expanded = if attr2.is_empty() {
+        expand_with(
+            Options {
+                read_only: false,
+                migration: true,
+                partitions: None,
+            },
+            item2.clone(),
+        )
+    } else {
+        Err(syn::Error::new(attr2.span(), "#[migration] takes no options"))
+    };
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        Err(err) => {
+            let mut out = err.to_compile_error();
+            out.extend(item2);
+            out.into()
+        }
+    }
+}
+
+fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2> {
     let func: ItemFn = syn::parse2(item).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -209,6 +254,13 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             ident,
             ty: (*typed.ty).clone(),
         });
+    }
+
+    if options.migration && !params.is_empty() {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a migration takes no parameters: the engine runs it once, at the deploy",
+        ));
     }
 
     // Type errors about the result (not `Serialize`, not `Display`) point
@@ -311,13 +363,18 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             })
             .collect()
     });
-    let meta = metadata_line(
+    let mut meta = metadata_line(
         &name,
         &params,
         options.read_only,
         options.partitions.is_some(),
         partition_params.as_deref(),
     );
+    if options.migration {
+        // Before the closing `}\n`.
+        meta.truncate(meta.len() - 2);
+        meta.push_str(",\"migration\":true}\n");
+    }
     let meta_len = meta.len();
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
     let schema_export = schema_export(&name, &func, &params, options.read_only);

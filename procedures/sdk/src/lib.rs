@@ -261,7 +261,7 @@ pub use table::{Iter, Table};
 /// #[ordo_sdk::procedure(partitions(missing))]
 /// fn unknown_variable(a: u64) {}
 /// ```
-pub use ordo_sdk_macros::{procedure, table};
+pub use ordo_sdk_macros::{migration, procedure, table};
 
 /// The schema model (docs/PROCEDURES.md, "The procedure contract"):
 /// every parameter, result, table key and table value type implements

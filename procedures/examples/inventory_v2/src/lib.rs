@@ -3,37 +3,4 @@
 //! names or lengths to tell a missing field by), so a node refuses to
 //! deploy this over version 1 while the `items` table holds data.
 
-use ordo_sdk::{Schema, Table, procedure};
-use serde::{Deserialize, Serialize};
-
-#[path = "../../inventory/src/types.rs"]
-mod types;
-pub use types::{Kind, Location};
-
-/// A stock item.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Schema)]
-pub struct Item {
-    pub sku: String,
-    pub count: u32,
-    pub reserved: u32,
-    pub location: Option<Location>,
-    pub kind: Kind,
-    /// Unit price in cents (new in version 2).
-    pub price: u64,
-}
-
-/// Items by SKU.
-#[ordo_sdk::table]
-const ITEMS: Table<String, Item> = Table::new("items");
-
-/// Adds an item, or replaces the item with its SKU.
-#[procedure(partitions(item.sku.clone()))]
-fn add_item(item: Item) {
-    ITEMS.put(&item.sku, &item);
-}
-
-/// The item with this SKU, if there is one.
-#[procedure(read_only, partitions(sku))]
-fn item(sku: String) -> Option<Item> {
-    ITEMS.get(&sku)
-}
+include!("body.rs");
