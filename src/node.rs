@@ -1269,7 +1269,8 @@ fn run_executor(
         }
         if let Some(seq) = diverge_at
             && (batch.first_seq..=batch.last_seq()).contains(&seq)
-            && let Entry::Invoke(invocation) = &mut batch.entries[(seq - batch.first_seq) as usize]
+            && let Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } =
+                &mut batch.entries[(seq - batch.first_seq) as usize]
         {
             invocation.args = vec![0xff; 3];
         }

@@ -224,7 +224,9 @@ fn pipelined_sdk_clients_keep_the_bank_invariant() {
             other => panic!("{other:?}"),
         }
         match admin.call::<_, i64>("balance", &("not a number",)).await {
-            Err(ClientError::BadArguments { .. }) => {}
+            Err(ClientError::SignatureMismatch { detail, .. }) => {
+                assert!(detail.contains("`id`"), "{detail}")
+            }
             other => panic!("{other:?}"),
         }
     });
@@ -298,7 +300,7 @@ fn sigkill_mid_load_keeps_every_answered_transfer() {
     for record in log.read_from(1).unwrap() {
         let batch = ordo_sequencer::entry::Batch::decode(&record.unwrap().1).unwrap();
         for (offset, entry) in batch.entries.iter().enumerate() {
-            if let ordo_sequencer::entry::Entry::Invoke(invocation) = entry
+            if let Some(invocation) = entry.invocation()
                 && invocation.procedure == "transfer"
             {
                 let (from, to, _): (u64, u64, i64) =

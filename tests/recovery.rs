@@ -99,7 +99,7 @@ fn sigkill_during_transfers_loses_no_acknowledged_transfer() {
         for record in log.read_from(1).unwrap() {
             let batch = Batch::decode(&record.unwrap().1).unwrap();
             for (offset, entry) in batch.entries.iter().enumerate() {
-                if let Entry::Invoke(invocation) = entry
+                if let Some(invocation) = entry.invocation()
                     && invocation.client_id == client
                 {
                     logged.insert(invocation.request_id, batch.first_seq + offset as u64);
