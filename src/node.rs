@@ -142,6 +142,8 @@ pub enum NodeError {
     BadProcedureName { bytes: usize },
     #[error("deploy rejected: {0}")]
     Deploy(#[from] DeployError),
+    #[error("cannot reset the tables: {0}")]
+    BadResetTables(String),
     /// A typed call's argument types (its signature fingerprint) are not
     /// the procedure's; refused before it costs a log entry.
     #[error(
@@ -1284,7 +1286,7 @@ fn run_executor(
         let has_deploy = batch
             .entries
             .iter()
-            .any(|entry| matches!(entry, Entry::Deploy(_)));
+            .any(|entry| matches!(entry, Entry::Deploy(_) | Entry::DeployResetting { .. }));
         let executing = Instant::now();
         let mut answered = 0;
         let mut chunk = Vec::with_capacity(ANSWER_CHUNK.min(batch.entries.len()));
@@ -1886,6 +1888,20 @@ impl Session {
         name: &str,
         wasm: &[u8],
     ) -> Result<Called<ModuleSummary>, CallError> {
+        self.deploy_resetting_with_id(request_id, name, wasm, Vec::new())
+    }
+
+    /// [`Session::deploy_with_id`] that also empties `reset_tables` if the
+    /// deploy succeeds (development only: the server refuses it unless
+    /// started with `--allow-table-reset`).
+    pub fn deploy_resetting_with_id(
+        &self,
+        request_id: u64,
+        name: &str,
+        wasm: &[u8],
+        reset_tables: Vec<String>,
+    ) -> Result<Called<ModuleSummary>, CallError> {
+        check_reset_tables(&reset_tables)?;
         // Checked here so a bad module never costs a log entry; the
         // executor checks again, and its answer is the one that counts.
         self.shared
@@ -1893,12 +1909,20 @@ impl Session {
             .compile(name, wasm)
             .map_err(NodeError::from)?;
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let entry = Entry::Deploy(Deploy {
+        let deploy = Deploy {
             client_id: self.client_id,
             request_id,
             name: name.to_string(),
             wasm: wasm.to_vec(),
-        });
+        };
+        let entry = if reset_tables.is_empty() {
+            Entry::Deploy(deploy)
+        } else {
+            Entry::DeployResetting {
+                deploy,
+                reset_tables,
+            }
+        };
         self.outstanding.lock().insert(request_id);
         let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
         let completion = enqueued.and_then(|()| self.await_answer(&answer));
@@ -1913,6 +1937,28 @@ impl Session {
             Outcome::Committed { .. } => unreachable!("a deploy entry never commits a result"),
         }
     }
+}
+
+/// Most tables one deploy may reset.
+pub const RESET_TABLES_MAX: usize = 64;
+
+/// Table names a deploy may reset: 1 to 256 bytes without NUL (what
+/// `Table::new` allows, bounded), at most [`RESET_TABLES_MAX`] of them.
+fn check_reset_tables(tables: &[String]) -> Result<(), NodeError> {
+    if tables.len() > RESET_TABLES_MAX {
+        return Err(NodeError::BadResetTables(format!(
+            "{} tables, over the limit of {RESET_TABLES_MAX}",
+            tables.len()
+        )));
+    }
+    for table in tables {
+        if table.is_empty() || table.len() > 256 || table.as_bytes().contains(&0) {
+            return Err(NodeError::BadResetTables(
+                "a table name is 1 to 256 bytes without NUL".to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Decodes a postcard result, or turns an abort into an error.

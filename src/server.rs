@@ -105,6 +105,9 @@ pub struct ServerConfig {
     /// How long a connection may stay over its answer budget before it is
     /// disconnected as a slow reader.
     pub slow_reader_timeout: Duration,
+    /// Whether a deploy may empty tables (`reset_tables`): development
+    /// only, off by default.
+    pub allow_table_reset: bool,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             tls: None,
             idle_timeout: IDLE_TIMEOUT_DEFAULT,
             answer_bytes_queued_max: ANSWER_BYTES_QUEUED_MAX_DEFAULT,
+            allow_table_reset: false,
             slow_reader_timeout: SLOW_READER_TIMEOUT_DEFAULT,
         }
     }
@@ -809,6 +813,7 @@ fn other_request(
             name,
             wasm,
             admin_token,
+            reset_tables,
         } => {
             if !token_ok(&config.admin_token, &admin_token) {
                 return Some(ResponseBody::Refused {
@@ -817,11 +822,18 @@ fn other_request(
                         .to_string(),
                 });
             }
+            if !reset_tables.is_empty() && !config.allow_table_reset {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::BadRequest,
+                    message: "resetting tables deletes their data, so this server refuses it; start it with --allow-table-reset (development only)"
+                        .to_string(),
+                });
+            }
             // Compiling takes milliseconds: off the async threads.
             let (session, responses) = (session.clone(), responses.clone());
             tokio::spawn(async move {
                 let deployed = tokio::task::spawn_blocking(move || {
-                    session.deploy_with_id(request_id, &name, &wasm)
+                    session.deploy_resetting_with_id(request_id, &name, &wasm, reset_tables)
                 })
                 .await;
                 let body = match deployed {

@@ -469,12 +469,10 @@ fn migrate_on(partitions: usize, items: u32) -> (u128, u128) {
     }
     assert_eq!(node.status().engine.state_hash, before.state_hash);
     // ...and with one it runs at the deploy's position, atomically.
-    node.deploy("inventory", ordo::modules::INVENTORY_V3).unwrap();
+    node.deploy("inventory", ordo::modules::INVENTORY_V3)
+        .unwrap();
     for n in [0, items / 2, items - 1] {
-        let stored: Option<PricedItem> = node
-            .call("item", &(format!("S-{n:04}"),))
-            .unwrap()
-            .value;
+        let stored: Option<PricedItem> = node.call("item", &(format!("S-{n:04}"),)).unwrap().value;
         let stored = stored.unwrap_or_else(|| panic!("item {n} is gone"));
         assert_eq!((stored.count, stored.price), (n, 100 * u64::from(n)));
         assert_eq!(stored.location, item("x").location);
@@ -482,7 +480,11 @@ fn migrate_on(partitions: usize, items: u32) -> (u128, u128) {
     // The migration is not a procedure clients can call.
     match node.call::<_, ()>("price_items", &()) {
         Err(ordo::CallError::Aborted { abort, .. }) => {
-            assert!(abort.message.contains("is a migration"), "{}", abort.message)
+            assert!(
+                abort.message.contains("is a migration"),
+                "{}",
+                abort.message
+            )
         }
         other => panic!("the migration could be called: {other:?}"),
     }
@@ -511,7 +513,8 @@ fn a_failing_migration_leaves_the_old_module_and_data() {
     // Rewritten first (in key order), then the migration fails at POISON:
     // none of its writes may survive.
     node.call::<_, ()>("add_item", &(item("A-1"),)).unwrap();
-    node.call::<_, ()>("add_item", &(item("POISON-1"),)).unwrap();
+    node.call::<_, ()>("add_item", &(item("POISON-1"),))
+        .unwrap();
     let before = node.status().engine;
     match node.deploy("inventory", ordo::modules::INVENTORY_V3) {
         Err(ordo::CallError::Aborted { abort, .. }) => {
@@ -525,4 +528,50 @@ fn a_failing_migration_leaves_the_old_module_and_data() {
     // Version 1 still serves, with its own item type.
     let stored: Option<Item> = node.call("item", &("A-1",)).unwrap().value;
     assert_eq!(stored, Some(item("A-1")));
+}
+
+#[test]
+fn a_development_server_may_reset_a_table_to_change_its_type() {
+    // Refused by an ordinary server, whatever the token.
+    let server = Server::start(&[]);
+    let wasm = wasm_file("inventory", ordo::modules::INVENTORY);
+    let wasm_v2 = wasm_file("inventory_v2", ordo::modules::INVENTORY_V2);
+    let deploy = |server: &Server, wasm: &PathBuf, extra: &[&str]| {
+        let mut args = vec!["deploy", "--admin-token", ADMIN];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["inventory", wasm.to_str().unwrap()]);
+        ordo(server, &args)
+    };
+    fails_with(
+        &deploy(&server, &wasm_v2, &["--reset-table", "items"]),
+        &["--allow-table-reset"],
+    );
+
+    let server = Server::start(&["--allow-table-reset"]);
+    stdout(&deploy(&server, &wasm, &[]));
+    stdout(&ordo(
+        &server,
+        &[
+            "call",
+            "add_item",
+            r#"{"item":{"sku":"S-1","count":1,"reserved":0,"location":null,"kind":"Tool"}}"#,
+        ],
+    ));
+    // Without the reset the upgrade is still refused...
+    let refused = deploy(&server, &wasm_v2, &[]);
+    assert!(!refused.status.success());
+    // ...with it, the table's rows are gone and version 2 serves.
+    stdout(&deploy(&server, &wasm_v2, &["--reset-table", "items"]));
+    let read = stdout(&ordo(&server, &["call", "item", r#"{"sku":"S-1"}"#]));
+    assert_eq!(read.trim(), "null");
+    stdout(&ordo(
+        &server,
+        &[
+            "call",
+            "add_item",
+            r#"{"item":{"sku":"S-2","count":1,"reserved":0,"location":null,"kind":"Tool","price":5}}"#,
+        ],
+    ));
+    let read = stdout(&ordo(&server, &["call", "item", r#"{"sku":"S-2"}"#]));
+    assert!(read.contains(r#""price":5"#), "{read}");
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ordo::{AbortKind, ArgsEncoding, Node, NodeConfig, NodeError, Outcome};
-use ordo_sequencer::entry::{Batch, Entry};
+use ordo_sequencer::entry::Batch;
 use ordo_sequencer::{FileLog, FileLogConfig};
 
 fn segments(data: &Path) -> Vec<PathBuf> {

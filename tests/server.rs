@@ -99,6 +99,7 @@ fn deploy(token: Option<&str>) -> RequestBody {
         name: "bank".to_string(),
         wasm: ordo::modules::BANK.to_vec(),
         admin_token: token.map(str::to_string),
+        reset_tables: Vec::new(),
     }
 }
 

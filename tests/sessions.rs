@@ -208,6 +208,7 @@ fn large_results_stay_within_the_budget_and_replay_alike() {
             name: "hostile".into(),
             wasm: ordo::modules::HOSTILE.to_vec(),
             admin_token: Some(ADMIN.into()),
+            reset_tables: Vec::new(),
         },
     );
     assert!(

@@ -1159,11 +1159,25 @@ impl Client {
     /// # }
     /// ```
     pub async fn deploy(&self, name: &str, wasm: &[u8]) -> Result<Deployed, ClientError> {
+        self.deploy_resetting(name, wasm, &[]).await
+    }
+
+    /// [`Client::deploy`] that also empties `reset_tables` (their data is
+    /// gone) if the deploy succeeds, so a table may change type without a
+    /// migration. Development only: a server refuses it unless started
+    /// with `--allow-table-reset`.
+    pub async fn deploy_resetting(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        reset_tables: &[&str],
+    ) -> Result<Deployed, ClientError> {
         let body = self
             .request(RequestBody::Deploy {
                 name: name.to_string(),
                 wasm: wasm.to_vec(),
                 admin_token: self.handle.core.config.admin_token.clone(),
+                reset_tables: reset_tables.iter().map(|t| t.to_string()).collect(),
             })
             .await?;
         match body {

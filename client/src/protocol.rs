@@ -197,6 +197,9 @@ pub enum RequestBody {
         /// The admin token; deploys are refused without the right one when
         /// the server has one configured.
         admin_token: Option<String>,
+        /// Tables to empty if the deploy succeeds (development only:
+        /// refused unless the server runs with `--allow-table-reset`).
+        reset_tables: Vec<String>,
     },
     Status,
     Procedures,

@@ -589,7 +589,7 @@ impl Executor {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
                 invocation.acked_below
             }
-            Entry::Deploy(_) => 0,
+            Entry::Deploy(_) | Entry::DeployResetting { .. } => 0,
             Entry::Session(session) => {
                 // Not remembered per request: registering and ending are
                 // idempotent, so a resent one needs no stored answer.
@@ -635,7 +635,15 @@ impl Executor {
                 // A deploy changes what every slot runs: nothing else may
                 // be running.
                 self.drain(run, u64::MAX);
-                let outcome = self.deploy(deploy, seq, now_ms);
+                let outcome = self.deploy(deploy, &[], seq, now_ms);
+                return Pending::Done { outcome, ran: true };
+            }
+            Entry::DeployResetting {
+                deploy,
+                reset_tables,
+            } => {
+                self.drain(run, u64::MAX);
+                let outcome = self.deploy(deploy, reset_tables, seq, now_ms);
                 return Pending::Done { outcome, ran: true };
             }
             Entry::Invoke(invocation) => (invocation, None),
@@ -960,8 +968,14 @@ impl Executor {
         }
     }
 
-    fn deploy(&mut self, deploy: &Deploy, seq: u64, now_ms: u64) -> Outcome {
-        match self.try_deploy(deploy, seq, now_ms) {
+    fn deploy(
+        &mut self,
+        deploy: &Deploy,
+        reset_tables: &[String],
+        seq: u64,
+        now_ms: u64,
+    ) -> Outcome {
+        match self.try_deploy(deploy, reset_tables, seq, now_ms) {
             Ok(summary) => Outcome::Deployed(summary),
             Err(err) => Outcome::aborted(AbortKind::DeployRejected, err.to_string()),
         }
@@ -970,6 +984,7 @@ impl Executor {
     fn try_deploy(
         &mut self,
         deploy: &Deploy,
+        reset_tables: &[String],
         seq: u64,
         now_ms: u64,
     ) -> Result<ModuleSummary, DeployError> {
@@ -998,11 +1013,14 @@ impl Executor {
         // A module with a migration rewrites the tables itself; the check
         // is for modules that would read old data as their own.
         if migrations.is_empty() {
-            self.check_stored_tables(&compiled)?;
+            self.check_stored_tables(&compiled, reset_tables)?;
         }
         let loaded = Arc::new(self.linker.load(compiled).map_err(DeployError::Invalid)?);
         if let Some(&migration) = migrations.first() {
             self.migrate(&loaded, migration, seq, now_ms)?;
+        }
+        for table in reset_tables {
+            self.empty_table(table);
         }
         if let Some(previous) = self.modules.remove(&deploy.name) {
             for procedure in &previous.compiled.procedures {
@@ -1078,8 +1096,15 @@ impl Executor {
     /// Refuses a module that declares a table some deployed module also
     /// declares, with a stored type the new one cannot read, while the
     /// table holds data. (An empty table may change type freely.)
-    fn check_stored_tables(&self, compiled: &CompiledModule) -> Result<(), DeployError> {
+    fn check_stored_tables(
+        &self,
+        compiled: &CompiledModule,
+        reset_tables: &[String],
+    ) -> Result<(), DeployError> {
         for (name, new) in &compiled.contract.tables {
+            if reset_tables.contains(name) {
+                continue;
+            }
             for deployed in self.modules.values() {
                 let Some(old) = deployed.compiled.contract.tables.get(name) else {
                     continue;
@@ -1117,16 +1142,27 @@ impl Executor {
         Ok(())
     }
 
-    /// Whether any slot holds a key of table `name` (keys start with the
-    /// name and a 0x00 byte, docs/ABI.md).
+    /// Whether any slot holds a key of table `name`.
     fn table_has_rows(&self, name: &str) -> bool {
-        let mut start = name.as_bytes().to_vec();
-        start.push(0);
-        let mut end = name.as_bytes().to_vec();
-        end.push(1);
+        let (start, end) = table_range(name);
         self.slots
             .iter()
             .any(|slot| slot.store.lock().range(&start, Some(&end)).next().is_some())
+    }
+
+    /// Deletes every key of table `name`, in every slot.
+    fn empty_table(&self, name: &str) {
+        let (start, end) = table_range(name);
+        for slot in self.slots.iter() {
+            let mut store = slot.store.lock();
+            let keys: Vec<Vec<u8>> = store
+                .range(&start, Some(&end))
+                .map(|(key, _)| key.to_vec())
+                .collect();
+            for key in keys {
+                store.delete(&key);
+            }
+        }
     }
 }
 
@@ -1144,6 +1180,16 @@ impl Drop for Executor {
             }
         }
     }
+}
+
+/// The keys of table `name`: they start with the name and a 0x00 byte
+/// (docs/ABI.md), so they are the range `[name 0x00, name 0x01)`.
+fn table_range(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = name.as_bytes().to_vec();
+    start.push(0);
+    let mut end = name.as_bytes().to_vec();
+    end.push(1);
+    (start, end)
 }
 
 /// Fuel for a module's migration: enough to rewrite millions of rows.

@@ -110,6 +110,14 @@ pub enum Entry {
         invocation: Invocation,
         signature: Signature,
     },
+    /// A deploy that also empties `reset_tables` (development only:
+    /// `ordo deploy --reset-table`, refused unless the server allows it).
+    /// The tables are emptied only if the deploy succeeds, after its
+    /// migration if it has one, at the deploy's position.
+    DeployResetting {
+        deploy: Deploy,
+        reset_tables: Vec<String>,
+    },
 }
 
 /// The fingerprint of a procedure's parameter schema.
@@ -121,7 +129,9 @@ impl Entry {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
                 (invocation.client_id, invocation.request_id)
             }
-            Entry::Deploy(deploy) => (deploy.client_id, deploy.request_id),
+            Entry::Deploy(deploy) | Entry::DeployResetting { deploy, .. } => {
+                (deploy.client_id, deploy.request_id)
+            }
             Entry::Session(session) => (session.client_id, session.request_id),
         }
     }
@@ -130,7 +140,7 @@ impl Entry {
     pub fn invocation(&self) -> Option<&Invocation> {
         match self {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => Some(invocation),
-            Entry::Deploy(_) | Entry::Session(_) => None,
+            Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Session(_) => None,
         }
     }
 

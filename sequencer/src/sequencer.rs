@@ -87,6 +87,14 @@ pub fn entry_bytes(entry: &Entry) -> usize {
             invocation.args.len() + invocation.procedure.len() + 16
         }
         Entry::Deploy(deploy) => deploy.wasm.len() + deploy.name.len(),
+        Entry::DeployResetting {
+            deploy,
+            reset_tables,
+        } => {
+            deploy.wasm.len()
+                + deploy.name.len()
+                + reset_tables.iter().map(String::len).sum::<usize>()
+        }
         Entry::Session(_) => 0,
     }
 }

@@ -332,6 +332,7 @@ async fn canned_server(listener: TcpListener) {
                 name,
                 wasm,
                 admin_token,
+                ..
             } => {
                 if admin_token.as_deref() != Some("admin-secret") {
                     refused(RequestRefusal::Unauthorized, "wrong admin token")
