@@ -177,7 +177,10 @@ pub fn migration(attr: TokenStream, item: TokenStream) -> TokenStream {
             item2.clone(),
         )
     } else {
-        Err(syn::Error::new(attr2.span(), "#[migration] takes no options"))
+        Err(syn::Error::new(
+            attr2.span(),
+            "#[migration] takes no options",
+        ))
     };
     match expanded {
         Ok(tokens) => tokens.into(),

@@ -18,7 +18,9 @@ pub struct Location {
 pub enum Kind {
     Tool,
     /// A part of a given quality grade.
-    Part { grade: u8 },
+    Part {
+        grade: u8,
+    },
     /// A kit of other items, by SKU.
     Kit(Vec<String>),
 }
