@@ -24,6 +24,7 @@
 pub mod bench;
 pub mod compile_cache;
 pub mod describe;
+pub mod generate;
 pub mod metrics;
 pub mod modules;
 pub mod node;

@@ -70,6 +70,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write typed client bindings for the deployed modules (or a `.wasm`
+    /// file): one type per struct or enum and one typed function per
+    /// procedure, one file per module; prints the files written.
+    Generate {
+        #[command(flatten)]
+        remote: Remote,
+        /// rust (over ordo-client), python or typescript (over the JSON call path).
+        #[arg(value_parser = ["rust", "python", "typescript"])]
+        language: String,
+        /// The directory to write into: new, empty, or holding an earlier
+        /// generation (its files are replaced, nothing else is touched).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Generate from this compiled module instead of asking a server.
+        #[arg(long, value_name = "FILE")]
+        wasm: Option<PathBuf>,
+        /// With a server, only this deployed module (default: every one);
+        /// with --wasm, the module's name (default: the file's stem).
+        #[arg(long, value_name = "NAME")]
+        module: Option<String>,
+    },
     /// Run a benchmark workload against a server (--server) or an
     /// embedded node, and report throughput, latency and aborts.
     Bench(BenchArgs),
@@ -599,6 +620,38 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&modules)?);
             } else {
                 print!("{}", ordo::describe::render_text(&modules));
+            }
+            Ok(())
+        }
+        Command::Generate {
+            remote,
+            language,
+            out,
+            wasm,
+            module,
+        } => {
+            use ordo::generate::{Language, generate, select_module, write_generation};
+            let language = match language.as_str() {
+                "rust" => Language::Rust,
+                "python" => Language::Python,
+                _ => Language::TypeScript,
+            };
+            let modules = match &wasm {
+                Some(path) => {
+                    let mut described = describe_wasm_file(path)?;
+                    if let Some(name) = module {
+                        described.name = name;
+                    }
+                    vec![described]
+                }
+                None => select_module(
+                    remote.run(async |client| Ok(client.describe().await?))?,
+                    module.as_deref(),
+                )?,
+            };
+            let files = generate(language, &modules)?;
+            for path in write_generation(&out, language, &files)? {
+                println!("{}", path.display());
             }
             Ok(())
         }
