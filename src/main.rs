@@ -40,6 +40,11 @@ enum Command {
         name: String,
         /// The compiled `.wasm` file.
         file: PathBuf,
+        /// Development only: delete every row of this table (repeatable)
+        /// if the deploy succeeds, so its type may change without a
+        /// migration. The server must run with --allow-table-reset.
+        #[arg(long = "reset-table", value_name = "TABLE")]
+        reset_tables: Vec<String>,
     },
     /// Call a procedure with JSON arguments; prints the JSON result.
     Call {
@@ -237,6 +242,10 @@ struct ServeArgs {
     /// long (it is not reading its answers).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     slow_reader_timeout: Duration,
+    /// Development only: let `ordo deploy --reset-table` delete a table's
+    /// data.
+    #[arg(long)]
+    allow_table_reset: bool,
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -548,11 +557,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Deploy { remote, name, file } => {
+        Command::Deploy {
+            remote,
+            name,
+            file,
+            reset_tables,
+        } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let deployed =
-                remote.run_in_session(async |client| Ok(client.deploy(&name, &wasm).await?))?;
+            let reset: Vec<&str> = reset_tables.iter().map(String::as_str).collect();
+            let deployed = remote.run_in_session(async |client| {
+                Ok(client.deploy_resetting(&name, &wasm, &reset).await?)
+            })?;
             println!(
                 "deployed module `{}` sha256 {} at seq {}",
                 deployed.name, deployed.sha256, deployed.seq
@@ -901,6 +917,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.client_idle_timeout,
         answer_bytes_queued_max: args.answer_bytes_queued_max,
         slow_reader_timeout: args.slow_reader_timeout,
+        allow_table_reset: args.allow_table_reset,
         ..Default::default()
     };
     runtime.block_on(async {

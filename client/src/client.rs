@@ -85,7 +85,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), ordo_client::ClientError> {
 //! let client = Client::connect("10.0.0.1:7878,10.0.0.2:7878,10.0.0.3:7878").await?;
-//! client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+//! client.call::<_, ()>("transfer", &(1u64, 2u64, 100i64)).await?;
 //! let balance = client.read::<_, u64>("balance", &2u64, ReadConsistency::Stale).await?;
 //! println!("account 2 held {} at seq {}", balance.value, balance.position);
 //! # Ok(())
@@ -831,7 +831,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
-    /// client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+    /// client.call::<_, ()>("transfer", &(1u64, 2u64, 100i64)).await?;
     /// client.end_session().await?;
     /// # Ok(())
     /// # }
@@ -911,7 +911,7 @@ impl Client {
     /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
     /// use ordo_client::Encoding;
     ///
-    /// let args = postcard::to_stdvec(&(1u64, 2u64, 100u64)).expect("encodes");
+    /// let args = postcard::to_stdvec(&(1u64, 2u64, 100i64)).expect("encodes");
     /// let outcome = client.call_raw("transfer", Encoding::Postcard, args).await?;
     /// println!("committed at seq {}", outcome.seq);
     /// # Ok(())
@@ -980,8 +980,10 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
-    /// let moved = client.call::<_, u64>("transfer", &(1u64, 2u64, 100u64)).await?;
-    /// println!("moved {} at seq {}", moved.value, moved.seq);
+    /// // transfer(from: u64, to: u64, amount: i64): a u64 amount would be
+    /// // refused (ClientError::SignatureMismatch), not misread.
+    /// let moved = client.call::<_, ()>("transfer", &(1u64, 2u64, 100i64)).await?;
+    /// println!("moved at seq {}", moved.seq);
     /// # Ok(())
     /// # }
     /// ```

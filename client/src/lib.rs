@@ -16,7 +16,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), ordo_client::ClientError> {
 //! let client = Client::connect("127.0.0.1:7878").await?;
-//! let transfer = client.call::<_, ()>("transfer", &(1u64, 2u64, 100u64)).await?;
+//! let transfer = client.call::<_, ()>("transfer", &(1u64, 2u64, 100i64)).await?;
 //! println!("transferred at seq {}", transfer.seq);
 //! let (balance, _) = client.call_json("balance", r#"{"id": 2}"#).await?;
 //! println!("account 2 holds {balance}");
