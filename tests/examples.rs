@@ -2191,7 +2191,10 @@ fn read_only_and_aliased_results_are_enforced_on_every_partition_count() {
             AbortKind::User,
             &["should abort", "alias_err wrote 99 to 1"],
         );
-        assert!(!message.contains("Err"), "the reason, not a serialised Err: {message}");
+        assert!(
+            !message.contains("Err"),
+            "the reason, not a serialised Err: {message}"
+        );
         // The same in JSON: an abort, not a committed `{"Err": ..}`.
         let json = call_json(&node, "alias_err", r#"{"id": 2, "value": 99}"#);
         check_abort(raw_abort(&json), AbortKind::User, &["should abort"]);

@@ -564,17 +564,21 @@ pub enum ClientError {
         message: String,
     },
     /// No procedure of that name is deployed (an abort of kind
-    /// `unknown_procedure`).
+    /// `unknown_procedure`, sequenced at `seq`).
     #[error(
         "no procedure `{procedure}` is deployed ({message}); check the name with `procedures()` or deploy its module"
     )]
-    UnknownProcedure { procedure: String, message: String },
+    UnknownProcedure {
+        procedure: String,
+        message: String,
+        seq: u64,
+    },
     /// The procedure could not decode its arguments (an abort of kind
-    /// `bad_arguments`).
+    /// `bad_arguments`, sequenced at `seq`).
     #[error(
         "the procedure rejected its arguments: {message}; check they match its parameters (see `procedures()`)"
     )]
-    BadArguments { message: String },
+    BadArguments { message: String, seq: u64 },
     /// The typed arguments could not be encoded with postcard.
     #[error("cannot encode the arguments: {0}; pass a type postcard can serialize")]
     Encode(String),
@@ -1264,8 +1268,9 @@ fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> Clie
         "unknown_procedure" => ClientError::UnknownProcedure {
             procedure: procedure.to_string(),
             message,
+            seq,
         },
-        "bad_arguments" => ClientError::BadArguments { message },
+        "bad_arguments" => ClientError::BadArguments { message, seq },
         SESSION_EXPIRED => ClientError::SessionExpired { message },
         "result_not_retained" => ClientError::ResultNotRetained { seq, message },
         _ => ClientError::Aborted { seq, kind, message },

@@ -91,7 +91,10 @@ fn a_read_only_procedure_that_writes_aborts_and_changes_nothing() {
         let balance = read(&mut executor, "balance", &[3]);
         assert_eq!(committed(&balance), 100i64.to_le_bytes());
         let message = &sneaky.abort().unwrap().message;
-        assert!(message.contains("`sneaky`") && message.contains("ordo.put"), "{message}");
+        assert!(
+            message.contains("`sneaky`") && message.contains("ordo.put"),
+            "{message}"
+        );
     }
 }
 
@@ -120,7 +123,11 @@ fn a_logged_read_only_procedure_that_writes_aborts_the_same_on_every_partition_c
             "names the procedure and the call: {}",
             abort.message
         );
-        assert_eq!(executor.status().state_hash, state_hash, "no write survived");
+        assert_eq!(
+            executor.status().state_hash,
+            state_hash,
+            "no write survived"
+        );
         assert_eq!(
             committed(&read(&mut executor, "balance", &[3])),
             100i64.to_le_bytes()

@@ -171,7 +171,11 @@ impl<R> ReturnsValue for &&Returned<'_, R> {}
 impl ResultTag {
     /// `Ok(value)` is the result; `Err(e)` aborts the transaction with
     /// `e.to_string()` as the reason, dropping its writes.
-    pub fn finish<T: Serialize, E: Display>(self, result: &Result<T, E>, encoding: Encoding) -> i32 {
+    pub fn finish<T: Serialize, E: Display>(
+        self,
+        result: &Result<T, E>,
+        encoding: Encoding,
+    ) -> i32 {
         match result {
             Ok(value) => finish(value, encoding),
             Err(e) => {
