@@ -418,27 +418,21 @@ fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
     walk(ty.to_token_stream(), what)
 }
 
-/// Spelled `Result<T, E>`, `std::result::Result<T, E>`, or like a
-/// one-argument alias such as `io::Result<T>`: anything whose last path
-/// segment is `Result` with one or two type arguments. The generated code
-/// checks that such a type is `core::result::Result`; whether `Err`
-/// aborts is decided by the type itself (so `type Res<T> = Result<T,
-/// String>` aborts on `Err` too), not by this.
+/// Spelled like a `Result`: `Result<T, E>`, `std::result::Result<T, E>`,
+/// `io::Result<T>`, `fmt::Result`: anything whose last path segment is
+/// `Result`. The generated code checks that such a type is
+/// `core::result::Result`, so a type of one's own named `Result` is a
+/// compile error rather than a value committed whatever it holds. Whether
+/// `Err` aborts is decided by the type itself (so `type Res<T> =
+/// Result<T, String>` aborts on `Err` too), not by this.
 fn is_result(ty: &Type) -> bool {
     let Type::Path(path) = ty else { return false };
-    if path.qself.is_some() {
-        return false;
-    }
-    let Some(last) = path.path.segments.last() else {
-        return false;
-    };
-    if last.ident != "Result" {
-        return false;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) => matches!(args.args.len(), 1 | 2),
-        _ => false,
-    }
+    path.qself.is_none()
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "Result")
 }
 
 /// The procedure's line in the `ordo.procedures` custom section.
@@ -561,6 +555,29 @@ fn print_tokens(tokens: TokenStream2, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_spellings_are_checked_to_be_core_results() {
+        let spelled = |ty: &str| is_result(&syn::parse_str(ty).unwrap());
+        for ty in [
+            "Result<(), String>",
+            "std::result::Result<u64, E>",
+            "io::Result<u64>",
+            "fmt::Result",
+            "Result",
+        ] {
+            assert!(spelled(ty), "{ty}");
+        }
+        // Decided by the type at compile time instead.
+        for ty in [
+            "Res<()>",
+            "Option<Result<u64, String>>",
+            "u64",
+            "(Result<(), String>,)",
+        ] {
+            assert!(!spelled(ty), "{ty}");
+        }
+    }
 
     fn options(attr: &str) -> syn::Result<Options> {
         parse_options(attr.parse().unwrap())

@@ -275,6 +275,14 @@ pub use table::{Iter, Table};
 /// #[ordo_sdk::procedure]
 /// fn mine() -> Result<u64> { Result::Ok(1) }
 /// ```
+
+/// ```compile_fail
+/// #[derive(serde::Serialize)]
+/// struct Result { ok: bool }
+///
+/// #[ordo_sdk::procedure]
+/// fn mine() -> Result { Result { ok: false } }
+/// ```
 ///
 /// Partition declarations: `partitions(...)` needs at least one
 /// expression, may appear once, and a tuple is not a declaration (declare
