@@ -660,20 +660,25 @@ fn print_call(
     let mut out = std::io::stdout().lock();
     match called {
         Ok((result, seq)) => {
+            // A module that never sets a result (docs/ABI.md) returns none.
+            let result = match result.trim() {
+                "" => "null",
+                result => result,
+            };
             if json {
                 // The result is the procedure's JSON text: embedded as it
                 // is (re-parsing it would round large integers).
-                if serde_json::from_str::<serde::de::IgnoredAny>(&result).is_err() {
+                if serde_json::from_str::<serde::de::IgnoredAny>(result).is_err() {
                     bail!("the call committed at seq {seq}, but its result is not JSON: {result}");
                 }
-                writeln!(out, "{{\"seq\":{seq},\"result\":{}}}", result.trim())?;
+                writeln!(out, "{{\"seq\":{seq},\"result\":{result}}}")?;
                 return Ok(());
             }
             if print_seq {
                 writeln!(out, "{seq}")?;
             }
             // `()` is JSON `null`: print nothing for it.
-            if result.trim() != "null" {
+            if result != "null" {
                 writeln!(out, "{result}")?;
             }
             Ok(())
