@@ -275,7 +275,7 @@ pub use table::{Iter, Table};
 /// #[ordo_sdk::procedure]
 /// fn mine() -> Result<u64> { Result::Ok(1) }
 /// ```
-
+///
 /// ```compile_fail
 /// #[derive(serde::Serialize)]
 /// struct Result { ok: bool }
