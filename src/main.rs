@@ -1,5 +1,7 @@
 //! The `ordo` command-line tool.
 
+mod init;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,6 +29,23 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Run a node and serve clients over TCP until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Create a procedure crate (Cargo.toml, a first procedure with a
+    /// test, README) that `ordo build` builds as it is.
+    Init {
+        /// The crate's name, also the module name it suggests: lower-case
+        /// letters, digits, `_` and `-`, starting with a letter, at most 64
+        /// bytes.
+        name: String,
+        /// The directory to create (default: ./NAME). It must not exist, or
+        /// be empty.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The ordo SDK to depend on, a directory holding `ordo-sdk`'s
+        /// Cargo.toml (default: the procedures/sdk of the source tree this
+        /// ordo was built from; the SDK is not on crates.io).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
     /// Compile a procedure crate to wasm; prints the path of the `.wasm`.
     Build {
         /// The procedure crate's directory (holding its Cargo.toml).
@@ -46,7 +65,8 @@ enum Command {
         #[arg(long = "reset-table", value_name = "TABLE")]
         reset_tables: Vec<String>,
     },
-    /// Call a procedure with JSON arguments; prints the JSON result.
+    /// Call a procedure with JSON arguments; prints the JSON result (nothing
+    /// for a `()` result, which is JSON `null`).
     Call {
         #[command(flatten)]
         remote: Remote,
@@ -54,6 +74,16 @@ enum Command {
         /// Arguments as a JSON object keyed by parameter name.
         #[arg(default_value = "{}")]
         args: String,
+        /// Print the transaction's sequence number (a fencing token) alone
+        /// on the first line of stdout, before the result; an abort prints
+        /// it too, then fails as usual.
+        #[arg(long, conflicts_with = "json")]
+        seq: bool,
+        /// Print one JSON object on stdout: `{"seq":N,"result":RESULT}`, or
+        /// for an abort `{"seq":N,"aborted":{"kind":K,"message":M}}` (and
+        /// the usual error line and exit status).
+        #[arg(long)]
+        json: bool,
     },
     /// List the deployed procedures and their parameters.
     Procedures {
@@ -551,6 +581,19 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Quickstart(args) => quickstart(args),
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench(args),
+        Command::Init {
+            name,
+            path,
+            sdk_path,
+        } => {
+            let dir = init::init(&name, path.as_deref(), sdk_path.as_deref())?;
+            println!("created procedure crate `{name}` in {}", dir.display());
+            println!(
+                "next: ordo build {dir}, then ordo deploy {name} <the .wasm it prints>, then ordo call counter_add '{{\"key\": \"a\", \"amount\": 1}}'",
+                dir = dir.display()
+            );
+            Ok(())
+        }
         Command::Build { dir } => {
             for wasm in build(&dir)? {
                 println!("{}", wasm.display());
@@ -580,6 +623,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             remote,
             procedure,
             args,
+            seq,
+            json,
         } => {
             let parsed: serde_json::Value = serde_json::from_str(&args)
                 .with_context(|| format!("the arguments are not valid JSON ({args})"))?;
@@ -588,10 +633,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "the arguments must be a JSON object keyed by parameter name, e.g. '{{\"id\": 1}}'"
                 );
             }
-            let (result, _seq) = remote
-                .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await?))?;
-            println!("{result}");
-            Ok(())
+            let called = remote
+                .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await))?;
+            print_call(called, seq, json)
         }
         Command::Procedures { remote } => {
             let procedures = remote.run(async |client| Ok(client.procedures().await?))?;
@@ -707,6 +751,75 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("log records {}", status.log_records);
             }
             Ok(())
+        }
+    }
+}
+
+/// Prints what `ordo call` got: the result, the sequence number with
+/// `--seq`, one JSON object with `--json`. An abort is still an error (one
+/// line on stderr, exit 1), after its sequence number or JSON object.
+fn print_call(
+    called: Result<(String, u64), ordo_client::ClientError>,
+    print_seq: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use ordo_client::ClientError;
+    let mut out = std::io::stdout().lock();
+    match called {
+        Ok((result, seq)) => {
+            // A module that never sets a result (docs/ABI.md) returns none.
+            let result = match result.trim() {
+                "" => "null",
+                result => result,
+            };
+            if json {
+                // The result is the procedure's JSON text: embedded as it
+                // is (re-parsing it would round large integers).
+                if serde_json::from_str::<serde::de::IgnoredAny>(result).is_err() {
+                    bail!("the call committed at seq {seq}, but its result is not JSON: {result}");
+                }
+                writeln!(out, "{{\"seq\":{seq},\"result\":{result}}}")?;
+                return Ok(());
+            }
+            if print_seq {
+                writeln!(out, "{seq}")?;
+            }
+            // `()` is JSON `null`: print nothing for it.
+            if result != "null" {
+                writeln!(out, "{result}")?;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            let aborted = match &err {
+                ClientError::Aborted { seq, kind, message } => Some((*seq, kind.as_str(), message)),
+                ClientError::UnknownProcedure { seq, message, .. } => {
+                    Some((*seq, "unknown_procedure", message))
+                }
+                ClientError::BadArguments {
+                    seq: Some(seq),
+                    message,
+                } => Some((*seq, "bad_arguments", message)),
+                ClientError::ResultNotRetained { seq, message } => {
+                    Some((*seq, "result_not_retained", message))
+                }
+                // Not sequenced (or not known to be): nothing to print
+                // but the error.
+                _ => None,
+            };
+            if let Some((seq, kind, message)) = aborted {
+                if json {
+                    let object = serde_json::json!({
+                        "seq": seq,
+                        "aborted": { "kind": kind, "message": message },
+                    });
+                    writeln!(out, "{object}")?;
+                } else if print_seq {
+                    writeln!(out, "{seq}")?;
+                }
+            }
+            out.flush()?;
+            Err(err.into())
         }
     }
 }

@@ -91,6 +91,12 @@ pub const YCSB: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_exa
 /// other: u64}` (declares `declared`, writes both), `keys_read_store {id}`
 /// (its declaration reads the store), `keys_panic {id}` (its declaration
 /// panics) and `declared_nothing {id}` (declares no partition, writes `id`).
+/// For the procedure contract, over the table `hostile_c: u64 -> u64`:
+/// `contract_set {id, value}`, `contract_get {id} -> Option<u64>`
+/// (read-only), `alias_ok {id, value} -> u64` and `alias_err {id, value}`
+/// (write, then return `Ok` / `Err` through `type Res<T> = Result<T,
+/// String>`), `sneaky_put {id, value}` and `sneaky_delete {id}` (marked
+/// read-only, yet write).
 pub const HOSTILE: &[u8] =
     include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_hostile.wasm"));
 

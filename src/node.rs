@@ -414,13 +414,24 @@ impl Shared {
     }
 
     fn fail(&self, reason: String) {
-        let mut failure = self.failure.lock();
-        if failure.is_none() {
-            *failure = Some(reason);
+        {
+            let mut failure = self.failure.lock();
+            if failure.is_none() {
+                *failure = Some(reason);
+            }
         }
+        self.stop();
+        self.status_changed.notify_all();
+    }
+
+    /// Sets `stopping` and wakes the log thread. Under the open batch's
+    /// lock: the log thread checks `stopping` under it before it waits, so
+    /// a store and notify between its check and its wait would be lost
+    /// and leave it (and `Node::shutdown`, joining it) waiting forever.
+    fn stop(&self) {
+        let _open = self.open.lock();
         self.stopping.store(true, Ordering::SeqCst);
         self.open_not_empty.notify_all();
-        self.status_changed.notify_all();
     }
 
     fn refusal(&self) -> NodeError {
@@ -871,8 +882,7 @@ impl Node {
     /// answers it, and joins the node's threads.
     /// Idempotent; requests after it are refused with `Stopped`.
     pub fn shutdown(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.open_not_empty.notify_all();
+        self.shared.stop();
         let threads = std::mem::take(&mut *self.threads.lock());
         for thread in threads {
             let _ = thread.join();

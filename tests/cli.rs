@@ -398,3 +398,336 @@ fn sigterm_answers_what_is_in_flight_and_exits_cleanly() {
         ACCOUNTS as i64 * BALANCE
     );
 }
+
+fn module_file(name: &str, wasm: &[u8]) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+fn deploy(server: &Server, name: &str, wasm: &[u8]) {
+    let file = module_file(name, wasm);
+    stdout(&ordo(
+        server,
+        &[
+            "deploy",
+            "--admin-token",
+            ADMIN,
+            name,
+            file.to_str().unwrap(),
+        ],
+    ));
+}
+
+fn json_line(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "one line: {text:?}");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{text:?} is not JSON: {err}"))
+}
+
+#[test]
+fn call_prints_the_sequence_number_and_json_on_request() {
+    let server = Server::start(&[]);
+    deploy(&server, "bank", ordo::modules::BANK);
+
+    // `()` prints nothing; `--seq` puts the sequence number first.
+    let opened = stdout(&ordo(
+        &server,
+        &["call", "open", r#"{"id": 1, "balance": 70}"#],
+    ));
+    assert_eq!(opened, "", "a () result prints nothing, not null");
+    let opened = stdout(&ordo(
+        &server,
+        &["call", "--seq", "open", r#"{"id": 2, "balance": 5}"#],
+    ));
+    let seq: u64 = opened.trim().parse().expect("only the sequence number");
+    let balance = stdout(&ordo(
+        &server,
+        &["call", "--seq", "balance", r#"{"id": 2}"#],
+    ));
+    let lines: Vec<&str> = balance.lines().collect();
+    assert_eq!(lines.len(), 2, "{balance:?}");
+    // Every `ordo call` also logs its session's start and end, so the
+    // numbers only grow.
+    let mut last = seq;
+    let mut later = |seq: u64| {
+        assert!(seq > last, "{seq} after {last}");
+        last = seq;
+        seq
+    };
+    later(lines[0].parse::<u64>().unwrap());
+    assert_eq!(lines[1], "5");
+
+    // `--json`: one object with the seq and the result as JSON.
+    let called = ordo(&server, &["call", "--json", "balance", r#"{"id": 1}"#]);
+    assert!(called.status.success());
+    let object = json_line(&called);
+    let seq = later(object["seq"].as_u64().unwrap());
+    assert_eq!(object, serde_json::json!({"seq": seq, "result": 70}));
+    let unit = ordo(
+        &server,
+        &["call", "--json", "open", r#"{"id": 3, "balance": 0}"#],
+    );
+    let object = json_line(&unit);
+    let seq = later(object["seq"].as_u64().unwrap());
+    assert_eq!(object, serde_json::json!({"seq": seq, "result": null}));
+
+    // An abort: the object on stdout, the usual line on stderr, exit 1.
+    let refused = ordo(
+        &server,
+        &[
+            "call",
+            "--json",
+            "transfer",
+            r#"{"from": 2, "to": 1, "amount": 999}"#,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(1));
+    let object = json_line(&refused);
+    later(object["seq"].as_u64().unwrap());
+    assert_eq!(object["aborted"]["kind"], "user", "{object}");
+    assert!(
+        object["aborted"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient"),
+        "{object}"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("insufficient") && stderr.trim_end().lines().count() == 1);
+    // Aborts the client names apart keep their kind and seq too.
+    let unknown = ordo(&server, &["call", "--json", "no_such", "{}"]);
+    let object = json_line(&unknown);
+    assert_eq!(object["aborted"]["kind"], "unknown_procedure", "{object}");
+    later(object["seq"].as_u64().unwrap());
+    let bad = ordo(&server, &["call", "--seq", "balance", r#"{"idd": 1}"#]);
+    assert!(!bad.status.success());
+    later(String::from_utf8_lossy(&bad.stdout).trim().parse().unwrap());
+    fails_with(&bad, "idd");
+    // Not sequenced: no object, just the error.
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["call", "--json", "--server", "127.0.0.1:1", "balance", "{}"])
+        .output()
+        .unwrap();
+    assert!(unreachable.stdout.is_empty());
+    fails_with(&unreachable, "is `ordo serve` running");
+    let both = ordo(
+        &server,
+        &["call", "--json", "--seq", "balance", r#"{"id": 1}"#],
+    );
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
+/// `#[procedure(read_only)]` and `Err` through a `Result` alias, as a user
+/// sees them: `ordo call` against a real server on 1 and 4 partitions.
+#[test]
+fn read_only_writes_and_aliased_errors_abort_through_a_real_server() {
+    for partitions in ["1", "4"] {
+        let server = Server::start(&["--partitions", partitions]);
+        deploy(&server, "hostile", ordo::modules::HOSTILE);
+        stdout(&ordo(
+            &server,
+            &["call", "contract_set", r#"{"id": 1, "value": 10}"#],
+        ));
+        stdout(&ordo(
+            &server,
+            &["call", "contract_set", r#"{"id": 2, "value": 20}"#],
+        ));
+        let before = stdout(&ordo(&server, &["status", "--json"]));
+        let state_hash = |status: &str| {
+            serde_json::from_str::<serde_json::Value>(status).unwrap()["state_hash"].clone()
+        };
+
+        // `Res<()>` returning `Err` after a write.
+        let aborted = ordo(
+            &server,
+            &["call", "--json", "alias_err", r#"{"id": 1, "value": 99}"#],
+        );
+        assert!(!aborted.status.success(), "{partitions}: it must abort");
+        let object = json_line(&aborted);
+        assert_eq!(object["aborted"]["kind"], "user", "{object}");
+        assert_eq!(
+            object["aborted"]["message"], "should abort: alias_err wrote 99 to 1",
+            "{object}"
+        );
+        fails_with(
+            &ordo(&server, &["call", "alias_err", r#"{"id": 2, "value": 99}"#]),
+            "(user): should abort: alias_err wrote 99 to 2",
+        );
+        // `Ok` through the alias is the plain value.
+        assert_eq!(
+            stdout(&ordo(
+                &server,
+                &["call", "alias_ok", r#"{"id": 3, "value": 30}"#]
+            ))
+            .trim(),
+            "30"
+        );
+
+        // A read-only procedure that writes, or deletes.
+        let sneaky = ordo(
+            &server,
+            &["call", "--json", "sneaky_put", r#"{"id": 1, "value": 77}"#],
+        );
+        assert!(!sneaky.status.success());
+        let object = json_line(&sneaky);
+        assert_eq!(object["aborted"]["kind"], "read_only", "{object}");
+        let message = object["aborted"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("procedure `sneaky_put`") && message.contains("ordo.put"),
+            "{message}"
+        );
+        fails_with(
+            &ordo(&server, &["call", "sneaky_delete", r#"{"id": 2}"#]),
+            "(read_only): procedure `sneaky_delete` called ordo.delete",
+        );
+
+        // Read back through calls: the aborted writes are not there.
+        for (id, value) in [("1", "10"), ("2", "20"), ("3", "30")] {
+            let args = format!(r#"{{"id": {id}}}"#);
+            assert_eq!(
+                stdout(&ordo(&server, &["call", "contract_get", &args])).trim(),
+                value,
+                "{partitions} partitions, id {id}"
+            );
+        }
+        // Only alias_ok changed the state.
+        let after = stdout(&ordo(&server, &["status", "--json"]));
+        assert_ne!(state_hash(&before), state_hash(&after));
+        stdout(&ordo(
+            &server,
+            &["call", "contract_set", r#"{"id": 3, "value": 0}"#],
+        ));
+    }
+}
+
+/// `ordo init`, then `ordo build` on what it made, `cargo test` in it,
+/// and the module deployed to a real server and called. Builds share
+/// target/wasm-procedures with build.rs, so only the new crate compiles
+/// for wasm (about a minute from cold, mostly the host-side `cargo test`).
+#[test]
+fn init_makes_a_crate_that_builds_tests_deploys_and_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/wasm-procedures");
+    let work = tempfile::tempdir().unwrap();
+    let ordo_in = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(args)
+            .current_dir(work.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap()
+    };
+    let made = ordo_in(&["init", "demo"]);
+    assert!(
+        stdout(&made).contains("created procedure crate `demo`"),
+        "{made:?}"
+    );
+    let dir = work.path().join("demo");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+        ".gitignore",
+        "README.md",
+        "src/lib.rs",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} is missing");
+    }
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[workspace]") && manifest.contains(r#"panic = "abort""#));
+    assert!(
+        manifest.contains(&root.join("procedures/sdk").display().to_string()),
+        "depends on this tree's SDK: {manifest}"
+    );
+
+    // Refusals: an existing non-empty directory, bad names, a missing SDK.
+    fails_with(
+        &ordo_in(&["init", "demo"]),
+        "already exists and is not empty",
+    );
+    fails_with(&ordo_in(&["init", "Demo"]), "upper-case");
+    fails_with(&ordo_in(&["init", "two words"]), "not a valid name");
+    fails_with(&ordo_in(&["init", "a.b"]), "cargo does not allow `.`");
+    fails_with(&ordo_in(&["init", "fn"]), "keyword");
+    fails_with(
+        &ordo_in(&["init", "other", "--sdk-path", "/no/such/sdk"]),
+        "no ordo SDK at /no/such/sdk",
+    );
+    assert!(!work.path().join("other").exists());
+    // `--path` and `--sdk-path`, into an empty directory.
+    let empty = work.path().join("elsewhere");
+    std::fs::create_dir(&empty).unwrap();
+    stdout(&ordo_in(&[
+        "init",
+        "second-crate",
+        "--path",
+        empty.to_str().unwrap(),
+        "--sdk-path",
+        root.join("procedures/sdk").to_str().unwrap(),
+    ]));
+    assert!(
+        std::fs::read_to_string(empty.join("Cargo.toml"))
+            .unwrap()
+            .contains(r#"name = "second-crate""#)
+    );
+
+    let built = ordo_in(&["build", "demo"]);
+    let wasm = stdout(&built);
+    let wasm = wasm.trim();
+    assert!(wasm.ends_with("demo.wasm"), "{wasm}");
+
+    let tested = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        tested.status.success(),
+        "cargo test in the new crate: {}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&tested.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&tested.stdout)
+    );
+
+    let server = Server::start(&[]);
+    let deployed = stdout(&ordo(
+        &server,
+        &["deploy", "--admin-token", ADMIN, "demo", wasm],
+    ));
+    assert!(
+        deployed.contains("counter_add") && deployed.contains("counter_get"),
+        "{deployed}"
+    );
+    let add = r#"{"key": "a", "amount": 40}"#;
+    assert_eq!(
+        stdout(&ordo(&server, &["call", "counter_add", add])).trim(),
+        "40"
+    );
+    let add = r#"{"key": "a", "amount": 2}"#;
+    assert_eq!(
+        stdout(&ordo(&server, &["call", "counter_add", add])).trim(),
+        "42"
+    );
+    let overflow = format!(r#"{{"key": "a", "amount": {}}}"#, i64::MAX);
+    fails_with(
+        &ordo(&server, &["call", "counter_add", &overflow]),
+        "overflow",
+    );
+    assert_eq!(
+        stdout(&ordo(&server, &["call", "counter_get", r#"{"key": "a"}"#])).trim(),
+        "42"
+    );
+    let procedures = stdout(&ordo(&server, &["procedures"]));
+    assert!(
+        procedures.contains("counter_get {key: String}  [module demo] (read-only)"),
+        "{procedures}"
+    );
+}

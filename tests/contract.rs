@@ -219,7 +219,7 @@ fn typed_calls_with_other_argument_types_are_refused_before_the_log() {
             .call_raw("transfer", ordo_client::Encoding::Postcard, args)
             .await
         {
-            Err(ClientError::BadArguments { message }) => {
+            Err(ClientError::BadArguments { message, seq: None }) => {
                 assert!(message.contains("after the last argument"), "{message}")
             }
             other => panic!("expected bad arguments, got {other:?}"),
@@ -301,7 +301,7 @@ fn json_arguments_are_checked_at_every_depth() {
         let before = fixed_point(&client.status().await.unwrap());
         for (args, needles) in &cases {
             match client.call_json("add_item", args).await {
-                Err(ClientError::BadArguments { message }) => {
+                Err(ClientError::BadArguments { message, seq: None }) => {
                     for needle in *needles {
                         assert!(
                             message.contains(needle),

@@ -2192,3 +2192,74 @@ fn ycsb_load_read_update_rmw_scan_insert() {
     }
     assert_eq!(node.status().engine.keys, keys + 301);
 }
+
+/// The procedure contract (issue 14): `#[procedure(read_only)]` is held on
+/// logged calls, and `Err` through an alias of `Result` aborts, on one
+/// partition and on four.
+#[test]
+fn read_only_and_aliased_results_are_enforced_on_every_partition_count() {
+    let mut hashes = Vec::new();
+    for partitions in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(NodeConfig {
+            partitions,
+            ..NodeConfig::new(dir.path())
+        })
+        .unwrap();
+        node.deploy("hostile", HOSTILE).unwrap();
+        for id in [1u64, 2, 3] {
+            value::<_, ()>(&node, "contract_set", &(id, 10 * id));
+        }
+
+        // `Res<()>` returning `Err` after a write: a user abort, nothing kept.
+        let message = expect_abort_unchanged(
+            &node,
+            "alias_err",
+            &(1u64, 99u64),
+            AbortKind::User,
+            &["should abort", "alias_err wrote 99 to 1"],
+        );
+        assert!(
+            !message.contains("Err"),
+            "the reason, not a serialised Err: {message}"
+        );
+        // The same in JSON: an abort, not a committed `{"Err": ..}`.
+        let json = call_json(&node, "alias_err", r#"{"id": 2, "value": 99}"#);
+        check_abort(raw_abort(&json), AbortKind::User, &["should abort"]);
+        // `Ok` through the alias commits the plain value.
+        assert_eq!(value::<_, u64>(&node, "alias_ok", &(3u64, 33u64)), 33);
+        let json = call_json(&node, "alias_ok", r#"{"id": 3, "value": 30}"#);
+        assert_eq!(raw_json(&json), serde_json::json!(30));
+
+        // A read-only procedure that writes or deletes: `read_only`,
+        // naming the procedure, nothing kept; declared or over all
+        // partitions.
+        expect_abort_unchanged(
+            &node,
+            "sneaky_put",
+            &(1u64, 77u64),
+            AbortKind::ReadOnly,
+            &["`sneaky_put`", "ordo.put", "read_only"],
+        );
+        expect_abort_unchanged(
+            &node,
+            "sneaky_delete",
+            &(2u64,),
+            AbortKind::ReadOnly,
+            &["`sneaky_delete`", "ordo.delete"],
+        );
+        let json = call_json(&node, "sneaky_put", r#"{"id": 2, "value": 77}"#);
+        check_abort(raw_abort(&json), AbortKind::ReadOnly, &["`sneaky_put`"]);
+
+        // Read back through calls: only the honest writes are there.
+        for (id, expected) in [(1u64, 10u64), (2, 20), (3, 30)] {
+            assert_eq!(
+                value::<_, Option<u64>>(&node, "contract_get", &(id,)),
+                Some(expected),
+                "hostile_c[{id}] on {partitions} partitions"
+            );
+        }
+        hashes.push(state_hash(&node));
+    }
+    assert_eq!(hashes[0], hashes[1], "the same state on 1 and 4 partitions");
+}

@@ -564,17 +564,26 @@ pub enum ClientError {
         message: String,
     },
     /// No procedure of that name is deployed (an abort of kind
-    /// `unknown_procedure`).
+    /// `unknown_procedure`, sequenced at `seq`).
     #[error(
         "no procedure `{procedure}` is deployed ({message}); check the name with `procedures()` or deploy its module"
     )]
-    UnknownProcedure { procedure: String, message: String },
+    UnknownProcedure {
+        procedure: String,
+        message: String,
+        seq: u64,
+    },
     /// The procedure could not decode its arguments (an abort of kind
-    /// `bad_arguments`).
+    /// `bad_arguments`, sequenced at `seq`).
     #[error(
         "the procedure rejected its arguments: {message}; check they match its parameters (see `procedures()`)"
     )]
-    BadArguments { message: String },
+    BadArguments {
+        message: String,
+        /// The abort's sequence number; `None` when the node refused the
+        /// arguments before logging them (they do not match the schema).
+        seq: Option<u64>,
+    },
     /// A typed call's argument types are not the procedure's parameter
     /// types (their signatures differ); nothing was logged. `detail` names
     /// the first parameter that differs, with the expected and given types.
@@ -1348,8 +1357,12 @@ fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> Clie
         "unknown_procedure" => ClientError::UnknownProcedure {
             procedure: procedure.to_string(),
             message,
+            seq,
         },
-        "bad_arguments" => ClientError::BadArguments { message },
+        "bad_arguments" => ClientError::BadArguments {
+            message,
+            seq: Some(seq),
+        },
         SESSION_EXPIRED => ClientError::SessionExpired { message },
         "result_not_retained" => ClientError::ResultNotRetained { seq, message },
         _ => ClientError::Aborted { seq, kind, message },
@@ -1366,7 +1379,7 @@ fn refusal_error(reason: RequestRefusal, message: String) -> ClientError {
         RequestRefusal::BadRequest => ClientError::BadRequest(message),
         RequestRefusal::DeployRejected => ClientError::DeployRejected(message),
         RequestRefusal::Unavailable => ClientError::Unavailable(message),
-        RequestRefusal::BadArguments => ClientError::BadArguments { message },
+        RequestRefusal::BadArguments => ClientError::BadArguments { message, seq: None },
     }
 }
 

@@ -1279,7 +1279,8 @@ fn outcome_of(result: Result<Vec<u8>, Abort>) -> Outcome {
 }
 
 /// Runs a prepared transaction: locks its slots' stores, and calls it in
-/// the instances of its lowest slot.
+/// the instances of its lowest slot. A procedure marked read-only gets a
+/// view that refuses writes.
 fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<Vec<u8>, Abort> {
     let stores: SmallVec<_> = prepared
         .slots
@@ -1290,7 +1291,14 @@ fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<V
         .slots
         .first()
         .expect("prepare() never leaves the slot set empty");
-    let view = StateView::new(stores, prepared.declared);
+    let route = &prepared.route;
+    // `#[procedure(read_only)]` holds on the logged path too: a write
+    // aborts, the same way on every replica (the mark is in the module).
+    let view = if route.module.compiled.procedures[route.procedure].read_only {
+        StateView::read_only(stores, prepared.declared)
+    } else {
+        StateView::new(stores, prepared.declared)
+    };
     slots[home]
         .sandbox
         .lock()

@@ -33,8 +33,9 @@ pub enum AbortKind {
     RequestForgotten,
     /// The procedure touched a key in a partition it did not declare.
     UndeclaredPartition,
-    /// A local read (`Executor::read`) tried to write or delete a key.
-    /// Only local reads raise it; it never appears in a logged outcome.
+    /// A procedure marked read-only (`#[procedure(read_only)]`) tried to
+    /// write or delete a key, in a logged call or a local read
+    /// (`Executor::read`). Its writes are dropped.
     ReadOnly,
     /// A local read named a procedure that its module does not mark
     /// read-only (`#[procedure(read_only)]`). Only local reads raise it.

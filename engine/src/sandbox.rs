@@ -238,7 +238,8 @@ pub(crate) struct StateView {
     /// For each slot, its index in `stores` (`u8::MAX`: not locked).
     store_of_slot: [u8; SLOTS],
     declared: Option<Declared>,
-    /// Set for local reads: any write aborts with `read_only`.
+    /// Set for procedures marked `#[procedure(read_only)]`, logged or read
+    /// locally: any write or delete aborts with `read_only`.
     read_only: bool,
 }
 
@@ -258,8 +259,9 @@ impl StateView {
         }
     }
 
-    /// Like [`StateView::new`], for a local read: every write or delete
-    /// aborts with [`AbortKind::ReadOnly`].
+    /// Like [`StateView::new`], for a procedure marked read-only (a logged
+    /// call or a local read): every write or delete aborts with
+    /// [`AbortKind::ReadOnly`].
     pub fn read_only(stores: SmallVec<[(usize, SlotGuard); 2]>, declared: Declared) -> StateView {
         StateView {
             read_only: true,
@@ -272,7 +274,9 @@ impl StateView {
         if self.read_only {
             return Err(host_abort(
                 AbortKind::ReadOnly,
-                format!("a read-only procedure called ordo.{what}; a local read may not write"),
+                format!(
+                    "called ordo.{what}, but it is marked #[procedure(read_only)], which forbids writes and deletes; remove `read_only` if it must write"
+                ),
             ));
         }
         self.store_index(key)
@@ -1009,6 +1013,17 @@ impl Sandbox {
             .map_err(|err| {
                 let (abort, trapped) = trap(err);
                 match export {
+                    // The view cannot name the procedure; the abort must.
+                    Export::Procedure if abort.kind == AbortKind::ReadOnly => (
+                        Abort::new(
+                            abort.kind,
+                            format!(
+                                "procedure `{}` {}",
+                                module.compiled.procedures[procedure].name, abort.message
+                            ),
+                        ),
+                        trapped,
+                    ),
                     Export::Procedure => (abort, trapped),
                     Export::Declaration => (
                         Abort::new(

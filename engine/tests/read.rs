@@ -79,7 +79,7 @@ fn writing_procedures_and_unknown_ones_are_refused() {
 
 #[test]
 fn a_read_only_procedure_that_writes_aborts_and_changes_nothing() {
-    for partitions in [1, 2] {
+    for partitions in [1, 2, 4] {
         let mut executor = bank(partitions);
         let status = executor.status();
         let before = executor.snapshot();
@@ -90,11 +90,55 @@ fn a_read_only_procedure_that_writes_aborts_and_changes_nothing() {
         assert_eq!(executor.snapshot(), before, "nothing observable changed");
         let balance = read(&mut executor, "balance", &[3]);
         assert_eq!(committed(&balance), 100i64.to_le_bytes());
-        // Logged, the same procedure is not refused: the log's outcomes
-        // stay what they always were.
-        let logged = run(&mut executor, vec![invoke(5, 1, "sneaky", args(&[3, 999]))]);
-        assert!(logged[0].outcome.is_committed(), "{logged:?}");
+        let message = &sneaky.abort().unwrap().message;
+        assert!(
+            message.contains("`sneaky`") && message.contains("ordo.put"),
+            "{message}"
+        );
     }
+}
+
+#[test]
+fn a_logged_read_only_procedure_that_writes_aborts_the_same_on_every_partition_count() {
+    let mut seen = Vec::new();
+    for partitions in [1, 2, 4] {
+        let mut executor = bank(partitions);
+        let state_hash = executor.status().state_hash;
+        // A batch that writes around it: the writes before and after land,
+        // the read-only procedure's do not.
+        let logged = run(
+            &mut executor,
+            vec![
+                invoke(5, 1, "transfer", args(&[1, 2, 10])),
+                invoke(5, 2, "sneaky", args(&[3, 999])),
+                invoke(5, 3, "transfer", args(&[2, 1, 10])),
+            ],
+        );
+        assert!(logged[0].outcome.is_committed(), "{logged:?}");
+        assert!(logged[2].outcome.is_committed(), "{logged:?}");
+        let abort = logged[1].outcome.abort().expect("sneaky aborts");
+        assert_eq!(abort.kind, AbortKind::ReadOnly, "{abort:?}");
+        assert!(
+            abort.message.contains("`sneaky`") && abort.message.contains("ordo.put"),
+            "names the procedure and the call: {}",
+            abort.message
+        );
+        assert_eq!(
+            executor.status().state_hash,
+            state_hash,
+            "no write survived"
+        );
+        assert_eq!(
+            committed(&read(&mut executor, "balance", &[3])),
+            100i64.to_le_bytes()
+        );
+        // The same logged read-only procedures that do not write commit.
+        let fine = run(&mut executor, vec![invoke(5, 4, "balance", args(&[3]))]);
+        assert_eq!(committed(&fine[0].outcome), 100i64.to_le_bytes());
+        seen.push((logged, executor.status()));
+    }
+    // Outcomes and hashes do not depend on the number of partitions.
+    assert!(seen.windows(2).all(|pair| pair[0] == pair[1]), "{seen:?}");
 }
 
 #[test]

@@ -404,7 +404,7 @@ async fn answers_and_refusals_map_to_results_and_errors() {
     );
     let err = client.call::<_, ()>("picky", &()).await.unwrap_err();
     assert!(
-        matches!(&err, ClientError::BadArguments { message } if message == "expected (u64, u64)"),
+        matches!(&err, ClientError::BadArguments { message, .. } if message == "expected (u64, u64)"),
         "{err}"
     );
     let err = client.call::<_, ()>("busy", &()).await.unwrap_err();

@@ -28,7 +28,9 @@ const NAME_MAX: usize = 64;
 ///
 /// Options, comma-separated, in any order, each at most once:
 ///
-/// * `read_only`: the procedure does not write (a description for clients);
+/// * `read_only`: the procedure does not write; the engine aborts it (kind
+///   `read_only`) if it calls `put` or `delete`, and lets clients read it
+///   locally;
 /// * `partitions(expr, ...)`: the partitions the procedure touches, as
 ///   expressions over its parameters whose types implement
 ///   `ordo_sdk::Partitions` (see the `ordo-sdk` documentation).
@@ -51,9 +53,12 @@ const NAME_MAX: usize = 64;
 ///   JSON line that describes the procedure.
 ///
 /// Supported: owned parameter types that implement `Deserialize`, and a
-/// return type that is `()`, any `T: Serialize`, or `Result<T, E>` (or a
-/// one-argument `Result<T>` alias) with `T: Serialize` and `E: Display`.
-/// An `Err(e)` aborts the transaction with `e.to_string()` as the reason.
+/// return type that is `()`, any `T: Serialize`, or
+/// `core::result::Result<T, E>` with `T: Serialize` and `E: Display`,
+/// however it is spelled (`io::Result<T>`, `type Res<T> = Result<T,
+/// String>`; the generated code tells by the type, not the name). An
+/// `Err(e)` aborts the transaction with `e.to_string()` as the reason and
+/// drops its writes. A type of one's own named `Result` is refused.
 /// Not supported (compile error): `self`, generics, `impl Trait`, `async`,
 /// `unsafe`, an explicit ABI, variadics, reference parameters or return
 /// types, and parameters that are not plain identifiers.
@@ -297,21 +302,26 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
             #call;
             ::ordo_sdk::__private::finish(&(), __ordo_encoding)
         },
-        Return::Value => {
+        // Whether the value is a `Result` (and `Err` aborts) is decided by
+        // its type, not its spelling, so aliases work: see
+        // `ordo_sdk::__private::Returned`.
+        Return::Value | Return::Result => {
+            // A type spelled `Result<..>` must really be one.
+            let expect_result = matches!(ret, Return::Result).then(|| {
+                quote_spanned! {ret_span=>
+                    ::ordo_sdk::__private::expect_core_result(&__ordo_ret);
+                }
+            });
             let finish = quote_spanned! {ret_span=>
-                ::ordo_sdk::__private::finish(&__ordo_ret, __ordo_encoding)
+                (&&::ordo_sdk::__private::Returned(&__ordo_ret))
+                    .__ordo_kind()
+                    .finish(&__ordo_ret, __ordo_encoding)
             };
             quote! {
                 let __ordo_ret = #call;
-                #finish
-            }
-        }
-        Return::Result => {
-            let finish = quote_spanned! {ret_span=>
-                ::ordo_sdk::__private::finish_result(__ordo_ret, __ordo_encoding)
-            };
-            quote! {
-                let __ordo_ret = #call;
+                #expect_result
+                #[allow(unused_imports)]
+                use ::ordo_sdk::__private::{ReturnsResult as _, ReturnsValue as _};
                 #finish
             }
         }
@@ -619,24 +629,21 @@ fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
     walk(ty.to_token_stream(), what)
 }
 
-/// `Result<T, E>`, `std::result::Result<T, E>`, or a one-argument alias
-/// such as `io::Result<T>`: anything whose last path segment is `Result`
-/// with one or two type arguments.
+/// Spelled like a `Result`: `Result<T, E>`, `std::result::Result<T, E>`,
+/// `io::Result<T>`, `fmt::Result`: anything whose last path segment is
+/// `Result`. The generated code checks that such a type is
+/// `core::result::Result`, so a type of one's own named `Result` is a
+/// compile error rather than a value committed whatever it holds. Whether
+/// `Err` aborts is decided by the type itself (so `type Res<T> =
+/// Result<T, String>` aborts on `Err` too), not by this.
 fn is_result(ty: &Type) -> bool {
     let Type::Path(path) = ty else { return false };
-    if path.qself.is_some() {
-        return false;
-    }
-    let Some(last) = path.path.segments.last() else {
-        return false;
-    };
-    if last.ident != "Result" {
-        return false;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) => matches!(args.args.len(), 1 | 2),
-        _ => false,
-    }
+    path.qself.is_none()
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "Result")
 }
 
 /// The procedure's line in the `ordo.procedures` custom section.
@@ -759,6 +766,29 @@ fn print_tokens(tokens: TokenStream2, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_spellings_are_checked_to_be_core_results() {
+        let spelled = |ty: &str| is_result(&syn::parse_str(ty).unwrap());
+        for ty in [
+            "Result<(), String>",
+            "std::result::Result<u64, E>",
+            "io::Result<u64>",
+            "fmt::Result",
+            "Result",
+        ] {
+            assert!(spelled(ty), "{ty}");
+        }
+        // Decided by the type at compile time instead.
+        for ty in [
+            "Res<()>",
+            "Option<Result<u64, String>>",
+            "u64",
+            "(Result<(), String>,)",
+        ] {
+            assert!(!spelled(ty), "{ty}");
+        }
+    }
 
     fn options(attr: &str) -> syn::Result<Options> {
         parse_options(attr.parse().unwrap())

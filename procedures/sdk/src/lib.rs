@@ -75,17 +75,23 @@
 //!
 //! The return value is the transaction's result, encoded like the
 //! arguments. It can be `()`, any `T: Serialize`, or a `Result<T, E>` with
-//! `E: Display`, where `Err(e)` aborts the transaction with `e.to_string()`
-//! as the reason (the macro recognises `Result` by name: `Result<T, E>`,
-//! `std::result::Result<T, E>` or an alias such as `io::Result<T>`; an alias
-//! with another name would be encoded as a value). [`abort`] does the same
-//! from anywhere. A panic, or a trap
+//! `T: Serialize` and `E: Display`, where `Err(e)` aborts the transaction
+//! with `e.to_string()` as the reason and drops its writes. That is decided
+//! by the type, whatever its spelling: `Result<T, E>`, `io::Result<T>` or
+//! your own alias (`type Res<T> = Result<T, String>;`) all abort on `Err`.
+//! Only a `Result` at the top aborts (an `Option<Result<T, E>>` is a value),
+//! and a type of your own named `Result` is a compile error. [`abort`] does
+//! the same from anywhere. A panic, or a trap
 //! such as an out-of-bounds access, also aborts the transaction, but the
 //! client only learns that it trapped, not the panic message.
 //!
-//! `#[procedure(read_only)]` marks a procedure that does not write. It is
-//! a description for clients (`ordo procedures`), listed with the parameter
-//! names and types in the module's `ordo.procedures` custom section.
+//! `#[procedure(read_only)]` marks a procedure that does not write. The
+//! engine holds it to that: a `put` or `delete` (through a [`Table`] or the
+//! raw functions) aborts the transaction with kind `read_only`, naming the
+//! procedure, and drops its writes, whether it runs as a logged call or as
+//! a local read. Read-only procedures can be read locally, without the log
+//! (`ReadConsistency::Stale`), and `ordo procedures` lists them as such
+//! (the mark is in the module's `ordo.procedures` custom section).
 //!
 //! # Declaring partitions
 //!
@@ -231,6 +237,51 @@ pub use table::{Iter, Table};
 /// ```compile_fail
 /// #[ordo_sdk::procedure(writes)]
 /// fn unknown_option() {}
+/// ```
+///
+/// Results: a `Result` behind an alias aborts on `Err` like any other; its
+/// error must be `Display` and its value `Serialize`, and a type of one's
+/// own named `Result` is refused:
+///
+/// ```no_run
+/// type Res<T> = Result<T, String>;
+///
+/// #[ordo_sdk::procedure]
+/// fn check(amount: i64) -> Res<()> {
+///     if amount < 0 { Err("negative".into()) } else { Ok(()) }
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize)]
+/// struct NotDisplay;
+/// type Res<T> = Result<T, NotDisplay>;
+///
+/// #[ordo_sdk::procedure]
+/// fn check(amount: i64) -> Res<()> { Ok(()) }
+/// ```
+///
+/// ```compile_fail
+/// struct NotSerialize;
+///
+/// #[ordo_sdk::procedure]
+/// fn make() -> Result<NotSerialize, String> { Ok(NotSerialize) }
+/// ```
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize)]
+/// enum Result<T> { Ok(T), Err(String) }
+///
+/// #[ordo_sdk::procedure]
+/// fn mine() -> Result<u64> { Result::Ok(1) }
+/// ```
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize)]
+/// struct Result { ok: bool }
+///
+/// #[ordo_sdk::procedure]
+/// fn mine() -> Result { Result { ok: false } }
 /// ```
 ///
 /// Partition declarations: `partitions(...)` needs at least one

@@ -137,17 +137,85 @@ pub fn finish<T: Serialize + ?Sized>(value: &T, encoding: Encoding) -> i32 {
     }
 }
 
-/// Like [`finish`] for a procedure returning `Result`: `Err(e)` aborts the
-/// transaction with `e.to_string()` as the reason.
-pub fn finish_result<T: Serialize, E: Display>(result: Result<T, E>, encoding: Encoding) -> i32 {
-    match result {
-        Ok(value) => finish(&value, encoding),
-        Err(e) => {
-            set_result(e.to_string().as_bytes());
-            STATUS_ABORTED
+/// A procedure's return value, borrowed, for choosing how the call ends.
+///
+/// The generated code calls `(&&Returned(&value)).__ordo_kind()` with
+/// [`ReturnsResult`] and [`ReturnsValue`] in scope. Method lookup tries
+/// the receiver `&&Returned<R>` first, where only [`ReturnsResult`] (on
+/// `&Returned<Result<T, E>>`, taking `&self`) can apply, and only then its
+/// autoref, where [`ReturnsValue`] (on `&&Returned<R>`) applies to any
+/// `R`. Procedures are never generic, so `R` is always concrete and the
+/// choice is made on the type itself: a `Result` behind any alias gets
+/// [`ResultTag`], whose `Err` aborts. Neither impl has bounds, so a
+/// `Result` whose `T` is not `Serialize` or whose `E` is not `Display` is
+/// a compile error in [`ResultTag::finish`], never a fallback to
+/// committing the `Result` as a value.
+pub struct Returned<'a, R>(pub &'a R);
+
+/// How a procedure returning `Result` ends: `Err` aborts.
+pub struct ResultTag;
+
+/// How a procedure returning anything else ends: the value is the result.
+pub struct ValueTag;
+
+/// Picks [`ResultTag`] for a `Result`; see [`Returned`].
+pub trait ReturnsResult {
+    fn __ordo_kind(&self) -> ResultTag {
+        ResultTag
+    }
+}
+
+impl<T, E> ReturnsResult for &Returned<'_, Result<T, E>> {}
+
+/// Picks [`ValueTag`] for anything that is not a `Result`; see [`Returned`].
+pub trait ReturnsValue {
+    fn __ordo_kind(&self) -> ValueTag {
+        ValueTag
+    }
+}
+
+impl<R> ReturnsValue for &&Returned<'_, R> {}
+
+impl ResultTag {
+    /// `Ok(value)` is the result; `Err(e)` aborts the transaction with
+    /// `e.to_string()` as the reason, dropping its writes.
+    pub fn finish<T: Serialize, E: Display>(
+        self,
+        result: &Result<T, E>,
+        encoding: Encoding,
+    ) -> i32 {
+        match result {
+            Ok(value) => finish(value, encoding),
+            Err(e) => {
+                set_result(e.to_string().as_bytes());
+                STATUS_ABORTED
+            }
         }
     }
 }
+
+impl ValueTag {
+    /// The value is the result.
+    pub fn finish<T: Serialize>(self, value: &T, encoding: Encoding) -> i32 {
+        finish(value, encoding)
+    }
+}
+
+/// Implemented only by `core::result::Result`. The generated code
+/// requires it of a return type the macro sees spelled `Result<...>`, so
+/// that a type of one's own named `Result` is a compile error rather than
+/// a value committed whatever it holds.
+#[diagnostic::on_unimplemented(
+    message = "the procedure's return type `{Self}` is named `Result` but is not `core::result::Result`",
+    label = "returning `Err` aborts a transaction only for `core::result::Result` (directly or through a type alias)",
+    note = "return `core::result::Result<T, E>` or an alias of it (`type Res<T> = Result<T, MyError>;`), or rename this type if its values should always commit"
+)]
+pub trait CoreResult {}
+
+impl<T, E> CoreResult for Result<T, E> {}
+
+/// Checks at compile time that `R` is `core::result::Result`.
+pub fn expect_core_result<R: CoreResult>(_: &R) {}
 
 /// Ends an `ordo_keys_*` export: hands the declared partition keys to the
 /// host as the result ([`PartitionSet::encode`]'s list), or aborts with the
@@ -218,5 +286,34 @@ pub trait ShapeOfValue {
 impl<T: Schema + ?Sized> ShapeOfValue for ReturnShape<T> {
     fn shape(&self, types: &mut Registry) -> Shape {
         types.shape_of::<T>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_tag(_: ResultTag) {}
+    fn value_tag(_: ValueTag) {}
+
+    type Res<T> = Result<T, String>;
+    mod nested {
+        pub type Outcome = core::result::Result<u64, core::fmt::Error>;
+    }
+
+    /// The tag is chosen by the type, however it is spelled.
+    #[test]
+    fn results_behind_aliases_get_the_result_tag() {
+        let unit: Res<()> = Err("no".into());
+        result_tag((&&Returned(&unit)).__ordo_kind());
+        let nested: nested::Outcome = Ok(1);
+        result_tag((&&Returned(&nested)).__ordo_kind());
+        let plain: Result<i64, &str> = Ok(1);
+        result_tag((&&Returned(&plain)).__ordo_kind());
+        // Not a `Result` at the top: a value, even if a `Result` is inside.
+        value_tag((&&Returned(&Some(plain))).__ordo_kind());
+        value_tag((&&Returned(&7u64)).__ordo_kind());
+        value_tag((&&Returned(&String::new())).__ordo_kind());
+        expect_core_result(&unit);
     }
 }

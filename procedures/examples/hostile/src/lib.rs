@@ -14,6 +14,14 @@ use ordo_sdk::{Bytes, Table, get_raw, now_ms, procedure, put_raw, random_u64, se
 #[ordo_sdk::table]
 const PARTITIONED: Table<u64, u64> = Table::new("hostile_p");
 
+/// Written by the procedure-contract probes (`contract_*`, `alias_*`,
+/// `sneaky_*`): key -> value.
+const CONTRACT: Table<u64, u64> = Table::new("hostile_c");
+
+/// An alias of `Result`, as users write them: `Err` must abort through it
+/// exactly as through `Result` itself.
+type Res<T> = Result<T, String>;
+
 /// Loops forever (until the engine runs out of fuel for it).
 #[procedure(read_only)]
 fn spin() {
@@ -256,4 +264,48 @@ fn declaration_panics(id: u64) -> u64 {
 #[procedure(partitions(Option::<u64>::None))]
 fn declared_nothing(id: u64) {
     PARTITIONED.put(&id, &1);
+}
+
+/// Sets `hostile_c[id] = value` (an honest write, to read back).
+#[procedure(partitions(id))]
+fn contract_set(id: u64, value: u64) {
+    CONTRACT.put(&id, &value);
+}
+
+/// `hostile_c[id]`, if set.
+#[procedure(read_only, partitions(id))]
+fn contract_get(id: u64) -> Option<u64> {
+    CONTRACT.get(&id)
+}
+
+/// Sets `hostile_c[id] = value` and returns `Ok(value)` through the alias
+/// `Res`: commits, with the plain value as its result (not `{"Ok": ..}`).
+#[procedure(partitions(id))]
+fn alias_ok(id: u64, value: u64) -> Res<u64> {
+    CONTRACT.put(&id, &value);
+    Ok(value)
+}
+
+/// Sets `hostile_c[id] = value`, then returns `Err` through the alias
+/// `Res`: the transaction must abort (kind `user`, the reason as its
+/// message) and the write must not survive.
+#[procedure(partitions(id))]
+fn alias_err(id: u64, value: u64) -> Res<()> {
+    CONTRACT.put(&id, &value);
+    Err(format!("should abort: alias_err wrote {value} to {id}"))
+}
+
+/// Marked read-only, yet sets `hostile_c[id] = value`: the engine must
+/// abort it (kind `read_only`), logged or read locally. Declares nothing,
+/// so it runs over every partition.
+#[procedure(read_only)]
+fn sneaky_put(id: u64, value: u64) {
+    CONTRACT.put(&id, &value);
+}
+
+/// Marked read-only, yet deletes `hostile_c[id]`: the engine must abort it
+/// (kind `read_only`).
+#[procedure(read_only, partitions(id))]
+fn sneaky_delete(id: u64) {
+    CONTRACT.delete(&id);
 }
