@@ -84,46 +84,11 @@ fn module_types(module: &ModuleDescription) -> BTreeMap<String, TypeDef> {
     types
 }
 
-/// The ids of the named types `shape` refers to, directly or through
+/// The ids of the named types `shapes` refer to, directly or through
 /// other named types.
 fn used_types(shapes: &[&Shape], registry: &Registry, out: &mut BTreeSet<String>) {
-    fn walk(shape: &Shape, registry: &Registry, out: &mut BTreeSet<String>) {
-        match shape {
-            Shape::Option(inner) | Shape::Seq(inner) => walk(inner, registry, out),
-            Shape::Array { item, .. } => walk(item, registry, out),
-            Shape::Map { key, value } => {
-                walk(key, registry, out);
-                walk(value, registry, out);
-            }
-            Shape::Tuple(items) => items.iter().for_each(|item| walk(item, registry, out)),
-            Shape::Named(id) => {
-                if !out.insert(id.clone()) {
-                    return;
-                }
-                if let Some(def) = registry.get(id) {
-                    let fields = |fields: &Fields, out: &mut BTreeSet<String>| match fields {
-                        Fields::Unit => {}
-                        Fields::Newtype(shape) => walk(shape, registry, out),
-                        Fields::Tuple(shapes) => {
-                            shapes.iter().for_each(|shape| walk(shape, registry, out))
-                        }
-                        Fields::Named(named) => named
-                            .iter()
-                            .for_each(|field| walk(&field.shape, registry, out)),
-                    };
-                    match &def.body {
-                        TypeBody::Struct(body) => fields(body, out),
-                        TypeBody::Enum(variants) => {
-                            variants.iter().for_each(|v| fields(&v.fields, out))
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
     for shape in shapes {
-        walk(shape, registry, out);
+        crate::generate::used_ids(shape, registry, out);
     }
 }
 
@@ -192,17 +157,10 @@ pub fn render_text(modules: &[ModuleDescription]) -> String {
         let mut registry = Registry::new();
         for procedure in &module.procedures {
             push_doc(&mut out, &procedure.doc, "  ");
-            let params: Vec<String> = procedure
-                .params
-                .iter()
-                .map(|p| format!("{}: {}", p.name, render(&p.shape, &procedure.types)))
-                .collect();
             let _ = writeln!(
                 out,
-                "  procedure {}({}) -> {}{}",
-                procedure.name,
-                params.join(", "),
-                render(&procedure.result, &procedure.types),
+                "  procedure {}{}",
+                procedure.signature(),
                 if procedure.read_only {
                     "  [read-only]"
                 } else {

@@ -212,8 +212,6 @@ fn file_stem(module: &str) -> String {
 pub(crate) struct ModuleTypes<'a> {
     pub procedures: Vec<&'a ProcedureSchema>,
     pub types: BTreeMap<String, TypeDef>,
-    /// All definitions merged, for rendering shapes in comments.
-    pub registry: Registry,
 }
 
 impl<'a> ModuleTypes<'a> {
@@ -240,11 +238,7 @@ impl<'a> ModuleTypes<'a> {
             .iter()
             .filter_map(|id| registry.get(id).map(|def| (id.clone(), def.clone())))
             .collect();
-        ModuleTypes {
-            procedures,
-            types,
-            registry,
-        }
+        ModuleTypes { procedures, types }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::{ADMIN, Server, runtime};
+use common::{ADMIN, Server, runtime, stdout};
 use ordo_client::{Client, ClientConfig, ClientError};
 
 fn bank_wasm() -> PathBuf {
@@ -20,32 +20,14 @@ fn bank_wasm() -> PathBuf {
 }
 
 fn ordo(server: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordo"))
-        .args(args)
-        .env("ORDO_SERVER", server.addr.to_string())
-        .env_remove("ORDO_CLIENT_TOKEN")
-        .env_remove("ORDO_ADMIN_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
+    common::run_ordo(Some(server), args)
 }
 
 /// Asserts a CLI failure: non-zero exit, one line on stderr containing
 /// `expected`.
 #[track_caller]
 fn fails_with(output: &Output, expected: &str) {
-    assert!(!output.status.success(), "should have failed");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
+    common::fails_with_all(output, &[expected])
 }
 
 #[test]
@@ -506,7 +488,11 @@ fn call_prints_the_sequence_number_and_json_on_request() {
     // no sequence number to print.
     let bad = ordo(&server, &["call", "--seq", "balance", r#"{"idd": 1}"#]);
     assert!(!bad.status.success());
-    assert!(bad.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&bad.stdout));
+    assert!(
+        bad.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
     fails_with(&bad, "idd");
     // Not sequenced: no object, just the error.
     let unreachable = Command::new(env!("CARGO_BIN_EXE_ordo"))

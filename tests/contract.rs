@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{ADMIN, Server, runtime};
+use common::{ADMIN, Server, fails_with_all, runtime, stdout};
 use ordo_client::schema::Schema;
 use ordo_client::{Client, ClientConfig, ClientError, StatusInfo};
 use serde::{Deserialize, Serialize};
@@ -70,32 +70,7 @@ fn wasm_file(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn ordo(server: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordo"))
-        .args(args)
-        .env("ORDO_SERVER", server.addr.to_string())
-        .env_remove("ORDO_CLIENT_TOKEN")
-        .env_remove("ORDO_ADMIN_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-#[track_caller]
-fn fails_with(output: &Output, expected: &[&str]) {
-    assert!(!output.status.success(), "should have failed");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    for needle in expected {
-        assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
-    }
+    common::run_ordo(Some(server), args)
 }
 
 async fn connect(server: &Server) -> Client {
@@ -320,7 +295,7 @@ fn json_arguments_are_checked_at_every_depth() {
     });
     // The CLI says the same in one line.
     let (args, needles) = &cases[0];
-    fails_with(&ordo(&server, &["call", "add_item", args]), needles);
+    fails_with_all(&ordo(&server, &["call", "add_item", args]), needles);
     // The correct call commits, and reads back through JSON.
     stdout(&ordo(&server, &["call", "add_item", good]));
     let read = stdout(&ordo(&server, &["call", "item", r#"{"sku":"S-1"}"#]));
@@ -426,7 +401,7 @@ fn describe_prints_the_contract_from_a_server_and_from_a_file() {
     assert_eq!(json[0]["procedures"][0]["name"], "item");
     assert_eq!(json[0]["procedures"][0]["read_only"], true);
     let unknown = ordo(&server, &["describe", "nothing_here"]);
-    fails_with(
+    fails_with_all(
         &unknown,
         &["no procedure, table or type named `nothing_here`"],
     );
@@ -542,7 +517,7 @@ fn a_development_server_may_reset_a_table_to_change_its_type() {
         args.extend_from_slice(&["inventory", wasm.to_str().unwrap()]);
         ordo(server, &args)
     };
-    fails_with(
+    fails_with_all(
         &deploy(&server, &wasm_v2, &["--reset-table", "items"]),
         &["--allow-table-reset"],
     );

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{ADMIN, Server, runtime};
+use common::{ADMIN, Server, fails_with_all, runtime, stdout};
 use ordo_client::schema::{
     Field, Fields, Param, ProcedureSchema, Registry, Shape, TypeBody, TypeDef, Variant,
     args_fingerprint,
@@ -25,33 +25,7 @@ use ordo_client::{Client, ClientConfig, ModuleDescription};
 const ORDO: &str = env!("CARGO_BIN_EXE_ordo");
 
 fn ordo(args: &[&str]) -> Output {
-    Command::new(ORDO)
-        .args(args)
-        .env_remove("ORDO_SERVER")
-        .env_remove("ORDO_CLIENT_TOKEN")
-        .env_remove("ORDO_ADMIN_TOKEN")
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-#[track_caller]
-fn fails_with(output: &Output, expected: &[&str]) {
-    assert!(!output.status.success(), "should have failed");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    for needle in expected {
-        assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
-    }
+    common::run_ordo(None, args)
 }
 
 fn wasm_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -849,7 +823,7 @@ fn generate_refuses_foreign_directories_and_unknown_modules() {
     // A directory holding someone's files is never written into.
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("bank.rs"), "// mine").unwrap();
-    fails_with(
+    fails_with_all(
         &ordo(&[
             "generate",
             "rust",
@@ -885,7 +859,7 @@ fn generate_refuses_foreign_directories_and_unknown_modules() {
     runtime().block_on(deploy(&server, &[("bank", ordo::modules::BANK)]));
     let empty = tempfile::tempdir().unwrap();
     let addr = server.addr.to_string();
-    fails_with(
+    fails_with_all(
         &ordo(&[
             "generate",
             "python",
@@ -900,7 +874,7 @@ fn generate_refuses_foreign_directories_and_unknown_modules() {
     );
     let not_wasm = files.path().join("junk.wasm");
     std::fs::write(&not_wasm, b"not wasm").unwrap();
-    fails_with(
+    fails_with_all(
         &ordo(&[
             "generate",
             "typescript",

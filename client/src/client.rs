@@ -932,9 +932,15 @@ impl Client {
         encoding: Encoding,
         args: Vec<u8>,
     ) -> Result<CallOutcome, ClientError> {
-        self.call_signed(procedure, encoding, args, None)
-            .await
-            .map_err(|failure| failure.into_error(procedure, None))
+        let body = self
+            .request(RequestBody::Call {
+                procedure: procedure.to_string(),
+                encoding,
+                args,
+                signature: None,
+            })
+            .await?;
+        call_outcome(procedure, body, None)
     }
 
     /// Calls `procedure` with postcard arguments encoded from types whose
@@ -950,38 +956,15 @@ impl Client {
         args: Vec<u8>,
         signature: [u8; 16],
     ) -> Result<CallOutcome, ClientError> {
-        self.call_signed(procedure, Encoding::Postcard, args, Some(signature))
-            .await
-            .map_err(|failure| failure.into_error(procedure, None))
-    }
-
-    /// A call carrying the signature of its argument types, if known.
-    async fn call_signed(
-        &self,
-        procedure: &str,
-        encoding: Encoding,
-        args: Vec<u8>,
-        signature: Option<[u8; 16]>,
-    ) -> Result<CallOutcome, CallFailure> {
         let body = self
             .request(RequestBody::Call {
                 procedure: procedure.to_string(),
-                encoding,
+                encoding: Encoding::Postcard,
                 args,
-                signature,
+                signature: Some(signature),
             })
             .await?;
-        match body {
-            ResponseBody::Committed { seq, result } => Ok(CallOutcome { seq, result }),
-            ResponseBody::Aborted { seq, kind, message } => {
-                Err(abort_error(procedure, seq, kind, message).into())
-            }
-            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message).into()),
-            ResponseBody::SignatureMismatch { message, schema } => {
-                Err(CallFailure::Mismatch { message, schema })
-            }
-            other => Err(unexpected("call", &other).into()),
-        }
+        call_outcome(procedure, body, None)
     }
 
     /// Calls `procedure` with `args` encoded with postcard and decodes its
@@ -1014,12 +997,16 @@ impl Client {
         R: DeserializeOwned,
     {
         let args = encode_args(args)?;
-        let signature = crate::schema_cache::args_signature::<A>();
+        let body = self
+            .request(RequestBody::Call {
+                procedure: procedure.to_string(),
+                encoding: Encoding::Postcard,
+                args,
+                signature: Some(crate::schema_cache::args_signature::<A>()),
+            })
+            .await?;
         let given: GivenArgs = ordo_schema::fingerprint_of_args::<A>;
-        let CallOutcome { seq, result } = self
-            .call_signed(procedure, Encoding::Postcard, args, Some(signature))
-            .await
-            .map_err(|failure| failure.into_error(procedure, Some(&given)))?;
+        let CallOutcome { seq, result } = call_outcome(procedure, body, Some(&given))?;
         let value = decode_result(procedure, seq, &result)?;
         Ok(Called { value, seq })
     }
@@ -1383,22 +1370,6 @@ fn refusal_error(reason: RequestRefusal, message: String) -> ClientError {
     }
 }
 
-/// How a call failed: an error, or a signature mismatch that the typed
-/// caller can describe better (it knows the types it encoded).
-enum CallFailure {
-    Error(ClientError),
-    Mismatch {
-        message: String,
-        schema: Box<ordo_schema::ProcedureSchema>,
-    },
-}
-
-impl From<ClientError> for CallFailure {
-    fn from(err: ClientError) -> CallFailure {
-        CallFailure::Error(err)
-    }
-}
-
 /// What `fingerprint_of_args::<A>` returns: the caller's argument shapes.
 type GivenArgs = fn() -> (
     ordo_schema::Fingerprint,
@@ -1406,32 +1377,39 @@ type GivenArgs = fn() -> (
     ordo_schema::Registry,
 );
 
-impl CallFailure {
-    fn into_error(self, procedure: &str, given: Option<&GivenArgs>) -> ClientError {
-        match self {
-            CallFailure::Error(err) => err,
-            CallFailure::Mismatch { message, schema } => {
-                let detail = match given {
-                    Some(given) => {
-                        let (_, shapes, types) = given();
-                        let names: Vec<String> =
-                            schema.params.iter().map(|p| p.name.clone()).collect();
-                        let expected: Vec<ordo_schema::Shape> =
-                            schema.params.iter().map(|p| p.shape.clone()).collect();
-                        ordo_schema::describe_args_mismatch(
-                            &names,
-                            (&expected, &schema.types),
-                            (&shapes, &types),
-                        )
-                    }
-                    None => message,
-                };
-                ClientError::SignatureMismatch {
-                    procedure: procedure.to_string(),
-                    detail,
-                }
-            }
+/// A call's answer as its outcome or error. With `given` (a typed call,
+/// which knows the types it encoded) a signature mismatch names the first
+/// parameter that differs; without, it carries the server's message.
+/// Synchronous, so the call futures stay as small as before.
+fn call_outcome(
+    procedure: &str,
+    body: ResponseBody,
+    given: Option<&GivenArgs>,
+) -> Result<CallOutcome, ClientError> {
+    match body {
+        ResponseBody::Committed { seq, result } => Ok(CallOutcome { seq, result }),
+        ResponseBody::Aborted { seq, kind, message } => {
+            Err(abort_error(procedure, seq, kind, message))
         }
+        ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+        ResponseBody::SignatureMismatch { message, schema } => {
+            let detail = match given {
+                Some(given) => {
+                    let (_, shapes, types) = given();
+                    ordo_schema::describe_args_mismatch(
+                        &schema.param_names(),
+                        (&schema.param_shapes(), &schema.types),
+                        (&shapes, &types),
+                    )
+                }
+                None => message,
+            };
+            Err(ClientError::SignatureMismatch {
+                procedure: procedure.to_string(),
+                detail,
+            })
+        }
+        other => Err(unexpected("call", &other)),
     }
 }
 

@@ -4,33 +4,47 @@
 //! fingerprint of its argument type's schema, so the server refuses
 //! arguments of other types than the procedure's parameters before they
 //! are logged (docs/PROCEDURES.md, "The procedure contract"). Building a
-//! schema allocates; this cache makes the per-call cost one hash of the
-//! type's name and a read lock.
+//! schema allocates; this per-thread cache makes the per-call cost a
+//! short scan of a few entries.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::cell::RefCell;
 
 use ordo_schema::{Fingerprint, Schema};
-use parking_lot::RwLock;
 
-/// Argument types a process has called with; a few hundred at most in
-/// practice, so the cache never evicts. Keyed by `type_name`, which is
-/// the same for types that differ only in lifetimes (they have the same
-/// schema).
-fn cache() -> &'static RwLock<HashMap<&'static str, Fingerprint>> {
-    static CACHE: OnceLock<RwLock<HashMap<&'static str, Fingerprint>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// Argument types cached per thread; beyond this many, signatures are
+/// computed on every call (correct, only slower).
+const CACHED_TYPES_MAX: usize = 256;
+
+thread_local! {
+    /// `(address, length)` of an argument type's `type_name`, and its
+    /// signature. Equal addresses and lengths are the same string, so the
+    /// same type name (types that differ only in lifetimes share a name
+    /// and a schema); one type may appear twice under two addresses,
+    /// which costs an entry, nothing else. A linear scan of a few entries
+    /// is cheaper than hashing the name.
+    static CACHE: RefCell<Vec<(usize, usize, Fingerprint)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The fingerprint of `A` used as a whole argument list: a tuple `(A, B)`
 /// is two parameters, `()` none, any other type one.
 pub fn args_signature<A: Schema + ?Sized>() -> Fingerprint {
     let name = std::any::type_name::<A>();
-    if let Some(signature) = cache().read().get(name) {
-        return *signature;
+    let key = (name.as_ptr() as usize, name.len());
+    let cached = CACHE.with_borrow(|cache| {
+        cache
+            .iter()
+            .find(|(address, len, _)| (*address, *len) == key)
+            .map(|(_, _, signature)| *signature)
+    });
+    if let Some(signature) = cached {
+        return signature;
     }
     let (signature, _, _) = ordo_schema::fingerprint_of_args::<A>();
-    cache().write().insert(name, signature);
+    CACHE.with_borrow_mut(|cache| {
+        if cache.len() < CACHED_TYPES_MAX {
+            cache.push((key.0, key.1, signature));
+        }
+    });
     signature
 }
 

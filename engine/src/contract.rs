@@ -67,24 +67,7 @@ impl ProcedureContract {
 
     /// `transfer(from: u64, to: u64, amount: i64) -> ()`.
     pub fn signature(&self) -> String {
-        let schema = &self.schema;
-        let params: Vec<String> = schema
-            .params
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p.name,
-                    ordo_schema::render(&p.shape, &schema.types)
-                )
-            })
-            .collect();
-        format!(
-            "{}({}) -> {}",
-            schema.name,
-            params.join(", "),
-            ordo_schema::render(&schema.result, &schema.types)
-        )
+        self.schema.signature()
     }
 
     /// The parameter names, in order.

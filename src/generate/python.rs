@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use anyhow::Context;
 use ordo_client::ModuleDescription;
-use ordo_client::schema::{Fields, Shape, TypeBody, render};
+use ordo_client::schema::{Fields, Shape, TypeBody};
 
 use super::{ModuleTypes, PYTHON_KEYWORDS, assign_names, camel_case, snake_case, unique};
 
@@ -390,15 +390,8 @@ pub fn generate(module: &ModuleDescription) -> anyhow::Result<String> {
             );
         }
         let signature = format!(
-            "{}({}) -> {}{}",
-            procedure.name,
-            procedure
-                .params
-                .iter()
-                .map(|p| format!("{}: {}", p.name, render(&p.shape, &module_types.registry)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            render(&procedure.result, &module_types.registry),
+            "{}{}",
+            procedure.signature(),
             if procedure.read_only {
                 " (read-only)"
             } else {

@@ -496,7 +496,7 @@ pub fn generate(module: &ModuleDescription) -> anyhow::Result<String> {
 
     for binding in &bindings {
         out.push('\n');
-        write_binding(&mut out, binding, &module_types);
+        write_binding(&mut out, binding);
     }
 
     out.push_str(
@@ -529,7 +529,7 @@ pub fn generate(module: &ModuleDescription) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn write_binding(out: &mut String, binding: &Binding<'_>, module_types: &ModuleTypes<'_>) {
+fn write_binding(out: &mut String, binding: &Binding<'_>) {
     let procedure = binding.procedure;
     let client = if binding.params.iter().any(|(name, _)| name == "client") {
         "ordo_client_"
@@ -537,15 +537,8 @@ fn write_binding(out: &mut String, binding: &Binding<'_>, module_types: &ModuleT
         "client"
     };
     let signature = format!(
-        "`{}({}) -> {}`{}",
-        procedure.name,
-        procedure
-            .params
-            .iter()
-            .map(|p| format!("{}: {}", p.name, render(&p.shape, &module_types.registry)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        render(&procedure.result, &module_types.registry),
+        "`{}`{}",
+        procedure.signature(),
         if procedure.read_only {
             ", read-only"
         } else {

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use anyhow::Context;
 use ordo_client::ModuleDescription;
-use ordo_client::schema::{Fields, Shape, TypeBody, render};
+use ordo_client::schema::{Fields, Shape, TypeBody};
 
 use super::{ModuleTypes, assign_names, camel_case, doc_lines, snake_case, unique};
 
@@ -411,15 +411,8 @@ pub fn generate(module: &ModuleDescription) -> anyhow::Result<String> {
             ));
         }
         let signature = format!(
-            "`{}({}) -> {}`{}",
-            procedure.name,
-            procedure
-                .params
-                .iter()
-                .map(|p| format!("{}: {}", p.name, render(&p.shape, &module_types.registry)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            render(&procedure.result, &module_types.registry),
+            "`{}`{}",
+            procedure.signature(),
             if procedure.read_only {
                 " (read-only)"
             } else {

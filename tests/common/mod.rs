@@ -139,3 +139,42 @@ pub mod entries {
         postcard::to_stdvec(value).unwrap()
     }
 }
+
+/// Runs the test-built `ordo` with `args`, against `server` if given
+/// (through `ORDO_SERVER`), without tokens or a server from the
+/// environment.
+pub fn run_ordo(server: Option<&Server>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+    command
+        .args(args)
+        .env_remove("ORDO_CLIENT_TOKEN")
+        .env_remove("ORDO_ADMIN_TOKEN");
+    match server {
+        Some(server) => command.env("ORDO_SERVER", server.addr.to_string()),
+        None => command.env_remove("ORDO_SERVER"),
+    };
+    command.output().unwrap()
+}
+
+/// The stdout of a command that must have succeeded.
+#[track_caller]
+pub fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Asserts a CLI failure: non-zero exit, one line on stderr containing
+/// every one of `needles`.
+#[track_caller]
+pub fn fails_with_all(output: &std::process::Output, needles: &[&str]) {
+    assert!(!output.status.success(), "should have failed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    }
+}

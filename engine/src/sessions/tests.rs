@@ -405,7 +405,7 @@ enum Op {
 }
 
 fn client_id(client: u8) -> ClientId {
-    if client % 2 == 0 {
+    if client.is_multiple_of(2) {
         session_client_id(client as u64)
     } else {
         client as u128

@@ -259,6 +259,21 @@ impl ProcedureSchema {
         self.params.iter().map(|p| p.shape.clone()).collect()
     }
 
+    /// `transfer(from: u64, to: u64, amount: i64) -> ()`.
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| alloc::format!("{}: {}", p.name, render(&p.shape, &self.types)))
+            .collect();
+        alloc::format!(
+            "{}({}) -> {}",
+            self.name,
+            params.join(", "),
+            render(&self.result, &self.types)
+        )
+    }
+
     /// The parameters' names, in order.
     pub fn param_names(&self) -> Vec<String> {
         self.params.iter().map(|p| p.name.clone()).collect()

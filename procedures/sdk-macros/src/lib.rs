@@ -65,12 +65,17 @@ const NAME_MAX: usize = 64;
 #[proc_macro_attribute]
 pub fn procedure(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item2 = TokenStream2::from(item);
-    match expand(attr.into(), item2.clone()) {
+    emit(expand(attr.into(), item2.clone()), item2)
+}
+
+/// The expansion, or its error followed by the item as written (so the
+/// error is the only one shown).
+fn emit(expanded: syn::Result<TokenStream2>, item: TokenStream2) -> TokenStream {
+    match expanded {
         Ok(tokens) => tokens.into(),
         Err(err) => {
-            // Keep the function itself so the error is the only one shown.
             let mut out = err.to_compile_error();
-            out.extend(item2);
+            out.extend(item);
             out.into()
         }
     }
@@ -187,14 +192,7 @@ pub fn migration(attr: TokenStream, item: TokenStream) -> TokenStream {
             "#[migration] takes no options",
         ))
     };
-    match expanded {
-        Ok(tokens) => tokens.into(),
-        Err(err) => {
-            let mut out = err.to_compile_error();
-            out.extend(item2);
-            out.into()
-        }
-    }
+    emit(expanded, item2)
 }
 
 fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -518,14 +516,7 @@ fn doc_comment(attrs: &[syn::Attribute]) -> String {
 #[proc_macro_attribute]
 pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item2 = TokenStream2::from(item);
-    match expand_table(attr.into(), item2.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(err) => {
-            let mut out = err.to_compile_error();
-            out.extend(item2);
-            out.into()
-        }
-    }
+    emit(expand_table(attr.into(), item2.clone()), item2)
 }
 
 fn expand_table(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
