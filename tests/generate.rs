@@ -687,7 +687,7 @@ function callJson(procedure: string, args: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(ordo, ["call", "--server", server, "--", procedure, args], (error: unknown, stdout: string, stderr: string) => {
       if (error) reject(new Error(String(stderr).trim()));
-      else resolve(String(stdout).trim());
+      else resolve(String(stdout).trim() || "null"); // `ordo call` prints nothing for null
     });
   });
 }

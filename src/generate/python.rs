@@ -473,7 +473,8 @@ def cli_transport(
             if message.startswith("ordo: "):
                 message = message[len("ordo: "):]
             raise OrdoError(message)
-        return done.stdout.strip()
+        # `ordo call` prints nothing for a JSON `null` result.
+        return done.stdout.strip() or "null"
 
     return call_json
 
