@@ -401,8 +401,8 @@ impl Shared {
                 .map_err(|err| bad(err.to_string()))
             }
             ArgsEncoding::Json => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(args).map_err(|err| bad(format!("not JSON: {err}")))?;
+                let value = ordo_engine::schema::parse_json(args)
+                    .map_err(|err| bad(format!("not JSON: {err}")))?;
                 ordo_engine::schema::check_json_args(
                     &contract.schema.params,
                     &contract.schema.types,

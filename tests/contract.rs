@@ -267,6 +267,12 @@ fn json_arguments_are_checked_at_every_depth() {
         ),
         // Unknown enum variants.
         (good.replace(r#""Part""#, r#""Gadget""#), &["Gadget"]),
+        // A field twice: JSON values keep the last, the procedure's
+        // decoding refuses it (found by the json_args fuzzer).
+        (
+            good.replace(r#""count":10,"#, r#""count":10,"count":11,"#),
+            &["`count`", "twice"],
+        ),
     ];
     runtime().block_on(async {
         let mut config = ClientConfig::new(server.addr.to_string());

@@ -19,8 +19,9 @@ use crate::{
 /// `shape`, strictly (see the module docs).
 ///
 /// 128-bit integers: a `serde_json::Value` holds integers beyond 64 bits
-/// as floats, so for `u128`/`i128` an integral float of magnitude at least
-/// 2^63 is accepted as the large literal it must have been.
+/// as floats, indistinguishable from float literals serde would refuse for
+/// a `u128`, so `u128`/`i128` values beyond the 64-bit range are refused
+/// in JSON (postcard carries them).
 pub fn check_json(shape: &Shape, registry: &Registry, value: &Value) -> Result<(), CheckError> {
     check(shape, registry, value, 0).map_err(Failure::into_error)
 }
@@ -138,14 +139,15 @@ fn wide_float(
     let integral = f.is_finite() && (f as i128) as f64 == f;
     let magnitude_ok = f >= TWO_POW_63 || f <= -TWO_POW_63;
     if wide && integral && magnitude_ok {
-        return if f >= min as f64 && f <= max as f64 {
-            Ok(())
-        } else {
-            Err(Failure::new(format!(
-                "{n} is out of range for {}",
-                render(shape, registry)
-            )))
-        };
+        // A `Value` holds both `369209037460743200000000` and
+        // `3.692090374607432e24` as the same float, but serde reads only
+        // the first as a u128: refuse both rather than accept what the
+        // procedure would then refuse (found by the json_args fuzzer).
+        let _ = (min, max);
+        return Err(Failure::new(format!(
+            "{n} is beyond 64 bits, which a JSON argument cannot carry exactly for {}; send this call with postcard",
+            render(shape, registry)
+        )));
     }
     Err(Failure::new(format!(
         "expected {}, found the non-integer number {n}",
@@ -473,5 +475,98 @@ fn check_key(shape: &Shape, registry: &Registry, key: &str, depth: usize) -> Res
             "a map key of type {} cannot be written in JSON",
             render(shape, registry)
         ))),
+    }
+}
+
+/// Parses JSON arguments the way the node checks them: like
+/// `serde_json::from_slice::<Value>`, but a key that appears twice in one
+/// object is an error. (`Value` keeps the last of duplicate keys, while
+/// serde's derive refuses a duplicate field, so a check of the parsed
+/// value could pass arguments the procedure then refuses; found by the
+/// json_args fuzzer.)
+pub fn parse_json(bytes: &[u8]) -> Result<Value, String> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = UniqueKeys
+        .deserialize(&mut deserializer)
+        .map_err(|err| format!("{err}"))?;
+    deserializer.end().map_err(|err| format!("{err}"))?;
+    Ok(value)
+}
+
+/// A `Value` whose objects may not repeat a key.
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(String::from(v)))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(UniqueKeys)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{key}` appears twice in one object"
+                )));
+            }
+            let value = map.next_value_seed(UniqueKeys)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }

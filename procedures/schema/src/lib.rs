@@ -78,7 +78,7 @@ pub use compat::stored_compatibility;
 pub use describe::describe_args_mismatch;
 pub use fingerprint::{Fingerprint, args_fingerprint, fingerprint_of_args};
 #[cfg(feature = "json")]
-pub use json::{check_json, check_json_args};
+pub use json::{check_json, check_json_args, parse_json};
 pub use postcard_check::{check_postcard, check_postcard_args, check_postcard_params};
 pub use render::{render, render_id};
 pub use stored::{decode_schema, encode_schema};

@@ -411,12 +411,20 @@ fn json_numbers() {
     );
     check_json(&Shape::I64, &r, &json!(i64::MIN)).unwrap();
     check_json(&Shape::U64, &r, &json!(u64::MAX)).unwrap();
-    // Beyond 64 bits a Value holds a float; for 128-bit types that is the
-    // large literal it must have been.
+    // Beyond 64 bits a Value holds a float, the same for the literal
+    // `100000000000000000000000` (a u128 to serde) and `1e23` (not one), so
+    // 128-bit values beyond 64 bits are refused in JSON: never accept what
+    // the procedure would refuse.
     let big: serde_json::Value = serde_json::from_str("100000000000000000000000").unwrap();
-    check_json(&Shape::U128, &r, &big).unwrap();
-    check_json(&Shape::I128, &r, &big).unwrap();
+    let refused = json_err(&Shape::U128, &r, big.clone());
+    assert!(
+        refused.contains("beyond 64 bits") && refused.contains("postcard"),
+        "{refused}"
+    );
+    assert!(check_json(&Shape::I128, &r, &big).is_err());
     assert!(check_json(&Shape::U64, &r, &big).is_err());
+    check_json(&Shape::U128, &r, &json!(u64::MAX)).unwrap();
+    check_json(&Shape::I128, &r, &json!(i64::MIN)).unwrap();
     let negative: serde_json::Value = serde_json::from_str("-100000000000000000000000").unwrap();
     assert!(check_json(&Shape::U128, &r, &negative).is_err());
     check_json(&Shape::F64, &r, &json!(3)).unwrap();
@@ -1091,4 +1099,26 @@ fn schemas_encode_and_decode_safely() {
     );
     assert!(decode_schema::<Shape>(&[option_tag, 0]).is_ok());
     assert!(decode_schema::<ProcedureSchema>(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn json_arguments_may_not_repeat_a_key() {
+    use ordo_schema::parse_json;
+    let parsed = parse_json(br#"{"a": {"b": [1, {"c": null}]}, "d": "x"}"#).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::json!({"a": {"b": [1, {"c": null}]}, "d": "x"})
+    );
+    // serde_json's Value would keep the last `count`; serde's derive
+    // refuses the duplicate, so the check must too, at any depth.
+    for text in [
+        r#"{"count": 1, "count": 2}"#,
+        r#"{"item": {"sku": "a", "sku": "b"}}"#,
+        r#"[{"x": 1}, {"y": 2, "y": 3}]"#,
+    ] {
+        let err = parse_json(text.as_bytes()).unwrap_err();
+        assert!(err.contains("appears twice"), "{text}: {err}");
+    }
+    assert!(parse_json(b"{} trailing").is_err());
+    assert!(parse_json(b"").is_err());
 }
