@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod modules;
 pub mod node;
 pub mod server;
+pub mod snapshots;
 pub mod tls;
 pub mod workload;
 

@@ -312,6 +312,13 @@ struct ServeArgs {
     /// resets). Recorded with the data: every member must use the same.
     #[arg(long, default_value_t = ordo_engine::INSTANCE_EPOCH_DEFAULT)]
     snapshot_every: u64,
+    /// On a single node, snapshot (at one of the points above) only once
+    /// the log has grown by this many bytes and by the previous
+    /// snapshot's size since it; the log before the older of the two
+    /// newest snapshots is then removed. 0 snapshots at every point, as a
+    /// cluster does. Not recorded: it may change between restarts.
+    #[arg(long, default_value_t = ordo::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT)]
+    snapshot_log_bytes_min: u64,
     /// Unregistered clients (no session registered) whose answers are
     /// kept for retries. Recorded with the data, like the three below.
     #[arg(long, default_value_t = ordo_engine::config::SESSIONS_MAX_DEFAULT)]
@@ -996,6 +1003,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig {
         partitions: args.partitions,
         cluster,
+        snapshot_log_bytes_min: args.snapshot_log_bytes_min,
         ..NodeConfig::new(&args.data)
     };
     config.engine.instance_epoch = args.snapshot_every;

@@ -83,6 +83,10 @@ pub struct NodeConfig {
     /// Bytes the on-disk cache of compiled modules (`<data>/compiled/`)
     /// may hold; 0 turns the cache off. See `compile_cache.rs`.
     pub compile_cache_bytes_max: u64,
+    /// On a single node, the least log growth in bytes between two
+    /// snapshots (see `snapshots.rs`); 0 snapshots at every instance
+    /// epoch, as a cluster does.
+    pub snapshot_log_bytes_min: u64,
 }
 
 /// This node's place in a Raft cluster.
@@ -122,6 +126,7 @@ impl NodeConfig {
             partitions: default_partitions(),
             cluster: None,
             compile_cache_bytes_max: crate::compile_cache::COMPILE_CACHE_BYTES_MAX_DEFAULT,
+            snapshot_log_bytes_min: crate::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT,
         }
     }
 }
@@ -341,6 +346,9 @@ struct Shared {
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
     raft: Option<RaftHandle>,
+    /// A single node's snapshots (`None` in a cluster, where Raft keeps
+    /// them).
+    local: Option<crate::snapshots::LocalSnapshots>,
     reads: Sender<ReadRequest>,
 }
 
@@ -590,22 +598,68 @@ impl Node {
         // it is built before the shared state: it finds it through this.
         let shared_for_abandon: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> =
             Arc::new(std::sync::OnceLock::new());
-        let (log, executor, recovery, raft): (Box<dyn Log<Callers>>, _, _, _) = match &config
-            .cluster
-        {
+        let (log, executor, recovery, raft, local, last_timestamp_ms): (
+            Box<dyn Log<Callers>>,
+            _,
+            _,
+            _,
+            _,
+            _,
+        ) = match &config.cluster {
             None => {
                 let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
                 log_config.segment_bytes_max = config.segment_bytes_max;
                 let file = FileLog::open(log_config)?;
                 let recovery = file.recovery().cloned();
-                let mut executor = fresh_executor(&config, &compiler);
-                let sequencer = replay(&file, &mut executor)?;
+                let snapshots_dir = config.data_dir.join(crate::snapshots::SNAPSHOTS_DIR);
+                let cannot = |what: &str, err: std::io::Error| {
+                    NodeError::Failed(format!("cannot {what} {}: {err}", snapshots_dir.display()))
+                };
+                let store = Arc::new(
+                    ordo_sequencer::raft::SnapshotStore::open(snapshots_dir.clone())
+                        .map_err(|err| cannot("open the snapshots in", err))?,
+                );
+                let latest = store
+                    .latest()
+                    .map_err(|err| cannot("read the snapshots in", err))?;
+                crate::snapshots::check_fits(latest.as_ref(), &file, &snapshots_dir)
+                    .map_err(NodeError::Failed)?;
+                let (mut executor, sequencer) = match &latest {
+                    Some(image) => {
+                        // Operators (and tests) want to know what a start
+                        // did not have to replay.
+                        eprintln!(
+                            "ordo: restored the snapshot at sequence {} (log record {}); replaying the {} records after it",
+                            image.next_seq,
+                            image.covered_index(),
+                            file.last_index() - image.covered_index()
+                        );
+                        (
+                            restore_executor(&config, &compiler, image)?,
+                            Sequencer::resume(image.next_seq, image.last_timestamp_ms),
+                        )
+                    }
+                    None => (fresh_executor(&config, &compiler), Sequencer::new()),
+                };
+                let after_index = latest.as_ref().map_or(0, SnapshotImage::covered_index);
+                let sequencer = replay(&file, &mut executor, after_index, sequencer)?;
+                let last_timestamp_ms = sequencer.last_timestamp_ms();
+                let file = Arc::new(Mutex::new(file));
+                let local = crate::snapshots::LocalSnapshots::start(
+                    store,
+                    file.clone(),
+                    config.snapshot_log_bytes_min,
+                    latest.as_ref(),
+                )
+                .map_err(NodeError::Thread)?;
                 let log = EmbeddedLog::new(file, sequencer, delivery_tx);
                 (
                     Box::new(log) as Box<dyn Log<Callers>>,
                     executor,
                     recovery,
                     None,
+                    Some(local),
+                    last_timestamp_ms,
                 )
             }
             Some(member) => {
@@ -640,6 +694,10 @@ impl Node {
                     executor,
                     None,
                     Some(raft),
+                    None,
+                    // Raft hands the executor each batch's predecessor's
+                    // stamp itself (`RaftPoint`).
+                    0,
                 )
             }
         };
@@ -674,6 +732,7 @@ impl Node {
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
             raft,
+            local,
             reads: reads_tx,
         });
         let _ = shared_for_abandon.set(Arc::downgrade(&shared));
@@ -683,7 +742,9 @@ impl Node {
             std::thread::Builder::new()
                 .name("ordo-executor".into())
                 .stack_size(ordo_engine::ENGINE_THREAD_STACK_BYTES)
-                .spawn(move || run_executor(shared, executor, delivery_rx, reads_rx))
+                .spawn(move || {
+                    run_executor(shared, executor, delivery_rx, reads_rx, last_timestamp_ms)
+                })
                 .map_err(NodeError::Thread)?
         };
         let log_thread = {
@@ -935,14 +996,19 @@ fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
     }
 }
 
-/// Replays every record into `executor`; returns the sequencer that
-/// continues after the last batch (dense numbers, monotonic time).
-fn replay(log: &FileLog, executor: &mut Executor) -> Result<Sequencer, NodeError> {
-    let mut sequencer = Sequencer::new();
-    if log.last_index() == 0 {
+/// Replays the records after `after_index` into `executor` (restored to
+/// just after that record, or fresh if it is 0); returns the sequencer
+/// that continues after the last batch (dense numbers, monotonic time).
+fn replay(
+    log: &FileLog,
+    executor: &mut Executor,
+    after_index: u64,
+    mut sequencer: Sequencer,
+) -> Result<Sequencer, NodeError> {
+    if log.last_index() <= after_index {
         return Ok(sequencer);
     }
-    for record in log.read_from(log.first_index())? {
+    for record in log.read_from(after_index + 1)? {
         let (index, payload) = record?;
         let batch = Batch::decode(&payload).map_err(|err| NodeError::BadRecord {
             index,
@@ -1208,6 +1274,7 @@ fn run_executor(
     mut executor: Executor,
     deliveries: Receiver<Delivery<Callers>>,
     reads: Receiver<ReadRequest>,
+    mut last_timestamp_ms: u64,
 ) {
     let _fail_on_panic = FailOnPanic(&shared, "ordo-executor");
     let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
@@ -1259,10 +1326,22 @@ fn run_executor(
             token,
             raft,
             checkpoints,
+            encoded_bytes,
         } = committed;
         if let (Some(point), Some(handle)) = (&raft, &shared.raft) {
             take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
         }
+        if let Some(local) = &shared.local {
+            local.before_batch(
+                &executor,
+                &shared.config.engine,
+                &batch,
+                log_index,
+                encoded_bytes,
+                last_timestamp_ms,
+            );
+        }
+        last_timestamp_ms = batch.timestamp_ms;
         if let Some(handle) = &shared.raft
             && let Err(reason) = divergence.check(
                 handle.node_id(),

@@ -8,7 +8,10 @@
 //! drives either through [`Log`] and reads [`Delivery`]s from a channel,
 //! so it does not know which one it runs on.
 
+use std::sync::Arc;
+
 use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 
 use crate::entry::{Batch, Entry};
 use crate::file_log::{FileLog, LogError};
@@ -43,6 +46,9 @@ pub struct Committed<T> {
     /// Nodes' hashes at earlier check points, for the divergence check
     /// (Raft only).
     pub checkpoints: Vec<crate::raft::Checkpoint>,
+    /// Bytes the batch takes in the log (its encoding), for the single
+    /// node's snapshot schedule.
+    pub encoded_bytes: usize,
 }
 
 /// Why a proposal was not taken. The token comes back so its callers can
@@ -86,8 +92,12 @@ pub trait Log<T>: Send {
 /// The single-node log: a [`FileLog`] and a [`Sequencer`]. A proposal is
 /// numbered, appended and fsynced before `propose` returns, and delivered
 /// at once.
+///
+/// The file log sits behind a mutex shared with the node, which takes it
+/// briefly and rarely: to remove the records a new snapshot covers, and to
+/// read records for a backup. The log thread is its only writer.
 pub struct EmbeddedLog<T> {
-    file: FileLog,
+    file: Arc<Mutex<FileLog>>,
     sequencer: Sequencer,
     deliveries: Sender<Delivery<T>>,
 }
@@ -95,7 +105,11 @@ pub struct EmbeddedLog<T> {
 impl<T> EmbeddedLog<T> {
     /// `sequencer` continues after the last batch in `file` (see the
     /// node's replay).
-    pub fn new(file: FileLog, sequencer: Sequencer, deliveries: Sender<Delivery<T>>) -> Self {
+    pub fn new(
+        file: Arc<Mutex<FileLog>>,
+        sequencer: Sequencer,
+        deliveries: Sender<Delivery<T>>,
+    ) -> Self {
         EmbeddedLog {
             file,
             sequencer,
@@ -112,10 +126,12 @@ impl<T: Send> Log<T> for EmbeddedLog<T> {
         token: T,
     ) -> Result<(), Refused<T>> {
         let batch = self.sequencer.close(entries, timestamp_ms);
-        let appended: Result<u64, LogError> = self
-            .file
-            .append(&batch.encode())
-            .and_then(|index| self.file.sync().map(|()| index));
+        let encoded = batch.encode();
+        let appended: Result<u64, LogError> = {
+            let mut file = self.file.lock();
+            file.append(&encoded)
+                .and_then(|index| file.sync().map(|()| index))
+        };
         let log_index = match appended {
             Ok(index) => index,
             Err(err) => {
@@ -134,6 +150,7 @@ impl<T: Send> Log<T> for EmbeddedLog<T> {
             token: Some(token),
             raft: None,
             checkpoints: Vec::new(),
+            encoded_bytes: encoded.len(),
         }));
         if let Err(crossbeam_channel::SendError(Delivery::Batch(committed))) = delivered {
             return Err(Refused {
@@ -145,6 +162,6 @@ impl<T: Send> Log<T> for EmbeddedLog<T> {
     }
 
     fn last_index(&self) -> u64 {
-        self.file.last_index()
+        self.file.lock().last_index()
     }
 }

@@ -52,6 +52,38 @@ impl SnapshotImage {
         bytes
     }
 
+    /// A single node's snapshot: the engine state just after the file
+    /// log's record `record_index` (0: before the first record). The file
+    /// log has no terms, so its image names the record as a log id of
+    /// term 0 and no membership; the format is the cluster's, so one
+    /// reader and one checksum serve both.
+    pub fn for_file_log(
+        record_index: u64,
+        next_seq: u64,
+        last_timestamp_ms: u64,
+        engine: Vec<u8>,
+    ) -> SnapshotImage {
+        SnapshotImage {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(
+                    openraft::CommittedLeaderId::new(0, 0),
+                    record_index,
+                )),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("file-{record_index}-seq{next_seq}"),
+            },
+            next_seq,
+            last_timestamp_ms,
+            engine,
+        }
+    }
+
+    /// The last log index (file log record or Raft entry) the image
+    /// covers; 0 if it covers none.
+    pub fn covered_index(&self) -> u64 {
+        self.meta.last_log_id.map_or(0, |log_id| log_id.index)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, String> {
         if bytes.len() < 24 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err("not an ordo snapshot (bad magic or too short)".into());
@@ -126,6 +158,21 @@ impl SnapshotStore {
             let _ = std::fs::remove_file(old);
         }
         Ok(())
+    }
+
+    /// The log indexes the kept snapshot files cover, oldest first.
+    pub fn covered_indexes(&self) -> std::io::Result<Vec<u64>> {
+        Ok(self.files()?.into_iter().map(|(index, _)| index).collect())
+    }
+
+    /// The newest snapshot file's path and covered index, without reading
+    /// it.
+    pub fn newest_file(&self) -> std::io::Result<Option<(u64, PathBuf)>> {
+        Ok(self.files()?.pop())
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The newest snapshot that reads back intact.
@@ -262,6 +309,7 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                             before_membership: applied.membership.clone(),
                             before_timestamp_ms: applied.sequencer.last_timestamp_ms(),
                         };
+                        let encoded_bytes = proposal.entries.len();
                         let batch = applied.sequencer.close(entries, proposal.timestamp_ms);
                         let token = if proposal.id.node == self.node_id {
                             self.pending.lock().remove(&proposal.id)
@@ -274,6 +322,7 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                             token,
                             raft: Some(point),
                             checkpoints: proposal.checkpoints,
+                            encoded_bytes,
                         }))
                     }
                 }
