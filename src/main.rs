@@ -141,6 +141,25 @@ enum Command {
         #[arg(long)]
         accept_loss: bool,
     },
+    /// Take a hot, consistent backup of a standalone node into DIR (new or
+    /// empty): its newest snapshot and the log after it, at the node's
+    /// current position. Writes go on meanwhile. Needs the admin token.
+    Backup {
+        #[command(flatten)]
+        remote: Remote,
+        /// Where to write the backup.
+        dir: PathBuf,
+    },
+    /// Make a data directory from a backup, check that a node opened on it
+    /// reaches the backup's position and hashes, and print them; then
+    /// `ordo serve --data NEWDIR` serves it.
+    Restore {
+        /// The backup (a directory `ordo backup` wrote).
+        dir: PathBuf,
+        /// The data directory to create (new or empty).
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Show the node's position and hashes.
     Status {
         #[command(flatten)]
@@ -723,6 +742,29 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Repair { data, accept_loss } => repair(&data, accept_loss),
+        Command::Backup { remote, dir } => {
+            let manifest = remote.run(async |client| ordo::backup::take(&client, &dir).await)?;
+            println!(
+                "backup of position {} (state hash {}) in {}: {} snapshot bytes and {} log records",
+                manifest.position,
+                manifest.state_hash,
+                dir.display(),
+                manifest.snapshot.as_ref().map_or(0, |sum| sum.bytes),
+                manifest.record_count
+            );
+            Ok(())
+        }
+        Command::Restore { dir, data } => {
+            let restored = ordo::backup::restore(&dir, &data)?;
+            println!(
+                "restored position {} (state hash {}) into {}; serve it with `ordo serve --data {}`",
+                restored.position,
+                restored.state_hash,
+                restored.data.display(),
+                restored.data.display()
+            );
+            Ok(())
+        }
         Command::Status { remote, json } => {
             let status = remote.run(async |client| Ok(client.status().await?))?;
             if json {

@@ -768,6 +768,20 @@ impl Node {
         })
     }
 
+    /// Fixes a hot backup at this node's current position (see
+    /// `backup.rs`); a standalone node only.
+    pub fn begin_backup(&self) -> Result<crate::backup::ServedBackup, NodeError> {
+        let Some(local) = &self.shared.local else {
+            return Err(NodeError::Failed(
+                "backups are taken from a standalone node; a cluster member cannot give one yet"
+                    .into(),
+            ));
+        };
+        let status = self.shared.status.lock().clone();
+        crate::backup::ServedBackup::begin(local, &self.shared.config.engine, &status)
+            .map_err(|reason| NodeError::Failed(format!("cannot begin a backup: {reason}")))
+    }
+
     /// Runs the read-only `procedure` on this node's current state,
     /// without logging it: possibly stale on a cluster follower; the
     /// outcome carries the position it read at. Blocks until the executor

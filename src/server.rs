@@ -25,10 +25,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ordo_client::protocol::{
-    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder, HANDSHAKE_FRAME_BYTES_MAX,
-    Hello, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
-    RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload, encode_frame,
-    encode_frame_into, frame_payload_bytes,
+    BackupAnswer, BackupStep, Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder,
+    HANDSHAKE_FRAME_BYTES_MAX, Hello, ProcedureDescription, ProtocolError, RefusalReason, Request,
+    RequestBody, RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload,
+    encode_frame, encode_frame_into, frame_payload_bytes,
 };
 use ordo_client::{rustls, tokio_rustls};
 use ordo_engine::{Outcome, TxOutcome};
@@ -689,6 +689,9 @@ async fn read_requests(
     let mut decoder = FrameDecoder::new(config.frame_bytes_max);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut calls = Vec::new();
+    // The backup this connection began, if any: it keeps the node from
+    // removing the log records it reads until the connection closes.
+    let backup: ConnectionBackup = Default::default();
     let idle_timeout = config.idle_timeout;
     let mut last_read = Instant::now();
     // One timer, moved forward only when it fires early: re-arming it on
@@ -755,7 +758,8 @@ async fn read_requests(
             if !submit_calls(session, &mut calls, responses).await {
                 return Ok(());
             }
-            if let Some(answer) = other_request(node, config, session, responses, request_id, body)
+            if let Some(answer) =
+                other_request(node, config, session, responses, &backup, request_id, body)
                 && !responses
                     .send(Response {
                         request_id,
@@ -800,10 +804,40 @@ fn other_request(
     config: &ServerConfig,
     session: &Arc<Session>,
     responses: &Responses,
+    backup: &ConnectionBackup,
     request_id: u64,
     body: RequestBody,
 ) -> Option<ResponseBody> {
     match body {
+        RequestBody::Backup { admin_token, step } => {
+            if !token_ok(&config.admin_token, &admin_token) {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::Unauthorized,
+                    message: "a backup needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
+                        .to_string(),
+                });
+            }
+            // Reading the snapshot and the log touches files: off the
+            // async threads.
+            let (node, backup, responses) = (node.clone(), backup.clone(), responses.clone());
+            tokio::spawn(async move {
+                let stepped =
+                    tokio::task::spawn_blocking(move || backup_step(&node, &backup, step)).await;
+                let body = match stepped {
+                    Ok(Ok(answer)) => ResponseBody::Backup(answer),
+                    Ok(Err(message)) => ResponseBody::Refused {
+                        reason: RequestRefusal::BadRequest,
+                        message,
+                    },
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "backup task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -922,6 +956,25 @@ fn other_request(
                 .map(crate::describe::module_description)
                 .collect(),
         )),
+    }
+}
+
+/// A connection's backup in progress.
+type ConnectionBackup = Arc<parking_lot::Mutex<Option<crate::backup::ServedBackup>>>;
+
+fn backup_step(
+    node: &Node,
+    backup: &ConnectionBackup,
+    step: BackupStep,
+) -> Result<BackupAnswer, String> {
+    let mut backup = backup.lock();
+    if step == BackupStep::Begin {
+        *backup = None;
+        *backup = Some(node.begin_backup().map_err(|err| err.to_string())?);
+    }
+    match &*backup {
+        Some(backup) => backup.step(step),
+        None => Err("no backup begun on this connection: send Begin first".to_string()),
     }
 }
 

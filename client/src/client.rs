@@ -1237,6 +1237,24 @@ impl Client {
         }
     }
 
+    /// One step of a backup of a standalone node (see the protocol's
+    /// "Backups"), with [`ClientConfig::admin_token`]. All steps of one
+    /// backup must go over one connection: after a reconnect, begin again.
+    pub async fn backup_step(
+        &self,
+        step: crate::protocol::BackupStep,
+    ) -> Result<crate::protocol::BackupAnswer, ClientError> {
+        let body = RequestBody::Backup {
+            admin_token: self.handle.core.config.admin_token.clone(),
+            step,
+        };
+        match self.request(body).await? {
+            ResponseBody::Backup(answer) => Ok(answer),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("a backup answer", &other)),
+        }
+    }
+
     pub async fn procedures(&self) -> Result<Vec<ProcedureDescription>, ClientError> {
         match self.request(RequestBody::Procedures).await? {
             ResponseBody::Procedures(procedures) => Ok(procedures),
@@ -1425,6 +1443,7 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::ReadDone { .. } => "a stale read",
         ResponseBody::SignatureMismatch { .. } => "a signature mismatch",
         ResponseBody::Described(_) => "a description",
+        ResponseBody::Backup(_) => "a backup answer",
     };
     ClientError::UnexpectedResponse { expected, got }
 }

@@ -1,4 +1,4 @@
-//! ordo's wire protocol, version 3: the messages a client and `ordo serve`
+//! ordo's wire protocol, version 4: the messages a client and `ordo serve`
 //! exchange over TCP, and how they are framed.
 //!
 //! A connection starts with a handshake: the client sends a [`Hello`]
@@ -66,6 +66,17 @@
 //! a signature is the raw path (still checked for exact decoding).
 //! [`RequestBody::Describe`] returns every deployed module's schemas.
 //!
+//! # Backups (version 4)
+//!
+//! [`RequestBody::Backup`] (admin token) copies a standalone node's state
+//! out in steps on one connection: `Begin` fixes the backup at the node's
+//! current position (its newest snapshot file and the log records after
+//! it, which the node then keeps until the connection closes) and answers
+//! [`BackupInfo`]; `Snapshot` and `Records` fetch the pieces, each answer
+//! at most [`BACKUP_CHUNK_BYTES_MAX`] (a single larger log record comes
+//! alone). A new `Begin` replaces the connection's backup; a step without
+//! one is refused with `BadRequest`.
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -75,7 +86,7 @@ use serde::{Deserialize, Serialize};
 /// port scanner) is recognised and refused at once.
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
@@ -86,6 +97,10 @@ pub const FRAME_BYTES_MAX_DEFAULT: usize = 17 << 20;
 /// has not shown its token yet. A hello is its magic, version, client id
 /// and token, so this bounds the client token to a little under 4 KiB.
 pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4 << 10;
+
+/// Most bytes of snapshot or log one backup answer carries (one log
+/// record larger than this is sent alone).
+pub const BACKUP_CHUNK_BYTES_MAX: usize = 4 << 20;
 
 /// How a call's arguments and result are encoded (mirrors the engine's
 /// `ArgsEncoding`; this crate must not depend on the engine).
@@ -222,6 +237,56 @@ pub enum RequestBody {
     /// Every deployed module's procedure and table schemas; answered with
     /// [`ResponseBody::Described`] by any node.
     Describe,
+    /// One step of a backup (see "Backups"); answered with
+    /// [`ResponseBody::Backup`].
+    Backup {
+        admin_token: Option<String>,
+        step: BackupStep,
+    },
+}
+
+/// What a [`RequestBody::Backup`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupStep {
+    /// Fix a backup at the node's current position.
+    Begin,
+    /// Snapshot file bytes from `offset` on.
+    Snapshot { offset: u64 },
+    /// Log records from index `from` on, up to the backup's last.
+    Records { from: u64 },
+}
+
+/// The answer to a backup step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupAnswer {
+    Begun(BackupInfo),
+    Snapshot {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// Consecutive records `(index, payload)`, starting at the asked one.
+    Records(Vec<(u64, Vec<u8>)>),
+}
+
+/// What a backup holds, fixed by its `Begin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// The last sequence number the backup's state includes.
+    pub position: u64,
+    /// Hex of the state hash and the chain hash at `position`.
+    pub state_hash: String,
+    pub chain_hash: String,
+    /// The engine config the data was made under (JSON); a node restored
+    /// from the backup runs with it.
+    pub engine_config: String,
+    /// Bytes of the newest snapshot file (0: the node has none, and the
+    /// records start at the log's first).
+    pub snapshot_bytes: u64,
+    /// The last log record the snapshot covers (0 with no snapshot).
+    pub snapshot_covered_index: u64,
+    /// The log records after the snapshot, up to and including this one,
+    /// complete the backup (none if it equals `snapshot_covered_index`).
+    pub last_record_index: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +349,7 @@ pub enum ResponseBody {
         schema: Box<ordo_schema::ProcedureSchema>,
     },
     Described(Vec<ModuleDescription>),
+    Backup(BackupAnswer),
 }
 
 /// One deployed module's contract, from [`RequestBody::Describe`].
