@@ -607,10 +607,12 @@ impl Node {
             _,
         ) = match &config.cluster {
             None => {
+                let opening = Instant::now();
                 let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
                 log_config.segment_bytes_max = config.segment_bytes_max;
                 let file = FileLog::open(log_config)?;
                 let recovery = file.recovery().cloned();
+                let log_opened = opening.elapsed();
                 let snapshots_dir = config.data_dir.join(crate::snapshots::SNAPSHOTS_DIR);
                 let cannot = |what: &str, err: std::io::Error| {
                     NodeError::Failed(format!("cannot {what} {}: {err}", snapshots_dir.display()))
@@ -624,25 +626,31 @@ impl Node {
                     .map_err(|err| cannot("read the snapshots in", err))?;
                 crate::snapshots::check_fits(latest.as_ref(), &file, &snapshots_dir)
                     .map_err(NodeError::Failed)?;
+                let restoring = Instant::now();
                 let (mut executor, sequencer) = match &latest {
-                    Some(image) => {
-                        // Operators (and tests) want to know what a start
-                        // did not have to replay.
-                        eprintln!(
-                            "ordo: restored the snapshot at sequence {} (log record {}); replaying the {} records after it",
-                            image.next_seq,
-                            image.covered_index(),
-                            file.last_index() - image.covered_index()
-                        );
-                        (
-                            restore_executor(&config, &compiler, image)?,
-                            Sequencer::resume(image.next_seq, image.last_timestamp_ms),
-                        )
-                    }
+                    Some(image) => (
+                        restore_executor(&config, &compiler, image)?,
+                        Sequencer::resume(image.next_seq, image.last_timestamp_ms),
+                    ),
                     None => (fresh_executor(&config, &compiler), Sequencer::new()),
                 };
+                let restored = restoring.elapsed();
                 let after_index = latest.as_ref().map_or(0, SnapshotImage::covered_index);
+                let replaying = Instant::now();
                 let sequencer = replay(&file, &mut executor, after_index, sequencer)?;
+                if let Some(image) = &latest {
+                    // Operators (and tests) want to know what a start
+                    // skipped, and where its time went.
+                    eprintln!(
+                        "ordo: opened the log in {} ms, restored the snapshot at sequence {} (log record {}) in {} ms, replayed the {} records after it in {} ms",
+                        log_opened.as_millis(),
+                        image.next_seq,
+                        image.covered_index(),
+                        restored.as_millis(),
+                        file.last_index() - image.covered_index(),
+                        replaying.elapsed().as_millis()
+                    );
+                }
                 let last_timestamp_ms = sequencer.last_timestamp_ms();
                 let file = Arc::new(Mutex::new(file));
                 let local = crate::snapshots::LocalSnapshots::start(

@@ -301,10 +301,12 @@ impl Executor {
         }
 
         for (slot, entries) in body.slots.into_iter().enumerate() {
-            let mut store = executor.slots[slot].store.lock();
-            let mut previous: Option<Vec<u8>> = None;
+            let mut checked: Vec<(Bytes, Bytes)> = Vec::with_capacity(entries.len());
             for (key, value) in entries {
-                if previous.as_ref().is_some_and(|previous| *previous >= key) {
+                if checked
+                    .last()
+                    .is_some_and(|(previous, _)| previous.as_slice() >= key.as_slice())
+                {
                     return Err(corrupt(format!(
                         "slot {slot}'s keys are not in ascending order"
                     )));
@@ -314,9 +316,9 @@ impl Executor {
                         "a key is stored in slot {slot}, not its own"
                     )));
                 }
-                store.put(Bytes::from_slice(&key), Bytes::from_vec(value));
-                previous = Some(key);
+                checked.push((Bytes::from_vec(key), Bytes::from_vec(value)));
             }
+            *executor.slots[slot].store.lock() = StateStore::from_sorted(checked);
         }
         let (state_hash, keys) = executor.state_summary();
         if (state_hash, keys) != (body.state_hash, body.keys) {
