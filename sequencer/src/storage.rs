@@ -9,8 +9,8 @@
 //! commit still runs its fdatasync without the log's lock (and without the
 //! `dup` the log used to make for it).
 //!
-//! `SimStorage` (in [`sim`], compiled for tests and with the `sim`
-//! feature) keeps files in memory, tracks what is durable and what only
+//! `SimStorage` (in `storage::sim`, compiled for tests and with the
+//! `sim` feature) keeps files in memory, tracks what is durable and what only
 //! written, and can tear a write at any byte, lose or tear unsynced writes
 //! on a crash, fail an fsync, corrupt a sector and misdirect a write.
 //!

@@ -42,9 +42,21 @@ use super::{AppendFile, ReadFile, Storage, StorageLock};
 pub const SECTOR_BYTES: u64 = 512;
 
 /// An in-memory disk. See the module docs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimStorage {
     state: Arc<Mutex<SimState>>,
+}
+
+/// Short: a `FileLog` prints its storage, and the disk's bytes would
+/// drown any message.
+impl std::fmt::Debug for SimStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("SimStorage")
+            .field("files", &state.names.len())
+            .field("crashes", &state.stats.crashes)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -120,6 +132,8 @@ impl Fault {
 
 fn apply(bytes: &mut Vec<u8>, change: &Change) {
     match change {
+        // A write of nothing does not extend the file, wherever it is.
+        Change::Write { bytes: data, .. } if data.is_empty() => {}
         Change::Write {
             offset,
             bytes: data,
@@ -433,7 +447,6 @@ impl SimStorage {
 }
 
 /// An open file of a [`SimStorage`].
-#[derive(Debug)]
 struct SimHandle {
     state: Arc<Mutex<SimState>>,
     inode: u64,
@@ -530,11 +543,23 @@ impl ReadFile for SimReader {
 }
 
 /// The lock on a path, released on drop unless a crash already did.
-#[derive(Debug)]
 struct SimLock {
     state: Arc<Mutex<SimState>>,
     path: PathBuf,
     epoch: u64,
+}
+
+// Both print their path only, not the disk they share.
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimHandle({})", self.path.display())
+    }
+}
+
+impl std::fmt::Debug for SimLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimLock({})", self.path.display())
+    }
 }
 
 impl Drop for SimLock {
