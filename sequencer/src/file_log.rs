@@ -526,11 +526,6 @@ fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
         .map_err(io_error("fsync directory", dir))
 }
 
-/// An append-only log of opaque records in segment files. See the module
-/// docs for the format and the crash rules.
-///
-/// Not thread-safe by itself (`append` takes `&mut self`); a directory can
-/// be open in at most one `FileLog` at a time.
 /// An fdatasync begun by [`FileLog::begin_sync`].
 #[derive(Debug)]
 pub struct PendingSync {
@@ -557,6 +552,13 @@ impl PendingSync {
     }
 }
 
+/// An append-only log of opaque records in segment files. See the module
+/// docs for the format and the crash rules.
+///
+/// Not thread-safe by itself (`append` takes `&mut self`); a directory can
+/// be open in at most one `FileLog` at a time. After a failed write or
+/// fsync it refuses every append and sync until reopened (see "Fail
+/// stop" in the module docs).
 #[derive(Debug)]
 pub struct FileLog {
     config: FileLogConfig,
