@@ -81,6 +81,24 @@
 //! then reports corruption instead of guessing. That is a false alarm that
 //! needs an operator; it never loses data silently.
 //!
+//! # Fail stop
+//!
+//! A failed write, fsync, segment creation or directory fsync poisons the
+//! log: every later append and sync returns [`LogError::Poisoned`], and
+//! nothing past [`FileLog::synced_index`] was ever reported durable. A
+//! retry is never safe: after a failed fsync Linux may drop the dirty
+//! pages and report the next fsync as a success (PostgreSQL's
+//! "fsyncgate"). Only a reopen, which reads back and verifies what is
+//! there, goes on.
+//!
+//! # Storage
+//!
+//! Every file operation goes through a [`Storage`]: [`FileLog::open`]
+//! uses [`OsStorage`], the real file system; [`FileLog::open_with`] takes
+//! any other, such as the fault-injecting
+//! `storage::sim::SimStorage` the tests use. The format and the rules
+//! above do not depend on which.
+//!
 //! # Example
 //!
 //! ```
@@ -101,14 +119,15 @@
 //! ```
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::manifest;
+use crate::storage::{self, AppendFile, OsStorage, ReadFile, Storage, StorageLock};
 
 /// A segment is rolled over before a record would take it past this size.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -501,40 +520,17 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
+fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
+    storage
+        .sync_dir(dir)
         .map_err(io_error("fsync directory", dir))
 }
 
-/// Writes all of `bufs`, in as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match file.write_vectored(bufs) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "writev wrote nothing",
-                ));
-            }
-            Ok(written) => IoSlice::advance_slices(&mut bufs, written),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// An append-only log of opaque records in segment files. See the module
-/// docs for the format and the crash rules.
-///
-/// Not thread-safe by itself (`append` takes `&mut self`); a directory can
-/// be open in at most one `FileLog` at a time.
 /// An fdatasync begun by [`FileLog::begin_sync`].
 #[derive(Debug)]
 pub struct PendingSync {
-    file: File,
+    /// The active segment's handle, shared with the log (no `dup`).
+    file: Arc<dyn AppendFile>,
     path: PathBuf,
     up_to_index: u64,
 }
@@ -556,15 +552,23 @@ impl PendingSync {
     }
 }
 
+/// An append-only log of opaque records in segment files. See the module
+/// docs for the format and the crash rules.
+///
+/// Not thread-safe by itself (`append` takes `&mut self`); a directory can
+/// be open in at most one `FileLog` at a time. After a failed write or
+/// fsync it refuses every append and sync until reopened (see "Fail
+/// stop" in the module docs).
 #[derive(Debug)]
 pub struct FileLog {
     config: FileLogConfig,
+    storage: Arc<dyn Storage>,
     /// Held for its `flock`, released when the log is dropped.
-    _lock: File,
+    _lock: StorageLock,
     /// In index order, dense. Empty only for a log that never had a record.
     segments: Vec<Segment>,
-    /// Write handle on the last segment, positioned at its end.
-    active: Option<File>,
+    /// Append handle on the last segment, shared with a [`PendingSync`].
+    active: Option<Arc<dyn AppendFile>>,
     last_index: u64,
     last_chain: u128,
     synced_index: u64,
@@ -581,52 +585,61 @@ impl FileLog {
     /// Opens the log in `config.dir`, creating the directory if needed,
     /// verifies every segment, and cuts off a torn tail (see
     /// [`FileLog::recovery`]). Fails with [`LogError::Corrupt`] on anything
-    /// that is not a torn tail.
+    /// that is not a torn tail. The log runs on the real file system
+    /// ([`OsStorage`]); see [`FileLog::open_with`] for another storage.
     pub fn open(config: FileLogConfig) -> Result<FileLog, LogError> {
+        FileLog::open_with(config, OsStorage::shared())
+    }
+
+    /// [`FileLog::open`] over `storage`: the same format, rules and
+    /// system calls, on whatever disk `storage` is (a simulated one with
+    /// faults, in tests).
+    pub fn open_with(
+        config: FileLogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<FileLog, LogError> {
         config.validate()?;
         let dir = config.dir.clone();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        if !storage.is_dir(&dir) {
+            storage
+                .create_dir_all(&dir)
+                .map_err(io_error("create directory", &dir))?;
             // The new directory's own entry must be durable too.
-            let parent = match dir.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            sync_dir(parent)?;
+            sync_dir(&*storage, storage::parent_dir(&dir))?;
         }
         let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error("open lock file", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { dir }),
-            Err(fs::TryLockError::Error(source)) => {
+        let lock = match storage.lock(&lock_path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Err(LogError::Locked { dir }),
+            Err(source) => {
                 return Err(LogError::Io {
                     action: "lock",
                     path: lock_path,
                     source,
                 });
             }
-        }
+        };
 
         let mut first_indexes = Vec::new();
-        for dir_entry in fs::read_dir(&dir).map_err(io_error("list directory", &dir))? {
-            let dir_entry = dir_entry.map_err(io_error("list directory", &dir))?;
-            let name = dir_entry.file_name();
+        for name in storage
+            .list_dir(&dir)
+            .map_err(io_error("list directory", &dir))?
+        {
             if let Some(first_index) = name.to_str().and_then(parse_segment_name) {
                 first_indexes.push(first_index);
             }
         }
         first_indexes.sort_unstable();
-        let (manifest_generation, manifest_stale) =
-            check_manifest(&dir, &mut first_indexes, config.accept_lost_segments)?;
+        let (manifest_generation, manifest_stale) = check_manifest(
+            &*storage,
+            &dir,
+            &mut first_indexes,
+            config.accept_lost_segments,
+        )?;
 
         let mut log = FileLog {
             config,
+            storage,
             _lock: lock,
             segments: Vec::with_capacity(first_indexes.len()),
             active: None,
@@ -666,7 +679,13 @@ impl FileLog {
             } else {
                 Some(log.last_chain)
             };
-            let scan = scan_segment(&path, first_index, chain_prev, log.config.record_bytes_max)?;
+            let scan = scan_segment(
+                &*log.storage,
+                &path,
+                first_index,
+                chain_prev,
+                log.config.record_bytes_max,
+            )?;
             let segment = Segment {
                 first_index,
                 path,
@@ -682,7 +701,9 @@ impl FileLog {
                         corruption: Corruption::BadRecordInSealedSegment { fault },
                     });
                 }
-                if let Some(valid_record_offset) = find_valid_record(&segment.path, offset)? {
+                if let Some(valid_record_offset) =
+                    find_valid_record(&*log.storage, &segment.path, offset)?
+                {
                     return Err(LogError::Corrupt {
                         path: segment.path,
                         offset,
@@ -692,7 +713,7 @@ impl FileLog {
                         },
                     });
                 }
-                let file_bytes = truncate_file(&segment.path, offset)?;
+                let file_bytes = truncate_file(&*log.storage, &segment.path, offset)?;
                 log.recovery = Some(Recovery {
                     path: segment.path.clone(),
                     offset,
@@ -718,9 +739,11 @@ impl FileLog {
         }
 
         if let Some(last) = log.segments.last() {
-            let mut active = OpenOptions::new()
-                .write(true)
-                .open(&last.path)
+            // Every byte past `last.bytes` was cut above, so the end of
+            // the file is where the next record goes.
+            let active = log
+                .storage
+                .open_append(&last.path)
                 .map_err(io_error("open segment", &last.path))?;
             // A previous process may have died after writing but before
             // syncing, or after creating this segment but before syncing the
@@ -728,10 +751,7 @@ impl FileLog {
             active
                 .sync_all()
                 .map_err(io_error("fsync segment", &last.path))?;
-            sync_dir(&dir)?;
-            active
-                .seek(SeekFrom::Start(last.bytes))
-                .map_err(io_error("seek segment", &last.path))?;
+            sync_dir(&*log.storage, &dir)?;
             log.active = Some(active);
         }
         log.synced_index = log.last_index;
@@ -806,9 +826,9 @@ impl FileLog {
             let segment = self.segments.last_mut().expect("rolled above");
             let active = self
                 .active
-                .as_mut()
+                .as_deref()
                 .expect("an active file for the last segment");
-            if let Err(source) = write_all_vectored(active, &mut slices) {
+            if let Err(source) = storage::write_all_vectored(active, &mut slices) {
                 self.poisoned = true;
                 return Err(LogError::Io {
                     action: "write segment",
@@ -842,8 +862,7 @@ impl FileLog {
         self.sync()?;
         let first_index = self.last_index + 1;
         let path = segment_path(&self.config.dir, first_index);
-        let created = OpenOptions::new().write(true).create_new(true).open(&path);
-        let file = match created {
+        let file = match self.storage.create_new(&path) {
             Ok(file) => file,
             Err(source) => {
                 self.poisoned = true;
@@ -854,7 +873,7 @@ impl FileLog {
                 });
             }
         };
-        if let Err(error) = sync_dir(&self.config.dir) {
+        if let Err(error) = sync_dir(&*self.storage, &self.config.dir) {
             self.poisoned = true;
             return Err(error);
         }
@@ -893,7 +912,7 @@ impl FileLog {
             generation: self.manifest_generation + 1,
             segments,
         };
-        manifest::write(&self.config.dir, &manifest)
+        manifest::write(&*self.storage, &self.config.dir, &manifest)
             .map_err(io_error("write the manifest in", &self.config.dir))?;
         self.manifest_generation = manifest.generation;
         Ok(())
@@ -905,7 +924,7 @@ impl FileLog {
     /// kernel already dropped.
     pub fn sync(&mut self) -> Result<(), LogError> {
         // Earlier segments were synced when they were sealed; this syncs
-        // the active one (through a second handle, one `dup` per batch).
+        // the active one.
         match self.begin_sync()? {
             None => Ok(()),
             Some(pending) => {
@@ -934,12 +953,11 @@ impl FileLog {
             .expect("records imply a segment")
             .path
             .clone();
-        let file = self
-            .active
-            .as_ref()
-            .expect("records imply an active segment")
-            .try_clone()
-            .map_err(io_error("duplicate the handle of", &path))?;
+        let file = Arc::clone(
+            self.active
+                .as_ref()
+                .expect("records imply an active segment"),
+        );
         Ok(Some(PendingSync {
             file,
             path,
@@ -995,12 +1013,14 @@ impl FileLog {
         let mut removed = 0;
         while removed < removing {
             let path = &self.segments[0].path;
-            fs::remove_file(path).map_err(io_error("delete segment", path))?;
+            self.storage
+                .remove_file(path)
+                .map_err(io_error("delete segment", path))?;
             self.segments.remove(0);
             removed += 1;
         }
         if removed > 0 {
-            sync_dir(&self.config.dir)?;
+            sync_dir(&*self.storage, &self.config.dir)?;
         }
         Ok(removed)
     }
@@ -1026,6 +1046,7 @@ impl FileLog {
             .partition_point(|segment| segment.first_index <= index)
             .saturating_sub(1);
         Ok(LogReader {
+            storage: &*self.storage,
             segments: &self.segments,
             record_bytes_max: self.config.record_bytes_max,
             segment_position,
@@ -1071,6 +1092,17 @@ impl FileLog {
         &self.config
     }
 
+    /// The storage the log runs on.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Whether a write or fsync failed: then every append and sync
+    /// returns [`LogError::Poisoned`] until the log is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// The torn tail `open` cut off, if it found one.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
@@ -1104,11 +1136,12 @@ struct SegmentScan {
 /// `first_indexes`). A listed segment that is missing is refused, unless
 /// it is among the newest and `accept_loss` is set.
 fn check_manifest(
+    storage: &dyn Storage,
     dir: &Path,
     first_indexes: &mut Vec<u64>,
     accept_loss: bool,
 ) -> Result<(u64, bool), LogError> {
-    let (manifest, damaged) = match manifest::read(dir) {
+    let (manifest, damaged) = match manifest::read(storage, dir) {
         manifest::Found::None => return Ok((0, true)),
         manifest::Found::AllDamaged { reasons } => {
             if accept_loss {
@@ -1125,7 +1158,9 @@ fn check_manifest(
     if let Some(first_listed) = first_listed {
         for &first_index in first_indexes.iter().filter(|index| **index < first_listed) {
             let path = segment_path(dir, first_index);
-            fs::remove_file(&path).map_err(io_error("delete compacted segment", &path))?;
+            storage
+                .remove_file(&path)
+                .map_err(io_error("delete compacted segment", &path))?;
         }
         first_indexes.retain(|index| *index >= first_listed);
     }
@@ -1183,16 +1218,16 @@ fn check_manifest(
 }
 
 fn scan_segment(
+    storage: &dyn Storage,
     path: &Path,
     first_index: u64,
     mut chain_prev: Option<u128>,
     record_bytes_max: u32,
 ) -> Result<SegmentScan, LogError> {
-    let file = File::open(path).map_err(io_error("open segment", path))?;
-    let file_bytes = file
-        .metadata()
-        .map_err(io_error("stat segment", path))?
-        .len();
+    let file = storage
+        .open_read(path)
+        .map_err(io_error("open segment", path))?;
+    let file_bytes = file.len_bytes().map_err(io_error("stat segment", path))?;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     let mut scan = SegmentScan {
         records: 0,
@@ -1270,7 +1305,7 @@ enum Checked {
 /// end of the file, and checks it without keeping the payload. The outer
 /// error is I/O, the inner one a fault of the record.
 fn read_record_checked(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Box<dyn ReadFile>>,
     path: &Path,
     bytes_available: u64,
     record_bytes_max: u32,
@@ -1344,8 +1379,14 @@ fn read_record_checked(
 /// The offset of the first valid record (any length, matching checksum)
 /// starting after `bad_offset` in the file, if there is one. Only called on
 /// the rare recovery path, so it reads the rest of the file into memory.
-fn find_valid_record(path: &Path, bad_offset: u64) -> Result<Option<u64>, LogError> {
-    let mut file = File::open(path).map_err(io_error("open segment", path))?;
+fn find_valid_record(
+    storage: &dyn Storage,
+    path: &Path,
+    bad_offset: u64,
+) -> Result<Option<u64>, LogError> {
+    let mut file = storage
+        .open_read(path)
+        .map_err(io_error("open segment", path))?;
     let start = bad_offset + 1;
     file.seek(SeekFrom::Start(start))
         .map_err(io_error("seek segment", path))?;
@@ -1380,19 +1421,11 @@ fn find_valid_record(path: &Path, bad_offset: u64) -> Result<Option<u64>, LogErr
 }
 
 /// Cuts the file at `offset` and makes that durable; returns the old length.
-fn truncate_file(path: &Path, offset: u64) -> Result<u64, LogError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_error("open segment", path))?;
-    let file_bytes = file
-        .metadata()
-        .map_err(io_error("stat segment", path))?
-        .len();
-    assert!(offset < file_bytes, "a torn tail has bytes to cut");
-    file.set_len(offset)
+fn truncate_file(storage: &dyn Storage, path: &Path, offset: u64) -> Result<u64, LogError> {
+    let file_bytes = storage
+        .truncate(path, offset)
         .map_err(io_error("truncate segment", path))?;
-    file.sync_all().map_err(io_error("fsync segment", path))?;
+    assert!(offset < file_bytes, "a torn tail has bytes to cut");
     Ok(file_bytes)
 }
 
@@ -1400,10 +1433,11 @@ fn truncate_file(path: &Path, offset: u64) -> Result<u64, LogError> {
 /// checksum and chain again. Made by [`FileLog::read_from`]. After an error
 /// it yields nothing more.
 pub struct LogReader<'a> {
+    storage: &'a dyn Storage,
     segments: &'a [Segment],
     record_bytes_max: u32,
     segment_position: usize,
-    file: Option<BufReader<File>>,
+    file: Option<BufReader<Box<dyn ReadFile>>>,
     /// The offset of the next record in the open file.
     offset: u64,
     /// The index of the record at `offset`.
@@ -1429,7 +1463,10 @@ impl LogReader<'_> {
             }
             let path = &segment.path;
             if self.file.is_none() {
-                let file = File::open(path).map_err(io_error("open segment", path))?;
+                let file = self
+                    .storage
+                    .open_read(path)
+                    .map_err(io_error("open segment", path))?;
                 self.file = Some(BufReader::with_capacity(READ_BUFFER_BYTES, file));
                 self.offset = 0;
                 self.file_index = segment.first_index;

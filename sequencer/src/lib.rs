@@ -5,12 +5,16 @@
 
 pub mod entry;
 pub mod file_log;
+#[cfg(test)]
+mod file_log_faults;
 pub mod log;
 pub mod manifest;
 pub mod raft;
 pub mod rate_limited;
 pub mod sequencer;
+pub mod storage;
 
 pub use file_log::{FileLog, FileLogConfig, LogError, LogReader, Recovery};
 pub use log::{Committed, Delivery, EmbeddedLog, Log, RefusalReason, Refused};
 pub use sequencer::Sequencer;
+pub use storage::{OsStorage, Storage};

@@ -11,8 +11,8 @@
 //!
 //! Two copies, `MANIFEST-0` and `MANIFEST-1`, each written whole to a
 //! temporary file, fsynced and renamed over the older of the two (then the
-//! directory is fsynced), so a crash or a rotten sector leaves at least one
-//! intact copy. The newer intact one wins.
+//! directory is fsynced: [`Storage::replace`]), so a crash or a rotten
+//! sector leaves at least one intact copy. The newer intact one wins.
 //!
 //! # Format, version 1 (little-endian)
 //!
@@ -26,9 +26,9 @@
 //! | 16 × n | per segment: first index, last index (0 while it is the open one) |
 //! | 8 | xxh3_64 of everything before |
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::storage::Storage;
 
 const MAGIC: [u8; 4] = *b"ORDM";
 const VERSION: u16 = 1;
@@ -129,9 +129,9 @@ fn decode(bytes: &[u8]) -> Result<Manifest, String> {
     })
 }
 
-fn read_copy(path: &Path) -> Option<Result<Manifest, String>> {
-    let length = match fs::metadata(path) {
-        Ok(metadata) => metadata.len(),
+fn read_copy(storage: &dyn Storage, path: &Path) -> Option<Result<Manifest, String>> {
+    let length = match storage.file_len(path) {
+        Ok(length) => length,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
         Err(err) => return Some(Err(err.to_string())),
     };
@@ -140,20 +140,21 @@ fn read_copy(path: &Path) -> Option<Result<Manifest, String>> {
         return Some(Err(format!("{length} bytes is over the manifest limit")));
     }
     Some(
-        fs::read(path)
+        storage
+            .read_file(path)
             .map_err(|err| err.to_string())
             .and_then(|bytes| decode(&bytes)),
     )
 }
 
 /// Reads both copies in `dir`.
-pub fn read(dir: &Path) -> Found {
+pub fn read(storage: &dyn Storage, dir: &Path) -> Found {
     let mut best: Option<Manifest> = None;
     let mut damaged = Vec::new();
     let mut reasons = Vec::new();
     for name in COPIES {
         let path = dir.join(name);
-        match read_copy(&path) {
+        match read_copy(storage, &path) {
             None => {}
             Some(Ok(manifest))
                 if best
@@ -181,21 +182,25 @@ pub fn read(dir: &Path) -> Found {
 
 /// Writes `manifest` durably over the older copy (the one its generation
 /// picks), leaving the other intact.
-pub fn write(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+pub fn write(storage: &dyn Storage, dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
     let name = COPIES[(manifest.generation % 2) as usize];
-    let path = dir.join(name);
-    let temporary = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&temporary)?;
-    file.write_all(&encode(manifest))?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, &path)?;
-    File::open(dir)?.sync_all()
+    storage.replace(&dir.join(name), &encode(manifest))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::storage::OsStorage;
+
+    fn read(dir: &Path) -> Found {
+        super::read(&OsStorage, dir)
+    }
+
+    fn write(dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+        super::write(&OsStorage, dir, manifest)
+    }
 
     fn manifest(generation: u64) -> Manifest {
         Manifest {

@@ -969,3 +969,45 @@ fn measure_append_sync_latency() {
         start.elapsed()
     );
 }
+
+/// Prints the CPU cost of the log's own path: appends that reach the page
+/// cache but are synced only once at the end, then a verified read of
+/// everything and a reopen. Compare builds with
+/// `cargo test --release -p ordo-sequencer --test file_log -- --ignored --nocapture measure_append_cpu`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_append_cpu() {
+    let parent = std::env::var_os("ORDO_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    for (record_bytes, records_per_batch) in [(100, 1), (100, 64), (4096, 16)] {
+        let dir = tempfile::tempdir_in(&parent).unwrap();
+        let config = config(dir.path(), 8 << 20);
+        let mut log = FileLog::open(config.clone()).unwrap();
+        let bytes = payload(1, record_bytes);
+        let batch: Vec<&[u8]> = vec![&bytes; records_per_batch];
+        let records = 200_000 / records_per_batch * records_per_batch;
+        let start = Instant::now();
+        for _ in 0..records / records_per_batch {
+            log.append_batch(&batch).unwrap();
+            // The group-commit handshake without its fdatasync.
+            let pending = log.begin_sync().unwrap().unwrap();
+            log.finish_sync(pending.up_to_index(), Ok(())).unwrap();
+        }
+        let appended = start.elapsed();
+        log.sync().unwrap();
+        let start = Instant::now();
+        let read = log.read_from(1).unwrap().count();
+        let read_time = start.elapsed();
+        assert_eq!(read, records);
+        drop(log);
+        let start = Instant::now();
+        let log = FileLog::open(config).unwrap();
+        let reopen = start.elapsed();
+        assert_eq!(log.last_index(), records as u64);
+        println!(
+            "{records} x {record_bytes} B in batches of {records_per_batch}: append {:.0} records/s, \
+             read {:.0} records/s, reopen {reopen:?}",
+            records as f64 / appended.as_secs_f64(),
+            records as f64 / read_time.as_secs_f64(),
+        );
+    }
+}

@@ -148,11 +148,7 @@ impl SnapshotStore {
             return Ok(());
         }
         let path = self.dir.join(format!("snapshot-{index:020}.bin"));
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, image.encode())?;
-        std::fs::File::open(&temporary)?.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        crate::storage::Storage::replace(&crate::storage::OsStorage, &path, &image.encode())?;
         let files = self.files()?;
         for (_, old) in files.iter().take(files.len().saturating_sub(2)) {
             let _ = std::fs::remove_file(old);

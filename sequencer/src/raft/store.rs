@@ -6,7 +6,8 @@
 //! truncation, which Raft only ever does to uncommitted entries). Replaying
 //! the journal in order rebuilds the live log. The vote and the purge point
 //! are small and rare, so they live in their own file (`raft-meta`),
-//! replaced atomically (write, fsync, rename, fsync the directory).
+//! replaced atomically ([`Storage::replace`]: write, fsync, rename, fsync
+//! the directory).
 //!
 //! Purging removes entries from memory and deletes the journal segments
 //! that hold nothing still live.
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
 use crate::file_log::{FileLog, FileLogConfig, LogError, PendingSync};
+use crate::storage::{OsStorage, Storage};
 
 type NodeId = u64;
 
@@ -53,6 +55,7 @@ struct Inner {
     journal_entries: VecDeque<(u64, u64)>,
     meta: RaftMeta,
     meta_path: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
 /// openraft's log storage for one node. Clones share the same log (the
@@ -109,13 +112,18 @@ impl LogStore {
     /// Opens (or creates) the store in `dir`: replays the journal, cutting
     /// off a torn tail as [`FileLog`] does.
     pub fn open(dir: &Path) -> Result<LogStore, LogError> {
+        LogStore::open_with(dir, OsStorage::shared())
+    }
+
+    /// [`LogStore::open`] over `storage` (the journal and `raft-meta`).
+    pub fn open_with(dir: &Path, storage: Arc<dyn Storage>) -> Result<LogStore, LogError> {
         let mut config = FileLogConfig::new(dir.join("journal"));
         // A Raft entry is one batch; the node limits batches to 32 MiB
         // of arguments, plus framing.
         config.record_bytes_max = 64 << 20;
-        let journal = FileLog::open(config)?;
+        let journal = FileLog::open_with(config, storage.clone())?;
         let meta_path = dir.join("raft-meta");
-        let meta = match std::fs::read(&meta_path) {
+        let meta = match storage.read_file(&meta_path) {
             Ok(bytes) => postcard::from_bytes(&bytes).map_err(|err| LogError::Io {
                 action: "decode",
                 path: meta_path.clone(),
@@ -161,6 +169,7 @@ impl LogStore {
             journal_entries,
             meta,
             meta_path,
+            storage,
         }));
         let (syncs, pending) = crossbeam_channel::unbounded();
         let syncer_inner = Arc::downgrade(&inner);
@@ -179,12 +188,7 @@ impl LogStore {
 impl Inner {
     fn write_meta(&self) -> Result<(), std::io::Error> {
         let bytes = postcard::to_stdvec(&self.meta).expect("meta serializes");
-        let temporary = self.meta_path.with_extension("tmp");
-        std::fs::write(&temporary, bytes)?;
-        std::fs::File::open(&temporary)?.sync_all()?;
-        std::fs::rename(&temporary, &self.meta_path)?;
-        let dir = self.meta_path.parent().unwrap_or(Path::new("."));
-        std::fs::File::open(dir)?.sync_all()
+        self.storage.replace(&self.meta_path, &bytes)
     }
 
     /// Appends `records` to the journal without syncing; returns the
@@ -327,5 +331,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|err| StorageIOError::write_logs(io_error(err)))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::Vote;
+    use openraft::storage::RaftLogStorage;
+
+    use super::*;
+    use crate::storage::sim::SimStorage;
+    use crate::storage::temporary_path;
+
+    /// `raft-meta` goes through `Storage::replace`: a replace that fails
+    /// part way leaves the old vote after a crash, a finished one the new.
+    #[test]
+    fn the_vote_survives_a_crash_and_a_failed_replace_keeps_the_old_one() {
+        let disk = SimStorage::new(9);
+        let dir = Path::new("/data/raft");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut store = LogStore::open_with(dir, disk.shared()).unwrap();
+            store.save_vote(&Vote::new(3, 1)).await.unwrap();
+            disk.fail_next_sync(Some(&temporary_path(&dir.join("raft-meta"))));
+            assert!(store.save_vote(&Vote::new(4, 2)).await.is_err());
+            drop(store);
+            disk.crash();
+            let mut store = LogStore::open_with(dir, disk.shared()).unwrap();
+            assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+            store.save_vote(&Vote::new(5, 2)).await.unwrap();
+            drop(store);
+            disk.crash();
+            let mut store = LogStore::open_with(dir, disk.shared()).unwrap();
+            assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
+        });
     }
 }
