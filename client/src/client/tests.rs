@@ -357,6 +357,13 @@ async fn canned_server(listener: TcpListener) {
             RequestBody::Read { .. } => panic!("unexpected read"),
             RequestBody::Session(_) => panic!("unexpected session request"),
             RequestBody::Describe => ResponseBody::Described(Vec::new()),
+            RequestBody::Backup { admin_token, .. } => {
+                if admin_token.as_deref() == Some("admin-secret") {
+                    refused(RequestRefusal::BadRequest, "not a standalone node")
+                } else {
+                    refused(RequestRefusal::Unauthorized, "wrong admin token")
+                }
+            }
         };
         answer(&mut stream, request.request_id, body).await;
     }
@@ -441,6 +448,11 @@ async fn answers_and_refusals_map_to_results_and_errors() {
     assert_eq!(procedures.len(), 1);
     assert_eq!(procedures[0].module, "bank");
     assert_eq!(client.status().await.unwrap(), status());
+    let err = client
+        .backup_step(crate::protocol::BackupStep::Begin)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, ClientError::BadRequest(m) if m == "not a standalone node"));
     drop(client); // The canned server stops when the client hangs up.
     join(server).await;
 }
