@@ -785,7 +785,7 @@ impl Node {
                     .into(),
             ));
         };
-        let status = self.shared.status.lock().clone();
+        let status = *self.shared.status.lock();
         crate::backup::ServedBackup::begin(local, &self.shared.config.engine, &status)
             .map_err(|reason| NodeError::Failed(format!("cannot begin a backup: {reason}")))
     }

@@ -154,8 +154,11 @@ impl LocalSnapshots {
             );
             schedule.last_snapshot_bytes = image.engine.len() as u64;
             schedule.log_bytes_since = 0;
-            let sent = self.images.as_ref().map(|images| images.send(image));
-            if !matches!(sent, Some(Ok(()))) {
+            let sent = self
+                .images
+                .as_ref()
+                .is_some_and(|images| images.send(image).is_ok());
+            if !sent {
                 self.writing.store(false, Ordering::Release);
             }
         }
