@@ -1288,7 +1288,8 @@ impl DivergenceCheck {
 
 /// Test-only fault injection: a node started with this variable set to a
 /// sequence number replaces that transaction's arguments with garbage,
-/// so it alone diverges (the divergence check must catch it).
+/// so it alone diverges (the divergence check must catch it). Obeyed only
+/// by builds with the engine's `fault-injection` feature (test builds).
 const DIVERGE_AT_SEQ_VARIABLE: &str = "ORDO_TEST_DIVERGE_AT_SEQ";
 
 fn run_executor(
@@ -1299,8 +1300,9 @@ fn run_executor(
     mut last_timestamp_ms: u64,
 ) {
     let _fail_on_panic = FailOnPanic(&shared, "ordo-executor");
-    let diverge_at: Option<u64> = std::env::var(DIVERGE_AT_SEQ_VARIABLE)
-        .ok()
+    let diverge_at: Option<u64> = ordo_engine::FAULT_INJECTION
+        .then(|| std::env::var(DIVERGE_AT_SEQ_VARIABLE).ok())
+        .flatten()
         .and_then(|seq| seq.parse().ok());
     let mut divergence = DivergenceCheck::default();
     loop {

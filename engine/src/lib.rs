@@ -73,3 +73,9 @@ pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutco
 pub use partition::SLOTS;
 pub use sessions::{GRAVEYARD_CLIENTS_MAX, STORED_RESULT_OVERHEAD_BYTES};
 pub use state::StateStore;
+
+/// Whether this build has the `fault-injection` feature, which only test
+/// builds enable (the root package's and this crate's dev-dependencies):
+/// the node obeys its test hooks only then, so a release binary ignores
+/// them whatever its environment says.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
