@@ -339,3 +339,64 @@ fn a_missing_newest_segment_is_refused_until_the_operator_accepts_the_loss() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to repair"));
 }
+
+#[test]
+fn deleting_any_segment_in_turn_makes_ordo_serve_refuse_naming_it() {
+    let original = tempfile::tempdir().unwrap();
+    {
+        let node = Node::open(NodeConfig {
+            segment_bytes_max: 4 << 10,
+            ..NodeConfig::new(original.path())
+        })
+        .unwrap();
+        node.deploy("bank", ordo::modules::BANK).unwrap();
+        node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
+            .unwrap();
+        for i in 0..200u64 {
+            node.call::<_, ()>("transfer", &(i % 10, (i + 3) % 10, 1i64))
+                .unwrap();
+        }
+    }
+    let files = segments(original.path());
+    assert!(files.len() >= 3, "{} segments", files.len());
+    for deleted in &files {
+        let copy = tempfile::tempdir().unwrap();
+        for entry in walk(original.path()) {
+            let to = copy
+                .path()
+                .join(entry.strip_prefix(original.path()).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, to).unwrap();
+        }
+        let name = deleted.file_name().unwrap().to_str().unwrap();
+        std::fs::remove_file(copy.path().join("log").join(name)).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(copy.path())
+            .env_remove("ORDO_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "served without {name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| !line.contains("warning"))
+            .collect();
+        assert_eq!(errors.len(), 1, "one line: {stderr}");
+        assert!(errors[0].contains(name), "{name} not named: {stderr}");
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.file_name().is_some_and(|name| name != "LOCK") {
+            files.push(path);
+        }
+    }
+    files
+}
