@@ -131,7 +131,9 @@ enum Command {
     Bench(BenchArgs),
     /// Repair a stopped node's data directory after damage `ordo serve`
     /// refused to start with. Today: accept the loss of the newest log
-    /// segments when their files are gone (printing exactly what is lost).
+    /// segments when their files are gone (printing exactly what is lost);
+    /// for a cluster member, of its Raft journal's, after which it does not
+    /// vote until it has caught up from the others.
     Repair {
         /// The node's data directory (as given to `ordo serve --data`).
         #[arg(long)]
@@ -878,6 +880,10 @@ fn print_call(
 /// told to.
 fn repair(data: &std::path::Path, accept_loss: bool) -> anyhow::Result<()> {
     use ordo_sequencer::{FileLog, FileLogConfig, LogError};
+    let raft = data.join("raft");
+    if raft.join("journal").is_dir() {
+        return repair_member(data, &raft, accept_loss);
+    }
     let dir = data.join("log");
     if !dir.is_dir() {
         bail!(
@@ -914,6 +920,38 @@ fn repair(data: &std::path::Path, accept_loss: bool) -> anyhow::Result<()> {
         log.last_index()
     );
     Ok(())
+}
+
+/// `ordo repair` on a cluster member's data directory: its Raft journal.
+/// An accepted loss also marks the member so that it neither votes nor
+/// stands for election until it has caught up from the others (see
+/// `ordo_sequencer::raft::lost`).
+fn repair_member(
+    data: &std::path::Path,
+    raft: &std::path::Path,
+    accept_loss: bool,
+) -> anyhow::Result<()> {
+    use ordo_sequencer::raft::store::{JournalRepair, repair_journal};
+    match repair_journal(raft, accept_loss)? {
+        JournalRepair::Intact { last_index } => {
+            println!(
+                "nothing to repair: the Raft journal in {} opens, up to journal index {last_index}",
+                raft.join("journal").display()
+            );
+            Ok(())
+        }
+        JournalRepair::Refused { detail } => bail!(
+            "{detail}. Run `ordo repair --data {} --accept-loss` to accept losing those entries (the member then catches up from the others and does not vote until it has), or restore the files",
+            data.display()
+        ),
+        JournalRepair::Accepted { marker } => {
+            println!(
+                "accepted the loss: {}. The Raft journal now ends at entry {}; the entries after it are gone from this member. It will take them from the leader again, and neither vote nor stand for election until it has applied an entry of a term after {}",
+                marker.detail, marker.kept_up_to, marker.term
+            );
+            Ok(())
+        }
+    }
 }
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";

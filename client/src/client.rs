@@ -27,14 +27,16 @@
 //! moves its whole connection, never failing the request:
 //!
 //! - `NotLeader { leader: Some(addr) }`: reconnect to `addr` (even if it
-//!   is not in the list), at once the first time.
-//! - `NotLeader { leader: None }` (an election is in progress): wait
-//!   briefly (50 ms, doubling up to 500 ms while no answer comes) and try
-//!   the next server in the list.
-//! - The connection is lost: try the next server in the list, with the
-//!   same backoff once attempts fail.
+//!   is not in the list), at once the first time, unless `addr` is one
+//!   the client is avoiding (below).
+//! - `NotLeader { leader: None }` (an election is in progress), or naming
+//!   an avoided address (the followers have not noticed yet that their
+//!   leader froze or died): wait briefly (50 ms, then 100 ms between
+//!   asks) and try the next server in the list.
+//! - The connection is lost: try the next server in the list, with a
+//!   backoff (50 ms doubling up to 500 ms) once attempts fail.
 //! - The connection stalls: requests are in flight on it and nothing at
-//!   all has come back for [`ClientConfig::stall_timeout`] (3 s by
+//!   all has come back for [`ClientConfig::stall_timeout`] (1 s by
 //!   default). A frozen process (`SIGSTOP`, a long GC-like pause) or a
 //!   hung machine keeps its TCP connection open and silent, so without
 //!   this its requests would wait out the whole request timeout while the
@@ -43,6 +45,16 @@
 //!   that lists more than one server does this: with a single server there
 //!   is nowhere else to go, and a slow server must not be hammered with
 //!   reconnects, so its requests simply wait (up to the request timeout).
+//!
+//! The client remembers the addresses that just stalled or failed a
+//! connection attempt (refused, timed out, handshake refused), including
+//! the servers [`Client::connect`] skipped, for [`AVOID_AFTER_FAILURE`]
+//! (2 s): the rotation skips them while another server is left, and a
+//! `NotLeader` naming one is not followed, so a frozen leader costs one
+//! stall timeout and not a connect timeout after every redirect. A list
+//! of servers also gets a shorter connect timeout,
+//! [`CLUSTER_CONNECT_TIMEOUT_DEFAULT`] (1 s), so a command whose list
+//! starts with a frozen node pays that once per connection.
 //!
 //! Every move resends every request still waiting, with the same client
 //! id and request ids (the path a lost connection takes), so the
@@ -121,8 +133,14 @@ use crate::protocol::{
     SessionRequest, StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
 };
 
-/// Default [`ClientConfig::connect_timeout`]: TCP connect plus handshake.
+/// Default [`ClientConfig::connect_timeout`] for one server: TCP connect
+/// plus handshake.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default [`ClientConfig::connect_timeout`] when [`ClientConfig::addr`]
+/// lists several servers: a frozen member accepts TCP connections (the
+/// kernel does) but never answers the handshake, and with others to try
+/// waiting long on one only delays the move.
+pub const CLUSTER_CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
 /// Default [`ClientConfig::request_timeout`]: submit to answer, reconnects
 /// included.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
@@ -132,13 +150,27 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// a small log, or for a cluster to elect a new leader (a few seconds)
 /// while the attempts rotate through its servers.
 pub const RECONNECT_ATTEMPTS_DEFAULT: u32 = 20;
-/// Default [`ClientConfig::stall_timeout`]: about the time a cluster takes
-/// to notice a frozen leader and elect another, and far above the time a
-/// live node takes to send something back.
-pub const STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// Default [`ClientConfig::stall_timeout`]: a little under the time an
+/// ordo cluster takes to notice a frozen leader and elect another (0.9 to
+/// 1.4 s with the default Raft timing), and far above the time a live node
+/// takes to send something back.
+pub const STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
+/// How long an address that stalled, or failed a connection attempt, is
+/// avoided: the client does not wait on it again, nor follow a
+/// `NotLeader` that names it, until this has passed. Long enough to cover
+/// an election (after which the followers name the new leader), short
+/// enough that a leader wrongly taken for frozen is back soon.
+pub const AVOID_AFTER_FAILURE: Duration = Duration::from_secs(2);
+/// Addresses remembered as avoided at most (the oldest is forgotten
+/// first); a list is a handful of servers, a named leader maybe one more.
+const AVOIDED_ADDRS_MAX: usize = 16;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Longest wait between asks while a cluster elects a leader (a
+/// `NotLeader` naming nobody, or naming an avoided address): the client
+/// sees the new leader at most this long after it is elected.
+const ELECTION_POLL_MAX: Duration = Duration::from_millis(100);
 const IO_BUFFER_BYTES: usize = 64 << 10;
 
 /// How to reach a server and how patient to be with it.
@@ -173,7 +205,10 @@ pub struct ClientConfig {
     /// Largest frame payload sent or accepted. A larger answer from the
     /// server closes the connection with [`ClientError::Protocol`].
     pub frame_bytes_max: usize,
-    /// Limit on the TCP connect plus the handshake, for each attempt.
+    /// Limit on the TCP connect plus the handshake, for each attempt:
+    /// [`CONNECT_TIMEOUT_DEFAULT`] (5 s) for one server, and
+    /// [`CLUSTER_CONNECT_TIMEOUT_DEFAULT`] (1 s) when [`ClientConfig::new`]
+    /// is given a list of several.
     pub connect_timeout: Duration,
     /// Limit on one request, from submission to its answer, including any
     /// reconnects and moves to the leader on the way.
@@ -249,7 +284,7 @@ impl ClientConfig {
     /// assert_eq!(config.servers(), ["10.0.0.1:7878", "10.0.0.2:7878"]);
     /// ```
     pub fn new(addr: impl Into<String>) -> ClientConfig {
-        ClientConfig {
+        let mut config = ClientConfig {
             addr: addr.into(),
             token: None,
             admin_token: None,
@@ -260,7 +295,11 @@ impl ClientConfig {
             stall_timeout: Some(STALL_TIMEOUT_DEFAULT),
             register_session: true,
             tls: None,
+        };
+        if config.servers().len() > 1 {
+            config.connect_timeout = CLUSTER_CONNECT_TIMEOUT_DEFAULT;
         }
+        config
     }
 
     /// A configuration for a cluster's servers (each `host:port`), with
@@ -795,7 +834,14 @@ impl Client {
             });
         };
         let addr = servers[index].clone();
-        let route = Route::new(servers, index);
+        // The servers before it just refused or timed out: not the first
+        // places to go when this connection is lost.
+        let skipped = servers[..index].to_vec();
+        let mut route = Route::new(servers, index);
+        let now = Instant::now();
+        for failed in &skipped {
+            route.avoid(failed, now);
+        }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core {
             config,
@@ -1817,6 +1863,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
 /// One connection's reader and writer tasks; dropping this stops them and
 /// so closes the socket.
 struct LinkTasks {
+    /// The server this connection goes to.
+    addr: String,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
     /// When the reader last received anything, for the stall detector.
@@ -1913,9 +1961,10 @@ fn start_link_on<S: Transport>(
             }
         }
         state.link = Some(frames_tx);
-        state.connected = Some(addr);
+        state.connected = Some(addr.clone());
     }
     LinkTasks {
+        addr,
         reader: tokio::spawn(run_reader(core.clone(), read, generation)),
         writer: tokio::spawn(run_writer(
             core.events.clone(),
@@ -2006,8 +2055,9 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 /// a protocol violation, fails what was in flight; on shutdown, stops.
 ///
 /// A stall (see [`ClientConfig::stall_timeout`]) is handled as a loss of
-/// the live connection: same route (the next server, backoff counted like
-/// a loss), same resend.
+/// the live connection (same route: the next server, backoff counted like
+/// a loss; same resend), and the stalled address is avoided for
+/// [`AVOID_AFTER_FAILURE`].
 async fn supervise(
     core: Arc<Core>,
     mut events: mpsc::UnboundedReceiver<Event>,
@@ -2027,10 +2077,15 @@ async fn supervise(
                 Some(event) => event,
                 None => break,
             },
-            () = stalled(&core, tasks.as_ref(), stall_timeout) => Event::Lost {
-                generation,
-                error: None,
-            },
+            () = stalled(&core, tasks.as_ref(), stall_timeout) => {
+                if let Some(stalled) = &tasks {
+                    route.avoid(&stalled.addr, Instant::now());
+                }
+                Event::Lost {
+                    generation,
+                    error: None,
+                }
+            }
         };
         match event {
             Event::Lost {
@@ -2115,15 +2170,16 @@ async fn reconnect(core: &Arc<Core>, route: &mut Route, generation: &mut u64) ->
         if core.lock().in_flight.is_empty() {
             return None; // Nobody is waiting; connect on the next request.
         }
-        let (addr, wait) = route.next();
+        let (addr, wait) = route.next(Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
         if let Ok(stream) = open(&core.config, &addr, core.client_id).await {
+            route.connected(&addr);
             *generation += 1;
             return Some(start_link(core, stream, addr, *generation));
         }
-        route.failed();
+        route.failed(&addr, Instant::now());
     }
     core.fail_all(|sent| ClientError::ConnectionLost {
         outcome_unknown: sent,
@@ -2138,7 +2194,16 @@ async fn reconnect(core: &Arc<Core>, route: &mut Route, generation: &mut u64) ->
 /// attempts since a connection last answered something; the wait grows
 /// with it (none, then 50 ms doubling up to 500 ms), so an election or a
 /// dead cluster is not hammered, while the first move after useful work
-/// (to a named leader, or after a lost connection) is immediate.
+/// (to a named leader, or after a lost connection) is immediate. While
+/// the cluster has no leader to name, the wait stops growing at
+/// [`ELECTION_POLL_MAX`].
+///
+/// The route remembers the addresses that just stalled or failed a
+/// connection attempt ([`AVOID_AFTER_FAILURE`]): the rotation skips them
+/// while any other server is left, and a `NotLeader` that names one is
+/// not followed (right after a leader freezes or dies, the followers
+/// still name it until they elect another), so the client keeps asking
+/// the other servers until one names a leader it can reach.
 #[derive(Debug)]
 struct Route {
     servers: Vec<String>,
@@ -2149,6 +2214,11 @@ struct Route {
     streak: u32,
     /// Moves to a named leader within the streak.
     redirects: u32,
+    /// Addresses avoided, and until when (at most `AVOIDED_ADDRS_MAX`).
+    avoided: Vec<(String, Instant)>,
+    /// The last `NotLeader` left no leader to go to: the cluster is
+    /// electing one, and the wait is capped at `ELECTION_POLL_MAX`.
+    electing: bool,
 }
 
 impl Route {
@@ -2161,6 +2231,8 @@ impl Route {
             leader: None,
             streak: 0,
             redirects: 0,
+            avoided: Vec::new(),
+            electing: false,
         }
     }
 
@@ -2176,6 +2248,7 @@ impl Route {
     /// The connection was lost.
     fn lost(&mut self, answered: bool) {
         self.settle(answered);
+        self.electing = false;
         if !answered {
             self.streak += 1;
         }
@@ -2188,29 +2261,69 @@ impl Route {
         if leader.is_some() {
             self.redirects += 1;
         }
+        self.electing = leader.is_none();
         self.leader = leader;
     }
 
-    /// A connection attempt failed.
-    fn failed(&mut self) {
+    /// A connection attempt to `addr` failed: it is avoided for a while.
+    fn failed(&mut self, addr: &str, now: Instant) {
         self.streak = self.streak.saturating_add(1);
+        self.avoid(addr, now);
+    }
+
+    /// A connection to `addr` was opened: it is no longer avoided.
+    fn connected(&mut self, addr: &str) {
+        self.avoided.retain(|(avoided, _)| avoided != addr);
+    }
+
+    /// Avoids `addr` until `AVOID_AFTER_FAILURE` after `now`.
+    fn avoid(&mut self, addr: &str, now: Instant) {
+        self.avoided.retain(|(avoided, _)| avoided != addr);
+        if self.avoided.len() >= AVOIDED_ADDRS_MAX {
+            self.avoided.remove(0);
+        }
+        self.avoided
+            .push((addr.to_string(), now + AVOID_AFTER_FAILURE));
+    }
+
+    fn is_avoided(&self, addr: &str, now: Instant) -> bool {
+        self.avoided
+            .iter()
+            .any(|(avoided, until)| avoided == addr && *until > now)
     }
 
     /// The next server to try, and how long to wait before trying it.
-    fn next(&mut self) -> (String, Duration) {
+    fn next(&mut self, now: Instant) -> (String, Duration) {
+        self.avoided.retain(|(_, until)| *until > now);
         if let Some(leader) = self.leader.take() {
-            if let Some(index) = self.servers.iter().position(|addr| *addr == leader) {
-                self.cursor = index;
+            if !self.is_avoided(&leader, now) {
+                if let Some(index) = self.servers.iter().position(|addr| *addr == leader) {
+                    self.cursor = index;
+                }
+                let wait = if self.redirects <= 1 {
+                    Duration::ZERO
+                } else {
+                    backoff(self.streak)
+                };
+                return (leader, wait);
             }
-            let wait = if self.redirects <= 1 {
-                Duration::ZERO
-            } else {
-                backoff(self.streak)
-            };
-            return (leader, wait);
+            // The follower still names the server that just failed us: it
+            // has not noticed yet. Ask the others until they elect; the
+            // hint was not followed, so it is no redirect.
+            self.electing = true;
+            self.redirects = self.redirects.saturating_sub(1);
         }
-        self.cursor = (self.cursor + 1) % self.servers.len();
-        (self.servers[self.cursor].clone(), backoff(self.streak))
+        let count = self.servers.len();
+        let usable = (1..=count)
+            .map(|step| (self.cursor + step) % count)
+            .find(|&index| !self.is_avoided(&self.servers[index], now));
+        // Every server avoided: plain rotation (there is nowhere better).
+        self.cursor = usable.unwrap_or((self.cursor + 1) % count);
+        let mut wait = backoff(self.streak);
+        if self.electing {
+            wait = wait.min(ELECTION_POLL_MAX);
+        }
+        (self.servers[self.cursor].clone(), wait)
     }
 }
 

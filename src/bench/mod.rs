@@ -176,6 +176,10 @@ pub(crate) struct Measured {
     /// Requests with no answer: refusals, timeouts, lost connections.
     pub errors: BTreeMap<String, u64>,
     pub timeline: Vec<Slot>,
+    /// The longest time within the measured window with no request
+    /// answered (committed or aborted), the window's ends included: what
+    /// a failover costs the clients.
+    pub longest_gap: Duration,
 }
 
 /// One second of the timeline.
@@ -304,6 +308,10 @@ struct Run {
     /// Answers received so far, warm-up included, for the progress line.
     answered: AtomicU64,
     aborted: AtomicU64,
+    /// Microseconds after the measured window began of the latest answer
+    /// (committed or aborted) in it, and the longest time between two.
+    last_answer_us: AtomicU64,
+    longest_gap_us: AtomicU64,
 }
 
 /// When the phases of the run begin and end.
@@ -312,6 +320,20 @@ struct Clock {
     start: Instant,
     measure_from: Instant,
     measure_until: Instant,
+}
+
+impl Run {
+    /// Notes an answer at `now` (in the measured window) for the longest
+    /// gap. Answers from several workers may arrive out of order; one
+    /// that is older than the latest noted shortens no gap.
+    fn answered_at(&self, now: Instant) {
+        let at = (now - self.clock.measure_from).as_micros() as u64;
+        let previous = self.last_answer_us.fetch_max(at, Ordering::Relaxed);
+        if at > previous {
+            self.longest_gap_us
+                .fetch_max(at - previous, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Clock {
@@ -338,6 +360,8 @@ async fn measure(
         stop: AtomicBool::new(false),
         answered: AtomicU64::new(0),
         aborted: AtomicU64::new(0),
+        last_answer_us: AtomicU64::new(0),
+        longest_gap_us: AtomicU64::new(0),
     });
     let timeline = Arc::new(Mutex::new(Vec::new()));
     // Open loop: each worker sends every `interval`, offset so that the
@@ -389,6 +413,13 @@ async fn measure(
         aborts: BTreeMap::new(),
         errors: BTreeMap::new(),
         timeline: Vec::new(),
+        longest_gap: {
+            // The window's tail counts: a cluster that never recovered
+            // has a gap to the end.
+            let tail = (config.duration.as_micros() as u64)
+                .saturating_sub(run.last_answer_us.load(Ordering::Relaxed));
+            Duration::from_micros(run.longest_gap_us.load(Ordering::Relaxed).max(tail))
+        },
     };
     for recorder in recorders {
         let mut recorder = recorder.lock();
@@ -445,6 +476,9 @@ async fn worker_loop(
             run.aborted.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(second) = run.clock.measured_second(now) {
+            if matches!(result, Ok(_) | Err(ClientError::Aborted { .. })) {
+                run.answered_at(now);
+            }
             recorder
                 .lock()
                 .record(second, now - sent_at, result.map(|_| ()));

@@ -30,6 +30,10 @@ pub struct BenchReport {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+    /// The longest time in the measured window with no transaction
+    /// answered (committed or aborted), in milliseconds: what a leader
+    /// failover (or any stall) cost the clients.
+    pub longest_gap_ms: f64,
     /// Abort messages with digits folded to `N`, and their counts.
     pub aborts_by_reason: BTreeMap<String, u64>,
     /// Requests that got no answer (refused, timed out, connection lost).
@@ -127,6 +131,7 @@ pub(super) fn build(
         } else {
             latency.mean() / 1000.0
         },
+        longest_gap_ms: measured.longest_gap.as_secs_f64() * 1000.0,
         aborts_by_reason: measured.aborts,
         errors: measured.errors,
         timeline,
@@ -164,6 +169,11 @@ impl fmt::Display for BenchReport {
             f,
             "latency ms   p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
             self.p50_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
+        )?;
+        writeln!(
+            f,
+            "longest gap  {:.0} ms without an answer",
+            self.longest_gap_ms
         )?;
         for (reason, count) in &self.aborts_by_reason {
             writeln!(f, "abort        {count:>10}  {reason}")?;

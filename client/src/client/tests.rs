@@ -1290,47 +1290,113 @@ async fn stale_reads_stay_on_the_node_and_linearizable_reads_go_through_the_log(
 #[test]
 fn the_route_rotates_follows_named_leaders_and_backs_off() {
     let ms = Duration::from_millis;
+    let now = Instant::now();
     let servers = vec!["a".to_string(), "b".into(), "c".into()];
     let mut route = Route::new(servers, 0);
     // A lost connection that had answered: the next server, at once.
     route.lost(true);
-    assert_eq!(route.next(), ("b".into(), ms(0)));
-    route.failed();
-    assert_eq!(route.next(), ("c".into(), ms(50)));
-    route.failed();
-    assert_eq!(route.next(), ("a".into(), ms(100)));
-    // A named leader is tried at once the first time, even after failures.
+    assert_eq!(route.next(now), ("b".into(), ms(0)));
+    // A failed attempt: the next server; the failed one is avoided.
+    route.failed("b", now);
+    assert_eq!(route.next(now), ("c".into(), ms(50)));
+    route.failed("c", now);
+    assert_eq!(route.next(now), ("a".into(), ms(100)));
+    // Once the avoidance has passed, they are named leaders again: one is
+    // tried at once the first time, even after failures.
+    let later = now + AVOID_AFTER_FAILURE;
     route.not_leader(true, Some("c".into()));
-    assert_eq!(route.next(), ("c".into(), ms(0)));
+    assert_eq!(route.next(later), ("c".into(), ms(0)));
     // ... and the rotation goes on after it.
-    route.failed();
-    assert_eq!(route.next(), ("a".into(), ms(100)));
+    route.failed("c", later);
+    assert_eq!(route.next(later), ("a".into(), ms(100)));
     // Two nodes naming each other without answering anything: backoff.
     route.not_leader(false, Some("b".into()));
-    assert_eq!(route.next(), ("b".into(), ms(200)));
-    // No leader known: wait, then the next server.
+    assert_eq!(route.next(later), ("b".into(), ms(200)));
+    // No leader known: wait (at most `ELECTION_POLL_MAX`), then the next
+    // server that is not avoided (c failed just now).
     route.not_leader(false, None);
-    assert_eq!(route.next(), ("c".into(), ms(400)));
+    assert_eq!(route.next(later), ("a".into(), ELECTION_POLL_MAX));
     for _ in 0..10 {
         route.not_leader(false, None);
-        assert_eq!(route.next().1, ms(500));
+        assert_eq!(route.next(later).1, ELECTION_POLL_MAX);
     }
     // An answer ends the streak: the first wait for an unknown leader is
     // short again.
     route.not_leader(true, None);
-    assert_eq!(route.next().1, ms(50));
+    assert_eq!(route.next(later).1, ms(50));
+    // A lost connection after an election: the full backoff again.
+    route.lost(false);
+    route.failed("a", later);
+    route.failed("b", later);
+    assert_eq!(route.next(later).1, ms(400));
     // A named leader that is not listed keeps the rotation where it was.
     let mut route = Route::new(vec!["a".into(), "b".into()], 0);
     route.not_leader(true, Some("z".into()));
-    assert_eq!(route.next(), ("z".into(), ms(0)));
-    route.failed();
-    assert_eq!(route.next(), ("b".into(), ms(100)));
-    // One server: every move goes back to it.
+    assert_eq!(route.next(now), ("z".into(), ms(0)));
+    route.failed("z", now);
+    assert_eq!(route.next(now), ("b".into(), ms(100)));
+    // One server: every move goes back to it, avoided or not.
     let mut route = Route::new(vec!["a".into()], 0);
     route.lost(true);
-    assert_eq!(route.next(), ("a".into(), ms(0)));
-    route.failed();
-    assert_eq!(route.next(), ("a".into(), ms(50)));
+    assert_eq!(route.next(now), ("a".into(), ms(0)));
+    route.failed("a", now);
+    assert_eq!(route.next(now), ("a".into(), ms(50)));
+}
+
+/// A leader that stalled is avoided: followers that still name it are not
+/// followed back to it, the client asks the other servers every 100 ms
+/// at most, follows the first leader it can reach, and after
+/// `AVOID_AFTER_FAILURE` trusts the old address again.
+#[test]
+fn the_route_does_not_follow_a_named_leader_that_just_failed() {
+    let now = Instant::now();
+    let servers = vec!["a".to_string(), "b".into(), "c".into()];
+    let mut route = Route::new(servers, 0);
+    // Connected to a; it stalls.
+    route.avoid("a", now);
+    route.lost(true);
+    assert_eq!(route.next(now), ("b".into(), Duration::ZERO));
+    // b still names a: not followed; c is asked instead, then b again.
+    route.not_leader(false, Some("a".into()));
+    assert_eq!(route.next(now), ("c".into(), Duration::from_millis(50)));
+    route.not_leader(false, Some("a".into()));
+    assert_eq!(route.next(now), ("b".into(), ELECTION_POLL_MAX));
+    // Elected: b names c, which is followed at once (the hints not
+    // followed were no redirects).
+    route.not_leader(false, Some("c".into()));
+    assert_eq!(route.next(now), ("c".into(), Duration::ZERO));
+    // A connection to an address ends its avoidance.
+    route.connected("a");
+    route.not_leader(true, Some("a".into()));
+    assert_eq!(route.next(now), ("a".into(), Duration::ZERO));
+    // Avoidance ends by itself, too.
+    route.avoid("b", now);
+    route.not_leader(true, Some("b".into()));
+    assert_eq!(route.next(now).0, "c");
+    route.not_leader(true, Some("b".into()));
+    assert_eq!(route.next(now + AVOID_AFTER_FAILURE).0, "b");
+    // The memory is bounded.
+    for n in 0..100 {
+        route.avoid(&format!("x{n}"), now);
+    }
+    assert_eq!(route.avoided.len(), AVOIDED_ADDRS_MAX);
+    assert!(route.is_avoided("x99", now) && !route.is_avoided("x0", now));
+}
+
+#[test]
+fn a_server_list_gets_the_short_connect_timeout() {
+    assert_eq!(
+        ClientConfig::new("a:1").connect_timeout,
+        CONNECT_TIMEOUT_DEFAULT
+    );
+    assert_eq!(
+        ClientConfig::new("a:1,b:2").connect_timeout,
+        CLUSTER_CONNECT_TIMEOUT_DEFAULT
+    );
+    assert_eq!(
+        ClientConfig::cluster(["a:1", "b:2", "c:3"]).connect_timeout,
+        CLUSTER_CONNECT_TIMEOUT_DEFAULT
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -1338,12 +1404,12 @@ fn the_route_rotates_follows_named_leaders_and_backs_off() {
 // ---------------------------------------------------------------------
 
 #[test]
-fn the_stall_timeout_defaults_to_three_seconds_and_is_shown() {
+fn the_stall_timeout_defaults_to_one_second_and_is_shown() {
     let config = ClientConfig::new("a:1,b:2");
     assert_eq!(config.stall_timeout, Some(STALL_TIMEOUT_DEFAULT));
-    assert_eq!(STALL_TIMEOUT_DEFAULT, Duration::from_secs(3));
+    assert_eq!(STALL_TIMEOUT_DEFAULT, Duration::from_secs(1));
     let debug = format!("{config:?}");
-    assert!(debug.contains("stall_timeout: Some(3s)"), "{debug}");
+    assert!(debug.contains("stall_timeout: Some(1s)"), "{debug}");
 }
 
 /// Whether a connection is waiting on `listener` (none is, if nothing
@@ -1403,6 +1469,69 @@ async fn a_silent_leader_is_left_for_the_next_server_after_the_stall_timeout() {
     assert_eq!(b_hello.client_id, client_id);
     assert_eq!(resent, call);
     assert_eq!(resent.request_id, 1);
+}
+
+/// The failover: the leader (A) freezes, and the followers still
+/// name it for a while (B twice, C once) before B is elected. The client
+/// leaves A after the stall timeout and does not follow the hints back to
+/// A (whose handshake would hang for the whole 10 s connect timeout): it
+/// asks B and C until B leads, and A never sees a second connection.
+#[tokio::test]
+async fn followers_naming_a_frozen_leader_are_not_followed_back_to_it() {
+    let (mut listeners, addrs) = cluster(3).await;
+    let c = listeners.pop().unwrap();
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let frozen = addrs[0].clone();
+    let node_a = tokio::spawn(async move {
+        let (mut stream, _) = accept(&a).await;
+        let call = read_request(&mut stream).await;
+        hold_until_hangup(stream).await;
+        // A second connection would be the client waiting on A again.
+        let again = tokio::time::timeout(Duration::from_millis(500), a.accept()).await;
+        (call, again.is_ok())
+    });
+    let node_b = tokio::spawn({
+        let frozen = frozen.clone();
+        async move {
+            for _ in 0..2 {
+                let (mut stream, _) = accept(&b).await;
+                let request = read_request(&mut stream).await;
+                answer(&mut stream, request.request_id, not_leader(Some(&frozen))).await;
+            }
+            // Elected.
+            let (mut stream, _) = accept(&b).await;
+            let request = read_request(&mut stream).await;
+            answer(&mut stream, request.request_id, echo(&request, 9)).await;
+            hold_until_hangup(stream).await;
+            request
+        }
+    });
+    let node_c = tokio::spawn(async move {
+        let (mut stream, _) = accept(&c).await;
+        let request = read_request(&mut stream).await;
+        answer(&mut stream, request.request_id, not_leader(Some(&frozen))).await;
+        request
+    });
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: Duration::from_secs(20),
+        stall_timeout: Some(Duration::from_millis(300)),
+        ..config(&addrs.join(","))
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (result, seq) = within(client.call_json("echo", "\"x\"")).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!((result.as_str(), seq), ("\"x\"", 9));
+    // 300 ms of stall, then three asks at most 100 ms apart.
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(client.connected_addr().as_deref(), Some(addrs[1].as_str()));
+    drop(client);
+    let (call, reconnected) = join(node_a).await;
+    assert!(!reconnected, "the client went back to the frozen leader");
+    assert_eq!(join(node_b).await, call);
+    assert_eq!(join(node_c).await, call);
 }
 
 /// One server, silent: the client has nowhere to go, so it keeps its one

@@ -19,6 +19,7 @@
 //!   the cluster secret before anything it sends is decoded.
 
 pub mod auth;
+pub mod lost;
 pub mod network;
 pub mod state_machine;
 pub mod store;
@@ -27,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -205,6 +206,20 @@ impl PeerTls {
     }
 }
 
+/// How often a leader sends heartbeats (openraft's `heartbeat_interval`;
+/// openraft also ticks its election timer every 1.5 heartbeats).
+pub const HEARTBEAT_DEFAULT: Duration = Duration::from_millis(100);
+/// The shortest election timeout; the longest is twice this. In openraft
+/// 0.9 a follower that has seen a leader also waits out that leader's
+/// lease (the longest election timeout) before its own timeout starts,
+/// and refuses to vote until the lease has passed: it stands for election
+/// 2 x min + [min, 2 x min) after the last heartbeat, here 0.9 to 1.2 s
+/// (plus up to one 150 ms tick), which is what keeps a client's gap after
+/// losing the leader under 2 s on loopback. A leader must stall for nine
+/// heartbeats in a row before anyone stands, so a busy machine does not
+/// cause elections.
+pub const ELECTION_TIMEOUT_MIN_DEFAULT: Duration = Duration::from_millis(300);
+
 /// A cluster member's configuration.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -239,8 +254,8 @@ impl ClusterConfig {
             tls: None,
             dir,
             proposals_in_flight: 4,
-            heartbeat: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(1000),
+            heartbeat: HEARTBEAT_DEFAULT,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_DEFAULT,
         }
     }
 }
@@ -413,6 +428,40 @@ impl RaftHandle {
     }
 }
 
+/// On a member that lost journal entries: once it has caught up (see
+/// `lost.rs`), deletes the marker and lets it vote and stand again. The
+/// marker goes first, so a crash in between only repeats the check.
+async fn watch_catch_up(
+    raft: Raft<TypeConfig>,
+    lost: lost::LostEntries,
+    dir: PathBuf,
+    votes_refused: Arc<AtomicBool>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let applied = metrics.borrow_and_update().last_applied;
+        if lost.caught_up(applied) {
+            break;
+        }
+        if metrics.changed().await.is_err() {
+            return; // Raft stopped.
+        }
+    }
+    let cleared = tokio::task::spawn_blocking(move || lost::clear(&dir)).await;
+    if let Ok(Err(err)) | Err(err) = cleared.map_err(std::io::Error::other) {
+        // Without the marker gone a restart would refuse votes again,
+        // which is safe; keep refusing now too rather than disagree.
+        eprintln!("ordo: could not delete the lost-entries marker: {err}");
+        return;
+    }
+    votes_refused.store(false, Ordering::Release);
+    raft.runtime_config().elect(true);
+    eprintln!(
+        "ordo: node caught up past term {} after its journal loss: it votes and stands for election again",
+        lost.term
+    );
+}
+
 /// The Raft implementation of [`Log`].
 pub struct RaftLog<T> {
     handle: RaftHandle,
@@ -472,6 +521,16 @@ impl<T: Send + 'static> RaftLog<T> {
         let latest = snapshots
             .latest()
             .map_err(|err| ClusterError::Storage(err.to_string()))?;
+        // A journal that lost entries (see `lost.rs`): no votes, no
+        // candidacy, until caught up.
+        let lost = lost::read(&config.dir).map_err(|err| ClusterError::Storage(err.to_string()))?;
+        if let Some(lost) = &lost {
+            eprintln!(
+                "ordo: node {} lost Raft journal entries ({}); it will neither vote nor stand for election until it has applied an entry of a term after {}",
+                config.node_id, lost.detail, lost.term
+            );
+        }
+        let votes_refused = Arc::new(AtomicBool::new(lost.is_some()));
         let pending: state_machine::Pending<T> = Arc::new(Mutex::new(HashMap::new()));
         let state_machine = state_machine::StateMachine::new(
             config.node_id,
@@ -500,6 +559,7 @@ impl<T: Send + 'static> RaftLog<T> {
             max_payload_entries: 16,
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 8 << 20,
+            enable_elect: lost.is_none(),
             ..Default::default()
         }
         .validate()
@@ -512,6 +572,7 @@ impl<T: Send + 'static> RaftLog<T> {
         let raft = runtime.block_on({
             let peers = peers.clone();
             let inbox = inbox.clone();
+            let votes_refused = votes_refused.clone();
             async move {
                 let listener =
                     tokio::net::TcpListener::bind(&listen_addr)
@@ -529,7 +590,13 @@ impl<T: Send + 'static> RaftLog<T> {
                 )
                 .await
                 .map_err(|err| ClusterError::Raft(err.to_string()))?;
-                tokio::spawn(network::serve(listener, raft.clone(), peers, inbox.clone()));
+                tokio::spawn(network::serve(
+                    listener,
+                    raft.clone(),
+                    peers,
+                    inbox.clone(),
+                    votes_refused,
+                ));
                 let initialized = raft
                     .is_initialized()
                     .await
@@ -562,6 +629,14 @@ impl<T: Send + 'static> RaftLog<T> {
             outbox,
             inbox,
         };
+        if let Some(lost) = lost {
+            runtime.spawn(watch_catch_up(
+                handle.raft.clone(),
+                lost,
+                config.dir.clone(),
+                votes_refused,
+            ));
+        }
         runtime.spawn(network::report_checkpoints(
             handle.raft.clone(),
             handle.peers.clone(),

@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
@@ -141,14 +142,25 @@ struct Acceptor {
     handshakes: Arc<Semaphore>,
     connections: Mutex<BTreeMap<NodeId, VecDeque<tokio::task::AbortHandle>>>,
     log: RateLimitedLog,
+    /// Set while this member's journal has lost entries it may have
+    /// acknowledged (`lost.rs`): every vote request is refused.
+    votes_refused: Arc<AtomicBool>,
 }
 
-/// Answers members' RPCs on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, peers: Peers, inbox: Inbox) {
+/// Answers members' RPCs on `listener` until the process ends; vote
+/// requests are refused while `votes_refused` is set.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    peers: Peers,
+    inbox: Inbox,
+    votes_refused: Arc<AtomicBool>,
+) {
     let acceptor = Arc::new(Acceptor {
         raft,
         peers,
         inbox,
+        votes_refused,
         handshakes: Arc::new(Semaphore::new(PEER_HANDSHAKES_MAX)),
         connections: Mutex::new(BTreeMap::new()),
         log: RateLimitedLog::new(Duration::from_secs(10)),
@@ -268,7 +280,12 @@ async fn serve_connection(
             }
             Request::Vote(rpc) => {
                 check_sender(member, rpc.vote.leader_id().voted_for(), "a vote request")?;
-                Response::Vote(acceptor.raft.vote(rpc).await)
+                if acceptor.votes_refused.load(Ordering::Acquire) {
+                    let vote = acceptor.raft.metrics().borrow().vote;
+                    Response::Vote(Ok(refused_vote(vote)))
+                } else {
+                    Response::Vote(acceptor.raft.vote(rpc).await)
+                }
             }
             Request::Snapshot(rpc) => {
                 check_sender(member, rpc.vote.leader_id().voted_for(), "InstallSnapshot")?;
@@ -288,6 +305,14 @@ async fn serve_connection(
             .await
             .map_err(|err| format!("member {member}: {err}"))?;
     }
+}
+
+/// The answer of a member that lost journal entries to any vote request:
+/// not granted, with its own vote, and no last log id (what it holds
+/// says nothing about what it acknowledged). Raft is not asked, so the
+/// request changes nothing here, not even the term.
+fn refused_vote(own: openraft::Vote<NodeId>) -> VoteResponse<NodeId> {
+    VoteResponse::new(own, None, false)
 }
 
 /// Whatever node ids a report names, it speaks for the member that sent
@@ -556,6 +581,15 @@ mod tests {
         let attributed = attribute_report(2, forged);
         assert_eq!(attributed.len(), REPORT_CHECKPOINTS_MAX);
         assert!(attributed.iter().all(|checkpoint| checkpoint.node == 2));
+    }
+
+    #[test]
+    fn a_refused_vote_grants_nothing_and_claims_no_log() {
+        let own = openraft::Vote::new_committed(4, 2);
+        let answer = refused_vote(own);
+        assert!(!answer.vote_granted);
+        assert_eq!(answer.vote, own);
+        assert_eq!(answer.last_log_id, None);
     }
 
     #[test]

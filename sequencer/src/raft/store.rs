@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
+use super::lost::LostEntries;
 use crate::file_log::{FileLog, FileLogConfig, LogError, PendingSync};
 use crate::storage::{OsStorage, Storage};
 
@@ -108,6 +109,92 @@ fn io_error(err: impl std::error::Error + 'static) -> AnyError {
     AnyError::new(&err)
 }
 
+/// The journal's file log configuration in the Raft directory `dir`.
+fn journal_config(dir: &Path) -> FileLogConfig {
+    let mut config = FileLogConfig::new(dir.join("journal"));
+    // A Raft entry is one batch; the node limits batches to 32 MiB of
+    // arguments, plus framing.
+    config.record_bytes_max = 64 << 20;
+    config
+}
+
+/// What [`repair_journal`] found or did.
+#[derive(Debug)]
+pub enum JournalRepair {
+    /// The journal opens; nothing to do.
+    Intact { last_index: u64 },
+    /// Newest segments are missing and the loss was not accepted.
+    Refused { detail: String },
+    /// The loss was accepted and the member marked (see `lost.rs`).
+    Accepted { marker: LostEntries },
+}
+
+/// `ordo repair` for a cluster member's Raft directory `dir`: if the
+/// journal is refused only because its newest segments are missing and
+/// `accept_loss` is set, accepts the loss and leaves the marker that
+/// keeps the member from voting until it has caught up.
+pub fn repair_journal(dir: &Path, accept_loss: bool) -> Result<JournalRepair, LogError> {
+    let detail = match FileLog::open(journal_config(dir)) {
+        Ok(journal) => {
+            return Ok(JournalRepair::Intact {
+                last_index: journal.last_index(),
+            });
+        }
+        Err(LogError::MissingSegments { detail, .. }) => detail,
+        Err(other) => return Err(other),
+    };
+    if !accept_loss {
+        return Ok(JournalRepair::Refused { detail });
+    }
+    let write_marker = |marker: &LostEntries| {
+        super::lost::write(dir, marker).map_err(|source| LogError::Io {
+            action: "write the lost-entries marker in",
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    // The marker before the journal gives up its segments: a crash in
+    // between must not leave a member that votes on a shortened log.
+    let meta = read_meta(&OsStorage, &dir.join("raft-meta"))?;
+    let mut marker = LostEntries {
+        term: meta.vote.map_or(0, |vote| vote.leader_id().term),
+        kept_up_to: 0,
+        detail,
+    };
+    write_marker(&marker)?;
+    drop(FileLog::open(FileLogConfig {
+        accept_lost_segments: true,
+        ..journal_config(dir)
+    })?);
+    let store = LogStore::open(dir)?;
+    marker.kept_up_to = {
+        let inner = store.inner.lock();
+        let kept = inner.entries.keys().next_back().copied();
+        kept.or(inner.meta.last_purged.map(|log_id| log_id.index))
+            .unwrap_or(0)
+    };
+    drop(store);
+    write_marker(&marker)?;
+    Ok(JournalRepair::Accepted { marker })
+}
+
+/// Reads `raft-meta` at `path` (the default if it does not exist).
+fn read_meta(storage: &dyn Storage, path: &Path) -> Result<RaftMeta, LogError> {
+    match storage.read_file(path) {
+        Ok(bytes) => postcard::from_bytes(&bytes).map_err(|err| LogError::Io {
+            action: "decode",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(RaftMeta::default()),
+        Err(source) => Err(LogError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 impl LogStore {
     /// Opens (or creates) the store in `dir`: replays the journal, cutting
     /// off a torn tail as [`FileLog`] does.
@@ -117,27 +204,9 @@ impl LogStore {
 
     /// [`LogStore::open`] over `storage` (the journal and `raft-meta`).
     pub fn open_with(dir: &Path, storage: Arc<dyn Storage>) -> Result<LogStore, LogError> {
-        let mut config = FileLogConfig::new(dir.join("journal"));
-        // A Raft entry is one batch; the node limits batches to 32 MiB
-        // of arguments, plus framing.
-        config.record_bytes_max = 64 << 20;
-        let journal = FileLog::open_with(config, storage.clone())?;
+        let journal = FileLog::open_with(journal_config(dir), storage.clone())?;
         let meta_path = dir.join("raft-meta");
-        let meta = match storage.read_file(&meta_path) {
-            Ok(bytes) => postcard::from_bytes(&bytes).map_err(|err| LogError::Io {
-                action: "decode",
-                path: meta_path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => RaftMeta::default(),
-            Err(source) => {
-                return Err(LogError::Io {
-                    action: "read",
-                    path: meta_path,
-                    source,
-                });
-            }
-        };
+        let meta = read_meta(&*storage, &meta_path)?;
         let mut entries = BTreeMap::new();
         let mut journal_entries = VecDeque::new();
         if journal.last_index() > 0 {
