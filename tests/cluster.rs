@@ -699,7 +699,6 @@ fn frozen_minority_and_frozen_leader() {
 /// longer has). Once the old leader is back, a new term starts, the
 /// repaired member votes again, and nothing acknowledged is lost.
 #[test]
-#[ignore = "fails as of 2026-12-01: no transfer is acknowledged after the follower is killed and repaired (not yet diagnosed)"]
 fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
     let _alone = ONE_CLUSTER_AT_A_TIME.lock();
     let runtime = runtime();
@@ -753,7 +752,9 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
         {
             assert!(
                 Instant::now() < deadline,
-                "the repaired member did not catch up"
+                "the repaired member did not catch up to {highest}: {:?}\n{}",
+                cluster.status(lossy).await.map(|status| status.position),
+                cluster.members[lossy].stderr.lock()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
