@@ -84,6 +84,19 @@ enum Command {
         /// the usual error line and exit status).
         #[arg(long)]
         json: bool,
+        /// Run the read-only procedure as a stale read on the node
+        /// `--server` names (any node of a cluster, leader or not), at
+        /// that node's position, without a log entry; `--seq` and `--json`
+        /// then give the position it read at.
+        #[arg(long)]
+        stale: bool,
+        /// With --stale: read at this position or later, e.g. the `--seq`
+        /// of an earlier call, to see that call's effect on a follower. A
+        /// node behind it waits up to a second to catch up, and otherwise
+        /// the read is retried (on the next node of the list) until the
+        /// request timeout.
+        #[arg(long, value_name = "SEQ", requires = "stale")]
+        min_position: Option<u64>,
     },
     /// List the deployed procedures and their parameters.
     Procedures {
@@ -653,6 +666,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             args,
             seq,
             json,
+            stale,
+            min_position,
         } => {
             let parsed: serde_json::Value = serde_json::from_str(&args)
                 .with_context(|| format!("the arguments are not valid JSON ({args})"))?;
@@ -661,8 +676,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "the arguments must be a JSON object keyed by parameter name, e.g. '{{\"id\": 1}}'"
                 );
             }
-            let called = remote
-                .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await))?;
+            let called = if stale {
+                // Nothing is logged, so no session is registered.
+                remote.run(async |client| {
+                    client.observe_position(min_position.unwrap_or(0));
+                    Ok(client
+                        .read_json(&procedure, &args, ordo_client::ReadConsistency::Stale)
+                        .await)
+                })?
+            } else {
+                remote
+                    .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await))?
+            };
             print_call(called, seq, json)
         }
         Command::Procedures { remote } => {

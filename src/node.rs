@@ -167,6 +167,14 @@ pub enum NodeError {
     },
     #[error("the node is shutting down")]
     Stopped,
+    /// A stale read asked for a position this node had not executed yet,
+    /// and it did not get there within [`STALE_READ_WAIT_MS_MAX`] (or too
+    /// many reads were already waiting). The read did not run; retry it,
+    /// later or on another node.
+    #[error(
+        "this node has executed up to position {applied}, behind the {wanted} the read asks for, and did not catch up in time; retry, or read from another node"
+    )]
+    Behind { applied: u64, wanted: u64 },
     /// A cluster member that does not lead was asked to sequence; retry
     /// on the leader (the same request id keeps it exactly-once).
     #[error("this node is not the leader{}", match .leader_addr {
@@ -356,12 +364,108 @@ struct Shared {
 /// refused as overloaded.
 const READS_QUEUED_MAX: usize = 1024;
 
+/// Longest a stale read waits for the executor to reach its
+/// `min_position` before it is refused with [`NodeError::Behind`]. Long
+/// enough for a restarted member to hear the leader's commit index and
+/// apply its log tail (a heartbeat is 100 ms), short enough that a client
+/// still has time to try another node within its request timeout.
+pub const STALE_READ_WAIT_MS_MAX: u64 = 1_000;
+
+/// Stale reads the executor holds while they wait for their
+/// `min_position`; a read that would be one more is refused with
+/// [`NodeError::Behind`] at once (checked before it is stored).
+pub const STALE_READS_PARKED_MAX: usize = 1024;
+
 /// A stale read for the executor thread to run between batches.
 struct ReadRequest {
     procedure: String,
     encoding: ArgsEncoding,
     args: Vec<u8>,
-    answer: Sender<ReadOutcome>,
+    /// Run only once the executor has reached this position (0: at once).
+    min_position: u64,
+    /// After this, a read still below `min_position` is refused.
+    deadline: Instant,
+    answer: ReadReply,
+}
+
+/// Where a stale read's answer goes: a blocked thread (`Node::read`) or an
+/// async caller (`Node::submit_read`, the server), which then holds no
+/// thread while the read waits for its position.
+enum ReadReply {
+    Blocking(Sender<Result<ReadOutcome, NodeError>>),
+    Async(tokio::sync::oneshot::Sender<Result<ReadOutcome, NodeError>>),
+}
+
+impl ReadRequest {
+    fn answer(self, answer: Result<ReadOutcome, NodeError>) {
+        match self.answer {
+            ReadReply::Blocking(sender) => {
+                let _ = sender.send(answer);
+            }
+            ReadReply::Async(sender) => {
+                let _ = sender.send(answer);
+            }
+        }
+    }
+}
+
+/// The stale reads the executor holds until it reaches their
+/// `min_position` (at most [`STALE_READS_PARKED_MAX`]).
+#[derive(Default)]
+struct ParkedReads {
+    reads: Vec<ReadRequest>,
+}
+
+impl ParkedReads {
+    /// Runs `read` now if the executor is at its position, holds it if
+    /// not (and there is room and time), or refuses it.
+    fn take(&mut self, executor: &mut Executor, position: u64, read: ReadRequest) {
+        if read.min_position <= position {
+            run_read(executor, read);
+        } else if self.reads.len() >= STALE_READS_PARKED_MAX || read.deadline <= Instant::now() {
+            refuse_behind(read, position);
+        } else {
+            self.reads.push(read);
+        }
+    }
+
+    /// Runs the held reads the executor has now reached, refuses those
+    /// whose wait is over; in arrival order.
+    fn release(&mut self, executor: &mut Executor, position: u64) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut kept = Vec::new();
+        for read in std::mem::take(&mut self.reads) {
+            if read.min_position <= position {
+                run_read(executor, read);
+            } else if read.deadline <= now {
+                refuse_behind(read, position);
+            } else {
+                kept.push(read);
+            }
+        }
+        self.reads = kept;
+    }
+
+    /// When the first held read's wait ends, if any is held.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.reads.iter().map(|read| read.deadline).min()
+    }
+}
+
+fn run_read(executor: &mut Executor, read: ReadRequest) {
+    let outcome = executor.read(&read.procedure, read.encoding, &read.args, now_ms());
+    read.answer(Ok(outcome));
+}
+
+fn refuse_behind(read: ReadRequest, position: u64) {
+    let wanted = read.min_position;
+    read.answer(Err(NodeError::Behind {
+        applied: position,
+        wanted,
+    }));
 }
 
 impl Shared {
@@ -800,15 +904,74 @@ impl Node {
         encoding: ArgsEncoding,
         args: Vec<u8>,
     ) -> Result<ReadOutcome, NodeError> {
+        self.read_at_least(procedure, encoding, args, 0)
+    }
+
+    /// [`Node::read`] at `min_position` or later: if this node has not
+    /// executed that far, the read waits (up to
+    /// [`STALE_READ_WAIT_MS_MAX`]) for it to, and is otherwise refused
+    /// with [`NodeError::Behind`]. Never answers from a state older than
+    /// `min_position`, which is what keeps one client's stale reads
+    /// monotonic across a restart or a move to another node.
+    pub fn read_at_least(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        min_position: u64,
+    ) -> Result<ReadOutcome, NodeError> {
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        self.queue_read(
+            procedure,
+            encoding,
+            args,
+            min_position,
+            ReadReply::Blocking(answer),
+        )?;
+        answered
+            .recv()
+            .unwrap_or_else(|_| Err(self.shared.refusal()))
+    }
+
+    /// [`Node::read_at_least`] for async callers: the answer comes on the
+    /// returned channel, so no thread waits while the read waits for its
+    /// position. A dropped sender means the node stopped.
+    pub fn submit_read(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        min_position: u64,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<ReadOutcome, NodeError>>, NodeError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue_read(
+            procedure,
+            encoding,
+            args,
+            min_position,
+            ReadReply::Async(answer),
+        )?;
+        Ok(answered)
+    }
+
+    fn queue_read(
+        &self,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        min_position: u64,
+        answer: ReadReply,
+    ) -> Result<(), NodeError> {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(self.shared.refusal());
         }
         check_procedure_name(procedure)?;
-        let (answer, answered) = crossbeam_channel::bounded(1);
         let request = ReadRequest {
             procedure: procedure.to_string(),
             encoding,
             args,
+            min_position,
+            deadline: Instant::now() + Duration::from_millis(STALE_READ_WAIT_MS_MAX),
             answer,
         };
         self.shared
@@ -819,8 +982,7 @@ impl Node {
                     inflight_max: READS_QUEUED_MAX,
                 },
                 crossbeam_channel::TrySendError::Disconnected(_) => self.shared.refusal(),
-            })?;
-        answered.recv().map_err(|_| self.shared.refusal())
+            })
     }
 
     /// Why the node stopped, if it failed (a log write, a divergence, Raft
@@ -1305,7 +1467,17 @@ fn run_executor(
         .flatten()
         .and_then(|seq| seq.parse().ok());
     let mut divergence = DivergenceCheck::default();
+    // Reads waiting for a position this executor has not reached: looked
+    // at again after every batch or install, and when a wait ends.
+    let mut parked = ParkedReads::default();
     loop {
+        // The published position is the executor's own between batches
+        // (set after every batch and install, on this thread).
+        let position = shared.status.lock().engine.position;
+        parked.release(&mut executor, position);
+        let wait_ends = parked
+            .next_deadline()
+            .map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         let delivery = crossbeam_channel::select! {
             recv(deliveries) -> delivery => match delivery {
                 Ok(delivery) => delivery,
@@ -1313,11 +1485,11 @@ fn run_executor(
             },
             recv(reads) -> read => {
                 if let Ok(read) = read {
-                    let outcome = executor.read(&read.procedure, read.encoding, &read.args, now_ms());
-                    let _ = read.answer.send(outcome);
+                    parked.take(&mut executor, position, read);
                 }
                 continue;
             }
+            recv(wait_ends) -> _ => continue,
         };
         let committed = match delivery {
             Delivery::Batch(committed) => committed,

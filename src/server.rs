@@ -901,15 +901,23 @@ fn other_request(
             procedure,
             encoding,
             args,
+            min_position,
         } => {
+            // Queued here, answered on the executor thread: a read that
+            // waits for its `min_position` holds no thread meanwhile.
+            let answer =
+                match node.submit_read(&procedure, args_encoding(encoding), args, min_position) {
+                    Ok(answer) => answer,
+                    Err(err) => return Some(refusal_body(&err)),
+                };
             let (node, responses) = (node.clone(), responses.clone());
             tokio::spawn(async move {
-                let encoding = args_encoding(encoding);
-                let read =
-                    tokio::task::spawn_blocking(move || node.read(&procedure, encoding, args))
-                        .await;
+                let read = match answer.await {
+                    Ok(read) => read,
+                    Err(_) => Err(node_refusal(&node)),
+                };
                 let body = match read {
-                    Ok(Ok(read)) => match read.outcome {
+                    Ok(read) => match read.outcome {
                         Outcome::Committed { result } => ResponseBody::ReadDone {
                             position: read.position,
                             result,
@@ -924,11 +932,7 @@ fn other_request(
                             message: "a read cannot deploy".to_string(),
                         },
                     },
-                    Ok(Err(err)) => refusal_body(&err),
-                    Err(_) => ResponseBody::Refused {
-                        reason: RequestRefusal::Unavailable,
-                        message: "read task failed".to_string(),
-                    },
+                    Err(err) => refusal_body(&err),
                 };
                 responses.send(Response { request_id, body }).await;
             });
@@ -1206,10 +1210,24 @@ fn args_encoding(encoding: Encoding) -> ArgsEncoding {
     }
 }
 
+/// Why the node dropped a request unanswered: it stopped, or failed.
+fn node_refusal(node: &Node) -> NodeError {
+    match node.failure() {
+        Some(reason) => NodeError::Failed(reason),
+        None => NodeError::Stopped,
+    }
+}
+
 fn refusal_body(err: &NodeError) -> ResponseBody {
     if let NodeError::NotLeader { leader_addr } = err {
         return ResponseBody::NotLeader {
             leader: leader_addr.clone(),
+        };
+    }
+    if let NodeError::Behind { applied, wanted } = err {
+        return ResponseBody::Behind {
+            applied: *applied,
+            wanted: *wanted,
         };
     }
     if let NodeError::SignatureMismatch { contract } = err {

@@ -7,9 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{ADMIN, Server};
+use common::{ADMIN, Server, run_ordo, stdout};
 
 use ordo_client::protocol::{
     Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, Hello, RefusalReason, Request,
@@ -307,4 +307,102 @@ fn metrics_endpoint_reports_requests_aborts_and_position() {
         assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
     }
     assert!(scrape("/other").starts_with("HTTP/1.1 404"));
+}
+
+/// A stale read of account 1's balance that must run at `min_position` or
+/// later.
+fn read_balance_at_least(min_position: u64) -> RequestBody {
+    RequestBody::Read {
+        procedure: "balance".to_string(),
+        encoding: Encoding::Postcard,
+        args: postcard::to_stdvec(&1u64).unwrap(),
+        min_position,
+    }
+}
+
+fn read_done(body: ResponseBody) -> (u64, i64) {
+    match body {
+        ResponseBody::ReadDone { position, result } => {
+            (position, postcard::from_bytes(&result).unwrap())
+        }
+        other => panic!("expected a read, got {other:?}"),
+    }
+}
+
+/// A stale read that asks for a position the node has not executed yet
+/// waits for it and then answers at or after it; one the node does not
+/// reach within the wait bound is refused with `Behind` (retryable, it did
+/// not run), never answered from the older state. `ordo call --stale
+/// --min-position` asks the same.
+#[test]
+fn a_read_ahead_of_the_node_waits_for_its_position_or_is_refused_as_behind() {
+    let server = Server::start(&[]);
+    let mut writer = Connection::accepted(server.addr, 1);
+    writer.request(1, deploy(Some(ADMIN)));
+    let (opened, _) = committed(writer.request(2, call("open_many", &(0u64, 2u64, 100i64))));
+    let mut reader = Connection::accepted(server.addr, 2);
+    assert_eq!(
+        read_done(reader.request(1, read_balance_at_least(opened))),
+        (opened, 100)
+    );
+
+    // One ahead: held until a transfer gets the node there.
+    reader.send(&Request {
+        request_id: 2,
+        acked_below: 2,
+        body: read_balance_at_least(opened + 1),
+    });
+    let held = Duration::from_millis(200);
+    std::thread::sleep(held);
+    let (transferred, _) = committed(writer.request(3, call("transfer", &(0u64, 1u64, 30i64))));
+    assert!(transferred > opened);
+    let response: Response = reader.receive().expect("the held read's answer");
+    assert_eq!(response.request_id, 2);
+    let (position, balance) = read_done(response.body);
+    assert!(position >= transferred, "read at {position}");
+    assert_eq!(balance, 130);
+
+    // Far ahead: refused once the wait bound has passed.
+    let started = Instant::now();
+    let wanted = transferred + 1_000;
+    match reader.request(3, read_balance_at_least(wanted)) {
+        ResponseBody::Behind {
+            applied,
+            wanted: asked,
+        } => assert_eq!((applied, asked), (transferred, wanted)),
+        other => panic!("expected Behind, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    let bound = Duration::from_millis(ordo::node::STALE_READ_WAIT_MS_MAX);
+    assert!(
+        waited >= bound && waited < bound * 3,
+        "refused after {waited:?}, the bound is {bound:?}"
+    );
+    // The connection still serves reads at the node's position.
+    assert_eq!(
+        read_done(reader.request(4, read_balance_at_least(0))),
+        (transferred, 130)
+    );
+
+    let min = transferred.to_string();
+    let read = |args: &[&str]| {
+        let mut all = vec!["call", "--stale", "--seq"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["balance", r#"{"id": 1}"#]);
+        run_ordo(Some(&server), &all)
+    };
+    assert_eq!(
+        stdout(&read(&["--min-position", &min])),
+        format!("{transferred}\n130\n")
+    );
+    assert_eq!(stdout(&read(&[])), format!("{transferred}\n130\n"));
+    let output = run_ordo(
+        Some(&server),
+        &["call", "--min-position", "3", "balance", r#"{"id": 1}"#],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--stale"),
+        "{output:?}"
+    );
 }

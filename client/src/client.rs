@@ -90,6 +90,13 @@
 //! Reads choose their [`ReadConsistency`] ([`Client::read`]):
 //! `Linearizable` goes through the log like any call, `Stale` runs on
 //! whichever node the client is connected to, at that node's position.
+//! A client's stale reads are monotonic: each asks for at least the
+//! highest position the client has seen ([`Client::observed_position`]),
+//! and a node that has not got there (restarted and still catching up, or
+//! a lagging follower) waits briefly or answers `Behind`, which the client
+//! retries, on the next server if it lists several, within its request
+//! timeout. So a stale read never shows an older state than one this
+//! client saw before, or than its own writes.
 //!
 //! ```no_run
 //! use ordo_client::{Client, ReadConsistency};
@@ -419,10 +426,14 @@ pub struct Called<R> {
 pub enum ReadConsistency {
     /// Runs on the node the client is connected to, leader or not, at that
     /// node's current position, without going through the log
-    /// ([`RequestBody::Read`]). It may miss recent commits (a follower can
-    /// lag the leader, and two stale reads on different nodes may go back
-    /// in time), but it costs no log entry and spreads load over the
-    /// followers. The procedure must be read-only.
+    /// ([`RequestBody::Read`]). It may miss recent commits of other
+    /// clients (a follower can lag the leader), but never goes back in
+    /// time for one [`Client`]: it runs at or after every position the
+    /// client has seen, its own writes included
+    /// ([`Client::observed_position`]), and a node behind that waits or is
+    /// retried (different `Client`s may still see different positions). It
+    /// costs no log entry and spreads load over the followers. The
+    /// procedure must be read-only.
     Stale,
     /// Goes through the log like a call, so it sees every call committed
     /// before it was sent; its position is the sequence number it ran at.
@@ -649,6 +660,18 @@ pub enum ClientError {
         "the request is {bytes} bytes, over the {max}-byte frame limit; send less (or raise frame_bytes_max on both sides)"
     )]
     TooLarge { bytes: usize, max: usize },
+    /// A stale read found every node it asked behind the position this
+    /// client has already seen ([`Client::observed_position`]) until its
+    /// [`ClientConfig::request_timeout`] ran out; nothing ran. Reading at
+    /// an older position would have gone back in time.
+    #[error(
+        "the read wants position {wanted} or later (this client has seen it) but the node has executed only up to {applied}, and no node caught up within {after:?}; retry when the cluster has caught up, or read with ReadConsistency::Linearizable"
+    )]
+    Behind {
+        applied: u64,
+        wanted: u64,
+        after: Duration,
+    },
     /// No answer within [`ClientConfig::request_timeout`].
     #[error("no answer within {after:?}; {}", outcome_note(*.outcome_unknown))]
     Timeout {
@@ -815,14 +838,14 @@ impl Client {
         let mut opened = None;
         for (index, addr) in servers.iter().enumerate() {
             match open(&config, addr, client_id).await {
-                Ok(stream) => {
-                    opened = Some((index, stream));
+                Ok((stream, position)) => {
+                    opened = Some((index, stream, position));
                     break;
                 }
                 Err(err) => last_error = Some(err),
             }
         }
-        let Some((index, stream)) = opened else {
+        let Some((index, stream, welcomed_at)) = opened else {
             let last = last_error.expect("at least one server was tried");
             return Err(if servers.len() == 1 {
                 last
@@ -851,7 +874,9 @@ impl Client {
                 in_flight: BTreeMap::new(),
                 link: None,
                 connected: None,
+                generation: 0,
             }),
+            observed: AtomicU64::new(welcomed_at),
             answered: AtomicBool::new(false),
             session_expired: AtomicBool::new(false),
             registered: tokio::sync::OnceCell::new(),
@@ -1110,21 +1135,97 @@ impl Client {
                 result,
             });
         }
-        let body = self
-            .request(RequestBody::Read {
-                procedure: procedure.to_string(),
-                encoding,
-                args,
-            })
-            .await?;
-        match body {
-            ResponseBody::ReadDone { position, result } => Ok(ReadOutcome { position, result }),
-            ResponseBody::Aborted { seq, kind, message } => {
-                Err(abort_error(procedure, seq, kind, message))
-            }
-            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
-            other => Err(unexpected("read", &other)),
+        let core = &self.handle.core;
+        let timeout = core.config.request_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut retries = 0u32;
+        loop {
+            // Read afresh at every attempt: an answer meanwhile (to this
+            // or another request) may have raised it.
+            let min_position = core.observed.load(Ordering::Relaxed);
+            let body = self
+                .send_until(
+                    RequestBody::Read {
+                        procedure: procedure.to_string(),
+                        encoding,
+                        args: args.clone(),
+                        min_position,
+                    },
+                    deadline,
+                )
+                .await?;
+            return match body {
+                ResponseBody::ReadDone { position, result } => Ok(ReadOutcome { position, result }),
+                ResponseBody::Behind { applied, wanted } => {
+                    // The node has not reached what this client has seen
+                    // (restarting, or lagging): nothing ran. Try again,
+                    // on the next server if there is one, until the
+                    // request's time is up.
+                    retries = retries.saturating_add(1);
+                    let wait = backoff(retries);
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        return Err(ClientError::Behind {
+                            applied,
+                            wanted,
+                            after: timeout,
+                        });
+                    }
+                    core.leave_behind_node();
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                ResponseBody::Aborted { seq, kind, message } => {
+                    Err(abort_error(procedure, seq, kind, message))
+                }
+                ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+                other => Err(unexpected("read", &other)),
+            };
         }
+    }
+
+    /// The highest position this client has seen in any answer: a stale
+    /// read's position, a call's, abort's or deploy's `seq`, a status, the
+    /// welcome of each connection. Every stale read asks the node for at
+    /// least this position, so one client's stale reads never go back in
+    /// time, across a node's restart or a move to another node: a node
+    /// that is behind waits briefly, and otherwise answers `Behind`, and
+    /// the read is retried (on the next server, if several are listed)
+    /// within [`ClientConfig::request_timeout`].
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::ReadConsistency;
+    ///
+    /// let moved = client.call::<_, ()>("transfer", &(1u64, 2u64, 100i64)).await?;
+    /// assert!(client.observed_position() >= moved.seq);
+    /// // Sees the transfer, whichever node answers.
+    /// let balance = client.read::<_, i64>("balance", &2u64, ReadConsistency::Stale).await?;
+    /// assert!(balance.position >= moved.seq);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn observed_position(&self) -> u64 {
+        self.handle.core.observed.load(Ordering::Relaxed)
+    }
+
+    /// Raises [`Client::observed_position`] to `position` (it never goes
+    /// down): later stale reads of this client run at `position` or
+    /// later. Pass on what another client or process has seen, e.g. a
+    /// `seq` it wrote at, to read your own writes on a follower
+    /// (`ordo call --stale --min-position SEQ` does this).
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client, written_at: u64) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::ReadConsistency;
+    ///
+    /// client.observe_position(written_at);
+    /// let balance = client.read::<_, i64>("balance", &2u64, ReadConsistency::Stale).await?;
+    /// assert!(balance.position >= written_at);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn observe_position(&self, position: u64) {
+        self.handle.core.observe(position);
     }
 
     /// Runs the read-only `procedure` with `args` encoded with postcard, as
@@ -1320,6 +1421,17 @@ impl Client {
     /// Sends one request as it is and waits for its answer (or its
     /// failure).
     async fn send(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.handle.core.config.request_timeout;
+        self.send_until(body, deadline).await
+    }
+
+    /// [`Client::send`], failing with [`ClientError::Timeout`] at
+    /// `deadline` (a retried read shares one request timeout).
+    async fn send_until(
+        &self,
+        body: RequestBody,
+        deadline: tokio::time::Instant,
+    ) -> Result<ResponseBody, ClientError> {
         let core = &self.handle.core;
         let (reply_tx, reply_rx) = oneshot::channel();
         let (request_id, acked_below) = {
@@ -1351,7 +1463,7 @@ impl Client {
                 other => ClientError::Encode(other.to_string()),
             })?;
         core.submit(request_id, Arc::new(frame));
-        match tokio::time::timeout(core.config.request_timeout, reply_rx).await {
+        match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(answer)) => {
                 // `Core::complete` (or `fail_all`) already took the entry
                 // out: skip the guard's second lock.
@@ -1477,6 +1589,19 @@ fn call_outcome(
     }
 }
 
+/// The position an answer shows this client: how far the answering node
+/// had executed (at least).
+fn answer_position(body: &ResponseBody) -> Option<u64> {
+    match body {
+        ResponseBody::Committed { seq, .. }
+        | ResponseBody::Aborted { seq, .. }
+        | ResponseBody::Deployed { seq, .. } => Some(*seq),
+        ResponseBody::ReadDone { position, .. } => Some(*position),
+        ResponseBody::Status(status) => Some(status.position),
+        _ => None,
+    }
+}
+
 fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
     let got = match body {
         ResponseBody::Committed { .. } => "a committed call",
@@ -1490,6 +1615,7 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::SignatureMismatch { .. } => "a signature mismatch",
         ResponseBody::Described(_) => "a description",
         ResponseBody::Backup(_) => "a backup answer",
+        ResponseBody::Behind { .. } => "a node behind the read's position",
     };
     ClientError::UnexpectedResponse { expected, got }
 }
@@ -1514,6 +1640,10 @@ struct Core {
     config: ClientConfig,
     client_id: u128,
     state: Mutex<State>,
+    /// The highest position this client has seen in any answer (a read's
+    /// position, a call's or deploy's `seq`, a status, a welcome): stale
+    /// reads ask for at least this, so they never go back in time.
+    observed: AtomicU64,
     /// Set by a connection's reader when it hands out an answer (any but
     /// `NotLeader`); the supervisor takes it when the connection ends, to
     /// reset the backoff after a connection that was useful.
@@ -1536,6 +1666,8 @@ struct State {
     link: Option<mpsc::UnboundedSender<Frame>>,
     /// The live connection's server address, if connected.
     connected: Option<String>,
+    /// The live connection's generation (see `supervise`), if connected.
+    generation: u64,
 }
 
 /// An encoded request frame, shared between the in-flight table (for
@@ -1567,6 +1699,10 @@ enum Event {
         generation: u64,
         leader: Option<String>,
     },
+    /// A node answered a stale read with `Behind`: with other servers
+    /// listed, the connection moves to the next one (the read's caller
+    /// retries it there).
+    Behind { generation: u64 },
     /// A request was submitted while disconnected.
     Wanted,
 }
@@ -1617,10 +1753,35 @@ impl Core {
     /// caller timed out, or this is the second answer to a resent request)
     /// is dropped.
     fn complete(&self, response: Response) {
+        if let Some(position) = answer_position(&response.body) {
+            self.observe(position);
+        }
         let entry = self.lock().in_flight.remove(&response.request_id);
         if let Some(entry) = entry {
             let _ = entry.reply.send(Ok(response.body));
         }
+    }
+
+    /// Raises the highest position seen to `position`.
+    fn observe(&self, position: u64) {
+        self.observed.fetch_max(position, Ordering::Relaxed);
+    }
+
+    /// Asks the supervisor to leave the live connection for the next
+    /// server, if more than one is listed (with one, the caller just waits
+    /// and asks the same node again).
+    fn leave_behind_node(&self) {
+        if self.config.servers().len() < 2 {
+            return;
+        }
+        let generation = {
+            let state = self.lock();
+            if state.link.is_none() {
+                return; // Already moving.
+            }
+            state.generation
+        };
+        let _ = self.events.send(Event::Behind { generation });
     }
 
     /// When the oldest request waiting on the live connection was handed
@@ -1716,18 +1877,18 @@ fn tls_failure(addr: &str, err: &io::Error) -> ClientError {
 }
 
 /// Opens a connection to `addr` (over TLS if configured) and performs the
-/// handshake.
+/// handshake; returns it with the position the welcome carried.
 async fn open(
     config: &ClientConfig,
     addr: &str,
     client_id: u128,
-) -> Result<Connected, ClientError> {
+) -> Result<(Connected, u64), ClientError> {
     let deadline = tokio::time::Instant::now() + config.connect_timeout;
     let stream = connect_tcp(config, addr).await?;
     let Some(tls) = &config.tls else {
         return handshake(config, addr, client_id, stream, deadline)
             .await
-            .map(Connected::Plain);
+            .map(|(stream, position)| (Connected::Plain(stream), position));
     };
     let Some(server_name) = crate::tls::server_name(addr) else {
         return Err(ClientError::Tls {
@@ -1752,7 +1913,7 @@ async fn open(
     };
     handshake(config, addr, client_id, stream, deadline)
         .await
-        .map(|stream| Connected::Tls(Box::new(stream)))
+        .map(|(stream, position)| (Connected::Tls(Box::new(stream)), position))
 }
 
 async fn connect_tcp(config: &ClientConfig, addr: &str) -> Result<TcpStream, ClientError> {
@@ -1783,7 +1944,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     client_id: u128,
     mut stream: S,
     deadline: tokio::time::Instant,
-) -> Result<S, ClientError> {
+) -> Result<(S, u64), ClientError> {
     let handshake_error = |message: String| ClientError::Handshake {
         addr: addr.to_string(),
         message,
@@ -1820,7 +1981,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     match decode_payload::<Welcome>(&payload) {
-        Ok(Welcome::Accepted { version, .. }) if version == PROTOCOL_VERSION => Ok(stream),
+        Ok(Welcome::Accepted {
+            version, position, ..
+        }) if version == PROTOCOL_VERSION => Ok((stream, position)),
         Ok(Welcome::Accepted { version, .. }) => Err(handshake_error(format!(
             "the server welcomed us with protocol version {version}, this client speaks {PROTOCOL_VERSION}"
         ))),
@@ -1962,6 +2125,7 @@ fn start_link_on<S: Transport>(
         }
         state.link = Some(frames_tx);
         state.connected = Some(addr.clone());
+        state.generation = generation;
     }
     LinkTasks {
         addr,
@@ -2122,6 +2286,16 @@ async fn supervise(
                 }
                 route.not_leader(core.answered.swap(false, Ordering::Relaxed), leader);
             }
+            Event::Behind { generation: from } => {
+                if from != generation || tasks.is_none() {
+                    continue; // Already moved.
+                }
+                core.unhook();
+                drop(tasks.take());
+                // Treated as a loss after useful work: the next server, at
+                // once (the read's caller paces its retries itself).
+                route.lost(core.answered.swap(false, Ordering::Relaxed));
+            }
             Event::Wanted => {
                 if tasks.is_some() {
                     continue;
@@ -2174,7 +2348,8 @@ async fn reconnect(core: &Arc<Core>, route: &mut Route, generation: &mut u64) ->
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        if let Ok(stream) = open(&core.config, &addr, core.client_id).await {
+        if let Ok((stream, position)) = open(&core.config, &addr, core.client_id).await {
+            core.observe(position);
             route.connected(&addr);
             *generation += 1;
             return Some(start_link(core, stream, addr, *generation));

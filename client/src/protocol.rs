@@ -77,6 +77,20 @@
 //! alone). A new `Begin` replaces the connection's backup; a step without
 //! one is refused with `BadRequest`.
 //!
+//! # Monotonic stale reads (version 4)
+//!
+//! A [`RequestBody::Read`] carries `min_position`, the highest position
+//! the client has observed (from any answer that carries one: reads,
+//! commits, aborts, deploys, statuses, welcomes; 0 if none). A node that
+//! has executed less than that (a restarted node still catching up, a
+//! follower behind the leader) never answers from its older state: it
+//! waits, up to a bound, for its executor to get there, and otherwise
+//! answers [`ResponseBody::Behind`], retryable: the read did not run, and
+//! the client tries again (after a pause, on another node if it knows
+//! one). Sequence numbers are the same on every replica, so the
+//! comparison holds across nodes. Version 4 added the field and `Behind`
+//! (last, so the other variants keep their index).
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -229,6 +243,10 @@ pub enum RequestBody {
         procedure: String,
         encoding: Encoding,
         args: Vec<u8>,
+        /// Run at this position or later (version 4): a node behind it
+        /// waits a bounded time, then answers [`ResponseBody::Behind`].
+        /// 0 reads at whatever position the node has.
+        min_position: u64,
     },
     /// Registers or ends the session of the connection's client id, which
     /// must carry [`SESSION_CLIENT_ID_TAG`] (see "Sessions" above). Only
@@ -350,6 +368,14 @@ pub enum ResponseBody {
     },
     Described(Vec<ModuleDescription>),
     Backup(BackupAnswer),
+    /// A [`RequestBody::Read`] with a `min_position` (`wanted`) this node
+    /// had not reached within its wait: it had executed up to `applied`.
+    /// The read did not run; retry it, later or on another node (version
+    /// 4).
+    Behind {
+        applied: u64,
+        wanted: u64,
+    },
 }
 
 /// One deployed module's contract, from [`RequestBody::Describe`].
@@ -688,6 +714,7 @@ mod tests {
                 procedure: "balance".into(),
                 encoding: Encoding::Json,
                 args: br#"{"id": 7}"#.to_vec(),
+                min_position: 0,
             },
         });
         for body in [
@@ -726,6 +753,34 @@ mod tests {
                 node_id,
             });
         }
+    }
+
+    #[test]
+    fn version_4_messages_round_trip() {
+        round_trip(&Request {
+            request_id: 4,
+            acked_below: 4,
+            body: RequestBody::Read {
+                procedure: "balance".into(),
+                encoding: Encoding::Postcard,
+                args: vec![7],
+                min_position: 5_538,
+            },
+        });
+        round_trip(&Response {
+            request_id: 4,
+            body: ResponseBody::Behind {
+                applied: 4_996,
+                wanted: 5_538,
+            },
+        });
+        // `Behind` came last: every older response kept its index.
+        let behind = postcard::to_stdvec(&ResponseBody::Behind {
+            applied: 1,
+            wanted: 2,
+        })
+        .unwrap();
+        assert_eq!(behind, [10, 1, 2]);
     }
 
     /// Version 2 only appended variants: the old ones keep their

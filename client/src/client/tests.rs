@@ -1271,14 +1271,17 @@ async fn stale_reads_stay_on_the_node_and_linearizable_reads_go_through_the_log(
             procedure: "balance".into(),
             encoding: Encoding::Postcard,
             args: postcard::to_stdvec(&7u64).unwrap(),
+            min_position: 0,
         }
     );
+    // The first read was answered at 17: the next asks for at least that.
     assert_eq!(
         reads[1].body,
         RequestBody::Read {
             procedure: "balance".into(),
             encoding: Encoding::Json,
             args: br#"{"id":7}"#.to_vec(),
+            min_position: 17,
         }
     );
     let (call, read) = join(leader).await;
@@ -1768,4 +1771,232 @@ async fn results_not_retained_are_typed() {
     );
     drop(client);
     join(server).await;
+}
+
+// ---------------------------------------------------------------------
+// Monotonic stale reads (protocol version 4)
+
+/// Accepts a connection and welcomes it at `position`.
+async fn accept_at(listener: &TcpListener, position: u64) -> TcpStream {
+    let (mut stream, _) = within(listener.accept()).await.unwrap();
+    let hello: Hello = read_message(&mut stream).await.expect("a hello");
+    assert_eq!(hello.check(), Ok(()));
+    write_message(
+        &mut stream,
+        &Welcome::Accepted {
+            version: PROTOCOL_VERSION,
+            position,
+            node_id: Some(1),
+        },
+    )
+    .await;
+    stream
+}
+
+/// A read's `min_position`, or a panic if the request is not a read.
+fn min_position(request: &Request) -> u64 {
+    match &request.body {
+        RequestBody::Read { min_position, .. } => *min_position,
+        other => panic!("expected a read, got {other:?}"),
+    }
+}
+
+fn read_done(position: u64) -> ResponseBody {
+    ResponseBody::ReadDone {
+        position,
+        result: postcard::to_stdvec(&7u64).unwrap(),
+    }
+}
+
+/// Every answer that carries a position raises what the client asks of
+/// its next stale read (the welcome, a commit, a read, a status, an
+/// abort, `observe_position`), an older one never lowers it, and a
+/// `Behind` answer is retried on the same node (the only one listed)
+/// with the same floor until a read at or above it comes back.
+#[tokio::test]
+async fn stale_reads_ask_for_the_highest_position_seen_and_retry_when_behind() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut stream = accept_at(&listener, 25).await;
+        let mut floors = Vec::new();
+        // The welcome said 25.
+        let read = read_request(&mut stream).await;
+        floors.push(min_position(&read));
+        answer(&mut stream, read.request_id, read_done(26)).await;
+        // A call commits at 40; the node then lags: twice `Behind`.
+        let call = read_request(&mut stream).await;
+        answer(&mut stream, call.request_id, echo(&call, 40)).await;
+        for _ in 0..2 {
+            let read = read_request(&mut stream).await;
+            floors.push(min_position(&read));
+            let behind = ResponseBody::Behind {
+                applied: 30,
+                wanted: 40,
+            };
+            answer(&mut stream, read.request_id, behind).await;
+        }
+        let read = read_request(&mut stream).await;
+        floors.push(min_position(&read));
+        answer(&mut stream, read.request_id, read_done(41)).await;
+        // A status at 50, then an abort at 55 (the read's own position).
+        let status_request = read_request(&mut stream).await;
+        let at_50 = StatusInfo {
+            position: 50,
+            ..status()
+        };
+        answer(
+            &mut stream,
+            status_request.request_id,
+            ResponseBody::Status(at_50),
+        )
+        .await;
+        let read = read_request(&mut stream).await;
+        floors.push(min_position(&read));
+        let aborted = ResponseBody::Aborted {
+            seq: 55,
+            kind: "user".into(),
+            message: "no such account".into(),
+        };
+        answer(&mut stream, read.request_id, aborted).await;
+        // A lower position (another client's older answer) lowers nothing.
+        let read = read_request(&mut stream).await;
+        floors.push(min_position(&read));
+        answer(&mut stream, read.request_id, read_done(55)).await;
+        let read = read_request(&mut stream).await;
+        floors.push(min_position(&read));
+        answer(&mut stream, read.request_id, read_done(90)).await;
+        floors
+    });
+    let client = Client::connect_with(config(&addr)).await.unwrap();
+    assert_eq!(client.observed_position(), 25);
+    let stale = ReadConsistency::Stale;
+    let read = client
+        .read::<_, u64>("balance", &7u64, stale)
+        .await
+        .unwrap();
+    assert_eq!((read.value, read.position), (7, 26));
+    client.call_json("echo", "1").await.unwrap();
+    assert_eq!(client.observed_position(), 40);
+    let started = Instant::now();
+    let read = client
+        .read::<_, u64>("balance", &7u64, stale)
+        .await
+        .unwrap();
+    assert_eq!(read.position, 41);
+    // Two pauses: 50 ms, then 100 ms.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(client.status().await.unwrap().position, 50);
+    let aborted = client.read::<_, u64>("balance", &7u64, stale).await;
+    assert!(matches!(aborted, Err(ClientError::Aborted { seq: 55, .. })));
+    client.observe_position(10);
+    assert_eq!(
+        client
+            .read::<_, u64>("balance", &7u64, stale)
+            .await
+            .unwrap()
+            .position,
+        55
+    );
+    client.observe_position(90);
+    assert_eq!(client.observed_position(), 90);
+    client
+        .read::<_, u64>("balance", &7u64, stale)
+        .await
+        .unwrap();
+    assert_eq!(join(server).await, [25, 40, 40, 40, 50, 55, 90]);
+}
+
+/// A node that stays behind fails the read with `Behind` once the request
+/// timeout leaves no room for another pause; nothing is read below the
+/// floor.
+#[tokio::test]
+async fn a_node_that_stays_behind_fails_the_read_within_the_request_timeout() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut stream = accept_at(&listener, 100).await;
+        let mut asked = 0;
+        while let Some(request) = read_message::<Request>(&mut stream).await {
+            assert_eq!(min_position(&request), 100);
+            asked += 1;
+            let behind = ResponseBody::Behind {
+                applied: 60,
+                wanted: 100,
+            };
+            answer(&mut stream, request.request_id, behind).await;
+        }
+        asked
+    });
+    let timeout = Duration::from_millis(600);
+    let client = Client::connect_with(ClientConfig {
+        request_timeout: timeout,
+        ..config(&addr)
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let err = client
+        .read::<_, u64>("balance", &7u64, ReadConsistency::Stale)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < timeout + Duration::from_millis(200));
+    assert!(
+        matches!(
+            err,
+            ClientError::Behind {
+                applied: 60,
+                wanted: 100,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("position 100") && message.contains("up to 60"),
+        "{message}"
+    );
+    drop(client);
+    // 50 + 100 + 200 ms of pauses fit in 600 ms; the fourth pause does not.
+    assert_eq!(join(server).await, 4);
+}
+
+/// With several servers listed, a `Behind` answer moves the client to the
+/// next one, where the read is asked again with the same floor.
+#[tokio::test]
+async fn a_behind_node_is_left_for_the_next_server() {
+    let (mut listeners, addrs) = cluster(2).await;
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let lagging = tokio::spawn(async move {
+        let mut stream = accept_at(&a, 0).await;
+        let call = read_request(&mut stream).await;
+        answer(&mut stream, call.request_id, echo(&call, 70)).await;
+        let read = read_request(&mut stream).await;
+        assert_eq!(min_position(&read), 70);
+        let behind = ResponseBody::Behind {
+            applied: 12,
+            wanted: 70,
+        };
+        answer(&mut stream, read.request_id, behind).await;
+        // The client hangs up on this node.
+        assert!(read_message::<Request>(&mut stream).await.is_none());
+    });
+    let caught_up = tokio::spawn(async move {
+        let mut stream = accept_at(&b, 65).await;
+        let read = read_request(&mut stream).await;
+        answer(&mut stream, read.request_id, read_done(71)).await;
+        min_position(&read)
+    });
+    let client = Client::connect_with(config(&addrs.join(",")))
+        .await
+        .unwrap();
+    client.call_json("echo", "1").await.unwrap();
+    let read = client
+        .read::<_, u64>("balance", &7u64, ReadConsistency::Stale)
+        .await
+        .unwrap();
+    // Answered by the second server (the first never answers a read).
+    assert_eq!(read.position, 71);
+    join(lagging).await;
+    assert_eq!(join(caught_up).await, 70);
 }
