@@ -799,14 +799,20 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            cluster.members[lossy]
-                .stderr
-                .lock()
-                .contains("votes and stands for election again"),
-            "{}",
-            cluster.members[lossy].stderr.lock()
-        );
+        // The marker goes first, then the node says so.
+        let said_by = Instant::now() + Duration::from_secs(10);
+        while !cluster.members[lossy]
+            .stderr
+            .lock()
+            .contains("votes and stands for election again")
+        {
+            assert!(
+                Instant::now() < said_by,
+                "{}",
+                cluster.members[lossy].stderr.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         load.progress(100, Duration::from_secs(60)).await;
         let highest = load.finish().await;
         cluster
