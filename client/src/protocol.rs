@@ -774,13 +774,26 @@ mod tests {
                 wanted: 5_538,
             },
         });
-        // `Behind` came last: every older response kept its index.
+        round_trip(&Request {
+            request_id: 5,
+            acked_below: 5,
+            body: RequestBody::Backup {
+                admin_token: Some("admin".into()),
+                step: BackupStep::Records { from: 7 },
+            },
+        });
+        round_trip(&Response {
+            request_id: 5,
+            body: ResponseBody::Backup(BackupAnswer::Records(vec![(7, vec![1, 2, 3])])),
+        });
+        // `Backup` and `Behind` came last: every older response kept its
+        // index.
         let behind = postcard::to_stdvec(&ResponseBody::Behind {
             applied: 1,
             wanted: 2,
         })
         .unwrap();
-        assert_eq!(behind, [10, 1, 2]);
+        assert_eq!(behind, [11, 1, 2]);
     }
 
     /// Version 2 only appended variants: the old ones keep their
