@@ -28,7 +28,11 @@ fn total(node: &Node) -> i64 {
 /// Opens a node with 10 accounts of 100 and runs `transfers` calls one at
 /// a time, so each is its own batch (its own log record).
 fn bank_node_with_history(dir: &Path, transfers: u64) -> Node {
-    let node = Node::open(NodeConfig::new(dir)).unwrap();
+    bank_node_with_history_in(NodeConfig::new(dir), transfers)
+}
+
+fn bank_node_with_history_in(config: NodeConfig, transfers: u64) -> Node {
+    let node = Node::open(config).unwrap();
     node.deploy("bank", ordo::modules::BANK).unwrap();
     node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
         .unwrap();
@@ -343,20 +347,13 @@ fn a_missing_newest_segment_is_refused_until_the_operator_accepts_the_loss() {
 #[test]
 fn deleting_any_segment_in_turn_makes_ordo_serve_refuse_naming_it() {
     let original = tempfile::tempdir().unwrap();
-    {
-        let node = Node::open(NodeConfig {
+    drop(bank_node_with_history_in(
+        NodeConfig {
             segment_bytes_max: 4 << 10,
             ..NodeConfig::new(original.path())
-        })
-        .unwrap();
-        node.deploy("bank", ordo::modules::BANK).unwrap();
-        node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
-            .unwrap();
-        for i in 0..200u64 {
-            node.call::<_, ()>("transfer", &(i % 10, (i + 3) % 10, 1i64))
-                .unwrap();
-        }
-    }
+        },
+        200,
+    ));
     let files = segments(original.path());
     assert!(files.len() >= 3, "{} segments", files.len());
     for deleted in &files {
