@@ -2,7 +2,7 @@
 //! epoch start continues exactly like the executor it was taken from, on
 //! any number of partitions; damaged snapshots are refused, never panic.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! descriptors. After each attack the server's RSS has grown by at most
 //! `RSS_GROWTH_BYTES_MAX`, and another client is still served.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! exactly-once across reconnects, and hostile bytes that must close only
 //! the offending connection.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

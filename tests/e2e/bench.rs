@@ -2,7 +2,7 @@
 //! node or a real `ordo serve`, checked through its JSON report, its SVG
 //! chart, its exit status and its error messages.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

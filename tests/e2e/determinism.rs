@@ -10,7 +10,7 @@ use ordo_sequencer::entry::{Batch, Entry};
 use ordo_sequencer::{FileLog, FileLogConfig};
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 const CLIENT: u128 = 0xC11E47;
 

@@ -13,7 +13,7 @@ use ordo_engine::{EngineConfig, EngineStatus, Executor, ModuleCompiler, TxOutcom
 use ordo_sequencer::entry::{Batch, Entry, Invocation};
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 const CLIENT: u128 = 0x9A27;
 

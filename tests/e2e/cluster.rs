@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, runtime};
 use ordo_client::protocol::StatusInfo;
@@ -1378,7 +1378,7 @@ fn a_tls_member_without_a_peer_ca_does_not_start() {
 /// transaction answered) is the figure. `FAILOVER_ROUNDS` rounds of each
 /// (default 3), each on a fresh cluster; prints every figure and the
 /// medians, recorded in docs/BENCHMARKS.md ("Failover"). Run with
-/// `cargo test --test cluster failover_gap_with_ordo_bench -- --ignored --nocapture`.
+/// `cargo test --test e2e failover_gap_with_ordo_bench -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement: about 25 s per round"]
 fn failover_gap_with_ordo_bench() {

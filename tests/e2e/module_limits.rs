@@ -553,7 +553,7 @@ fn heavy_module() -> Vec<u8> {
 /// Measures what a compile at the limits costs, and how long a restart
 /// takes with and without the compiled-code cache on a log that holds the
 /// heaviest module. Prints the figures for docs/BENCHMARKS.md:
-/// `cargo test --test module_limits -- --ignored --nocapture`.
+/// `cargo test --test e2e module_limits:: -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check; run it by name"]
 fn measure_compile_costs_and_restart_times() {

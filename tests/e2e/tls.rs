@@ -6,7 +6,7 @@
 //! made on the fly with rcgen (a CA, and a server certificate for
 //! 127.0.0.1 signed by it).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! exit), many pipelined SDK clients against the bank invariant, and a
 //! SIGKILL mid-load after which every answered transfer is still there.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

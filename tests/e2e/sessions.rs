@@ -8,7 +8,7 @@
 //! only way to resend a chosen request id) and measure the server's RSS;
 //! the 100,000-client and determinism tests drive the executor directly.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -10,7 +10,7 @@
 //! one target directory there, so only the first run compiles their
 //! dependencies.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,7 +4,7 @@
 //! JSON is checked at every depth, a table upgrade that cannot read the
 //! stored data is refused, and `ordo describe` prints the schemas.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

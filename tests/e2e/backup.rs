@@ -3,7 +3,7 @@
 //! node has that position and state hash and conserves the money, and
 //! damaged or misused backups are refused with the file named.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

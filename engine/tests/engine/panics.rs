@@ -6,7 +6,7 @@
 //! nothing a module or client sends is supposed to panic the engine, so
 //! there is no honest public way to make one panic.
 
-mod common;
+use crate::common;
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Local reads (`Executor::read`): read-only procedures against the
 //! current state, outside the log, changing nothing observable.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ordo_engine::{AbortKind, Executor, Outcome};
