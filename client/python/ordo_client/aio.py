@@ -352,6 +352,20 @@ class AsyncClient:
     # ------------------------------------------------- the connection's owner
 
     async def _run(self) -> None:
+        try:
+            await self._own_connection()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # a bug here must not leave callers waiting
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            detail = f"the connection task failed: {err!r}"
+            self._fail_all(lambda sent: ConnectionLost(sent, detail))
+            raise
+
+    async def _own_connection(self) -> None:
         while not self._closed:
             conn = self._conn
             if conn is None:

@@ -21,7 +21,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-sys.path.insert(0, str(HERE.parent))  # the package, when not installed
+try:
+    import ordo_client  # noqa: F401  (installed: `pip install ./client/python`)
+except ImportError:
+    sys.path.insert(0, str(HERE.parent))  # straight from the source tree
 
 from ordo_client import Client, wire  # noqa: E402
 
