@@ -209,12 +209,13 @@ def fake_server():
 class CuttingProxy:
     """Forwards a client's connection to `upstream`, frame by frame, and
     on the first connection cuts both sides right after forwarding the
-    first call (body variant 0), before its answer can come back: the
-    client must resend it, with the same ids, on a new connection."""
+    `cut_at`-th call (body variant 0), before its answer (and any later
+    one) can come back: the client must resend what is unanswered, with
+    the same ids, on a new connection."""
 
-    def __init__(self, upstream: str, cut_after_call: bool = True):
+    def __init__(self, upstream: str, cut_at: int = 1):
         self.upstream = wire.split_addr(upstream)
-        self.cut_after_call = cut_after_call
+        self.cut_at = cut_at
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -249,7 +250,11 @@ class CuttingProxy:
                 header = recv_exact(client, 4)
                 payload = recv_exact(client, int.from_bytes(header, "little"))
                 request_id, _, variant = wire.decode_request(payload)
-                cutting = variant == wire.REQ_CALL and self.cut_after_call and not self.cut
+                cutting = (
+                    variant == wire.REQ_CALL
+                    and not self.cut
+                    and len(self.calls) + 1 >= self.cut_at
+                )
                 if cutting:
                     self.cut = True
                     hold.set()

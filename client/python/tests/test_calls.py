@@ -158,3 +158,12 @@ def test_ended_session_fails_later_calls(server, unique_key):
             client.call("incr", {"key": unique_key, "by": 1})
         # Reads log nothing and need no session.
         assert client.read("get", {"key": unique_key}) == 1
+
+
+def test_one_sync_client_is_shared_by_threads(server, unique_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Client(server.addr) as client:
+        with ThreadPoolExecutor(4) as pool:
+            values = list(pool.map(lambda _: client.call("incr", {"key": unique_key, "by": 1}), range(40)))
+        assert sorted(values) == list(range(1, 41))

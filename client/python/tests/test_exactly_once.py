@@ -86,3 +86,29 @@ def test_async_client_resends_after_a_lost_answer(server, unique_key):
             assert check.read("get", {"key": unique_key}) == 10
     finally:
         proxy.close()
+
+
+def test_async_pipelined_calls_resent_after_a_cut_run_once_each(server, unique_key):
+    """Twenty calls in flight at once; the connection is cut after the
+    fifth reached the server (some ran, their answers lost). Every one is
+    resent with its own id and each runs exactly once."""
+    proxy = CuttingProxy(server.addr, cut_at=5)
+
+    async def run():
+        async with AsyncClient(proxy.addr) as client:
+            results = await asyncio.gather(
+                *[client.call_with_position("incr", {"key": unique_key, "by": 1}) for _ in range(20)]
+            )
+            return sorted(r.value for r in results), len({r.seq for r in results})
+
+    try:
+        values, distinct_seqs = asyncio.run(run())
+        assert values == list(range(1, 21)) and distinct_seqs == 20
+        assert proxy.connections == 2
+        first = [request_id for number, request_id in proxy.calls if number == 1]
+        second = [request_id for number, request_id in proxy.calls if number == 2]
+        assert len(first) == 5 and set(first) & set(second)
+        with Client(server.addr) as check:
+            assert check.read("get", {"key": unique_key}) == 20
+    finally:
+        proxy.close()
