@@ -29,6 +29,7 @@ pub mod generate;
 pub mod metrics;
 pub mod modules;
 pub mod node;
+pub mod replay;
 pub mod server;
 pub mod snapshots;
 pub mod tls;

@@ -175,6 +175,32 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Re-run past transactions exactly, offline, from a stopped node's
+    /// data directory or a backup: shows each one's procedure, module,
+    /// arguments, time and random seed, its outcome, and with `--trace`
+    /// every read, write, delete and scan it made. Checks the replayed
+    /// history against the chain hash of the original run's next snapshot.
+    Replay {
+        /// The transaction (`N`) or an inclusive range (`A..B`) to replay.
+        #[arg(long, value_name = "N|A..B")]
+        seq: String,
+        /// A stopped single node's data directory.
+        #[arg(long, conflicts_with = "backup", required_unless_present = "backup")]
+        data: Option<PathBuf>,
+        /// A directory `ordo backup` wrote.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+        /// Show every host call each transaction made, and its fuel.
+        #[arg(long)]
+        trace: bool,
+        /// One JSON object per transaction (one per line), then one with
+        /// the verification.
+        #[arg(long)]
+        json: bool,
+        /// Executor threads for the replay (outcomes never depend on it).
+        #[arg(long, default_value_t = 1)]
+        partitions: usize,
+    },
     /// Show the node's position and hashes.
     Status {
         #[command(flatten)]
@@ -790,6 +816,30 @@ fn run(command: Command) -> anyhow::Result<()> {
                 restored.data.display(),
                 restored.data.display()
             );
+            Ok(())
+        }
+        Command::Replay {
+            seq,
+            data,
+            backup,
+            trace,
+            json,
+            partitions,
+        } => {
+            let seqs = parse_seq_range(&seq)?;
+            let source = match (data, backup) {
+                (Some(dir), _) => ordo::replay::ReplaySource::DataDir(dir),
+                (None, Some(dir)) => ordo::replay::ReplaySource::Backup(dir),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let replayed = ordo::replay::replay(&source, seqs, trace, partitions)?;
+            print_replay(&replayed, json);
+            if matches!(
+                replayed.verification,
+                ordo::replay::Verification::Diverged { .. }
+            ) {
+                std::process::exit(3);
+            }
             Ok(())
         }
         Command::Status { remote, json } => {
@@ -1571,4 +1621,182 @@ fn describe_wasm_file(path: &std::path::Path) -> anyhow::Result<ordo_client::Mod
             contract: compiled.contract.clone(),
         },
     ))
+}
+
+/// `N` or `A..B` (inclusive).
+fn parse_seq_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u64>> {
+    let number = |part: &str| {
+        part.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("--seq takes a sequence number N or a range A..B, not `{text}`")
+        })
+    };
+    match text.split_once("..") {
+        Some((first, last)) => Ok(number(first)?..=number(last)?),
+        None => {
+            let seq = number(text)?;
+            Ok(seq..=seq)
+        }
+    }
+}
+
+fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
+    use ordo::replay::{Verification, render_bytes, render_payload};
+    use ordo_engine::{HostCall, Outcome};
+    let verification = match &replayed.verification {
+        Verification::Matches { position } => serde_json::json!({
+            "matches": true, "checked_at": position,
+        }),
+        Verification::Diverged {
+            since,
+            position,
+            original,
+            replayed,
+        } => serde_json::json!({
+            "matches": false, "diverged_after": since, "checked_at": position,
+            "original_chain_hash": format!("{original:032x}"),
+            "replayed_chain_hash": format!("{replayed:032x}"),
+        }),
+        Verification::Unverified { reason } => serde_json::json!({
+            "matches": null, "reason": reason,
+        }),
+    };
+    for tx in &replayed.transactions {
+        let encoding = tx.entry.encoding;
+        let (outcome, detail) = match &tx.outcome.outcome {
+            Outcome::Committed { result } => ("committed", render_payload(encoding, result)),
+            Outcome::Deployed(module) => ("deployed", serde_json::json!(module.sha256)),
+            Outcome::Aborted(abort) => (
+                "aborted",
+                serde_json::json!({"kind": abort.kind.as_str(), "reason": abort.message}),
+            ),
+        };
+        let calls: Vec<serde_json::Value> = tx
+            .trace
+            .iter()
+            .flat_map(|trace| trace.calls.iter())
+            .map(|call| match call {
+                HostCall::Get { key, value } => serde_json::json!({
+                    "call": "get", "key": render_bytes(key),
+                    "value": value.as_ref().map(|value| render_bytes(value)),
+                }),
+                HostCall::Put { key, value } => serde_json::json!({
+                    "call": "put", "key": render_bytes(key), "value": render_bytes(value),
+                }),
+                HostCall::Delete { key } => serde_json::json!({
+                    "call": "delete", "key": render_bytes(key),
+                }),
+                HostCall::Scan { start, end, limit, rows } => serde_json::json!({
+                    "call": "scan", "start": render_bytes(start),
+                    "end": end.as_ref().map(|end| render_bytes(end)), "limit": limit,
+                    "rows": rows.iter().map(|(key, value)| [render_bytes(key), render_bytes(value)]).collect::<Vec<_>>(),
+                }),
+            })
+            .collect();
+        if json {
+            let mut object = serde_json::json!({
+                "seq": tx.seq,
+                "kind": tx.entry.kind,
+                "name": tx.entry.name,
+                "module": tx.entry.module.as_ref().map(|(name, _)| name),
+                "module_sha256": tx.entry.module.as_ref().map(|(_, sha)| sha),
+                "args": render_payload(encoding, &tx.entry.args),
+                "timestamp_ms": tx.timestamp_ms,
+                "random_seed": format!("{:016x}", tx.random_seed),
+                "duplicate_of": tx.outcome.duplicate.then_some(tx.outcome.seq),
+                "outcome": outcome,
+                "result": detail,
+            });
+            if let Some(trace) = &tx.trace {
+                object["calls"] = serde_json::Value::Array(calls);
+                object["calls_dropped"] = trace.calls_dropped.into();
+                object["fuel_used"] = trace.fuel_used.into();
+                object["warm_instance"] = trace.warm_instance.into();
+            }
+            println!("{object}");
+            continue;
+        }
+        let module = tx
+            .entry
+            .module
+            .as_ref()
+            .map(|(name, sha)| format!(" module {name} ({})", &sha[..sha.len().min(12)]))
+            .unwrap_or_default();
+        println!(
+            "seq {} {} {}{module} at {}, seed {:016x}",
+            tx.seq,
+            tx.entry.kind,
+            tx.entry.name,
+            ordo::replay::utc_time(tx.timestamp_ms),
+            tx.random_seed
+        );
+        if tx.entry.kind == "call" {
+            println!("  args {}", render_payload(encoding, &tx.entry.args));
+        }
+        for call in &calls {
+            let text = match call["call"].as_str() {
+                Some("get") => format!(
+                    "get {} -> {}",
+                    call["key"].as_str().unwrap_or(""),
+                    call["value"].as_str().unwrap_or("(none)")
+                ),
+                Some("put") => format!(
+                    "put {} = {}",
+                    call["key"].as_str().unwrap_or(""),
+                    call["value"].as_str().unwrap_or("")
+                ),
+                Some("delete") => format!("delete {}", call["key"].as_str().unwrap_or("")),
+                _ => format!(
+                    "scan {}..{} limit {} -> {} rows {}",
+                    call["start"].as_str().unwrap_or(""),
+                    call["end"].as_str().unwrap_or("(end)"),
+                    call["limit"],
+                    call["rows"].as_array().map_or(0, Vec::len),
+                    call["rows"]
+                ),
+            };
+            println!("  {text}");
+        }
+        if let Some(trace) = &tx.trace {
+            if trace.calls_dropped > 0 {
+                println!(
+                    "  ({} more calls not kept: trace byte limit)",
+                    trace.calls_dropped
+                );
+            }
+            println!(
+                "  fuel used {} ({} instance)",
+                trace.fuel_used,
+                if trace.warm_instance { "warm" } else { "fresh" }
+            );
+        }
+        let duplicate = if tx.outcome.duplicate {
+            format!(" (a retry: the answer of seq {})", tx.outcome.seq)
+        } else {
+            String::new()
+        };
+        match &tx.outcome.outcome {
+            Outcome::Committed { result } if result.is_empty() => {
+                println!("  {outcome}{duplicate}")
+            }
+            _ => println!("  {outcome}{duplicate}: {detail}"),
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({ "verification": verification }));
+        return;
+    }
+    match &replayed.verification {
+        Verification::Matches { position } => println!(
+            "matches: the replayed history equals the original run's at position {position} (its snapshot's chain hash)"
+        ),
+        Verification::Diverged {
+            since,
+            position,
+            original,
+            replayed,
+        } => println!(
+            "DIVERGED: the original run's chain hash at position {position} is {original:032x}, the replay's {replayed:032x}: an outcome after position {since} and at or before {position} differs"
+        ),
+        Verification::Unverified { reason } => println!("not verified: {reason}"),
+    }
 }

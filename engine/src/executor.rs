@@ -33,6 +33,7 @@
 //! state hash and the chain hash are the same for every N.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,6 +56,7 @@ use crate::sandbox::{
 };
 use crate::sessions::{Check, SessionLimits, Sessions};
 use crate::state::StateStore;
+use crate::trace::TxTrace;
 
 /// Where an executor stands: its log position and hashes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -356,6 +358,9 @@ pub struct Executor {
     /// The entry being dispatched, while a batch runs: `Some` when a batch
     /// was interrupted by a panic. See [`Executor::interrupted_at`].
     dispatching: Option<u64>,
+    /// Set by [`Executor::execute_traced`] for one batch: the sequence
+    /// numbers to trace, and then what each did.
+    tracing: Option<(RangeInclusive<u64>, BTreeMap<u64, TxTrace>)>,
     /// Test-only fault injection: see [`Executor::inject_partition_panic`].
     #[cfg(feature = "fault-injection")]
     panic_at: Option<u64>,
@@ -417,6 +422,7 @@ impl Executor {
             workers,
             done,
             dispatching: None,
+            tracing: None,
             #[cfg(feature = "fault-injection")]
             panic_at: None,
         }
@@ -506,6 +512,28 @@ impl Executor {
         let mut outcomes = Vec::with_capacity(batch.entries.len());
         self.execute_each(batch, |tx| outcomes.push(tx));
         outcomes
+    }
+
+    /// Like [`Executor::execute`], and records every host call each
+    /// transaction with a sequence number in `traced` makes (the replay
+    /// debugger). The outcomes, the state and the hashes are exactly those
+    /// of [`Executor::execute`]: a traced transaction runs on this thread
+    /// once every partition thread is idle, which only changes speed.
+    /// Entries that ran no procedure (a deploy, a session change, a
+    /// duplicate, a call refused before it ran) have no trace.
+    pub fn execute_traced(
+        &mut self,
+        batch: &Batch,
+        traced: RangeInclusive<u64>,
+    ) -> (Vec<TxOutcome>, BTreeMap<u64, TxTrace>) {
+        self.tracing = Some((traced, BTreeMap::new()));
+        let outcomes = self.execute(batch);
+        let traces = self
+            .tracing
+            .take()
+            .map(|(_, traces)| traces)
+            .unwrap_or_default();
+        (outcomes, traces)
     }
 
     /// Like [`Executor::execute`], but hands each transaction's outcome
@@ -665,7 +693,8 @@ impl Executor {
         let threads = prepared.slots.iter().fold(0u64, |mask, slot| {
             mask | 1 << thread_of_slot(slot, self.partitions)
         });
-        if threads & 1 == 0 {
+        let traced = matches!(&self.tracing, Some((traced, _)) if traced.contains(&seq));
+        if threads & 1 == 0 && !traced {
             let task = Task {
                 index,
                 seq,
@@ -679,9 +708,9 @@ impl Executor {
             self.queue(run, threads, task);
             return Pending::Running;
         }
-        // Thread 0's slots are among them: run it here, once the other
-        // threads it needs have caught up.
-        self.drain(run, threads);
+        // Thread 0's slots are among them (or it is traced): run it here,
+        // once the other threads it needs have caught up.
+        self.drain(run, if traced { u64::MAX } else { threads });
         let call = Call {
             procedure: prepared.route.procedure,
             export: Export::Procedure,
@@ -691,7 +720,20 @@ impl Executor {
             now_ms,
             fuel: self.config.tx_fuel_max,
         };
+        if !traced {
+            let outcome = outcome_of(run_in_slots(&self.slots, prepared, &call));
+            return Pending::Done { outcome, ran: true };
+        }
+        let home = prepared
+            .slots
+            .first()
+            .expect("prepare() never leaves the slot set empty");
+        self.slots[home].sandbox.lock().start_trace();
         let outcome = outcome_of(run_in_slots(&self.slots, prepared, &call));
+        let trace = self.slots[home].sandbox.lock().take_trace();
+        if let (Some((_, kept)), Some(trace)) = (&mut self.tracing, trace) {
+            kept.insert(seq, trace);
+        }
         Pending::Done { outcome, ran: true }
     }
 

@@ -51,6 +51,7 @@ pub mod partition;
 pub mod sandbox;
 mod sessions;
 pub mod state;
+pub mod trace;
 
 /// A hash map for lookups only. Its seed is random, so code must never let
 /// its iteration order reach an outcome; use a `BTreeMap` where order
@@ -73,6 +74,7 @@ pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutco
 pub use partition::SLOTS;
 pub use sessions::{GRAVEYARD_CLIENTS_MAX, STORED_RESULT_OVERHEAD_BYTES};
 pub use state::StateStore;
+pub use trace::{HostCall, TRACE_BYTES_MAX, TxTrace};
 
 /// Whether this build has the `fault-injection` feature, which only test
 /// builds enable (the root package's and this crate's dev-dependencies):

@@ -41,6 +41,7 @@ use crate::module::{CompiledModule, DECLARATION_EXPORT_PREFIX, HOST_MODULE};
 use crate::outcome::{Abort, AbortKind};
 use crate::partition::{Declared, SLOTS, partition_key, undeclared};
 use crate::state::{Bytes, StateStore};
+use crate::trace::{HostCall, TxTrace};
 
 /// Table elements one instance may grow to (Rust modules use a small,
 /// fixed table for indirect calls).
@@ -171,6 +172,9 @@ pub(crate) struct TxContext {
     pub result: Vec<u8>,
     /// This call's write limits: the engine config's, or a migration's.
     pub limits: WriteLimits,
+    /// Set only for the one call the replay debugger traces
+    /// ([`Sandbox::start_trace`]); host functions record into it.
+    pub trace: Option<Box<TxTrace>>,
 }
 
 /// How much one call may write.
@@ -461,7 +465,12 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let key = guest_range(guest, key_ptr, key_len, "the key of ordo.get")?;
             check_key(ctx, key.len())?;
-            let (answer, moved) = match ctx.lookup(&guest[key.clone()])? {
+            let found = ctx.lookup(&guest[key.clone()])?;
+            let traced = ctx.tx.trace.is_some().then(|| HostCall::Get {
+                key: guest[key.clone()].to_vec(),
+                value: found.map(<[u8]>::to_vec),
+            });
+            let (answer, moved) = match found {
                 None => (-1, key.len()),
                 Some(value) => {
                     let dst = guest_range(guest, dst_ptr, dst_cap, "the value buffer of ordo.get")?;
@@ -471,6 +480,9 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                     (value.len() as i64, key.len() + value.len())
                 }
             };
+            if let (Some(trace), Some(call)) = (&mut ctx.tx.trace, traced) {
+                trace.record(call);
+            }
             charge(&mut caller, moved)?;
             Ok(answer)
         },
@@ -503,6 +515,10 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             ctx.view.writable_store_index(&guest[key.clone()], "put")?;
             let moved = key.len() + value.len();
             check_write_budget(ctx, moved)?;
+            if let Some(trace) = &mut ctx.tx.trace {
+                let (key, value) = (guest[key.clone()].to_vec(), guest[value.clone()].to_vec());
+                trace.record(HostCall::Put { key, value });
+            }
             ctx.tx
                 .writes
                 .record(&guest[key], Some(Bytes::from_slice(&guest[value])));
@@ -522,6 +538,10 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                 .writable_store_index(&guest[key.clone()], "delete")?;
             let moved = key.len();
             check_write_budget(ctx, moved)?;
+            if let Some(trace) = &mut ctx.tx.trace {
+                let key = guest[key.clone()].to_vec();
+                trace.record(HostCall::Delete { key });
+            }
             ctx.tx.writes.record(&guest[key], None);
             charge(&mut caller, moved)
         },
@@ -565,6 +585,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let buffered = ctx.tx.writes.in_range(&start_key, end_key.as_deref());
             let mut buffered = buffered.into_iter().peekable();
             let mut out: Vec<u8> = Vec::new();
+            let mut traced_rows = ctx.tx.trace.as_ref().map(|_| Vec::new());
             let mut entries = 0;
             let mut needed_for_first = 0;
             while entries < limit {
@@ -596,9 +617,20 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                 out.extend_from_slice(key);
                 out.extend_from_slice(&(value.len() as u32).to_le_bytes());
                 out.extend_from_slice(value);
+                if let Some(rows) = &mut traced_rows {
+                    rows.push((key.to_vec(), value.to_vec()));
+                }
                 entries += 1;
             }
             drop(stored);
+            if let (Some(trace), Some(rows)) = (&mut ctx.tx.trace, traced_rows) {
+                trace.record(HostCall::Scan {
+                    start: start_key.clone(),
+                    end: end_key.clone(),
+                    limit: limit as u32,
+                    rows,
+                });
+            }
             guest[dst.start..dst.start + out.len()].copy_from_slice(&out);
             charge(&mut caller, out.len() + 8 * entries)?;
             if needed_for_first > 0 {
@@ -767,6 +799,18 @@ impl Sandbox {
         store
     }
 
+    /// Makes the next calls record their host calls, until
+    /// [`Sandbox::take_trace`]. Only the replay debugger does this.
+    pub(crate) fn start_trace(&mut self) {
+        self.store.data_mut().tx.trace = Some(Box::default());
+    }
+
+    /// Ends tracing and returns what was recorded since
+    /// [`Sandbox::start_trace`].
+    pub(crate) fn take_trace(&mut self) -> Option<TxTrace> {
+        self.store.data_mut().tx.trace.take().map(|trace| *trace)
+    }
+
     /// Drops every instance (and the store that holds them). Called at
     /// log-defined points only; see the module docs.
     pub fn reset(&mut self) {
@@ -774,7 +818,10 @@ impl Sandbox {
             return;
         }
         self.instances.clear();
+        // A traced call that traps resets its sandbox; its trace survives.
+        let trace = self.store.data_mut().tx.trace.take();
         self.store = Self::new_store(&self.engine, &self.config);
+        self.store.data_mut().tx.trace = trace;
     }
 
     fn instance(&mut self, module: &LoadedModule) -> Result<&mut LiveInstance, Abort> {
@@ -954,6 +1001,10 @@ impl Sandbox {
             now_ms,
             fuel,
         } = *call;
+        let warm = self.instances.contains_key(&module.compiled.name);
+        if let Some(trace) = &mut self.store.data_mut().tx.trace {
+            trace.warm_instance = warm;
+        }
         // Borrow the instance and the store as disjoint fields: cloning a
         // `TypedFunc` clones its type, which showed up in profiles.
         self.instance(module).map_err(|abort| (abort, true))?;
@@ -1008,35 +1059,40 @@ impl Sandbox {
                 .as_ref()
                 .expect("the executor only runs declarations the module exports"),
         };
-        let status = func
-            .call(&mut self.store, (args_len, encoding))
-            .map_err(|err| {
-                let (abort, trapped) = trap(err);
-                match export {
-                    // The view cannot name the procedure; the abort must.
-                    Export::Procedure if abort.kind == AbortKind::ReadOnly => (
-                        Abort::new(
-                            abort.kind,
-                            format!(
-                                "procedure `{}` {}",
-                                module.compiled.procedures[procedure].name, abort.message
-                            ),
+        let called = func.call(&mut self.store, (args_len, encoding));
+        if self.store.data().tx.trace.is_some() {
+            let left = self.store.get_fuel().unwrap_or(0);
+            if let Some(trace) = &mut self.store.data_mut().tx.trace {
+                trace.fuel_used = fuel.saturating_sub(left);
+            }
+        }
+        let status = called.map_err(|err| {
+            let (abort, trapped) = trap(err);
+            match export {
+                // The view cannot name the procedure; the abort must.
+                Export::Procedure if abort.kind == AbortKind::ReadOnly => (
+                    Abort::new(
+                        abort.kind,
+                        format!(
+                            "procedure `{}` {}",
+                            module.compiled.procedures[procedure].name, abort.message
                         ),
-                        trapped,
                     ),
-                    Export::Procedure => (abort, trapped),
-                    Export::Declaration => (
-                        Abort::new(
-                            abort.kind,
-                            format!(
-                                "partition declaration of `{}` failed: {}",
-                                module.compiled.procedures[procedure].name, abort.message
-                            ),
+                    trapped,
+                ),
+                Export::Procedure => (abort, trapped),
+                Export::Declaration => (
+                    Abort::new(
+                        abort.kind,
+                        format!(
+                            "partition declaration of `{}` failed: {}",
+                            module.compiled.procedures[procedure].name, abort.message
                         ),
-                        trapped,
                     ),
-                }
-            })?;
+                    trapped,
+                ),
+            }
+        })?;
         let message = || String::from_utf8_lossy(&self.store.data().tx.result).into_owned();
         match status {
             0 => Ok(()),

@@ -18,6 +18,7 @@ mod hostile_clients;
 mod module_limits;
 mod partitions;
 mod recovery;
+mod replay;
 mod server;
 mod sessions;
 mod snapshots;

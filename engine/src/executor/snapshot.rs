@@ -217,6 +217,14 @@ impl Executor {
     ///
     /// The first batch the restored executor executes must open an
     /// instance epoch; it panics on any other (see [`Executor::snapshot`]).
+    /// The position and chain hash a snapshot image recorded, checked but
+    /// without rebuilding anything: what the replay debugger compares a
+    /// replayed history against.
+    pub fn snapshot_position_and_chain_hash(snapshot: &[u8]) -> Result<(u64, u128), SnapshotError> {
+        let body = decode(snapshot)?;
+        Ok((body.position, body.chain_hash))
+    }
+
     pub fn restore(
         compiler: Arc<ModuleCompiler>,
         config: EngineConfig,

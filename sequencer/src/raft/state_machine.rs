@@ -171,6 +171,20 @@ impl SnapshotStore {
         &self.dir
     }
 
+    /// Every snapshot that reads back intact, oldest first, with the path
+    /// and reason of each that does not.
+    #[allow(clippy::type_complexity)]
+    pub fn all_images(&self) -> std::io::Result<(Vec<SnapshotImage>, Vec<(PathBuf, String)>)> {
+        let (mut intact, mut damaged) = (Vec::new(), Vec::new());
+        for (_, path) in self.files()? {
+            match SnapshotImage::decode(&std::fs::read(&path)?) {
+                Ok(image) => intact.push(image),
+                Err(reason) => damaged.push((path, reason)),
+            }
+        }
+        Ok((intact, damaged))
+    }
+
     /// The newest snapshot that reads back intact.
     pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
         for (_, path) in self.files()?.into_iter().rev() {

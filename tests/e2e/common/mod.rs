@@ -25,6 +25,11 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Server::start_in`] with extra environment variables (test hooks).
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args([
                 "serve",
@@ -38,6 +43,7 @@ impl Server {
             .args(extra)
             .env_remove("ORDO_CLIENT_TOKEN")
             .env_remove("ORDO_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

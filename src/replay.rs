@@ -1,0 +1,469 @@
+//! `ordo replay`: re-runs past transactions exactly, offline, from a
+//! stopped node's data directory or from a backup.
+//!
+//! Every transaction is a deterministic function of the log (including its
+//! batch boundaries, which open instance epochs: docs/ARCHITECTURE.md), so
+//! the state before sequence number N is rebuilt from the newest snapshot
+//! taken before N plus the log after it, and N runs again in the same
+//! sandbox history it had the first time. Snapshots are taken only at
+//! instance-epoch starts, so a restored engine's fresh instances are the
+//! ones the original run had.
+//!
+//! The log records what ran, not what came out, so the replay checks
+//! itself against the original run where the original left a record: the
+//! chain hash (which digests every outcome) of the first snapshot at or
+//! after the replayed range. Equal means every outcome up to that position
+//! is the original's; different means the history diverged somewhere
+//! between the start snapshot and that one.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use ordo_engine::{EngineConfig, Executor, ModuleCompiler, TxOutcome, TxTrace};
+use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry};
+use ordo_sequencer::raft::{SnapshotImage, SnapshotStore};
+use ordo_sequencer::{FileLog, FileLogConfig};
+
+/// The most transactions one `ordo replay --seq A..B` prints: a summary
+/// line each, all held in memory until the range ends.
+pub const REPLAY_RANGE_TRANSACTIONS_MAX: u64 = 1_000_000;
+
+/// Where the history comes from.
+pub enum ReplaySource {
+    /// A data directory of a stopped single node (`ordo serve --data`).
+    DataDir(PathBuf),
+    /// A directory `ordo backup` wrote.
+    Backup(PathBuf),
+}
+
+/// One replayed log entry.
+pub struct ReplayedTx {
+    pub seq: u64,
+    /// The batch's timestamp (`ordo.now_ms`).
+    pub timestamp_ms: u64,
+    /// What `ordo.random_seed` returned.
+    pub random_seed: u64,
+    pub entry: EntryView,
+    pub outcome: TxOutcome,
+    /// Set when tracing was asked for and a procedure ran.
+    pub trace: Option<TxTrace>,
+}
+
+/// The parts of a log entry a user wants to see.
+pub struct EntryView {
+    /// `call`, `deploy`, `session`.
+    pub kind: &'static str,
+    /// The procedure called, or the module deployed.
+    pub name: String,
+    /// For a call: the module that provided the procedure when its batch
+    /// began, with its SHA-256 (hex).
+    pub module: Option<(String, String)>,
+    pub encoding: Option<ArgsEncoding>,
+    pub args: Vec<u8>,
+}
+
+/// Whether the replayed history is the original run's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// The chain hash at `position` (a snapshot the original run took)
+    /// equals the replay's: every outcome up to it matches.
+    Matches { position: u64 },
+    /// The chain hashes at `position` differ: some outcome after
+    /// `since` (where the replay started) and at or before `position` is
+    /// not what the original run produced.
+    Diverged {
+        since: u64,
+        position: u64,
+        original: u128,
+        replayed: u128,
+    },
+    /// Nothing the original run recorded lies at or after the range.
+    Unverified { reason: String },
+}
+
+pub struct Replay {
+    /// Where the replay started: a snapshot's position (0: the log's
+    /// beginning).
+    pub started_at: u64,
+    pub transactions: Vec<ReplayedTx>,
+    pub verification: Verification,
+}
+
+enum Records {
+    Log(Box<FileLog>),
+    Backup(Vec<(u64, Vec<u8>)>),
+}
+
+impl Records {
+    /// Calls `each` with every record after `after_index`, in order, until
+    /// it returns `false`.
+    fn each_after(
+        &self,
+        after_index: u64,
+        mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Records::Log(log) => {
+                if log.last_index() <= after_index {
+                    return Ok(());
+                }
+                for record in log.read_from(after_index + 1)? {
+                    let (index, payload) = record?;
+                    if !each(index, &payload)? {
+                        break;
+                    }
+                }
+            }
+            Records::Backup(records) => {
+                for (index, payload) in records.iter().filter(|(index, _)| *index > after_index) {
+                    if !each(*index, payload)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first record index held (1 when the history starts at the
+    /// beginning).
+    fn first_index(&self) -> u64 {
+        match self {
+            Records::Log(log) => log.first_index(),
+            Records::Backup(records) => records.first().map_or(u64::MAX, |(index, _)| *index),
+        }
+    }
+}
+
+struct History {
+    config: EngineConfig,
+    /// Oldest first.
+    snapshots: Vec<SnapshotImage>,
+    records: Records,
+}
+
+fn open_history(source: &ReplaySource) -> anyhow::Result<History> {
+    match source {
+        ReplaySource::DataDir(dir) => {
+            let config_path = dir.join("engine-config.json");
+            let recorded = std::fs::read_to_string(&config_path).with_context(|| {
+                format!(
+                    "{} is not an ordo data directory (no readable {})",
+                    dir.display(),
+                    config_path.display()
+                )
+            })?;
+            let config: EngineConfig = serde_json::from_str(&recorded)
+                .with_context(|| format!("{} does not parse", config_path.display()))?;
+            if dir.join("raft").exists() {
+                bail!(
+                    "{} belongs to a cluster member; replay a backup of a single node, or a single node's data directory",
+                    dir.display()
+                );
+            }
+            let snapshots_dir = dir.join(crate::snapshots::SNAPSHOTS_DIR);
+            let (snapshots, damaged) = if snapshots_dir.exists() {
+                SnapshotStore::open(snapshots_dir.clone())?
+                    .all_images()
+                    .with_context(|| format!("reading {}", snapshots_dir.display()))?
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            for (path, reason) in damaged {
+                eprintln!("ordo: skipping {}: {reason}", path.display());
+            }
+            let log = FileLog::open(FileLogConfig::new(dir.join("log"))).map_err(|err| {
+                let text = err.to_string();
+                if text.contains("is locked") {
+                    anyhow::anyhow!(
+                        "{text}: a node is serving this data directory. Stop it, or take a backup with `ordo backup` and replay that"
+                    )
+                } else {
+                    anyhow::Error::new(err)
+                }
+            })?;
+            Ok(History {
+                config,
+                snapshots,
+                records: Records::Log(Box::new(log)),
+            })
+        }
+        ReplaySource::Backup(dir) => {
+            let backup = crate::backup::read(dir)?;
+            Ok(History {
+                config: backup.manifest.engine_config.clone(),
+                snapshots: backup.snapshot.into_iter().collect(),
+                records: Records::Backup(backup.records),
+            })
+        }
+    }
+}
+
+fn position_of(image: &SnapshotImage) -> u64 {
+    image.next_seq - 1
+}
+
+/// Replays `seqs` from `source` on `partitions` executor threads (the
+/// count changes speed, never an outcome), tracing every host call when
+/// `trace` is set.
+pub fn replay(
+    source: &ReplaySource,
+    seqs: RangeInclusive<u64>,
+    trace: bool,
+    partitions: usize,
+) -> anyhow::Result<Replay> {
+    let (first, last) = (*seqs.start(), *seqs.end());
+    if first == 0 || last < first {
+        bail!("sequence numbers start at 1, and a range A..B needs A <= B (got {first}..{last})");
+    }
+    if last - first >= REPLAY_RANGE_TRANSACTIONS_MAX {
+        bail!(
+            "a range of {} transactions is over the {REPLAY_RANGE_TRANSACTIONS_MAX}-transaction limit of one replay; split it",
+            last - first + 1
+        );
+    }
+    if !(1..=ordo_engine::SLOTS).contains(&partitions) {
+        bail!("--partitions must be 1 to {}", ordo_engine::SLOTS);
+    }
+    let history = open_history(source)?;
+    let starts_at_beginning = history.records.first_index() == 1;
+    let start = history
+        .snapshots
+        .iter()
+        .rev()
+        .find(|image| position_of(image) < first);
+    if start.is_none() && !starts_at_beginning {
+        let oldest = history
+            .snapshots
+            .iter()
+            .map(|image| image.next_seq)
+            .min()
+            .unwrap_or(u64::MAX);
+        if oldest == u64::MAX {
+            bail!(
+                "this history holds no snapshot and its log does not start at the beginning: nothing can be rebuilt"
+            );
+        }
+        bail!(
+            "sequence {first} is older than the retained history: the oldest sequence that can be replayed is {oldest}"
+        );
+    }
+    let compiler = Arc::new(ModuleCompiler::new(
+        ordo_engine::sandbox::wasmtime_engine(&history.config),
+        history.config.clone(),
+    ));
+    let (mut executor, started_at, after_index) = match start {
+        Some(image) => (
+            Executor::restore(compiler, history.config.clone(), partitions, &image.engine)
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "the snapshot at sequence {} does not restore: {err}",
+                        image.next_seq
+                    )
+                })?,
+            position_of(image),
+            image.covered_index(),
+        ),
+        None => (
+            Executor::with_partitions(compiler, history.config.clone(), partitions),
+            0,
+            0,
+        ),
+    };
+    // The first snapshot at or after the range: the original run's record
+    // to check the replay against.
+    let check = history
+        .snapshots
+        .iter()
+        .find(|image| position_of(image) >= last)
+        .map(|image| {
+            Executor::snapshot_position_and_chain_hash(&image.engine).map_err(|err| {
+                anyhow::anyhow!("the snapshot at {} is damaged: {err}", image.next_seq)
+            })
+        })
+        .transpose()?;
+    let mut transactions = Vec::new();
+    let mut verification = None;
+    history.records.each_after(after_index, |index, payload| {
+        let batch = Batch::decode(payload)
+            .map_err(|err| anyhow::anyhow!("log record {index} does not decode: {err}"))?;
+        let expected = executor.status().position + 1;
+        if batch.first_seq != expected || batch.entries.is_empty() {
+            bail!(
+                "log record {index} holds sequence {}, but {expected} was next: the history has a gap",
+                batch.first_seq
+            );
+        }
+        let wanted = batch.first_seq.max(first)..=batch.last_seq().min(last);
+        if wanted.is_empty() {
+            executor.execute(&batch);
+        } else {
+            let modules = executor.modules();
+            let (outcomes, mut traces) = if trace {
+                executor.execute_traced(&batch, wanted.clone())
+            } else {
+                (executor.execute(&batch), Default::default())
+            };
+            for seq in wanted {
+                let offset = (seq - batch.first_seq) as usize;
+                transactions.push(ReplayedTx {
+                    seq,
+                    timestamp_ms: batch.timestamp_ms,
+                    random_seed: ordo_engine::sandbox::random_seed(seq),
+                    entry: view_of(&batch.entries[offset], &modules),
+                    outcome: outcomes[offset].clone(),
+                    trace: traces.remove(&seq),
+                });
+            }
+        }
+        let position = executor.status().position;
+        match check {
+            Some((at, original)) if position >= at => {
+                let replayed = executor.status().chain_hash;
+                verification = Some(if position > at {
+                    Verification::Unverified {
+                        reason: format!(
+                            "the snapshot at position {at} does not fall on a batch boundary of this log"
+                        ),
+                    }
+                } else if replayed == original {
+                    Verification::Matches { position: at }
+                } else {
+                    Verification::Diverged {
+                        since: started_at,
+                        position: at,
+                        original,
+                        replayed,
+                    }
+                });
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+            None => Ok(position < last),
+        }
+    })?;
+    let reached = executor.status().position;
+    if reached < last {
+        bail!("the history ends at sequence {reached}, before {last}");
+    }
+    Ok(Replay {
+        started_at,
+        transactions,
+        verification: verification.unwrap_or(Verification::Unverified {
+            reason: "no snapshot of the original run lies at or after the range, and the log does not record outcomes".into(),
+        }),
+    })
+}
+
+fn view_of(entry: &Entry, modules: &[ordo_engine::ModuleSummary]) -> EntryView {
+    match entry {
+        Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => EntryView {
+            kind: "call",
+            name: invocation.procedure.clone(),
+            module: modules
+                .iter()
+                .find(|module| module.procedures.contains(&invocation.procedure))
+                .map(|module| (module.name.clone(), module.sha256.clone())),
+            encoding: Some(invocation.encoding),
+            args: invocation.args.clone(),
+        },
+        Entry::Deploy(deploy) | Entry::DeployResetting { deploy, .. } => EntryView {
+            kind: "deploy",
+            name: deploy.name.clone(),
+            module: None,
+            encoding: None,
+            args: Vec::new(),
+        },
+        Entry::Session(session) => EntryView {
+            kind: "session",
+            name: format!(
+                "{} {:032x}",
+                match session.change {
+                    ordo_sequencer::entry::SessionChange::Register => "open",
+                    ordo_sequencer::entry::SessionChange::End => "end",
+                },
+                session.client_id
+            ),
+            module: None,
+            encoding: None,
+            args: Vec::new(),
+        },
+    }
+}
+
+/// Bytes as a user reads them: text where they are printable ASCII
+/// (other bytes as `\xNN`), so table keys like `acct\x00\x08...` show
+/// their table name.
+pub fn render_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if byte.is_ascii_graphic() || byte == b' ' {
+            if byte == b'\\' {
+                out.push('\\');
+            }
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// A JSON value for arguments or a result in `encoding`: the JSON itself
+/// when it is JSON text, hex otherwise.
+pub fn render_payload(encoding: Option<ArgsEncoding>, bytes: &[u8]) -> serde_json::Value {
+    if matches!(encoding, Some(ArgsEncoding::Json))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        return value;
+    }
+    serde_json::Value::String(format!("0x{}", hex::encode(bytes)))
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC time with milliseconds
+/// (the proleptic Gregorian calendar, H. Hinnant's days-to-civil method).
+pub fn utc_time(ms: u64) -> String {
+    let (days, in_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1_000 % 60,
+        in_day % 1_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times_match_known_dates() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day in a century leap year) 12:34:56.789.
+        assert_eq!(utc_time(951_827_696_789), "2000-02-29T12:34:56.789Z");
+        assert_eq!(utc_time(1_796_148_977_170), "2026-12-01T18:16:17.170Z");
+    }
+
+    #[test]
+    fn bytes_render_as_text_where_printable() {
+        assert_eq!(render_bytes(b"acct\x00\x08"), "acct\\x00\\x08");
+        assert_eq!(render_bytes(&[b'k', 0, 0xff]), "k\\x00\\xff");
+    }
+}

@@ -1,0 +1,249 @@
+//! `ordo replay` on the data directory a real `ordo serve` left behind:
+//! the trace of a committed and of an aborted transfer, ranges, the same
+//! trace on 1 and 4 partitions and from a snapshot or from the log's
+//! start, the check against the original run, a planted divergence, and
+//! positions outside the history.
+
+use crate::common;
+
+use std::path::Path;
+
+use common::entries::postcard;
+use common::{ADMIN, Server, fails_with_all, run_ordo, runtime, stdout};
+use ordo::replay::render_bytes;
+use ordo_client::{Client, ClientConfig, ClientError};
+
+/// Snapshots every 64 sequence numbers (each one taken), so histories
+/// hold snapshots before and after the transactions replayed.
+const SERVE_FLAGS: &[&str] = &["--snapshot-every", "64", "--snapshot-log-bytes-min", "0"];
+
+struct History {
+    dir: tempfile::TempDir,
+    /// A committed transfer of 5 from account 1 (1,000) to account 2 (1,000).
+    committed: u64,
+    /// A transfer of 5,000 from account 3, which has 1,000.
+    aborted: u64,
+    /// The last sequence number in the history.
+    last: u64,
+}
+
+/// A bank of 10 accounts of 1,000, the two transfers, then `more`
+/// transfers so that later snapshots exist; the node is stopped after.
+fn history(env: &[(&str, &str)], more: u64) -> History {
+    let server = Server::start_with_env(tempfile::tempdir().unwrap(), SERVE_FLAGS, env);
+    let (committed, aborted, last) = runtime().block_on(async {
+        let config = ClientConfig {
+            admin_token: Some(ADMIN.to_string()),
+            ..ClientConfig::new(server.addr.to_string())
+        };
+        let client = Client::connect_with(config).await.unwrap();
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+        client
+            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
+            .await
+            .unwrap();
+        let committed = client
+            .call::<_, ()>("transfer", &(1u64, 2u64, 5i64))
+            .await
+            .unwrap()
+            .seq;
+        let aborted = match client
+            .call::<_, ()>("transfer", &(3u64, 4u64, 5_000i64))
+            .await
+        {
+            Err(ClientError::Aborted { seq, .. }) => seq,
+            other => panic!("the overdraft must abort, not {other:?}"),
+        };
+        let mut last = aborted;
+        for n in 0..more {
+            let (from, to) = (5 + n % 5, 5 + (n + 1) % 5);
+            last = match client.call::<_, ()>("transfer", &(from, to, 1i64)).await {
+                Ok(called) => called.seq,
+                // Only where a test hook plants a divergence: the
+                // garbled transaction fails.
+                Err(_) if !env.is_empty() => last,
+                Err(err) => panic!("transfer {n}: {err}"),
+            };
+        }
+        (committed, aborted, last)
+    });
+    let (_, dir) = server.terminate();
+    History {
+        dir,
+        committed,
+        aborted,
+        last,
+    }
+}
+
+fn replay(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["replay", "--data", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_ordo(None, &all)
+}
+
+/// The JSON lines of a successful `--json` replay: the transactions, then
+/// the verification.
+fn replay_json(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = replay(dir, &all);
+    let text = stdout(&output);
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let verification = lines.pop().expect("a verification line")["verification"].clone();
+    (lines, verification)
+}
+
+fn balance(value: i64) -> String {
+    render_bytes(&postcard(&value))
+}
+
+#[test]
+fn a_replayed_transfer_shows_its_reads_and_writes_and_matches_the_original_run() {
+    let history = history(&[], 200);
+    let seq = history.committed.to_string();
+    let (txs, verification) = replay_json(history.dir.path(), &["--seq", &seq, "--trace"]);
+    assert_eq!(txs.len(), 1);
+    let tx = &txs[0];
+    assert_eq!(tx["seq"], history.committed);
+    assert_eq!(tx["kind"], "call");
+    assert_eq!(tx["name"], "transfer");
+    assert_eq!(tx["module"], "bank");
+    assert_eq!(tx["outcome"], "committed", "{tx}");
+    assert_eq!(
+        tx["args"],
+        format!("0x{}", hex::encode(postcard(&(1u64, 2u64, 5i64))))
+    );
+    let calls = tx["calls"].as_array().unwrap();
+    let kinds: Vec<&str> = calls.iter().map(|c| c["call"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["get", "get", "put", "put"], "{tx}");
+    assert_eq!(calls[0]["value"], balance(1_000));
+    assert_eq!(calls[1]["value"], balance(1_000));
+    assert_ne!(calls[0]["key"], calls[1]["key"]);
+    // The writes go to the keys read: from 1,000 to 995, to 1,000 to 1,005.
+    assert_eq!(calls[2]["key"], calls[0]["key"]);
+    assert_eq!(calls[2]["value"], balance(995));
+    assert_eq!(calls[3]["key"], calls[1]["key"]);
+    assert_eq!(calls[3]["value"], balance(1_005));
+    assert!(tx["fuel_used"].as_u64().unwrap() > 0, "{tx}");
+    assert_eq!(verification["matches"], true, "{verification}");
+    assert!(verification["checked_at"].as_u64().unwrap() >= history.committed);
+
+    // The aborted one: its two reads, no write, the procedure's reason.
+    let seq = history.aborted.to_string();
+    let (txs, verification) = replay_json(history.dir.path(), &["--seq", &seq, "--trace"]);
+    let tx = &txs[0];
+    assert_eq!(tx["outcome"], "aborted", "{tx}");
+    assert_eq!(tx["result"]["kind"], "user");
+    assert!(
+        tx["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient funds: account 3 has 1000, needs 5000"),
+        "{tx}"
+    );
+    let kinds: Vec<&str> = tx["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["get", "get"], "{tx}");
+    assert_eq!(verification["matches"], true);
+
+    // The same trace on 4 partitions as on 1.
+    let args = ["--seq", &seq, "--trace", "--json"];
+    let one = stdout(&replay(history.dir.path(), &args));
+    let four = stdout(&replay(
+        history.dir.path(),
+        &[&args[..], &["--partitions", "4"]].concat(),
+    ));
+    assert_eq!(one, four);
+
+    // A range: one summary line per transaction, in order.
+    let range = format!("{}..{}", history.committed, history.committed + 9);
+    let text = stdout(&replay(history.dir.path(), &["--seq", &range]));
+    let seqs: Vec<u64> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("seq "))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (history.committed..history.committed + 10).collect::<Vec<_>>()
+    );
+    assert!(
+        text.contains("matches: the replayed history equals"),
+        "{text}"
+    );
+
+    // Past the end of the history, and nonsense.
+    let beyond = (history.last + 1).to_string();
+    fails_with_all(
+        &replay(history.dir.path(), &["--seq", &beyond]),
+        &[&format!("the history ends at sequence {}", history.last)],
+    );
+    fails_with_all(&replay(history.dir.path(), &["--seq", "9..3"]), &["A <= B"]);
+    fails_with_all(
+        &replay(history.dir.path(), &["--seq", "ten"]),
+        &["--seq takes a sequence number N or a range A..B"],
+    );
+}
+
+#[test]
+fn replay_from_a_snapshot_gives_the_trace_replay_from_the_start_gives() {
+    // Few enough transactions that the log still starts at record 1 while
+    // snapshots exist: the replay of an early transaction starts at the
+    // log's beginning, the replay of a late one at a snapshot.
+    let history = history(&[], 150);
+    let late = history.last - 3;
+    let late_arg = late.to_string();
+    let (from_snapshot, verification) =
+        replay_json(history.dir.path(), &["--seq", &late_arg, "--trace"]);
+    assert_eq!(from_snapshot[0]["outcome"], "committed");
+    // The last snapshot lies before `late`: nothing after it to check
+    // against, and the replay says so rather than claiming a match.
+    assert_eq!(
+        verification["matches"],
+        serde_json::Value::Null,
+        "{verification}"
+    );
+
+    // Without the snapshots, the same transaction replays from the log's
+    // start and gives the same trace.
+    let snapshots = history.dir.path().join("snapshots");
+    let moved = history.dir.path().join("snapshots-moved");
+    std::fs::rename(&snapshots, &moved).unwrap();
+    let (from_start, _) = replay_json(history.dir.path(), &["--seq", &late_arg, "--trace"]);
+    assert_eq!(from_snapshot, from_start);
+}
+
+#[test]
+fn a_planted_divergence_is_reported_between_snapshots() {
+    // The node runs the transfer after the committed one with garbage
+    // arguments (a test hook): its outcome is not what the log says.
+    let planted = history(&[("ORDO_TEST_DIVERGE_AT_SEQ", "14")], 150);
+    assert!(planted.committed < 14 && planted.last > 64);
+    let output = replay(planted.dir.path(), &["--seq", "14"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert!(text.contains("DIVERGED"), "{text}");
+    assert!(text.contains("at or before 64"), "{text}");
+}
+
+#[test]
+fn a_running_nodes_directory_and_a_stranger_are_refused() {
+    let server = Server::start(SERVE_FLAGS);
+    fails_with_all(
+        &replay(server.dir.path(), &["--seq", "1"]),
+        &["a node is serving this data directory", "ordo backup"],
+    );
+    let stranger = tempfile::tempdir().unwrap();
+    fails_with_all(
+        &replay(stranger.path(), &["--seq", "1"]),
+        &["is not an ordo data directory"],
+    );
+}
