@@ -182,8 +182,24 @@ enum Command {
     /// history against the chain hash of the original run's next snapshot.
     Replay {
         /// The transaction (`N`) or an inclusive range (`A..B`) to replay.
-        #[arg(long, value_name = "N|A..B")]
-        seq: String,
+        #[arg(
+            long,
+            value_name = "N|A..B",
+            required_unless_present = "at",
+            conflicts_with = "at"
+        )]
+        seq: Option<String>,
+        /// Instead of replaying: run the read-only procedure `--read`
+        /// against the state as of this position (just after the entry
+        /// with this sequence number), a time-travel read.
+        #[arg(long, value_name = "SEQ", requires = "read")]
+        at: Option<u64>,
+        /// The read-only procedure for `--at`.
+        #[arg(long, value_name = "PROCEDURE", requires = "at")]
+        read: Option<String>,
+        /// Its arguments as JSON, for `--at`.
+        #[arg(default_value = "{}", requires = "at")]
+        args: String,
         /// A stopped single node's data directory.
         #[arg(long, conflicts_with = "backup", required_unless_present = "backup")]
         data: Option<PathBuf>,
@@ -820,18 +836,50 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Replay {
             seq,
+            at,
+            read,
+            args,
             data,
             backup,
             trace,
             json,
             partitions,
         } => {
-            let seqs = parse_seq_range(&seq)?;
             let source = match (data, backup) {
                 (Some(dir), _) => ordo::replay::ReplaySource::DataDir(dir),
                 (None, Some(dir)) => ordo::replay::ReplaySource::Backup(dir),
                 (None, None) => unreachable!("clap requires one"),
             };
+            if let (Some(at), Some(procedure)) = (at, read) {
+                serde_json::from_str::<serde_json::Value>(&args)
+                    .map_err(|err| anyhow::anyhow!("the arguments are not JSON: {err}"))?;
+                let read =
+                    ordo::replay::read_at(&source, at, &procedure, args.as_bytes(), partitions)?;
+                return match read.outcome {
+                    ordo_engine::Outcome::Committed { result } => {
+                        let value = ordo::replay::render_payload(
+                            Some(ordo_sequencer::entry::ArgsEncoding::Json),
+                            &result,
+                        );
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"position": read.position, "result": value})
+                            );
+                        } else {
+                            println!("{value}");
+                            eprintln!("(as of position {})", read.position);
+                        }
+                        Ok(())
+                    }
+                    ordo_engine::Outcome::Aborted(abort) => Err(anyhow::anyhow!(
+                        "the read at position {} aborted: {abort}",
+                        read.position
+                    )),
+                    ordo_engine::Outcome::Deployed(_) => unreachable!("a read deploys nothing"),
+                };
+            }
+            let seqs = parse_seq_range(seq.as_deref().expect("clap requires --seq without --at"))?;
             let replayed = ordo::replay::replay(&source, seqs, trace, partitions)?;
             print_replay(&replayed, json);
             if matches!(

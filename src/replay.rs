@@ -228,50 +228,7 @@ pub fn replay(
         bail!("--partitions must be 1 to {}", ordo_engine::SLOTS);
     }
     let history = open_history(source)?;
-    let starts_at_beginning = history.records.first_index() == 1;
-    let start = history
-        .snapshots
-        .iter()
-        .rev()
-        .find(|image| position_of(image) < first);
-    if start.is_none() && !starts_at_beginning {
-        let oldest = history
-            .snapshots
-            .iter()
-            .map(|image| image.next_seq)
-            .min()
-            .unwrap_or(u64::MAX);
-        if oldest == u64::MAX {
-            bail!(
-                "this history holds no snapshot and its log does not start at the beginning: nothing can be rebuilt"
-            );
-        }
-        bail!(
-            "sequence {first} is older than the retained history: the oldest sequence that can be replayed is {oldest}"
-        );
-    }
-    let compiler = Arc::new(ModuleCompiler::new(
-        ordo_engine::sandbox::wasmtime_engine(&history.config),
-        history.config.clone(),
-    ));
-    let (mut executor, started_at, after_index) = match start {
-        Some(image) => (
-            Executor::restore(compiler, history.config.clone(), partitions, &image.engine)
-                .map_err(|err| {
-                    anyhow::anyhow!(
-                        "the snapshot at sequence {} does not restore: {err}",
-                        image.next_seq
-                    )
-                })?,
-            position_of(image),
-            image.covered_index(),
-        ),
-        None => (
-            Executor::with_partitions(compiler, history.config.clone(), partitions),
-            0,
-            0,
-        ),
-    };
+    let (mut executor, started_at, after_index) = rebuild_start(&history, first - 1, partitions)?;
     // The first snapshot at or after the range: the original run's record
     // to check the replay against.
     let check = history
@@ -287,15 +244,7 @@ pub fn replay(
     let mut transactions = Vec::new();
     let mut verification = None;
     history.records.each_after(after_index, |index, payload| {
-        let batch = Batch::decode(payload)
-            .map_err(|err| anyhow::anyhow!("log record {index} does not decode: {err}"))?;
-        let expected = executor.status().position + 1;
-        if batch.first_seq != expected || batch.entries.is_empty() {
-            bail!(
-                "log record {index} holds sequence {}, but {expected} was next: the history has a gap",
-                batch.first_seq
-            );
-        }
+        let batch = next_batch(&executor, index, payload)?;
         let wanted = batch.first_seq.max(first)..=batch.last_seq().min(last);
         if wanted.is_empty() {
             executor.execute(&batch);
@@ -355,6 +304,105 @@ pub fn replay(
             reason: "no snapshot of the original run lies at or after the range, and the log does not record outcomes".into(),
         }),
     })
+}
+
+/// An executor at the newest snapshot whose position is at most
+/// `position_max` (or fresh, when the log starts at the beginning), with
+/// that position and the log index it covers.
+fn rebuild_start(
+    history: &History,
+    position_max: u64,
+    partitions: usize,
+) -> anyhow::Result<(Executor, u64, u64)> {
+    let starts_at_beginning = history.records.first_index() == 1;
+    let start = history
+        .snapshots
+        .iter()
+        .rev()
+        .find(|image| position_of(image) <= position_max);
+    if start.is_none() && !starts_at_beginning {
+        let Some(oldest) = history.snapshots.iter().map(|image| image.next_seq).min() else {
+            bail!(
+                "this history holds no snapshot and its log does not start at the beginning: nothing can be rebuilt"
+            );
+        };
+        bail!(
+            "sequence {} is older than the retained history: the oldest sequence that can be replayed is {oldest}",
+            position_max + 1
+        );
+    }
+    let compiler = Arc::new(ModuleCompiler::new(
+        ordo_engine::sandbox::wasmtime_engine(&history.config),
+        history.config.clone(),
+    ));
+    Ok(match start {
+        Some(image) => (
+            Executor::restore(compiler, history.config.clone(), partitions, &image.engine)
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "the snapshot at sequence {} does not restore: {err}",
+                        image.next_seq
+                    )
+                })?,
+            position_of(image),
+            image.covered_index(),
+        ),
+        None => (
+            Executor::with_partitions(compiler, history.config.clone(), partitions),
+            0,
+            0,
+        ),
+    })
+}
+
+/// Decodes log record `index` and checks it continues `executor`.
+fn next_batch(executor: &Executor, index: u64, payload: &[u8]) -> anyhow::Result<Batch> {
+    let batch = Batch::decode(payload)
+        .map_err(|err| anyhow::anyhow!("log record {index} does not decode: {err}"))?;
+    let expected = executor.status().position + 1;
+    if batch.first_seq != expected || batch.entries.is_empty() {
+        bail!(
+            "log record {index} holds sequence {}, but {expected} was next: the history has a gap",
+            batch.first_seq
+        );
+    }
+    Ok(batch)
+}
+
+/// A time-travel read: runs the read-only `procedure` with JSON `args`
+/// against the state as of position `at` (after the entry with that
+/// sequence number), rebuilt from `source`. `ordo.now_ms` is the
+/// timestamp of the batch that holds `at`.
+pub fn read_at(
+    source: &ReplaySource,
+    at: u64,
+    procedure: &str,
+    args: &[u8],
+    partitions: usize,
+) -> anyhow::Result<ordo_engine::ReadOutcome> {
+    if !(1..=ordo_engine::SLOTS).contains(&partitions) {
+        bail!("--partitions must be 1 to {}", ordo_engine::SLOTS);
+    }
+    let history = open_history(source)?;
+    let (mut executor, _, after_index) = rebuild_start(&history, at, partitions)?;
+    let mut now_ms = 0;
+    if executor.status().position < at {
+        history.records.each_after(after_index, |index, payload| {
+            let batch = next_batch(&executor, index, payload)?;
+            now_ms = batch.timestamp_ms;
+            if batch.last_seq() <= at {
+                executor.execute(&batch);
+            } else {
+                executor.execute_prefix(&batch, at);
+            }
+            Ok(executor.status().position < at)
+        })?;
+    }
+    let reached = executor.status().position;
+    if reached < at {
+        bail!("the history ends at sequence {reached}, before {at}");
+    }
+    Ok(executor.read(procedure, ArgsEncoding::Json, args, now_ms))
 }
 
 fn view_of(entry: &Entry, modules: &[ordo_engine::ModuleSummary]) -> EntryView {

@@ -361,6 +361,8 @@ pub struct Executor {
     /// Set by [`Executor::execute_traced`] for one batch: the sequence
     /// numbers to trace, and then what each did.
     tracing: Option<(RangeInclusive<u64>, BTreeMap<u64, TxTrace>)>,
+    /// Set by [`Executor::execute_prefix`] when it stopped inside a batch.
+    reads_only: bool,
     /// Test-only fault injection: see [`Executor::inject_partition_panic`].
     #[cfg(feature = "fault-injection")]
     panic_at: Option<u64>,
@@ -423,6 +425,7 @@ impl Executor {
             done,
             dispatching: None,
             tracing: None,
+            reads_only: false,
             #[cfg(feature = "fault-injection")]
             panic_at: None,
         }
@@ -541,7 +544,33 @@ impl Executor {
     /// log order, so that a caller can answer the front of a large batch
     /// while the rest runs. The executor's position, state hash and chain
     /// hash move to the end of the batch only when this returns.
-    pub fn execute_each(&mut self, batch: &Batch, mut each: impl FnMut(TxOutcome)) {
+    pub fn execute_each(&mut self, batch: &Batch, each: impl FnMut(TxOutcome)) {
+        self.execute_through(batch, batch.last_seq(), each);
+    }
+
+    /// Executes the entries of `batch` up to and including `through` (the
+    /// time-travel read: the state as of a position inside a batch), with
+    /// the whole batch's instance-epoch rule, and stops there. The chain
+    /// hash, which covers whole batches, is left as it was, so the
+    /// executor then serves reads only: executing another batch panics.
+    pub fn execute_prefix(&mut self, batch: &Batch, through: u64) -> Vec<TxOutcome> {
+        assert!(
+            (batch.first_seq..=batch.last_seq()).contains(&through),
+            "{through} is not in the batch"
+        );
+        let mut outcomes = Vec::new();
+        self.execute_through(batch, through, |tx| outcomes.push(tx));
+        if through < batch.last_seq() {
+            self.reads_only = true;
+        }
+        outcomes
+    }
+
+    fn execute_through(&mut self, batch: &Batch, through: u64, mut each: impl FnMut(TxOutcome)) {
+        assert!(
+            !self.reads_only,
+            "an executor that ran part of a batch (execute_prefix) serves reads only"
+        );
         assert_eq!(
             batch.first_seq,
             self.position + 1,
@@ -578,7 +607,8 @@ impl Executor {
             digest: Xxh3::new(),
         };
         self.sessions.begin_batch();
-        for (offset, entry) in batch.entries.iter().enumerate() {
+        let count = (through + 1 - batch.first_seq) as usize;
+        for (offset, entry) in batch.entries.iter().enumerate().take(count) {
             let seq = batch.first_seq + offset as u64;
             self.dispatching = Some(seq);
             let pending = self.dispatch(&mut run, entry, offset, seq, batch.timestamp_ms);
@@ -588,10 +618,13 @@ impl Executor {
         }
         self.drain(&mut run, u64::MAX);
         self.emit_ready(&mut run, batch, &mut each);
-        assert_eq!(run.emitted, batch.entries.len(), "every outcome is known");
+        assert_eq!(run.emitted, count, "every outcome is known");
         self.sessions.end_batch();
         self.dispatching = None;
-        self.position = batch.last_seq();
+        self.position = through;
+        if through < batch.last_seq() {
+            return;
+        }
         let mut chain = Xxh3::new();
         chain.update(&self.chain_hash.to_le_bytes());
         chain.update(&batch.first_seq.to_le_bytes());

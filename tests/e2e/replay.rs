@@ -247,3 +247,96 @@ fn a_running_nodes_directory_and_a_stranger_are_refused() {
         &["is not an ordo data directory"],
     );
 }
+
+#[test]
+fn a_read_at_a_past_position_sees_the_balance_of_that_time() {
+    let history = history(&[], 150);
+    let dir = history.dir.path();
+    let read_at = |at: u64, id: u64| {
+        let at = at.to_string();
+        let args = format!("{{\"id\":{id}}}");
+        let output = replay(dir, &["--at", &at, "--read", "balance", &args, "--json"]);
+        let line: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+        assert_eq!(line["position"], at.parse::<u64>().unwrap());
+        line["result"].as_i64().unwrap()
+    };
+    // Account 1 had 1,000 before the committed transfer, 995 after it,
+    // and still 995 long after (the later transfers move money between
+    // accounts 5 to 9 only), read from the log's start and from the
+    // snapshots taken after it.
+    assert_eq!(read_at(history.committed - 1, 1), 1_000);
+    assert_eq!(read_at(history.committed, 1), 995);
+    assert_eq!(read_at(history.committed, 2), 1_005);
+    assert_eq!(read_at(history.last, 1), 995);
+    // Account 5 moves with every later transfer; a read inside the range
+    // sees the state after exactly that many.
+    let total_of_5_to_9: i64 = (5..10).map(|id| read_at(history.last - 40, id)).sum();
+    assert_eq!(
+        total_of_5_to_9, 5_000,
+        "money is conserved at every position"
+    );
+
+    fails_with_all(
+        &replay(dir, &["--at", "3", "--read", "transfer", "{}"]),
+        &["not marked read-only"],
+    );
+    let beyond = (history.last + 1).to_string();
+    fails_with_all(
+        &replay(dir, &["--at", &beyond, "--read", "balance", "{\"id\":1}"]),
+        &[&format!("the history ends at sequence {}", history.last)],
+    );
+}
+
+#[test]
+fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
+    // An embedded node with 4 KiB segments and a snapshot every 64
+    // sequence numbers: 600 transfers make the node remove its oldest
+    // segments.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut config = ordo::NodeConfig::new(dir.path());
+        config.engine.instance_epoch = 64;
+        config.snapshot_log_bytes_min = 0;
+        config.segment_bytes_max = 4 << 10;
+        let node = ordo::Node::open(config).unwrap();
+        node.deploy("bank", ordo::modules::BANK).unwrap();
+        node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
+            .unwrap();
+        for i in 0..600u64 {
+            node.call::<_, ()>("transfer", &(i % 10, (i + 3) % 10, 1i64))
+                .unwrap();
+        }
+        // Wait for the writer thread's second snapshot, which removes
+        // the segments both kept snapshots cover.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .count()
+            < 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshots appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    let output = replay(dir.path(), &["--seq", "5"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let oldest: u64 = stderr
+        .split("the oldest sequence that can be replayed is ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        stderr.contains("sequence 5 is older than the retained history"),
+        "{stderr}"
+    );
+    assert!(oldest > 5, "{stderr}");
+    // The oldest one it names does replay.
+    let (txs, _) = replay_json(dir.path(), &["--seq", &oldest.to_string()]);
+    assert_eq!(txs[0]["seq"], oldest);
+}
