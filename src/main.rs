@@ -390,11 +390,16 @@ struct ServeArgs {
     snapshot_every: u64,
     /// On a single node, snapshot (at one of the points above) only once
     /// the log has grown by this many bytes and by the previous
-    /// snapshot's size since it; the log before the older of the two
-    /// newest snapshots is then removed. 0 snapshots at every point, as a
+    /// snapshot's size since it; the log the oldest kept snapshot
+    /// (`--snapshots-kept`) covers is then removed. 0 snapshots at every point, as a
     /// cluster does. Not recorded: it may change between restarts.
     #[arg(long, default_value_t = ordo::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT)]
     snapshot_log_bytes_min: u64,
+    /// On a single node, how many snapshots to keep (2 to 1,000); the log
+    /// is kept from the oldest on. Each costs one state's size on disk;
+    /// more keep more history for `ordo replay` and `--at` reads.
+    #[arg(long, default_value_t = ordo_sequencer::raft::SNAPSHOTS_KEPT_DEFAULT)]
+    snapshots_kept: usize,
     /// Unregistered clients (no session registered) whose answers are
     /// kept for retries. Recorded with the data, like the three below.
     #[arg(long, default_value_t = ordo_engine::config::SESSIONS_MAX_DEFAULT)]
@@ -1207,6 +1212,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         cluster,
         snapshot_log_bytes_min: args.snapshot_log_bytes_min,
+        snapshots_kept: args.snapshots_kept,
         ..NodeConfig::new(&args.data)
     };
     config.engine.instance_epoch = args.snapshot_every;

@@ -87,6 +87,10 @@ pub struct NodeConfig {
     /// snapshots (see `snapshots.rs`); 0 snapshots at every instance
     /// epoch, as a cluster does.
     pub snapshot_log_bytes_min: u64,
+    /// On a single node, how many snapshots to keep (2 to
+    /// `SNAPSHOTS_KEPT_MAX`); the log the oldest covers is removed. More
+    /// keeps more history for `ordo replay`.
+    pub snapshots_kept: usize,
 }
 
 /// This node's place in a Raft cluster.
@@ -127,6 +131,7 @@ impl NodeConfig {
             cluster: None,
             compile_cache_bytes_max: crate::compile_cache::COMPILE_CACHE_BYTES_MAX_DEFAULT,
             snapshot_log_bytes_min: crate::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT,
+            snapshots_kept: ordo_sequencer::raft::SNAPSHOTS_KEPT_DEFAULT,
         }
     }
 }
@@ -722,8 +727,11 @@ impl Node {
                     NodeError::Failed(format!("cannot {what} {}: {err}", snapshots_dir.display()))
                 };
                 let store = Arc::new(
-                    ordo_sequencer::raft::SnapshotStore::open(snapshots_dir.clone())
-                        .map_err(|err| cannot("open the snapshots in", err))?,
+                    ordo_sequencer::raft::SnapshotStore::open_keeping(
+                        snapshots_dir.clone(),
+                        config.snapshots_kept,
+                    )
+                    .map_err(|err| cannot("open the snapshots in", err))?,
                 );
                 let latest = store
                     .latest()

@@ -241,15 +241,15 @@ fn write_snapshots(
     }
 }
 
-/// Removes the log segments whose records the older of the two kept
-/// snapshots covers (and no backup still reads).
+/// Removes the log segments whose records the oldest kept snapshot
+/// covers, once there are two (and no backup still reads them).
 fn remove_covered_records(
     store: &SnapshotStore,
     log: &Mutex<FileLog>,
     pins: &Mutex<BTreeMap<u64, u64>>,
 ) -> Result<(), String> {
     let covered = store.covered_indexes().map_err(|err| err.to_string())?;
-    let [.., older, _newest] = covered[..] else {
+    let [older, _, ..] = covered[..] else {
         return Ok(());
     };
     let pinned_below = pins

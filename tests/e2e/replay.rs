@@ -287,17 +287,17 @@ fn a_read_at_a_past_position_sees_the_balance_of_that_time() {
     );
 }
 
-#[test]
-fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
-    // An embedded node with 4 KiB segments and a snapshot every 64
-    // sequence numbers: 600 transfers make the node remove its oldest
-    // segments.
+/// The oldest sequence number `ordo replay` can replay after 600
+/// transfers on an embedded node with 4 KiB segments, a snapshot every 64
+/// sequence numbers, and `kept` snapshots kept.
+fn oldest_replayable(kept: usize) -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut config = ordo::NodeConfig::new(dir.path());
         config.engine.instance_epoch = 64;
         config.snapshot_log_bytes_min = 0;
         config.segment_bytes_max = 4 << 10;
+        config.snapshots_kept = kept;
         let node = ordo::Node::open(config).unwrap();
         node.deploy("bank", ordo::modules::BANK).unwrap();
         node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
@@ -306,13 +306,13 @@ fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
             node.call::<_, ()>("transfer", &(i % 10, (i + 3) % 10, 1i64))
                 .unwrap();
         }
-        // Wait for the writer thread's second snapshot, which removes
-        // the segments both kept snapshots cover.
+        // Wait for the writer thread's snapshots; the second removes the
+        // segments the oldest kept covers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::fs::read_dir(dir.path().join("snapshots"))
             .unwrap()
             .count()
-            < 2
+            < kept
         {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -324,6 +324,10 @@ fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
     let output = replay(dir.path(), &["--seq", "5"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
+    assert!(
+        stderr.contains("sequence 5 is older than the retained history"),
+        "{stderr}"
+    );
     let oldest: u64 = stderr
         .split("the oldest sequence that can be replayed is ")
         .nth(1)
@@ -331,12 +335,21 @@ fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
         .trim()
         .parse()
         .unwrap();
-    assert!(
-        stderr.contains("sequence 5 is older than the retained history"),
-        "{stderr}"
-    );
     assert!(oldest > 5, "{stderr}");
+    (dir, oldest)
+}
+
+#[test]
+fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
+    let (dir, oldest) = oldest_replayable(2);
     // The oldest one it names does replay.
     let (txs, _) = replay_json(dir.path(), &["--seq", &oldest.to_string()]);
     assert_eq!(txs[0]["seq"], oldest);
+    // Keeping 5 snapshots keeps 3 more epochs of history.
+    let (dir, oldest_of_five) = oldest_replayable(5);
+    assert_eq!(oldest_of_five, oldest - 3 * 64);
+    let snapshots = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snapshots, 5);
 }

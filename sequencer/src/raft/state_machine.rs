@@ -104,18 +104,44 @@ impl SnapshotImage {
     }
 }
 
-/// Snapshot files, `snapshot-<raft index>.bin`, newest kept plus one.
+/// Snapshot files, `snapshot-<raft index>.bin`: the newest
+/// [`SNAPSHOTS_KEPT_DEFAULT`] (or as many as the store was opened to
+/// keep).
 pub struct SnapshotStore {
     dir: PathBuf,
     write: Mutex<()>,
+    kept: usize,
 }
+
+/// The newest snapshot and one before it, to fall back on if the newest
+/// is damaged.
+pub const SNAPSHOTS_KEPT_DEFAULT: usize = 2;
+
+/// The most snapshots a store keeps: each is a full copy of the state.
+pub const SNAPSHOTS_KEPT_MAX: usize = 1_000;
 
 impl SnapshotStore {
     pub fn open(dir: PathBuf) -> std::io::Result<SnapshotStore> {
+        SnapshotStore::open_keeping(dir, SNAPSHOTS_KEPT_DEFAULT)
+    }
+
+    /// A store that keeps the `kept` newest snapshots (2 to
+    /// [`SNAPSHOTS_KEPT_MAX`]): more history for the replay debugger and
+    /// time-travel reads, at one state's size on disk each.
+    pub fn open_keeping(dir: PathBuf, kept: usize) -> std::io::Result<SnapshotStore> {
+        if !(SNAPSHOTS_KEPT_DEFAULT..=SNAPSHOTS_KEPT_MAX).contains(&kept) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "snapshots kept must be {SNAPSHOTS_KEPT_DEFAULT} to {SNAPSHOTS_KEPT_MAX}, not {kept}"
+                ),
+            ));
+        }
         std::fs::create_dir_all(&dir)?;
         Ok(SnapshotStore {
             dir,
             write: Mutex::new(()),
+            kept,
         })
     }
 
@@ -138,7 +164,7 @@ impl SnapshotStore {
     }
 
     /// Writes `image` durably (temporary file, fsync, rename, fsync the
-    /// directory) and deletes all but the newest two.
+    /// directory) and deletes all but the newest `kept`.
     pub fn save(&self, image: &SnapshotImage) -> std::io::Result<()> {
         let _writing = self.write.lock();
         let index = image.meta.last_log_id.map_or(0, |log_id| log_id.index);
@@ -150,7 +176,7 @@ impl SnapshotStore {
         let path = self.dir.join(format!("snapshot-{index:020}.bin"));
         crate::storage::Storage::replace(&crate::storage::OsStorage, &path, &image.encode())?;
         let files = self.files()?;
-        for (_, old) in files.iter().take(files.len().saturating_sub(2)) {
+        for (_, old) in files.iter().take(files.len().saturating_sub(self.kept)) {
             let _ = std::fs::remove_file(old);
         }
         Ok(())
