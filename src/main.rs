@@ -201,11 +201,18 @@ enum Command {
         #[arg(default_value = "{}", requires = "at")]
         args: String,
         /// A stopped single node's data directory.
-        #[arg(long, conflicts_with = "backup", required_unless_present = "backup")]
+        #[arg(long, group = "history", required_unless_present_any = ["backup", "from_server"])]
         data: Option<PathBuf>,
         /// A directory `ordo backup` wrote.
-        #[arg(long)]
+        #[arg(long, group = "history")]
         backup: Option<PathBuf>,
+        /// Take a hot backup from the running server (`--server`, admin
+        /// token) into a temporary directory and replay that: it reaches
+        /// back to the server's newest snapshot.
+        #[arg(long, group = "history")]
+        from_server: bool,
+        #[command(flatten)]
+        remote: Remote,
         /// Show every host call each transaction made, and its fuel.
         #[arg(long)]
         trace: bool,
@@ -846,14 +853,23 @@ fn run(command: Command) -> anyhow::Result<()> {
             args,
             data,
             backup,
+            from_server,
+            remote,
             trace,
             json,
             partitions,
         } => {
+            // Lives until the replay ends: the backup taken from the server.
+            let fetched = tempfile::tempdir()?;
             let source = match (data, backup) {
                 (Some(dir), _) => ordo::replay::ReplaySource::DataDir(dir),
                 (None, Some(dir)) => ordo::replay::ReplaySource::Backup(dir),
-                (None, None) => unreachable!("clap requires one"),
+                (None, None) => {
+                    debug_assert!(from_server, "clap requires one source");
+                    let dir = fetched.path().join("backup");
+                    remote.run(async |client| ordo::backup::take(&client, &dir).await)?;
+                    ordo::replay::ReplaySource::Backup(dir)
+                }
             };
             if let (Some(at), Some(procedure)) = (at, read) {
                 serde_json::from_str::<serde_json::Value>(&args)

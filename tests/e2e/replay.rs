@@ -353,3 +353,82 @@ fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
         .count();
     assert_eq!(snapshots, 5);
 }
+
+#[test]
+fn a_running_server_is_replayed_through_a_hot_backup() {
+    let server = Server::start(SERVE_FLAGS);
+    let (seq, last) = runtime().block_on(async {
+        let config = ClientConfig {
+            admin_token: Some(ADMIN.to_string()),
+            ..ClientConfig::new(server.addr.to_string())
+        };
+        let client = Client::connect_with(config).await.unwrap();
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+        client
+            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
+            .await
+            .unwrap();
+        let mut last = 0;
+        for n in 0..80u64 {
+            last = client
+                .call::<_, ()>("transfer", &(n % 10, (n + 1) % 10, 1i64))
+                .await
+                .unwrap()
+                .seq;
+        }
+        // After the snapshot at position 64: within what a backup holds.
+        let seq = client
+            .call::<_, ()>("transfer", &(1u64, 2u64, 7i64))
+            .await
+            .unwrap()
+            .seq;
+        (seq, last)
+    });
+    assert!(seq > last);
+    let seq_arg = seq.to_string();
+    let output = run_ordo(
+        Some(&server),
+        &[
+            "replay",
+            "--from-server",
+            "--admin-token",
+            ADMIN,
+            "--seq",
+            &seq_arg,
+            "--trace",
+            "--json",
+        ],
+    );
+    let text = stdout(&output);
+    let tx: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(tx["seq"], seq);
+    assert_eq!(tx["outcome"], "committed");
+    assert_eq!(tx["calls"].as_array().unwrap().len(), 4, "{tx}");
+    // And a time-travel read of the same moment, without the admin token
+    // refused.
+    let output = run_ordo(
+        Some(&server),
+        &[
+            "replay",
+            "--from-server",
+            "--admin-token",
+            ADMIN,
+            "--at",
+            &seq_arg,
+            "--read",
+            "balance",
+            "{\"id\":1}",
+            "--json",
+        ],
+    );
+    let read: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(read["position"], seq);
+    assert!(read["result"].as_i64().is_some());
+    let output = run_ordo(
+        Some(&server),
+        &["replay", "--from-server", "--seq", &seq_arg],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("admin"), "{stderr}");
+}
