@@ -23,6 +23,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod chain_journal;
 pub mod compile_cache;
 pub mod describe;
 pub mod generate;

@@ -906,6 +906,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             if matches!(
                 replayed.verification,
                 ordo::replay::Verification::Diverged { .. }
+                    | ordo::replay::Verification::DivergedInBatch { .. }
             ) {
                 std::process::exit(3);
             }
@@ -1726,6 +1727,12 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
             "original_chain_hash": format!("{original:032x}"),
             "replayed_chain_hash": format!("{replayed:032x}"),
         }),
+        Verification::DivergedInBatch {
+            first_seq,
+            last_seq,
+        } => serde_json::json!({
+            "matches": false, "diverged_in_batch": [first_seq, last_seq],
+        }),
         Verification::Unverified { reason } => serde_json::json!({
             "matches": null, "reason": reason,
         }),
@@ -1775,6 +1782,7 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
                 "duplicate_of": tx.outcome.duplicate.then_some(tx.outcome.seq),
                 "outcome": outcome,
                 "result": detail,
+                "matches": tx.matches,
             });
             if let Some(trace) = &tx.trace {
                 object["calls"] = serde_json::Value::Array(calls);
@@ -1844,11 +1852,16 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
         } else {
             String::new()
         };
+        let original = match tx.matches {
+            Some(true) => " (as in the original run)",
+            Some(false) => " (NOT as in the original run: its batch's chain hash differs)",
+            None => "",
+        };
         match &tx.outcome.outcome {
             Outcome::Committed { result } if result.is_empty() => {
-                println!("  {outcome}{duplicate}")
+                println!("  {outcome}{duplicate}{original}")
             }
-            _ => println!("  {outcome}{duplicate}: {detail}"),
+            _ => println!("  {outcome}{duplicate}: {detail}{original}"),
         }
     }
     if json {
@@ -1857,7 +1870,7 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
     }
     match &replayed.verification {
         Verification::Matches { position } => println!(
-            "matches: the replayed history equals the original run's at position {position} (its snapshot's chain hash)"
+            "matches: the replayed history equals the original run's through position {position} (its recorded chain hash)"
         ),
         Verification::Diverged {
             since,
@@ -1866,6 +1879,18 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
             replayed,
         } => println!(
             "DIVERGED: the original run's chain hash at position {position} is {original:032x}, the replay's {replayed:032x}: an outcome after position {since} and at or before {position} differs"
+        ),
+        Verification::DivergedInBatch {
+            first_seq,
+            last_seq,
+        } if first_seq == last_seq => println!(
+            "DIVERGED at sequence {first_seq}: its outcome is not the one the node recorded when it ran it (the chain journal's hash differs)"
+        ),
+        Verification::DivergedInBatch {
+            first_seq,
+            last_seq,
+        } => println!(
+            "DIVERGED in the batch of sequence {first_seq} to {last_seq}: an outcome in it is not the one the node recorded when it ran it (the chain journal's hash differs)"
         ),
         Verification::Unverified { reason } => println!("not verified: {reason}"),
     }

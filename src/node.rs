@@ -857,13 +857,37 @@ impl Node {
         });
         let _ = shared_for_abandon.set(Arc::downgrade(&shared));
 
+        // A single node records its chain hash after every batch, for
+        // `ordo replay` (chain_journal.rs); a journal that cannot open is
+        // said once and skipped: it is derived data.
+        let chain_journal = shared.local.as_ref().and_then(|_| {
+            let dir = shared.config.data_dir.join(crate::chain_journal::CHAIN_DIR);
+            crate::chain_journal::ChainJournal::open(
+                dir.clone(),
+                crate::chain_journal::CHAIN_JOURNAL_BYTES_MAX,
+            )
+            .inspect_err(|err| {
+                eprintln!(
+                    "ordo: no chain journal: cannot open {}: {err}",
+                    dir.display()
+                )
+            })
+            .ok()
+        });
         let executor_thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ordo-executor".into())
                 .stack_size(ordo_engine::ENGINE_THREAD_STACK_BYTES)
                 .spawn(move || {
-                    run_executor(shared, executor, delivery_rx, reads_rx, last_timestamp_ms)
+                    run_executor(
+                        shared,
+                        executor,
+                        delivery_rx,
+                        reads_rx,
+                        last_timestamp_ms,
+                        chain_journal,
+                    )
                 })
                 .map_err(NodeError::Thread)?
         };
@@ -1468,6 +1492,7 @@ fn run_executor(
     deliveries: Receiver<Delivery<Callers>>,
     reads: Receiver<ReadRequest>,
     mut last_timestamp_ms: u64,
+    mut chain_journal: Option<crate::chain_journal::ChainJournal>,
 ) {
     let _fail_on_panic = FailOnPanic(&shared, "ordo-executor");
     let diverge_at: Option<u64> = ordo_engine::FAULT_INJECTION
@@ -1535,15 +1560,18 @@ fn run_executor(
         if let (Some(point), Some(handle)) = (&raft, &shared.raft) {
             take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
         }
-        if let Some(local) = &shared.local {
-            local.before_batch(
+        if let Some(local) = &shared.local
+            && local.before_batch(
                 &executor,
                 &shared.config.engine,
                 &batch,
                 log_index,
                 encoded_bytes,
                 last_timestamp_ms,
-            );
+            )
+            && let Some(journal) = &mut chain_journal
+        {
+            journal.rotate(batch.first_seq);
         }
         last_timestamp_ms = batch.timestamp_ms;
         if let Some(handle) = &shared.raft
@@ -1624,6 +1652,13 @@ fn run_executor(
             shared.publish_procedures(&executor);
         }
         let engine_status = executor.status();
+        if let Some(journal) = &mut chain_journal {
+            journal.record(crate::chain_journal::ChainRecord {
+                first_seq: batch.first_seq,
+                last_seq: batch.last_seq(),
+                chain_hash: engine_status.chain_hash,
+            });
+        }
         {
             let mut status = shared.status.lock();
             status.engine = engine_status;

@@ -49,6 +49,10 @@ pub struct ReplayedTx {
     pub outcome: TxOutcome,
     /// Set when tracing was asked for and a procedure ran.
     pub trace: Option<TxTrace>,
+    /// Whether its batch's chain hash equals the one the node recorded
+    /// after running it (the chain journal); `None` where there is no
+    /// record (a backup, a lost or pruned journal).
+    pub matches: Option<bool>,
 }
 
 /// The parts of a log entry a user wants to see.
@@ -67,9 +71,15 @@ pub struct EntryView {
 /// Whether the replayed history is the original run's.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verification {
-    /// The chain hash at `position` (a snapshot the original run took)
-    /// equals the replay's: every outcome up to it matches.
+    /// The chain hash at `position` (recorded by the original run in its
+    /// chain journal or a snapshot) equals the replay's: every outcome up
+    /// to it matches.
     Matches { position: u64 },
+    /// The batch `first_seq..=last_seq` is the first whose chain hash
+    /// differs from the one the node recorded after running it: an
+    /// outcome in it is not the original's (the transaction itself when
+    /// the batch holds one).
+    DivergedInBatch { first_seq: u64, last_seq: u64 },
     /// The chain hashes at `position` differ: some outcome after
     /// `since` (where the replay started) and at or before `position` is
     /// not what the original run produced.
@@ -139,6 +149,8 @@ impl Records {
 
 struct History {
     config: EngineConfig,
+    /// The chain journal's records (data directories only).
+    chain: crate::chain_journal::ChainHistory,
     /// Oldest first.
     snapshots: Vec<SnapshotImage>,
     records: Records,
@@ -174,6 +186,9 @@ fn open_history(source: &ReplaySource) -> anyhow::Result<History> {
             for (path, reason) in damaged {
                 eprintln!("ordo: skipping {}: {reason}", path.display());
             }
+            let chain_dir = dir.join(crate::chain_journal::CHAIN_DIR);
+            let chain = crate::chain_journal::read(&chain_dir)
+                .with_context(|| format!("reading {}", chain_dir.display()))?;
             let log = FileLog::open(FileLogConfig::new(dir.join("log"))).map_err(|err| {
                 let text = err.to_string();
                 if text.contains("is locked") {
@@ -186,6 +201,7 @@ fn open_history(source: &ReplaySource) -> anyhow::Result<History> {
             })?;
             Ok(History {
                 config,
+                chain,
                 snapshots,
                 records: Records::Log(Box::new(log)),
             })
@@ -194,6 +210,7 @@ fn open_history(source: &ReplaySource) -> anyhow::Result<History> {
             let backup = crate::backup::read(dir)?;
             Ok(History {
                 config: backup.manifest.engine_config.clone(),
+                chain: Default::default(),
                 snapshots: backup.snapshot.into_iter().collect(),
                 records: Records::Backup(backup.records),
             })
@@ -243,9 +260,12 @@ pub fn replay(
         .transpose()?;
     let mut transactions = Vec::new();
     let mut verification = None;
+    // Whether every batch through the range matched a journal record.
+    let mut journal_confirms = true;
     history.records.each_after(after_index, |index, payload| {
         let batch = next_batch(&executor, index, payload)?;
         let wanted = batch.first_seq.max(first)..=batch.last_seq().min(last);
+        let first_of_batch = transactions.len();
         if wanted.is_empty() {
             executor.execute(&batch);
         } else {
@@ -264,10 +284,31 @@ pub fn replay(
                     entry: view_of(&batch.entries[offset], &modules),
                     outcome: outcomes[offset].clone(),
                     trace: traces.remove(&seq),
+                    matches: None,
                 });
             }
         }
-        let position = executor.status().position;
+        let status = executor.status();
+        let recorded = history.chain.records.get(&batch.first_seq);
+        let matches = recorded.map(|record| {
+            record.last_seq == batch.last_seq() && record.chain_hash == status.chain_hash
+        });
+        for tx in &mut transactions[first_of_batch..] {
+            tx.matches = matches;
+        }
+        if matches == Some(false) {
+            verification = Some(Verification::DivergedInBatch {
+                first_seq: batch.first_seq,
+                last_seq: batch.last_seq(),
+            });
+            return Ok(false);
+        }
+        journal_confirms &= matches == Some(true);
+        let position = status.position;
+        if position >= last && journal_confirms {
+            verification = Some(Verification::Matches { position });
+            return Ok(false);
+        }
         match check {
             Some((at, original)) if position >= at => {
                 let replayed = executor.status().chain_hash;
@@ -294,7 +335,8 @@ pub fn replay(
         }
     })?;
     let reached = executor.status().position;
-    if reached < last {
+    let diverged = matches!(verification, Some(Verification::DivergedInBatch { .. }));
+    if reached < last && !diverged {
         bail!("the history ends at sequence {reached}, before {last}");
     }
     Ok(Replay {

@@ -134,7 +134,7 @@ impl LocalSnapshots {
     /// Called on the executor thread before it executes `batch`, the file
     /// log's record `record_index` of `encoded_bytes`, stamped after a
     /// batch stamped `previous_timestamp_ms`. Takes a snapshot if one is
-    /// due.
+    /// due; says whether it did.
     pub fn before_batch(
         &self,
         executor: &Executor,
@@ -143,8 +143,9 @@ impl LocalSnapshots {
         record_index: u64,
         encoded_bytes: usize,
         previous_timestamp_ms: u64,
-    ) {
+    ) -> bool {
         let mut schedule = self.schedule.lock();
+        let mut taken = false;
         if schedule.due(engine, batch) && !self.writing.swap(true, Ordering::AcqRel) {
             let image = SnapshotImage::for_file_log(
                 record_index - 1,
@@ -161,8 +162,10 @@ impl LocalSnapshots {
             if !sent {
                 self.writing.store(false, Ordering::Release);
             }
+            taken = sent;
         }
         schedule.log_bytes_since += encoded_bytes as u64;
+        taken
     }
 
     /// The sequence number the newest durable snapshot continues at; 0 if

@@ -131,6 +131,8 @@ fn a_replayed_transfer_shows_its_reads_and_writes_and_matches_the_original_run()
     assert!(tx["fuel_used"].as_u64().unwrap() > 0, "{tx}");
     assert_eq!(verification["matches"], true, "{verification}");
     assert!(verification["checked_at"].as_u64().unwrap() >= history.committed);
+    // The chain journal confirms the transaction's own batch.
+    assert_eq!(tx["matches"], true, "{tx}");
 
     // The aborted one: its two reads, no write, the procedure's reason.
     let seq = history.aborted.to_string();
@@ -179,6 +181,7 @@ fn a_replayed_transfer_shows_its_reads_and_writes_and_matches_the_original_run()
         text.contains("matches: the replayed history equals"),
         "{text}"
     );
+    assert!(text.contains("(as in the original run)"), "{text}");
 
     // Past the end of the history, and nonsense.
     let beyond = (history.last + 1).to_string();
@@ -204,13 +207,24 @@ fn replay_from_a_snapshot_gives_the_trace_replay_from_the_start_gives() {
     let (from_snapshot, verification) =
         replay_json(history.dir.path(), &["--seq", &late_arg, "--trace"]);
     assert_eq!(from_snapshot[0]["outcome"], "committed");
-    // The last snapshot lies before `late`: nothing after it to check
-    // against, and the replay says so rather than claiming a match.
+    // The last snapshot lies before `late`; the chain journal confirms it.
+    assert_eq!(verification["matches"], true, "{verification}");
+    assert_eq!(verification["checked_at"], late);
+
+    // Without the journal there is nothing after it to check against,
+    // and the replay says so rather than claiming a match.
+    let journal = history.dir.path().join("chain");
+    let journal_moved = history.dir.path().join("chain-moved");
+    std::fs::rename(&journal, &journal_moved).unwrap();
+    let (without_journal, verification) =
+        replay_json(history.dir.path(), &["--seq", &late_arg, "--trace"]);
     assert_eq!(
         verification["matches"],
         serde_json::Value::Null,
         "{verification}"
     );
+    assert_eq!(without_journal[0]["matches"], serde_json::Value::Null);
+    std::fs::rename(&journal_moved, &journal).unwrap();
 
     // Without the snapshots, the same transaction replays from the log's
     // start and gives the same trace.
@@ -227,6 +241,16 @@ fn a_planted_divergence_is_reported_between_snapshots() {
     // arguments (a test hook): its outcome is not what the log says.
     let planted = history(&[("ORDO_TEST_DIVERGE_AT_SEQ", "14")], 150);
     assert!(planted.committed < 14 && planted.last > 64);
+    let output = replay(planted.dir.path(), &["--seq", "14"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    // Calls one at a time make one batch each: the chain journal names
+    // the transaction.
+    assert!(text.contains("DIVERGED at sequence 14"), "{text}");
+
+    // Without the journal, the snapshot after it still catches it, with
+    // the positions it lies between.
+    std::fs::remove_dir_all(planted.dir.path().join("chain")).unwrap();
     let output = replay(planted.dir.path(), &["--seq", "14"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(3), "{text}");
