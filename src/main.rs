@@ -1363,8 +1363,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.plot {
         let svg = ordo::bench::timeline_svg(&report).context("drawing the chart")?;
-        std::fs::write(path, svg)
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     if !report.clean() {
         bail!("the run was not clean: a check failed or requests went unanswered (see above)");

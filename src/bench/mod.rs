@@ -579,7 +579,12 @@ impl Recorder {
     }
 
     /// An answer during the warm-up: on the warm-up's timeline only.
-    fn record_warmup(&mut self, second: usize, latency: Duration, outcome: &Result<(), ClientError>) {
+    fn record_warmup(
+        &mut self,
+        second: usize,
+        latency: Duration,
+        outcome: &Result<(), ClientError>,
+    ) {
         match outcome {
             Ok(()) => self.warmup.record(second, Recorder::micros(latency), true),
             Err(ClientError::Aborted { .. }) => {
@@ -658,7 +663,8 @@ impl Clock {
 
     /// The warm-up timeline's second of `at` if it is in the warm-up.
     fn warmup_second(&self, at: Instant) -> Option<usize> {
-        (at < self.measure_from).then(|| (at.saturating_duration_since(self.start)).as_secs() as usize)
+        (at < self.measure_from)
+            .then(|| (at.saturating_duration_since(self.start)).as_secs() as usize)
     }
 }
 

@@ -184,7 +184,9 @@ fn panel(
                 color.stroke_width(2),
             ))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -220,7 +222,11 @@ fn format_count(value: f64, axis_max: f64) -> String {
 fn trim(value: f64) -> String {
     let text = format!("{value:.2}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" { "0".to_string() } else { text.to_string() }
+    if text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -319,17 +325,29 @@ mod tests {
             "aborts/s",
             "warm-up (not measured)",
         ] {
-            assert!(labels.iter().any(|l| l == expected), "no {expected:?} in {labels:?}");
+            assert!(
+                labels.iter().any(|l| l == expected),
+                "no {expected:?} in {labels:?}"
+            );
         }
         // Throughput peaks at 525k: its axis reaches past it, not to 1,000k.
         let throughput = top(&labels, "k");
-        assert!((500.0..=700.0).contains(&throughput), "tx/s axis to {throughput}k");
+        assert!(
+            (500.0..=700.0).contains(&throughput),
+            "tx/s axis to {throughput}k"
+        );
         // p99.9 peaks at 9.5 ms: the latency axis is not 0-100 ms.
         let latency = top(&labels, " ms");
-        assert!((8.0..=14.0).contains(&latency), "latency axis to {latency} ms");
+        assert!(
+            (8.0..=14.0).contains(&latency),
+            "latency axis to {latency} ms"
+        );
         // Aborts peak at 380/s.
         let aborts = top(&labels, "/s");
-        assert!((300.0..=480.0).contains(&aborts), "aborts axis to {aborts}/s");
+        assert!(
+            (300.0..=480.0).contains(&aborts),
+            "aborts axis to {aborts}/s"
+        );
         // The time axis starts in the warm-up.
         let seconds: Vec<f64> = labels.iter().filter_map(|l| l.parse().ok()).collect();
         assert!(seconds.iter().any(|&s| s < 0.0), "{seconds:?}");
@@ -344,7 +362,10 @@ mod tests {
         let labels = labels(&svg);
         // Up to twice the measured peak (9.5 ms), and room for the legend.
         let latency = top(&labels, " ms");
-        assert!((8.0..=28.0).contains(&latency), "latency axis to {latency} ms");
+        assert!(
+            (8.0..=28.0).contains(&latency),
+            "latency axis to {latency} ms"
+        );
         assert!(
             labels
                 .iter()

@@ -89,8 +89,8 @@ impl Check {
             &Expect::PagedSum { sum, count } => {
                 let (mut got_sum, mut got_count) = (0i128, 0u64);
                 for (request, answer) in self.requests.iter().zip(answers) {
-                    let (page_sum, page_count): (i64, u64) = postcard::from_bytes(answer)
-                        .map_err(|err| {
+                    let (page_sum, page_count): (i64, u64) =
+                        postcard::from_bytes(answer).map_err(|err| {
                             format!(
                                 "{} answered {answer:?}, not a (sum, count) pair: {err}",
                                 request.procedure

@@ -46,7 +46,12 @@ impl Workload for Smallbank {
         // no total is conserved; check the first and last customers exist.
         [0, self.keys.count() - 1]
             .into_iter()
-            .map(|id| Check::commits(format!("customer {id} still exists"), Request::new("balance", &id)))
+            .map(|id| {
+                Check::commits(
+                    format!("customer {id} still exists"),
+                    Request::new("balance", &id),
+                )
+            })
             .collect()
     }
 

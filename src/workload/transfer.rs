@@ -249,13 +249,28 @@ mod tests {
         let answer = |sum: i64, count: u64| postcard::to_stdvec(&(sum, count)).unwrap();
 
         // Balances moved between pages still add up.
-        let right = [answer(200_007, 20_000), answer(199_993, 20_000), answer(50_000, 5_000)];
+        let right = [
+            answer(200_007, 20_000),
+            answer(199_993, 20_000),
+            answer(50_000, 5_000),
+        ];
         check.judge(&right).unwrap();
         // One unit minted, or an account missing, is caught.
-        let minted = [answer(200_008, 20_000), answer(199_993, 20_000), answer(50_000, 5_000)];
+        let minted = [
+            answer(200_008, 20_000),
+            answer(199_993, 20_000),
+            answer(50_000, 5_000),
+        ];
         let failure = check.judge(&minted).unwrap_err();
-        assert!(failure.contains("sum to 450001 over 45000 entries, expected 450000 over 45000"), "{failure}");
-        let missing = [answer(200_000, 19_999), answer(200_000, 20_000), answer(50_000, 5_000)];
+        assert!(
+            failure.contains("sum to 450001 over 45000 entries, expected 450000 over 45000"),
+            "{failure}"
+        );
+        let missing = [
+            answer(200_000, 19_999),
+            answer(200_000, 20_000),
+            answer(50_000, 5_000),
+        ];
         assert!(check.judge(&missing).is_err());
         // Not a page's answer, or too few answers.
         assert!(check.judge(&[vec![], vec![], vec![]]).is_err());

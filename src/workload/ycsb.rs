@@ -111,7 +111,12 @@ impl Workload for Ycsb {
         let mut keys = vec![0, self.keys.count() - 1];
         keys.dedup();
         keys.into_iter()
-            .map(|key| Check::commits(format!("record {key} can be read"), Request::new("ycsb_read", &key)))
+            .map(|key| {
+                Check::commits(
+                    format!("record {key} can be read"),
+                    Request::new("ycsb_read", &key),
+                )
+            })
             .collect()
     }
 

@@ -139,10 +139,7 @@ fn an_embedded_run_reports_json_and_a_chart_and_conserves_money() {
             "no {series} in the chart"
         );
     }
-    assert!(
-        chart.matches("<polyline").count() >= 5,
-        "a line per series"
-    );
+    assert!(chart.matches("<polyline").count() >= 5, "a line per series");
     // The warm-up is in the JSON too, apart from the measured seconds.
     assert!(!report["warmup_timeline"].as_array().unwrap().is_empty());
     // The progress bar went to stderr.
@@ -376,14 +373,25 @@ fn a_users_bank_is_left_alone_unless_reused_or_forced() {
     // The user's bank: the same build, two accounts far above the bench's.
     ordo_on(
         &server,
-        &["deploy", "--admin-token", ADMIN, "bank", wasm.to_str().unwrap()],
+        &[
+            "deploy",
+            "--admin-token",
+            ADMIN,
+            "bank",
+            wasm.to_str().unwrap(),
+        ],
     );
-    ordo_on(&server, &["call", "open", r#"{"id": 1000000, "balance": 50}"#]);
-    ordo_on(&server, &["call", "open", r#"{"id": 1000001, "balance": 20}"#]);
+    ordo_on(
+        &server,
+        &["call", "open", r#"{"id": 1000000, "balance": 50}"#],
+    );
+    ordo_on(
+        &server,
+        &["call", "open", r#"{"id": 1000001, "balance": 20}"#],
+    );
     let total = || ordo_on(&server, &["call", "total"]).trim().to_string();
     let state_hash = || {
-        let status: Value =
-            serde_json::from_str(&ordo_on(&server, &["status", "--json"])).unwrap();
+        let status: Value = serde_json::from_str(&ordo_on(&server, &["status", "--json"])).unwrap();
         status["state_hash"].clone()
     };
     let before = state_hash();
@@ -413,8 +421,7 @@ fn a_users_bank_is_left_alone_unless_reused_or_forced() {
     let forced = bench(&short_run(&addr, &json, &["--force"]));
     succeeded(&forced);
     assert!(
-        String::from_utf8_lossy(&forced.stderr)
-            .contains("--force: deploying over a module `bank`"),
+        String::from_utf8_lossy(&forced.stderr).contains("--force: deploying over a module `bank`"),
         "{}",
         String::from_utf8_lossy(&forced.stderr)
     );
@@ -454,7 +461,13 @@ fn reuse_refuses_a_module_of_the_same_name_that_is_not_the_bank() {
     std::fs::write(&wasm, ordo::modules::KV).unwrap();
     ordo_on(
         &server,
-        &["deploy", "--admin-token", ADMIN, "bank", wasm.to_str().unwrap()],
+        &[
+            "deploy",
+            "--admin-token",
+            ADMIN,
+            "bank",
+            wasm.to_str().unwrap(),
+        ],
     );
     ordo_on(&server, &["call", "put", r#"{"key": "a", "value": 5}"#]);
     let procedures = ordo_on(&server, &["procedures"]);
@@ -470,5 +483,8 @@ fn reuse_refuses_a_module_of_the_same_name_that_is_not_the_bank() {
         "{line}"
     );
     assert_eq!(ordo_on(&server, &["procedures"]), procedures);
-    assert_eq!(ordo_on(&server, &["call", "get", r#"{"key": "a"}"#]).trim(), "5");
+    assert_eq!(
+        ordo_on(&server, &["call", "get", r#"{"key": "a"}"#]).trim(),
+        "5"
+    );
 }

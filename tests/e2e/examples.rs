@@ -2026,7 +2026,11 @@ fn tpcc_new_order_payment_rollback_and_consistency() {
             panic!("{}: one call", check.what)
         };
         let tx = node
-            .call_raw(request.procedure, ArgsEncoding::Postcard, request.args.clone())
+            .call_raw(
+                request.procedure,
+                ArgsEncoding::Postcard,
+                request.args.clone(),
+            )
             .unwrap();
         match tx.outcome {
             Outcome::Committed { result } => {
