@@ -17,6 +17,9 @@ const P99: RGBColor = RGBColor(255, 127, 14);
 const P999: RGBColor = RGBColor(214, 39, 40);
 const ABORTS: RGBColor = RGBColor(148, 103, 189);
 
+/// A line: its legend, its colour and its `(seconds, value)` points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
 /// One point a second: where it sits on the time axis and how long the
 /// second was (the last of the warm-up or of the run may be partial).
 struct Point<'a> {
@@ -122,7 +125,7 @@ fn panel(
     x_range: std::ops::Range<f64>,
     warmup_s: f64,
     y_label: &dyn Fn(f64, f64) -> String,
-    series: &[(&str, RGBColor, Vec<(f64, f64)>)],
+    series: &[Series],
 ) -> anyhow::Result<()> {
     let peak = |measured_only: bool| {
         series
