@@ -592,13 +592,25 @@ struct BenchArgs {
     /// Do not load data: the server already holds this workload's data.
     #[arg(long)]
     skip_load: bool,
+    /// Run on the workload's module and data already on the server
+    /// (checked first: every procedure the bench calls is there, and the
+    /// first and last records exist); deploy and load nothing. Without
+    /// --reuse or --force, `ordo bench` refuses a server that already has
+    /// the workload's module, procedures or tables.
+    #[arg(long, conflicts_with = "force")]
+    reuse: bool,
+    /// Deploy the workload's module over the one on the server and load
+    /// its data, changing what the server holds.
+    #[arg(long)]
+    force: bool,
     /// Seed of the request streams.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write the result as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Draw throughput and latency over time into this SVG file.
+    /// Draw a chart of the run into this SVG file: committed tx/s, p50,
+    /// p99 and p99.9 latency, and aborts/s over time, the warm-up marked.
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -1390,6 +1402,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         inflight: args.inflight,
         rate: args.rate,
         skip_load: args.skip_load,
+        existing: if args.reuse {
+            ordo::bench::Existing::Reuse
+        } else if args.force {
+            ordo::bench::Existing::Force
+        } else {
+            ordo::bench::Existing::Refuse
+        },
         seed: args.seed,
         progress: true,
     };
@@ -1464,8 +1483,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, ordo::bench::timeline_svg(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let svg = ordo::bench::timeline_svg(&report).context("drawing the chart")?;
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     if !report.clean() {
         bail!("the run was not clean: a check failed or requests went unanswered (see above)");

@@ -1,11 +1,17 @@
 //! `ordo bench`: a load generator built on the client SDK.
 //!
-//! It deploys a [`Workload`]'s modules, loads its data, then keeps
+//! It first looks at what the server holds: if the server already has a
+//! module of the workload's name, or another module providing one of its
+//! procedures or tables, it refuses to run unless told to reuse what is
+//! there (after checking it: [`Existing::Reuse`]) or to deploy and load
+//! over it ([`Existing::Force`]). Then it deploys a [`Workload`]'s
+//! modules, loads its data, then keeps
 //! `inflight` requests outstanding over `connections` connections (closed
 //! loop), or sends at a fixed `rate` (open loop, latency measured from
 //! when each request was due, so a stalled server cannot hide its queue:
 //! no coordinated omission). Requests answered during the warm-up are
-//! not counted. At the end it runs the workload's checks and reports
+//! not counted (the chart shows them, marked). At the end it runs the
+//! workload's checks and reports
 //! throughput, latency percentiles (HDR histograms, microsecond
 //! resolution) and aborts by reason, with a per-second timeline.
 
@@ -22,7 +28,7 @@ use hdrhistogram::Histogram;
 use ordo_client::{Client, ClientConfig, ClientError};
 use parking_lot::Mutex;
 
-use crate::workload::{Generator, Workload};
+use crate::workload::{Check, Generator, Request, Workload};
 
 pub use plot::timeline_svg;
 pub use report::{BenchReport, CheckResult, Second};
@@ -46,6 +52,9 @@ pub struct BenchConfig {
     pub rate: Option<f64>,
     /// Skip the workload's load phase (the server already holds the data).
     pub skip_load: bool,
+    /// What to do when the server already has the workload's modules or
+    /// data.
+    pub existing: Existing,
     /// Seed of the first worker's request stream.
     pub seed: u64,
     /// Print a live progress line to stderr.
@@ -61,6 +70,7 @@ impl Default for BenchConfig {
             inflight: 1024,
             rate: None,
             skip_load: false,
+            existing: Existing::Refuse,
             seed: 1,
             progress: false,
         }
@@ -91,6 +101,41 @@ impl BenchConfig {
     }
 }
 
+/// What `ordo bench` does when the server already has a module of the
+/// workload's name, or another module with one of its procedures or
+/// tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse to run, saying what was found (`ordo bench` changes no
+    /// module and no data it did not create).
+    #[default]
+    Refuse,
+    /// Deploy and load nothing: run on the modules and data that are
+    /// there, after checking that the modules provide every procedure the
+    /// workload's do and that the data is loaded ([`Workload::probes`]).
+    Reuse,
+    /// Deploy over what is there and load the data (which fails if some
+    /// of it exists already), after a warning.
+    Force,
+}
+
+/// What the preflight decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Deploy the modules and load the data (unless `skip_load`).
+    DeployAndLoad,
+    /// Use what is on the server.
+    Reuse,
+}
+
+/// A module of the workload, as compiled here.
+struct OwnModule {
+    name: &'static str,
+    sha256: String,
+    procedures: Vec<String>,
+    tables: Vec<String>,
+}
+
 /// Runs `workload` against the server `client_config` points at.
 pub async fn run(
     client_config: ClientConfig,
@@ -111,18 +156,45 @@ pub async fn run(
         }
     };
 
-    for (name, wasm) in workload.modules() {
-        let deployed = clients[0]
-            .deploy(name, wasm)
-            .await
-            .with_context(|| format!("deploying module `{name}`"))?;
+    let plan = preflight(&clients[0], workload, config).await?;
+    if plan == Plan::Reuse {
         say(format!(
-            "ordo bench: deployed `{name}` ({} procedures) at seq {}",
-            deployed.procedures.len(),
-            deployed.seq
+            "ordo bench: reusing the server's {} and {}",
+            workload
+                .modules()
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            workload.data()
         ));
+    } else {
+        for (name, wasm) in workload.modules() {
+            let deployed = clients[0]
+                .deploy(name, wasm)
+                .await
+                .with_context(|| format!("deploying module `{name}`"))?;
+            say(format!(
+                "ordo bench: deployed `{name}` ({} procedures) at seq {}",
+                deployed.procedures.len(),
+                deployed.seq
+            ));
+        }
     }
-    if !config.skip_load {
+    if plan == Plan::DeployAndLoad && !config.skip_load {
+        // Data under the workload's tables that no module declares now
+        // (left by an earlier module) would be loaded into: refuse that
+        // too, unless forced.
+        if config.existing != Existing::Force
+            && let Some(found) = probe_data(&clients[0], workload).await
+        {
+            bail!(
+                "the server already holds {} data ({found}): `ordo bench` would load {} into it. \
+                 Use --reuse to run on that data, --force to load anyway, or a server of its own",
+                workload.name(),
+                workload.data()
+            );
+        }
         let started = Instant::now();
         let loaded = load(&clients, workload).await?;
         say(format!(
@@ -135,6 +207,201 @@ pub async fn run(
     let measured = measure(&clients, workload, config).await?;
     let checks = run_checks(&clients[0], workload).await;
     Ok(report::build(workload.name(), config, measured, checks))
+}
+
+/// Compiles the workload's modules here, for their hashes, procedures and
+/// tables.
+async fn own_modules(workload: &dyn Workload) -> anyhow::Result<Vec<OwnModule>> {
+    let modules = workload.modules();
+    tokio::task::spawn_blocking(move || {
+        let compiler = ordo_engine::Executor::compiler(&ordo_engine::EngineConfig::default());
+        modules
+            .into_iter()
+            .map(|(name, wasm)| {
+                let compiled = compiler
+                    .compile(name, wasm)
+                    .with_context(|| format!("compiling the bench's module `{name}`"))?;
+                Ok(OwnModule {
+                    name,
+                    sha256: compiled.sha256_hex(),
+                    procedures: compiled.procedures.iter().map(|p| p.name.clone()).collect(),
+                    tables: compiled.contract.tables.keys().cloned().collect(),
+                })
+            })
+            .collect()
+    })
+    .await
+    .context("compiling the bench's modules")?
+}
+
+/// What on the server the workload would deploy over: its modules by
+/// name, and other modules providing its procedures or declaring its
+/// tables. One phrase each.
+fn conflicts(own: &[OwnModule], server: &[ordo_client::ModuleDescription]) -> Vec<String> {
+    let mut found = Vec::new();
+    for module in own {
+        for there in server {
+            let procedures: Vec<&str> = there
+                .procedures
+                .iter()
+                .map(|procedure| procedure.name.as_str())
+                .chain(there.unchecked.iter().map(String::as_str))
+                .collect();
+            if there.name == module.name {
+                let whose = if there.sha256 == module.sha256 {
+                    "the same build as the bench's"
+                } else {
+                    "not the bench's build"
+                };
+                found.push(format!(
+                    "a module `{}` (sha256 {}…, {whose}, {} procedures)",
+                    there.name,
+                    &there.sha256[..there.sha256.len().min(12)],
+                    procedures.len()
+                ));
+                continue;
+            }
+            let clashing: Vec<&str> = procedures
+                .iter()
+                .copied()
+                .filter(|name| module.procedures.iter().any(|own| own == name))
+                .collect();
+            if !clashing.is_empty() {
+                found.push(format!(
+                    "a module `{}` providing {}",
+                    there.name,
+                    names("procedure", &clashing)
+                ));
+            }
+            let tables: Vec<&str> = there
+                .tables
+                .iter()
+                .map(|table| table.name.as_str())
+                .filter(|name| module.tables.iter().any(|own| own == name))
+                .collect();
+            if !tables.is_empty() {
+                found.push(format!(
+                    "a module `{}` declaring {}",
+                    there.name,
+                    names("table", &tables)
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// `procedure `a`` or `procedures `a`, `b``.
+fn names(what: &str, items: &[&str]) -> String {
+    let list: Vec<String> = items.iter().map(|item| format!("`{item}`")).collect();
+    let plural = if items.len() == 1 { "" } else { "s" };
+    format!("{what}{plural} {}", list.join(", "))
+}
+
+/// Decides, from what the server holds, whether to deploy and load or to
+/// reuse, or refuses with one line naming what it found and the options.
+async fn preflight(
+    client: &Client,
+    workload: &dyn Workload,
+    config: &BenchConfig,
+) -> anyhow::Result<Plan> {
+    let own = own_modules(workload).await?;
+    let server = client
+        .describe()
+        .await
+        .context("listing the server's modules (to change none the bench did not create)")?;
+    let found = conflicts(&own, &server);
+    match config.existing {
+        Existing::Refuse if found.is_empty() => Ok(Plan::DeployAndLoad),
+        Existing::Refuse => bail!(
+            "the server already has {}: `ordo bench {}` would deploy over it and load {}. \
+             Use --reuse to run on the module and data there (checked first), \
+             --force to deploy and load anyway (changing the server's data), or a server of its own",
+            found.join(" and "),
+            workload.name(),
+            workload.data()
+        ),
+        Existing::Force => {
+            if !found.is_empty() {
+                eprintln!(
+                    "ordo bench: --force: deploying over {} and loading {} into the server",
+                    found.join(" and "),
+                    workload.data()
+                );
+            }
+            Ok(Plan::DeployAndLoad)
+        }
+        Existing::Reuse => {
+            check_reusable(client, workload, &own, &server).await?;
+            Ok(Plan::Reuse)
+        }
+    }
+}
+
+/// For `--reuse`: the server has every module of the workload, each
+/// providing every procedure the bench's build does, and the data
+/// answers the workload's probes.
+async fn check_reusable(
+    client: &Client,
+    workload: &dyn Workload,
+    own: &[OwnModule],
+    server: &[ordo_client::ModuleDescription],
+) -> anyhow::Result<()> {
+    for module in own {
+        let Some(there) = server.iter().find(|there| there.name == module.name) else {
+            bail!(
+                "--reuse: the server has no module `{}` to reuse; run without --reuse to deploy it and load {}",
+                module.name,
+                workload.data()
+            );
+        };
+        let missing: Vec<&str> = module
+            .procedures
+            .iter()
+            .map(String::as_str)
+            .filter(|name| {
+                !there.procedures.iter().any(|p| p.name == *name)
+                    && !there.unchecked.iter().any(|p| p == name)
+            })
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "--reuse: the server's module `{}` lacks {} that the bench's has; \
+                 --force deploys the bench's build over it",
+                module.name,
+                names("procedure", &missing)
+            );
+        }
+    }
+    for probe in workload.probes() {
+        if let Err(err) = call(client, &probe).await {
+            bail!(
+                "--reuse: the server does not hold the bench's data ({}): {} failed: {err}. \
+                 Run with --force to load it, or on a server of its own",
+                workload.data(),
+                probe.procedure
+            );
+        }
+    }
+    Ok(())
+}
+
+/// For a fresh deploy: whether some probe finds data already there (it
+/// commits); `Some` names it.
+async fn probe_data(client: &Client, workload: &dyn Workload) -> Option<String> {
+    for probe in workload.probes() {
+        if call(client, &probe).await.is_ok() {
+            return Some(format!("{} committed before loading", probe.procedure));
+        }
+    }
+    None
+}
+
+async fn call(client: &Client, request: &Request) -> Result<Vec<u8>, ClientError> {
+    client
+        .call_signed_raw(request.procedure, request.args.clone(), request.signature)
+        .await
+        .map(|answer| answer.result)
 }
 
 /// Runs the load requests, `LOAD_INFLIGHT` at a time; every one must
@@ -176,6 +443,9 @@ pub(crate) struct Measured {
     /// Requests with no answer: refusals, timeouts, lost connections.
     pub errors: BTreeMap<String, u64>,
     pub timeline: Vec<Slot>,
+    /// The warm-up's seconds, counted from the start of the run: shown on
+    /// the chart, counted nowhere else.
+    pub warmup_timeline: Vec<Slot>,
     /// The longest time within the measured window with no request
     /// answered (committed or aborted), the window's ends included: what
     /// a failover costs the clients.
@@ -211,55 +481,38 @@ struct Recorder {
     aborted: u64,
     aborts: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
-    /// The second being filled, merged into the shared timeline when a
-    /// later second starts, so memory stays one histogram per second.
+    measured: Lane,
+    warmup: Lane,
+}
+
+/// Fills one timeline a second at a time: the second being filled is
+/// merged into the shared timeline when a later second starts, so memory
+/// stays one histogram per second.
+struct Lane {
     second: usize,
     slot: Slot,
     timeline: Arc<Mutex<Vec<Slot>>>,
 }
 
-impl Recorder {
-    fn new(timeline: Arc<Mutex<Vec<Slot>>>) -> Recorder {
-        Recorder {
-            latency: latency_histogram(3),
-            committed: 0,
-            aborted: 0,
-            aborts: BTreeMap::new(),
-            errors: BTreeMap::new(),
+impl Lane {
+    fn new(timeline: Arc<Mutex<Vec<Slot>>>) -> Lane {
+        Lane {
             second: 0,
             slot: Slot::new(),
             timeline,
         }
     }
 
-    fn record(&mut self, second: usize, latency: Duration, outcome: Result<(), ClientError>) {
+    fn record(&mut self, second: usize, micros: u64, committed: bool) {
         if second != self.second {
             self.flush();
             self.second = second;
         }
-        let micros = (latency.as_micros() as u64).clamp(1, LATENCY_MAX_US);
-        match outcome {
-            Ok(()) => {
-                self.committed += 1;
-                self.slot.committed += 1;
-            }
-            Err(ClientError::Aborted { kind, message, .. }) => {
-                self.aborted += 1;
-                self.slot.aborted += 1;
-                *self
-                    .aborts
-                    .entry(format!("{kind}: {}", fold_digits(&message)))
-                    .or_insert(0) += 1;
-            }
-            Err(err) => {
-                *self
-                    .errors
-                    .entry(fold_digits(&err.to_string()))
-                    .or_insert(0) += 1;
-                return;
-            }
+        if committed {
+            self.slot.committed += 1;
+        } else {
+            self.slot.aborted += 1;
         }
-        self.latency.saturating_record(micros);
         self.slot.latency.saturating_record(micros);
     }
 
@@ -279,6 +532,71 @@ impl Recorder {
             .add(&self.slot.latency)
             .expect("histograms with the same bounds add");
         self.slot = Slot::new();
+    }
+}
+
+impl Recorder {
+    fn new(timeline: Arc<Mutex<Vec<Slot>>>, warmup_timeline: Arc<Mutex<Vec<Slot>>>) -> Recorder {
+        Recorder {
+            latency: latency_histogram(3),
+            committed: 0,
+            aborted: 0,
+            aborts: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            measured: Lane::new(timeline),
+            warmup: Lane::new(warmup_timeline),
+        }
+    }
+
+    fn micros(latency: Duration) -> u64 {
+        (latency.as_micros() as u64).clamp(1, LATENCY_MAX_US)
+    }
+
+    fn record(&mut self, second: usize, latency: Duration, outcome: Result<(), ClientError>) {
+        let micros = Recorder::micros(latency);
+        match outcome {
+            Ok(()) => {
+                self.committed += 1;
+                self.measured.record(second, micros, true);
+            }
+            Err(ClientError::Aborted { kind, message, .. }) => {
+                self.aborted += 1;
+                self.measured.record(second, micros, false);
+                *self
+                    .aborts
+                    .entry(format!("{kind}: {}", fold_digits(&message)))
+                    .or_insert(0) += 1;
+            }
+            Err(err) => {
+                *self
+                    .errors
+                    .entry(fold_digits(&err.to_string()))
+                    .or_insert(0) += 1;
+                return;
+            }
+        }
+        self.latency.saturating_record(micros);
+    }
+
+    /// An answer during the warm-up: on the warm-up's timeline only.
+    fn record_warmup(
+        &mut self,
+        second: usize,
+        latency: Duration,
+        outcome: &Result<(), ClientError>,
+    ) {
+        match outcome {
+            Ok(()) => self.warmup.record(second, Recorder::micros(latency), true),
+            Err(ClientError::Aborted { .. }) => {
+                self.warmup.record(second, Recorder::micros(latency), false)
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn flush(&mut self) {
+        self.measured.flush();
+        self.warmup.flush();
     }
 }
 
@@ -342,6 +660,12 @@ impl Clock {
         (at >= self.measure_from && at < self.measure_until)
             .then(|| (at - self.measure_from).as_secs() as usize)
     }
+
+    /// The warm-up timeline's second of `at` if it is in the warm-up.
+    fn warmup_second(&self, at: Instant) -> Option<usize> {
+        (at < self.measure_from)
+            .then(|| (at.saturating_duration_since(self.start)).as_secs() as usize)
+    }
 }
 
 async fn measure(
@@ -364,6 +688,7 @@ async fn measure(
         longest_gap_us: AtomicU64::new(0),
     });
     let timeline = Arc::new(Mutex::new(Vec::new()));
+    let warmup_timeline = Arc::new(Mutex::new(Vec::new()));
     // Open loop: each worker sends every `interval`, offset so that the
     // workers' sends interleave evenly.
     let interval = config
@@ -373,7 +698,10 @@ async fn measure(
     let mut recorders = Vec::new();
     let mut workers = Vec::new();
     for (index, client) in clients.iter().enumerate() {
-        let recorder = Arc::new(Mutex::new(Recorder::new(timeline.clone())));
+        let recorder = Arc::new(Mutex::new(Recorder::new(
+            timeline.clone(),
+            warmup_timeline.clone(),
+        )));
         recorders.push(recorder.clone());
         // Spread the in-flight budget; the first connections take the
         // remainder.
@@ -413,6 +741,7 @@ async fn measure(
         aborts: BTreeMap::new(),
         errors: BTreeMap::new(),
         timeline: Vec::new(),
+        warmup_timeline: Vec::new(),
         longest_gap: {
             // The window's tail counts: a cluster that never recovered
             // has a gap to the end.
@@ -438,6 +767,7 @@ async fn measure(
         }
     }
     measured.timeline = std::mem::take(&mut *timeline.lock());
+    measured.warmup_timeline = std::mem::take(&mut *warmup_timeline.lock());
     Ok(measured)
 }
 
@@ -482,6 +812,10 @@ async fn worker_loop(
             recorder
                 .lock()
                 .record(second, now - sent_at, result.map(|_| ()));
+        } else if let Some(second) = run.clock.warmup_second(now) {
+            recorder
+                .lock()
+                .record_warmup(second, now - sent_at, &result.map(|_| ()));
         }
     }
 }
@@ -525,22 +859,7 @@ async fn show_progress(run: Arc<Run>) {
 async fn run_checks(client: &Client, workload: &dyn Workload) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in workload.checks() {
-        let outcome = client
-            .call_signed_raw(
-                check.request.procedure,
-                check.request.args.clone(),
-                check.request.signature,
-            )
-            .await;
-        let failure = match (outcome, &check.expect) {
-            (Ok(_), None) => None,
-            (Ok(answer), Some(expected)) if &answer.result == expected => None,
-            (Ok(answer), Some(expected)) => Some(format!(
-                "{} answered {:?}, expected {:?} (postcard bytes)",
-                check.request.procedure, answer.result, expected
-            )),
-            (Err(err), _) => Some(err.to_string()),
-        };
+        let failure = run_check(client, &check).await.err();
         results.push(CheckResult {
             what: check.what,
             passed: failure.is_none(),
@@ -548,6 +867,18 @@ async fn run_checks(client: &Client, workload: &dyn Workload) -> Vec<CheckResult
         });
     }
     results
+}
+
+/// Makes a check's calls one after another and judges their answers.
+async fn run_check(client: &Client, check: &Check) -> Result<(), String> {
+    let mut answers = Vec::with_capacity(check.requests.len());
+    for request in &check.requests {
+        let answer = call(client, request)
+            .await
+            .map_err(|err| format!("{}: {err}", request.procedure))?;
+        answers.push(answer);
+    }
+    check.judge(&answers)
 }
 
 #[cfg(test)]
@@ -566,7 +897,9 @@ mod tests {
     #[test]
     fn the_recorder_fills_the_timeline_by_second() {
         let timeline = Arc::new(Mutex::new(Vec::new()));
-        let mut recorder = Recorder::new(timeline.clone());
+        let warmup = Arc::new(Mutex::new(Vec::new()));
+        let mut recorder = Recorder::new(timeline.clone(), warmup.clone());
+        recorder.record_warmup(1, Duration::from_millis(30), &Ok(()));
         recorder.record(0, Duration::from_millis(2), Ok(()));
         recorder.record(
             0,
@@ -588,6 +921,10 @@ mod tests {
         assert_eq!(recorder.latency.len(), 3, "the refusal has no latency");
         assert_eq!(recorder.aborts["user: no such account: N"], 1);
         assert_eq!(recorder.errors.len(), 1);
+        let warmup = warmup.lock();
+        assert_eq!(warmup.len(), 2);
+        assert_eq!((warmup[1].committed, warmup[1].aborted), (1, 0));
+        assert_eq!(recorder.committed, 2, "the warm-up counts nowhere else");
     }
 
     #[test]

@@ -38,19 +38,24 @@ pub struct BenchReport {
     pub aborts_by_reason: BTreeMap<String, u64>,
     /// Requests that got no answer (refused, timed out, connection lost).
     pub errors: BTreeMap<String, u64>,
+    /// The measured window, a second at a time.
     pub timeline: Vec<Second>,
+    /// The warm-up, a second at a time from the start of the run (its
+    /// last second may be partial); counted in nothing above.
+    pub warmup_timeline: Vec<Second>,
     pub checks: Vec<CheckResult>,
 }
 
-/// One second of the measured window.
+/// One second of the measured window (or of the warm-up).
 #[derive(Clone, Debug, Serialize)]
 pub struct Second {
-    /// Seconds since the measured window began.
+    /// Seconds since the measured window (or the warm-up) began.
     pub t: u64,
     pub committed: u64,
     pub aborted: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,27 +91,8 @@ pub(super) fn build(
             ms(latency.value_at_quantile(q))
         }
     };
-    let timeline = measured
-        .timeline
-        .iter()
-        .enumerate()
-        .map(|(t, slot)| {
-            let quantile = |q: f64| {
-                if slot.latency.is_empty() {
-                    0.0
-                } else {
-                    ms(slot.latency.value_at_quantile(q))
-                }
-            };
-            Second {
-                t: t as u64,
-                committed: slot.committed,
-                aborted: slot.aborted,
-                p50_ms: quantile(0.5),
-                p99_ms: quantile(0.99),
-            }
-        })
-        .collect();
+    let timeline = seconds_of(&measured.timeline);
+    let warmup_timeline = seconds_of(&measured.warmup_timeline);
     BenchReport {
         workload: workload.to_string(),
         duration_s: seconds,
@@ -135,8 +121,33 @@ pub(super) fn build(
         aborts_by_reason: measured.aborts,
         errors: measured.errors,
         timeline,
+        warmup_timeline,
         checks,
     }
+}
+
+fn seconds_of(slots: &[super::Slot]) -> Vec<Second> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(t, slot)| {
+            let quantile = |q: f64| {
+                if slot.latency.is_empty() {
+                    0.0
+                } else {
+                    ms(slot.latency.value_at_quantile(q))
+                }
+            };
+            Second {
+                t: t as u64,
+                committed: slot.committed,
+                aborted: slot.aborted,
+                p50_ms: quantile(0.5),
+                p99_ms: quantile(0.99),
+                p999_ms: quantile(0.999),
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for BenchReport {

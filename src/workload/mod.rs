@@ -42,15 +42,74 @@ impl Request {
     }
 }
 
-/// A call made after the run to check the data, and what it must answer.
+/// Calls made after the run to check the data, and what they must answer.
 #[derive(Clone, Debug)]
 pub struct Check {
     /// What the check verifies, for the report ("money is conserved").
     pub what: String,
-    pub request: Request,
-    /// The postcard bytes the call must return; `None`: committing is
-    /// enough (the procedure aborts when the check fails).
-    pub expect: Option<Vec<u8>>,
+    /// The calls, made one after another. Most checks are one call; a
+    /// check over more data than one transaction's fuel covers is a call
+    /// per page.
+    pub requests: Vec<Request>,
+    pub expect: Expect,
+}
+
+/// What the calls of a [`Check`] must answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Every call commits (the procedure aborts when the check fails).
+    Commits,
+    /// Every call answers a page's postcard `(i64 sum, u64 count)`; the
+    /// sums add up to `sum` and the counts to `count`.
+    PagedSum { sum: i64, count: u64 },
+}
+
+impl Check {
+    /// A check that `request` commits.
+    pub fn commits(what: String, request: Request) -> Check {
+        Check {
+            what,
+            requests: vec![request],
+            expect: Expect::Commits,
+        }
+    }
+
+    /// Judges the answers (postcard results) of this check's requests, in
+    /// order: `Err` says what is wrong, on one line.
+    pub fn judge(&self, answers: &[Vec<u8>]) -> Result<(), String> {
+        if answers.len() != self.requests.len() {
+            return Err(format!(
+                "{} of {} calls answered",
+                answers.len(),
+                self.requests.len()
+            ));
+        }
+        match &self.expect {
+            Expect::Commits => Ok(()),
+            &Expect::PagedSum { sum, count } => {
+                let (mut got_sum, mut got_count) = (0i128, 0u64);
+                for (request, answer) in self.requests.iter().zip(answers) {
+                    let (page_sum, page_count): (i64, u64) =
+                        postcard::from_bytes(answer).map_err(|err| {
+                            format!(
+                                "{} answered {answer:?}, not a (sum, count) pair: {err}",
+                                request.procedure
+                            )
+                        })?;
+                    got_sum += i128::from(page_sum);
+                    got_count += page_count;
+                }
+                if got_sum == i128::from(sum) && got_count == count {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the {} pages sum to {got_sum} over {got_count} entries, expected {sum} over {count}",
+                        self.requests.len()
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// A benchmark workload. The driver deploys [`Workload::modules`], runs
@@ -70,6 +129,12 @@ pub trait Workload: Send + Sync {
     fn generator(&self, stream: u64) -> Box<dyn Generator>;
     /// Calls that check the data once the run has ended.
     fn checks(&self) -> Vec<Check>;
+    /// Read-only calls that commit only if this workload's data is
+    /// loaded (the first and the last of its records, say): what
+    /// `ordo bench --reuse` checks before running on data already there.
+    fn probes(&self) -> Vec<Request>;
+    /// What [`Workload::load`] loads, for messages ("100000 accounts").
+    fn data(&self) -> String;
 }
 
 /// An endless, seeded stream of requests.

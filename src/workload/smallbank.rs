@@ -46,12 +46,24 @@ impl Workload for Smallbank {
         // no total is conserved; check the first and last customers exist.
         [0, self.keys.count() - 1]
             .into_iter()
-            .map(|id| Check {
-                what: format!("customer {id} still exists"),
-                request: Request::new("balance", &id),
-                expect: None,
+            .map(|id| {
+                Check::commits(
+                    format!("customer {id} still exists"),
+                    Request::new("balance", &id),
+                )
             })
             .collect()
+    }
+
+    fn probes(&self) -> Vec<Request> {
+        [0, self.keys.count() - 1]
+            .into_iter()
+            .map(|id| Request::new("balance", &id))
+            .collect()
+    }
+
+    fn data(&self) -> String {
+        format!("{} customers", self.keys.count())
     }
 }
 

@@ -133,12 +133,32 @@ impl Workload for Tpcc {
 
     fn checks(&self) -> Vec<Check> {
         (1..=self.warehouses)
-            .map(|w_id| Check {
-                what: format!("TPC-C consistency conditions 1 and 2 hold in warehouse {w_id}"),
-                request: Request::new("tpcc_check", &w_id),
-                expect: None,
+            .map(|w_id| {
+                Check::commits(
+                    format!("TPC-C consistency conditions 1 and 2 hold in warehouse {w_id}"),
+                    Request::new("tpcc_check", &w_id),
+                )
             })
             .collect()
+    }
+
+    fn probes(&self) -> Vec<Request> {
+        let w_id = self.warehouses;
+        vec![
+            Request::new("tpcc_warehouse", &w_id),
+            Request::new("tpcc_stock", &(w_id, self.items)),
+            Request::new(
+                "tpcc_customer",
+                &(w_id, self.districts, self.customers_per_district),
+            ),
+        ]
+    }
+
+    fn data(&self) -> String {
+        format!(
+            "{} warehouses of {} items and {} customers per district",
+            self.warehouses, self.items, self.customers_per_district
+        )
     }
 }
 
@@ -393,7 +413,7 @@ mod tests {
         let checks = tpcc.checks();
         assert_eq!(checks.len(), 3);
         for (w_id, check) in (1u32..).zip(&checks) {
-            assert_eq!(check.request, Request::new("tpcc_check", &w_id));
+            assert_eq!(check.requests, [Request::new("tpcc_check", &w_id)]);
         }
     }
 

@@ -4,7 +4,7 @@
 
 use ordo_engine::partition::thread_of_slot;
 
-use super::{Check, Generator, KeyChooser, Request, SplitMix64, Workload, chunks};
+use super::{Check, Expect, Generator, KeyChooser, Request, SplitMix64, Workload, chunks};
 
 /// Picks transfers uniformly. Seeded, so `ordo quickstart` repeats exactly
 /// (and prints the same final state hash) for the same arguments.
@@ -117,6 +117,10 @@ impl TransferPicker {
 
 /// Accounts opened per load transaction.
 const LOAD_CHUNK: u64 = 10_000;
+/// Accounts summed per call of the check (`total_range`): a read costs
+/// far less fuel than a write, and `total` over a million accounts ran
+/// out of it, so the check sums in pages.
+pub const CHECK_PAGE: u64 = 20_000;
 
 /// `ordo bench transfer`: `accounts` accounts holding `balance` each;
 /// every request moves 1 unit between two distinct accounts chosen by
@@ -158,12 +162,33 @@ impl Workload for Transfer {
     }
 
     fn checks(&self) -> Vec<Check> {
-        let total = self.keys.count() as i64 * self.balance;
+        let accounts = self.keys.count();
+        let sum = accounts as i64 * self.balance;
         vec![Check {
-            what: format!("money is conserved: the balances sum to {total}"),
-            request: Request::new("total", &()),
-            expect: Some(postcard::to_stdvec(&total).expect("encoding into a Vec cannot fail")),
+            what: format!("money is conserved: accounts 0..{accounts} hold {sum} in total"),
+            requests: chunks(accounts, CHECK_PAGE)
+                .map(|(first, count)| Request::new("total_range", &(first, count)))
+                .collect(),
+            expect: Expect::PagedSum {
+                sum,
+                count: accounts,
+            },
         }]
+    }
+
+    fn probes(&self) -> Vec<Request> {
+        [0, self.keys.count() - 1]
+            .into_iter()
+            .map(|id| Request::new("balance", &id))
+            .collect()
+    }
+
+    fn data(&self) -> String {
+        format!(
+            "{} accounts holding {} each",
+            self.keys.count(),
+            self.balance
+        )
     }
 }
 
@@ -207,6 +232,49 @@ mod tests {
             }
         }
         assert!((800..1_200).contains(&cross), "{cross} of 4000 crossed");
+    }
+
+    #[test]
+    fn the_money_check_sums_every_account_in_pages() {
+        let workload = Transfer::new(KeyChooser::uniform(45_000), 10);
+        let [check] = &workload.checks()[..] else {
+            panic!("one check")
+        };
+        let pages: Vec<(u64, u64)> = check
+            .requests
+            .iter()
+            .map(|request| postcard::from_bytes(&request.args).unwrap())
+            .collect();
+        assert_eq!(pages, [(0, 20_000), (20_000, 20_000), (40_000, 5_000)]);
+        let answer = |sum: i64, count: u64| postcard::to_stdvec(&(sum, count)).unwrap();
+
+        // Balances moved between pages still add up.
+        let right = [
+            answer(200_007, 20_000),
+            answer(199_993, 20_000),
+            answer(50_000, 5_000),
+        ];
+        check.judge(&right).unwrap();
+        // One unit minted, or an account missing, is caught.
+        let minted = [
+            answer(200_008, 20_000),
+            answer(199_993, 20_000),
+            answer(50_000, 5_000),
+        ];
+        let failure = check.judge(&minted).unwrap_err();
+        assert!(
+            failure.contains("sum to 450001 over 45000 entries, expected 450000 over 45000"),
+            "{failure}"
+        );
+        let missing = [
+            answer(200_000, 19_999),
+            answer(200_000, 20_000),
+            answer(50_000, 5_000),
+        ];
+        assert!(check.judge(&missing).is_err());
+        // Not a page's answer, or too few answers.
+        assert!(check.judge(&[vec![], vec![], vec![]]).is_err());
+        assert!(check.judge(&right[..2]).is_err());
     }
 
     #[test]

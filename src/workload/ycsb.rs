@@ -111,12 +111,24 @@ impl Workload for Ycsb {
         let mut keys = vec![0, self.keys.count() - 1];
         keys.dedup();
         keys.into_iter()
-            .map(|key| Check {
-                what: format!("record {key} can be read"),
-                request: Request::new("ycsb_read", &key),
-                expect: None,
+            .map(|key| {
+                Check::commits(
+                    format!("record {key} can be read"),
+                    Request::new("ycsb_read", &key),
+                )
             })
             .collect()
+    }
+
+    fn probes(&self) -> Vec<Request> {
+        [0, self.keys.count() - 1]
+            .into_iter()
+            .map(|key| Request::new("ycsb_read", &key))
+            .collect()
+    }
+
+    fn data(&self) -> String {
+        format!("{} records", self.keys.count())
     }
 }
 
@@ -234,7 +246,7 @@ mod tests {
         let checks = Ycsb::new(KeyChooser::uniform(2_500), YcsbMix::C).checks();
         let keys: Vec<u64> = checks
             .iter()
-            .map(|check| postcard::from_bytes(&check.request.args).unwrap())
+            .map(|check| postcard::from_bytes(&check.requests[0].args).unwrap())
             .collect();
         assert_eq!(keys, [0, 2_499]);
         assert_eq!(

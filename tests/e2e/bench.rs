@@ -7,7 +7,7 @@ use crate::common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ADMIN, Server};
+use common::{ADMIN, Server, run_ordo, stdout};
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> Output {
@@ -125,11 +125,23 @@ fn an_embedded_run_reports_json_and_a_chart_and_conserves_money() {
     );
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg"), "not an SVG: {chart:.80}");
-    assert_eq!(
-        chart.matches("<polyline").count(),
-        3,
-        "throughput, p50, p99"
-    );
+    // plotters writes each text on a line of its own.
+    for series in [
+        "committed tx/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "aborts/s",
+        "warm-up (not measured)",
+    ] {
+        assert!(
+            chart.lines().any(|line| line.trim() == series),
+            "no {series} in the chart"
+        );
+    }
+    assert!(chart.matches("<polyline").count() >= 5, "a line per series");
+    // The warm-up is in the JSON too, apart from the measured seconds.
+    assert!(!report["warmup_timeline"].as_array().unwrap().is_empty());
     // The progress bar went to stderr.
     assert!(String::from_utf8_lossy(&output.stderr).contains("tx/s"));
 }
@@ -167,16 +179,24 @@ fn runs_against_a_server_with_skew_smallbank_and_a_reload() {
     succeeded(&bench(&args));
     check_report(&read_json(&json));
 
-    // The data is still there: a second run without loading keeps the
-    // same total (the check would fail otherwise).
-    let mut args = vec!["transfer", "--skip-load", "--json", json.to_str().unwrap()];
+    // The data is still there: a second run on it keeps the same total
+    // (the check would fail otherwise).
+    let mut args = vec!["transfer", "--reuse", "--json", json.to_str().unwrap()];
     args.extend(common);
     succeeded(&bench(&args));
     check_report(&read_json(&json));
 
     // Procedure names are global: smallbank's `balance` clashes with
-    // bank's, and the deploy says so.
+    // bank's, and the bench says so before deploying anything.
     let mut args = vec!["smallbank"];
+    args.extend(common);
+    let line = error_line(&bench(&args));
+    assert!(
+        line.contains("a module `bank` providing procedure `balance`") && line.contains("--force"),
+        "{line}"
+    );
+    // Forced, the deploy itself refuses it.
+    let mut args = vec!["smallbank", "--force"];
     args.extend(common);
     let line = error_line(&bench(&args));
     assert!(
@@ -311,4 +331,160 @@ fn bad_arguments_fail_with_one_clear_line() {
         let output = bench(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// The arguments of a short run against `server`.
+fn short_run<'a>(server: &'a str, json: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["transfer"];
+    args.extend(extra);
+    args.extend([
+        "--server",
+        server,
+        "--admin-token",
+        ADMIN,
+        "--accounts",
+        "300",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--inflight",
+        "16",
+        "--connections",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    args
+}
+
+fn ordo_on(server: &Server, args: &[&str]) -> String {
+    stdout(&run_ordo(Some(server), args))
+}
+
+#[test]
+fn a_users_bank_is_left_alone_unless_reused_or_forced() {
+    let server = Server::start(&[]);
+    let addr = server.addr.to_string();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("result.json");
+    let wasm = out.path().join("bank.wasm");
+    std::fs::write(&wasm, ordo::modules::BANK).unwrap();
+    // The user's bank: the same build, two accounts far above the bench's.
+    ordo_on(
+        &server,
+        &[
+            "deploy",
+            "--admin-token",
+            ADMIN,
+            "bank",
+            wasm.to_str().unwrap(),
+        ],
+    );
+    ordo_on(
+        &server,
+        &["call", "open", r#"{"id": 1000000, "balance": 50}"#],
+    );
+    ordo_on(
+        &server,
+        &["call", "open", r#"{"id": 1000001, "balance": 20}"#],
+    );
+    let total = || ordo_on(&server, &["call", "total"]).trim().to_string();
+    let state_hash = || {
+        let status: Value = serde_json::from_str(&ordo_on(&server, &["status", "--json"])).unwrap();
+        status["state_hash"].clone()
+    };
+    let before = state_hash();
+
+    // Refused, naming what is there and the way out; nothing changed.
+    let line = error_line(&bench(&short_run(&addr, &json, &[])));
+    assert!(
+        line.contains("the server already has a module `bank`")
+            && line.contains("the same build as the bench's")
+            && line.contains("--reuse")
+            && line.contains("--force"),
+        "{line}"
+    );
+    // With --skip-load it would still deploy over the module: refused too.
+    error_line(&bench(&short_run(&addr, &json, &["--skip-load"])));
+    // --reuse checks that the bench's accounts are there: they are not.
+    let line = error_line(&bench(&short_run(&addr, &json, &["--reuse"])));
+    assert!(
+        line.contains("--reuse: the server does not hold the bench's data (300 accounts")
+            && line.contains("balance failed"),
+        "{line}"
+    );
+    assert_eq!(total(), "70");
+    assert_eq!(state_hash(), before, "no data changed");
+
+    // --force deploys over the module and loads, and says so.
+    let forced = bench(&short_run(&addr, &json, &["--force"]));
+    succeeded(&forced);
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains("--force: deploying over a module `bank`"),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    check_report(&read_json(&json));
+    assert_eq!(total(), (70 + 300 * 1000).to_string());
+
+    // Now the data is there, --reuse runs on it, its check passing.
+    succeeded(&bench(&short_run(&addr, &json, &["--reuse"])));
+    check_report(&read_json(&json));
+
+    // A unit of money minted in the bench's accounts fails the paged check.
+    ordo_on(&server, &["call", "deposit", r#"{"id": 7, "amount": 1}"#]);
+    let output = bench(&short_run(&addr, &json, &["--reuse"]));
+    let line = error_line(&output);
+    assert!(line.contains("not clean"), "{line}");
+    let report = read_json(&json);
+    assert_eq!(report["checks"][0]["passed"], false);
+    let failure = report["checks"][0]["failure"].as_str().unwrap();
+    assert!(
+        failure.contains("sum to 300001 over 300 entries, expected 300000 over 300"),
+        "{failure}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("check        FAILED"));
+
+    // --reuse and --force together make no sense.
+    let output = bench(&short_run(&addr, &json, &["--reuse", "--force"]));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn reuse_refuses_a_module_of_the_same_name_that_is_not_the_bank() {
+    let server = Server::start(&[]);
+    let addr = server.addr.to_string();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("result.json");
+    let wasm = out.path().join("kv.wasm");
+    std::fs::write(&wasm, ordo::modules::KV).unwrap();
+    ordo_on(
+        &server,
+        &[
+            "deploy",
+            "--admin-token",
+            ADMIN,
+            "bank",
+            wasm.to_str().unwrap(),
+        ],
+    );
+    ordo_on(&server, &["call", "put", r#"{"key": "a", "value": 5}"#]);
+    let procedures = ordo_on(&server, &["procedures"]);
+
+    let line = error_line(&bench(&short_run(&addr, &json, &[])));
+    assert!(
+        line.contains("a module `bank`") && line.contains("not the bench's build"),
+        "{line}"
+    );
+    let line = error_line(&bench(&short_run(&addr, &json, &["--reuse"])));
+    assert!(
+        line.contains("--reuse: the server's module `bank` lacks procedures `balance`"),
+        "{line}"
+    );
+    assert_eq!(ordo_on(&server, &["procedures"]), procedures);
+    assert_eq!(
+        ordo_on(&server, &["call", "get", r#"{"key": "a"}"#]).trim(),
+        "5"
+    );
 }

@@ -173,6 +173,7 @@ fn bank_open_deposit_transfer_and_aborts() {
             "open",
             "open_many",
             "total",
+            "total_range",
             "transfer"
         ]
     );
@@ -192,6 +193,19 @@ fn bank_open_deposit_transfer_and_aborts() {
     assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 120);
     assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 30);
     assert_eq!(value::<_, i64>(&node, "total", &()), 150);
+    // The same sum in pages: accounts 1 and 2, then 2 alone, then none.
+    assert_eq!(
+        value::<_, (i64, u64)>(&node, "total_range", &(0u64, 3u64)),
+        (150, 2)
+    );
+    assert_eq!(
+        value::<_, (i64, u64)>(&node, "total_range", &(2u64, 10u64)),
+        (30, 1)
+    );
+    assert_eq!(
+        value::<_, (i64, u64)>(&node, "total_range", &(3u64, 10u64)),
+        (0, 0)
+    );
 
     // Insufficient funds: nothing moves, the state hash is unchanged.
     expect_abort_unchanged(
@@ -2008,11 +2022,14 @@ fn tpcc_new_order_payment_rollback_and_consistency() {
     // The workload's own checks, and the order count they report.
     let mut orders = 0;
     for check in tpcc.checks() {
+        let [request] = &check.requests[..] else {
+            panic!("{}: one call", check.what)
+        };
         let tx = node
             .call_raw(
-                check.request.procedure,
+                request.procedure,
                 ArgsEncoding::Postcard,
-                check.request.args.clone(),
+                request.args.clone(),
             )
             .unwrap();
         match tx.outcome {
@@ -2175,19 +2192,17 @@ fn ycsb_load_read_update_rmw_scan_insert() {
         let requests: Vec<Request> = (0..100).map(|_| generator.next_request()).collect();
         assert_all_commit(workload.name(), &requests, &run_pipelined(&node, &requests));
         for check in workload.checks() {
-            let tx = node
-                .call_raw(
-                    check.request.procedure,
-                    ArgsEncoding::Postcard,
-                    check.request.args,
-                )
-                .unwrap();
-            assert!(
-                matches!(tx.outcome, Outcome::Committed { .. }),
-                "{}: {:?}",
-                check.what,
-                tx.outcome
-            );
+            for request in check.requests {
+                let tx = node
+                    .call_raw(request.procedure, ArgsEncoding::Postcard, request.args)
+                    .unwrap();
+                assert!(
+                    matches!(tx.outcome, Outcome::Committed { .. }),
+                    "{}: {:?}",
+                    check.what,
+                    tx.outcome
+                );
+            }
         }
     }
     assert_eq!(node.status().engine.keys, keys + 301);

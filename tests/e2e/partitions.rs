@@ -74,8 +74,12 @@ fn entries_for(workload: &dyn Workload, seed: u64, requests: usize) -> Vec<Entry
         entries.push(entry);
         next_id += 1;
     }
-    for check in workload.checks() {
-        entries.push(invoke(next_id, check.request.procedure, check.request.args));
+    for request in workload
+        .checks()
+        .into_iter()
+        .flat_map(|check| check.requests)
+    {
+        entries.push(invoke(next_id, request.procedure, request.args));
         next_id += 1;
     }
     entries

@@ -2,7 +2,8 @@
 //!
 //! Balances are `i64` (e.g. cents) and can never go negative. The sum of
 //! all balances changes only by `open`, `open_many` and `deposit`, which
-//! makes `total` a handy consistency check.
+//! makes `total` a handy consistency check (and `total_range` the same
+//! check in pages, for more accounts than one transaction's fuel can sum).
 //!
 //! Every procedure that touches given accounts declares them
 //! (`partitions(...)`), so transactions on different accounts can run in
@@ -104,6 +105,28 @@ fn total() -> Result<i64, String> {
         sum.checked_add(balance)
             .ok_or_else(|| "the total overflows i64".to_string())
     })
+}
+
+/// The sum of the balances of the accounts with ids in
+/// `first_id..first_id + count`, and how many such accounts exist. `total`
+/// in pages: summing a million accounts takes more fuel than one
+/// transaction has, so a checker calls this for consecutive ranges and
+/// adds the answers up. Declares no partitions (a range of ids is one
+/// partition per account).
+#[procedure(read_only)]
+fn total_range(first_id: u64, count: u64) -> Result<(i64, u64), String> {
+    let end = first_id
+        .checked_add(count)
+        .ok_or("account ids overflow u64")?;
+    let mut sum = 0i64;
+    let mut accounts = 0u64;
+    for (_, balance) in ACCOUNTS.scan(first_id..end) {
+        sum = sum
+            .checked_add(balance)
+            .ok_or_else(|| format!("the total of accounts {first_id}..{end} overflows i64"))?;
+        accounts += 1;
+    }
+    Ok((sum, accounts))
 }
 
 fn balance_of(id: u64) -> Result<i64, String> {
