@@ -408,6 +408,11 @@ fn procedure_listing_upgrade_and_clashes() {
             ),
             bank("total", &[], true),
             bank(
+                "total_range",
+                &[("first_id", "u64"), ("count", "u64")],
+                true
+            ),
+            bank(
                 "transfer",
                 &[("from", "u64"), ("to", "u64"), ("amount", "i64")],
                 false
@@ -429,7 +434,7 @@ fn procedure_listing_upgrade_and_clashes() {
     assert_eq!(after.position, before.position + 1);
     assert_eq!(value::<_, i64>(&node, "balance", &(1u64,)), 60);
     assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 45);
-    assert_eq!(node.procedures().len(), 6);
+    assert_eq!(node.procedures().len(), 7);
 
     // The same procedures under another module name clash.
     let hash = state_hash(&node);
@@ -480,7 +485,7 @@ fn procedure_listing_upgrade_and_clashes() {
     let node = open_node(&dir);
     assert_eq!(node.status().engine, status.engine);
     assert_eq!(value::<_, i64>(&node, "balance", &(2u64,)), 45);
-    assert_eq!(node.procedures().len(), 6);
+    assert_eq!(node.procedures().len(), 7);
 }
 
 #[test]
