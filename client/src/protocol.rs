@@ -236,9 +236,10 @@ pub enum RequestBody {
     /// receives it, at that node's current position, without going
     /// through the log (so a follower may answer with data behind the
     /// leader's). Answered with [`ResponseBody::ReadDone`],
-    /// [`ResponseBody::Aborted`] (its `seq` is the position read at) or
-    /// [`ResponseBody::Refused`] (e.g. `BadRequest` for a procedure that is
-    /// not read-only). Any node answers it, whatever its role.
+    /// [`ResponseBody::Aborted`] (its `seq` is the position read at; kind
+    /// `not_read_only` for a procedure that is not marked read-only) or
+    /// [`ResponseBody::Refused`] (e.g. `BadRequest` for a malformed one).
+    /// Any node answers it, whatever its role.
     Read {
         procedure: String,
         encoding: Encoding,
