@@ -97,6 +97,14 @@ enum Command {
         /// request timeout.
         #[arg(long, value_name = "SEQ", requires = "stale")]
         min_position: Option<u64>,
+        /// A time-travel read: run the read-only procedure against the
+        /// state as of this position (just after the entry with this
+        /// sequence number). Takes a hot backup of the server (admin token)
+        /// and rebuilds that state locally, so it reaches back to the
+        /// server's newest snapshot; older positions need `ordo replay
+        /// --data` on a stopped node or a backup.
+        #[arg(long, value_name = "SEQ", conflicts_with_all = ["stale", "min_position"])]
+        at: Option<u64>,
     },
     /// List the deployed procedures and their parameters.
     Procedures {
@@ -734,6 +742,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             json,
             stale,
             min_position,
+            at,
         } => {
             let parsed: serde_json::Value = serde_json::from_str(&args)
                 .with_context(|| format!("the arguments are not valid JSON ({args})"))?;
@@ -742,7 +751,26 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "the arguments must be a JSON object keyed by parameter name, e.g. '{{\"id\": 1}}'"
                 );
             }
-            let called = if stale {
+            let called = if let Some(at) = at {
+                let fetched = tempfile::tempdir()?;
+                let dir = fetched.path().join("backup");
+                remote.run(async |client| ordo::backup::take(&client, &dir).await)?;
+                let source = ordo::replay::ReplaySource::Backup(dir);
+                let read = ordo::replay::read_at(&source, at, &procedure, args.as_bytes(), 1)?;
+                match read.outcome {
+                    ordo_engine::Outcome::Committed { result } => {
+                        Ok((String::from_utf8_lossy(&result).into_owned(), read.position))
+                    }
+                    ordo_engine::Outcome::Aborted(abort) => {
+                        Err(ordo_client::ClientError::Aborted {
+                            seq: read.position,
+                            kind: abort.kind.as_str().to_string(),
+                            message: abort.message,
+                        })
+                    }
+                    ordo_engine::Outcome::Deployed(_) => unreachable!("a read deploys nothing"),
+                }
+            } else if stale {
                 // Nothing is logged, so no session is registered.
                 remote.run(async |client| {
                     client.observe_position(min_position.unwrap_or(0));

@@ -456,3 +456,65 @@ fn a_running_server_is_replayed_through_a_hot_backup() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("admin"), "{stderr}");
 }
+
+#[test]
+fn ordo_call_at_reads_a_past_position_of_a_running_server() {
+    let server = Server::start(SERVE_FLAGS);
+    let seqs: Vec<u64> = runtime().block_on(async {
+        let config = ClientConfig {
+            admin_token: Some(ADMIN.to_string()),
+            ..ClientConfig::new(server.addr.to_string())
+        };
+        let client = Client::connect_with(config).await.unwrap();
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+        client
+            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        for _ in 0..3 {
+            let called = client
+                .call::<_, ()>("transfer", &(1u64, 2u64, 100i64))
+                .await
+                .unwrap();
+            seqs.push(called.seq);
+        }
+        seqs
+    });
+    // After each transfer, account 1 had 100 less.
+    for (n, seq) in seqs.iter().enumerate() {
+        let at = seq.to_string();
+        let output = run_ordo(
+            Some(&server),
+            &[
+                "call",
+                "--admin-token",
+                ADMIN,
+                "--at",
+                &at,
+                "--json",
+                "balance",
+                "{\"id\":1}",
+            ],
+        );
+        let answer: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+        assert_eq!(answer["seq"], *seq, "{answer}");
+        assert_eq!(answer["result"], 1_000 - 100 * (n as i64 + 1), "{answer}");
+    }
+    // A procedure that writes is refused like a stale read of it.
+    let at = seqs[0].to_string();
+    let output = run_ordo(
+        Some(&server),
+        &[
+            "call",
+            "--admin-token",
+            ADMIN,
+            "--at",
+            &at,
+            "transfer",
+            "{\"from\":1,\"to\":2,\"amount\":1}",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not_read_only"));
+}
