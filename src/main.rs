@@ -285,6 +285,16 @@ impl Remote {
     /// CLI again and again leaves no session behind to crowd out other
     /// clients'. (Keeping one client id across runs instead would need a
     /// state file, and two runs at once would then share request ids.)
+    /// A hot backup of the server in a temporary directory (removed when
+    /// the returned guard drops), as a replay source: what `ordo replay
+    /// --from-server` and `ordo call --at` rebuild state from.
+    fn fetch_backup(&self) -> anyhow::Result<(tempfile::TempDir, ordo::replay::ReplaySource)> {
+        let fetched = tempfile::tempdir()?;
+        let dir = fetched.path().join("backup");
+        self.run(async |client| ordo::backup::take(&client, &dir).await)?;
+        Ok((fetched, ordo::replay::ReplaySource::Backup(dir)))
+    }
+
     fn run_in_session<T>(
         &self,
         work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
@@ -752,10 +762,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let called = if let Some(at) = at {
-                let fetched = tempfile::tempdir()?;
-                let dir = fetched.path().join("backup");
-                remote.run(async |client| ordo::backup::take(&client, &dir).await)?;
-                let source = ordo::replay::ReplaySource::Backup(dir);
+                let (_fetched, source) = remote.fetch_backup()?;
                 let read = ordo::replay::read_at(&source, at, &procedure, args.as_bytes(), 1)?;
                 match read.outcome {
                     ordo_engine::Outcome::Committed { result } => {
@@ -900,15 +907,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             partitions,
         } => {
             // Lives until the replay ends: the backup taken from the server.
-            let fetched = tempfile::tempdir()?;
+            let _fetched;
             let source = match (data, backup) {
                 (Some(dir), _) => ordo::replay::ReplaySource::DataDir(dir),
                 (None, Some(dir)) => ordo::replay::ReplaySource::Backup(dir),
                 (None, None) => {
                     debug_assert!(from_server, "clap requires one source");
-                    let dir = fetched.path().join("backup");
-                    remote.run(async |client| ordo::backup::take(&client, &dir).await)?;
-                    ordo::replay::ReplaySource::Backup(dir)
+                    let (fetched, source) = remote.fetch_backup()?;
+                    _fetched = fetched;
+                    source
                 }
             };
             if let (Some(at), Some(procedure)) = (at, read) {

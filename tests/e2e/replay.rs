@@ -32,16 +32,7 @@ struct History {
 fn history(env: &[(&str, &str)], more: u64) -> History {
     let server = Server::start_with_env(tempfile::tempdir().unwrap(), SERVE_FLAGS, env);
     let (committed, aborted, last) = runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let client = Client::connect_with(config).await.unwrap();
-        client.deploy("bank", ordo::modules::BANK).await.unwrap();
-        client
-            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
-            .await
-            .unwrap();
+        let client = bank_of_ten(&server).await;
         let committed = client
             .call::<_, ()>("transfer", &(1u64, 2u64, 5i64))
             .await
@@ -74,6 +65,22 @@ fn history(env: &[(&str, &str)], more: u64) -> History {
         aborted,
         last,
     }
+}
+
+/// An admin client of `server` with the bank deployed and accounts 0 to
+/// 9 opened with 1,000 each.
+async fn bank_of_ten(server: &Server) -> Client {
+    let config = ClientConfig {
+        admin_token: Some(ADMIN.to_string()),
+        ..ClientConfig::new(server.addr.to_string())
+    };
+    let client = Client::connect_with(config).await.unwrap();
+    client.deploy("bank", ordo::modules::BANK).await.unwrap();
+    client
+        .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
+        .await
+        .unwrap();
+    client
 }
 
 fn replay(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -382,16 +389,7 @@ fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
 fn a_running_server_is_replayed_through_a_hot_backup() {
     let server = Server::start(SERVE_FLAGS);
     let (seq, last) = runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let client = Client::connect_with(config).await.unwrap();
-        client.deploy("bank", ordo::modules::BANK).await.unwrap();
-        client
-            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
-            .await
-            .unwrap();
+        let client = bank_of_ten(&server).await;
         let mut last = 0;
         for n in 0..80u64 {
             last = client
@@ -461,16 +459,7 @@ fn a_running_server_is_replayed_through_a_hot_backup() {
 fn ordo_call_at_reads_a_past_position_of_a_running_server() {
     let server = Server::start(SERVE_FLAGS);
     let seqs: Vec<u64> = runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let client = Client::connect_with(config).await.unwrap();
-        client.deploy("bank", ordo::modules::BANK).await.unwrap();
-        client
-            .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
-            .await
-            .unwrap();
+        let client = bank_of_ten(&server).await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
             let called = client
