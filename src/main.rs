@@ -425,6 +425,14 @@ struct ServeArgs {
     /// more keep more history for `ordo replay` and `--at` reads.
     #[arg(long, default_value_t = ordo_sequencer::raft::SNAPSHOTS_KEPT_DEFAULT)]
     snapshots_kept: usize,
+    /// On a single node, keep enough snapshots and log that `ordo replay`
+    /// and `--at` reads reach at least this many positions back from the
+    /// newest snapshot (older snapshots are kept past `--snapshots-kept`
+    /// for it, up to 1,000 in all). 0: none beyond `--snapshots-kept`.
+    /// Costs one state's size on disk per snapshot interval it spans,
+    /// plus the log (about 44 bytes per transfer).
+    #[arg(long, default_value_t = 0)]
+    retain_positions: u64,
     /// Unregistered clients (no session registered) whose answers are
     /// kept for retries. Recorded with the data, like the three below.
     #[arg(long, default_value_t = ordo_engine::config::SESSIONS_MAX_DEFAULT)]
@@ -1229,6 +1237,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be at least 1");
     }
+    if args.cluster.is_some()
+        && (args.retain_positions > 0
+            || args.snapshots_kept != ordo_sequencer::raft::SNAPSHOTS_KEPT_DEFAULT)
+    {
+        bail!(
+            "--retain-positions and --snapshots-kept apply to a single node; a cluster member keeps its two newest snapshots"
+        );
+    }
     let admin_token_set = args.admin_token.is_some();
     if !admin_token_set && !args.listen.ip().is_loopback() && !args.insecure {
         bail!(
@@ -1277,6 +1293,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cluster,
         snapshot_log_bytes_min: args.snapshot_log_bytes_min,
         snapshots_kept: args.snapshots_kept,
+        retain_positions: args.retain_positions,
         ..NodeConfig::new(&args.data)
     };
     config.engine.instance_epoch = args.snapshot_every;
@@ -1765,7 +1782,7 @@ fn parse_seq_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u64>> 
 }
 
 fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
-    use ordo::replay::{Verification, render_bytes, render_payload};
+    use ordo::replay::{Verification, render_bytes};
     use ordo_engine::{HostCall, Outcome};
     let verification = match &replayed.verification {
         Verification::Matches { position } => serde_json::json!({
@@ -1794,32 +1811,65 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
     for tx in &replayed.transactions {
         let encoding = tx.entry.encoding;
         let (outcome, detail) = match &tx.outcome.outcome {
-            Outcome::Committed { result } => ("committed", render_payload(encoding, result)),
+            Outcome::Committed { result } => ("committed", tx.schemas.result(&tx.entry, result)),
             Outcome::Deployed(module) => ("deployed", serde_json::json!(module.sha256)),
             Outcome::Aborted(abort) => (
                 "aborted",
                 serde_json::json!({"kind": abort.kind.as_str(), "reason": abort.message}),
             ),
         };
+        // In JSON, `key` and `value` are decoded with the table's schema
+        // where it can (`key_decoded`, `value_decoded`), the bytes as text
+        // otherwise; `raw_key` and `raw_value` always hold the bytes.
+        let row = |key: &[u8], value: Option<&[u8]>, object: &mut serde_json::Value| {
+            let row = tx.schemas.row(key, value);
+            if let Some(table) = row.table {
+                object["table"] = table.into();
+            }
+            object["key_decoded"] = row.key.is_ok().into();
+            object["key"] = row.key.unwrap_or_else(serde_json::Value::String);
+            object["raw_key"] = render_bytes(key).into();
+            if let (Some(shown), Some(bytes)) = (row.value, value) {
+                object["value_decoded"] = shown.is_ok().into();
+                object["value"] = shown.unwrap_or_else(serde_json::Value::String);
+                object["raw_value"] = render_bytes(bytes).into();
+            }
+        };
         let calls: Vec<serde_json::Value> = tx
             .trace
             .iter()
             .flat_map(|trace| trace.calls.iter())
             .map(|call| match call {
-                HostCall::Get { key, value } => serde_json::json!({
-                    "call": "get", "key": render_bytes(key),
-                    "value": value.as_ref().map(|value| render_bytes(value)),
-                }),
-                HostCall::Put { key, value } => serde_json::json!({
-                    "call": "put", "key": render_bytes(key), "value": render_bytes(value),
-                }),
-                HostCall::Delete { key } => serde_json::json!({
-                    "call": "delete", "key": render_bytes(key),
-                }),
-                HostCall::Scan { start, end, limit, rows } => serde_json::json!({
+                HostCall::Get { key, value } => {
+                    let mut object = serde_json::json!({
+                        "call": "get", "found": value.is_some(), "value": null,
+                    });
+                    row(key, value.as_deref(), &mut object);
+                    object
+                }
+                HostCall::Put { key, value } => {
+                    let mut object = serde_json::json!({"call": "put"});
+                    row(key, Some(value), &mut object);
+                    object
+                }
+                HostCall::Delete { key } => {
+                    let mut object = serde_json::json!({"call": "delete"});
+                    row(key, None, &mut object);
+                    object
+                }
+                HostCall::Scan {
+                    start,
+                    end,
+                    limit,
+                    rows,
+                } => serde_json::json!({
                     "call": "scan", "start": render_bytes(start),
                     "end": end.as_ref().map(|end| render_bytes(end)), "limit": limit,
-                    "rows": rows.iter().map(|(key, value)| [render_bytes(key), render_bytes(value)]).collect::<Vec<_>>(),
+                    "rows": rows.iter().map(|(key, value)| {
+                        let mut object = serde_json::json!({});
+                        row(key, Some(value), &mut object);
+                        object
+                    }).collect::<Vec<_>>(),
                 }),
             })
             .collect();
@@ -1830,7 +1880,11 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
                 "name": tx.entry.name,
                 "module": tx.entry.module.as_ref().map(|(name, _)| name),
                 "module_sha256": tx.entry.module.as_ref().map(|(_, sha)| sha),
-                "args": render_payload(encoding, &tx.entry.args),
+                "args": tx.schemas.args(&tx.entry),
+                "args_encoding": encoding.map(|encoding| match encoding {
+                    ordo_sequencer::entry::ArgsEncoding::Postcard => "postcard",
+                    ordo_sequencer::entry::ArgsEncoding::Json => "json",
+                }),
                 "timestamp_ms": tx.timestamp_ms,
                 "random_seed": format!("{:016x}", tx.random_seed),
                 "duplicate_of": tx.outcome.duplicate.then_some(tx.outcome.seq),
@@ -1862,29 +1916,48 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
             tx.random_seed
         );
         if tx.entry.kind == "call" {
-            println!("  args {}", render_payload(encoding, &tx.entry.args));
+            println!("  args {}", tx.schemas.args(&tx.entry));
         }
+        // `acct[1]`: the table and the decoded key; the raw bytes where
+        // no schema decodes them.
+        let place = |object: &serde_json::Value| match (object["table"].as_str(), &object["key"]) {
+            (Some(table), key) if object["key_decoded"] == true => {
+                format!("{table}[{key}]")
+            }
+            _ => object["raw_key"].as_str().unwrap_or_default().to_string(),
+        };
+        let shown = |object: &serde_json::Value| {
+            if object["found"] == false {
+                "(none)".to_string()
+            } else if object["value_decoded"] == true {
+                object["value"].to_string()
+            } else {
+                object["raw_value"].as_str().unwrap_or_default().to_string()
+            }
+        };
         for call in &calls {
             let text = match call["call"].as_str() {
-                Some("get") => format!(
-                    "get {} -> {}",
-                    call["key"].as_str().unwrap_or(""),
-                    call["value"].as_str().unwrap_or("(none)")
-                ),
-                Some("put") => format!(
-                    "put {} = {}",
-                    call["key"].as_str().unwrap_or(""),
-                    call["value"].as_str().unwrap_or("")
-                ),
-                Some("delete") => format!("delete {}", call["key"].as_str().unwrap_or("")),
-                _ => format!(
-                    "scan {}..{} limit {} -> {} rows {}",
-                    call["start"].as_str().unwrap_or(""),
-                    call["end"].as_str().unwrap_or("(end)"),
-                    call["limit"],
-                    call["rows"].as_array().map_or(0, Vec::len),
-                    call["rows"]
-                ),
+                Some("get") => format!("get {} -> {}", place(call), shown(call)),
+                Some("put") => format!("put {} = {}", place(call), shown(call)),
+                Some("delete") => format!("delete {}", place(call)),
+                _ => {
+                    let rows = call["rows"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let listed: Vec<String> = rows
+                        .iter()
+                        .map(|row| format!("{} = {}", place(row), shown(row)))
+                        .collect();
+                    format!(
+                        "scan {}..{} limit {} -> {} rows [{}]",
+                        call["start"].as_str().unwrap_or(""),
+                        call["end"].as_str().unwrap_or("(end)"),
+                        call["limit"],
+                        rows.len(),
+                        listed.join(", ")
+                    )
+                }
             };
             println!("  {text}");
         }

@@ -91,6 +91,11 @@ pub struct NodeConfig {
     /// `SNAPSHOTS_KEPT_MAX`); the log the oldest covers is removed. More
     /// keeps more history for `ordo replay`.
     pub snapshots_kept: usize,
+    /// On a single node, also keep the snapshots (and so the log) that
+    /// rebuild every position down to this many before the newest
+    /// snapshot (at most `SNAPSHOTS_KEPT_MAX` snapshots); 0: only
+    /// `snapshots_kept`.
+    pub retain_positions: u64,
 }
 
 /// This node's place in a Raft cluster.
@@ -132,6 +137,7 @@ impl NodeConfig {
             compile_cache_bytes_max: crate::compile_cache::COMPILE_CACHE_BYTES_MAX_DEFAULT,
             snapshot_log_bytes_min: crate::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT,
             snapshots_kept: ordo_sequencer::raft::SNAPSHOTS_KEPT_DEFAULT,
+            retain_positions: 0,
         }
     }
 }
@@ -727,9 +733,12 @@ impl Node {
                     NodeError::Failed(format!("cannot {what} {}: {err}", snapshots_dir.display()))
                 };
                 let store = Arc::new(
-                    ordo_sequencer::raft::SnapshotStore::open_keeping(
+                    ordo_sequencer::raft::SnapshotStore::open_retaining(
                         snapshots_dir.clone(),
-                        config.snapshots_kept,
+                        ordo_sequencer::raft::Retention {
+                            kept: config.snapshots_kept,
+                            positions: config.retain_positions,
+                        },
                     )
                     .map_err(|err| cannot("open the snapshots in", err))?,
                 );

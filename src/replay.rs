@@ -16,11 +16,16 @@
 //! is the original's; different means the history diverged somewhere
 //! between the start snapshot and that one.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use ordo_engine::contract::ProcedureContract;
+use ordo_engine::schema::{
+    TableSchema, ordered_key_to_json, postcard_params_to_json, postcard_to_json,
+};
 use ordo_engine::{EngineConfig, Executor, ModuleCompiler, TxOutcome, TxTrace};
 use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry};
 use ordo_sequencer::raft::{SnapshotImage, SnapshotStore};
@@ -53,6 +58,109 @@ pub struct ReplayedTx {
     /// after running it (the chain journal); `None` where there is no
     /// record (a backup, a lost or pruned journal).
     pub matches: Option<bool>,
+    /// What the modules deployed when its batch began declare, to show
+    /// its arguments, result, keys and values decoded.
+    pub schemas: Arc<Schemas>,
+}
+
+/// The procedure and table schemas of the modules deployed at one
+/// position (docs/PROCEDURES.md, "The procedure contract").
+#[derive(Default)]
+pub struct Schemas {
+    /// By procedure name; procedures without a schema are absent.
+    pub procedures: BTreeMap<String, Arc<ProcedureContract>>,
+    /// By table name.
+    pub tables: BTreeMap<String, TableSchema>,
+}
+
+impl Schemas {
+    fn of(executor: &Executor) -> Schemas {
+        let mut schemas = Schemas::default();
+        for module in executor.deployed_modules() {
+            schemas
+                .procedures
+                .extend(module.contract.procedures.clone());
+            for (name, table) in &module.contract.tables {
+                schemas
+                    .tables
+                    .entry(name.clone())
+                    .or_insert_with(|| table.clone());
+            }
+        }
+        schemas
+    }
+
+    /// A call's arguments as JSON: the JSON itself for a JSON call; for a
+    /// postcard call, an object keyed by parameter name decoded with the
+    /// procedure's schema, or hex where there is none (or the bytes do
+    /// not fit it).
+    pub fn args(&self, entry: &EntryView) -> serde_json::Value {
+        if entry.encoding == Some(ArgsEncoding::Postcard)
+            && let Some(contract) = self.procedures.get(&entry.name)
+            && let Ok(value) = postcard_params_to_json(
+                &contract.schema.params,
+                &contract.schema.types,
+                &entry.args,
+            )
+        {
+            return value;
+        }
+        render_payload(entry.encoding, &entry.args)
+    }
+
+    /// A committed call's result as JSON, decoded like [`Schemas::args`].
+    pub fn result(&self, entry: &EntryView, result: &[u8]) -> serde_json::Value {
+        if entry.encoding == Some(ArgsEncoding::Postcard)
+            && let Some(contract) = self.procedures.get(&entry.name)
+            && let Ok(value) =
+                postcard_to_json(&contract.schema.result, &contract.schema.types, result)
+        {
+            return value;
+        }
+        render_payload(entry.encoding, result)
+    }
+
+    /// A stored key, and optionally its value, read with the schema of
+    /// the table the key belongs to (`name 0x00 class key`, see the SDK's
+    /// `Table`). Each part that does not decode is shown raw.
+    pub fn row(&self, key: &[u8], value: Option<&[u8]>) -> DecodedRow {
+        let raw = |bytes: &[u8]| Err(render_bytes(bytes));
+        let table = key
+            .iter()
+            .position(|&b| b == 0)
+            .and_then(|nul| Some((std::str::from_utf8(&key[..nul]).ok()?, nul)))
+            .and_then(|(name, nul)| Some((self.tables.get_key_value(name)?, nul)));
+        let Some(((name, schema), nul)) = table else {
+            return DecodedRow {
+                table: None,
+                key: raw(key),
+                value: value.map(raw),
+            };
+        };
+        // After the NUL comes the key class byte, then the encoded key.
+        let decoded_key = key
+            .get(nul + 2..)
+            .and_then(|encoded| ordered_key_to_json(&schema.key, &schema.types, encoded));
+        DecodedRow {
+            table: Some(name.clone()),
+            key: decoded_key.ok_or_else(|| render_bytes(key)),
+            value: value.map(|value| {
+                postcard_to_json(&schema.value, &schema.types, value)
+                    .map_err(|_| render_bytes(value))
+            }),
+        }
+    }
+}
+
+/// A key (and value) as [`Schemas::row`] decoded it.
+pub struct DecodedRow {
+    /// The table whose schema decoded it, if any.
+    pub table: Option<String>,
+    /// The key decoded with the table's key shape, or (`Err`) its raw
+    /// bytes as [`render_bytes`] shows them.
+    pub key: Result<serde_json::Value, String>,
+    /// Likewise the value, where there is one.
+    pub value: Option<Result<serde_json::Value, String>>,
 }
 
 /// The parts of a log entry a user wants to see.
@@ -270,6 +378,7 @@ pub fn replay(
             executor.execute(&batch);
         } else {
             let modules = executor.modules();
+            let schemas = Arc::new(Schemas::of(&executor));
             let (outcomes, mut traces) = if trace {
                 executor.execute_traced(&batch, wanted.clone())
             } else {
@@ -285,6 +394,7 @@ pub fn replay(
                     outcome: outcomes[offset].clone(),
                     trace: traces.remove(&seq),
                     matches: None,
+                    schemas: schemas.clone(),
                 });
             }
         }

@@ -193,15 +193,27 @@ impl Storage for OsStorage {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Option<StorageLock>> {
+        const LOCK_WAIT_MS: u64 = 1_000;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(StorageLock::new(file))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(error)) => Err(error),
+        // A lock released a moment ago can still be held for a while: a
+        // child process forked (by any thread of this process) before the
+        // lock's file was closed holds a duplicate of its descriptor, and
+        // with it the flock, until it execs. So a busy lock is tried again
+        // for up to `LOCK_WAIT_MS` before it counts as held.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(StorageLock::new(file))),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(error)) => return Err(error),
+            }
         }
     }
 

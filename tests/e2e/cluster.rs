@@ -958,6 +958,11 @@ fn bad_cluster_flags_are_one_line_errors() {
         zero.contains("--snapshot-every must be at least 1"),
         "{zero}"
     );
+    let retaining = serve(&[&one_member[..], &["--retain-positions", "1000"]].concat());
+    assert!(
+        retaining.contains("--retain-positions and --snapshots-kept apply to a single node"),
+        "{retaining}"
+    );
     // Nothing was created for a refused start of a cluster member.
     assert!(!dir.path().join("raft").exists());
 }

@@ -120,26 +120,59 @@ fn a_replayed_transfer_shows_its_reads_and_writes_and_matches_the_original_run()
     assert_eq!(tx["name"], "transfer");
     assert_eq!(tx["module"], "bank");
     assert_eq!(tx["outcome"], "committed", "{tx}");
+    // The postcard arguments, decoded with the procedure's schema.
+    assert_eq!(tx["args_encoding"], "postcard");
     assert_eq!(
         tx["args"],
-        format!("0x{}", hex::encode(postcard(&(1u64, 2u64, 5i64))))
+        serde_json::json!({"from": 1, "to": 2, "amount": 5}),
+        "{tx}"
     );
     let calls = tx["calls"].as_array().unwrap();
     let kinds: Vec<&str> = calls.iter().map(|c| c["call"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["get", "get", "put", "put"], "{tx}");
-    assert_eq!(calls[0]["value"], balance(1_000));
-    assert_eq!(calls[1]["value"], balance(1_000));
-    assert_ne!(calls[0]["key"], calls[1]["key"]);
-    // The writes go to the keys read: from 1,000 to 995, to 1,000 to 1,005.
-    assert_eq!(calls[2]["key"], calls[0]["key"]);
-    assert_eq!(calls[2]["value"], balance(995));
-    assert_eq!(calls[3]["key"], calls[1]["key"]);
-    assert_eq!(calls[3]["value"], balance(1_005));
+    // The writes go to the keys read: from 1,000 to 995, to 1,000 to
+    // 1,005; keys and values decoded with the `acct` table's schema, the
+    // bytes beside them.
+    let rows: Vec<(&str, u64, i64)> = calls
+        .iter()
+        .map(|c| {
+            assert_eq!(c["key_decoded"], true, "{c}");
+            assert_eq!(c["value_decoded"], true, "{c}");
+            let (key, value) = (c["key"].as_u64().unwrap(), c["value"].as_i64().unwrap());
+            (c["table"].as_str().unwrap(), key, value)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("acct", 1, 1_000),
+            ("acct", 2, 1_000),
+            ("acct", 1, 995),
+            ("acct", 2, 1_005)
+        ]
+    );
+    assert_eq!(calls[0]["raw_value"], balance(1_000));
+    assert_eq!(calls[2]["raw_value"], balance(995));
+    assert_eq!(calls[0]["raw_key"], calls[2]["raw_key"]);
+    assert_ne!(calls[0]["raw_key"], calls[1]["raw_key"]);
     assert!(tx["fuel_used"].as_u64().unwrap() > 0, "{tx}");
     assert_eq!(verification["matches"], true, "{verification}");
     assert!(verification["checked_at"].as_u64().unwrap() >= history.committed);
     // The chain journal confirms the transaction's own batch.
     assert_eq!(tx["matches"], true, "{tx}");
+
+    // The same in text: tables, keys and values decoded.
+    let text = stdout(&replay(history.dir.path(), &["--seq", &seq, "--trace"]));
+    for line in [
+        "get acct[1] -> 1000",
+        "get acct[2] -> 1000",
+        "put acct[1] = 995",
+        "put acct[2] = 1005",
+        "\"from\":1",
+        "\"amount\":5",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
 
     // The aborted one: its two reads, no write, the procedure's reason.
     let seq = history.aborted.to_string();
@@ -320,8 +353,9 @@ fn a_read_at_a_past_position_sees_the_balance_of_that_time() {
 
 /// The oldest sequence number `ordo replay` can replay after 600
 /// transfers on an embedded node with 4 KiB segments, a snapshot every 64
-/// sequence numbers, and `kept` snapshots kept.
-fn oldest_replayable(kept: usize) -> (tempfile::TempDir, u64) {
+/// sequence numbers, `kept` snapshots kept and `retain_positions`
+/// positions retained.
+fn oldest_replayable(kept: usize, retain_positions: u64) -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut config = ordo::NodeConfig::new(dir.path());
@@ -329,6 +363,7 @@ fn oldest_replayable(kept: usize) -> (tempfile::TempDir, u64) {
         config.snapshot_log_bytes_min = 0;
         config.segment_bytes_max = 4 << 10;
         config.snapshots_kept = kept;
+        config.retain_positions = retain_positions;
         let node = ordo::Node::open(config).unwrap();
         node.deploy("bank", ordo::modules::BANK).unwrap();
         node.call::<_, ()>("open_many", &(0u64, 10u64, 100i64))
@@ -372,17 +407,28 @@ fn oldest_replayable(kept: usize) -> (tempfile::TempDir, u64) {
 
 #[test]
 fn a_sequence_older_than_the_kept_history_is_refused_naming_the_oldest() {
-    let (dir, oldest) = oldest_replayable(2);
+    let (dir, oldest) = oldest_replayable(2, 0);
     // The oldest one it names does replay.
     let (txs, _) = replay_json(dir.path(), &["--seq", &oldest.to_string()]);
     assert_eq!(txs[0]["seq"], oldest);
     // Keeping 5 snapshots keeps 3 more epochs of history.
-    let (dir, oldest_of_five) = oldest_replayable(5);
+    let (dir, oldest_of_five) = oldest_replayable(5, 0);
     assert_eq!(oldest_of_five, oldest - 3 * 64);
     let snapshots = std::fs::read_dir(dir.path().join("snapshots"))
         .unwrap()
         .count();
     assert_eq!(snapshots, 5);
+    // Retaining 300 positions from the newest snapshot (at 64k) keeps
+    // the one at 64(k - 5), the newest at or before 64k - 300: four
+    // epochs more than two snapshots reach, six snapshots in all.
+    let (dir, oldest_retained) = oldest_replayable(2, 300);
+    assert_eq!(oldest_retained, oldest - 4 * 64);
+    let snapshots = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snapshots, 6);
+    let (txs, _) = replay_json(dir.path(), &["--seq", &oldest_retained.to_string()]);
+    assert_eq!(txs[0]["seq"], oldest_retained);
 }
 
 #[test]

@@ -61,6 +61,8 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 mod compat;
+#[cfg(feature = "json")]
+mod decode;
 mod describe;
 mod fingerprint;
 mod impls;
@@ -75,6 +77,10 @@ mod validate;
 pub mod __private;
 
 pub use compat::stored_compatibility;
+#[cfg(feature = "json")]
+pub use decode::{
+    DECODE_NODES_MAX, ordered_key_to_json, postcard_params_to_json, postcard_to_json,
+};
 pub use describe::describe_args_mismatch;
 pub use fingerprint::{Fingerprint, args_fingerprint, fingerprint_of_args};
 #[cfg(feature = "json")]

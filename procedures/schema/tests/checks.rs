@@ -5,7 +5,8 @@ use ordo_schema::{
     CHECK_DEPTH_MAX, Field, Fields, Param, ProcedureSchema, Registry, Schema, Shape, TypeBody,
     TypeDef, Variant, args_fingerprint, check_json, check_json_args, check_postcard,
     check_postcard_args, check_postcard_params, decode_schema, describe_args_mismatch,
-    encode_schema, fingerprint_of_args, render, stored_compatibility,
+    encode_schema, fingerprint_of_args, ordered_key_to_json, postcard_params_to_json,
+    postcard_to_json, render, stored_compatibility,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -1121,4 +1122,119 @@ fn json_arguments_may_not_repeat_a_key() {
     }
     assert!(parse_json(b"{} trailing").is_err());
     assert!(parse_json(b"").is_err());
+}
+
+// ------------------------------------------------------------ decoding
+
+#[test]
+fn postcard_decodes_to_the_json_serde_writes() {
+    use inventory::{Bin, Kind, NewItem};
+    let item = NewItem {
+        name: "bolt".into(),
+        qty: 7,
+        bin: Some(Bin { aisle: 3, shelf: 1 }),
+        lines: vec![1, u64::MAX],
+    };
+    let (shape, registry) = shapes::<NewItem>();
+    let bytes = postcard::to_allocvec(&item).unwrap();
+    assert_eq!(
+        postcard_to_json(&shape, &registry, &bytes).unwrap(),
+        serde_json::to_value(&item).unwrap()
+    );
+    let (shape, registry) = shapes::<Vec<Kind>>();
+    let kinds = vec![Kind::A, Kind::B(9), Kind::C { x: 2 }];
+    let bytes = postcard::to_allocvec(&kinds).unwrap();
+    assert_eq!(
+        postcard_to_json(&shape, &registry, &bytes).unwrap(),
+        json!(["A", {"B": 9}, {"C": {"x": 2}}])
+    );
+    // Wide integers a JSON number cannot hold are decimal strings.
+    let (shape, registry) = shapes::<(u128, i128, i64)>();
+    let bytes = postcard::to_allocvec(&(u128::MAX, i128::MIN, -5i64)).unwrap();
+    assert_eq!(
+        postcard_to_json(&shape, &registry, &bytes).unwrap(),
+        json!([u128::MAX.to_string(), i128::MIN.to_string(), -5])
+    );
+    // Bad bytes get the check's error, not a guess.
+    let (shape, registry) = shapes::<NewItem>();
+    let err = postcard_to_json(&shape, &registry, &bytes[..3]).unwrap_err();
+    assert!(!err.to_string().is_empty());
+}
+
+#[test]
+fn arguments_decode_to_an_object_keyed_by_parameter_name() {
+    let registry = Registry::new();
+    let params = vec![
+        Param {
+            name: "from".into(),
+            shape: Shape::U64,
+        },
+        Param {
+            name: "to".into(),
+            shape: Shape::U64,
+        },
+        Param {
+            name: "amount".into(),
+            shape: Shape::I64,
+        },
+    ];
+    let bytes = postcard::to_allocvec(&(1u64, 2u64, -5i64)).unwrap();
+    assert_eq!(
+        postcard_params_to_json(&params, &registry, &bytes).unwrap(),
+        json!({"from": 1, "to": 2, "amount": -5})
+    );
+    let err = postcard_params_to_json(&params, &registry, &[1, 2]).unwrap_err();
+    assert_eq!(err.path, "amount", "{err}");
+}
+
+#[test]
+fn a_huge_zero_width_sequence_is_refused_not_allocated() {
+    // Four bytes that declare 2^32 - 1 units: valid postcard (every item is
+    // empty), but four billion JSON nulls.
+    let (shape, registry) = shapes::<Vec<()>>();
+    let bytes = [0xff, 0xff, 0xff, 0xff, 0x0f];
+    assert!(check_postcard(&shape, &registry, &bytes).is_ok());
+    let err = postcard_to_json(&shape, &registry, &bytes).unwrap_err();
+    assert!(err.to_string().contains("too many to show"), "{err}");
+}
+
+#[test]
+fn table_keys_decode_from_their_order_preserving_encoding() {
+    let registry = Registry::new();
+    // u64 big-endian; i64 with the sign bit flipped.
+    assert_eq!(
+        ordered_key_to_json(&Shape::U64, &registry, &5u64.to_be_bytes()),
+        Some(json!(5))
+    );
+    let minus_two = ((-2i64 as u64) ^ (1 << 63)).to_be_bytes();
+    assert_eq!(
+        ordered_key_to_json(&Shape::I64, &registry, &minus_two),
+        Some(json!(-2))
+    );
+    assert_eq!(
+        ordered_key_to_json(&Shape::I8, &registry, &[0x7f]),
+        Some(json!(-1))
+    );
+    // Strings: 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00; in a tuple.
+    let shape = Shape::Tuple(vec![Shape::String, Shape::U32]);
+    let mut bytes = b"a\x00\xffb\x00\x00".to_vec();
+    bytes.extend_from_slice(&9u32.to_be_bytes());
+    assert_eq!(
+        ordered_key_to_json(&shape, &registry, &bytes),
+        Some(json!(["a\u{0}b", 9]))
+    );
+    // Left-over bytes, a short key, a bad escape, or a shape a key
+    // encoding cannot be read from: not decoded.
+    assert_eq!(
+        ordered_key_to_json(&Shape::U32, &registry, &[0, 0, 0, 1, 2]),
+        None
+    );
+    assert_eq!(ordered_key_to_json(&Shape::U64, &registry, &[0, 1]), None);
+    assert_eq!(
+        ordered_key_to_json(&Shape::String, &registry, b"a\x00\x07"),
+        None
+    );
+    assert_eq!(ordered_key_to_json(&Shape::F64, &registry, &[0; 8]), None);
+    let (shape, registry) = shapes::<inventory::Bin>();
+    assert_eq!(ordered_key_to_json(&shape, &registry, &[0; 8]), None);
 }

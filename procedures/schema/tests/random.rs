@@ -8,7 +8,8 @@ use std::fmt;
 
 use ordo_schema::{
     Field, Fields, Registry, Shape, TypeBody, TypeDef, Variant, args_fingerprint, check_json,
-    check_postcard, check_postcard_args, describe_args_mismatch, stored_compatibility,
+    check_postcard, check_postcard_args, describe_args_mismatch, postcard_to_json,
+    stored_compatibility,
 };
 use proptest::prelude::*;
 use serde::de::{
@@ -1015,6 +1016,17 @@ proptest! {
                 .unwrap_or(false);
             prop_assert_eq!(checked, canonical, "corrupt bytes {:?} of {:?}", corrupt, bytes);
         }
+    }
+
+    /// Decoding postcard for display gives exactly the JSON serde_json
+    /// writes for the same value.
+    #[test]
+    fn postcard_decodes_to_serde_jsons_json((shape, registry) in universe(), seed_value in any::<u64>()) {
+        let mut rng = Rng(seed_value, true);
+        let value = gen_value(&shape, &registry, &mut rng, 0);
+        let json = serde_json::to_value(ser(&value, &shape, &registry)).unwrap();
+        let bytes = encode(&value, &shape, &registry);
+        prop_assert_eq!(postcard_to_json(&shape, &registry, &bytes).unwrap(), json);
     }
 
     /// Several values back to back are an argument list.

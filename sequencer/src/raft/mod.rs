@@ -38,7 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::log::{Delivery, Log, RefusalReason, Refused};
-pub use state_machine::{SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX, SnapshotImage, SnapshotStore};
+pub use state_machine::{
+    Retention, SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX, SnapshotImage, SnapshotStore,
+};
 /// openraft's snapshot metadata, with ordo's node types.
 pub type SnapshotMeta = openraft::SnapshotMeta<u64, BasicNode>;
 

@@ -104,13 +104,15 @@ impl SnapshotImage {
     }
 }
 
-/// Snapshot files, `snapshot-<raft index>.bin`: the newest
-/// [`SNAPSHOTS_KEPT_DEFAULT`] (or as many as the store was opened to
-/// keep).
+/// Snapshot files, `snapshot-<raft index>-<next sequence number>.bin`
+/// (files from before the sequence number was in the name are
+/// `snapshot-<raft index>.bin`): the newest [`SNAPSHOTS_KEPT_DEFAULT`] (or
+/// as many as the store was opened to keep), and enough older ones to
+/// reach back the positions it was told to retain.
 pub struct SnapshotStore {
     dir: PathBuf,
     write: Mutex<()>,
-    kept: usize,
+    retention: Retention,
 }
 
 /// The newest snapshot and one before it, to fall back on if the newest
@@ -120,15 +122,51 @@ pub const SNAPSHOTS_KEPT_DEFAULT: usize = 2;
 /// The most snapshots a store keeps: each is a full copy of the state.
 pub const SNAPSHOTS_KEPT_MAX: usize = 1_000;
 
+/// Which snapshots a store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest this many are kept (2 to [`SNAPSHOTS_KEPT_MAX`]).
+    pub kept: usize,
+    /// Also kept: the snapshots needed to rebuild the state at every
+    /// position down to the newest snapshot's minus this many (the
+    /// newest snapshot at or before that, and every one after it), up
+    /// to [`SNAPSHOTS_KEPT_MAX`] snapshots in all. 0: none beyond `kept`.
+    pub positions: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            kept: SNAPSHOTS_KEPT_DEFAULT,
+            positions: 0,
+        }
+    }
+}
+
+/// One snapshot file, by its name.
+struct SnapshotFile {
+    /// The log index it covers.
+    index: u64,
+    /// The sequence number it continues at, where the name says it.
+    next_seq: Option<u64>,
+    path: PathBuf,
+}
+
 impl SnapshotStore {
     pub fn open(dir: PathBuf) -> std::io::Result<SnapshotStore> {
-        SnapshotStore::open_keeping(dir, SNAPSHOTS_KEPT_DEFAULT)
+        SnapshotStore::open_retaining(dir, Retention::default())
     }
 
     /// A store that keeps the `kept` newest snapshots (2 to
     /// [`SNAPSHOTS_KEPT_MAX`]): more history for the replay debugger and
     /// time-travel reads, at one state's size on disk each.
     pub fn open_keeping(dir: PathBuf, kept: usize) -> std::io::Result<SnapshotStore> {
+        SnapshotStore::open_retaining(dir, Retention { kept, positions: 0 })
+    }
+
+    /// A store that keeps what `retention` says.
+    pub fn open_retaining(dir: PathBuf, retention: Retention) -> std::io::Result<SnapshotStore> {
+        let kept = retention.kept;
         if !(SNAPSHOTS_KEPT_DEFAULT..=SNAPSHOTS_KEPT_MAX).contains(&kept) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -141,56 +179,73 @@ impl SnapshotStore {
         Ok(SnapshotStore {
             dir,
             write: Mutex::new(()),
-            kept,
+            retention,
         })
     }
 
-    fn files(&self) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    /// The snapshot files, oldest (lowest index) first.
+    fn files(&self) -> std::io::Result<Vec<SnapshotFile>> {
         let mut files = Vec::new();
         for item in std::fs::read_dir(&self.dir)? {
             let path = item?.path();
-            let index = path
+            let Some(stem) = path
                 .file_name()
                 .and_then(|name| name.to_str())
                 .and_then(|name| name.strip_prefix("snapshot-"))
                 .and_then(|name| name.strip_suffix(".bin"))
-                .and_then(|index| index.parse::<u64>().ok());
-            if let Some(index) = index {
-                files.push((index, path));
+            else {
+                continue;
+            };
+            let (index, next_seq) = match stem.split_once('-') {
+                Some((index, next_seq)) => match next_seq.parse::<u64>() {
+                    Ok(next_seq) => (index, Some(next_seq)),
+                    Err(_) => continue,
+                },
+                None => (stem, None),
+            };
+            if let Ok(index) = index.parse::<u64>() {
+                files.push(SnapshotFile {
+                    index,
+                    next_seq,
+                    path,
+                });
             }
         }
-        files.sort();
+        files.sort_by_key(|file| file.index);
         Ok(files)
     }
 
     /// Writes `image` durably (temporary file, fsync, rename, fsync the
-    /// directory) and deletes all but the newest `kept`.
+    /// directory) and deletes what the retention no longer needs.
     pub fn save(&self, image: &SnapshotImage) -> std::io::Result<()> {
         let _writing = self.write.lock();
         let index = image.meta.last_log_id.map_or(0, |log_id| log_id.index);
-        if let Some((newest, _)) = self.files()?.last()
-            && *newest >= index
+        if let Some(newest) = self.files()?.last()
+            && newest.index >= index
         {
             return Ok(());
         }
-        let path = self.dir.join(format!("snapshot-{index:020}.bin"));
+        let path = self
+            .dir
+            .join(format!("snapshot-{index:020}-{:020}.bin", image.next_seq));
         crate::storage::Storage::replace(&crate::storage::OsStorage, &path, &image.encode())?;
         let files = self.files()?;
-        for (_, old) in files.iter().take(files.len().saturating_sub(self.kept)) {
-            let _ = std::fs::remove_file(old);
+        let keep_from = first_retained(&files, self.retention);
+        for old in &files[..keep_from] {
+            let _ = std::fs::remove_file(&old.path);
         }
         Ok(())
     }
 
     /// The log indexes the kept snapshot files cover, oldest first.
     pub fn covered_indexes(&self) -> std::io::Result<Vec<u64>> {
-        Ok(self.files()?.into_iter().map(|(index, _)| index).collect())
+        Ok(self.files()?.into_iter().map(|file| file.index).collect())
     }
 
     /// The newest snapshot file's path and covered index, without reading
     /// it.
     pub fn newest_file(&self) -> std::io::Result<Option<(u64, PathBuf)>> {
-        Ok(self.files()?.pop())
+        Ok(self.files()?.pop().map(|file| (file.index, file.path)))
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -202,7 +257,7 @@ impl SnapshotStore {
     #[allow(clippy::type_complexity)]
     pub fn all_images(&self) -> std::io::Result<(Vec<SnapshotImage>, Vec<(PathBuf, String)>)> {
         let (mut intact, mut damaged) = (Vec::new(), Vec::new());
-        for (_, path) in self.files()? {
+        for SnapshotFile { path, .. } in self.files()? {
             match SnapshotImage::decode(&std::fs::read(&path)?) {
                 Ok(image) => intact.push(image),
                 Err(reason) => damaged.push((path, reason)),
@@ -213,7 +268,7 @@ impl SnapshotStore {
 
     /// The newest snapshot that reads back intact.
     pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
-        for (_, path) in self.files()?.into_iter().rev() {
+        for SnapshotFile { path, .. } in self.files()?.into_iter().rev() {
             match SnapshotImage::decode(&std::fs::read(&path)?) {
                 Ok(image) => return Ok(Some(image)),
                 Err(reason) => eprintln!("ordo: skipping {}: {reason}", path.display()),
@@ -221,6 +276,35 @@ impl SnapshotStore {
         }
         Ok(None)
     }
+}
+
+/// Where the files to keep start (`files` oldest first): the newest
+/// `retention.kept`, and from the newest snapshot at or before the newest
+/// one's position minus `retention.positions` on, at most
+/// [`SNAPSHOTS_KEPT_MAX`] in all. A file whose name does not give its
+/// position (an older store's) counts as old enough.
+fn first_retained(files: &[SnapshotFile], retention: Retention) -> usize {
+    let by_count = files.len().saturating_sub(retention.kept);
+    let cap = files.len().saturating_sub(SNAPSHOTS_KEPT_MAX);
+    let Some(newest_next_seq) = files.last().and_then(|file| file.next_seq) else {
+        return by_count;
+    };
+    if retention.positions == 0 {
+        return by_count;
+    }
+    // A snapshot continuing at `next_seq` rebuilds positions from
+    // `next_seq - 1` on; the oldest position to retain is:
+    let oldest = newest_next_seq
+        .saturating_sub(1)
+        .saturating_sub(retention.positions);
+    let by_position = files
+        .iter()
+        .rposition(|file| {
+            file.next_seq
+                .is_none_or(|next_seq| next_seq.saturating_sub(1) <= oldest)
+        })
+        .unwrap_or(0);
+    by_count.min(by_position).max(cap)
 }
 
 struct Applied {
@@ -419,5 +503,68 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
             .latest()
             .map(|latest| latest.map(|image| image.snapshot()))
             .map_err(|err| StorageIOError::read_snapshot(None, AnyError::new(&err)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files at log index 10, 20, ... continuing at sequence number
+    /// 100, 200, ...
+    fn files(count: u64) -> Vec<SnapshotFile> {
+        (1..=count)
+            .map(|i| SnapshotFile {
+                index: 10 * i,
+                next_seq: Some(100 * i),
+                path: PathBuf::new(),
+            })
+            .collect()
+    }
+
+    fn retaining(kept: usize, positions: u64) -> Retention {
+        Retention { kept, positions }
+    }
+
+    #[test]
+    fn the_newest_kept_are_kept_without_a_position_retention() {
+        assert_eq!(first_retained(&files(5), retaining(2, 0)), 3);
+        assert_eq!(first_retained(&files(1), retaining(2, 0)), 0);
+        assert_eq!(first_retained(&[], retaining(2, 0)), 0);
+    }
+
+    #[test]
+    fn a_position_retention_keeps_the_snapshot_at_or_before_its_start() {
+        // Newest continues at 500: position 499. Retaining 250 positions
+        // means 249 must be rebuildable: the snapshot continuing at 200
+        // (position 199) is the newest at or before it, index 1.
+        assert_eq!(first_retained(&files(5), retaining(2, 250)), 1);
+        // Position 200 (499 - 299) and 199 (499 - 300) are rebuilt from
+        // the snapshot at 199; 198 needs the one at 99.
+        assert_eq!(first_retained(&files(5), retaining(2, 299)), 1);
+        assert_eq!(first_retained(&files(5), retaining(2, 300)), 1);
+        assert_eq!(first_retained(&files(5), retaining(2, 301)), 0);
+        // Short retentions never keep fewer than `kept`.
+        assert_eq!(first_retained(&files(5), retaining(2, 1)), 3);
+        assert_eq!(first_retained(&files(5), retaining(4, 1)), 1);
+        // More than the history holds: everything.
+        assert_eq!(first_retained(&files(5), retaining(2, 1_000_000)), 0);
+    }
+
+    #[test]
+    fn files_without_a_position_in_their_name_count_as_old() {
+        let mut files = files(5);
+        files[2].next_seq = None;
+        // 499 - 100 = 399: the snapshot at 399 (index 3) would do; the
+        // nameless one at index 2 is older and not needed.
+        assert_eq!(first_retained(&files, retaining(2, 100)), 3);
+        // Reaching past it: the nameless one counts as at or before.
+        assert_eq!(first_retained(&files, retaining(2, 150)), 2);
+    }
+
+    #[test]
+    fn no_retention_keeps_more_than_the_maximum() {
+        let files = files(SNAPSHOTS_KEPT_MAX as u64 + 10);
+        assert_eq!(first_retained(&files, retaining(2, u64::MAX)), 10);
     }
 }
