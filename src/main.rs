@@ -99,10 +99,10 @@ enum Command {
         min_position: Option<u64>,
         /// A time-travel read: run the read-only procedure against the
         /// state as of this position (just after the entry with this
-        /// sequence number). Takes a hot backup of the server (admin token)
-        /// and rebuilds that state locally, so it reaches back to the
-        /// server's newest snapshot; older positions need `ordo replay
-        /// --data` on a stopped node or a backup.
+        /// sequence number). The server (a standalone node; admin token)
+        /// rebuilds that state beside its own from its kept snapshots and
+        /// log, so it reaches back as far as `ordo serve
+        /// --retain-positions` keeps.
         #[arg(long, value_name = "SEQ", conflicts_with_all = ["stale", "min_position"])]
         at: Option<u64>,
     },
@@ -279,15 +279,9 @@ impl Remote {
         self.run_with(false, work)
     }
 
-    /// Runs `work` (calls, deploys) in a session of its own that is
-    /// registered first and ended after `work`'s answers arrived: a
-    /// resend after a lost connection stays exactly-once, and running the
-    /// CLI again and again leaves no session behind to crowd out other
-    /// clients'. (Keeping one client id across runs instead would need a
-    /// state file, and two runs at once would then share request ids.)
     /// A hot backup of the server in a temporary directory (removed when
     /// the returned guard drops), as a replay source: what `ordo replay
-    /// --from-server` and `ordo call --at` rebuild state from.
+    /// --from-server` rebuilds state from.
     fn fetch_backup(&self) -> anyhow::Result<(tempfile::TempDir, ordo::replay::ReplaySource)> {
         let fetched = tempfile::tempdir()?;
         let dir = fetched.path().join("backup");
@@ -295,6 +289,12 @@ impl Remote {
         Ok((fetched, ordo::replay::ReplaySource::Backup(dir)))
     }
 
+    /// Runs `work` (calls, deploys) in a session of its own that is
+    /// registered first and ended after `work`'s answers arrived: a
+    /// resend after a lost connection stays exactly-once, and running the
+    /// CLI again and again leaves no session behind to crowd out other
+    /// clients'. (Keeping one client id across runs instead would need a
+    /// state file, and two runs at once would then share request ids.)
     fn run_in_session<T>(
         &self,
         work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
@@ -770,21 +770,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let called = if let Some(at) = at {
-                let (_fetched, source) = remote.fetch_backup()?;
-                let read = ordo::replay::read_at(&source, at, &procedure, args.as_bytes(), 1)?;
-                match read.outcome {
-                    ordo_engine::Outcome::Committed { result } => {
-                        Ok((String::from_utf8_lossy(&result).into_owned(), read.position))
-                    }
-                    ordo_engine::Outcome::Aborted(abort) => {
-                        Err(ordo_client::ClientError::Aborted {
-                            seq: read.position,
-                            kind: abort.kind.as_str().to_string(),
-                            message: abort.message,
-                        })
-                    }
-                    ordo_engine::Outcome::Deployed(_) => unreachable!("a read deploys nothing"),
-                }
+                remote.run(async |client| {
+                    Ok(client
+                        .read_json(&procedure, &args, ordo_client::ReadConsistency::AsOf(at))
+                        .await)
+                })?
             } else if stale {
                 // Nothing is logged, so no session is registered.
                 remote.run(async |client| {

@@ -921,6 +921,36 @@ impl Node {
         })
     }
 
+    /// A time-travel read (`replay::read_at_live`): runs the read-only
+    /// `procedure` against the state as of position `at`, rebuilt from
+    /// this node's kept snapshots and log on the calling thread; a
+    /// standalone node only. The node's own state is not touched.
+    pub fn read_at(
+        &self,
+        at: u64,
+        procedure: &str,
+        encoding: ArgsEncoding,
+        args: &[u8],
+    ) -> Result<ordo_engine::ReadOutcome, NodeError> {
+        let Some(local) = &self.shared.local else {
+            return Err(NodeError::Failed(
+                "time-travel reads are served by a standalone node; a cluster member cannot serve them yet"
+                    .into(),
+            ));
+        };
+        let executed = self.shared.status.lock().engine.position;
+        crate::replay::read_at_live(
+            local,
+            &self.shared.config.engine,
+            executed,
+            at,
+            procedure,
+            encoding,
+            args,
+        )
+        .map_err(|err| NodeError::Failed(format!("{err:#}")))
+    }
+
     /// Fixes a hot backup at this node's current position (see
     /// `backup.rs`); a standalone node only.
     pub fn begin_backup(&self) -> Result<crate::backup::ServedBackup, NodeError> {

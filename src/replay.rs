@@ -212,7 +212,15 @@ pub struct Replay {
 enum Records {
     Log(Box<FileLog>),
     Backup(Vec<(u64, Vec<u8>)>),
+    /// A running node's log, read in chunks of at most
+    /// [`LIVE_READ_CHUNK_BYTES`] under its lock, so appends wait for one
+    /// chunk at a time, never for a whole replay.
+    Live(Arc<parking_lot::Mutex<FileLog>>),
 }
+
+/// The most log bytes a time-travel read on a running node copies out
+/// under the log's lock at once.
+const LIVE_READ_CHUNK_BYTES: usize = 4 << 20;
 
 impl Records {
     /// Calls `each` with every record after `after_index`, in order, until
@@ -241,6 +249,37 @@ impl Records {
                     }
                 }
             }
+            Records::Live(log) => {
+                let mut next = after_index + 1;
+                loop {
+                    let chunk = {
+                        let log = log.lock();
+                        if log.last_index() < next {
+                            return Ok(());
+                        }
+                        let mut chunk = Vec::new();
+                        let mut bytes = 0;
+                        for record in log.read_from(next)? {
+                            let (index, payload) = record?;
+                            bytes += payload.len();
+                            chunk.push((index, payload));
+                            if bytes >= LIVE_READ_CHUNK_BYTES {
+                                break;
+                            }
+                        }
+                        chunk
+                    };
+                    for (index, payload) in &chunk {
+                        if !each(*index, payload)? {
+                            return Ok(());
+                        }
+                    }
+                    match chunk.last() {
+                        Some((last, _)) => next = last + 1,
+                        None => return Ok(()),
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -251,6 +290,7 @@ impl Records {
         match self {
             Records::Log(log) => log.first_index(),
             Records::Backup(records) => records.first().map_or(u64::MAX, |(index, _)| *index),
+            Records::Live(log) => log.lock().first_index(),
         }
     }
 }
@@ -536,7 +576,80 @@ pub fn read_at(
         bail!("--partitions must be 1 to {}", ordo_engine::SLOTS);
     }
     let history = open_history(source)?;
-    let (mut executor, _, after_index) = rebuild_start(&history, at, partitions)?;
+    read_at_history(
+        &history,
+        at,
+        procedure,
+        ArgsEncoding::Json,
+        args,
+        partitions,
+    )
+}
+
+/// A time-travel read on a running standalone node (`ReadAt` in the
+/// protocol): the state as of `at` is rebuilt beside the node's own, from
+/// the newest kept snapshot at or before `at` and the log after it, read
+/// in chunks while a pin keeps the node from removing those records.
+/// `executed` is the node's current position; `at` may not be past it.
+/// Costs one more copy of the state in memory for the read's duration.
+pub fn read_at_live(
+    local: &crate::snapshots::LocalSnapshots,
+    config: &EngineConfig,
+    executed: u64,
+    at: u64,
+    procedure: &str,
+    encoding: ArgsEncoding,
+    args: &[u8],
+) -> anyhow::Result<ordo_engine::ReadOutcome> {
+    if at > executed {
+        bail!("position {at} is ahead of this node, which has executed up to {executed}");
+    }
+    // Pin everything first, so nothing goes while a snapshot is chosen;
+    // then only what the chosen one needs.
+    let log = local.log().clone();
+    let pin_all = local.pin(log.lock().first_index());
+    let store = local.store();
+    let cannot = |err: std::io::Error| anyhow::anyhow!("cannot read the snapshots: {err}");
+    let image = store.newest_at_or_before(at).map_err(cannot)?;
+    if image.is_none() && log.lock().first_index() > 1 {
+        let oldest = store.oldest_position().map_err(cannot)?;
+        bail!(
+            "position {at} is older than this node's retained history{} (keep more with `ordo serve --retain-positions`)",
+            oldest.map_or(String::new(), |oldest| format!(
+                ": the oldest position that can be read is {oldest}"
+            ))
+        );
+    }
+    let _pin = local.pin(image.as_ref().map_or(1, |image| image.covered_index() + 1));
+    drop(pin_all);
+    let history = History {
+        config: config.clone(),
+        chain: Default::default(),
+        snapshots: image.into_iter().collect(),
+        records: Records::Live(log),
+    };
+    read_at_history(&history, at, procedure, encoding, args, 1)
+}
+
+fn read_at_history(
+    history: &History,
+    at: u64,
+    procedure: &str,
+    encoding: ArgsEncoding,
+    args: &[u8],
+    partitions: usize,
+) -> anyhow::Result<ordo_engine::ReadOutcome> {
+    let covered = history.records.first_index() == 1
+        || history
+            .snapshots
+            .iter()
+            .any(|image| position_of(image) <= at);
+    if !covered && let Some(oldest) = history.snapshots.iter().map(position_of).min() {
+        bail!(
+            "position {at} is older than the retained history: the oldest position that can be read is {oldest}"
+        );
+    }
+    let (mut executor, _, after_index) = rebuild_start(history, at, partitions)?;
     let mut now_ms = 0;
     if executor.status().position < at {
         history.records.each_after(after_index, |index, payload| {
@@ -554,7 +667,7 @@ pub fn read_at(
     if reached < at {
         bail!("the history ends at sequence {reached}, before {at}");
     }
-    Ok(executor.read(procedure, ArgsEncoding::Json, args, now_ms))
+    Ok(executor.read(procedure, encoding, args, now_ms))
 }
 
 fn view_of(entry: &Entry, modules: &[ordo_engine::ModuleSummary]) -> EntryView {

@@ -838,6 +838,66 @@ fn other_request(
             });
             None
         }
+        RequestBody::ReadAt {
+            admin_token,
+            at,
+            procedure,
+            encoding,
+            args,
+        } => {
+            if !token_ok(&config.admin_token, &admin_token) {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::Unauthorized,
+                    message: "a time-travel read needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
+                        .to_string(),
+                });
+            }
+            let Some(running) = TimeTravelReadSlot::take() else {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::Overloaded,
+                    message: format!(
+                        "another time-travel read is running (at most {TIME_TRAVEL_READS_MAX} at once: each rebuilds a copy of the state); retry when it is done"
+                    ),
+                });
+            };
+            // Rebuilding a past state reads files and runs wasm for as
+            // long as the replay takes: off the async threads.
+            let (node, responses) = (node.clone(), responses.clone());
+            tokio::spawn(async move {
+                let read = tokio::task::spawn_blocking(move || {
+                    let _running = running;
+                    node.read_at(at, &procedure, args_encoding(encoding), &args)
+                })
+                .await;
+                let body = match read {
+                    Ok(Ok(read)) => match read.outcome {
+                        Outcome::Committed { result } => ResponseBody::ReadDone {
+                            position: read.position,
+                            result,
+                        },
+                        Outcome::Aborted(abort) => ResponseBody::Aborted {
+                            seq: read.position,
+                            kind: abort.kind.as_str().to_string(),
+                            message: abort.message,
+                        },
+                        Outcome::Deployed(_) => ResponseBody::Refused {
+                            reason: RequestRefusal::BadRequest,
+                            message: "a read cannot deploy".to_string(),
+                        },
+                    },
+                    Ok(Err(err)) => ResponseBody::Refused {
+                        reason: RequestRefusal::BadRequest,
+                        message: err.to_string(),
+                    },
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "the time-travel read's task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -960,6 +1020,35 @@ fn other_request(
                 .map(crate::describe::module_description)
                 .collect(),
         )),
+    }
+}
+
+/// Time-travel reads that may run at once in this process (a process
+/// serves one node): each holds a second copy of the state while it
+/// rebuilds the past, so they are not allowed to pile up.
+pub const TIME_TRAVEL_READS_MAX: usize = 1;
+
+static TIME_TRAVEL_READS_RUNNING: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`TIME_TRAVEL_READS_MAX`] slots, given back on drop.
+struct TimeTravelReadSlot;
+
+impl TimeTravelReadSlot {
+    fn take() -> Option<TimeTravelReadSlot> {
+        use std::sync::atomic::Ordering;
+        TIME_TRAVEL_READS_RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |running| {
+                (running < TIME_TRAVEL_READS_MAX).then_some(running + 1)
+            })
+            .ok()
+            .map(|_| TimeTravelReadSlot)
+    }
+}
+
+impl Drop for TimeTravelReadSlot {
+    fn drop(&mut self) {
+        TIME_TRAVEL_READS_RUNNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -438,6 +438,23 @@ pub enum ReadConsistency {
     /// Goes through the log like a call, so it sees every call committed
     /// before it was sent; its position is the sequence number it ran at.
     Linearizable,
+    /// A time-travel read ([`RequestBody::ReadAt`]): the state as of this
+    /// past position (after the entry with that sequence number), rebuilt
+    /// by a standalone node from its kept snapshots and log (`ordo serve
+    /// --retain-positions`). Needs [`ClientConfig::admin_token`]; a
+    /// position older than the node keeps is refused with the oldest it
+    /// can read, and one read runs at a time per node.
+    ///
+    /// ```no_run
+    /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
+    /// use ordo_client::ReadConsistency;
+    ///
+    /// let then = client.read::<_, i64>("balance", &7u64, ReadConsistency::AsOf(1_234)).await?;
+    /// assert_eq!(then.position, 1_234);
+    /// # Ok(())
+    /// # }
+    /// ```
+    AsOf(u64),
 }
 
 /// A read's raw answer, from [`Client::read_raw`].
@@ -1128,12 +1145,36 @@ impl Client {
         args: Vec<u8>,
         consistency: ReadConsistency,
     ) -> Result<ReadOutcome, ClientError> {
-        if consistency == ReadConsistency::Linearizable {
-            let CallOutcome { seq, result } = self.call_raw(procedure, encoding, args).await?;
-            return Ok(ReadOutcome {
-                position: seq,
-                result,
-            });
+        match consistency {
+            ReadConsistency::Linearizable => {
+                let CallOutcome { seq, result } = self.call_raw(procedure, encoding, args).await?;
+                return Ok(ReadOutcome {
+                    position: seq,
+                    result,
+                });
+            }
+            ReadConsistency::AsOf(at) => {
+                let body = RequestBody::ReadAt {
+                    admin_token: self.handle.core.config.admin_token.clone(),
+                    at,
+                    procedure: procedure.to_string(),
+                    encoding,
+                    args,
+                };
+                return match self.request(body).await? {
+                    ResponseBody::ReadDone { position, result } => {
+                        Ok(ReadOutcome { position, result })
+                    }
+                    ResponseBody::Aborted { seq, kind, message } => {
+                        Err(abort_error(procedure, seq, kind, message))
+                    }
+                    ResponseBody::Refused { reason, message } => {
+                        Err(refusal_error(reason, message))
+                    }
+                    other => Err(unexpected("a time-travel read", &other)),
+                };
+            }
+            ReadConsistency::Stale => {}
         }
         let core = &self.handle.core;
         let timeout = core.config.request_timeout;

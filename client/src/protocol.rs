@@ -1,4 +1,4 @@
-//! ordo's wire protocol, version 4: the messages a client and `ordo serve`
+//! ordo's wire protocol, version 5: the messages a client and `ordo serve`
 //! exchange over TCP, and how they are framed.
 //!
 //! A connection starts with a handshake: the client sends a [`Hello`]
@@ -91,6 +91,20 @@
 //! comparison holds across nodes. Version 4 added the field and `Behind`
 //! (last, so the other variants keep their index).
 //!
+//! # Time-travel reads (version 5)
+//!
+//! [`RequestBody::ReadAt`] (admin token) runs a read-only procedure
+//! against the state as of a past position `at` of a standalone node,
+//! rebuilt beside the node's own state from its kept snapshots and log
+//! (`ordo serve --retain-positions` sets how far back). It is answered
+//! with [`ResponseBody::ReadDone`] whose `position` is `at`,
+//! [`ResponseBody::Aborted`], or [`ResponseBody::Refused`]: `BadRequest`
+//! for a position older than the kept history or ahead of the node (the
+//! message names the oldest that can be read), `Overloaded` while another
+//! time-travel read runs (one at a time: each costs a copy of the state
+//! in memory). Version 5 added the request (last, so the others keep
+//! their index).
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -100,7 +114,7 @@ use serde::{Deserialize, Serialize};
 /// port scanner) is recognised and refused at once.
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
@@ -261,6 +275,15 @@ pub enum RequestBody {
     Backup {
         admin_token: Option<String>,
         step: BackupStep,
+    },
+    /// A time-travel read (see "Time-travel reads"): the read-only
+    /// `procedure` as of position `at`.
+    ReadAt {
+        admin_token: Option<String>,
+        at: u64,
+        procedure: String,
+        encoding: Encoding,
+        args: Vec<u8>,
     },
 }
 
@@ -795,6 +818,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(behind, [11, 1, 2]);
+        // Version 5's `ReadAt` came after `Backup`, the eighth request.
+        let read_at = RequestBody::ReadAt {
+            admin_token: None,
+            at: 9,
+            procedure: "p".into(),
+            encoding: Encoding::Json,
+            args: vec![],
+        };
+        round_trip(&Request {
+            request_id: 6,
+            acked_below: 6,
+            body: read_at.clone(),
+        });
+        assert_eq!(postcard::to_stdvec(&read_at).unwrap()[0], 8);
     }
 
     /// Version 2 only appended variants: the old ones keep their

@@ -11,7 +11,7 @@ use std::path::Path;
 use common::entries::postcard;
 use common::{ADMIN, Server, fails_with_all, run_ordo, runtime, stdout};
 use ordo::replay::render_bytes;
-use ordo_client::{Client, ClientConfig, ClientError};
+use ordo_client::{Client, ClientConfig, ClientError, ReadConsistency};
 
 /// Snapshots every 64 sequence numbers (each one taken), so histories
 /// hold snapshots before and after the transactions replayed.
@@ -386,6 +386,31 @@ fn oldest_replayable(kept: usize, retain_positions: u64) -> (tempfile::TempDir, 
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+
+        // The running node's own time-travel reads: refused before its
+        // kept history, naming the oldest position it can read, which
+        // does read.
+        let json = ordo_sequencer::entry::ArgsEncoding::Json;
+        let refused = node
+            .read_at(5, "balance", json, br#"{"id":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("position 5 is older than this node's retained history"),
+            "{refused}"
+        );
+        let oldest: u64 = refused
+            .split("the oldest position that can be read is ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("{refused}"))
+            .parse()
+            .unwrap();
+        let read = node
+            .read_at(oldest, "balance", json, br#"{"id":1}"#)
+            .unwrap();
+        assert_eq!(read.position, oldest);
+        assert!(read.outcome.is_committed(), "{:?}", read.outcome);
     }
     let output = replay(dir.path(), &["--seq", "5"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -552,4 +577,37 @@ fn ordo_call_at_reads_a_past_position_of_a_running_server() {
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not_read_only"));
+
+    // The Rust client's time-travel read, postcard-typed; without the
+    // admin token refused; a position ahead of the node refused.
+    runtime().block_on(async {
+        let config = ClientConfig {
+            admin_token: Some(ADMIN.to_string()),
+            ..ClientConfig::new(server.addr.to_string())
+        };
+        let admin = Client::connect_with(config).await.unwrap();
+        let then = admin
+            .read::<_, i64>("balance", &1u64, ReadConsistency::AsOf(seqs[1]))
+            .await
+            .unwrap();
+        assert_eq!((then.value, then.position), (800, seqs[1]));
+        let anyone = Client::connect(server.addr.to_string()).await.unwrap();
+        match anyone
+            .read::<_, i64>("balance", &1u64, ReadConsistency::AsOf(seqs[1]))
+            .await
+        {
+            Err(ClientError::Unauthorized) => {}
+            other => panic!("a time-travel read without the admin token: {other:?}"),
+        }
+        let ahead = seqs[2] + 1_000;
+        match admin
+            .read::<_, i64>("balance", &1u64, ReadConsistency::AsOf(ahead))
+            .await
+        {
+            Err(ClientError::BadRequest(message)) => {
+                assert!(message.contains("ahead of this node"), "{message}")
+            }
+            other => panic!("a time-travel read ahead of the node: {other:?}"),
+        }
+    });
 }

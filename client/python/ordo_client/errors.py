@@ -63,7 +63,7 @@ class HandshakeError(OrdoError):
     def __init__(self, addr: str, message: str):
         self.addr = addr
         super().__init__(
-            f"handshake with {addr} failed: {message}; check that it is `ordo serve` speaking protocol v4"
+            f"handshake with {addr} failed: {message}; check that it is `ordo serve` speaking protocol v5"
         )
 
 

@@ -1,4 +1,4 @@
-"""ordo's wire protocol (version 4), encoded and decoded by hand.
+"""ordo's wire protocol (version 5), encoded and decoded by hand.
 
 Every frame is a 4-byte little-endian payload length followed by the
 postcard encoding of one message. Postcard writes unsigned integers wider
@@ -26,7 +26,7 @@ from typing import Any, Optional
 from .errors import FrameTooLarge, MalformedFrame
 
 MAGIC = b"ORDO"
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 FRAME_HEADER_BYTES = 4
 #: Largest frame payload accepted by default (as the Rust client).
 FRAME_BYTES_MAX_DEFAULT = 17 << 20

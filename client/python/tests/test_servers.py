@@ -270,7 +270,7 @@ def test_a_hostile_welcome(fake_server):
             Client(fake.addr)
 
 
-def test_the_hello_is_protocol_4(fake_server):
+def test_the_hello_is_protocol_5(fake_server):
     seen = {}
 
     def script(conn, hello):
@@ -284,7 +284,7 @@ def test_the_hello_is_protocol_4(fake_server):
     hello = seen["hello"]
     reader = wire.Reader(hello)
     assert reader.take(4) == b"ORDO"
-    assert reader.u32() == 4
+    assert reader.u32() == 5
     client_id = reader.varint(128)
     assert client_id == client.client_id and client_id >> 64 == wire.SESSION_CLIENT_ID_TAG
     assert reader.opt_string() == "tok"

@@ -65,9 +65,9 @@ def test_responses_decode():
 
 def test_hello_and_welcome():
     hello = wire.encode_hello(1, None)
-    assert hello == b"ORDO\x04\x01\x00"
-    accepted = wire.decode_welcome(b"\x00\x04\x2a\x01\x03")
-    assert accepted.accepted and (accepted.version, accepted.position, accepted.node_id) == (4, 42, 3)
+    assert hello == b"ORDO\x05\x01\x00"
+    accepted = wire.decode_welcome(b"\x00\x05\x2a\x01\x03")
+    assert accepted.accepted and (accepted.version, accepted.position, accepted.node_id) == (5, 42, 3)
     refused = wire.decode_welcome(b"\x01\x01\x03bad")
     assert not refused.accepted and refused.reason == "Unauthorized" and refused.message == "bad"
     with pytest.raises(errors.MalformedFrame):

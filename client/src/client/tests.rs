@@ -364,6 +364,7 @@ async fn canned_server(listener: TcpListener) {
                     refused(RequestRefusal::Unauthorized, "wrong admin token")
                 }
             }
+            RequestBody::ReadAt { .. } => panic!("unexpected time-travel read"),
         };
         answer(&mut stream, request.request_id, body).await;
     }

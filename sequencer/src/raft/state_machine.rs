@@ -266,6 +266,38 @@ impl SnapshotStore {
         Ok((intact, damaged))
     }
 
+    /// The newest snapshot that reads back intact and continues at or
+    /// before `position + 1` (so it rebuilds the state as of `position`).
+    pub fn newest_at_or_before(&self, position: u64) -> std::io::Result<Option<SnapshotImage>> {
+        for file in self.files()?.into_iter().rev() {
+            if file
+                .next_seq
+                .is_some_and(|next_seq| next_seq.saturating_sub(1) > position)
+            {
+                continue;
+            }
+            match SnapshotImage::decode(&std::fs::read(&file.path)?) {
+                Ok(image) if image.next_seq.saturating_sub(1) <= position => {
+                    return Ok(Some(image));
+                }
+                Ok(_) => {}
+                Err(reason) => eprintln!("ordo: skipping {}: {reason}", file.path.display()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The oldest position a kept snapshot rebuilds (its next sequence
+    /// number minus one), from the file names; `None` without snapshots,
+    /// or if the oldest is from before names said it.
+    pub fn oldest_position(&self) -> std::io::Result<Option<u64>> {
+        Ok(self
+            .files()?
+            .first()
+            .and_then(|file| file.next_seq)
+            .map(|next_seq| next_seq.saturating_sub(1)))
+    }
+
     /// The newest snapshot that reads back intact.
     pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
         for SnapshotFile { path, .. } in self.files()?.into_iter().rev() {
