@@ -156,8 +156,8 @@ impl ChainJournal {
     }
 
     fn stop(&mut self, err: std::io::Error) {
-        eprintln!(
-            "ordo: the chain journal in {} stopped ({err}); ordo replay will check against snapshots only",
+        tracing::warn!(
+            "the chain journal in {} stopped ({err}); ordo replay will check against snapshots only",
             self.dir.display()
         );
         self.stopped = true;

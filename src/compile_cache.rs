@@ -116,8 +116,8 @@ impl ArtifactStore for DiskArtifactStore {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
             Err(err) => {
-                eprintln!(
-                    "ordo: cannot open compiled-code cache file {}: {err}; compiling the module instead",
+                tracing::warn!(
+                    "cannot open compiled-code cache file {}: {err}; compiling the module instead",
                     path.display()
                 );
                 return None;
@@ -139,8 +139,8 @@ impl ArtifactStore for DiskArtifactStore {
         match (&file).take(bytes).read_to_end(&mut contents) {
             Ok(_) => Some(contents),
             Err(err) => {
-                eprintln!(
-                    "ordo: cannot read compiled-code cache file {}: {err}; compiling the module instead",
+                tracing::warn!(
+                    "cannot read compiled-code cache file {}: {err}; compiling the module instead",
                     path.display()
                 );
                 None
@@ -151,8 +151,8 @@ impl ArtifactStore for DiskArtifactStore {
     fn store(&self, key: &ArtifactKey, bytes: &[u8]) {
         let path = self.path(key);
         if bytes.len() as u64 > self.bytes_max {
-            eprintln!(
-                "ordo: compiled code for {} is {} bytes, more than the compiled-code cache may hold ({}); not cached, so every start compiles it",
+            tracing::warn!(
+                "compiled code for {} is {} bytes, more than the compiled-code cache may hold ({}); not cached, so every start compiles it",
                 path.display(),
                 bytes.len(),
                 self.bytes_max
@@ -161,8 +161,8 @@ impl ArtifactStore for DiskArtifactStore {
         }
         self.make_room(bytes.len() as u64, &path);
         if let Err(err) = self.write_atomically(&path, bytes) {
-            eprintln!(
-                "ordo: cannot write compiled-code cache file {}: {err}; the next start compiles the module again",
+            tracing::warn!(
+                "cannot write compiled-code cache file {}: {err}; the next start compiles the module again",
                 path.display()
             );
         }
@@ -171,8 +171,8 @@ impl ArtifactStore for DiskArtifactStore {
     fn discard(&self, key: &ArtifactKey, reason: &str) {
         let path = self.path(key);
         let _ = std::fs::remove_file(&path);
-        eprintln!(
-            "ordo: compiled-code cache file {} is unusable ({reason}): deleted it, compiling the module again",
+        tracing::warn!(
+            "compiled-code cache file {} is unusable ({reason}): deleted it, compiling the module again",
             path.display()
         );
     }

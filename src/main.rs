@@ -126,6 +126,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a table's rows (admin token): keys and values decoded with the
+    /// table's schema where a deployed module declares one (`#[table]`),
+    /// as bytes otherwise; in key order, at the server's current position.
+    Scan {
+        #[command(flatten)]
+        remote: Remote,
+        /// The table's name.
+        table: String,
+        /// Only keys starting with this (JSON): the whole key, or for a
+        /// tuple key its first elements, e.g. `7` or `[7, "a"]` (whole
+        /// elements: a string matches only itself, not longer strings).
+        #[arg(long, value_name = "JSON")]
+        prefix: Option<String>,
+        /// The most rows to show.
+        #[arg(long, default_value_t = ordo::scan::SCAN_LIMIT_DEFAULT)]
+        limit: u64,
+        /// One JSON object per row (`key`, `value`, `raw_key`, `raw_value`,
+        /// `decoded`), then one with the position and whether more follow.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write typed client bindings for the deployed modules (or a `.wasm`
     /// file): one type per struct or enum and one typed function per
     /// procedure, one file per module; prints the files written.
@@ -331,6 +352,12 @@ impl Remote {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// How the server's log (stderr) is written: `text` lines, or one
+    /// JSON object per line. `RUST_LOG` sets the levels (default: info
+    /// from ordo, warnings from its libraries; e.g. `RUST_LOG=debug`,
+    /// `RUST_LOG=ordo=debug,openraft=info`).
+    #[arg(long, value_enum, default_value_t = ordo::logging::LogFormat::Text)]
+    log_format: ordo::logging::LogFormat,
     /// Address to accept clients on.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: std::net::SocketAddr,
@@ -702,6 +729,15 @@ struct QuickstartArgs {
 
 fn main() {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve(args) => {
+            ordo::logging::init(args.log_format, ordo::logging::SERVE_FILTER_DEFAULT)
+        }
+        _ => ordo::logging::init(
+            ordo::logging::LogFormat::Text,
+            ordo::logging::COMMAND_FILTER_DEFAULT,
+        ),
+    }
     if let Err(err) = run(cli.command) {
         // One line a person can act on; the cause chain joined with ": ".
         eprintln!("ordo: {err:#}");
@@ -788,6 +824,19 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await))?
             };
             print_call(called, seq, json)
+        }
+        Command::Scan {
+            remote,
+            table,
+            prefix,
+            limit,
+            json,
+        } => {
+            let scan = remote.run(async |client| {
+                ordo::scan::scan(&client, &table, prefix.as_deref(), limit).await
+            })?;
+            print_scan(&scan, json);
+            Ok(())
         }
         Command::Procedures { remote } => {
             let procedures = remote.run(async |client| Ok(client.procedures().await?))?;
@@ -972,6 +1021,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "leader": status.leader,
                     "commit": status.commit,
                     "applied": status.applied,
+                    "partitions": status.partitions,
+                    "sessions": status.sessions,
+                    "stored_result_bytes": status.stored_result_bytes,
+                    "snapshot_position": status.snapshot_position,
+                    "log_bytes": status.log_bytes,
                 });
                 println!("{object}");
             } else {
@@ -990,6 +1044,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("chain hash  {}", status.chain_hash);
                 println!("keys        {}", status.keys);
                 println!("log records {}", status.log_records);
+                if status.node_id.is_none() {
+                    println!("log bytes   {}", status.log_bytes);
+                    match status.snapshot_position {
+                        Some(position) => println!("snapshot    at position {position}"),
+                        None => println!("snapshot    (none yet)"),
+                    }
+                }
+                println!("partitions  {}", status.partitions);
+                println!(
+                    "sessions    {} ({} bytes of kept answers)",
+                    status.sessions, status.stored_result_bytes
+                );
             }
             Ok(())
         }
@@ -1247,6 +1313,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client_listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     client_listener.set_nonblocking(true)?;
+    let tls_enabled = args.tls_cert.is_some();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(ordo::tls::server_config(cert, key)?),
         _ => None,
@@ -1300,7 +1367,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the node in {}", args.data.display()))?,
     );
     if let Some(recovery) = node.recovery() {
-        eprintln!("ordo serve: recovered the log: {recovery}");
+        tracing::warn!("recovered the log: {recovery}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1338,11 +1405,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Tests and scripts read this line to learn the port.
         // Said once the node is up, so a start that fails says one line.
         if !admin_token_set {
-            eprintln!(
-                "ordo serve: warning: no admin token (ORDO_ADMIN_TOKEN / --admin-token): anyone who can reach {local} may deploy code"
+            tracing::warn!(
+                "warning: no admin token (ORDO_ADMIN_TOKEN / --admin-token): anyone who can reach {local} may deploy code"
             );
         }
         println!("ordo serve: listening on {local}");
+        tracing::info!(
+            listen = %local,
+            data = %args.data.display(),
+            position = status.engine.position,
+            partitions = node.partitions(),
+            cluster = node.cluster_status().is_some(),
+            tls = tls_enabled,
+            admin_token = admin_token_set,
+            "serving"
+        );
         println!(
             "ordo serve: data in {}, position {}, state hash {}",
             args.data.display(),
@@ -1373,12 +1450,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::select! {
             served = ordo::server::serve(node.clone(), listener, config, shutdown_signal()) => served?,
             reason = failed => {
-                eprintln!("ordo serve: the node stopped: {reason}");
+                tracing::error!("the node stopped: {reason}");
                 std::process::exit(1);
             }
         }
         let _ = stop_metrics.send(());
-        eprintln!("ordo serve: shutting down: making the open batch durable and answering it");
+        tracing::info!("shutting down: making the open batch durable and answering it");
         let stopping = node.clone();
         tokio::task::spawn_blocking(move || stopping.shutdown()).await?;
         // Let connection writers deliver the last answers.
@@ -1769,6 +1846,62 @@ fn parse_seq_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u64>> 
             Ok(seq..=seq)
         }
     }
+}
+
+fn print_scan(scan: &ordo::scan::Scan, json: bool) {
+    use ordo::replay::render_bytes;
+    let (first, last) = scan.positions;
+    let positions = if first == last {
+        format!("position {first}")
+    } else {
+        format!("positions {first} to {last} (each page of up to 1,000 rows is one state)")
+    };
+    for row in &scan.rows {
+        let shown = |decoded: &Result<serde_json::Value, String>| match decoded {
+            Ok(value) => value.clone(),
+            Err(raw) => serde_json::Value::String(raw.clone()),
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "key": shown(&row.key),
+                    "value": shown(&row.value),
+                    "raw_key": render_bytes(&row.raw_key),
+                    "raw_value": render_bytes(&row.raw_value),
+                    "decoded": row.key.is_ok() && row.value.is_ok(),
+                })
+            );
+        } else {
+            let text = |decoded: &Result<serde_json::Value, String>| match decoded {
+                Ok(value) => value.to_string(),
+                Err(raw) => raw.clone(),
+            };
+            println!("{} = {}", text(&row.key), text(&row.value));
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"position": last, "positions": [first, last], "rows": scan.rows.len(), "more": scan.more})
+        );
+        return;
+    }
+    let more = if scan.more {
+        " (more rows follow: raise --limit, or narrow with --prefix)"
+    } else {
+        ""
+    };
+    let undecoded = if scan.schema.is_none() {
+        "; no deployed module declares this table with #[table], so rows are shown as bytes"
+    } else {
+        ""
+    };
+    let rows = match scan.rows.len() {
+        1 => "1 row".to_string(),
+        n => format!("{n} rows"),
+    };
+    eprintln!("({rows} as of {positions}{more}{undecoded})");
 }
 
 fn print_replay(replayed: &ordo::replay::Replay, json: bool) {

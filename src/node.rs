@@ -263,6 +263,13 @@ pub struct NodeStatus {
     pub raft_applied: u64,
 }
 
+/// From [`Node::storage_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageStatus {
+    pub snapshot_position: Option<u64>,
+    pub log_bytes: u64,
+}
+
 struct OpenBatch {
     entries: Vec<Entry>,
     replies: Vec<Option<Reply>>,
@@ -387,16 +394,37 @@ pub const STALE_READ_WAIT_MS_MAX: u64 = 1_000;
 /// [`NodeError::Behind`] at once (checked before it is stored).
 pub const STALE_READS_PARKED_MAX: usize = 1024;
 
+/// The most rows one `Node::submit_scan` answers.
+pub const SCAN_ROWS_MAX: usize = 1_000;
+/// Bytes of keys and values past which a scan answers no more rows (the
+/// row that crosses it is the last), so an answer fits in a frame.
+pub const SCAN_BYTES_MAX: usize = 4 << 20;
+
 /// A stale read for the executor thread to run between batches.
 struct ReadRequest {
-    procedure: String,
-    encoding: ArgsEncoding,
-    args: Vec<u8>,
+    work: ReadWork,
     /// Run only once the executor has reached this position (0: at once).
     min_position: u64,
     /// After this, a read still below `min_position` is refused.
     deadline: Instant,
-    answer: ReadReply,
+}
+
+/// What a [`ReadRequest`] runs, and where its answer goes.
+enum ReadWork {
+    /// A read-only procedure.
+    Procedure {
+        procedure: String,
+        encoding: ArgsEncoding,
+        args: Vec<u8>,
+        answer: ReadReply,
+    },
+    /// Committed rows of a key range (`Node::submit_scan`).
+    Scan {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        rows_max: usize,
+        answer: tokio::sync::oneshot::Sender<Result<ordo_engine::ScannedRows, NodeError>>,
+    },
 }
 
 /// Where a stale read's answer goes: a blocked thread (`Node::read`) or an
@@ -407,14 +435,26 @@ enum ReadReply {
     Async(tokio::sync::oneshot::Sender<Result<ReadOutcome, NodeError>>),
 }
 
-impl ReadRequest {
-    fn answer(self, answer: Result<ReadOutcome, NodeError>) {
-        match self.answer {
+impl ReadReply {
+    fn send(self, answer: Result<ReadOutcome, NodeError>) {
+        match self {
             ReadReply::Blocking(sender) => {
                 let _ = sender.send(answer);
             }
             ReadReply::Async(sender) => {
                 let _ = sender.send(answer);
+            }
+        }
+    }
+}
+
+impl ReadRequest {
+    /// Answers with `error`, without running.
+    fn refuse(self, error: NodeError) {
+        match self.work {
+            ReadWork::Procedure { answer, .. } => answer.send(Err(error)),
+            ReadWork::Scan { answer, .. } => {
+                let _ = answer.send(Err(error));
             }
         }
     }
@@ -467,16 +507,31 @@ impl ParkedReads {
 }
 
 fn run_read(executor: &mut Executor, read: ReadRequest) {
-    let outcome = executor.read(&read.procedure, read.encoding, &read.args, now_ms());
-    read.answer(Ok(outcome));
+    match read.work {
+        ReadWork::Procedure {
+            procedure,
+            encoding,
+            args,
+            answer,
+        } => answer.send(Ok(executor.read(&procedure, encoding, &args, now_ms()))),
+        ReadWork::Scan {
+            start,
+            end,
+            rows_max,
+            answer,
+        } => {
+            let rows = executor.scan_committed(&start, end.as_deref(), rows_max, SCAN_BYTES_MAX);
+            let _ = answer.send(Ok(rows));
+        }
+    }
 }
 
 fn refuse_behind(read: ReadRequest, position: u64) {
     let wanted = read.min_position;
-    read.answer(Err(NodeError::Behind {
+    read.refuse(NodeError::Behind {
         applied: position,
         wanted,
-    }));
+    });
 }
 
 impl Shared {
@@ -762,8 +817,8 @@ impl Node {
                 if let Some(image) = &latest {
                     // Operators (and tests) want to know what a start
                     // skipped, and where its time went.
-                    eprintln!(
-                        "ordo: opened the log in {} ms, restored the snapshot at sequence {} (log record {}) in {} ms, replayed the {} records after it in {} ms",
+                    tracing::info!(
+                        "opened the log in {} ms, restored the snapshot at sequence {} (log record {}) in {} ms, replayed the {} records after it in {} ms",
                         log_opened.as_millis(),
                         image.next_seq,
                         image.covered_index(),
@@ -835,9 +890,11 @@ impl Node {
         if compiled != Default::default() {
             // Operators (and tests) want to know whether a start had to
             // compile modules again.
-            eprintln!(
-                "ordo: modules at startup: {} loaded from the compiled-code cache, {} compiled, {} cache files discarded",
-                compiled.loaded_from_cache, compiled.compiled, compiled.cache_discarded
+            tracing::info!(
+                "modules at startup: {} loaded from the compiled-code cache, {} compiled, {} cache files discarded",
+                compiled.loaded_from_cache,
+                compiled.compiled,
+                compiled.cache_discarded
             );
         }
         let status = NodeStatus {
@@ -876,10 +933,7 @@ impl Node {
                 crate::chain_journal::CHAIN_JOURNAL_BYTES_MAX,
             )
             .inspect_err(|err| {
-                eprintln!(
-                    "ordo: no chain journal: cannot open {}: {err}",
-                    dir.display()
-                )
+                tracing::warn!("no chain journal: cannot open {}: {err}", dir.display())
             })
             .ok()
         });
@@ -1037,13 +1091,52 @@ impl Node {
             return Err(self.shared.refusal());
         }
         check_procedure_name(procedure)?;
+        self.queue_read_work(
+            ReadWork::Procedure {
+                procedure: procedure.to_string(),
+                encoding,
+                args,
+                answer,
+            },
+            min_position,
+        )
+    }
+
+    /// The committed rows with `start <= key < end` (no `end`: to the
+    /// last key) at this node's current position, at most `rows_max`
+    /// (up to [`SCAN_ROWS_MAX`]) and about [`SCAN_BYTES_MAX`] bytes, read
+    /// by the executor between batches (`ordo scan`). The answer comes on
+    /// the returned channel.
+    pub fn submit_scan(
+        &self,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        rows_max: usize,
+    ) -> Result<
+        tokio::sync::oneshot::Receiver<Result<ordo_engine::ScannedRows, NodeError>>,
+        NodeError,
+    > {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue_read_work(
+            ReadWork::Scan {
+                start,
+                end,
+                rows_max: rows_max.clamp(1, SCAN_ROWS_MAX),
+                answer,
+            },
+            0,
+        )?;
+        Ok(answered)
+    }
+
+    fn queue_read_work(&self, work: ReadWork, min_position: u64) -> Result<(), NodeError> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(self.shared.refusal());
+        }
         let request = ReadRequest {
-            procedure: procedure.to_string(),
-            encoding,
-            args,
+            work,
             min_position,
             deadline: Instant::now() + Duration::from_millis(STALE_READ_WAIT_MS_MAX),
-            answer,
         };
         self.shared
             .reads
@@ -1149,6 +1242,23 @@ impl Node {
 
     pub fn status(&self) -> NodeStatus {
         *self.shared.status.lock()
+    }
+
+    /// What a standalone node keeps on disk: the position its newest
+    /// durable snapshot rebuilds (`None` before the first) and the bytes
+    /// of its log's records. `None` on a cluster member.
+    pub fn storage_status(&self) -> Option<StorageStatus> {
+        let local = self.shared.local.as_ref()?;
+        let next_seq = local.newest_next_seq();
+        Some(StorageStatus {
+            snapshot_position: (next_seq > 0).then(|| next_seq - 1),
+            log_bytes: local.log().lock().bytes(),
+        })
+    }
+
+    /// Executor threads (`NodeConfig::partitions`).
+    pub fn partitions(&self) -> usize {
+        self.shared.config.partitions
     }
 
     /// The node's counters in the Prometheus text format.
@@ -1570,8 +1680,8 @@ fn run_executor(
                     Ok(restored) => {
                         // Operators (and tests) want to know a node
                         // skipped log replay.
-                        eprintln!(
-                            "ordo: installed the leader's snapshot: continuing at sequence {}",
+                        tracing::info!(
+                            "installed the leader's snapshot: continuing at sequence {}",
                             image.next_seq
                         );
                         executor = restored;
@@ -1622,7 +1732,7 @@ fn run_executor(
                 raft.as_ref().map_or(0, |point| point.index),
             )
         {
-            eprintln!("ordo: {reason}");
+            tracing::error!("{reason}");
             shared.fail(reason.clone());
             if let Some(callers) = token {
                 callers.fail(&shared, || NodeError::Failed(reason.clone()));
@@ -1659,6 +1769,15 @@ fn run_executor(
         // the transaction, and fails the callers still waiting.
         let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             executor.execute_each(&batch, |tx| {
+                if let Outcome::Deployed(module) = &tx.outcome {
+                    tracing::info!(
+                        module = %module.name,
+                        sha256 = %module.sha256,
+                        seq = tx.seq,
+                        procedures = module.procedures.len(),
+                        "deployed"
+                    );
+                }
                 chunk.push(tx);
                 if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
                     let entries = &batch.entries[answered..answered + chunk.len()];
@@ -1669,7 +1788,7 @@ fn run_executor(
         }));
         if let Err(payload) = executed {
             let reason = engine_panic_reason(&*payload, executor.interrupted_at());
-            eprintln!("ordo: {reason}");
+            tracing::error!("{reason}");
             shared.fail(reason.clone());
             if counted {
                 let waiting = batch.entries[answered..]

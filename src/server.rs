@@ -171,13 +171,13 @@ impl RateLimitedLog {
             *next = Some(now + LOG_LINES_INTERVAL);
             std::mem::take(left_out)
         };
+        // Built here, not inside the macro: at most once per interval,
+        // and whether or not a subscriber listens.
+        let line = line();
         if left_out == 0 {
-            eprintln!("ordo serve: {}", line());
+            tracing::warn!("{line}");
         } else {
-            eprintln!(
-                "ordo serve: {} ({left_out} more like it left out of the log)",
-                line()
-            );
+            tracing::warn!("{line} ({left_out} more like it left out of the log)");
         }
     }
 }
@@ -898,6 +898,38 @@ fn other_request(
             });
             None
         }
+        RequestBody::Scan {
+            admin_token,
+            start,
+            end,
+            limit,
+        } => {
+            if !token_ok(&config.admin_token, &admin_token) {
+                return Some(ResponseBody::Refused {
+                    reason: RequestRefusal::Unauthorized,
+                    message: "a scan needs the admin token (--admin-token / ORDO_ADMIN_TOKEN): it reads rows past every procedure's checks"
+                        .to_string(),
+                });
+            }
+            let scanned = match node.submit_scan(start, end, limit as usize) {
+                Ok(scanned) => scanned,
+                Err(err) => return Some(refusal_body(&err)),
+            };
+            let (node, responses) = (node.clone(), responses.clone());
+            tokio::spawn(async move {
+                let body = match scanned.await {
+                    Ok(Ok(scanned)) => ResponseBody::Rows {
+                        position: scanned.position,
+                        rows: scanned.rows,
+                        more: scanned.more,
+                    },
+                    Ok(Err(err)) => refusal_body(&err),
+                    Err(_) => refusal_body(&node_refusal(&node)),
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -1278,7 +1310,16 @@ pub fn status_info(node: &Node) -> StatusInfo {
         leader: None,
         commit: 0,
         applied: status.raft_applied,
+        partitions: node.partitions() as u32,
+        sessions: status.engine.sessions,
+        stored_result_bytes: status.engine.stored_result_bytes,
+        snapshot_position: None,
+        log_bytes: 0,
     };
+    if let Some(storage) = node.storage_status() {
+        info.snapshot_position = storage.snapshot_position;
+        info.log_bytes = storage.log_bytes;
+    }
     if let Some(cluster) = node.cluster_status() {
         info.log_records = cluster.last_log_index;
         info.node_id = Some(cluster.node_id);

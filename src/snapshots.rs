@@ -227,15 +227,22 @@ fn write_snapshots(
     newest_next_seq: &AtomicU64,
 ) {
     for image in images {
+        let saving = std::time::Instant::now();
         match store.save(&image) {
             Ok(()) => {
+                tracing::info!(
+                    position = image.next_seq - 1,
+                    bytes = image.engine.len(),
+                    ms = saving.elapsed().as_millis() as u64,
+                    "saved a snapshot"
+                );
                 newest_next_seq.store(image.next_seq, Ordering::Release);
                 if let Err(err) = remove_covered_records(store, log, pins) {
-                    eprintln!("ordo: could not remove log records a snapshot covers: {err}");
+                    tracing::error!("could not remove log records a snapshot covers: {err}");
                 }
             }
-            Err(err) => eprintln!(
-                "ordo: could not save a snapshot at sequence {} in {}: {err}",
+            Err(err) => tracing::error!(
+                "could not save a snapshot at sequence {} in {}: {err}",
                 image.next_seq,
                 store.dir().display()
             ),

@@ -551,8 +551,9 @@ pub struct Deployed {
 /// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The TCP connection could not be opened (or timed out).
-    #[error("cannot connect to {addr}: {source}; is `ordo serve` running at {addr}?")]
+    /// The TCP connection could not be opened (or timed out). The reason
+    /// is the error's `source` (`{:#}` with anyhow prints both, once).
+    #[error("cannot connect to {addr} (is `ordo serve` running at {addr}?)")]
     Connect {
         addr: String,
         #[source]
@@ -1443,6 +1444,38 @@ impl Client {
         }
     }
 
+    /// One page of committed rows with `start <= key < end` (no `end`: to
+    /// the last key) at the connected node's position, at most `limit`
+    /// (the node answers at most 1,000), with [`ClientConfig::admin_token`]
+    /// (see the protocol's "Scans"). Returns the position, the rows in key
+    /// order, and whether more follow: ask again from just after the last
+    /// key (`last + [0]`).
+    pub async fn scan_raw(
+        &self,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<(u64, Vec<(Vec<u8>, Vec<u8>)>, bool), ClientError> {
+        let body = RequestBody::Scan {
+            admin_token: self.handle.core.config.admin_token.clone(),
+            start,
+            end,
+            limit,
+        };
+        match self.request(body).await? {
+            ResponseBody::Rows {
+                position,
+                rows,
+                more,
+            } => {
+                self.handle.core.observe(position);
+                Ok((position, rows, more))
+            }
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("rows", &other)),
+        }
+    }
+
     pub async fn procedures(&self) -> Result<Vec<ProcedureDescription>, ClientError> {
         match self.request(RequestBody::Procedures).await? {
             ResponseBody::Procedures(procedures) => Ok(procedures),
@@ -1657,6 +1690,7 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::Described(_) => "a description",
         ResponseBody::Backup(_) => "a backup answer",
         ResponseBody::Behind { .. } => "a node behind the read's position",
+        ResponseBody::Rows { .. } => "scanned rows",
     };
     ClientError::UnexpectedResponse { expected, got }
 }

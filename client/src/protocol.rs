@@ -105,6 +105,16 @@
 //! in memory). Version 5 added the request (last, so the others keep
 //! their index).
 //!
+//! # Scans (version 5)
+//!
+//! [`RequestBody::Scan`] (admin token: it reads rows without any
+//! procedure's checks) returns the committed rows of a key range at the
+//! answering node's current position, in key order, at most `limit` (up
+//! to 1,000) and about 4 MiB of keys and values, as [`ResponseBody::Rows`]
+//! with `more` set when rows remain: the next page starts just after the
+//! last key. `ordo scan TABLE` builds the range from a table's name and
+//! decodes rows with its schema. Any node answers it, whatever its role.
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -285,6 +295,14 @@ pub enum RequestBody {
         encoding: Encoding,
         args: Vec<u8>,
     },
+    /// Committed rows with `start <= key < end` (no `end`: to the last
+    /// key); see "Scans". Answered with [`ResponseBody::Rows`].
+    Scan {
+        admin_token: Option<String>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    },
 }
 
 /// What a [`RequestBody::Backup`] asks for.
@@ -400,6 +418,13 @@ pub enum ResponseBody {
         applied: u64,
         wanted: u64,
     },
+    /// The rows a [`RequestBody::Scan`] found, as of `position`, in key
+    /// order; `more` if the range holds rows after the last one.
+    Rows {
+        position: u64,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        more: bool,
+    },
 }
 
 /// One deployed module's contract, from [`RequestBody::Describe`].
@@ -455,6 +480,19 @@ pub struct StatusInfo {
     pub commit: u64,
     /// The Raft index this node has applied; 0 on a standalone node.
     pub applied: u64,
+    /// Executor threads (version 5, like the fields below).
+    pub partitions: u32,
+    /// Open exactly-once sessions, registered or not.
+    pub sessions: u64,
+    /// What the outcomes kept for retries are charged against their
+    /// budget, in bytes.
+    pub stored_result_bytes: u64,
+    /// The position a standalone node's newest durable snapshot rebuilds;
+    /// `None` before its first (and on a cluster member).
+    pub snapshot_position: Option<u64>,
+    /// Bytes of a standalone node's log records on disk (0 on a cluster
+    /// member).
+    pub log_bytes: u64,
 }
 
 /// [`StatusInfo::role`] of a single node without replication.
@@ -726,6 +764,11 @@ mod tests {
             leader: Some(1),
             commit: 40,
             applied: 39,
+            partitions: 2,
+            sessions: 3,
+            stored_result_bytes: 100,
+            snapshot_position: Some(30),
+            log_bytes: 4_096,
         }
     }
 
@@ -832,6 +875,28 @@ mod tests {
             body: read_at.clone(),
         });
         assert_eq!(postcard::to_stdvec(&read_at).unwrap()[0], 8);
+        let scan = RequestBody::Scan {
+            admin_token: Some("admin".into()),
+            start: b"acct\0".to_vec(),
+            end: Some(b"acct\x01".to_vec()),
+            limit: 10,
+        };
+        assert_eq!(postcard::to_stdvec(&scan).unwrap()[0], 9);
+        round_trip(&Request {
+            request_id: 7,
+            acked_below: 7,
+            body: scan,
+        });
+        let rows = ResponseBody::Rows {
+            position: 3,
+            rows: vec![(b"k".to_vec(), b"v".to_vec())],
+            more: true,
+        };
+        assert_eq!(postcard::to_stdvec(&rows).unwrap()[0], 12);
+        round_trip(&Response {
+            request_id: 7,
+            body: rows,
+        });
     }
 
     /// Version 2 only appended variants: the old ones keep their

@@ -86,6 +86,17 @@ impl EngineStatus {
     }
 }
 
+/// What [`Executor::scan_committed`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScannedRows {
+    /// The position the rows are as of.
+    pub position: u64,
+    /// `(key, value)` in key order.
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether rows remain in the range after the last one.
+    pub more: bool,
+}
+
 /// One slot: its committed state and the instances its transactions run
 /// in. Only the thread that owns the slot, or the dispatcher while that
 /// thread is idle, locks either, so the locks are never contended.
@@ -888,6 +899,45 @@ impl Executor {
             };
             Abort::new(AbortKind::UnknownProcedure, message)
         })
+    }
+
+    /// Committed rows with `start <= key < end` (no `end`: to the last
+    /// key), in key order across every slot: at most `rows_max` rows, and
+    /// no more once `bytes_max` bytes of keys and values are taken (the
+    /// row that crosses it is the last). Says whether rows remain after
+    /// the last one returned. For `ordo scan`; call it between batches,
+    /// from the thread that executes them. Nothing observable changes.
+    pub fn scan_committed(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        rows_max: usize,
+        bytes_max: usize,
+    ) -> ScannedRows {
+        // Every partition thread is idle between batches, so these locks
+        // are free.
+        let stores: Vec<_> = self.slots.iter().map(|slot| slot.store.lock()).collect();
+        let mut merged = crate::sandbox::MergedRange::new(
+            stores
+                .iter()
+                .map(|store| store.range(start, end).peekable())
+                .collect(),
+        )
+        .peekable();
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        while rows.len() < rows_max && bytes < bytes_max {
+            let Some((key, value)) = merged.next() else {
+                break;
+            };
+            bytes += key.len() + value.len();
+            rows.push((key.to_vec(), value.to_vec()));
+        }
+        ScannedRows {
+            position: self.position,
+            more: merged.peek().is_some(),
+            rows,
+        }
     }
 
     /// Runs a read-only procedure against the state as of the last

@@ -339,8 +339,14 @@ fn declaration_touched_store() -> wasmtime::Error {
 
 /// A merge of per-slot ranges. Every key lives in exactly one slot, so
 /// the sources never share a key.
-struct MergedRange<I: Iterator> {
+pub(crate) struct MergedRange<I: Iterator> {
     sources: SmallVec<[std::iter::Peekable<I>; 2]>,
+}
+
+impl<I: Iterator> MergedRange<I> {
+    pub(crate) fn new(sources: SmallVec<[std::iter::Peekable<I>; 2]>) -> Self {
+        MergedRange { sources }
+    }
 }
 
 impl<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> Iterator for MergedRange<I> {

@@ -1112,6 +1112,12 @@ impl FileLog {
     pub fn segment_paths(&self) -> impl Iterator<Item = &Path> {
         self.segments.iter().map(|segment| segment.path.as_path())
     }
+
+    /// The bytes of complete records in every segment (what the log holds
+    /// on disk, less pre-allocation and unsynced tails).
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|segment| segment.bytes).sum()
+    }
 }
 
 /// What scanning one segment found.

@@ -29,12 +29,12 @@ impl RateLimitedLog {
         }
     }
 
-    /// Prints `line` to stderr unless a line was printed less than the
+    /// Logs `line` (a `tracing` warning) unless a line was printed less than the
     /// interval ago; then it only counts it, and the next printed line
     /// says how many were held back.
     pub fn warn(&self, line: &str) {
         if let Some(line) = self.admit(line, Instant::now()) {
-            eprintln!("ordo: {line}");
+            tracing::warn!("{line}");
         }
     }
 

@@ -78,6 +78,26 @@ fn cli_happy_path_and_every_error() {
         serde_json::from_str(&stdout(&ordo(&server, &["status", "--json"]))).unwrap();
     assert!(status["position"].as_u64().unwrap() >= 5);
     assert_eq!(status["state_hash"].as_str().unwrap().len(), 32);
+    // What the node keeps: its log holds the records so far (no snapshot
+    // yet on so short a log), one partition thread by default on this
+    // machine or more, the CLI's sessions ended.
+    assert!(status["log_bytes"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(
+        status["snapshot_position"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    assert!(status["partitions"].as_u64().unwrap() >= 1, "{status}");
+    assert!(status["sessions"].as_u64().is_some(), "{status}");
+    let text = stdout(&ordo(&server, &["status"]));
+    for line in [
+        "log bytes",
+        "snapshot    (none yet)",
+        "partitions",
+        "sessions",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
 
     // Every error is one actionable line and a non-zero exit.
     fails_with(
@@ -127,6 +147,9 @@ fn cli_happy_path_and_every_error() {
         .output()
         .unwrap();
     fails_with(&unreachable, "is `ordo serve` running");
+    // The OS's reason once, not twice.
+    let said = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(said.matches("Connection refused").count(), 1, "{said}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod module_limits;
 mod partitions;
 mod recovery;
 mod replay;
+mod scan;
 mod server;
 mod sessions;
 mod snapshots;

@@ -327,6 +327,12 @@ class StatusInfo:
     leader: Optional[int]
     commit: int
     applied: int
+    # Version 5:
+    partitions: int = 1
+    sessions: int = 0
+    stored_result_bytes: int = 0
+    snapshot_position: Optional[int] = None
+    log_bytes: int = 0
 
 
 @dataclass
@@ -382,6 +388,11 @@ def _status(r: Reader) -> StatusInfo:
         leader=r.opt_u64(),
         commit=r.u64(),
         applied=r.u64(),
+        partitions=r.u32(),
+        sessions=r.u64(),
+        stored_result_bytes=r.u64(),
+        snapshot_position=r.opt_u64(),
+        log_bytes=r.u64(),
     )
 
 

@@ -95,6 +95,11 @@ fn status() -> StatusInfo {
         leader: None,
         commit: 0,
         applied: 0,
+        partitions: 1,
+        sessions: 0,
+        stored_result_bytes: 0,
+        snapshot_position: None,
+        log_bytes: 0,
     }
 }
 
@@ -365,6 +370,7 @@ async fn canned_server(listener: TcpListener) {
                 }
             }
             RequestBody::ReadAt { .. } => panic!("unexpected time-travel read"),
+            RequestBody::Scan { .. } => panic!("unexpected scan"),
         };
         answer(&mut stream, request.request_id, body).await;
     }
@@ -679,10 +685,15 @@ async fn connection_refused_says_what_to_check() {
     );
     let message = err.to_string();
     assert!(
-        message.contains(&format!("is `ordo serve` running at {addr}?")),
+        message.contains(&format!("(is `ordo serve` running at {addr}?)")),
         "{message}"
     );
     assert!(!message.contains('\n'), "{message}");
+    // The OS's reason is the source, said once by a chain printer.
+    let source = std::error::Error::source(&err)
+        .expect("a source")
+        .to_string();
+    assert!(!message.contains(&source), "{message} repeats {source}");
 }
 
 #[test]

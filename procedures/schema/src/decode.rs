@@ -374,3 +374,148 @@ impl<'a> Decoder<'a> {
         })
     }
 }
+
+/// The key class byte a table stores between its name and a key of
+/// `shape` (the SDK's `EncodeKey::KEY_CLASS`: the first component's width,
+/// `0x80` for a byte string), for the shapes [`ordered_key_to_json`]
+/// reads; `None` for others (a type with its own key encoding).
+pub fn key_class(shape: &Shape, registry: &Registry) -> Option<u8> {
+    key_class_at(shape, registry, 0)
+}
+
+fn key_class_at(shape: &Shape, registry: &Registry, depth: usize) -> Option<u8> {
+    if depth > KEY_DEPTH_MAX {
+        return None;
+    }
+    Some(match shape {
+        Shape::Unit => 0,
+        Shape::Bool | Shape::U8 | Shape::I8 => 1,
+        Shape::U16 | Shape::I16 => 2,
+        Shape::U32 | Shape::I32 => 4,
+        Shape::U64 | Shape::I64 => 8,
+        Shape::U128 | Shape::I128 => 16,
+        Shape::String | Shape::Bytes => 0x80,
+        Shape::Seq(item) if **item == Shape::U8 => 0x80,
+        Shape::Tuple(items) if (1..=4).contains(&items.len()) => {
+            key_class_at(&items[0], registry, depth + 1)?
+        }
+        Shape::Named(id) => match &registry.get(id)?.body {
+            TypeBody::Struct(Fields::Newtype(inner)) => key_class_at(inner, registry, depth + 1)?,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The order-preserving encoding of `value` as a key of `shape`, or of a
+/// prefix of one: for a tuple key, an array of its first elements (or the
+/// first element alone) encodes those. The inverse of
+/// [`ordered_key_to_json`]; `None` where the value does not fit the shape
+/// or the shape has no known key encoding.
+pub fn ordered_key_prefix_from_json(
+    shape: &Shape,
+    registry: &Registry,
+    value: &Value,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match (shape, value) {
+        (Shape::Tuple(items), Value::Array(given)) if given.len() <= items.len() => {
+            for (item, value) in items.iter().zip(given) {
+                encode_key(item, registry, value, &mut out, 1)?;
+            }
+        }
+        (Shape::Tuple(items), scalar) if !items.is_empty() => {
+            encode_key(&items[0], registry, scalar, &mut out, 1)?;
+        }
+        _ => encode_key(shape, registry, value, &mut out, 0)?,
+    }
+    Some(out)
+}
+
+fn encode_key(
+    shape: &Shape,
+    registry: &Registry,
+    value: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Option<()> {
+    fn escaped(bytes: &[u8], out: &mut Vec<u8>) {
+        for &b in bytes {
+            out.push(b);
+            if b == 0 {
+                out.push(0xFF);
+            }
+        }
+        out.extend_from_slice(&[0, 0]);
+    }
+    fn unsigned(value: &Value, width: usize) -> Option<u128> {
+        let n = match value {
+            Value::Number(n) => u128::from(n.as_u64()?),
+            Value::String(text) => text.parse().ok()?,
+            _ => return None,
+        };
+        (width == 16 || n < 1u128 << (8 * width)).then_some(n)
+    }
+    fn signed(value: &Value, width: usize) -> Option<i128> {
+        let n = match value {
+            Value::Number(n) => i128::from(n.as_i64()?),
+            Value::String(text) => text.parse().ok()?,
+            _ => return None,
+        };
+        let bits = 8 * width as u32;
+        (bits == 128 || (n >= -(1i128 << (bits - 1)) && n < 1i128 << (bits - 1))).then_some(n)
+    }
+    fn big_endian(n: u128, width: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&n.to_be_bytes()[16 - width..]);
+    }
+    if depth > KEY_DEPTH_MAX {
+        return None;
+    }
+    let width = |shape: &Shape| match shape {
+        Shape::U8 | Shape::I8 => 1,
+        Shape::U16 | Shape::I16 => 2,
+        Shape::U32 | Shape::I32 => 4,
+        Shape::U64 | Shape::I64 => 8,
+        _ => 16,
+    };
+    match shape {
+        Shape::Unit => matches!(value, Value::Null).then_some(())?,
+        Shape::Bool => out.push(u8::from(value.as_bool()?)),
+        Shape::U8 | Shape::U16 | Shape::U32 | Shape::U64 | Shape::U128 => {
+            big_endian(unsigned(value, width(shape))?, width(shape), out)
+        }
+        Shape::I8 | Shape::I16 | Shape::I32 | Shape::I64 | Shape::I128 => {
+            let w = width(shape);
+            let n = signed(value, w)? as u128 ^ (1u128 << (8 * w - 1));
+            big_endian(n, w, out)
+        }
+        Shape::String => escaped(value.as_str()?.as_bytes(), out),
+        Shape::Bytes => escaped(&json_bytes(value)?, out),
+        Shape::Seq(item) if **item == Shape::U8 => escaped(&json_bytes(value)?, out),
+        Shape::Tuple(items) if (1..=4).contains(&items.len()) => {
+            let given = value.as_array()?;
+            if given.len() != items.len() {
+                return None;
+            }
+            for (item, value) in items.iter().zip(given) {
+                encode_key(item, registry, value, out, depth + 1)?;
+            }
+        }
+        Shape::Named(id) => match &registry.get(id)?.body {
+            TypeBody::Struct(Fields::Newtype(inner)) => {
+                encode_key(inner, registry, value, out, depth + 1)?
+            }
+            _ => return None,
+        },
+        _ => return None,
+    }
+    Some(())
+}
+
+fn json_bytes(value: &Value) -> Option<Vec<u8>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|b| u8::try_from(b.as_u64()?).ok())
+        .collect()
+}

@@ -79,7 +79,8 @@ pub mod __private;
 pub use compat::stored_compatibility;
 #[cfg(feature = "json")]
 pub use decode::{
-    DECODE_NODES_MAX, ordered_key_to_json, postcard_params_to_json, postcard_to_json,
+    DECODE_NODES_MAX, key_class, ordered_key_prefix_from_json, ordered_key_to_json,
+    postcard_params_to_json, postcard_to_json,
 };
 pub use describe::describe_args_mismatch;
 pub use fingerprint::{Fingerprint, args_fingerprint, fingerprint_of_args};

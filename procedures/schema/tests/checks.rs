@@ -1238,3 +1238,45 @@ fn table_keys_decode_from_their_order_preserving_encoding() {
     let (shape, registry) = shapes::<inventory::Bin>();
     assert_eq!(ordered_key_to_json(&shape, &registry, &[0; 8]), None);
 }
+
+#[test]
+fn key_prefixes_encode_as_the_sdk_does_and_decode_back() {
+    let registry = Registry::new();
+    let shape = Shape::Tuple(vec![Shape::String, Shape::U32, Shape::I64]);
+    assert_eq!(ordo_schema::key_class(&shape, &registry), Some(0x80));
+    assert_eq!(ordo_schema::key_class(&Shape::U64, &registry), Some(8));
+    assert_eq!(ordo_schema::key_class(&Shape::F32, &registry), None);
+    let full =
+        ordo_schema::ordered_key_prefix_from_json(&shape, &registry, &json!(["a\u{0}b", 9, -2]))
+            .unwrap();
+    let mut expected = b"a\x00\xffb\x00\x00".to_vec();
+    expected.extend_from_slice(&9u32.to_be_bytes());
+    expected.extend_from_slice(&((-2i64 as u64) ^ (1 << 63)).to_be_bytes());
+    assert_eq!(full, expected);
+    assert_eq!(
+        ordered_key_to_json(&shape, &registry, &full),
+        Some(json!(["a\u{0}b", 9, -2]))
+    );
+    // Leading elements, as an array or the first alone, are a prefix.
+    let two = ordo_schema::ordered_key_prefix_from_json(&shape, &registry, &json!(["a\u{0}b", 9]));
+    assert_eq!(two.as_deref(), Some(&full[..full.len() - 8]));
+    let one = ordo_schema::ordered_key_prefix_from_json(&shape, &registry, &json!("a\u{0}b"));
+    assert_eq!(one.as_deref(), Some(&expected[..6]));
+    // Values that do not fit: refused, not truncated.
+    for bad in [
+        json!([1]),
+        json!(["a", -1]),
+        json!(["a", 1, 2, 3]),
+        json!(["a", 4294967296u64]),
+    ] {
+        assert_eq!(
+            ordo_schema::ordered_key_prefix_from_json(&shape, &registry, &bad),
+            None,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        ordo_schema::ordered_key_prefix_from_json(&Shape::U8, &registry, &json!(256)),
+        None
+    );
+}

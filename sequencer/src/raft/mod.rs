@@ -423,8 +423,8 @@ impl RaftHandle {
                 Ok(Ok(())) => {
                     let _ = raft.trigger().snapshot().await;
                 }
-                Ok(Err(err)) => eprintln!("ordo: could not save a snapshot: {err}"),
-                Err(err) => eprintln!("ordo: snapshot writer failed: {err}"),
+                Ok(Err(err)) => tracing::error!("could not save a snapshot: {err}"),
+                Err(err) => tracing::error!("snapshot writer failed: {err}"),
             }
         });
     }
@@ -433,6 +433,27 @@ impl RaftHandle {
 /// On a member that lost journal entries: once it has caught up (see
 /// `lost.rs`), deletes the marker and lets it vote and stand again. The
 /// marker goes first, so a crash in between only repeats the check.
+/// Logs every change of this member's role, term or known leader (an
+/// election, a lost leader, a step-down), once per change.
+async fn log_role_changes(raft: Raft<TypeConfig>) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term, m.current_leader)
+        };
+        if last != Some(now) {
+            let (state, term, leader) = now;
+            tracing::info!(role = ?state, term, leader = ?leader, "raft role");
+            last = Some(now);
+        }
+        if metrics.changed().await.is_err() {
+            return; // Raft stopped.
+        }
+    }
+}
+
 async fn watch_catch_up(
     raft: Raft<TypeConfig>,
     lost: lost::LostEntries,
@@ -453,13 +474,13 @@ async fn watch_catch_up(
     if let Ok(Err(err)) | Err(err) = cleared.map_err(std::io::Error::other) {
         // Without the marker gone a restart would refuse votes again,
         // which is safe; keep refusing now too rather than disagree.
-        eprintln!("ordo: could not delete the lost-entries marker: {err}");
+        tracing::error!("could not delete the lost-entries marker: {err}");
         return;
     }
     votes_refused.store(false, Ordering::Release);
     raft.runtime_config().elect(true);
-    eprintln!(
-        "ordo: node caught up past term {} after its journal loss: it votes and stands for election again",
+    tracing::warn!(
+        "node caught up past term {} after its journal loss: it votes and stands for election again",
         lost.term
     );
 }
@@ -527,9 +548,11 @@ impl<T: Send + 'static> RaftLog<T> {
         // candidacy, until caught up.
         let lost = lost::read(&config.dir).map_err(|err| ClusterError::Storage(err.to_string()))?;
         if let Some(lost) = &lost {
-            eprintln!(
-                "ordo: node {} lost Raft journal entries ({}); it will neither vote nor stand for election until it has applied an entry of a term after {}",
-                config.node_id, lost.detail, lost.term
+            tracing::warn!(
+                "node {} lost Raft journal entries ({}); it will neither vote nor stand for election until it has applied an entry of a term after {}",
+                config.node_id,
+                lost.detail,
+                lost.term
             );
         }
         let votes_refused = Arc::new(AtomicBool::new(lost.is_some()));
@@ -639,6 +662,7 @@ impl<T: Send + 'static> RaftLog<T> {
                 votes_refused,
             ));
         }
+        runtime.spawn(log_role_changes(handle.raft.clone()));
         runtime.spawn(network::report_checkpoints(
             handle.raft.clone(),
             handle.peers.clone(),

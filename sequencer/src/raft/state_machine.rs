@@ -281,7 +281,7 @@ impl SnapshotStore {
                     return Ok(Some(image));
                 }
                 Ok(_) => {}
-                Err(reason) => eprintln!("ordo: skipping {}: {reason}", file.path.display()),
+                Err(reason) => tracing::warn!("skipping {}: {reason}", file.path.display()),
             }
         }
         Ok(None)
@@ -303,7 +303,7 @@ impl SnapshotStore {
         for SnapshotFile { path, .. } in self.files()?.into_iter().rev() {
             match SnapshotImage::decode(&std::fs::read(&path)?) {
                 Ok(image) => return Ok(Some(image)),
-                Err(reason) => eprintln!("ordo: skipping {}: {reason}", path.display()),
+                Err(reason) => tracing::warn!("skipping {}: {reason}", path.display()),
             }
         }
         Ok(None)
