@@ -54,7 +54,7 @@ enum Command {
     /// Deploy (or upgrade) a module: prints its name, hash and procedures.
     Deploy {
         #[command(flatten)]
-        remote: Remote,
+        remote: AdminRemote,
         /// Module name; redeploying a name upgrades it.
         name: String,
         /// The compiled `.wasm` file.
@@ -69,7 +69,7 @@ enum Command {
     /// for a `()` result, which is JSON `null`).
     Call {
         #[command(flatten)]
-        remote: Remote,
+        remote: AdminRemote,
         procedure: String,
         /// Arguments as a JSON object keyed by parameter name.
         #[arg(default_value = "{}")]
@@ -131,7 +131,7 @@ enum Command {
     /// as bytes otherwise; in key order, at the server's current position.
     Scan {
         #[command(flatten)]
-        remote: Remote,
+        remote: AdminRemote,
         /// The table's name.
         table: String,
         /// Only keys starting with this (JSON): the whole key, or for a
@@ -190,7 +190,7 @@ enum Command {
     /// current position. Writes go on meanwhile. Needs the admin token.
     Backup {
         #[command(flatten)]
-        remote: Remote,
+        remote: AdminRemote,
         /// Where to write the backup.
         dir: PathBuf,
     },
@@ -241,7 +241,7 @@ enum Command {
         #[arg(long, group = "history")]
         from_server: bool,
         #[command(flatten)]
-        remote: Remote,
+        remote: AdminRemote,
         /// Show every host call each transaction made, and its fuel.
         #[arg(long)]
         trace: bool,
@@ -264,7 +264,7 @@ enum Command {
 }
 
 /// How to reach a server.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct Remote {
     /// The server's client address, or a cluster's as a comma-separated list (`A,B,C`): the client finds the leader and fails over.
     #[arg(long, env = "ORDO_SERVER", default_value = "127.0.0.1:7878")]
@@ -272,13 +272,53 @@ struct Remote {
     /// Client token, if the server requires one.
     #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Admin token, for deploys.
-    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    /// Set through [`AdminRemote`], on the commands that need it.
+    #[arg(skip)]
     admin_token: Option<String>,
     /// Connect over TLS, trusting the CA certificates in this PEM file
     /// (the server runs with --tls-cert).
     #[arg(long, env = "ORDO_TLS_CA")]
     tls_ca: Option<PathBuf>,
+}
+
+/// How to reach a server, for a command that needs the admin token (so
+/// only those commands offer `--admin-token`).
+#[derive(clap::Args)]
+struct AdminRemote {
+    #[command(flatten)]
+    remote: Remote,
+    /// Admin token (deploys, backups, scans, replays and reads of the
+    /// past).
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl AdminRemote {
+    /// The connection settings with the admin token.
+    fn with_token(&self) -> Remote {
+        Remote {
+            admin_token: self.admin_token.clone(),
+            ..self.remote.clone()
+        }
+    }
+
+    fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.with_token().run(work)
+    }
+
+    fn run_in_session<T>(
+        &self,
+        work: impl AsyncFnOnce(ordo_client::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.with_token().run_in_session(work)
+    }
+
+    fn fetch_backup(&self) -> anyhow::Result<(tempfile::TempDir, ordo::replay::ReplaySource)> {
+        self.with_token().fetch_backup()
+    }
 }
 
 /// The client's TLS configuration for `--tls-ca`, if given.

@@ -600,7 +600,7 @@ pub enum ClientError {
     /// The server refused the client token (at connect) or the admin token
     /// (on a deploy).
     #[error(
-        "the server refused the credentials; set the token it expects (`ClientConfig::token` to connect, `ClientConfig::admin_token` to deploy)"
+        "the server refused the credentials; set the token it expects: the client token to connect (`--token` / ORDO_CLIENT_TOKEN; `ClientConfig::token` in Rust), the admin token to deploy, back up, scan or read the past (`--admin-token` / ORDO_ADMIN_TOKEN; `ClientConfig::admin_token`)"
     )]
     Unauthorized,
     /// The server refused the connection for another reason.
@@ -634,7 +634,7 @@ pub enum ClientError {
     /// No procedure of that name is deployed (an abort of kind
     /// `unknown_procedure`, sequenced at `seq`).
     #[error(
-        "no procedure `{procedure}` is deployed ({message}); check the name with `procedures()` or deploy its module"
+        "no procedure `{procedure}` is deployed ({message}); check the name with `ordo procedures` (`Client::procedures` in Rust) or deploy its module"
     )]
     UnknownProcedure {
         procedure: String,
@@ -644,7 +644,7 @@ pub enum ClientError {
     /// The procedure could not decode its arguments (an abort of kind
     /// `bad_arguments`, sequenced at `seq`).
     #[error(
-        "the procedure rejected its arguments: {message}; check they match its parameters (see `procedures()`)"
+        "the procedure rejected its arguments: {message}; check they match its parameters (`ordo procedures`, `ordo describe`)"
     )]
     BadArguments {
         message: String,
@@ -683,7 +683,7 @@ pub enum ClientError {
     /// [`ClientConfig::request_timeout`] ran out; nothing ran. Reading at
     /// an older position would have gone back in time.
     #[error(
-        "the read wants position {wanted} or later (this client has seen it) but the node has executed only up to {applied}, and no node caught up within {after:?}; retry when the cluster has caught up, or read with ReadConsistency::Linearizable"
+        "the read wants position {wanted} or later (this client has seen it) but the node has executed only up to {applied}, and no node caught up within {after:?}; retry when the cluster has caught up, or read through the log (`ordo call` without `--stale`; `ReadConsistency::Linearizable` in Rust)"
     )]
     Behind {
         applied: u64,

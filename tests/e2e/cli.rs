@@ -147,6 +147,19 @@ fn cli_happy_path_and_every_error() {
         .output()
         .unwrap();
     fails_with(&unreachable, "is `ordo serve` running");
+    // `--admin-token` is offered only where it does something.
+    for command in ["status", "procedures", "describe"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args([command, "--admin-token", "x"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            said.contains("unexpected argument '--admin-token'"),
+            "{command}: {said}"
+        );
+    }
     // The OS's reason once, not twice.
     let said = String::from_utf8_lossy(&unreachable.stderr);
     assert_eq!(said.matches("Connection refused").count(), 1, "{said}");
