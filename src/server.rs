@@ -31,7 +31,7 @@ use ordo_client::protocol::{
     encode_frame, encode_frame_into, frame_payload_bytes,
 };
 use ordo_client::{rustls, tokio_rustls};
-use ordo_engine::{Outcome, TxOutcome};
+use ordo_engine::{Outcome, ReadOutcome, TxOutcome};
 use ordo_sequencer::entry::ArgsEncoding;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -870,21 +870,7 @@ fn other_request(
                 })
                 .await;
                 let body = match read {
-                    Ok(Ok(read)) => match read.outcome {
-                        Outcome::Committed { result } => ResponseBody::ReadDone {
-                            position: read.position,
-                            result,
-                        },
-                        Outcome::Aborted(abort) => ResponseBody::Aborted {
-                            seq: read.position,
-                            kind: abort.kind.as_str().to_string(),
-                            message: abort.message,
-                        },
-                        Outcome::Deployed(_) => ResponseBody::Refused {
-                            reason: RequestRefusal::BadRequest,
-                            message: "a read cannot deploy".to_string(),
-                        },
-                    },
+                    Ok(Ok(read)) => read_answer(read),
                     Ok(Err(err)) => ResponseBody::Refused {
                         reason: RequestRefusal::BadRequest,
                         message: err.to_string(),
@@ -1009,21 +995,7 @@ fn other_request(
                     Err(_) => Err(node_refusal(&node)),
                 };
                 let body = match read {
-                    Ok(read) => match read.outcome {
-                        Outcome::Committed { result } => ResponseBody::ReadDone {
-                            position: read.position,
-                            result,
-                        },
-                        Outcome::Aborted(abort) => ResponseBody::Aborted {
-                            seq: read.position,
-                            kind: abort.kind.as_str().to_string(),
-                            message: abort.message,
-                        },
-                        Outcome::Deployed(_) => ResponseBody::Refused {
-                            reason: RequestRefusal::BadRequest,
-                            message: "a read cannot deploy".to_string(),
-                        },
-                    },
+                    Ok(read) => read_answer(read),
                     Err(err) => refusal_body(&err),
                 };
                 responses.send(Response { request_id, body }).await;
@@ -1052,6 +1024,25 @@ fn other_request(
                 .map(crate::describe::module_description)
                 .collect(),
         )),
+    }
+}
+
+/// The answer to a read (stale or time-travel) that ran.
+fn read_answer(read: ReadOutcome) -> ResponseBody {
+    match read.outcome {
+        Outcome::Committed { result } => ResponseBody::ReadDone {
+            position: read.position,
+            result,
+        },
+        Outcome::Aborted(abort) => ResponseBody::Aborted {
+            seq: read.position,
+            kind: abort.kind.as_str().to_string(),
+            message: abort.message,
+        },
+        Outcome::Deployed(_) => ResponseBody::Refused {
+            reason: RequestRefusal::BadRequest,
+            message: "a read cannot deploy".to_string(),
+        },
     }
 }
 

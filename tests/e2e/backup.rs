@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{ADMIN, Server, fails_with_all, run_ordo, runtime, stdout};
-use ordo_client::{Client, ClientConfig};
+use common::{ADMIN, Server, admin_client, fails_with_all, run_ordo, runtime, stdout};
 
 const ACCOUNTS: u64 = 200;
 const BALANCE: i64 = 1_000;
@@ -18,14 +17,6 @@ const BALANCE: i64 = 1_000;
 /// Snapshots every 64 sequence numbers, so the backup holds a snapshot
 /// and the log after it.
 const SERVE_FLAGS: &[&str] = &["--snapshot-every", "64", "--snapshot-log-bytes-min", "0"];
-
-async fn admin_client(server: &Server) -> Client {
-    let config = ClientConfig {
-        admin_token: Some(ADMIN.to_string()),
-        ..ClientConfig::new(server.addr.to_string())
-    };
-    Client::connect_with(config).await.unwrap()
-}
 
 fn position_of(output: &str) -> u64 {
     let after = output.split("position ").nth(1).expect("a position");

@@ -11,7 +11,7 @@ use std::path::Path;
 use common::entries::postcard;
 use common::{ADMIN, Server, fails_with_all, run_ordo, runtime, stdout};
 use ordo::replay::render_bytes;
-use ordo_client::{Client, ClientConfig, ClientError, ReadConsistency};
+use ordo_client::{Client, ClientError, ReadConsistency};
 
 /// Snapshots every 64 sequence numbers (each one taken), so histories
 /// hold snapshots before and after the transactions replayed.
@@ -70,11 +70,7 @@ fn history(env: &[(&str, &str)], more: u64) -> History {
 /// An admin client of `server` with the bank deployed and accounts 0 to
 /// 9 opened with 1,000 each.
 async fn bank_of_ten(server: &Server) -> Client {
-    let config = ClientConfig {
-        admin_token: Some(ADMIN.to_string()),
-        ..ClientConfig::new(server.addr.to_string())
-    };
-    let client = Client::connect_with(config).await.unwrap();
+    let client = common::admin_client(server).await;
     client.deploy("bank", ordo::modules::BANK).await.unwrap();
     client
         .call::<_, ()>("open_many", &(0u64, 10u64, 1_000i64))
@@ -102,6 +98,19 @@ fn replay_json(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, serde_json
         .collect();
     let verification = lines.pop().expect("a verification line")["verification"].clone();
     (lines, verification)
+}
+
+/// The number that follows `prefix` in `text`.
+#[track_caller]
+fn number_after(text: &str, prefix: &str) -> u64 {
+    let rest = text
+        .split(prefix)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?} in {text}"))
 }
 
 fn balance(value: i64) -> String {
@@ -399,13 +408,7 @@ fn oldest_replayable(kept: usize, retain_positions: u64) -> (tempfile::TempDir, 
             refused.contains("position 5 is older than this node's retained history"),
             "{refused}"
         );
-        let oldest: u64 = refused
-            .split("the oldest position that can be read is ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or_else(|| panic!("{refused}"))
-            .parse()
-            .unwrap();
+        let oldest = number_after(&refused, "the oldest position that can be read is ");
         let read = node
             .read_at(oldest, "balance", json, br#"{"id":1}"#)
             .unwrap();
@@ -419,13 +422,7 @@ fn oldest_replayable(kept: usize, retain_positions: u64) -> (tempfile::TempDir, 
         stderr.contains("sequence 5 is older than the retained history"),
         "{stderr}"
     );
-    let oldest: u64 = stderr
-        .split("the oldest sequence that can be replayed is ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{stderr}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let oldest = number_after(&stderr, "the oldest sequence that can be replayed is ");
     assert!(oldest > 5, "{stderr}");
     (dir, oldest)
 }
@@ -581,11 +578,7 @@ fn ordo_call_at_reads_a_past_position_of_a_running_server() {
     // The Rust client's time-travel read, postcard-typed; without the
     // admin token refused; a position ahead of the node refused.
     runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let admin = Client::connect_with(config).await.unwrap();
+        let admin = common::admin_client(&server).await;
         let then = admin
             .read::<_, i64>("balance", &1u64, ReadConsistency::AsOf(seqs[1]))
             .await

@@ -6,7 +6,6 @@
 use crate::common;
 
 use common::{ADMIN, Server, fails_with_all, run_ordo, runtime, stdout};
-use ordo_client::{Client, ClientConfig};
 
 fn scan(server: &Server, args: &[&str]) -> std::process::Output {
     let mut all = vec!["scan", "--admin-token", ADMIN];
@@ -27,11 +26,7 @@ fn json_lines(output: &std::process::Output) -> (Vec<serde_json::Value>, serde_j
 fn a_table_scans_in_key_order_decoded_across_pages() {
     let server = Server::start(&[]);
     let position = runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let client = Client::connect_with(config).await.unwrap();
+        let client = common::admin_client(&server).await;
         client.deploy("bank", ordo::modules::BANK).await.unwrap();
         client
             .call::<_, ()>("open_many", &(0u64, 2_500u64, 100i64))
@@ -100,11 +95,7 @@ fn a_table_scans_in_key_order_decoded_across_pages() {
 fn string_keys_and_their_prefixes_decode() {
     let server = Server::start(&[]);
     runtime().block_on(async {
-        let config = ClientConfig {
-            admin_token: Some(ADMIN.to_string()),
-            ..ClientConfig::new(server.addr.to_string())
-        };
-        let client = Client::connect_with(config).await.unwrap();
+        let client = common::admin_client(&server).await;
         client.deploy("kv", ordo::modules::KV).await.unwrap();
         for (key, by) in [("apple", 1i64), ("apricot", 2), ("banana", 3), ("a\0b", 4)] {
             client

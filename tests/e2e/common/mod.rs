@@ -107,6 +107,15 @@ impl Drop for Server {
 }
 
 /// A 2-worker runtime for tests that drive the async client.
+/// A client of `server` holding the admin token.
+pub async fn admin_client(server: &Server) -> ordo_client::Client {
+    let config = ordo_client::ClientConfig {
+        admin_token: Some(ADMIN.to_string()),
+        ..ordo_client::ClientConfig::new(server.addr.to_string())
+    };
+    ordo_client::Client::connect_with(config).await.unwrap()
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
