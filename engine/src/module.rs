@@ -242,7 +242,7 @@ pub(crate) fn host_import_type(name: &str) -> Option<(&'static [ValType], &'stat
         "delete" => (&[I32, I32], &[]),
         "scan" => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
         "set_result" => (&[I32, I32], &[]),
-        "abort" => (&[I32, I32], &[]),
+        "abort" | "panic" => (&[I32, I32], &[]),
         "sequence" | "now_ms" | "random_seed" => (&[], &[I64]),
         _ => return None,
     })

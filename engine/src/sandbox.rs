@@ -682,6 +682,23 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
         },
     )?;
 
+    // The SDK's panic hook: the panic's message and place, then a trap.
+    // Only the first 4 KiB of the message are read.
+    linker.func_wrap(
+        HOST_MODULE,
+        "panic",
+        |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let memory = current_memory(&caller);
+            let guest = memory.data(&caller);
+            let range = guest_range(guest, ptr, len.min(4096), "the message of ordo.panic")?;
+            let message = String::from_utf8_lossy(&guest[range]).into_owned();
+            Err(host_abort(
+                AbortKind::Trap,
+                format!("procedure panicked at {message}"),
+            ))
+        },
+    )?;
+
     linker.func_wrap(HOST_MODULE, "sequence", |caller: Caller<'_, HostCtx>| {
         caller.data().tx.seq as i64
     })?;

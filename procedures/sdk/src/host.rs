@@ -22,6 +22,7 @@ mod imp {
         ) -> i64;
         pub fn set_result(ptr: *const u8, len: i32);
         pub fn abort(ptr: *const u8, len: i32) -> !;
+        pub fn panic(ptr: *const u8, len: i32) -> !;
         pub fn sequence() -> i64;
         pub fn now_ms() -> i64;
         pub fn random_seed() -> i64;
@@ -63,6 +64,9 @@ mod imp {
     }
     pub unsafe fn abort(_: *const u8, _: i32) -> ! {
         unavailable("abort")
+    }
+    pub unsafe fn panic(_: *const u8, _: i32) -> ! {
+        unavailable("panic")
     }
     pub unsafe fn sequence() -> i64 {
         unavailable("sequence")

@@ -81,9 +81,11 @@
 //! your own alias (`type Res<T> = Result<T, String>;`) all abort on `Err`.
 //! Only a `Result` at the top aborts (an `Option<Result<T, E>>` is a value),
 //! and a type of your own named `Result` is a compile error. [`abort`] does
-//! the same from anywhere. A panic, or a trap
-//! such as an out-of-bounds access, also aborts the transaction, but the
-//! client only learns that it trapped, not the panic message.
+//! the same from anywhere. A panic also aborts the transaction, with kind
+//! `trap` and the panic's place and message (`procedure panicked at
+//! src/lib.rs:12:5: ...`: the SDK installs a panic hook that hands them
+//! to the host); another trap, such as an out-of-bounds access, aborts
+//! it with kind `trap` and the trap's name.
 //!
 //! `#[procedure(read_only)]` marks a procedure that does not write. The
 //! engine holds it to that: a `put` or `delete` (through a [`Table`] or the

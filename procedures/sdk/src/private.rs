@@ -53,9 +53,41 @@ pub extern "C" fn ordo_args_buffer(len: i32) -> i32 {
     })
 }
 
-/// Called first by every generated export: resets per-call state.
+/// Called first by every generated export: resets per-call state, and
+/// (once per instance) installs the panic hook.
 pub fn enter() {
     crate::context::reset_random();
+    #[cfg(target_arch = "wasm32")]
+    install_panic_hook();
+}
+
+/// Hands a panic's place and message to the host (`ordo.panic`, which
+/// aborts the transaction with kind `trap` and that text) instead of
+/// trapping silently. The message is deterministic: it comes from the
+/// module's own code and data.
+#[cfg(target_arch = "wasm32")]
+fn install_panic_hook() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    std::panic::set_hook(alloc::boxed::Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| alloc::format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| String::from("an unknown place"));
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic without a message)");
+        let text = alloc::format!("{place}: {message}");
+        // SAFETY: the slice is valid for reads of its length; `panic`
+        // never returns.
+        unsafe { host::panic(text.as_ptr(), host::len_i32(text.len())) }
+    }));
 }
 
 /// Passes the transaction's result (or abort reason) to the host.

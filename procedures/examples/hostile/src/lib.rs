@@ -66,7 +66,8 @@ fn descend(n: u64) -> u64 {
     (below.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (below >> 3)
 }
 
-/// Panics (a trap for the engine: the message is not reported).
+/// Panics: the transaction aborts with kind `trap` and the panic's
+/// place and message.
 #[procedure(read_only)]
 fn panic() {
     panic!("hostile: deliberate panic");
