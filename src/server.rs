@@ -810,12 +810,8 @@ fn other_request(
 ) -> Option<ResponseBody> {
     match body {
         RequestBody::Backup { admin_token, step } => {
-            if !token_ok(&config.admin_token, &admin_token) {
-                return Some(ResponseBody::Refused {
-                    reason: RequestRefusal::Unauthorized,
-                    message: "a backup needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
-                        .to_string(),
-                });
+            if let Some(refused) = unless_admin(config, &admin_token, "a backup", None) {
+                return Some(refused);
             }
             // Reading the snapshot and the log touches files: off the
             // async threads.
@@ -845,12 +841,8 @@ fn other_request(
             encoding,
             args,
         } => {
-            if !token_ok(&config.admin_token, &admin_token) {
-                return Some(ResponseBody::Refused {
-                    reason: RequestRefusal::Unauthorized,
-                    message: "a time-travel read needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
-                        .to_string(),
-                });
+            if let Some(refused) = unless_admin(config, &admin_token, "a time-travel read", None) {
+                return Some(refused);
             }
             let Some(running) = TimeTravelReadSlot::take() else {
                 return Some(ResponseBody::Refused {
@@ -890,12 +882,13 @@ fn other_request(
             end,
             limit,
         } => {
-            if !token_ok(&config.admin_token, &admin_token) {
-                return Some(ResponseBody::Refused {
-                    reason: RequestRefusal::Unauthorized,
-                    message: "a scan needs the admin token (--admin-token / ORDO_ADMIN_TOKEN): it reads rows past every procedure's checks"
-                        .to_string(),
-                });
+            if let Some(refused) = unless_admin(
+                config,
+                &admin_token,
+                "a scan",
+                Some("it reads rows past every procedure's checks"),
+            ) {
+                return Some(refused);
             }
             let scanned = match node.submit_scan(start, end, limit as usize) {
                 Ok(scanned) => scanned,
@@ -927,12 +920,8 @@ fn other_request(
             admin_token,
             reset_tables,
         } => {
-            if !token_ok(&config.admin_token, &admin_token) {
-                return Some(ResponseBody::Refused {
-                    reason: RequestRefusal::Unauthorized,
-                    message: "deploy needs the admin token (--admin-token / ORDO_ADMIN_TOKEN)"
-                        .to_string(),
-                });
+            if let Some(refused) = unless_admin(config, &admin_token, "deploy", None) {
+                return Some(refused);
             }
             if !reset_tables.is_empty() && !config.allow_table_reset {
                 return Some(ResponseBody::Refused {
@@ -1025,6 +1014,24 @@ fn other_request(
                 .collect(),
         )),
     }
+}
+
+/// The refusal of a request that needs the admin token and lacks it
+/// (`what` names the request, `why` says why it needs the token).
+fn unless_admin(
+    config: &ServerConfig,
+    admin_token: &Option<String>,
+    what: &str,
+    why: Option<&str>,
+) -> Option<ResponseBody> {
+    if token_ok(&config.admin_token, admin_token) {
+        return None;
+    }
+    let why = why.map(|why| format!(": {why}")).unwrap_or_default();
+    Some(ResponseBody::Refused {
+        reason: RequestRefusal::Unauthorized,
+        message: format!("{what} needs the admin token (--admin-token / ORDO_ADMIN_TOKEN){why}"),
+    })
 }
 
 /// The answer to a read (stale or time-travel) that ran.

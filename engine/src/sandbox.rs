@@ -86,6 +86,23 @@ pub fn wasmtime_engine(config: &EngineConfig) -> Engine {
 #[error("{0}")]
 pub(crate) struct HostAbort(pub Abort);
 
+/// Most bytes of an abort reason or panic message read from the guest.
+const GUEST_TEXT_BYTES_MAX: i32 = 4096;
+
+/// UTF-8 text (lossily) from guest memory, at most
+/// [`GUEST_TEXT_BYTES_MAX`] bytes of it.
+fn guest_text(
+    caller: &Caller<'_, HostCtx>,
+    ptr: i32,
+    len: i32,
+    what: &str,
+) -> wasmtime::Result<String> {
+    let memory = current_memory(caller);
+    let guest = memory.data(caller);
+    let range = guest_range(guest, ptr, len.min(GUEST_TEXT_BYTES_MAX), what)?;
+    Ok(String::from_utf8_lossy(&guest[range]).into_owned())
+}
+
 fn host_abort(kind: AbortKind, message: impl Into<String>) -> wasmtime::Error {
     wasmtime::Error::new(HostAbort(Abort::new(kind, message)))
 }
@@ -674,24 +691,17 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
         HOST_MODULE,
         "abort",
         |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let memory = current_memory(&caller);
-            let guest = memory.data(&caller);
-            let range = guest_range(guest, ptr, len.min(4096), "the reason of ordo.abort")?;
-            let reason = String::from_utf8_lossy(&guest[range]).into_owned();
+            let reason = guest_text(&caller, ptr, len, "the reason of ordo.abort")?;
             Err(host_abort(AbortKind::User, reason))
         },
     )?;
 
     // The SDK's panic hook: the panic's message and place, then a trap.
-    // Only the first 4 KiB of the message are read.
     linker.func_wrap(
         HOST_MODULE,
         "panic",
         |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let memory = current_memory(&caller);
-            let guest = memory.data(&caller);
-            let range = guest_range(guest, ptr, len.min(4096), "the message of ordo.panic")?;
-            let message = String::from_utf8_lossy(&guest[range]).into_owned();
+            let message = guest_text(&caller, ptr, len, "the message of ordo.panic")?;
             Err(host_abort(
                 AbortKind::Trap,
                 format!("procedure panicked at {message}"),

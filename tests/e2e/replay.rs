@@ -100,6 +100,14 @@ fn replay_json(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, serde_json
     (lines, verification)
 }
 
+/// `ordo call --admin-token .. --at AT ARGS..` against `server`.
+fn call_at(server: &Server, at: u64, args: &[&str]) -> std::process::Output {
+    let at = at.to_string();
+    let mut all = vec!["call", "--admin-token", ADMIN, "--at", &at];
+    all.extend_from_slice(args);
+    run_ordo(Some(server), &all)
+}
+
 /// The number that follows `prefix` in `text`.
 #[track_caller]
 fn number_after(text: &str, prefix: &str) -> u64 {
@@ -540,37 +548,16 @@ fn ordo_call_at_reads_a_past_position_of_a_running_server() {
     });
     // After each transfer, account 1 had 100 less.
     for (n, seq) in seqs.iter().enumerate() {
-        let at = seq.to_string();
-        let output = run_ordo(
-            Some(&server),
-            &[
-                "call",
-                "--admin-token",
-                ADMIN,
-                "--at",
-                &at,
-                "--json",
-                "balance",
-                "{\"id\":1}",
-            ],
-        );
+        let output = call_at(&server, *seq, &["--json", "balance", "{\"id\":1}"]);
         let answer: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
         assert_eq!(answer["seq"], *seq, "{answer}");
         assert_eq!(answer["result"], 1_000 - 100 * (n as i64 + 1), "{answer}");
     }
     // A procedure that writes is refused like a stale read of it.
-    let at = seqs[0].to_string();
-    let output = run_ordo(
-        Some(&server),
-        &[
-            "call",
-            "--admin-token",
-            ADMIN,
-            "--at",
-            &at,
-            "transfer",
-            "{\"from\":1,\"to\":2,\"amount\":1}",
-        ],
+    let output = call_at(
+        &server,
+        seqs[0],
+        &["transfer", "{\"from\":1,\"to\":2,\"amount\":1}"],
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not_read_only"));
