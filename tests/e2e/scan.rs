@@ -63,6 +63,26 @@ fn a_table_scans_in_key_order_decoded_across_pages() {
     let total: i64 = rows.iter().map(|row| row["value"].as_i64().unwrap()).sum();
     assert_eq!(total, 250_000);
 
+    // A page asked for as large as a u32 allows comes back at the
+    // server's 1,000 rows, saying more follow; without the admin token a
+    // client gets nothing.
+    runtime().block_on(async {
+        let admin = common::admin_client(&server).await;
+        let (_, rows, more) = admin
+            .scan_raw(b"acct\0".to_vec(), None, u32::MAX)
+            .await
+            .unwrap();
+        assert_eq!((rows.len(), more), (1_000, true));
+        let anyone = ordo_client::Client::connect(server.addr.to_string())
+            .await
+            .unwrap();
+        let refused = anyone.scan_raw(Vec::new(), None, 10).await;
+        assert!(
+            matches!(refused, Err(ordo_client::ClientError::Unauthorized)),
+            "{refused:?}"
+        );
+    });
+
     // A prefix: the one key.
     let output = scan(&server, &["acct", "--prefix", "8"]);
     assert_eq!(stdout(&output), "8 = 130\n");
