@@ -27,6 +27,7 @@ pub mod chain_journal;
 pub mod compile_cache;
 pub mod describe;
 pub mod generate;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod modules;

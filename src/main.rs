@@ -447,6 +447,23 @@ struct ServeArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the HTTP/JSON API (docs/HTTP.md) on this address, with the
+    /// same tokens as the client port.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Most HTTP requests handled at once, from before their body is read
+    /// to their answer; more are answered 503 `overloaded`.
+    #[arg(long, default_value_t = ordo::http::REQUESTS_IN_FLIGHT_MAX_DEFAULT, requires = "http_listen")]
+    http_requests_max: usize,
+    /// Most simultaneous HTTP connections; more are answered 503
+    /// `too_many_connections` and closed.
+    #[arg(long, default_value_t = ordo::http::CONNECTIONS_MAX_DEFAULT, requires = "http_listen")]
+    http_connections_max: usize,
+    /// How long an HTTP client may take to send a request's head, then
+    /// its body, and the longest a write to it may stall; also how long
+    /// an idle keep-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "http_listen")]
+    http_client_timeout: Duration,
     /// Executor threads, 1 to 16 (default: one per two cores). Changes
     /// speed only, never a result, so a node may restart with another
     /// number.
@@ -1342,11 +1359,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let admin_token_set = args.admin_token.is_some();
-    if !admin_token_set && !args.listen.ip().is_loopback() && !args.insecure {
-        bail!(
-            "refusing to serve on {} without an admin token: anyone who can reach it could deploy code. Set ORDO_ADMIN_TOKEN (or --admin-token), or pass --insecure to accept that",
-            args.listen
-        );
+    for addr in std::iter::once(args.listen).chain(args.http_listen) {
+        if !admin_token_set && !addr.ip().is_loopback() && !args.insecure {
+            bail!(
+                "refusing to serve on {addr} without an admin token: anyone who can reach it could deploy code. Set ORDO_ADMIN_TOKEN (or --admin-token), or pass --insecure to accept that"
+            );
+        }
+    }
+    if args.http_requests_max == 0 || args.http_connections_max == 0 {
+        bail!("--http-requests-max and --http-connections-max must be at least 1");
+    }
+    if args.http_client_timeout.is_zero() {
+        bail!("--http-client-timeout must be above zero");
     }
     // Bound before the node opens: a port in use fails before any data
     // is touched.
@@ -1402,6 +1426,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .engine
         .validate()
         .map_err(|err| anyhow::anyhow!("invalid engine limits: {err}"))?;
+    let engine_limits = config.engine.clone();
     let node = std::sync::Arc::new(
         Node::open(config)
             .with_context(|| format!("opening the node in {}", args.data.display()))?,
@@ -1417,6 +1442,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.client_idle_timeout.is_zero() || args.slow_reader_timeout.is_zero() {
         bail!("--client-idle-timeout and --slow-reader-timeout must be above zero");
     }
+    let http_config = ordo::http::HttpConfig {
+        client_token: args.client_token.clone(),
+        admin_token: args.admin_token.clone(),
+        requests_in_flight_max: args.http_requests_max,
+        connections_max: args.http_connections_max,
+        call_body_bytes_max: engine_limits.args_bytes_max,
+        deploy_body_bytes_max: engine_limits.module_bytes_max,
+        client_timeout: args.http_client_timeout,
+    };
     let config = ordo::server::ServerConfig {
         connections_max: args.connections_max,
         client_token: args.client_token,
@@ -1437,8 +1471,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
             println!("ordo serve: metrics on {}", metrics.local_addr()?);
-            tokio::spawn(ordo::server::serve_metrics(node.clone(), metrics, async {
+            tokio::spawn(ordo::http::serve_metrics(node.clone(), metrics, async {
                 let _ = metrics_stopped.await;
+            }));
+        }
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(http_addr) = args.http_listen {
+            let http = tokio::net::TcpListener::bind(http_addr)
+                .await
+                .with_context(|| format!("listening for HTTP on {http_addr}"))?;
+            // Tests and scripts read this line to learn the port.
+            println!("ordo serve: http on {}", http.local_addr()?);
+            tokio::spawn(ordo::http::serve(node.clone(), http, http_config, async {
+                let _ = http_stopped.await;
             }));
         }
         let status = node.status();
@@ -1495,6 +1540,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         let _ = stop_metrics.send(());
+        let _ = stop_http.send(());
         tracing::info!("shutting down: making the open batch durable and answering it");
         let stopping = node.clone();
         tokio::task::spawn_blocking(move || stopping.shutdown()).await?;

@@ -148,18 +148,18 @@ fn token_ok(expected: &Option<String>, given: &Option<String>) -> bool {
 /// Prints one kind of repeated line at most once per [`LOG_LINES_INTERVAL`],
 /// counting the ones it leaves out, so a flood of failures cannot flood
 /// the log (or the disk behind it).
-struct RateLimitedLog {
+pub(crate) struct RateLimitedLog {
     state: parking_lot::Mutex<(Option<Instant>, u64)>,
 }
 
 impl RateLimitedLog {
-    fn new() -> RateLimitedLog {
+    pub(crate) fn new() -> RateLimitedLog {
         RateLimitedLog {
             state: parking_lot::Mutex::new((None, 0)),
         }
     }
 
-    fn log(&self, line: impl FnOnce() -> String) {
+    pub(crate) fn log(&self, line: impl FnOnce() -> String) {
         let now = Instant::now();
         let left_out = {
             let mut state = self.state.lock();
@@ -1376,61 +1376,6 @@ fn refusal_body(err: &NodeError) -> ResponseBody {
     ResponseBody::Refused {
         reason,
         message: err.to_string(),
-    }
-}
-
-/// Largest HTTP request head the metrics endpoint reads.
-const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
-
-/// Serves `GET /metrics` in the Prometheus text format until `shutdown`.
-/// Deliberately minimal HTTP/1.1: one request per connection, then close.
-pub async fn serve_metrics(
-    node: Arc<Node>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let mut stream = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut chunk = [0u8; 1024];
-            let complete = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                    let read = stream.read(&mut chunk).await.ok()?;
-                    if read == 0 || head.len() + read > METRICS_REQUEST_BYTES_MAX {
-                        return None;
-                    }
-                    head.extend_from_slice(&chunk[..read]);
-                }
-                Some(())
-            })
-            .await;
-            if !matches!(complete, Ok(Some(()))) {
-                return;
-            }
-            let (status, body) = if head.starts_with(b"GET /metrics ") {
-                ("200 OK", node.metrics_text())
-            } else {
-                (
-                    "404 Not Found",
-                    "only GET /metrics is served here\n".to_string(),
-                )
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
     }
 }
 
