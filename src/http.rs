@@ -134,6 +134,7 @@ pub async fn serve(
     let limits = ConnectionLimits {
         connections_max: config.connections_max,
         client_timeout: config.client_timeout,
+        keep_alive: true,
     };
     let api = Arc::new(Api::new(node, config));
     serve_router(listener, router(api), limits, shutdown).await
@@ -167,6 +168,9 @@ pub async fn serve_metrics(
     let limits = ConnectionLimits {
         connections_max: METRICS_CONNECTIONS_MAX,
         client_timeout: METRICS_CLIENT_TIMEOUT,
+        // One scrape per connection, then close, as scrapers that read to
+        // the end of the stream expect.
+        keep_alive: false,
     };
     serve_router(listener, router, limits, shutdown).await
 }
@@ -1006,6 +1010,8 @@ async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Respo
 struct ConnectionLimits {
     connections_max: usize,
     client_timeout: Duration,
+    /// Whether a connection may carry more than one request.
+    keep_alive: bool,
 }
 
 /// Accepts connections until `shutdown` resolves, and serves each with
@@ -1089,6 +1095,7 @@ async fn serve_connection(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
+        .keep_alive(limits.keep_alive)
         .header_read_timeout(limits.client_timeout)
         .max_buf_size(READ_BUFFER_BYTES_MAX)
         .max_header_size(HEADER_BYTES_MAX)

@@ -16,6 +16,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Set when started with `--metrics-listen`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Set when started with `--http-listen`.
+    pub http_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
@@ -50,6 +52,7 @@ impl Server {
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut metrics_addr = None;
+        let mut http_addr = None;
         let addr = loop {
             let mut line = String::new();
             assert!(
@@ -59,6 +62,8 @@ impl Server {
             let line = line.trim();
             if let Some(metrics) = line.strip_prefix("ordo serve: metrics on ") {
                 metrics_addr = Some(metrics.parse().unwrap());
+            } else if let Some(http) = line.strip_prefix("ordo serve: http on ") {
+                http_addr = Some(http.parse().unwrap());
             } else if let Some(listening) = line.strip_prefix("ordo serve: listening on ") {
                 break listening.parse().unwrap();
             } else {
@@ -71,6 +76,7 @@ impl Server {
             child,
             addr,
             metrics_addr,
+            http_addr,
             dir,
         }
     }
