@@ -47,6 +47,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::node::{CallError, Node, NodeError, RemoteCall};
 use crate::server::{RateLimitedLog, tokens_match};
+use ordo_client::{rustls, tokio_rustls};
 
 /// Default [`HttpConfig::requests_in_flight_max`].
 pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 128;
@@ -106,8 +107,13 @@ pub struct HttpConfig {
     pub deploy_body_bytes_max: usize,
     /// How long a client may take to send a request's head, then its
     /// body, and the longest a write to it may stall. An idle keep-alive
-    /// connection is closed after this long too.
+    /// connection is closed after this long too (and a TLS handshake must
+    /// be done within it).
     pub client_timeout: Duration,
+    /// Serve HTTPS with this configuration (the client port's, from
+    /// `--tls-cert`), so the tokens never cross the wire in clear when the
+    /// client port keeps them off it; plain HTTP if `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for HttpConfig {
@@ -120,6 +126,7 @@ impl Default for HttpConfig {
             call_body_bytes_max: ordo_engine::config::ARGS_BYTES_MAX_DEFAULT,
             deploy_body_bytes_max: ordo_engine::config::MODULE_BYTES_MAX_DEFAULT,
             client_timeout: CLIENT_TIMEOUT_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -135,6 +142,7 @@ pub async fn serve(
         connections_max: config.connections_max,
         client_timeout: config.client_timeout,
         keep_alive: true,
+        tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
     };
     let api = Arc::new(Api::new(node, config));
     serve_router(listener, router(api), limits, shutdown).await
@@ -171,6 +179,7 @@ pub async fn serve_metrics(
         // One scrape per connection, then close, as scrapers that read to
         // the end of the stream expect.
         keep_alive: false,
+        tls: None,
     };
     serve_router(listener, router, limits, shutdown).await
 }
@@ -1005,13 +1014,15 @@ async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Respo
     Ok(json_response(StatusCode::OK, json_body(&body)))
 }
 
-/// What bounds every connection of one listener.
-#[derive(Clone, Copy, Debug)]
+/// What bounds every connection of one listener, and how it is served.
+#[derive(Clone)]
 struct ConnectionLimits {
     connections_max: usize,
     client_timeout: Duration,
     /// Whether a connection may carry more than one request.
     keep_alive: bool,
+    /// HTTPS if set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Accepts connections until `shutdown` resolves, and serves each with
@@ -1024,14 +1035,12 @@ async fn serve_router(
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let refusals = Arc::new(Semaphore::new(REFUSALS_IN_PROGRESS_MAX));
+    let connections_max = limits.connections_max;
     let refusal_router = Router::new().fallback(move || async move {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_connections",
-            format!(
-                "all {} connections are in use; retry later",
-                limits.connections_max
-            ),
+            format!("all {connections_max} connections are in use; retry later"),
         )
     });
     let accept_failures = Arc::new(RateLimitedLog::new());
@@ -1060,17 +1069,21 @@ async fn serve_router(
         let _ = stream.set_nodelay(true);
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(serve_connection(stream, router.clone(), limits, permit));
+                tokio::spawn(serve_connection(
+                    stream,
+                    router.clone(),
+                    limits.clone(),
+                    permit,
+                ));
             }
             Err(_) => {
                 refused.log(|| {
                     format!(
-                        "refusing HTTP connections: all {} are in use; the first refused came from {peer}",
-                        limits.connections_max
+                        "refusing HTTP connections: all {connections_max} are in use; the first refused came from {peer}"
                     )
                 });
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    let refusal_router = refusal_router.clone();
+                    let (refusal_router, limits) = (refusal_router.clone(), limits.clone());
                     tokio::spawn(async move {
                         let served = serve_connection(stream, refusal_router, limits, permit);
                         let _ = tokio::time::timeout(REFUSAL_TIMEOUT, served).await;
@@ -1087,6 +1100,23 @@ async fn serve_connection(
     limits: ConnectionLimits,
     _permit: OwnedSemaphorePermit,
 ) {
+    match &limits.tls {
+        None => serve_http1(stream, router, &limits).await,
+        Some(acceptor) => {
+            // A client that fails the handshake, or stalls in it, ends
+            // here: it has not reached the API.
+            let accepted = tokio::time::timeout(limits.client_timeout, acceptor.accept(stream));
+            if let Ok(Ok(stream)) = accepted.await {
+                serve_http1(stream, router, &limits).await;
+            }
+        }
+    }
+}
+
+async fn serve_http1<S>(stream: S, router: Router, limits: &ConnectionLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(WriteStallTimeout {
         inner: stream,
         stall_max: limits.client_timeout,
@@ -1275,6 +1305,25 @@ mod tests {
         );
         let err = result_body(&[("seq", 7)], b"\x00not json").unwrap_err();
         assert_eq!(err.code, "result_not_json");
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_take_fails_after_the_stall_limit() {
+        use tokio::io::AsyncWriteExt;
+        // A peer that never reads, behind a 1 KiB pipe.
+        let (near, _far) = tokio::io::duplex(1024);
+        let stall_max = Duration::from_millis(200);
+        let mut stream = WriteStallTimeout {
+            inner: near,
+            stall_max,
+            stalled: None,
+        };
+        stream.write_all(&[0u8; 1024]).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = stream.write_all(&[0u8; 1]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let waited = started.elapsed();
+        assert!(waited >= stall_max && waited < stall_max * 10, "{waited:?}");
     }
 
     #[test]

@@ -448,7 +448,7 @@ struct ServeArgs {
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Serve the HTTP/JSON API (docs/HTTP.md) on this address, with the
-    /// same tokens as the client port.
+    /// same tokens as the client port, and HTTPS with --tls-cert.
     #[arg(long)]
     http_listen: Option<std::net::SocketAddr>,
     /// Most HTTP requests handled at once, from before their body is read
@@ -1450,6 +1450,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         call_body_bytes_max: engine_limits.args_bytes_max,
         deploy_body_bytes_max: engine_limits.module_bytes_max,
         client_timeout: args.http_client_timeout,
+        tls: tls.clone(),
     };
     let config = ordo::server::ServerConfig {
         connections_max: args.connections_max,

@@ -875,3 +875,49 @@ fn http_memory_stays_bounded_under_a_flood_of_large_bodies() {
     );
     assert_eq!(balance(http, 1), 0);
 }
+
+#[test]
+fn with_tls_cert_the_http_api_is_served_over_https_only() {
+    let pki = common::pki::Pki::new(&["127.0.0.1"]);
+    let (cert, key) = (pki.cert(), pki.key());
+    let (_server, http) = start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    use ordo_client::rustls;
+    let config = ordo_client::tls::client_config(&pki.ca()).unwrap();
+    let name = ordo_client::tls::server_name(&http.to_string()).unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, connect(http));
+    let auth = bearer(CLIENT_TOKEN);
+    tls.write_all(&head_bytes(
+        "GET",
+        "/v1/status",
+        &[("Authorization", &auth)],
+        0,
+    ))
+    .unwrap();
+    let mut bytes = Vec::new();
+    // A server that closes without close_notify ends the stream with
+    // UnexpectedEof; what came before it is the answer.
+    let _ = tls.read_to_end(&mut bytes);
+    let answer = parse_answer(&bytes);
+    assert_eq!(ok(&answer)["role"], "standalone");
+
+    // Plain HTTP to the HTTPS port gets no answer, and the token it sent
+    // reached no handler.
+    let mut plain = connect(http);
+    plain
+        .write_all(&head_bytes(
+            "GET",
+            "/v1/status",
+            &[("Authorization", &auth)],
+            0,
+        ))
+        .unwrap();
+    let (bytes, closed) = read_until_closed(&mut plain);
+    assert!(closed);
+    assert!(!bytes.starts_with(b"HTTP/1.1 200"), "{bytes:?}");
+}
