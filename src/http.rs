@@ -191,6 +191,8 @@ struct Api {
     requests_in_flight: Arc<Semaphore>,
     deploys_in_flight: Arc<Semaphore>,
     calls: UnkeyedCalls,
+    /// Requests refused for want of a slot, logged at most once a second.
+    overloads: RateLimitedLog,
 }
 
 impl Api {
@@ -202,6 +204,7 @@ impl Api {
             node,
             requests_in_flight: Arc::new(Semaphore::new(config.requests_in_flight_max)),
             deploys_in_flight: Arc::new(Semaphore::new(DEPLOYS_IN_FLIGHT_MAX)),
+            overloads: RateLimitedLog::new(),
             config,
             calls: UnkeyedCalls {
                 client_id,
@@ -328,6 +331,12 @@ fn router(api: Arc<Api>) -> Router {
 /// body is read to its answer; with none free, answers `503 overloaded`.
 async fn limit_in_flight(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
     let Ok(_slot) = api.requests_in_flight.clone().try_acquire_owned() else {
+        api.overloads.log(|| {
+            format!(
+                "refusing HTTP requests: all {} request slots are in use (--http-requests-max)",
+                api.config.requests_in_flight_max
+            )
+        });
         return ApiError::overloaded(format!(
             "all {} request slots are in use (--http-requests-max); retry later",
             api.config.requests_in_flight_max
