@@ -474,11 +474,13 @@ fn authorize(config: &HttpConfig, headers: &HeaderMap, access: Access) -> Result
             ));
         }
         (Some(value), None) => {
+            // The scheme is case-insensitive (RFC 9110, section 11.1).
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(|value| value.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
             match token {
                 Some(token) => Some(token),
                 None => {
@@ -658,7 +660,7 @@ async fn call(
     )
     .await?;
     let args = if body.is_empty() {
-        // `curl -X POST` with no body: a procedure without parameters.
+        // No body: the arguments of a procedure without parameters.
         b"{}".to_vec()
     } else {
         if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
@@ -667,7 +669,9 @@ async fn call(
                 format!("the body is not JSON: {err}"),
             ));
         }
-        body.to_vec()
+        // Takes the buffer over without a copy (the body is its only
+        // owner).
+        Vec::from(body)
     };
     match query.read {
         Some(ReadMode::Stale) => stale_read(&api, &procedure, args, query.min_position).await,
@@ -1271,6 +1275,8 @@ mod tests {
         let admin = [("authorization", "Bearer admin")];
         let wrong = [("authorization", "Bearer nope")];
         assert_eq!(status(&client, Access::Client), None);
+        let lower_case = [("authorization", "bearer client")];
+        assert_eq!(status(&lower_case, Access::Client), None);
         assert_eq!(status(&admin, Access::Client), None);
         assert_eq!(status(&wrong, Access::Client), Some((401, "unauthorized")));
         assert_eq!(
