@@ -1377,6 +1377,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client_listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     client_listener.set_nonblocking(true)?;
+    let http_listener = match args.http_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("listening for HTTP on {addr}"))?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        }
+        None => None,
+    };
     let tls_enabled = args.tls_cert.is_some();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(ordo::tls::server_config(cert, key)?),
@@ -1477,10 +1486,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }));
         }
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(http_addr) = args.http_listen {
-            let http = tokio::net::TcpListener::bind(http_addr)
-                .await
-                .with_context(|| format!("listening for HTTP on {http_addr}"))?;
+        if let Some(http) = http_listener {
+            let http = tokio::net::TcpListener::from_std(http)?;
             // Tests and scripts read this line to learn the port.
             println!("ordo serve: http on {}", http.local_addr()?);
             tokio::spawn(ordo::http::serve(node.clone(), http, http_config, async {
