@@ -43,6 +43,8 @@ struct Member {
     child: Option<Child>,
     /// Everything the process wrote to stderr, collected by a thread.
     stderr: Arc<parking_lot::Mutex<String>>,
+    /// Where it serves HTTP, when started with `--http-listen`.
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 struct Cluster {
@@ -66,6 +68,7 @@ impl Cluster {
                 dir: root.path().join(format!("node{id}")),
                 child: None,
                 stderr: Default::default(),
+                http_addr: None,
             })
             .collect();
         let cluster_arg = members
@@ -126,6 +129,9 @@ impl Cluster {
                 let mut stderr = String::new();
                 let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
                 panic!("node {} exited at start: {stderr}", member.id);
+            }
+            if let Some(http) = line.trim().strip_prefix("ordo serve: http on ") {
+                member.http_addr = Some(http.parse().unwrap());
             }
             if line.starts_with("ordo serve: listening on ") {
                 break;
@@ -1543,4 +1549,99 @@ fn a_stale_reader_never_goes_back_across_its_nodes_restart() {
             );
         }
     });
+}
+
+#[test]
+fn over_http_a_follower_names_the_leader_and_answers_stale_reads() {
+    use crate::http::{Answer, bearer, ok, request};
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let cluster = Cluster::start(&["--http-listen", "127.0.0.1:0"]);
+    let http = |index: usize| cluster.members[index].http_addr.expect("an HTTP address");
+    let json = [("Content-Type", "application/json")];
+    let admin = bearer(ADMIN);
+    let wasm = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/wasm"),
+    ];
+    // Early in a cluster's life the leader may still change: send what
+    // only a leader takes to each member in turn until one takes it, as a
+    // client would (the open carries an Idempotency-Key, so a retry after
+    // a lost answer cannot open twice). Returns the answer and who gave it.
+    let led = |path: &str, headers: &[(&str, &str)], body: &[u8]| -> (Answer, usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for index in (0..3).cycle() {
+            let answer = request(http(index), "POST", path, headers, body);
+            if answer.status != 503 || Instant::now() > deadline {
+                return (answer, index);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unreachable!("the cycle never ends")
+    };
+    runtime().block_on(cluster.leader(&[0, 1, 2], Duration::from_secs(20)));
+    ok(&led("/v1/modules/bank", &wasm, ordo::modules::BANK).0);
+    let keyed = [
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", "open-1"),
+    ];
+    let (opened, leader) = led("/v1/call/open", &keyed, br#"{"id": 1, "balance": 100}"#);
+    let seq = ok(&opened)["seq"].as_u64().unwrap();
+
+    // A follower runs no call (nor deploy): 503 `not_leader`, with
+    // Retry-After, naming the leader's client address once it has heard
+    // from the leader.
+    let follower = (leader + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let refused = request(
+            http(follower),
+            "POST",
+            "/v1/call/deposit",
+            &json,
+            br#"{"id": 1, "amount": 5}"#,
+        );
+        assert_eq!(
+            (refused.status, refused.code().as_str()),
+            (503, "not_leader")
+        );
+        if !refused.json()["leader"].is_null() || Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        refused.json()["leader"],
+        cluster.members[leader].client_addr.as_str()
+    );
+    let deploy = request(
+        http(follower),
+        "POST",
+        "/v1/modules/bank",
+        &wasm,
+        ordo::modules::BANK,
+    );
+    assert_eq!(deploy.code(), "not_leader");
+
+    // But it answers stale reads at or after a position it is told, and
+    // its status.
+    let read = ok(&request(
+        http(follower),
+        "POST",
+        &format!("/v1/call/balance?read=stale&min_position={seq}"),
+        &json,
+        br#"{"id": 1}"#,
+    ));
+    assert_eq!(read["result"], 100);
+    assert!(read["position"].as_u64().unwrap() >= seq, "{read}");
+    let status = ok(&request(http(follower), "GET", "/v1/status", &[], &[]));
+    assert_eq!(status["role"], "follower");
+    let balance = ok(&request(
+        http(leader),
+        "POST",
+        "/v1/call/balance",
+        &json,
+        br#"{"id": 1}"#,
+    ));
+    assert_eq!(balance["result"], 100, "the refused deposit never ran");
 }

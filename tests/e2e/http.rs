@@ -20,14 +20,14 @@ const CLIENT_TOKEN: &str = "client-secret";
 
 /// An answer as it came off the wire.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -35,7 +35,7 @@ impl Answer {
     }
 
     #[track_caller]
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
             panic!(
                 "not JSON ({err}): {:?}",
@@ -46,7 +46,7 @@ impl Answer {
 
     /// The stable error code of a refusal or an abort.
     #[track_caller]
-    fn code(&self) -> String {
+    pub(crate) fn code(&self) -> String {
         self.json()["error"]["code"]
             .as_str()
             .unwrap_or_else(|| panic!("no error code: {self:?}"))
@@ -108,7 +108,7 @@ fn head_bytes(method: &str, path: &str, headers: &[(&str, &str)], body_bytes: us
 }
 
 /// Sends one request and reads its answer to the end of the connection.
-fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -124,7 +124,7 @@ fn request(
     parse_answer(&answer)
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -179,7 +179,7 @@ fn start(extra: &[&str]) -> (Server, SocketAddr) {
 }
 
 #[track_caller]
-fn ok(answer: &Answer) -> serde_json::Value {
+pub(crate) fn ok(answer: &Answer) -> serde_json::Value {
     assert_eq!(answer.status, 200, "{answer:?}");
     answer.json()
 }
