@@ -329,6 +329,9 @@ impl Reply {
 struct Callers {
     request_ids: Vec<u64>,
     replies: Vec<Option<Reply>>,
+    /// When the batch's first request was admitted (the calls' latency
+    /// counts from here).
+    opened_at: Instant,
 }
 
 impl Callers {
@@ -371,6 +374,7 @@ struct Shared {
     modules: Mutex<Vec<DeployedModule>>,
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
+    procedure_logs: crate::procedure_logs::ProcedureLogs,
     raft: Option<RaftHandle>,
     /// A single node's snapshots (`None` in a cluster, where Raft keeps
     /// them).
@@ -917,6 +921,7 @@ impl Node {
             modules: Mutex::new(executor.deployed_modules()),
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
+            procedure_logs: Default::default(),
             raft,
             local,
             reads: reads_tx,
@@ -1262,20 +1267,25 @@ impl Node {
     }
 
     /// The node's counters in the Prometheus text format.
+    /// A page of this node's procedure log (`ordo logs`).
+    pub fn procedure_log_page(
+        &self,
+        query: &crate::procedure_logs::LogQuery<'_>,
+    ) -> crate::procedure_logs::LogPage {
+        let position = self.status().engine.position;
+        self.shared.procedure_logs.page(query, position)
+    }
+
+    /// The metrics in the OpenMetrics text format
+    /// ([`crate::metrics::METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
-        let mut text = self
-            .shared
-            .metrics
-            .render(self.shared.inflight.load(Ordering::Relaxed) as u64);
         let engine = self.status().engine;
-        text.push_str(&format!(
-            "# HELP ordo_sessions Open exactly-once sessions, registered or not.\n# TYPE ordo_sessions gauge\nordo_sessions {}\n# HELP ordo_stored_result_bytes Bytes the stored outcomes are charged against their budget.\n# TYPE ordo_stored_result_bytes gauge\nordo_stored_result_bytes {}\n",
-            engine.sessions, engine.stored_result_bytes
-        ));
-        text.push_str(&crate::metrics::render_compile_stats(
-            &self.shared.compiler.stats(),
-        ));
-        text
+        self.shared.metrics.render(crate::metrics::Gauges {
+            inflight: self.shared.inflight.load(Ordering::Relaxed) as u64,
+            sessions: engine.sessions,
+            stored_result_bytes: engine.stored_result_bytes,
+            compile: self.shared.compiler.stats(),
+        })
     }
 
     /// Every deployed module with its schemas, in name order.
@@ -1396,7 +1406,7 @@ fn replay(
 fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
     let config = &shared.config;
     loop {
-        let (entries, replies) = {
+        let (entries, replies, opened_at) = {
             let mut open = shared.open.lock();
             while open.entries.is_empty() {
                 if shared.stopping.load(Ordering::SeqCst) {
@@ -1415,12 +1425,15 @@ fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
                         .timed_out()
                 {}
             }
-            take_batch(&mut open, config)
+            let opened_at = open.opened_at.unwrap_or_else(Instant::now);
+            let (entries, replies) = take_batch(&mut open, config);
+            (entries, replies, opened_at)
         };
         let count = entries.len();
         let callers = Callers {
             request_ids: entries.iter().map(|entry| entry.client().1).collect(),
             replies,
+            opened_at,
         };
         let writing = Instant::now();
         match log.propose(entries, now_ms(), callers) {
@@ -1749,6 +1762,7 @@ fn run_executor(
         // Only this node's own proposals were counted against
         // `inflight_max` (a replica's batches came from another node).
         let counted = token.is_some();
+        let opened_at = token.as_ref().map(|callers| callers.opened_at);
         let replies = token.map_or_else(
             || vec![None; batch.entries.len()],
             |callers| callers.replies,
@@ -1781,7 +1795,7 @@ fn run_executor(
                 chunk.push(tx);
                 if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
                     let entries = &batch.entries[answered..answered + chunk.len()];
-                    answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
+                    answer_chunk(&shared, entries, &mut replies, &mut chunk, opened_at);
                     answered += ANSWER_CHUNK;
                 }
             })
@@ -1798,6 +1812,7 @@ fn run_executor(
                 Callers {
                     request_ids: waiting,
                     replies: replies.collect(),
+                    opened_at: opened_at.unwrap_or_else(Instant::now),
                 }
                 .fail(&shared, || NodeError::Failed(reason.clone()));
             }
@@ -1838,7 +1853,7 @@ fn run_executor(
             &batch.entries[answered..],
             &mut replies,
             &mut chunk,
-            counted,
+            opened_at,
         );
     }
 }
@@ -1920,19 +1935,24 @@ fn restore_executor(
 }
 
 /// Answers `outcomes` (and empties it), the outcomes of `entries`, to the
-/// next `entries.len()` of `replies`.
+/// next `entries.len()` of `replies`. `opened_at` is set for this node's
+/// own proposals, which count against `inflight_max`, and is when their
+/// batch opened.
 fn answer_chunk(
     shared: &Shared,
     entries: &[Entry],
     replies: &mut impl Iterator<Item = Option<Reply>>,
     outcomes: &mut Vec<TxOutcome>,
-    counted: bool,
+    opened_at: Option<Instant>,
 ) {
     debug_assert_eq!(entries.len(), outcomes.len());
-    shared.metrics.outcomes(outcomes);
+    shared
+        .metrics
+        .outcomes(entries, outcomes, opened_at.map(|opened| opened.elapsed()));
+    shared.procedure_logs.record(entries, outcomes);
     // Uncount before answering, so a caller that has its answer is never
     // still counted against `inflight_max`.
-    if counted {
+    if opened_at.is_some() {
         shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
     }
     answer_batch(

@@ -909,6 +909,33 @@ fn other_request(
             });
             None
         }
+        RequestBody::Logs {
+            admin_token,
+            since_seq,
+            procedure,
+            level_max,
+            limit,
+        } => {
+            if let Some(refused) = unless_admin(
+                config,
+                &admin_token,
+                "reading the procedure log",
+                Some("its lines can hold any data a procedure saw"),
+            ) {
+                return Some(refused);
+            }
+            let page = node.procedure_log_page(&crate::procedure_logs::LogQuery {
+                since_seq,
+                procedure: procedure.as_deref(),
+                level_max,
+                limit,
+            });
+            Some(ResponseBody::Logs {
+                lines: page.lines,
+                next_seq: page.next_seq,
+                oldest_seq: page.oldest_seq,
+            })
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -948,6 +975,7 @@ fn other_request(
                         seq,
                         kind: abort.kind.as_str().to_string(),
                         message: abort.message,
+                        fuel_used: 0,
                     },
                     Ok(Err(CallError::Node(err))) => refusal_body(&err),
                     Ok(Err(other)) => ResponseBody::Refused {
@@ -1045,6 +1073,7 @@ fn read_answer(read: ReadOutcome) -> ResponseBody {
             seq: read.position,
             kind: abort.kind.as_str().to_string(),
             message: abort.message,
+            fuel_used: 0,
         },
         Outcome::Deployed(_) => ResponseBody::Refused {
             reason: RequestRefusal::BadRequest,
@@ -1278,6 +1307,7 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
         Outcome::Committed { result } => ResponseBody::Committed {
             seq: tx.seq,
             result,
+            fuel_used: tx.fuel_used,
         },
         Outcome::Deployed(summary) => ResponseBody::Deployed {
             seq: tx.seq,
@@ -1289,6 +1319,7 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
             seq: tx.seq,
             kind: abort.kind.as_str().to_string(),
             message: abort.message,
+            fuel_used: tx.fuel_used,
         },
     }
 }
@@ -1425,7 +1456,8 @@ pub async fn serve_metrics(
                 )
             };
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                crate::metrics::METRICS_CONTENT_TYPE,
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
