@@ -772,6 +772,9 @@ impl Node {
         // it is built before the shared state: it finds it through this.
         let shared_for_abandon: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> =
             Arc::new(std::sync::OnceLock::new());
+        // Filled by the replay of a single node's log, as running the log
+        // writes the same lines again.
+        let procedure_logs = crate::procedure_logs::ProcedureLogs::default();
         let (log, executor, recovery, raft, local, last_timestamp_ms): (
             Box<dyn Log<Callers>>,
             _,
@@ -817,7 +820,13 @@ impl Node {
                 let restored = restoring.elapsed();
                 let after_index = latest.as_ref().map_or(0, SnapshotImage::covered_index);
                 let replaying = Instant::now();
-                let sequencer = replay(&file, &mut executor, after_index, sequencer)?;
+                let sequencer = replay(
+                    &file,
+                    &mut executor,
+                    after_index,
+                    sequencer,
+                    &procedure_logs,
+                )?;
                 if let Some(image) = &latest {
                     // Operators (and tests) want to know what a start
                     // skipped, and where its time went.
@@ -921,7 +930,7 @@ impl Node {
             modules: Mutex::new(executor.deployed_modules()),
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
-            procedure_logs: Default::default(),
+            procedure_logs,
             raft,
             local,
             reads: reads_tx,
@@ -1379,6 +1388,7 @@ fn replay(
     executor: &mut Executor,
     after_index: u64,
     mut sequencer: Sequencer,
+    procedure_logs: &crate::procedure_logs::ProcedureLogs,
 ) -> Result<Sequencer, NodeError> {
     if log.last_index() <= after_index {
         return Ok(sequencer);
@@ -1397,7 +1407,8 @@ fn replay(
                 found: batch.first_seq,
             });
         }
-        executor.execute(&batch);
+        let mut outcomes = executor.execute(&batch);
+        procedure_logs.record(&batch.entries, &mut outcomes);
         sequencer = Sequencer::after(&batch);
     }
     Ok(sequencer)

@@ -612,7 +612,7 @@ pub enum ClientError {
     /// The server refused the client token (at connect) or the admin token
     /// (on a deploy).
     #[error(
-        "the server refused the credentials; set the token it expects: the client token to connect (`--token` / ORDO_CLIENT_TOKEN; `ClientConfig::token` in Rust), the admin token to deploy, back up, scan or read the past (`--admin-token` / ORDO_ADMIN_TOKEN; `ClientConfig::admin_token`)"
+        "the server refused the credentials; set the token it expects: the client token to connect (`--token` / ORDO_CLIENT_TOKEN; `ClientConfig::token` in Rust), the admin token to deploy, back up, scan, read the past or read procedure logs (`--admin-token` / ORDO_ADMIN_TOKEN; `ClientConfig::admin_token`)"
     )]
     Unauthorized,
     /// The server refused the connection for another reason.

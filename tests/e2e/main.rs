@@ -15,6 +15,7 @@ mod determinism;
 mod examples;
 mod generate;
 mod hostile_clients;
+mod logs;
 mod module_limits;
 mod partitions;
 mod recovery;
