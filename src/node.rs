@@ -1407,8 +1407,8 @@ fn replay(
                 found: batch.first_seq,
             });
         }
-        let mut outcomes = executor.execute(&batch);
-        procedure_logs.record(&batch.entries, &mut outcomes);
+        let outcomes = executor.execute(&batch);
+        procedure_logs.record(&batch.entries, &outcomes);
         sequencer = Sequencer::after(&batch);
     }
     Ok(sequencer)

@@ -63,11 +63,12 @@ pub struct LogPage {
 
 impl ProcedureLogs {
     /// Keeps the lines of `outcomes`, the outcomes of `entries`, in log
-    /// order. Takes the lock only if there is something to keep.
-    pub fn record(&self, entries: &[Entry], outcomes: &mut [TxOutcome]) {
+    /// order (copies: the callers get their outcomes whole). Takes the
+    /// lock only if there is something to keep.
+    pub fn record(&self, entries: &[Entry], outcomes: &[TxOutcome]) {
         let mut store = None;
-        for (entry, tx) in entries.iter().zip(outcomes.iter_mut()) {
-            let Some(logs) = tx.logs.take() else { continue };
+        for (entry, tx) in entries.iter().zip(outcomes) {
+            let Some(logs) = &tx.logs else { continue };
             let procedure = match entry {
                 Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
                     invocation.procedure.as_str()
@@ -84,8 +85,8 @@ impl ProcedureLogs {
                 fuel_used: tx.fuel_used,
                 abort_kind,
             };
-            for written in logs.lines {
-                store.push(line(written.level as u8, written.message, None));
+            for written in &logs.lines {
+                store.push(line(written.level as u8, written.message.clone(), None));
             }
             if logs.dropped > 0 {
                 store.push(line(
@@ -267,8 +268,12 @@ mod tests {
         }
         let page = logs.page(&query(0, 1000), lines as u64);
         assert!(page.oldest_seq > lines as u64 / 2, "{}", page.oldest_seq);
-        assert_eq!(page.lines.last().map(|l| l.seq), Some(lines as u64));
-        // A page stops near its byte budget.
+        assert_eq!(page.lines[0].seq, page.oldest_seq);
+        // A page stops near its byte budget, and says where to go on.
         assert!(page.lines.len() <= LOG_PAGE_BYTES_MAX / big.len() + 1);
+        assert_eq!(page.next_seq, page.lines.last().unwrap().seq + 1);
+        let newest = logs.page(&query(lines as u64, 1000), lines as u64);
+        assert_eq!(newest.lines.len(), 1);
+        assert_eq!(newest.lines[0].seq, lines as u64);
     }
 }
