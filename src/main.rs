@@ -110,6 +110,16 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// List the deployed modules: name, SHA-256, the sequence number of
+    /// the deploy that installed each, size and procedures.
+    Modules {
+        #[command(flatten)]
+        remote: Remote,
+        /// One JSON object per module (`name`, `sha256`, `deployed_at`,
+        /// `wasm_bytes`, `procedures`).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the deployed procedures and their parameters.
     Procedures {
         #[command(flatten)]
@@ -954,6 +964,46 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "{} {{{params}}}  [module {}]{read_only}",
                     procedure.name, procedure.module
                 );
+            }
+            Ok(())
+        }
+        Command::Modules { remote, json } => {
+            let modules = remote.run(async |client| Ok(client.describe().await?))?;
+            let mut out = std::io::stdout().lock();
+            for module in &modules {
+                let mut procedures: Vec<&str> = module
+                    .procedures
+                    .iter()
+                    .map(|procedure| procedure.name.as_str())
+                    .chain(module.unchecked.iter().map(String::as_str))
+                    .collect();
+                procedures.sort_unstable();
+                let written = if json {
+                    let object = serde_json::json!({
+                        "name": module.name,
+                        "sha256": module.sha256,
+                        "deployed_at": module.deployed_at,
+                        "wasm_bytes": module.wasm_bytes,
+                        "procedures": procedures,
+                    });
+                    writeln!(out, "{object}")
+                } else {
+                    let deployed = module.deployed_at.map_or_else(
+                        || "at an unknown seq".to_string(),
+                        |seq| format!("at seq {seq}"),
+                    );
+                    writeln!(
+                        out,
+                        "{} sha256 {} deployed {deployed}, {} bytes: {}",
+                        module.name,
+                        module.sha256,
+                        module.wasm_bytes,
+                        procedures.join(", ")
+                    )
+                };
+                if written.is_err() {
+                    break;
+                }
             }
             Ok(())
         }
@@ -2001,6 +2051,8 @@ fn describe_wasm_file(path: &std::path::Path) -> anyhow::Result<ordo_client::Mod
             sha256: compiled.sha256_hex(),
             procedures: compiled.procedures.iter().map(|p| p.name.clone()).collect(),
             contract: compiled.contract.clone(),
+            deployed_at: None,
+            wasm_bytes: wasm.len() as u64,
         },
     ))
 }

@@ -511,6 +511,12 @@ pub struct ModuleDescription {
     pub unchecked: Vec<String>,
     /// The declared tables, in name order.
     pub tables: Vec<ordo_schema::TableSchema>,
+    /// The sequence number of the deploy that installed this version, if
+    /// the node knows it (a node restored from a snapshot of an older
+    /// build does not). Version 6.
+    pub deployed_at: Option<u64>,
+    /// Size of the module's `.wasm` bytes (version 6).
+    pub wasm_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -361,6 +361,10 @@ pub struct Executor {
     compiler: Arc<ModuleCompiler>,
     /// Deployed modules by name.
     modules: BTreeMap<String, Arc<LoadedModule>>,
+    /// The sequence number each deployed module's version was deployed
+    /// at (in the snapshot since format version 3; absent for a module
+    /// restored from an older one).
+    deployed_at: BTreeMap<String, u64>,
     /// Procedure name to the module that provides it. Only looked up.
     routes: LookupMap<String, Route>,
     sessions: Sessions,
@@ -432,6 +436,7 @@ impl Executor {
             epoch_start_required: false,
             compiler,
             modules: BTreeMap::new(),
+            deployed_at: BTreeMap::new(),
             routes: LookupMap::default(),
             sessions: Sessions::new(SessionLimits::of(&config)),
             position: 0,
@@ -869,6 +874,8 @@ impl Executor {
                     .map(|procedure| procedure.name.clone())
                     .collect(),
                 contract: module.compiled.contract.clone(),
+                deployed_at: self.deployed_at.get(&module.compiled.name).copied(),
+                wasm_bytes: module.compiled.wasm.len() as u64,
             })
             .collect();
         modules.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1192,6 +1199,7 @@ impl Executor {
         }
         let summary = summary(&loaded.compiled);
         self.modules.insert(deploy.name.clone(), loaded);
+        self.deployed_at.insert(deploy.name.clone(), seq);
         // The upgraded module's old instances must not serve another call.
         self.reset_instances();
         Ok(summary)

@@ -17,6 +17,7 @@ mod generate;
 mod hostile_clients;
 mod logs;
 mod module_limits;
+mod modules;
 mod partitions;
 mod recovery;
 mod replay;
