@@ -110,6 +110,15 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Remove a deployed module (admin token): from the sequence number it
+    /// prints, its procedures are unknown. The rows of its tables stay,
+    /// for a later deploy that declares them.
+    Undeploy {
+        #[command(flatten)]
+        remote: AdminRemote,
+        /// The module's name.
+        name: String,
+    },
     /// List the deployed modules: name, SHA-256, the sequence number of
     /// the deploy that installed each, size and procedures.
     Modules {
@@ -965,6 +974,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     procedure.name, procedure.module
                 );
             }
+            Ok(())
+        }
+        Command::Undeploy { remote, name } => {
+            let seq = remote.run_in_session(async |client| Ok(client.undeploy(&name).await?))?;
+            println!("undeployed module `{name}` at seq {seq}");
             Ok(())
         }
         Command::Modules { remote, json } => {

@@ -1778,10 +1778,12 @@ fn run_executor(
             || vec![None; batch.entries.len()],
             |callers| callers.replies,
         );
-        let has_deploy = batch
-            .entries
-            .iter()
-            .any(|entry| matches!(entry, Entry::Deploy(_) | Entry::DeployResetting { .. }));
+        let has_deploy = batch.entries.iter().any(|entry| {
+            matches!(
+                entry,
+                Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Undeploy(_)
+            )
+        });
         let executing = Instant::now();
         let mut answered = 0;
         let mut chunk = Vec::with_capacity(ANSWER_CHUNK.min(batch.entries.len()));
@@ -2452,6 +2454,29 @@ impl Session {
             }),
             Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
             Outcome::Committed { .. } => unreachable!("a deploy entry never commits a result"),
+        }
+    }
+}
+
+impl Session {
+    /// Removes the module `name` through the log (`ordo undeploy`) under
+    /// `request_id`; returns the sequence number it took effect at.
+    pub fn undeploy_with_id(&self, request_id: u64, name: &str) -> Result<u64, CallError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let entry = Entry::Undeploy(ordo_sequencer::entry::Undeploy {
+            client_id: self.client_id,
+            request_id,
+            name: name.to_string(),
+        });
+        self.outstanding.lock().insert(request_id);
+        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
+        let completion = enqueued.and_then(|()| self.await_answer(&answer));
+        self.acknowledge(request_id);
+        let tx = completion?.result?;
+        match tx.outcome {
+            Outcome::Committed { .. } => Ok(tx.seq),
+            Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
+            Outcome::Deployed(_) => unreachable!("an undeploy entry never deploys"),
         }
     }
 }

@@ -936,6 +936,32 @@ fn other_request(
                 oldest_seq: page.oldest_seq,
             })
         }
+        RequestBody::Undeploy { name, admin_token } => {
+            if let Some(refused) = unless_admin(config, &admin_token, "undeploy", None) {
+                return Some(refused);
+            }
+            let (session, responses) = (session.clone(), responses.clone());
+            tokio::spawn(async move {
+                let undeployed = tokio::task::spawn_blocking(move || {
+                    session.undeploy_with_id(request_id, &name)
+                })
+                .await;
+                let body = match undeployed {
+                    Ok(Ok(seq)) => ResponseBody::Committed {
+                        seq,
+                        result: Vec::new(),
+                        fuel_used: 0,
+                    },
+                    Ok(Err(err)) => call_error_body(err),
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "undeploy task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -971,17 +997,7 @@ fn other_request(
                         sha256: deployed.value.sha256,
                         procedures: deployed.value.procedures,
                     },
-                    Ok(Err(CallError::Aborted { seq, abort })) => ResponseBody::Aborted {
-                        seq,
-                        kind: abort.kind.as_str().to_string(),
-                        message: abort.message,
-                        fuel_used: 0,
-                    },
-                    Ok(Err(CallError::Node(err))) => refusal_body(&err),
-                    Ok(Err(other)) => ResponseBody::Refused {
-                        reason: RequestRefusal::BadRequest,
-                        message: other.to_string(),
-                    },
+                    Ok(Err(err)) => call_error_body(err),
                     Err(_) => ResponseBody::Refused {
                         reason: RequestRefusal::Unavailable,
                         message: "deploy task failed".to_string(),
@@ -1060,6 +1076,23 @@ fn unless_admin(
         reason: RequestRefusal::Unauthorized,
         message: format!("{what} needs the admin token (--admin-token / ORDO_ADMIN_TOKEN){why}"),
     })
+}
+
+/// The answer to a deploy or undeploy that did not take effect.
+fn call_error_body(err: CallError) -> ResponseBody {
+    match err {
+        CallError::Aborted { seq, abort } => ResponseBody::Aborted {
+            seq,
+            kind: abort.kind.as_str().to_string(),
+            message: abort.message,
+            fuel_used: 0,
+        },
+        CallError::Node(err) => refusal_body(&err),
+        other => ResponseBody::Refused {
+            reason: RequestRefusal::BadRequest,
+            message: other.to_string(),
+        },
+    }
 }
 
 /// The answer to a read (stale or time-travel) that ran.

@@ -1412,6 +1412,27 @@ impl Client {
         }
     }
 
+    /// Removes the deployed module `name` through the log, with
+    /// [`ClientConfig::admin_token`]: from the returned sequence number its
+    /// procedures are unknown (its tables' rows stay). A name no module
+    /// has aborts with kind `deploy_rejected`.
+    pub async fn undeploy(&self, name: &str) -> Result<u64, ClientError> {
+        let body = self
+            .request(RequestBody::Undeploy {
+                name: name.to_string(),
+                admin_token: self.handle.core.config.admin_token.clone(),
+            })
+            .await?;
+        match body {
+            ResponseBody::Committed { seq, .. } => Ok(seq),
+            ResponseBody::Aborted {
+                seq, kind, message, ..
+            } => Err(abort_error(name, seq, kind, message)),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("undeploy", &other)),
+        }
+    }
+
     /// The connected node's position, hashes and sizes, and its place in
     /// its cluster (role, term, leader). Any node answers, leader or not.
     ///
@@ -1546,7 +1567,10 @@ impl Client {
 
     /// Sends one request and waits for its answer (or its failure).
     async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        if matches!(body, RequestBody::Call { .. } | RequestBody::Deploy { .. }) {
+        if matches!(
+            body,
+            RequestBody::Call { .. } | RequestBody::Deploy { .. } | RequestBody::Undeploy { .. }
+        ) {
             self.ensure_session().await?;
         }
         self.send(body).await

@@ -130,7 +130,9 @@
 //! `oldest_seq`, the oldest transaction whose lines the node still keeps
 //! (its store is bounded: older lines were dropped, and a restart keeps
 //! only the lines of the transactions it re-executed). Version 6 changed
-//! the two answers and added the request and answer last.
+//! the two answers and added the request and answer last, and added
+//! [`RequestBody::Undeploy`] (after `Logs`) and the deploy position and
+//! size of each [`ModuleDescription`].
 //!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
@@ -331,6 +333,14 @@ pub enum RequestBody {
         /// 3 info, 4 debug, 5 trace.
         level_max: u8,
         limit: u32,
+    },
+    /// Removes the module `name` through the log (admin token): answered
+    /// with [`ResponseBody::Committed`] (an empty result) at the position
+    /// its procedures stopped existing, or [`ResponseBody::Aborted`]
+    /// (`deploy_rejected`) if no module has that name. Version 6.
+    Undeploy {
+        name: String,
+        admin_token: Option<String>,
     },
 }
 

@@ -673,7 +673,7 @@ impl Executor {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
                 invocation.acked_below
             }
-            Entry::Deploy(_) | Entry::DeployResetting { .. } => 0,
+            Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Undeploy(_) => 0,
             Entry::Session(session) => {
                 // Not remembered per request: registering and ending are
                 // idempotent, so a resent one needs no stored answer.
@@ -723,6 +723,15 @@ impl Executor {
                 // be running.
                 self.drain(run, u64::MAX);
                 let outcome = self.deploy(deploy, &[], seq, now_ms);
+                return Pending::Done {
+                    outcome,
+                    ran: true,
+                    notes: RunNotes::default(),
+                };
+            }
+            Entry::Undeploy(undeploy) => {
+                self.drain(run, u64::MAX);
+                let outcome = self.undeploy(&undeploy.name);
                 return Pending::Done {
                     outcome,
                     ran: true,
@@ -1124,6 +1133,26 @@ impl Executor {
         for slot in self.slots.iter() {
             slot.sandbox.lock().reset();
         }
+    }
+
+    /// Removes module `name` and its procedures (an [`Entry::Undeploy`]):
+    /// committed with an empty result, or aborted (`deploy_rejected`) if no
+    /// module has that name. Its tables' rows stay; modules cannot call
+    /// each other, so no other module depends on it.
+    fn undeploy(&mut self, name: &str) -> Outcome {
+        let Some(removed) = self.modules.remove(name) else {
+            return Outcome::aborted(
+                AbortKind::DeployRejected,
+                format!("no module named `{name}` is deployed, so none was removed"),
+            );
+        };
+        for procedure in &removed.compiled.procedures {
+            self.routes.remove(&procedure.name);
+        }
+        self.deployed_at.remove(name);
+        // Its instances must not linger in any sandbox.
+        self.reset_instances();
+        Outcome::Committed { result: Vec::new() }
     }
 
     fn deploy(

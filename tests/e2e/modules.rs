@@ -91,3 +91,67 @@ fn modules_lists_deploy_positions_that_survive_a_restart_from_a_snapshot() {
     );
     assert_eq!(modules(&server), listed);
 }
+
+#[test]
+fn undeploy_removes_the_procedures_through_the_log_and_keeps_the_rows() {
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let client = common::admin_client(&server).await;
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+        client.deploy("kv", ordo::modules::KV).await.unwrap();
+        client.call::<_, ()>("open", &(1u64, 70i64)).await.unwrap();
+    });
+    let admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--admin-token", common::ADMIN]);
+        run_ordo(Some(&server), &all)
+    };
+
+    // Without the admin token nothing is removed.
+    common::fails_with_all(
+        &run_ordo(Some(&server), &["undeploy", "bank"]),
+        &["admin token"],
+    );
+    let undeployed = stdout(&admin(&["undeploy", "bank"]));
+    assert!(
+        undeployed.starts_with("undeployed module `bank` at seq "),
+        "{undeployed}"
+    );
+    common::fails_with_all(
+        &run_ordo(Some(&server), &["call", "balance", r#"{"id": 1}"#]),
+        &["balance"],
+    );
+    let names: Vec<_> = modules(&server)
+        .iter()
+        .map(|module| module["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["kv"]);
+    // Twice: there is nothing left to remove.
+    common::fails_with_all(
+        &admin(&["undeploy", "bank"]),
+        &["deploy_rejected", "no module named `bank` is deployed"],
+    );
+
+    // The rows stayed (shown as bytes: no deployed module declares the
+    // table now), and a new deploy of the module sees them.
+    let raw = stdout(&admin(&["scan", "acct"]));
+    assert_eq!(raw.lines().count(), 1, "{raw}");
+    assert!(raw.starts_with("acct\\x00"), "{raw}");
+    runtime().block_on(async {
+        let client = common::admin_client(&server).await;
+        client.deploy("bank", ordo::modules::BANK).await.unwrap();
+    });
+    assert_eq!(
+        stdout(&run_ordo(
+            Some(&server),
+            &["call", "balance", r#"{"id": 1}"#]
+        )),
+        "70\n"
+    );
+
+    // A restart replays the undeploy and the deploy to the same modules.
+    let before = modules(&server);
+    let dir = server.kill();
+    let server = Server::start_in(dir, &[]);
+    assert_eq!(modules(&server), before);
+}

@@ -377,6 +377,7 @@ async fn canned_server(listener: TcpListener) {
             RequestBody::ReadAt { .. } => panic!("unexpected time-travel read"),
             RequestBody::Scan { .. } => panic!("unexpected scan"),
             RequestBody::Logs { .. } => panic!("unexpected log read"),
+            RequestBody::Undeploy { .. } => panic!("unexpected undeploy"),
         };
         answer(&mut stream, request.request_id, body).await;
     }
