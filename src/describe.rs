@@ -27,6 +27,8 @@ pub fn module_description(module: &DeployedModule) -> ModuleDescription {
             .cloned()
             .collect(),
         tables: module.contract.tables.values().cloned().collect(),
+        deployed_at: module.deployed_at,
+        wasm_bytes: module.wasm_bytes,
     }
 }
 

@@ -161,7 +161,7 @@ pub async fn serve_metrics(
                 (
                     [(
                         header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                        HeaderValue::from_static(crate::metrics::METRICS_CONTENT_TYPE),
                     )],
                     node.metrics_text(),
                 )
@@ -1008,6 +1008,8 @@ async fn modules(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Resp
             serde_json::json!({
                 "name": module.name,
                 "sha256": module.sha256,
+                "deployed_at": module.deployed_at,
+                "wasm_bytes": module.wasm_bytes,
                 "procedures": module.procedures,
                 "tables": module.contract.tables.keys().collect::<Vec<_>>(),
             })

@@ -105,6 +105,29 @@ enum Command {
         /// --retain-positions` keeps.
         #[arg(long, value_name = "SEQ", conflicts_with_all = ["stale", "min_position"])]
         at: Option<u64>,
+        /// Print the sequence number and the fuel the call used on
+        /// standard error (the fuel of an abort is in `ordo logs`).
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove a deployed module (admin token): from the sequence number it
+    /// prints, its procedures are unknown. The rows of its tables stay,
+    /// for a later deploy that declares them.
+    Undeploy {
+        #[command(flatten)]
+        remote: AdminRemote,
+        /// The module's name.
+        name: String,
+    },
+    /// List the deployed modules: name, SHA-256, the sequence number of
+    /// the deploy that installed each, size and procedures.
+    Modules {
+        #[command(flatten)]
+        remote: Remote,
+        /// One JSON object per module (`name`, `sha256`, `deployed_at`,
+        /// `wasm_bytes`, `procedures`).
+        #[arg(long)]
+        json: bool,
     },
     /// List the deployed procedures and their parameters.
     Procedures {
@@ -144,6 +167,32 @@ enum Command {
         limit: u64,
         /// One JSON object per row (`key`, `value`, `raw_key`, `raw_value`,
         /// `decoded`), then one with the position and whether more follow.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the procedure log of the node --server names (admin token):
+    /// the lines procedures wrote with `ordo_sdk::log!` and one line for
+    /// each call that aborted after it started (a panic's message, fuel
+    /// exhaustion, ...), each with its sequence number, procedure, module
+    /// and the fuel the call used. A node keeps its newest 16 MiB of lines
+    /// in memory.
+    Logs {
+        #[command(flatten)]
+        remote: AdminRemote,
+        /// Keep waiting for new lines (stop with Ctrl-C).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this procedure's lines.
+        #[arg(long)]
+        procedure: Option<String>,
+        /// Only lines of transactions at this sequence number or later.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        since: u64,
+        /// Only lines at this level or more severe.
+        #[arg(long, default_value = "trace", value_parser = ["error", "warn", "info", "debug", "trace"])]
+        level: String,
+        /// One JSON object per line (`seq`, `procedure`, `module`, `level`,
+        /// `message`, `fuel_used`, `abort_kind`).
         #[arg(long)]
         json: bool,
     },
@@ -854,6 +903,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             stale,
             min_position,
             at,
+            verbose,
         } => {
             let parsed: serde_json::Value = serde_json::from_str(&args)
                 .with_context(|| format!("the arguments are not valid JSON ({args})"))?;
@@ -877,10 +927,35 @@ fn run(command: Command) -> anyhow::Result<()> {
                         .await)
                 })?
             } else {
-                remote
-                    .run_in_session(async |client| Ok(client.call_json(&procedure, &args).await))?
+                remote.run_in_session(async |client| {
+                    Ok(client.call_json_outcome(&procedure, &args).await.map(
+                        |(result, outcome)| {
+                            if verbose {
+                                eprintln!(
+                                    "committed at seq {}, fuel used {}",
+                                    outcome.seq, outcome.fuel_used
+                                );
+                            }
+                            (result, outcome.seq)
+                        },
+                    ))
+                })?
             };
             print_call(called, seq, json)
+        }
+        Command::Logs {
+            remote,
+            follow,
+            procedure,
+            since,
+            level,
+            json,
+        } => {
+            let level_max =
+                ordo_engine::LogLevel::parse(&level).expect("clap allows only level names") as u8;
+            remote.run(async |client| {
+                show_logs(&client, since, procedure, level_max, follow, json).await
+            })
         }
         Command::Scan {
             remote,
@@ -915,6 +990,51 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "{} {{{params}}}  [module {}]{read_only}",
                     procedure.name, procedure.module
                 );
+            }
+            Ok(())
+        }
+        Command::Undeploy { remote, name } => {
+            let seq = remote.run_in_session(async |client| Ok(client.undeploy(&name).await?))?;
+            println!("undeployed module `{name}` at seq {seq}");
+            Ok(())
+        }
+        Command::Modules { remote, json } => {
+            let modules = remote.run(async |client| Ok(client.describe().await?))?;
+            let mut out = std::io::stdout().lock();
+            for module in &modules {
+                let mut procedures: Vec<&str> = module
+                    .procedures
+                    .iter()
+                    .map(|procedure| procedure.name.as_str())
+                    .chain(module.unchecked.iter().map(String::as_str))
+                    .collect();
+                procedures.sort_unstable();
+                let written = if json {
+                    let object = serde_json::json!({
+                        "name": module.name,
+                        "sha256": module.sha256,
+                        "deployed_at": module.deployed_at,
+                        "wasm_bytes": module.wasm_bytes,
+                        "procedures": procedures,
+                    });
+                    writeln!(out, "{object}")
+                } else {
+                    let deployed = module.deployed_at.map_or_else(
+                        || "at an unknown seq".to_string(),
+                        |seq| format!("at seq {seq}"),
+                    );
+                    writeln!(
+                        out,
+                        "{} sha256 {} deployed {deployed}, {} bytes: {}",
+                        module.name,
+                        module.sha256,
+                        module.wasm_bytes,
+                        procedures.join(", ")
+                    )
+                };
+                if written.is_err() {
+                    break;
+                }
             }
             Ok(())
         }
@@ -1122,6 +1242,83 @@ fn run(command: Command) -> anyhow::Result<()> {
 /// Prints what `ordo call` got: the result, the sequence number with
 /// `--seq`, one JSON object with `--json`. An abort is still an error (one
 /// line on stderr, exit 1), after its sequence number or JSON object.
+/// Prints the node's procedure log from `since` on, page by page; with
+/// `follow`, polls for new lines until interrupted. Stops quietly when
+/// stdout closes (`ordo logs | head`).
+async fn show_logs(
+    client: &ordo_client::Client,
+    since: u64,
+    procedure: Option<String>,
+    level_max: u8,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    /// How often `--follow` asks for new lines when it has seen them all.
+    const FOLLOW_POLL: Duration = Duration::from_millis(250);
+    let mut next = since;
+    let mut warned_gap = false;
+    loop {
+        let page = client
+            .logs(
+                next,
+                procedure.clone(),
+                level_max,
+                ordo_client::protocol::LOG_PAGE_LINES_MAX,
+            )
+            .await?;
+        if !warned_gap && next < page.oldest_seq && since > 0 {
+            eprintln!(
+                "note: the node no longer keeps lines before seq {} (its store is bounded, and a restart keeps only the lines of what it re-executed)",
+                page.oldest_seq
+            );
+        }
+        warned_gap = true;
+        let mut out = std::io::stdout().lock();
+        for line in &page.lines {
+            let written = if json {
+                let object = serde_json::json!({
+                    "seq": line.seq,
+                    "procedure": line.procedure,
+                    "module": line.module,
+                    "level": ordo_client::protocol::log_level_name(line.level),
+                    "message": line.message,
+                    "fuel_used": line.fuel_used,
+                    "abort_kind": line.abort_kind,
+                });
+                writeln!(out, "{object}")
+            } else {
+                let aborted = line
+                    .abort_kind
+                    .as_ref()
+                    .map(|kind| format!(" aborted ({kind})"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "seq {} {}::{} {}{aborted} [fuel {}]: {}",
+                    line.seq,
+                    line.module,
+                    line.procedure,
+                    ordo_client::protocol::log_level_name(line.level),
+                    line.fuel_used,
+                    line.message
+                )
+            };
+            if written.and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+        drop(out);
+        let caught_up = page.next_seq == next || page.lines.is_empty();
+        next = page.next_seq;
+        if caught_up {
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+}
+
 fn print_call(
     called: Result<(String, u64), ordo_client::ClientError>,
     print_seq: bool,
@@ -1922,6 +2119,8 @@ fn describe_wasm_file(path: &std::path::Path) -> anyhow::Result<ordo_client::Mod
             sha256: compiled.sha256_hex(),
             procedures: compiled.procedures.iter().map(|p| p.name.clone()).collect(),
             contract: compiled.contract.clone(),
+            deployed_at: None,
+            wasm_bytes: wasm.len() as u64,
         },
     ))
 }

@@ -329,6 +329,9 @@ impl Reply {
 struct Callers {
     request_ids: Vec<u64>,
     replies: Vec<Option<Reply>>,
+    /// When the batch's first request was admitted (the calls' latency
+    /// counts from here).
+    opened_at: Instant,
 }
 
 impl Callers {
@@ -371,6 +374,7 @@ struct Shared {
     modules: Mutex<Vec<DeployedModule>>,
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
+    procedure_logs: crate::procedure_logs::ProcedureLogs,
     raft: Option<RaftHandle>,
     /// A single node's snapshots (`None` in a cluster, where Raft keeps
     /// them).
@@ -768,6 +772,9 @@ impl Node {
         // it is built before the shared state: it finds it through this.
         let shared_for_abandon: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> =
             Arc::new(std::sync::OnceLock::new());
+        // Filled by the replay of a single node's log, as running the log
+        // writes the same lines again.
+        let procedure_logs = crate::procedure_logs::ProcedureLogs::default();
         let (log, executor, recovery, raft, local, last_timestamp_ms): (
             Box<dyn Log<Callers>>,
             _,
@@ -813,7 +820,13 @@ impl Node {
                 let restored = restoring.elapsed();
                 let after_index = latest.as_ref().map_or(0, SnapshotImage::covered_index);
                 let replaying = Instant::now();
-                let sequencer = replay(&file, &mut executor, after_index, sequencer)?;
+                let sequencer = replay(
+                    &file,
+                    &mut executor,
+                    after_index,
+                    sequencer,
+                    &procedure_logs,
+                )?;
                 if let Some(image) = &latest {
                     // Operators (and tests) want to know what a start
                     // skipped, and where its time went.
@@ -917,6 +930,7 @@ impl Node {
             modules: Mutex::new(executor.deployed_modules()),
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
+            procedure_logs,
             raft,
             local,
             reads: reads_tx,
@@ -1262,20 +1276,25 @@ impl Node {
     }
 
     /// The node's counters in the Prometheus text format.
+    /// A page of this node's procedure log (`ordo logs`).
+    pub fn procedure_log_page(
+        &self,
+        query: &crate::procedure_logs::LogQuery<'_>,
+    ) -> crate::procedure_logs::LogPage {
+        let position = self.status().engine.position;
+        self.shared.procedure_logs.page(query, position)
+    }
+
+    /// The metrics in the OpenMetrics text format
+    /// ([`crate::metrics::METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
-        let mut text = self
-            .shared
-            .metrics
-            .render(self.shared.inflight.load(Ordering::Relaxed) as u64);
         let engine = self.status().engine;
-        text.push_str(&format!(
-            "# HELP ordo_sessions Open exactly-once sessions, registered or not.\n# TYPE ordo_sessions gauge\nordo_sessions {}\n# HELP ordo_stored_result_bytes Bytes the stored outcomes are charged against their budget.\n# TYPE ordo_stored_result_bytes gauge\nordo_stored_result_bytes {}\n",
-            engine.sessions, engine.stored_result_bytes
-        ));
-        text.push_str(&crate::metrics::render_compile_stats(
-            &self.shared.compiler.stats(),
-        ));
-        text
+        self.shared.metrics.render(crate::metrics::Gauges {
+            inflight: self.shared.inflight.load(Ordering::Relaxed) as u64,
+            sessions: engine.sessions,
+            stored_result_bytes: engine.stored_result_bytes,
+            compile: self.shared.compiler.stats(),
+        })
     }
 
     /// Every deployed module with its schemas, in name order.
@@ -1369,6 +1388,7 @@ fn replay(
     executor: &mut Executor,
     after_index: u64,
     mut sequencer: Sequencer,
+    procedure_logs: &crate::procedure_logs::ProcedureLogs,
 ) -> Result<Sequencer, NodeError> {
     if log.last_index() <= after_index {
         return Ok(sequencer);
@@ -1387,7 +1407,8 @@ fn replay(
                 found: batch.first_seq,
             });
         }
-        executor.execute(&batch);
+        let outcomes = executor.execute(&batch);
+        procedure_logs.record(&batch.entries, &outcomes);
         sequencer = Sequencer::after(&batch);
     }
     Ok(sequencer)
@@ -1396,7 +1417,7 @@ fn replay(
 fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
     let config = &shared.config;
     loop {
-        let (entries, replies) = {
+        let (entries, replies, opened_at) = {
             let mut open = shared.open.lock();
             while open.entries.is_empty() {
                 if shared.stopping.load(Ordering::SeqCst) {
@@ -1415,12 +1436,15 @@ fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
                         .timed_out()
                 {}
             }
-            take_batch(&mut open, config)
+            let opened_at = open.opened_at.unwrap_or_else(Instant::now);
+            let (entries, replies) = take_batch(&mut open, config);
+            (entries, replies, opened_at)
         };
         let count = entries.len();
         let callers = Callers {
             request_ids: entries.iter().map(|entry| entry.client().1).collect(),
             replies,
+            opened_at,
         };
         let writing = Instant::now();
         match log.propose(entries, now_ms(), callers) {
@@ -1749,14 +1773,17 @@ fn run_executor(
         // Only this node's own proposals were counted against
         // `inflight_max` (a replica's batches came from another node).
         let counted = token.is_some();
+        let opened_at = token.as_ref().map(|callers| callers.opened_at);
         let replies = token.map_or_else(
             || vec![None; batch.entries.len()],
             |callers| callers.replies,
         );
-        let has_deploy = batch
-            .entries
-            .iter()
-            .any(|entry| matches!(entry, Entry::Deploy(_) | Entry::DeployResetting { .. }));
+        let has_deploy = batch.entries.iter().any(|entry| {
+            matches!(
+                entry,
+                Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Undeploy(_)
+            )
+        });
         let executing = Instant::now();
         let mut answered = 0;
         let mut chunk = Vec::with_capacity(ANSWER_CHUNK.min(batch.entries.len()));
@@ -1781,7 +1808,7 @@ fn run_executor(
                 chunk.push(tx);
                 if chunk.len() == ANSWER_CHUNK && answered + ANSWER_CHUNK < batch.entries.len() {
                     let entries = &batch.entries[answered..answered + chunk.len()];
-                    answer_chunk(&shared, entries, &mut replies, &mut chunk, counted);
+                    answer_chunk(&shared, entries, &mut replies, &mut chunk, opened_at);
                     answered += ANSWER_CHUNK;
                 }
             })
@@ -1798,6 +1825,7 @@ fn run_executor(
                 Callers {
                     request_ids: waiting,
                     replies: replies.collect(),
+                    opened_at: opened_at.unwrap_or_else(Instant::now),
                 }
                 .fail(&shared, || NodeError::Failed(reason.clone()));
             }
@@ -1838,7 +1866,7 @@ fn run_executor(
             &batch.entries[answered..],
             &mut replies,
             &mut chunk,
-            counted,
+            opened_at,
         );
     }
 }
@@ -1920,19 +1948,24 @@ fn restore_executor(
 }
 
 /// Answers `outcomes` (and empties it), the outcomes of `entries`, to the
-/// next `entries.len()` of `replies`.
+/// next `entries.len()` of `replies`. `opened_at` is set for this node's
+/// own proposals, which count against `inflight_max`, and is when their
+/// batch opened.
 fn answer_chunk(
     shared: &Shared,
     entries: &[Entry],
     replies: &mut impl Iterator<Item = Option<Reply>>,
     outcomes: &mut Vec<TxOutcome>,
-    counted: bool,
+    opened_at: Option<Instant>,
 ) {
     debug_assert_eq!(entries.len(), outcomes.len());
-    shared.metrics.outcomes(outcomes);
+    shared
+        .metrics
+        .outcomes(entries, outcomes, opened_at.map(|opened| opened.elapsed()));
+    shared.procedure_logs.record(entries, outcomes);
     // Uncount before answering, so a caller that has its answer is never
     // still counted against `inflight_max`.
-    if counted {
+    if opened_at.is_some() {
         shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
     }
     answer_batch(
@@ -2421,6 +2454,29 @@ impl Session {
             }),
             Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
             Outcome::Committed { .. } => unreachable!("a deploy entry never commits a result"),
+        }
+    }
+}
+
+impl Session {
+    /// Removes the module `name` through the log (`ordo undeploy`) under
+    /// `request_id`; returns the sequence number it took effect at.
+    pub fn undeploy_with_id(&self, request_id: u64, name: &str) -> Result<u64, CallError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let entry = Entry::Undeploy(ordo_sequencer::entry::Undeploy {
+            client_id: self.client_id,
+            request_id,
+            name: name.to_string(),
+        });
+        self.outstanding.lock().insert(request_id);
+        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
+        let completion = enqueued.and_then(|()| self.await_answer(&answer));
+        self.acknowledge(request_id);
+        let tx = completion?.result?;
+        match tx.outcome {
+            Outcome::Committed { .. } => Ok(tx.seq),
+            Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
+            Outcome::Deployed(_) => unreachable!("an undeploy entry never deploys"),
         }
     }
 }

@@ -689,6 +689,13 @@ fn view_of(entry: &Entry, modules: &[ordo_engine::ModuleSummary]) -> EntryView {
             encoding: None,
             args: Vec::new(),
         },
+        Entry::Undeploy(undeploy) => EntryView {
+            kind: "undeploy",
+            name: undeploy.name.clone(),
+            module: None,
+            encoding: None,
+            args: Vec::new(),
+        },
         Entry::Session(session) => EntryView {
             kind: "session",
             name: format!(

@@ -909,6 +909,59 @@ fn other_request(
             });
             None
         }
+        RequestBody::Logs {
+            admin_token,
+            since_seq,
+            procedure,
+            level_max,
+            limit,
+        } => {
+            if let Some(refused) = unless_admin(
+                config,
+                &admin_token,
+                "reading the procedure log",
+                Some("its lines can hold any data a procedure saw"),
+            ) {
+                return Some(refused);
+            }
+            let page = node.procedure_log_page(&crate::procedure_logs::LogQuery {
+                since_seq,
+                procedure: procedure.as_deref(),
+                level_max,
+                limit,
+            });
+            Some(ResponseBody::Logs {
+                lines: page.lines,
+                next_seq: page.next_seq,
+                oldest_seq: page.oldest_seq,
+            })
+        }
+        RequestBody::Undeploy { name, admin_token } => {
+            if let Some(refused) = unless_admin(config, &admin_token, "undeploy", None) {
+                return Some(refused);
+            }
+            let (session, responses) = (session.clone(), responses.clone());
+            tokio::spawn(async move {
+                let undeployed = tokio::task::spawn_blocking(move || {
+                    session.undeploy_with_id(request_id, &name)
+                })
+                .await;
+                let body = match undeployed {
+                    Ok(Ok(seq)) => ResponseBody::Committed {
+                        seq,
+                        result: Vec::new(),
+                        fuel_used: 0,
+                    },
+                    Ok(Err(err)) => call_error_body(err),
+                    Err(_) => ResponseBody::Refused {
+                        reason: RequestRefusal::Unavailable,
+                        message: "undeploy task failed".to_string(),
+                    },
+                };
+                responses.send(Response { request_id, body }).await;
+            });
+            None
+        }
         RequestBody::Call { .. } => unreachable!("calls are batched by the reader"),
         RequestBody::Session(change) => session
             .submit_session_change(request_id, crate::node::session_change(change))
@@ -944,16 +997,7 @@ fn other_request(
                         sha256: deployed.value.sha256,
                         procedures: deployed.value.procedures,
                     },
-                    Ok(Err(CallError::Aborted { seq, abort })) => ResponseBody::Aborted {
-                        seq,
-                        kind: abort.kind.as_str().to_string(),
-                        message: abort.message,
-                    },
-                    Ok(Err(CallError::Node(err))) => refusal_body(&err),
-                    Ok(Err(other)) => ResponseBody::Refused {
-                        reason: RequestRefusal::BadRequest,
-                        message: other.to_string(),
-                    },
+                    Ok(Err(err)) => call_error_body(err),
                     Err(_) => ResponseBody::Refused {
                         reason: RequestRefusal::Unavailable,
                         message: "deploy task failed".to_string(),
@@ -1034,6 +1078,23 @@ fn unless_admin(
     })
 }
 
+/// The answer to a deploy or undeploy that did not take effect.
+fn call_error_body(err: CallError) -> ResponseBody {
+    match err {
+        CallError::Aborted { seq, abort } => ResponseBody::Aborted {
+            seq,
+            kind: abort.kind.as_str().to_string(),
+            message: abort.message,
+            fuel_used: 0,
+        },
+        CallError::Node(err) => refusal_body(&err),
+        other => ResponseBody::Refused {
+            reason: RequestRefusal::BadRequest,
+            message: other.to_string(),
+        },
+    }
+}
+
 /// The answer to a read (stale or time-travel) that ran.
 fn read_answer(read: ReadOutcome) -> ResponseBody {
     match read.outcome {
@@ -1045,6 +1106,7 @@ fn read_answer(read: ReadOutcome) -> ResponseBody {
             seq: read.position,
             kind: abort.kind.as_str().to_string(),
             message: abort.message,
+            fuel_used: 0,
         },
         Outcome::Deployed(_) => ResponseBody::Refused {
             reason: RequestRefusal::BadRequest,
@@ -1278,6 +1340,7 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
         Outcome::Committed { result } => ResponseBody::Committed {
             seq: tx.seq,
             result,
+            fuel_used: tx.fuel_used,
         },
         Outcome::Deployed(summary) => ResponseBody::Deployed {
             seq: tx.seq,
@@ -1289,6 +1352,7 @@ fn outcome_body(tx: TxOutcome) -> ResponseBody {
             seq: tx.seq,
             kind: abort.kind.as_str().to_string(),
             message: abort.message,
+            fuel_used: tx.fuel_used,
         },
     }
 }

@@ -374,7 +374,7 @@ impl std::fmt::Debug for ClientConfig {
 /// # async fn example(client: ordo_client::Client) -> Result<(), ordo_client::ClientError> {
 /// use ordo_client::{CallOutcome, Encoding};
 ///
-/// let CallOutcome { seq, result } = client
+/// let CallOutcome { seq, result, .. } = client
 ///     .call_raw("balance", Encoding::Json, br#"{"id": 7}"#.to_vec())
 ///     .await?;
 /// println!("committed at {seq}: {}", String::from_utf8_lossy(&result));
@@ -387,6 +387,18 @@ pub struct CallOutcome {
     pub seq: u64,
     /// The procedure's result, in the request's encoding.
     pub result: Vec<u8>,
+    /// Fuel the procedure's call used.
+    pub fuel_used: u64,
+}
+
+/// A page of a node's procedure log, from [`Client::logs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPage {
+    pub lines: Vec<crate::protocol::ProcedureLogLine>,
+    /// Where the next page starts.
+    pub next_seq: u64,
+    /// The oldest transaction whose lines the node still keeps.
+    pub oldest_seq: u64,
 }
 
 /// A committed call's decoded answer, from [`Client::call`].
@@ -600,7 +612,7 @@ pub enum ClientError {
     /// The server refused the client token (at connect) or the admin token
     /// (on a deploy).
     #[error(
-        "the server refused the credentials; set the token it expects: the client token to connect (`--token` / ORDO_CLIENT_TOKEN; `ClientConfig::token` in Rust), the admin token to deploy, back up, scan or read the past (`--admin-token` / ORDO_ADMIN_TOKEN; `ClientConfig::admin_token`)"
+        "the server refused the credentials; set the token it expects: the client token to connect (`--token` / ORDO_CLIENT_TOKEN; `ClientConfig::token` in Rust), the admin token to deploy, back up, scan, read the past or read procedure logs (`--admin-token` / ORDO_ADMIN_TOKEN; `ClientConfig::admin_token`)"
     )]
     Unauthorized,
     /// The server refused the connection for another reason.
@@ -967,9 +979,9 @@ impl Client {
     async fn change_session(&self, change: SessionRequest) -> Result<(), ClientError> {
         match self.send(RequestBody::Session(change)).await? {
             ResponseBody::Committed { .. } => Ok(()),
-            ResponseBody::Aborted { seq, kind, message } => {
-                Err(abort_error("session", seq, kind, message))
-            }
+            ResponseBody::Aborted {
+                seq, kind, message, ..
+            } => Err(abort_error("session", seq, kind, message)),
             ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
             other => Err(unexpected("session", &other)),
         }
@@ -1095,7 +1107,7 @@ impl Client {
             })
             .await?;
         let given: GivenArgs = ordo_schema::fingerprint_of_args::<A>;
-        let CallOutcome { seq, result } = call_outcome(procedure, body, Some(&given))?;
+        let CallOutcome { seq, result, .. } = call_outcome(procedure, body, Some(&given))?;
         let value = decode_result(procedure, seq, &result)?;
         Ok(Called { value, seq })
     }
@@ -1115,10 +1127,22 @@ impl Client {
         procedure: &str,
         json: &str,
     ) -> Result<(String, u64), ClientError> {
-        let CallOutcome { seq, result } = self
+        let (result, outcome) = self.call_json_outcome(procedure, json).await?;
+        Ok((result, outcome.seq))
+    }
+
+    /// [`Client::call_json`], with the whole [`CallOutcome`] (its
+    /// `result` left empty: the JSON text is the first element).
+    pub async fn call_json_outcome(
+        &self,
+        procedure: &str,
+        json: &str,
+    ) -> Result<(String, CallOutcome), ClientError> {
+        let mut outcome = self
             .call_raw(procedure, Encoding::Json, json.as_bytes().to_vec())
             .await?;
-        Ok((json_result(procedure, seq, result)?, seq))
+        let result = std::mem::take(&mut outcome.result);
+        Ok((json_result(procedure, outcome.seq, result)?, outcome))
     }
 
     /// Runs the read-only `procedure` with arguments already encoded in
@@ -1148,7 +1172,8 @@ impl Client {
     ) -> Result<ReadOutcome, ClientError> {
         match consistency {
             ReadConsistency::Linearizable => {
-                let CallOutcome { seq, result } = self.call_raw(procedure, encoding, args).await?;
+                let CallOutcome { seq, result, .. } =
+                    self.call_raw(procedure, encoding, args).await?;
                 return Ok(ReadOutcome {
                     position: seq,
                     result,
@@ -1166,9 +1191,9 @@ impl Client {
                     ResponseBody::ReadDone { position, result } => {
                         Ok(ReadOutcome { position, result })
                     }
-                    ResponseBody::Aborted { seq, kind, message } => {
-                        Err(abort_error(procedure, seq, kind, message))
-                    }
+                    ResponseBody::Aborted {
+                        seq, kind, message, ..
+                    } => Err(abort_error(procedure, seq, kind, message)),
                     ResponseBody::Refused { reason, message } => {
                         Err(refusal_error(reason, message))
                     }
@@ -1216,9 +1241,9 @@ impl Client {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                ResponseBody::Aborted { seq, kind, message } => {
-                    Err(abort_error(procedure, seq, kind, message))
-                }
+                ResponseBody::Aborted {
+                    seq, kind, message, ..
+                } => Err(abort_error(procedure, seq, kind, message)),
                 ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
                 other => Err(unexpected("read", &other)),
             };
@@ -1379,11 +1404,32 @@ impl Client {
                 sha256,
                 procedures,
             }),
-            ResponseBody::Aborted { seq, kind, message } => {
-                Err(abort_error(name, seq, kind, message))
-            }
+            ResponseBody::Aborted {
+                seq, kind, message, ..
+            } => Err(abort_error(name, seq, kind, message)),
             ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
             other => Err(unexpected("deploy", &other)),
+        }
+    }
+
+    /// Removes the deployed module `name` through the log, with
+    /// [`ClientConfig::admin_token`]: from the returned sequence number its
+    /// procedures are unknown (its tables' rows stay). A name no module
+    /// has aborts with kind `deploy_rejected`.
+    pub async fn undeploy(&self, name: &str) -> Result<u64, ClientError> {
+        let body = self
+            .request(RequestBody::Undeploy {
+                name: name.to_string(),
+                admin_token: self.handle.core.config.admin_token.clone(),
+            })
+            .await?;
+        match body {
+            ResponseBody::Committed { seq, .. } => Ok(seq),
+            ResponseBody::Aborted {
+                seq, kind, message, ..
+            } => Err(abort_error(name, seq, kind, message)),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("undeploy", &other)),
         }
     }
 
@@ -1476,6 +1522,41 @@ impl Client {
         }
     }
 
+    /// One page of the connected node's procedure log (see the protocol's
+    /// "Fuel and procedure logs"), with [`ClientConfig::admin_token`]:
+    /// lines of transactions at `since_seq` or later, only `procedure`'s
+    /// if given, at `level_max` (1 error ... 5 trace) or more severe, at
+    /// most `limit` (the node answers at most 1,000). Ask again from the
+    /// answer's `next_seq`.
+    pub async fn logs(
+        &self,
+        since_seq: u64,
+        procedure: Option<String>,
+        level_max: u8,
+        limit: u32,
+    ) -> Result<LogPage, ClientError> {
+        let body = RequestBody::Logs {
+            admin_token: self.handle.core.config.admin_token.clone(),
+            since_seq,
+            procedure,
+            level_max,
+            limit,
+        };
+        match self.request(body).await? {
+            ResponseBody::Logs {
+                lines,
+                next_seq,
+                oldest_seq,
+            } => Ok(LogPage {
+                lines,
+                next_seq,
+                oldest_seq,
+            }),
+            ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
+            other => Err(unexpected("procedure log lines", &other)),
+        }
+    }
+
     pub async fn procedures(&self) -> Result<Vec<ProcedureDescription>, ClientError> {
         match self.request(RequestBody::Procedures).await? {
             ResponseBody::Procedures(procedures) => Ok(procedures),
@@ -1486,7 +1567,10 @@ impl Client {
 
     /// Sends one request and waits for its answer (or its failure).
     async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        if matches!(body, RequestBody::Call { .. } | RequestBody::Deploy { .. }) {
+        if matches!(
+            body,
+            RequestBody::Call { .. } | RequestBody::Deploy { .. } | RequestBody::Undeploy { .. }
+        ) {
             self.ensure_session().await?;
         }
         self.send(body).await
@@ -1637,10 +1721,18 @@ fn call_outcome(
     given: Option<&GivenArgs>,
 ) -> Result<CallOutcome, ClientError> {
     match body {
-        ResponseBody::Committed { seq, result } => Ok(CallOutcome { seq, result }),
-        ResponseBody::Aborted { seq, kind, message } => {
-            Err(abort_error(procedure, seq, kind, message))
-        }
+        ResponseBody::Committed {
+            seq,
+            result,
+            fuel_used,
+        } => Ok(CallOutcome {
+            seq,
+            result,
+            fuel_used,
+        }),
+        ResponseBody::Aborted {
+            seq, kind, message, ..
+        } => Err(abort_error(procedure, seq, kind, message)),
         ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
         ResponseBody::SignatureMismatch { message, schema } => {
             let detail = match given {
@@ -1691,6 +1783,7 @@ fn unexpected(expected: &'static str, body: &ResponseBody) -> ClientError {
         ResponseBody::Backup(_) => "a backup answer",
         ResponseBody::Behind { .. } => "a node behind the read's position",
         ResponseBody::Rows { .. } => "scanned rows",
+        ResponseBody::Logs { .. } => "procedure log lines",
     };
     ClientError::UnexpectedResponse { expected, got }
 }

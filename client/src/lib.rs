@@ -75,7 +75,9 @@ pub use tokio_rustls;
 
 pub use client::{
     CONNECT_TIMEOUT_DEFAULT, CallOutcome, Called, Client, ClientConfig, ClientError, Deployed,
-    RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT, ReadConsistency, ReadOutcome, ReadValue,
-    STALL_TIMEOUT_DEFAULT,
+    LogPage, RECONNECT_ATTEMPTS_DEFAULT, REQUEST_TIMEOUT_DEFAULT, ReadConsistency, ReadOutcome,
+    ReadValue, STALL_TIMEOUT_DEFAULT,
 };
-pub use protocol::{Encoding, ModuleDescription, ProcedureDescription, StatusInfo};
+pub use protocol::{
+    Encoding, ModuleDescription, ProcedureDescription, ProcedureLogLine, StatusInfo,
+};

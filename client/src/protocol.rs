@@ -1,4 +1,4 @@
-//! ordo's wire protocol, version 5: the messages a client and `ordo serve`
+//! ordo's wire protocol, version 6: the messages a client and `ordo serve`
 //! exchange over TCP, and how they are framed.
 //!
 //! A connection starts with a handshake: the client sends a [`Hello`]
@@ -115,6 +115,25 @@
 //! last key. `ordo scan TABLE` builds the range from a table's name and
 //! decodes rows with its schema. Any node answers it, whatever its role.
 //!
+//! # Fuel and procedure logs (version 6)
+//!
+//! [`ResponseBody::Committed`] and [`ResponseBody::Aborted`] carry
+//! `fuel_used`, the fuel the procedure's call used (0 when nothing ran).
+//! [`RequestBody::Logs`] (admin token: lines can hold any data a
+//! procedure saw) reads the answering node's procedure log: the lines
+//! procedures wrote with `ordo_sdk::log!`, and one line per call that
+//! aborted after it started, of transactions at `since_seq` or later,
+//! oldest first, whole transactions only, up to `limit` lines (at most
+//! 1,000) and about 1 MiB. [`ResponseBody::Logs`] gives the lines,
+//! `next_seq` to ask from next (past every transaction the node had
+//! executed when nothing matched, so a follower does not rescan), and
+//! `oldest_seq`, the oldest transaction whose lines the node still keeps
+//! (its store is bounded: older lines were dropped, and a restart keeps
+//! only the lines of the transactions it re-executed). Version 6 changed
+//! the two answers and added the request and answer last, and added
+//! [`RequestBody::Undeploy`] (after `Logs`) and the deploy position and
+//! size of each [`ModuleDescription`].
+//!
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
@@ -124,7 +143,7 @@ use serde::{Deserialize, Serialize};
 /// port scanner) is recognised and refused at once.
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Bytes in a frame's length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
@@ -303,6 +322,58 @@ pub enum RequestBody {
         end: Option<Vec<u8>>,
         limit: u32,
     },
+    /// The answering node's procedure log from `since_seq` on (see "Fuel
+    /// and procedure logs"); answered with [`ResponseBody::Logs`].
+    Logs {
+        admin_token: Option<String>,
+        since_seq: u64,
+        /// Only this procedure's lines.
+        procedure: Option<String>,
+        /// Only lines at this level or more severe: 1 error, 2 warn,
+        /// 3 info, 4 debug, 5 trace.
+        level_max: u8,
+        limit: u32,
+    },
+    /// Removes the module `name` through the log (admin token): answered
+    /// with [`ResponseBody::Committed`] (an empty result) at the position
+    /// its procedures stopped existing, or [`ResponseBody::Aborted`]
+    /// (`deploy_rejected`) if no module has that name. Version 6.
+    Undeploy {
+        name: String,
+        admin_token: Option<String>,
+    },
+}
+
+/// The most lines one [`RequestBody::Logs`] answer holds.
+pub const LOG_PAGE_LINES_MAX: u32 = 1_000;
+
+/// One line of a node's procedure log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureLogLine {
+    /// The transaction's sequence number.
+    pub seq: u64,
+    pub procedure: String,
+    pub module: String,
+    /// 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+    pub level: u8,
+    pub message: String,
+    /// The fuel the whole call used.
+    pub fuel_used: u64,
+    /// For the line of a call that aborted: the abort kind (the message is
+    /// its reason). `None` for a line the procedure wrote.
+    pub abort_kind: Option<String>,
+}
+
+/// The name of a procedure log level (`error` for 1 ... `trace` for 5).
+pub fn log_level_name(level: u8) -> &'static str {
+    match level {
+        1 => "error",
+        2 => "warn",
+        3 => "info",
+        4 => "debug",
+        5 => "trace",
+        _ => "unknown",
+    }
 }
 
 /// What a [`RequestBody::Backup`] asks for.
@@ -362,6 +433,8 @@ pub enum ResponseBody {
     Committed {
         seq: u64,
         result: Vec<u8>,
+        /// Fuel the procedure's call used (version 6).
+        fuel_used: u64,
     },
     /// The procedure (or the deploy) aborted at `seq` and wrote nothing.
     /// `kind` is the engine's stable abort kind, e.g. `user`,
@@ -373,6 +446,9 @@ pub enum ResponseBody {
         seq: u64,
         kind: String,
         message: String,
+        /// Fuel the call used before it aborted; 0 if it never ran
+        /// (version 6).
+        fuel_used: u64,
     },
     Deployed {
         seq: u64,
@@ -425,6 +501,12 @@ pub enum ResponseBody {
         rows: Vec<(Vec<u8>, Vec<u8>)>,
         more: bool,
     },
+    /// Lines of a node's procedure log, from [`RequestBody::Logs`].
+    Logs {
+        lines: Vec<ProcedureLogLine>,
+        next_seq: u64,
+        oldest_seq: u64,
+    },
 }
 
 /// One deployed module's contract, from [`RequestBody::Describe`].
@@ -439,6 +521,12 @@ pub struct ModuleDescription {
     pub unchecked: Vec<String>,
     /// The declared tables, in name order.
     pub tables: Vec<ordo_schema::TableSchema>,
+    /// The sequence number of the deploy that installed this version, if
+    /// the node knows it (a node restored from a snapshot of an older
+    /// build does not). Version 6.
+    pub deployed_at: Option<u64>,
+    /// Size of the module's `.wasm` bytes (version 6).
+    pub wasm_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,6 +85,12 @@ pub struct DeployedModule {
     /// Every procedure, in name order (with a schema or not).
     pub procedures: Vec<String>,
     pub contract: Arc<ModuleContract>,
+    /// The sequence number of the deploy that installed this version;
+    /// `None` for a module restored from a snapshot written before
+    /// snapshots recorded it (format version 2 or older).
+    pub deployed_at: Option<u64>,
+    /// Size of the module's `.wasm` bytes.
+    pub wasm_bytes: u64,
 }
 
 /// Everything a module declares, checked.

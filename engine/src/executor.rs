@@ -49,10 +49,13 @@ use crate::LookupMap;
 use crate::config::EngineConfig;
 use crate::contract::{DeployedModule, ProcedureContract};
 use crate::module::{CompiledModule, DeployError, ModuleCompiler, ProcedureInfo};
-use crate::outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
+use crate::outcome::{
+    Abort, AbortKind, ModuleSummary, Outcome, ProcedureLogs, ReadOutcome, TxOutcome,
+};
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{
-    Call, Export, HostLinker, LoadedModule, Sandbox, StateView, WriteLimits, wasmtime_engine,
+    Call, CallNotes, Export, HostLinker, LoadedModule, Sandbox, StateView, WriteLimits,
+    wasmtime_engine,
 };
 use crate::sessions::{Check, SessionLimits, Sessions};
 use crate::state::StateStore;
@@ -240,8 +243,8 @@ fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
 /// What a partition thread sends back after each piece of work.
 enum WorkDone {
     /// Its number, and if it ran a transaction, the transaction's index in
-    /// the batch and its result.
-    Finished(usize, Option<(usize, Result<Vec<u8>, Abort>)>),
+    /// the batch and what it did.
+    Finished(usize, Option<(usize, Ran)>),
     /// It panicked, and ends. Its last message.
     Panicked(EnginePanic),
 }
@@ -312,7 +315,11 @@ enum Pending {
     Running,
     /// Known. `ran` is false if it never ran (a forgotten request), in
     /// which case the exactly-once table does not remember it.
-    Done { outcome: Outcome, ran: bool },
+    Done {
+        outcome: Outcome,
+        ran: bool,
+        notes: RunNotes,
+    },
     /// A retry of the request that ran at `seq`; `None` if that was earlier
     /// in this batch.
     Duplicate { seq: u64, outcome: Option<Outcome> },
@@ -354,6 +361,10 @@ pub struct Executor {
     compiler: Arc<ModuleCompiler>,
     /// Deployed modules by name.
     modules: BTreeMap<String, Arc<LoadedModule>>,
+    /// The sequence number each deployed module's version was deployed
+    /// at (in the snapshot since format version 3; absent for a module
+    /// restored from an older one).
+    deployed_at: BTreeMap<String, u64>,
     /// Procedure name to the module that provides it. Only looked up.
     routes: LookupMap<String, Route>,
     sessions: Sessions,
@@ -425,6 +436,7 @@ impl Executor {
             epoch_start_required: false,
             compiler,
             modules: BTreeMap::new(),
+            deployed_at: BTreeMap::new(),
             routes: LookupMap::default(),
             sessions: Sessions::new(SessionLimits::of(&config)),
             position: 0,
@@ -661,13 +673,14 @@ impl Executor {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => {
                 invocation.acked_below
             }
-            Entry::Deploy(_) | Entry::DeployResetting { .. } => 0,
+            Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Undeploy(_) => 0,
             Entry::Session(session) => {
                 // Not remembered per request: registering and ending are
                 // idempotent, so a resent one needs no stored answer.
                 return Pending::Done {
                     outcome: self.sessions.change(client, session.change, seq),
                     ran: false,
+                    notes: RunNotes::default(),
                 };
             }
         };
@@ -687,6 +700,7 @@ impl Executor {
                         ),
                     ),
                     ran: false,
+                    notes: RunNotes::default(),
                 };
             }
             Check::Expired => {
@@ -698,6 +712,7 @@ impl Executor {
                         ),
                     ),
                     ran: false,
+                    notes: RunNotes::default(),
                 };
             }
             Check::New => self.sessions.record_pending(client, request_id, seq),
@@ -708,7 +723,20 @@ impl Executor {
                 // be running.
                 self.drain(run, u64::MAX);
                 let outcome = self.deploy(deploy, &[], seq, now_ms);
-                return Pending::Done { outcome, ran: true };
+                return Pending::Done {
+                    outcome,
+                    ran: true,
+                    notes: RunNotes::default(),
+                };
+            }
+            Entry::Undeploy(undeploy) => {
+                self.drain(run, u64::MAX);
+                let outcome = self.undeploy(&undeploy.name);
+                return Pending::Done {
+                    outcome,
+                    ran: true,
+                    notes: RunNotes::default(),
+                };
             }
             Entry::DeployResetting {
                 deploy,
@@ -716,7 +744,11 @@ impl Executor {
             } => {
                 self.drain(run, u64::MAX);
                 let outcome = self.deploy(deploy, reset_tables, seq, now_ms);
-                return Pending::Done { outcome, ran: true };
+                return Pending::Done {
+                    outcome,
+                    ran: true,
+                    notes: RunNotes::default(),
+                };
             }
             Entry::Invoke(invocation) => (invocation, None),
             Entry::InvokeChecked {
@@ -731,6 +763,7 @@ impl Executor {
                 return Pending::Done {
                     outcome: Outcome::Aborted(abort),
                     ran: true,
+                    notes: RunNotes::default(),
                 };
             }
         };
@@ -765,20 +798,19 @@ impl Executor {
             fuel: self.config.tx_fuel_max,
         };
         if !traced {
-            let outcome = outcome_of(run_in_slots(&self.slots, prepared, &call));
-            return Pending::Done { outcome, ran: true };
+            return run_in_slots(&self.slots, prepared, &call).into_pending();
         }
         let home = prepared
             .slots
             .first()
             .expect("prepare() never leaves the slot set empty");
         self.slots[home].sandbox.lock().start_trace();
-        let outcome = outcome_of(run_in_slots(&self.slots, prepared, &call));
+        let ran = run_in_slots(&self.slots, prepared, &call);
         let trace = self.slots[home].sandbox.lock().take_trace();
         if let (Some((_, kept)), Some(trace)) = (&mut self.tracing, trace) {
             kept.insert(seq, trace);
         }
-        Pending::Done { outcome, ran: true }
+        ran.into_pending()
     }
 
     /// Queues a transaction on the partition thread that owns its slots,
@@ -851,6 +883,8 @@ impl Executor {
                     .map(|procedure| procedure.name.clone())
                     .collect(),
                 contract: module.compiled.contract.clone(),
+                deployed_at: self.deployed_at.get(&module.compiled.name).copied(),
+                wasm_bytes: module.compiled.wasm.len() as u64,
             })
             .collect();
         modules.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1049,7 +1083,11 @@ impl Executor {
             let seq = run.first_seq + index as u64;
             let tx = match std::mem::replace(&mut run.entries[index], Pending::Running) {
                 Pending::Running => return,
-                Pending::Done { outcome, ran } => {
+                Pending::Done {
+                    outcome,
+                    ran,
+                    notes,
+                } => {
                     if ran {
                         let (client, request_id) = batch.entries[index].client();
                         self.sessions.fill(client, request_id, seq, &outcome);
@@ -1061,6 +1099,8 @@ impl Executor {
                         seq,
                         outcome,
                         duplicate: false,
+                        fuel_used: notes.fuel_used,
+                        logs: notes.logs,
                     }
                 }
                 Pending::Duplicate {
@@ -1075,6 +1115,8 @@ impl Executor {
                             .clone()
                     }),
                     duplicate: true,
+                    fuel_used: 0,
+                    logs: None,
                 },
             };
             hash_outcome(&mut run.digest, seq, &tx);
@@ -1091,6 +1133,26 @@ impl Executor {
         for slot in self.slots.iter() {
             slot.sandbox.lock().reset();
         }
+    }
+
+    /// Removes module `name` and its procedures (an [`Entry::Undeploy`]):
+    /// committed with an empty result, or aborted (`deploy_rejected`) if no
+    /// module has that name. Its tables' rows stay; modules cannot call
+    /// each other, so no other module depends on it.
+    fn undeploy(&mut self, name: &str) -> Outcome {
+        let Some(removed) = self.modules.remove(name) else {
+            return Outcome::aborted(
+                AbortKind::DeployRejected,
+                format!("no module named `{name}` is deployed, so none was removed"),
+            );
+        };
+        for procedure in &removed.compiled.procedures {
+            self.routes.remove(&procedure.name);
+        }
+        self.deployed_at.remove(name);
+        // Its instances must not linger in any sandbox.
+        self.reset_instances();
+        Outcome::Committed { result: Vec::new() }
     }
 
     fn deploy(
@@ -1166,6 +1228,7 @@ impl Executor {
         }
         let summary = summary(&loaded.compiled);
         self.modules.insert(deploy.name.clone(), loaded);
+        self.deployed_at.insert(deploy.name.clone(), seq);
         // The upgraded module's old instances must not serve another call.
         self.reset_instances();
         Ok(summary)
@@ -1389,10 +1452,31 @@ fn record_done(run: &mut BatchRun, done: WorkDone) {
     let Some((index, result)) = ran else {
         return;
     };
-    run.entries[index] = Pending::Done {
-        outcome: outcome_of(result),
-        ran: true,
-    };
+    run.entries[index] = result.into_pending();
+}
+
+/// A transaction that ran on a partition thread or the dispatcher.
+struct Ran {
+    result: Result<Vec<u8>, Abort>,
+    notes: RunNotes,
+}
+
+impl Ran {
+    fn into_pending(self) -> Pending {
+        Pending::Done {
+            outcome: outcome_of(self.result),
+            ran: true,
+            notes: self.notes,
+        }
+    }
+}
+
+/// What a transaction that ran did besides its outcome: the
+/// [`TxOutcome::fuel_used`] and [`TxOutcome::logs`] it is handed out with.
+#[derive(Default)]
+struct RunNotes {
+    fuel_used: u64,
+    logs: Option<Box<ProcedureLogs>>,
 }
 
 /// The outcome of a transaction that ran: its result, or why it aborted.
@@ -1406,7 +1490,7 @@ fn outcome_of(result: Result<Vec<u8>, Abort>) -> Outcome {
 /// Runs a prepared transaction: locks its slots' stores, and calls it in
 /// the instances of its lowest slot. A procedure marked read-only gets a
 /// view that refuses writes.
-fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<Vec<u8>, Abort> {
+fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Ran {
     let stores: SmallVec<_> = prepared
         .slots
         .iter()
@@ -1424,10 +1508,27 @@ fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Result<V
     } else {
         StateView::new(stores, prepared.declared)
     };
-    slots[home]
-        .sandbox
-        .lock()
-        .execute(&prepared.route.module, call, view)
+    let module = &prepared.route.module;
+    let mut sandbox = slots[home].sandbox.lock();
+    let result = sandbox.execute(module, call, view);
+    let CallNotes {
+        fuel_used,
+        lines,
+        dropped,
+    } = sandbox.take_notes();
+    // Aborts get a log too, even a silent one: the node's procedure log
+    // shows why a call failed, with its module.
+    let logs = (!lines.is_empty() || dropped != 0 || result.is_err()).then(|| {
+        Box::new(ProcedureLogs {
+            module: module.compiled.name.clone(),
+            lines,
+            dropped,
+        })
+    });
+    Ran {
+        result,
+        notes: RunNotes { fuel_used, logs },
+    }
 }
 
 /// Re-raises, on the dispatcher, the panic of partition thread `thread`,

@@ -71,7 +71,10 @@ pub use module::{
     ArtifactKey, ArtifactStore, COMPILE_TIMEOUT, CompileStats, CompileWatchdog, DeployError,
     ModuleCompiler, ModuleShape, ParamInfo, ProcedureInfo, measure,
 };
-pub use outcome::{Abort, AbortKind, ModuleSummary, Outcome, ReadOutcome, TxOutcome};
+pub use outcome::{
+    Abort, AbortKind, LogLevel, LogLine, ModuleSummary, Outcome, PROCEDURE_LOG_BYTES_PER_CALL_MAX,
+    PROCEDURE_LOG_LINES_PER_CALL_MAX, ProcedureLogs, ReadOutcome, TxOutcome,
+};
 pub use partition::SLOTS;
 pub use sessions::{GRAVEYARD_CLIENTS_MAX, STORED_RESULT_OVERHEAD_BYTES};
 pub use state::StateStore;

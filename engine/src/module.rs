@@ -243,6 +243,7 @@ pub(crate) fn host_import_type(name: &str) -> Option<(&'static [ValType], &'stat
         "scan" => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
         "set_result" => (&[I32, I32], &[]),
         "abort" | "panic" => (&[I32, I32], &[]),
+        "log" => (&[I32, I32, I32], &[]),
         "sequence" | "now_ms" | "random_seed" => (&[], &[I64]),
         _ => return None,
     })

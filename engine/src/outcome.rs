@@ -160,4 +160,86 @@ pub struct TxOutcome {
     /// True if this entry repeated an already-executed request id and the
     /// stored outcome was returned without running anything.
     pub duplicate: bool,
+    /// Fuel the procedure's call used (its instance's instantiation, which
+    /// has its own budget, not included); 0 when nothing ran (a deploy, a
+    /// duplicate, a call refused before it ran). Deterministic, like the
+    /// outcome, but outside the hashes.
+    pub fuel_used: u64,
+    /// What the procedure said while it ran ([`ProcedureLogs`]): `Some`
+    /// when it logged a line or aborted after it started. Outside the
+    /// state hash and the chain hash.
+    pub logs: Option<Box<ProcedureLogs>>,
+}
+
+/// Most log lines one procedure call keeps; later ones are counted in
+/// [`ProcedureLogs::dropped`]. With [`PROCEDURE_LOG_BYTES_PER_CALL_MAX`]
+/// this bounds what a batch of calls holds before the node stores it.
+pub const PROCEDURE_LOG_LINES_PER_CALL_MAX: usize = 16;
+/// Most bytes of log text one procedure call keeps; a line that does not
+/// fit is cut at a character boundary and the lines after it dropped.
+pub const PROCEDURE_LOG_BYTES_PER_CALL_MAX: usize = 2048;
+
+/// How much a procedure log line matters: the `log` crate's levels, most
+/// severe first (so `level <= Info` selects error, warn and info).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    /// The level code of the `ordo.log` host import (docs/ABI.md).
+    pub fn from_abi(code: i32) -> Option<LogLevel> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|level| *level as i32 == code)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    /// Parses a level name (`error`, `warn`, `info`, `debug`, `trace`).
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|level| level.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One line a procedure logged with `ordo_sdk::log!`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The log of one procedure call: its lines, in the order it wrote them.
+/// Built only from what the procedure did, so every replica has the same
+/// one, but no hash covers it: a node may drop or forget it (its store of
+/// lines is bounded) without diverging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureLogs {
+    /// The module whose procedure ran.
+    pub module: String,
+    pub lines: Vec<LogLine>,
+    /// Lines over the per-call limits, not kept.
+    pub dropped: u32,
 }

@@ -38,7 +38,10 @@ use wasmtime::{
 
 use crate::config::{EngineConfig, HOST_BYTE_FUEL_DIVISOR, HOST_CALL_FUEL};
 use crate::module::{CompiledModule, DECLARATION_EXPORT_PREFIX, HOST_MODULE};
-use crate::outcome::{Abort, AbortKind};
+use crate::outcome::{
+    Abort, AbortKind, LogLevel, LogLine, PROCEDURE_LOG_BYTES_PER_CALL_MAX,
+    PROCEDURE_LOG_LINES_PER_CALL_MAX,
+};
 use crate::partition::{Declared, SLOTS, partition_key, undeclared};
 use crate::state::{Bytes, StateStore};
 use crate::trace::{HostCall, TxTrace};
@@ -192,6 +195,21 @@ pub(crate) struct TxContext {
     /// Set only for the one call the replay debugger traces
     /// ([`Sandbox::start_trace`]); host functions record into it.
     pub trace: Option<Box<TxTrace>>,
+    /// The call's fuel used and log lines, taken after it returns.
+    pub notes: CallNotes,
+    /// Bytes of log text in `notes.lines`, against
+    /// [`PROCEDURE_LOG_BYTES_PER_CALL_MAX`].
+    pub log_bytes: usize,
+}
+
+/// What a call did besides its outcome: the fuel it used and the lines it
+/// logged (`ordo.log`). Deterministic, outside every hash.
+#[derive(Debug, Default)]
+pub(crate) struct CallNotes {
+    pub fuel_used: u64,
+    pub lines: Vec<LogLine>,
+    /// Lines over the per-call limits.
+    pub dropped: u32,
 }
 
 /// How much one call may write.
@@ -696,6 +714,41 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
         },
     )?;
 
+    // `ordo_sdk::log!`: a line for the node's procedure log. Fuel is
+    // charged for every byte passed, kept or not, so that the limits below
+    // change nothing but what is kept.
+    linker.func_wrap(
+        HOST_MODULE,
+        "log",
+        |mut caller: Caller<'_, HostCtx>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(level) = LogLevel::from_abi(level) else {
+                return Err(host_abort(
+                    AbortKind::Trap,
+                    format!("ordo.log was given level {level}; levels are 1 (error) to 5 (trace)"),
+                ));
+            };
+            charge(&mut caller, usize::try_from(len).unwrap_or(0))?;
+            let tx = &caller.data().tx;
+            let room = PROCEDURE_LOG_BYTES_PER_CALL_MAX - tx.log_bytes;
+            if tx.notes.lines.len() >= PROCEDURE_LOG_LINES_PER_CALL_MAX || room == 0 {
+                caller.data_mut().tx.notes.dropped += 1;
+                return Ok(());
+            }
+            let mut message = guest_text(&caller, ptr, len, "the message of ordo.log")?;
+            if message.len() > room {
+                let mut cut = room;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+            }
+            let tx = &mut caller.data_mut().tx;
+            tx.log_bytes += message.len();
+            tx.notes.lines.push(LogLine { level, message });
+            Ok(())
+        },
+    )?;
+
     // The SDK's panic hook: the panic's message and place, then a trap.
     linker.func_wrap(
         HOST_MODULE,
@@ -804,6 +857,8 @@ pub(crate) struct Sandbox {
     config: EngineConfig,
     /// Instances alive in `store`, by module name.
     instances: LookupMap<String, LiveInstance>,
+    /// The last call's notes ([`Sandbox::take_notes`]).
+    last_notes: CallNotes,
 }
 
 impl Sandbox {
@@ -814,7 +869,14 @@ impl Sandbox {
             store,
             config,
             instances: LookupMap::default(),
+            last_notes: CallNotes::default(),
         }
+    }
+
+    /// The fuel used and the lines logged by the last call this sandbox
+    /// ran (whatever its outcome).
+    pub fn take_notes(&mut self) -> CallNotes {
+        std::mem::take(&mut self.last_notes)
     }
 
     fn new_store(engine: &Engine, config: &EngineConfig) -> Store<HostCtx> {
@@ -1008,6 +1070,8 @@ impl Sandbox {
     fn call(&mut self, module: &LoadedModule, call: &Call<'_>) -> Result<(), Abort> {
         let result = self.call_inner(module, call);
         let ctx = self.store.data_mut();
+        // Taken before a trap's reset replaces the store.
+        self.last_notes = std::mem::take(&mut ctx.tx.notes);
         match result {
             Ok(()) => Ok(()),
             Err((abort, trapped)) => {
@@ -1053,6 +1117,12 @@ impl Sandbox {
             ctx.tx.now_ms = now_ms;
             ctx.tx.writes.clear();
             ctx.tx.result.clear();
+            ctx.tx.notes.fuel_used = 0;
+            if !ctx.tx.notes.lines.is_empty() || ctx.tx.notes.dropped != 0 {
+                ctx.tx.notes.lines.clear();
+                ctx.tx.notes.dropped = 0;
+            }
+            ctx.tx.log_bytes = 0;
         }
         self.store
             .set_fuel(fuel)
@@ -1093,11 +1163,11 @@ impl Sandbox {
                 .expect("the executor only runs declarations the module exports"),
         };
         let called = func.call(&mut self.store, (args_len, encoding));
-        if self.store.data().tx.trace.is_some() {
-            let left = self.store.get_fuel().unwrap_or(0);
-            if let Some(trace) = &mut self.store.data_mut().tx.trace {
-                trace.fuel_used = fuel.saturating_sub(left);
-            }
+        let fuel_used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let tx = &mut self.store.data_mut().tx;
+        tx.notes.fuel_used = fuel_used;
+        if let Some(trace) = &mut tx.trace {
+            trace.fuel_used = fuel_used;
         }
         let status = called.map_err(|err| {
             let (abort, trapped) = trap(err);

@@ -70,6 +70,15 @@ pub struct Deploy {
     pub wasm: Vec<u8>,
 }
 
+/// Removing a deployed module (`ordo undeploy`): from this position its
+/// procedures are unknown. The rows of its tables stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undeploy {
+    pub client_id: ClientId,
+    pub request_id: u64,
+    pub name: String,
+}
+
 /// Registering or ending a client session (Raft thesis, section 6.3): the
 /// exactly-once table learns of a client only through the log, so every
 /// replica and every replay opens and expires the same sessions at the
@@ -118,6 +127,8 @@ pub enum Entry {
         deploy: Deploy,
         reset_tables: Vec<String>,
     },
+    /// Added last, so older logs decode as they did.
+    Undeploy(Undeploy),
 }
 
 /// The fingerprint of a procedure's parameter schema.
@@ -133,6 +144,7 @@ impl Entry {
                 (deploy.client_id, deploy.request_id)
             }
             Entry::Session(session) => (session.client_id, session.request_id),
+            Entry::Undeploy(undeploy) => (undeploy.client_id, undeploy.request_id),
         }
     }
 
@@ -140,7 +152,10 @@ impl Entry {
     pub fn invocation(&self) -> Option<&Invocation> {
         match self {
             Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => Some(invocation),
-            Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Session(_) => None,
+            Entry::Deploy(_)
+            | Entry::DeployResetting { .. }
+            | Entry::Session(_)
+            | Entry::Undeploy(_) => None,
         }
     }
 

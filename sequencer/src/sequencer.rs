@@ -96,6 +96,7 @@ pub fn entry_bytes(entry: &Entry) -> usize {
                 + reset_tables.iter().map(String::len).sum::<usize>()
         }
         Entry::Session(_) => 0,
+        Entry::Undeploy(undeploy) => undeploy.name.len(),
     }
 }
 

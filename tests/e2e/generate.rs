@@ -448,6 +448,8 @@ fn edge_case_module() -> ModuleDescription {
         ],
         unchecked: vec!["raw_one".into()],
         tables: Vec::new(),
+        deployed_at: None,
+        wasm_bytes: 0,
     }
 }
 

@@ -238,6 +238,11 @@ fn http_calls_reads_deploys_and_stable_errors() {
     assert_eq!(modules["modules"][0]["name"], "bank");
     assert_eq!(modules["modules"][0]["sha256"], sha256.as_str());
     assert_eq!(modules["modules"][0]["tables"], serde_json::json!(["acct"]));
+    assert_eq!(modules["modules"][0]["deployed_at"], 1);
+    assert_eq!(
+        modules["modules"][0]["wasm_bytes"],
+        ordo::modules::BANK.len() as u64
+    );
     let procedures = ok(&get(http, "/v1/procedures", Some(ADMIN)));
     let balance = procedures["procedures"]
         .as_array()
@@ -408,7 +413,7 @@ fn http_calls_reads_deploys_and_stable_errors() {
     assert!(
         metrics
             .header("content-type")
-            .is_some_and(|kind| kind.starts_with("text/plain")),
+            .is_some_and(|kind| kind.starts_with("application/openmetrics-text")),
         "{metrics:?}"
     );
     let text = String::from_utf8(metrics.body).unwrap();

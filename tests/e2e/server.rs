@@ -105,7 +105,7 @@ fn deploy(token: Option<&str>) -> RequestBody {
 
 fn committed(body: ResponseBody) -> (u64, Vec<u8>) {
     match body {
-        ResponseBody::Committed { seq, result } => (seq, result),
+        ResponseBody::Committed { seq, result, .. } => (seq, result),
         other => panic!("expected a commit, got {other:?}"),
     }
 }

@@ -7,7 +7,7 @@ stored-procedure transaction engine.
     client.call_with_position("incr", {"key": "a", "by": 1})   # -> Result(value=2, seq=...)
 
 :class:`Client` is synchronous, :class:`AsyncClient` its asyncio twin
-(pipelined). Both speak protocol version 5 (see ``wire``), reuse one
+(pipelined). Both speak protocol version 6 (see ``wire``), reuse one
 connection, register a session and resend a request with the same ids
 after a lost connection (exactly once), follow a cluster's leader, and
 raise a subclass of :class:`OrdoError` for every failure.

@@ -46,6 +46,9 @@ class Result:
 
     value: Any
     seq: int
+    #: Fuel the procedure's call used (0 for a stale read, which does not
+    #: report it).
+    fuel_used: int = 0
 
     @property
     def position(self) -> int:
@@ -237,7 +240,11 @@ def answer_position(response: wire.Response) -> Optional[int]:
 def call_result(procedure: str, response: wire.Response) -> Result:
     kind = response.kind
     if kind == "Committed":
-        return Result(decode_json_result(procedure, response.seq, response.result), response.seq)
+        return Result(
+            decode_json_result(procedure, response.seq, response.result),
+            response.seq,
+            response.fuel_used,
+        )
     if kind == "ReadDone":
         return Result(decode_json_result(procedure, response.position, response.result), response.position)
     raise other_error(procedure, "call", response)

@@ -1,4 +1,4 @@
-"""ordo's wire protocol (version 5), encoded and decoded by hand.
+"""ordo's wire protocol (version 6), encoded and decoded by hand.
 
 Every frame is a 4-byte little-endian payload length followed by the
 postcard encoding of one message. Postcard writes unsigned integers wider
@@ -26,7 +26,7 @@ from typing import Any, Optional
 from .errors import FrameTooLarge, MalformedFrame
 
 MAGIC = b"ORDO"
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 FRAME_HEADER_BYTES = 4
 #: Largest frame payload accepted by default (as the Rust client).
 FRAME_BYTES_MAX_DEFAULT = 17 << 20
@@ -372,6 +372,8 @@ RESPONSE_KINDS = (
     "Described",
     "Backup",
     "Behind",
+    "Rows",
+    "Logs",
 )
 
 
@@ -406,7 +408,7 @@ def _procedure(r: Reader) -> ProcedureDescription:
 
 
 def decode_response(payload: bytes) -> Response:
-    """Decodes one Response payload. `Described` and `Backup` answers (to
+    """Decodes one Response payload. `Described`, `Backup`, `Rows` and `Logs` answers (to
     requests this client never sends) and the schema inside a
     `SignatureMismatch` are not decoded: they are kept as raw bytes."""
     r = Reader(payload)
@@ -417,9 +419,9 @@ def decode_response(payload: bytes) -> Response:
     kind = RESPONSE_KINDS[index]
     f: dict = {}
     if kind == "Committed":
-        f = {"seq": r.u64(), "result": r.byte_vec()}
+        f = {"seq": r.u64(), "result": r.byte_vec(), "fuel_used": r.u64()}
     elif kind == "Aborted":
-        f = {"seq": r.u64(), "kind": r.string(), "message": r.string()}
+        f = {"seq": r.u64(), "kind": r.string(), "message": r.string(), "fuel_used": r.u64()}
     elif kind == "Deployed":
         f = {"seq": r.u64(), "name": r.string(), "sha256": r.string()}
         f["procedures"] = [r.string() for _ in range(r.seq_len())]
@@ -436,7 +438,7 @@ def decode_response(payload: bytes) -> Response:
         f = {"position": r.u64(), "result": r.byte_vec()}
     elif kind == "SignatureMismatch":
         f = {"message": r.string(), "schema": r.take(r.left())}
-    elif kind in ("Described", "Backup"):
+    elif kind in ("Described", "Backup", "Rows", "Logs"):
         f = {"raw": r.take(r.left())}
     elif kind == "Behind":
         f = {"applied": r.u64(), "wanted": r.u64()}

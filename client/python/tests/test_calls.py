@@ -24,6 +24,8 @@ def test_a_call_returns_its_result_and_seq(server, unique_key):
         assert second.value == 0
         # Sequence numbers are the log's: strictly increasing.
         assert second.seq > first.seq > 0
+        # The fuel each call used comes with its result.
+        assert first.fuel_used > 0 and second.fuel_used > 0
         assert client.observed_position >= second.seq
         assert client.status().position >= second.seq
         # A `()` result is JSON null.

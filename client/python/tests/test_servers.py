@@ -284,7 +284,7 @@ def test_the_hello_is_protocol_5(fake_server):
     hello = seen["hello"]
     reader = wire.Reader(hello)
     assert reader.take(4) == b"ORDO"
-    assert reader.u32() == 5
+    assert reader.u32() == wire.PROTOCOL_VERSION
     client_id = reader.varint(128)
     assert client_id == client.client_id and client_id >> 64 == wire.SESSION_CLIENT_ID_TAG
     assert reader.opt_string() == "tok"

@@ -59,13 +59,15 @@ def test_responses_decode():
     assert not_leader.kind == "NotLeader" and not_leader.leader is None
     named = wire.decode_response(b"\x01\x06\x01\x0d10.0.0.2:7878")
     assert named.leader == "10.0.0.2:7878"
-    aborted = wire.decode_response(b"\x02\x01\x09\x04user\x02no")
-    assert aborted.fields == {"seq": 9, "kind": "user", "message": "no"}
+    aborted = wire.decode_response(b"\x02\x01\x09\x04user\x02no\x2a")
+    assert aborted.fields == {"seq": 9, "kind": "user", "message": "no", "fuel_used": 42}
+    committed = wire.decode_response(b"\x03\x00\x05\x01x\x07")
+    assert committed.fields == {"seq": 5, "result": b"x", "fuel_used": 7}
 
 
 def test_hello_and_welcome():
     hello = wire.encode_hello(1, None)
-    assert hello == b"ORDO\x05\x01\x00"
+    assert hello == b"ORDO\x06\x01\x00"
     accepted = wire.decode_welcome(b"\x00\x05\x2a\x01\x03")
     assert accepted.accepted and (accepted.version, accepted.position, accepted.node_id) == (5, 42, 3)
     refused = wire.decode_welcome(b"\x01\x01\x03bad")

@@ -216,6 +216,7 @@ async fn pipelined_calls_are_matched_by_request_id() {
             let x: u64 = postcard::from_bytes(args).unwrap();
             let result = postcard::to_stdvec(&(2 * x)).unwrap();
             let body = ResponseBody::Committed {
+                fuel_used: 0,
                 seq: 1000 + x,
                 result,
             };
@@ -261,6 +262,7 @@ async fn acked_below_is_the_smallest_unanswered_request_id() {
             .unwrap();
         // Answer only the second; the first stays outstanding.
         let committed = |seq| ResponseBody::Committed {
+            fuel_used: 0,
             seq,
             result: b"null".to_vec(),
         };
@@ -297,6 +299,7 @@ async fn canned_server(listener: TcpListener) {
     let (mut stream, _) = accept(&listener).await;
     while let Some(request) = read_message::<Request>(&mut stream).await {
         let aborted = |kind: &str, message: &str| ResponseBody::Aborted {
+            fuel_used: 0,
             seq: 9,
             kind: kind.into(),
             message: message.into(),
@@ -315,11 +318,13 @@ async fn canned_server(listener: TcpListener) {
                 "echo" => {
                     assert_eq!(*encoding, Encoding::Json);
                     ResponseBody::Committed {
+                        fuel_used: 0,
                         seq: 5,
                         result: args.clone(),
                     }
                 }
                 "not_utf8" => ResponseBody::Committed {
+                    fuel_used: 0,
                     seq: 6,
                     result: vec![0xff, 0xfe],
                 },
@@ -371,6 +376,8 @@ async fn canned_server(listener: TcpListener) {
             }
             RequestBody::ReadAt { .. } => panic!("unexpected time-travel read"),
             RequestBody::Scan { .. } => panic!("unexpected scan"),
+            RequestBody::Logs { .. } => panic!("unexpected log read"),
+            RequestBody::Undeploy { .. } => panic!("unexpected undeploy"),
         };
         answer(&mut stream, request.request_id, body).await;
     }
@@ -564,14 +571,22 @@ async fn a_lost_connection_is_resumed_with_the_same_ids() {
         let b = read_request(&mut stream).await;
         let (answered, unanswered) = if a.request_id == 1 { (a, b) } else { (b, a) };
         let result = call_args(&answered).1.to_vec();
-        let body = ResponseBody::Committed { seq: 1, result };
+        let body = ResponseBody::Committed {
+            seq: 1,
+            result,
+            fuel_used: 0,
+        };
         answer(&mut stream, answered.request_id, body).await;
         drop(stream);
 
         let (mut stream, second_hello) = accept(&listener).await;
         let resent = read_request(&mut stream).await;
         let result = call_args(&resent).1.to_vec();
-        let body = ResponseBody::Committed { seq: 2, result };
+        let body = ResponseBody::Committed {
+            seq: 2,
+            result,
+            fuel_used: 0,
+        };
         answer(&mut stream, resent.request_id, body).await;
         // Nothing else is resent: the next request is a new one.
         let next = read_request(&mut stream).await;
@@ -741,6 +756,7 @@ fn not_leader(leader: Option<&str>) -> ResponseBody {
 /// Echoes a call's arguments back as its result, at `seq`.
 fn echo(request: &Request, seq: u64) -> ResponseBody {
     ResponseBody::Committed {
+        fuel_used: 0,
         seq,
         result: call_args(request).1.to_vec(),
     }
@@ -1157,6 +1173,7 @@ async fn stale_reads_stay_on_the_node_and_linearizable_reads_go_through_the_log(
                         message: "`withdraw` is not read-only".into(),
                     },
                     "missing" => ResponseBody::Aborted {
+                        fuel_used: 0,
                         seq: 17,
                         kind: "unknown_procedure".into(),
                         message: "no procedure `missing`".into(),
@@ -1654,6 +1671,7 @@ async fn sessions_are_registered_first_and_expiry_is_final() {
             &mut stream,
             register.request_id,
             ResponseBody::Committed {
+                fuel_used: 0,
                 seq: 1,
                 result: Vec::new(),
             },
@@ -1665,6 +1683,7 @@ async fn sessions_are_registered_first_and_expiry_is_final() {
             &mut stream,
             call.request_id,
             ResponseBody::Aborted {
+                fuel_used: 0,
                 seq: 9,
                 kind: "session_expired".into(),
                 message: "session gone".into(),
@@ -1767,6 +1786,7 @@ async fn results_not_retained_are_typed() {
             &mut stream,
             call.request_id,
             ResponseBody::Aborted {
+                fuel_used: 0,
                 seq: 4,
                 kind: "result_not_retained".into(),
                 message: "too large".into(),
@@ -1865,6 +1885,7 @@ async fn stale_reads_ask_for_the_highest_position_seen_and_retry_when_behind() {
         let read = read_request(&mut stream).await;
         floors.push(min_position(&read));
         let aborted = ResponseBody::Aborted {
+            fuel_used: 0,
             seq: 55,
             kind: "user".into(),
             message: "no such account".into(),

@@ -1,11 +1,11 @@
 //! Snapshots of an executor: everything that decides its future outcomes
 //! and status, as deterministic bytes, and an executor rebuilt from them.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! ```text
 //! magic      8 bytes   "ORDOSNAP"
-//! version    u32 LE    2
+//! version    u32 LE    3
 //! body       postcard  Body (below)
 //! checksum   16 bytes  xxh3-128 of everything before it, LE
 //! ```
@@ -17,11 +17,14 @@
 //! routes (procedure, module, index, in procedure order), the exactly-once
 //! table (clients in id order with their stored results as `(request id,
 //! seq, outcome)` in request-id order, and the graveyard in eviction
-//! order), and every slot's entries in key order.
+//! order), every slot's entries in key order, and (since version 3) the
+//! sequence number each module was deployed at, in name order.
 //!
-//! Version 1 differed only in the table: each client held a dense window
-//! of results indexed by `request_id - base`. It is still read (and
-//! converted); only version 2 is written.
+//! Version 2 is version 3 without the deploy positions (its modules
+//! restore without one). Version 1 differed from version 2 only in the
+//! table: each client held a dense window of results indexed by
+//! `request_id - base`. Both are still read (and converted); only version
+//! 3 is written.
 //! Only ordered collections are iterated, so the same state always gives
 //! the same bytes.
 //!
@@ -47,9 +50,10 @@ use crate::state::{Bytes, StateStore};
 
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ORDOSNAP";
-/// The snapshot format this build writes (it also reads version 1).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The snapshot format this build writes (it also reads versions 1 and 2).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 const SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS: u32 = 1;
+const SNAPSHOT_FORMAT_VERSION_WITHOUT_DEPLOY_POSITIONS: u32 = 2;
 const HEADER_BYTES: usize = SNAPSHOT_MAGIC.len() + 4;
 const CHECKSUM_BYTES: usize = 16;
 
@@ -92,6 +96,7 @@ struct BodyOut<'a> {
     routes: Vec<(&'a str, &'a str, u32)>,
     sessions: SessionsSnapshot,
     slots: Vec<StoreEntries<'a>>,
+    deployed_at: Vec<(&'a str, u64)>,
 }
 
 #[derive(Serialize)]
@@ -197,6 +202,11 @@ impl Executor {
             routes,
             sessions: self.sessions.snapshot(),
             slots: stores.iter().map(|store| StoreEntries(store)).collect(),
+            deployed_at: self
+                .deployed_at
+                .iter()
+                .map(|(name, seq)| (name.as_str(), *seq))
+                .collect(),
         };
         let mut bytes = Vec::with_capacity(HEADER_BYTES + CHECKSUM_BYTES);
         bytes.extend_from_slice(&SNAPSHOT_MAGIC);
@@ -221,7 +231,7 @@ impl Executor {
     /// without rebuilding anything: what the replay debugger compares a
     /// replayed history against.
     pub fn snapshot_position_and_chain_hash(snapshot: &[u8]) -> Result<(u64, u128), SnapshotError> {
-        let body = decode(snapshot)?;
+        let (body, _) = decode(snapshot)?;
         Ok((body.position, body.chain_hash))
     }
 
@@ -231,7 +241,7 @@ impl Executor {
         partitions: usize,
         snapshot: &[u8],
     ) -> Result<Executor, SnapshotError> {
-        let body = decode(snapshot)?;
+        let (body, deployed_at) = decode(snapshot)?;
         config.validate().map_err(SnapshotError::InvalidConfig)?;
         if !(1..=SLOTS).contains(&partitions) {
             return Err(SnapshotError::InvalidPartitions(partitions));
@@ -336,6 +346,14 @@ impl Executor {
             )));
         }
 
+        for (name, seq) in deployed_at {
+            if !executor.modules.contains_key(&name) || seq > body.position {
+                return Err(corrupt(format!(
+                    "a deploy position ({seq}) for module `{name}`, which it does not hold or that is past its position"
+                )));
+            }
+            executor.deployed_at.insert(name, seq);
+        }
         executor.sessions = sessions;
         executor.position = body.position;
         executor.chain_hash = body.chain_hash;
@@ -344,8 +362,9 @@ impl Executor {
     }
 }
 
-/// Checks the frame (magic, version, checksum) and decodes the body.
-fn decode(snapshot: &[u8]) -> Result<BodyIn, SnapshotError> {
+/// Checks the frame (magic, version, checksum) and decodes the body, with
+/// the deploy positions (none before version 3).
+fn decode(snapshot: &[u8]) -> Result<(BodyIn, Vec<(String, u64)>), SnapshotError> {
     if !snapshot.starts_with(&SNAPSHOT_MAGIC[..snapshot.len().min(SNAPSHOT_MAGIC.len())]) {
         return Err(SnapshotError::BadMagic);
     }
@@ -359,7 +378,7 @@ fn decode(snapshot: &[u8]) -> Result<BodyIn, SnapshotError> {
             .try_into()
             .expect("4 bytes"),
     );
-    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS {
+    if !(SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_FORMAT_VERSION,
@@ -371,10 +390,17 @@ fn decode(snapshot: &[u8]) -> Result<BodyIn, SnapshotError> {
         return Err(SnapshotError::ChecksumMismatch);
     }
     let body = &framed[HEADER_BYTES..];
-    if version == SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS {
-        return decode_body::<BodyIn<SessionsSnapshotV1>>(body).map(|body| body.upgrade());
+    match version {
+        SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS => {
+            decode_body::<BodyIn<SessionsSnapshotV1>>(body).map(|body| (body.upgrade(), Vec::new()))
+        }
+        SNAPSHOT_FORMAT_VERSION_WITHOUT_DEPLOY_POSITIONS => {
+            decode_body::<BodyIn>(body).map(|body| (body, Vec::new()))
+        }
+        // Postcard has no framing around a struct: the body's fields
+        // followed by the positions decode as this pair.
+        _ => decode_body::<(BodyIn, Vec<(String, u64)>)>(body),
     }
-    decode_body::<BodyIn>(body)
 }
 
 fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SnapshotError> {
@@ -454,7 +480,7 @@ mod tests {
             ],
         });
         let image = executor.snapshot();
-        let body = decode(&image).unwrap();
+        let (body, _) = decode(&image).unwrap();
         let v1_body = (
             body.config,
             body.position,

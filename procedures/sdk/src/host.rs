@@ -23,6 +23,7 @@ mod imp {
         pub fn set_result(ptr: *const u8, len: i32);
         pub fn abort(ptr: *const u8, len: i32) -> !;
         pub fn panic(ptr: *const u8, len: i32) -> !;
+        pub fn log(level: i32, ptr: *const u8, len: i32);
         pub fn sequence() -> i64;
         pub fn now_ms() -> i64;
         pub fn random_seed() -> i64;
@@ -67,6 +68,13 @@ mod imp {
     }
     pub unsafe fn panic(_: *const u8, _: i32) -> ! {
         unavailable("panic")
+    }
+    /// Off the engine (a procedure's native unit tests), log lines go to
+    /// standard error.
+    pub unsafe fn log(level: i32, ptr: *const u8, len: i32) {
+        // SAFETY: the caller passes a valid UTF-8 slice of `len` bytes.
+        let text = unsafe { core::slice::from_raw_parts(ptr, len as usize) };
+        std::eprintln!("[ordo log {level}] {}", String::from_utf8_lossy(text));
     }
     pub unsafe fn sequence() -> i64 {
         unavailable("sequence")

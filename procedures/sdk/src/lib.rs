@@ -192,6 +192,7 @@ mod bytes;
 mod context;
 mod host;
 pub mod key;
+pub mod log;
 pub mod partition;
 mod private;
 mod raw;

@@ -310,3 +310,55 @@ fn sneaky_put(id: u64, value: u64) {
 fn sneaky_delete(id: u64) {
     CONTRACT.delete(&id);
 }
+
+/// Logs `lines` info lines of `bytes` bytes each (over the per-call limits
+/// of 16 lines and 2 KiB when large), then one line at every level, writes
+/// `hostile/chatty` and returns how many lines it asked for.
+#[procedure]
+fn chatty(lines: u32, bytes: u32) -> u32 {
+    let filler = "x".repeat(bytes as usize);
+    for line in 0..lines {
+        ordo_sdk::info!("line {line}: {filler}");
+    }
+    ordo_sdk::error!("an error line");
+    ordo_sdk::warn!("a warn line");
+    ordo_sdk::info!("an info line");
+    ordo_sdk::debug!("a debug line");
+    ordo_sdk::trace!("a trace line");
+    put_raw(b"hostile/chatty", &sequence().to_le_bytes());
+    lines + 5
+}
+
+/// Logs a line, then panics: both reach the node's procedure log.
+#[procedure(read_only)]
+fn log_then_panic(tag: String) {
+    ordo_sdk::warn!("about to panic ({tag})");
+    panic!("hostile: panicking after logging {tag}");
+}
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "ordo")]
+unsafe extern "C" {
+    #[link_name = "log"]
+    fn raw_log(level: i32, ptr: *const u8, len: i32);
+}
+
+/// Calls `ordo.log` with a level the ABI does not have (9).
+#[procedure(read_only)]
+fn bad_log_level() {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the slice is valid; the host refuses the level.
+    unsafe {
+        raw_log(9, b"level nine".as_ptr(), 10)
+    };
+}
+
+/// Calls `ordo.log` with a buffer that runs past the end of memory.
+#[procedure(read_only)]
+fn log_out_of_bounds() {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: deliberately not; the host checks the range and traps.
+    unsafe {
+        raw_log(3, (i32::MAX - 8) as usize as *const u8, 4096)
+    };
+}
