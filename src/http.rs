@@ -46,8 +46,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::node::{CallError, Node, NodeError, RemoteCall};
-use crate::server::{RateLimitedLog, tokens_match};
+use crate::server::tokens_match;
 use ordo_client::{rustls, tokio_rustls};
+use ordo_sequencer::rate_limited::RateLimitedLog;
 
 /// Default [`HttpConfig::requests_in_flight_max`].
 pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 128;
@@ -85,6 +86,10 @@ const METRICS_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the next try, doubling up to the maximum, instead of spinning.
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Each kind of repeated log line (accept failures, refusals) is printed
+/// at most once per interval; the next one printed says how many were
+/// left out.
+const LOG_LINES_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
@@ -204,7 +209,7 @@ impl Api {
             node,
             requests_in_flight: Arc::new(Semaphore::new(config.requests_in_flight_max)),
             deploys_in_flight: Arc::new(Semaphore::new(DEPLOYS_IN_FLIGHT_MAX)),
-            overloads: RateLimitedLog::new(),
+            overloads: RateLimitedLog::new(LOG_LINES_INTERVAL),
             config,
             calls: UnkeyedCalls {
                 client_id,
@@ -331,7 +336,7 @@ fn router(api: Arc<Api>) -> Router {
 /// body is read to its answer; with none free, answers `503 overloaded`.
 async fn limit_in_flight(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
     let Ok(_slot) = api.requests_in_flight.clone().try_acquire_owned() else {
-        api.overloads.log(|| {
+        api.overloads.warn_with(|| {
             format!(
                 "refusing HTTP requests: all {} request slots are in use (--http-requests-max)",
                 api.config.requests_in_flight_max
@@ -1058,8 +1063,8 @@ async fn serve_router(
             format!("all {connections_max} connections are in use; retry later"),
         )
     });
-    let accept_failures = Arc::new(RateLimitedLog::new());
-    let refused = Arc::new(RateLimitedLog::new());
+    let accept_failures = Arc::new(RateLimitedLog::new(LOG_LINES_INTERVAL));
+    let refused = Arc::new(RateLimitedLog::new(LOG_LINES_INTERVAL));
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
@@ -1071,7 +1076,7 @@ async fn serve_router(
                     accepted
                 }
                 Err(err) => {
-                    accept_failures.log(|| format!("HTTP accept failed: {err}; retrying in {backoff:?}"));
+                    accept_failures.warn_with(|| format!("HTTP accept failed: {err}; retrying in {backoff:?}"));
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}
@@ -1092,7 +1097,7 @@ async fn serve_router(
                 ));
             }
             Err(_) => {
-                refused.log(|| {
+                refused.warn_with(|| {
                     format!(
                         "refusing HTTP connections: all {connections_max} are in use; the first refused came from {peer}"
                     )

@@ -8,8 +8,9 @@
 //! commands (which print their own results) only warnings and errors.
 //! A `RUST_LOG` that does not parse is reported and the default is used.
 //!
-//! Events a client or peer can cause in a loop (refused connections,
-//! overloads) go through `ordo_sequencer::rate_limited::RateLimitedLog`,
+//! Events a client or peer can cause in a loop (refused and closed
+//! connections, overload refusals, bad Raft peers) go through
+//! `ordo_sequencer::rate_limited::RateLimitedLog`, the one rate limiter,
 //! which passes at most one line per interval to the log.
 
 use tracing_subscriber::filter::Targets;

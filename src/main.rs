@@ -2314,6 +2314,14 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
                 object["fuel_used"] = trace.fuel_used.into();
                 object["warm_instance"] = trace.warm_instance.into();
             }
+            if let Some(logs) = &tx.outcome.logs {
+                object["logs"] = logs
+                    .lines
+                    .iter()
+                    .map(|line| serde_json::json!({"level": line.level.as_str(), "message": line.message}))
+                    .collect();
+                object["logs_dropped"] = logs.dropped.into();
+            }
             println!("{object}");
             continue;
         }
@@ -2389,6 +2397,13 @@ fn print_replay(replayed: &ordo::replay::Replay, json: bool) {
                 trace.fuel_used,
                 if trace.warm_instance { "warm" } else { "fresh" }
             );
+        }
+        // What it logged (ordo_sdk::log!), as the node's procedure log has it.
+        for line in tx.outcome.logs.iter().flat_map(|logs| &logs.lines) {
+            println!("  log {}: {}", line.level.as_str(), line.message);
+        }
+        if let Some(logs) = tx.outcome.logs.as_ref().filter(|logs| logs.dropped > 0) {
+            println!("  ({} more log lines not kept)", logs.dropped);
         }
         let duplicate = if tx.outcome.duplicate {
             format!(" (a retry: the answer of seq {})", tx.outcome.seq)

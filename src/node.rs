@@ -375,6 +375,8 @@ struct Shared {
     next_client: AtomicU64,
     metrics: crate::metrics::Metrics,
     procedure_logs: crate::procedure_logs::ProcedureLogs,
+    /// Overload refusals, at most one line a second.
+    overloaded_log: ordo_sequencer::rate_limited::RateLimitedLog,
     raft: Option<RaftHandle>,
     /// A single node's snapshots (`None` in a cluster, where Raft keeps
     /// them).
@@ -664,6 +666,12 @@ impl Shared {
             for _ in admitted..wanted {
                 self.metrics.request_refused_overloaded();
             }
+            self.overloaded_log.warn_with(|| {
+                format!(
+                    "refused {} requests as overloaded: {before} were in flight, the limit is {inflight_max} (--inflight-max); their clients retry",
+                    wanted - admitted
+                )
+            });
         }
         let mut entries = entries.into_iter();
         {
@@ -931,6 +939,9 @@ impl Node {
             next_client: AtomicU64::new(1),
             metrics: Default::default(),
             procedure_logs,
+            overloaded_log: ordo_sequencer::rate_limited::RateLimitedLog::new(Duration::from_secs(
+                1,
+            )),
             raft,
             local,
             reads: reads_tx,

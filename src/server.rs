@@ -33,6 +33,7 @@ use ordo_client::protocol::{
 use ordo_client::{rustls, tokio_rustls};
 use ordo_engine::{Outcome, ReadOutcome, TxOutcome};
 use ordo_sequencer::entry::ArgsEncoding;
+use ordo_sequencer::rate_limited::RateLimitedLog;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -145,43 +146,6 @@ fn token_ok(expected: &Option<String>, given: &Option<String>) -> bool {
     }
 }
 
-/// Prints one kind of repeated line at most once per [`LOG_LINES_INTERVAL`],
-/// counting the ones it leaves out, so a flood of failures cannot flood
-/// the log (or the disk behind it).
-pub(crate) struct RateLimitedLog {
-    state: parking_lot::Mutex<(Option<Instant>, u64)>,
-}
-
-impl RateLimitedLog {
-    pub(crate) fn new() -> RateLimitedLog {
-        RateLimitedLog {
-            state: parking_lot::Mutex::new((None, 0)),
-        }
-    }
-
-    pub(crate) fn log(&self, line: impl FnOnce() -> String) {
-        let now = Instant::now();
-        let left_out = {
-            let mut state = self.state.lock();
-            let (next, left_out) = &mut *state;
-            if next.is_some_and(|next| now < next) {
-                *left_out += 1;
-                return;
-            }
-            *next = Some(now + LOG_LINES_INTERVAL);
-            std::mem::take(left_out)
-        };
-        // Built here, not inside the macro: at most once per interval,
-        // and whether or not a subscriber listens.
-        let line = line();
-        if left_out == 0 {
-            tracing::warn!("{line}");
-        } else {
-            tracing::warn!("{line} ({left_out} more like it left out of the log)");
-        }
-    }
-}
-
 /// What every connection task of one server shares.
 struct Listener {
     node: Arc<Node>,
@@ -207,9 +171,9 @@ pub async fn serve(
         connections: Arc::new(Semaphore::new(config.connections_max)),
         refusals: Arc::new(Semaphore::new(REFUSALS_IN_PROGRESS_MAX)),
         config,
-        accept_failures: RateLimitedLog::new(),
-        refused: RateLimitedLog::new(),
-        closed: RateLimitedLog::new(),
+        accept_failures: RateLimitedLog::new(LOG_LINES_INTERVAL),
+        refused: RateLimitedLog::new(LOG_LINES_INTERVAL),
+        closed: RateLimitedLog::new(LOG_LINES_INTERVAL),
     });
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_FIRST;
@@ -225,7 +189,7 @@ pub async fn serve(
                 // connections we have, and try again later rather than at
                 // once (the error would repeat as fast as we can ask).
                 Err(err) => {
-                    shared.accept_failures.log(|| {
+                    shared.accept_failures.warn_with(|| {
                         format!("accept failed: {err}; retrying in {backoff:?}")
                     });
                     tokio::select! {
@@ -245,13 +209,13 @@ pub async fn serve(
                     if let Err(err) = connection(&shared, stream).await {
                         shared
                             .closed
-                            .log(|| format!("connection from {peer} closed: {err}"));
+                            .warn_with(|| format!("connection from {peer} closed: {err}"));
                     }
                     drop(permit);
                 });
             }
             Err(_) => {
-                shared.refused.log(|| {
+                shared.refused.warn_with(|| {
                     format!(
                         "refusing connections: all {} are in use (--connections-max); the first refused came from {peer}",
                         shared.config.connections_max
@@ -1490,10 +1454,10 @@ mod tests {
 
     #[test]
     fn repeated_lines_are_limited_and_counted() {
-        let log = RateLimitedLog::new();
+        let log = RateLimitedLog::new(LOG_LINES_INTERVAL);
         let mut printed = 0;
         for _ in 0..1000 {
-            log.log(|| {
+            log.warn_with(|| {
                 printed += 1;
                 "a line".to_string()
             });

@@ -38,6 +38,31 @@ impl RateLimitedLog {
         }
     }
 
+    /// [`RateLimitedLog::warn`] for a line that costs something to build:
+    /// `line` runs only when the line is printed.
+    pub fn warn_with(&self, line: impl FnOnce() -> String) {
+        if !self.due(Instant::now()) {
+            return;
+        }
+        let line = line();
+        if let Some(line) = self.admit(&line, Instant::now()) {
+            tracing::warn!("{line}");
+        }
+    }
+
+    /// Whether a line offered now would be printed; counts it as held
+    /// back if not.
+    fn due(&self, now: Instant) -> bool {
+        let mut state = self.state.lock();
+        let due = state
+            .last_printed
+            .is_none_or(|last| now.duration_since(last) >= self.interval);
+        if !due {
+            state.suppressed += 1;
+        }
+        due
+    }
+
     /// The line to print at `now`, if any.
     fn admit(&self, line: &str, now: Instant) -> Option<String> {
         let mut state = self.state.lock();
@@ -75,5 +100,19 @@ mod tests {
             Some("c (and 1000 similar lines held back)")
         );
         assert_eq!(log.admit("d", start + Duration::from_secs(12)), None);
+    }
+
+    #[test]
+    fn a_line_held_back_is_never_built_but_is_counted() {
+        let log = RateLimitedLog::new(Duration::from_secs(3600));
+        let built = std::cell::Cell::new(0);
+        for _ in 0..100 {
+            log.warn_with(|| {
+                built.set(built.get() + 1);
+                "overloaded".to_string()
+            });
+        }
+        assert_eq!(built.get(), 1);
+        assert_eq!(log.state.lock().suppressed, 99);
     }
 }

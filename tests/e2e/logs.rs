@@ -329,4 +329,33 @@ fn a_restart_that_re_executes_the_log_writes_the_same_lines() {
     let server = Server::start_in(dir, &[]);
     let after = stdout(&ordo_logs(&server, &["--json"]));
     assert_eq!(after, before, "the same lines, the same fuel");
+
+    // `ordo replay` of the first chatty call shows its lines and the fuel
+    // the node's log recorded.
+    let first = &json_lines(&before)[0];
+    let seq = first["seq"].as_u64().unwrap().to_string();
+    let replayed = stdout(&run_ordo(
+        Some(&server),
+        &[
+            "replay",
+            "--from-server",
+            "--trace",
+            "--admin-token",
+            ADMIN,
+            "--seq",
+            &seq,
+        ],
+    ));
+    assert!(
+        replayed.contains("  log info: line 0: xxxxxxx\n"),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("  log trace: a trace line\n"),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains(&format!("  fuel used {} ", first["fuel_used"])),
+        "{replayed}"
+    );
 }
