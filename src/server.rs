@@ -1463,6 +1463,5 @@ mod tests {
             });
         }
         assert_eq!(printed, 1, "one line per interval");
-        assert_eq!(log.state.lock().1, 999, "the rest are counted");
     }
 }
