@@ -321,16 +321,22 @@ fn wrong_magic_and_version_are_refused() {
     assert_eq!(restore(&wrong).err(), Some(SnapshotError::BadMagic));
     assert_eq!(restore(b"{}").err(), Some(SnapshotError::BadMagic));
     let mut newer = snapshot.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     let err = restore(&newer).err().unwrap();
     assert_eq!(
         err,
         SnapshotError::UnsupportedVersion {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         }
     );
-    assert!(err.to_string().contains("version 3"), "{err}");
+    assert!(err.to_string().contains("version 4"), "{err}");
+    let mut ancient = snapshot.clone();
+    ancient[8] = 0;
+    assert!(matches!(
+        restore(&ancient).err(),
+        Some(SnapshotError::UnsupportedVersion { found: 0, .. })
+    ));
 }
 
 #[test]
