@@ -82,10 +82,6 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 /// scraper may take to send its request.
 const METRICS_CONNECTIONS_MAX: usize = 64;
 const METRICS_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Accept failures (out of file descriptors, say) wait this long before
-/// the next try, doubling up to the maximum, instead of spinning.
-const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Each kind of repeated log line (accept failures, refusals) is printed
 /// at most once per interval; the next one printed says how many were
 /// left out.
@@ -1066,25 +1062,10 @@ async fn serve_router(
     let accept_failures = Arc::new(RateLimitedLog::new(LOG_LINES_INTERVAL));
     let refused = Arc::new(RateLimitedLog::new(LOG_LINES_INTERVAL));
     tokio::pin!(shutdown);
-    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
-                    backoff = ACCEPT_BACKOFF_FIRST;
-                    accepted
-                }
-                Err(err) => {
-                    accept_failures.warn_with(|| format!("HTTP accept failed: {err}; retrying in {backoff:?}"));
-                    tokio::select! {
-                        _ = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                    continue;
-                }
-            },
+            accepted = crate::server::accept_backing_off(&listener, &accept_failures, "HTTP accept") => accepted,
         };
         let _ = stream.set_nodelay(true);
         match connections.clone().try_acquire_owned() {

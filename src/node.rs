@@ -2438,7 +2438,6 @@ impl Session {
             .compiler
             .compile(name, wasm)
             .map_err(NodeError::from)?;
-        let (reply, answer) = crossbeam_channel::bounded(1);
         let deploy = Deploy {
             client_id: self.client_id,
             request_id,
@@ -2453,11 +2452,7 @@ impl Session {
                 reset_tables,
             }
         };
-        self.outstanding.lock().insert(request_id);
-        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
-        let completion = enqueued.and_then(|()| self.await_answer(&answer));
-        self.acknowledge(request_id);
-        let tx = completion?.result?;
+        let tx = self.run_module_change(request_id, entry)?;
         match tx.outcome {
             Outcome::Deployed(summary) => Ok(Called {
                 value: summary,
@@ -2473,22 +2468,28 @@ impl Session {
     /// Removes the module `name` through the log (`ordo undeploy`) under
     /// `request_id`; returns the sequence number it took effect at.
     pub fn undeploy_with_id(&self, request_id: u64, name: &str) -> Result<u64, CallError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
         let entry = Entry::Undeploy(ordo_sequencer::entry::Undeploy {
             client_id: self.client_id,
             request_id,
             name: name.to_string(),
         });
-        self.outstanding.lock().insert(request_id);
-        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
-        let completion = enqueued.and_then(|()| self.await_answer(&answer));
-        self.acknowledge(request_id);
-        let tx = completion?.result?;
+        let tx = self.run_module_change(request_id, entry)?;
         match tx.outcome {
             Outcome::Committed { .. } => Ok(tx.seq),
             Outcome::Aborted(abort) => Err(CallError::Aborted { seq: tx.seq, abort }),
             Outcome::Deployed(_) => unreachable!("an undeploy entry never deploys"),
         }
+    }
+
+    /// Logs a deploy or undeploy under `request_id` and waits for its
+    /// outcome.
+    fn run_module_change(&self, request_id: u64, entry: Entry) -> Result<TxOutcome, CallError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.outstanding.lock().insert(request_id);
+        let enqueued = self.shared.enqueue(entry, Some(Reply::Blocking(reply)));
+        let completion = enqueued.and_then(|()| self.await_answer(&answer));
+        self.acknowledge(request_id);
+        Ok(completion?.result?)
     }
 }
 

@@ -146,6 +146,30 @@ fn token_ok(expected: &Option<String>, given: &Option<String>) -> bool {
     }
 }
 
+/// The next connection on `listener`. Accept errors (out of file
+/// descriptors and the like) are logged through `failures` and retried
+/// after a pause that doubles up to [`ACCEPT_BACKOFF_MAX`], so the
+/// connections already open keep being served rather than the loop
+/// spinning on an error that would repeat as fast as it is asked. Cancel
+/// it (a `select!` on shutdown) to stop waiting.
+pub(crate) async fn accept_backing_off(
+    listener: &TcpListener,
+    failures: &RateLimitedLog,
+    what: &str,
+) -> (TcpStream, std::net::SocketAddr) {
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) => {
+                failures.warn_with(|| format!("{what} failed: {err}; retrying in {backoff:?}"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
 /// What every connection task of one server shares.
 struct Listener {
     node: Arc<Node>,
@@ -176,30 +200,10 @@ pub async fn serve(
         closed: RateLimitedLog::new(LOG_LINES_INTERVAL),
     });
     tokio::pin!(shutdown);
-    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
-                    backoff = ACCEPT_BACKOFF_FIRST;
-                    accepted
-                }
-                // Out of file descriptors and the like: keep serving the
-                // connections we have, and try again later rather than at
-                // once (the error would repeat as fast as we can ask).
-                Err(err) => {
-                    shared.accept_failures.warn_with(|| {
-                        format!("accept failed: {err}; retrying in {backoff:?}")
-                    });
-                    tokio::select! {
-                        _ = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                    continue;
-                }
-            },
+            accepted = accept_backing_off(&listener, &shared.accept_failures, "accept") => accepted,
         };
         configure_socket(&stream);
         match shared.connections.clone().try_acquire_owned() {
