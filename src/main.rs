@@ -106,7 +106,7 @@ enum Command {
         #[arg(long, value_name = "SEQ", conflicts_with_all = ["stale", "min_position"])]
         at: Option<u64>,
         /// Print the sequence number and the fuel the call used on
-        /// standard error (the fuel of an abort is in `ordo logs`).
+        /// standard error, for a commit or an abort (logged calls only).
         #[arg(short, long)]
         verbose: bool,
     },
@@ -941,6 +941,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     ))
                 })?
             };
+            if verbose
+                && let Err(ordo_client::ClientError::Aborted { seq, fuel_used, .. }) = &called
+            {
+                eprintln!("aborted at seq {seq}, fuel used {fuel_used}");
+            }
             print_call(called, seq, json)
         }
         Command::Logs {
@@ -1353,7 +1358,9 @@ fn print_call(
         }
         Err(err) => {
             let aborted = match &err {
-                ClientError::Aborted { seq, kind, message } => Some((*seq, kind.as_str(), message)),
+                ClientError::Aborted {
+                    seq, kind, message, ..
+                } => Some((*seq, kind.as_str(), message)),
                 ClientError::UnknownProcedure { seq, message, .. } => {
                     Some((*seq, "unknown_procedure", message))
                 }

@@ -642,6 +642,8 @@ pub enum ClientError {
         seq: u64,
         kind: String,
         message: String,
+        /// Fuel the call used before it aborted (0 if it never ran).
+        fuel_used: u64,
     },
     /// No procedure of that name is deployed (an abort of kind
     /// `unknown_procedure`, sequenced at `seq`).
@@ -980,8 +982,11 @@ impl Client {
         match self.send(RequestBody::Session(change)).await? {
             ResponseBody::Committed { .. } => Ok(()),
             ResponseBody::Aborted {
-                seq, kind, message, ..
-            } => Err(abort_error("session", seq, kind, message)),
+                seq,
+                kind,
+                message,
+                fuel_used,
+            } => Err(abort_error("session", seq, kind, message, fuel_used)),
             ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
             other => Err(unexpected("session", &other)),
         }
@@ -1192,8 +1197,11 @@ impl Client {
                         Ok(ReadOutcome { position, result })
                     }
                     ResponseBody::Aborted {
-                        seq, kind, message, ..
-                    } => Err(abort_error(procedure, seq, kind, message)),
+                        seq,
+                        kind,
+                        message,
+                        fuel_used,
+                    } => Err(abort_error(procedure, seq, kind, message, fuel_used)),
                     ResponseBody::Refused { reason, message } => {
                         Err(refusal_error(reason, message))
                     }
@@ -1242,8 +1250,11 @@ impl Client {
                     continue;
                 }
                 ResponseBody::Aborted {
-                    seq, kind, message, ..
-                } => Err(abort_error(procedure, seq, kind, message)),
+                    seq,
+                    kind,
+                    message,
+                    fuel_used,
+                } => Err(abort_error(procedure, seq, kind, message, fuel_used)),
                 ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
                 other => Err(unexpected("read", &other)),
             };
@@ -1405,8 +1416,11 @@ impl Client {
                 procedures,
             }),
             ResponseBody::Aborted {
-                seq, kind, message, ..
-            } => Err(abort_error(name, seq, kind, message)),
+                seq,
+                kind,
+                message,
+                fuel_used,
+            } => Err(abort_error(name, seq, kind, message, fuel_used)),
             ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
             other => Err(unexpected("deploy", &other)),
         }
@@ -1426,8 +1440,11 @@ impl Client {
         match body {
             ResponseBody::Committed { seq, .. } => Ok(seq),
             ResponseBody::Aborted {
-                seq, kind, message, ..
-            } => Err(abort_error(name, seq, kind, message)),
+                seq,
+                kind,
+                message,
+                fuel_used,
+            } => Err(abort_error(name, seq, kind, message, fuel_used)),
             ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
             other => Err(unexpected("undeploy", &other)),
         }
@@ -1673,7 +1690,13 @@ fn json_result(procedure: &str, seq: u64, result: Vec<u8>) -> Result<String, Cli
     })
 }
 
-fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> ClientError {
+fn abort_error(
+    procedure: &str,
+    seq: u64,
+    kind: String,
+    message: String,
+    fuel_used: u64,
+) -> ClientError {
     match kind.as_str() {
         "unknown_procedure" => ClientError::UnknownProcedure {
             procedure: procedure.to_string(),
@@ -1686,7 +1709,12 @@ fn abort_error(procedure: &str, seq: u64, kind: String, message: String) -> Clie
         },
         SESSION_EXPIRED => ClientError::SessionExpired { message },
         "result_not_retained" => ClientError::ResultNotRetained { seq, message },
-        _ => ClientError::Aborted { seq, kind, message },
+        _ => ClientError::Aborted {
+            seq,
+            kind,
+            message,
+            fuel_used,
+        },
     }
 }
 
@@ -1731,8 +1759,11 @@ fn call_outcome(
             fuel_used,
         }),
         ResponseBody::Aborted {
-            seq, kind, message, ..
-        } => Err(abort_error(procedure, seq, kind, message)),
+            seq,
+            kind,
+            message,
+            fuel_used,
+        } => Err(abort_error(procedure, seq, kind, message, fuel_used)),
         ResponseBody::Refused { reason, message } => Err(refusal_error(reason, message)),
         ResponseBody::SignatureMismatch { message, schema } => {
             let detail = match given {

@@ -908,6 +908,7 @@ mod tests {
                 seq: 9,
                 kind: "user".into(),
                 message: "no such account: 7".into(),
+                fuel_used: 0,
             }),
         );
         recorder.record(2, Duration::from_millis(8), Ok(()));

@@ -293,6 +293,26 @@ fn per_call_limits_and_hostile_log_calls() {
         &["trap", "out-of-bounds", "ordo.log"],
     );
 
+    // `-v` gives an abort's fuel too, the one the node's log has.
+    let verbose = run_ordo(
+        Some(&server),
+        &["call", "-v", "log_then_panic", r#"{"tag": "v"}"#],
+    );
+    assert!(!verbose.status.success());
+    let stderr = String::from_utf8_lossy(&verbose.stderr).to_string();
+    let fuel: u64 = stderr
+        .lines()
+        .find_map(|line| line.split_once(", fuel used ").map(|(_, fuel)| fuel))
+        .and_then(|fuel| fuel.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(fuel > 0, "{stderr}");
+    let logged = json_lines(&stdout(&ordo_logs(
+        &server,
+        &["--json", "--procedure", "log_then_panic"],
+    )));
+    assert_eq!(logged.last().unwrap()["abort_kind"], "trap");
+    assert_eq!(logged.last().unwrap()["fuel_used"], fuel);
+
     // The node is fine: an ordinary call still commits.
     assert_eq!(
         stdout(&call("chatty", r#"{"lines": 0, "bytes": 0}"#)),

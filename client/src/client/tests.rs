@@ -412,7 +412,7 @@ async fn answers_and_refusals_map_to_results_and_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Aborted { seq: 9, kind, message }
+        matches!(&err, ClientError::Aborted { seq: 9, kind, message, .. }
             if kind == "user" && message == "insufficient funds"),
         "{err}"
     );
