@@ -365,6 +365,11 @@ pub struct Executor {
     /// at (in the snapshot since format version 3; absent for a module
     /// restored from an older one).
     deployed_at: BTreeMap<String, u64>,
+    /// The schemas of tables whose module was undeployed while no other
+    /// module declared them, with that module's name: their rows stay, so
+    /// a later deploy that declares the table is checked against them as
+    /// against a live module's (in the snapshot since format version 3).
+    retired_tables: BTreeMap<String, (String, ordo_schema::TableSchema)>,
     /// Procedure name to the module that provides it. Only looked up.
     routes: LookupMap<String, Route>,
     sessions: Sessions,
@@ -437,6 +442,7 @@ impl Executor {
             compiler,
             modules: BTreeMap::new(),
             deployed_at: BTreeMap::new(),
+            retired_tables: BTreeMap::new(),
             routes: LookupMap::default(),
             sessions: Sessions::new(SessionLimits::of(&config)),
             position: 0,
@@ -1150,6 +1156,16 @@ impl Executor {
             self.routes.remove(&procedure.name);
         }
         self.deployed_at.remove(name);
+        for (table, schema) in &removed.compiled.contract.tables {
+            let declared_elsewhere = self
+                .modules
+                .values()
+                .any(|module| module.compiled.contract.tables.contains_key(table));
+            if !declared_elsewhere {
+                self.retired_tables
+                    .insert(table.clone(), (name.to_string(), schema.clone()));
+            }
+        }
         // Its instances must not linger in any sandbox.
         self.reset_instances();
         Outcome::Committed { result: Vec::new() }
@@ -1227,6 +1243,10 @@ impl Executor {
             );
         }
         let summary = summary(&loaded.compiled);
+        // Tables it declares are live again, under its schema.
+        for table in loaded.compiled.contract.tables.keys() {
+            self.retired_tables.remove(table);
+        }
         self.modules.insert(deploy.name.clone(), loaded);
         self.deployed_at.insert(deploy.name.clone(), seq);
         // The upgraded module's old instances must not serve another call.
@@ -1293,10 +1313,19 @@ impl Executor {
             if reset_tables.contains(name) {
                 continue;
             }
-            for deployed in self.modules.values() {
-                let Some(old) = deployed.compiled.contract.tables.get(name) else {
-                    continue;
-                };
+            let live = self.modules.values().filter_map(|deployed| {
+                deployed
+                    .compiled
+                    .contract
+                    .tables
+                    .get(name)
+                    .map(|old| (old, deployed.compiled.name.clone()))
+            });
+            let retired = self
+                .retired_tables
+                .get(name)
+                .map(|(module, old)| (old, format!("{module}, undeployed")));
+            for (old, owner) in live.chain(retired) {
                 let mut changes = Vec::new();
                 for (what, old_shape, new_shape) in [
                     ("key", &old.key, &new.key),
@@ -1321,7 +1350,7 @@ impl Executor {
                 };
                 return Err(DeployError::IncompatibleTable {
                     table: name.clone(),
-                    old: format!("{} (module `{}`)", render(old), deployed.compiled.name),
+                    old: format!("{} (module `{owner}`)", render(old)),
                     new: render(new),
                     changes: changes.join("; "),
                 });

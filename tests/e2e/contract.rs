@@ -561,3 +561,73 @@ fn a_development_server_may_reset_a_table_to_change_its_type() {
     let read = stdout(&ordo(&server, &["call", "item", r#"{"sku":"S-2"}"#]));
     assert!(read.contains(r#""price":5"#), "{read}");
 }
+
+/// Undeploying a module keeps its tables' rows and their schemas: a later
+/// deploy that would misread the rows is refused as an upgrade would be,
+/// also after a kill -9 and a restart from a snapshot taken in between.
+#[test]
+fn an_undeployed_modules_table_schema_still_guards_its_rows() {
+    let flags = ["--snapshot-every", "8", "--snapshot-log-bytes-min", "0"];
+    let server = Server::start(&flags);
+    runtime().block_on(async {
+        let client = connect(&server).await;
+        client
+            .deploy("inventory", ordo::modules::INVENTORY)
+            .await
+            .unwrap();
+        client
+            .call::<_, ()>("add_item", &(item("S-1"),))
+            .await
+            .unwrap();
+        client.undeploy("inventory").await.unwrap();
+        // Past a snapshot point, so the restart below restores one.
+        client.deploy("kv", ordo::modules::KV).await.unwrap();
+        for by in 0..20i64 {
+            client
+                .call_json("incr", &format!(r#"{{"key": "k", "by": {by}}}"#))
+                .await
+                .unwrap();
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(server.dir.path().join("snapshots"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no snapshot");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dir = server.kill();
+    let server = Server::start_in(dir, &flags);
+    runtime().block_on(async {
+        let client = connect(&server).await;
+        let status = client.status().await.unwrap();
+        assert!(
+            status.snapshot_position.is_some_and(|at| at > 3),
+            "{status:?}"
+        );
+        match client
+            .deploy("inventory", ordo::modules::INVENTORY_V2)
+            .await
+        {
+            Err(ClientError::Aborted { kind, message, .. }) => {
+                assert_eq!(kind, "deploy_rejected");
+                for needle in ["table `items`", "inventory, undeployed"] {
+                    assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+                }
+            }
+            other => panic!("expected the deploy to be refused, got {other:?}"),
+        }
+        // The version that wrote the rows reads them again.
+        client
+            .deploy("inventory", ordo::modules::INVENTORY)
+            .await
+            .unwrap();
+        let stored = client
+            .call::<_, Option<Item>>("item", &("S-1",))
+            .await
+            .unwrap();
+        assert_eq!(stored.value, Some(item("S-1")));
+    });
+}

@@ -18,7 +18,9 @@
 //! table (clients in id order with their stored results as `(request id,
 //! seq, outcome)` in request-id order, and the graveyard in eviction
 //! order), every slot's entries in key order, and (since version 3) the
-//! sequence number each module was deployed at, in name order.
+//! sequence number each module was deployed at, in name order, and the
+//! schemas of tables whose module was undeployed (table, module, schema),
+//! in table order.
 //!
 //! Version 2 is version 3 without the deploy positions (its modules
 //! restore without one). Version 1 differed from version 2 only in the
@@ -97,6 +99,7 @@ struct BodyOut<'a> {
     sessions: SessionsSnapshot,
     slots: Vec<StoreEntries<'a>>,
     deployed_at: Vec<(&'a str, u64)>,
+    retired_tables: Vec<(&'a str, &'a str, &'a ordo_schema::TableSchema)>,
 }
 
 #[derive(Serialize)]
@@ -207,6 +210,11 @@ impl Executor {
                 .iter()
                 .map(|(name, seq)| (name.as_str(), *seq))
                 .collect(),
+            retired_tables: self
+                .retired_tables
+                .iter()
+                .map(|(table, (module, schema))| (table.as_str(), module.as_str(), schema))
+                .collect(),
         };
         let mut bytes = Vec::with_capacity(HEADER_BYTES + CHECKSUM_BYTES);
         bytes.extend_from_slice(&SNAPSHOT_MAGIC);
@@ -231,7 +239,7 @@ impl Executor {
     /// without rebuilding anything: what the replay debugger compares a
     /// replayed history against.
     pub fn snapshot_position_and_chain_hash(snapshot: &[u8]) -> Result<(u64, u128), SnapshotError> {
-        let (body, _) = decode(snapshot)?;
+        let (body, _, _) = decode(snapshot)?;
         Ok((body.position, body.chain_hash))
     }
 
@@ -241,7 +249,7 @@ impl Executor {
         partitions: usize,
         snapshot: &[u8],
     ) -> Result<Executor, SnapshotError> {
-        let (body, deployed_at) = decode(snapshot)?;
+        let (body, deployed_at, retired_tables) = decode(snapshot)?;
         config.validate().map_err(SnapshotError::InvalidConfig)?;
         if !(1..=SLOTS).contains(&partitions) {
             return Err(SnapshotError::InvalidPartitions(partitions));
@@ -354,6 +362,18 @@ impl Executor {
             }
             executor.deployed_at.insert(name, seq);
         }
+        for (table, module, schema) in retired_tables {
+            if executor
+                .modules
+                .values()
+                .any(|live| live.compiled.contract.tables.contains_key(&table))
+            {
+                return Err(corrupt(format!(
+                    "table `{table}` is both retired and declared by a deployed module"
+                )));
+            }
+            executor.retired_tables.insert(table, (module, schema));
+        }
         executor.sessions = sessions;
         executor.position = body.position;
         executor.chain_hash = body.chain_hash;
@@ -362,9 +382,14 @@ impl Executor {
     }
 }
 
+/// What version 3 added after the body: deploy positions, and the
+/// schemas of tables whose module was undeployed.
+type DeployPositions = Vec<(String, u64)>;
+type RetiredTables = Vec<(String, String, ordo_schema::TableSchema)>;
+
 /// Checks the frame (magic, version, checksum) and decodes the body, with
-/// the deploy positions (none before version 3).
-fn decode(snapshot: &[u8]) -> Result<(BodyIn, Vec<(String, u64)>), SnapshotError> {
+/// version 3's additions (none before).
+fn decode(snapshot: &[u8]) -> Result<(BodyIn, DeployPositions, RetiredTables), SnapshotError> {
     if !snapshot.starts_with(&SNAPSHOT_MAGIC[..snapshot.len().min(SNAPSHOT_MAGIC.len())]) {
         return Err(SnapshotError::BadMagic);
     }
@@ -391,15 +416,15 @@ fn decode(snapshot: &[u8]) -> Result<(BodyIn, Vec<(String, u64)>), SnapshotError
     }
     let body = &framed[HEADER_BYTES..];
     match version {
-        SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS => {
-            decode_body::<BodyIn<SessionsSnapshotV1>>(body).map(|body| (body.upgrade(), Vec::new()))
-        }
+        SNAPSHOT_FORMAT_VERSION_DENSE_SESSIONS => decode_body::<BodyIn<SessionsSnapshotV1>>(body)
+            .map(|body| (body.upgrade(), Vec::new(), Vec::new())),
         SNAPSHOT_FORMAT_VERSION_WITHOUT_DEPLOY_POSITIONS => {
-            decode_body::<BodyIn>(body).map(|body| (body, Vec::new()))
+            decode_body::<BodyIn>(body).map(|body| (body, Vec::new(), Vec::new()))
         }
         // Postcard has no framing around a struct: the body's fields
-        // followed by the positions decode as this pair.
-        _ => decode_body::<(BodyIn, Vec<(String, u64)>)>(body),
+        // followed by the additions decode as this pair.
+        _ => decode_body::<(BodyIn, (DeployPositions, RetiredTables))>(body)
+            .map(|(body, (deployed_at, retired))| (body, deployed_at, retired)),
     }
 }
 
@@ -480,7 +505,7 @@ mod tests {
             ],
         });
         let image = executor.snapshot();
-        let (body, _) = decode(&image).unwrap();
+        let (body, _, _) = decode(&image).unwrap();
         let v1_body = (
             body.config,
             body.position,
