@@ -569,7 +569,7 @@ fn a_development_server_may_reset_a_table_to_change_its_type() {
 fn an_undeployed_modules_table_schema_still_guards_its_rows() {
     let flags = ["--snapshot-every", "8", "--snapshot-log-bytes-min", "0"];
     let server = Server::start(&flags);
-    runtime().block_on(async {
+    let undeployed = runtime().block_on(async {
         let client = connect(&server).await;
         client
             .deploy("inventory", ordo::modules::INVENTORY)
@@ -579,7 +579,7 @@ fn an_undeployed_modules_table_schema_still_guards_its_rows() {
             .call::<_, ()>("add_item", &(item("S-1"),))
             .await
             .unwrap();
-        client.undeploy("inventory").await.unwrap();
+        let undeployed = client.undeploy("inventory").await.unwrap();
         // Past a snapshot point, so the restart below restores one.
         client.deploy("kv", ordo::modules::KV).await.unwrap();
         for by in 0..20i64 {
@@ -588,16 +588,9 @@ fn an_undeployed_modules_table_schema_still_guards_its_rows() {
                 .await
                 .unwrap();
         }
+        undeployed
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_dir(server.dir.path().join("snapshots"))
-        .map(|entries| entries.count())
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(std::time::Instant::now() < deadline, "no snapshot");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for_snapshot_after(server.dir.path(), undeployed);
     let dir = server.kill();
     let server = Server::start_in(dir, &flags);
     runtime().block_on(async {

@@ -3,8 +3,6 @@
 //! the position; the positions survive a kill -9 and a restart from a
 //! snapshot (format version 3 records them).
 
-use std::time::{Duration, Instant};
-
 use crate::common;
 
 use common::{Server, run_ordo, runtime, stdout};
@@ -72,15 +70,7 @@ fn modules_lists_deploy_positions_that_survive_a_restart_from_a_snapshot() {
             client.call::<_, ()>("open", &(id, 10i64)).await.unwrap();
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(server.dir.path().join("snapshots"))
-        .map(|entries| entries.count())
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no snapshot was written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_snapshot_after(server.dir.path(), bank_v2.seq);
     let dir = server.kill();
     let server = Server::start_in(dir, &flags);
     let status: serde_json::Value =

@@ -199,3 +199,30 @@ pub fn fails_with_all(output: &std::process::Output, needles: &[&str]) {
         assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
     }
 }
+
+/// Waits (up to 30 s) until the single node with data directory `data`
+/// has written a snapshot taken after sequence number `seq`. Snapshot
+/// files are named `snapshot-<log index>-<next seq>.bin`.
+pub fn wait_for_snapshot_after(data: &std::path::Path, seq: u64) {
+    let after = |name: &str| {
+        name.strip_suffix(".bin")
+            .and_then(|stem| stem.rsplit('-').next())
+            .and_then(|next| next.parse::<u64>().ok())
+            .is_some_and(|next_seq| next_seq > seq)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_dir(data.join("snapshots"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .any(|entry| after(&entry.file_name().to_string_lossy()))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot after seq {seq} was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
