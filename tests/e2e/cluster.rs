@@ -792,13 +792,7 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
             eprintln!(
                 "a new term ({term}) began while the member was down, so it caught up before the leader was killed; the vote refusal was not exercised this run"
             );
-            let highest = load.finish().await;
-            cluster
-                .converged(&[0, 1, 2], highest, Duration::from_secs(60))
-                .await;
-            for index in 0..3 {
-                check_bank(&cluster, index, &load).await;
-            }
+            finish_and_check_every_member(&cluster, &mut load).await;
             return;
         }
 
@@ -850,14 +844,20 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         load.progress(100, Duration::from_secs(60)).await;
-        let highest = load.finish().await;
-        cluster
-            .converged(&[0, 1, 2], highest, Duration::from_secs(60))
-            .await;
-        for index in 0..3 {
-            check_bank(&cluster, index, &load).await;
-        }
+        finish_and_check_every_member(&cluster, &mut load).await;
     });
+}
+
+/// Stops the load, waits until all three members reach its last
+/// acknowledged transfer, and checks every member's bank against it.
+async fn finish_and_check_every_member(cluster: &Cluster, load: &mut Load) {
+    let highest = load.finish().await;
+    cluster
+        .converged(&[0, 1, 2], highest, Duration::from_secs(60))
+        .await;
+    for index in 0..3 {
+        check_bank(cluster, index, load).await;
+    }
 }
 
 #[test]
