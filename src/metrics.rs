@@ -374,17 +374,15 @@ impl Metrics {
     ) {
         self.requests.inc_by(outcomes.len() as u64);
         let (mut committed, mut duplicates) = (0, 0);
+        // Added to the labelled series once per chunk, not once per abort.
+        let mut aborts = [0u64; ABORT_KINDS.len()];
         let mut run: Option<ProcedureRun<'_>> = None;
         for (entry, tx) in entries.iter().zip(outcomes) {
             duplicates += tx.duplicate as u64;
             let abort = match &tx.outcome {
                 Outcome::Aborted(abort) => {
                     let index = abort_index(abort.kind);
-                    self.aborts
-                        .get_or_create(&ReasonLabel {
-                            reason: abort.kind.as_str(),
-                        })
-                        .inc();
+                    aborts[index] += 1;
                     Some((abort.kind, index))
                 }
                 _ => {
@@ -420,6 +418,15 @@ impl Metrics {
         }
         if let Some(run) = run {
             self.add_run(run, latency);
+        }
+        for (kind, count) in ABORT_KINDS.iter().zip(aborts) {
+            if count > 0 {
+                self.aborts
+                    .get_or_create(&ReasonLabel {
+                        reason: kind.as_str(),
+                    })
+                    .inc_by(count);
+            }
         }
         self.committed.inc_by(committed);
         self.duplicates.inc_by(duplicates);
