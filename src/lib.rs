@@ -32,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod modules;
 pub mod node;
+pub mod node_core;
 pub mod procedure_logs;
 pub mod replay;
 pub mod scan;

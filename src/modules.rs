@@ -22,6 +22,12 @@ pub const BANK: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_exa
 /// bool`, and `incr {key, by: i64} -> i64` (an absent key counts as 0).
 pub const KV: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_kv.wasm"));
 
+/// Append-only lists of `u64` (`procedures/examples/lists`), the
+/// list-append workload of consistency checkers: `append {key: u64, value:
+/// u64} -> Vec<u64>` (the list after the append; at most 4,096 values)
+/// and the read-only `read {key: u64} -> Vec<u64>`.
+pub const LISTS: &[u8] = include_bytes!(concat!(env!("ORDO_WASM_DIR"), "/ordo_example_lists.wasm"));
+
 /// Lease locks with fencing tokens (`procedures/examples/lock`):
 /// `acquire {name: String, owner: String, lease_ms: u64} -> u64` (the token
 /// is the transaction's sequence number), `release {name, owner}`,

@@ -828,12 +828,12 @@ impl Node {
                 let restored = restoring.elapsed();
                 let after_index = latest.as_ref().map_or(0, SnapshotImage::covered_index);
                 let replaying = Instant::now();
-                let sequencer = replay(
+                let sequencer = crate::node_core::replay_log(
                     &file,
                     &mut executor,
                     after_index,
                     sequencer,
-                    &procedure_logs,
+                    |batch, outcomes| procedure_logs.record(&batch.entries, outcomes),
                 )?;
                 if let Some(image) = &latest {
                     // Operators (and tests) want to know what a start
@@ -1389,40 +1389,6 @@ fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
         }
         Err(err) => Err(io_failure("read", err)),
     }
-}
-
-/// Replays the records after `after_index` into `executor` (restored to
-/// just after that record, or fresh if it is 0); returns the sequencer
-/// that continues after the last batch (dense numbers, monotonic time).
-fn replay(
-    log: &FileLog,
-    executor: &mut Executor,
-    after_index: u64,
-    mut sequencer: Sequencer,
-    procedure_logs: &crate::procedure_logs::ProcedureLogs,
-) -> Result<Sequencer, NodeError> {
-    if log.last_index() <= after_index {
-        return Ok(sequencer);
-    }
-    for record in log.read_from(after_index + 1)? {
-        let (index, payload) = record?;
-        let batch = Batch::decode(&payload).map_err(|err| NodeError::BadRecord {
-            index,
-            reason: err.to_string(),
-        })?;
-        let expected = executor.status().position + 1;
-        if batch.first_seq != expected || batch.entries.is_empty() {
-            return Err(NodeError::SequenceGap {
-                index,
-                expected,
-                found: batch.first_seq,
-            });
-        }
-        let outcomes = executor.execute(&batch);
-        procedure_logs.record(&batch.entries, &outcomes);
-        sequencer = Sequencer::after(&batch);
-    }
-    Ok(sequencer)
 }
 
 fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {

@@ -393,6 +393,10 @@ pub struct Executor {
     /// Test-only fault injection: see [`Executor::inject_partition_panic`].
     #[cfg(feature = "fault-injection")]
     panic_at: Option<u64>,
+    /// Test-only fault injection: see
+    /// [`Executor::inject_skipped_exactly_once_check`].
+    #[cfg(feature = "fault-injection")]
+    skip_exactly_once: bool,
 }
 
 impl Executor {
@@ -457,6 +461,8 @@ impl Executor {
             reads_only: false,
             #[cfg(feature = "fault-injection")]
             panic_at: None,
+            #[cfg(feature = "fault-injection")]
+            skip_exactly_once: false,
         }
     }
 
@@ -479,6 +485,16 @@ impl Executor {
     #[cfg(feature = "fault-injection")]
     pub fn inject_partition_panic(&mut self, seq: u64) {
         self.panic_at = Some(seq);
+    }
+
+    /// Makes the exactly-once check treat every request as new, so a
+    /// retried request runs again: a planted bug that the simulator's
+    /// checker must catch (`ordo-sim --inject skip-exactly-once`). Only
+    /// with the `fault-injection` feature, like
+    /// [`Executor::inject_partition_panic`].
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_skipped_exactly_once_check(&mut self) {
+        self.skip_exactly_once = true;
     }
 
     /// A compiler configured for `config`, to share between the submit
@@ -690,7 +706,13 @@ impl Executor {
                 };
             }
         };
-        match self.sessions.check(client, request_id, acked_below) {
+        let check = self.sessions.check(client, request_id, acked_below);
+        #[cfg(feature = "fault-injection")]
+        let check = match check {
+            Check::Duplicate { .. } if self.skip_exactly_once => Check::New,
+            check => check,
+        };
+        match check {
             Check::Duplicate { seq, outcome } => {
                 if outcome.is_none() {
                     run.wanted.insert(seq);

@@ -1,0 +1,392 @@
+//! The single node's pipeline as a sans-IO state machine: admission
+//! (the in-flight limit), group commit (when an open batch closes),
+//! numbering (the [`Sequencer`]) and the durability rule (a batch runs,
+//! and its callers are answered, only once its log record is synced).
+//!
+//! [`NodeCore`] never touches a thread, a clock, a file or a socket: the
+//! caller passes the time in and carries out the [`Action`]s it returns
+//! (append these bytes, sync, execute this batch). Restart is
+//! [`replay_log`], which the node's `open` and the simulator share.
+//!
+//! What uses it today: the simulator (`sim/`, `ordo-sim`) drives it from
+//! one thread over a simulated disk. The production node (`node.rs`) still
+//! has its own copy of admission and group commit inside its log thread,
+//! written around a mutex and a condition variable so that many
+//! submitting threads can add to one open batch; moving that thread onto
+//! this core is the next step (docs/ARCHITECTURE.md, "The simulator").
+//! Both follow the same rules, which the simulator checks: a batch holds at
+//! most `batch_entries_max` entries and `batch_bytes_max` bytes
+//! ([`batch_cut`]), one batch is being made durable at a time (the next
+//! grows meanwhile), and nothing is answered before its record is synced.
+
+use ordo_engine::Executor;
+use ordo_sequencer::FileLog;
+use ordo_sequencer::entry::{Batch, Entry};
+use ordo_sequencer::sequencer::{Sequencer, batch_cut, entry_bytes};
+
+use crate::node::NodeError;
+
+/// Bugs the simulator can plant in the core to show that its checker
+/// catches them (`ordo-sim --inject NAME`). A production node never sets
+/// one: [`NodeCore::new`] takes `None` there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// Execute and answer a batch as soon as it is appended, before its
+    /// fsync: a crash then loses acknowledged transactions.
+    AckBeforeFsync,
+    /// The engine's exactly-once check treats every request as new, so a
+    /// retried request runs again. Planted in the executor
+    /// (`Executor::inject_skipped_exactly_once_check`, a test-only engine
+    /// feature), not in this core; listed here with the others.
+    SkipExactlyOnce,
+    /// Hand the executor each synced batch twice, the second time
+    /// renumbered after the first, as a replay loop that forgot where it
+    /// was would.
+    ApplyTwice,
+    /// Swap the first two entries of a batch after it was logged and
+    /// before it runs: the executed order is not the log's order.
+    ReorderEntries,
+}
+
+impl InjectedBug {
+    pub const ALL: [InjectedBug; 4] = [
+        InjectedBug::AckBeforeFsync,
+        InjectedBug::SkipExactlyOnce,
+        InjectedBug::ApplyTwice,
+        InjectedBug::ReorderEntries,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InjectedBug::AckBeforeFsync => "ack-before-fsync",
+            InjectedBug::SkipExactlyOnce => "skip-exactly-once",
+            InjectedBug::ApplyTwice => "apply-twice",
+            InjectedBug::ReorderEntries => "reorder-entries",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<InjectedBug> {
+        InjectedBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            InjectedBug::AckBeforeFsync => "answers a batch after its append, before its fsync",
+            InjectedBug::SkipExactlyOnce => {
+                "makes the engine's exactly-once check treat retries as new requests"
+            }
+            InjectedBug::ApplyTwice => "executes every synced batch twice",
+            InjectedBug::ReorderEntries => {
+                "swaps the first two entries of a batch between log and execution"
+            }
+        }
+    }
+}
+
+/// The limits the core enforces, in the node's units.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Requests admitted but not yet answered, past which a submission is
+    /// refused as overloaded.
+    pub inflight_max: usize,
+    pub batch_entries_max: usize,
+    pub batch_bytes_max: usize,
+    /// How long, in nanoseconds of the caller's clock, an open batch may
+    /// wait for more entries while no batch is being made durable. 0: a
+    /// batch closes as soon as the log is free.
+    pub batch_window_ns: u64,
+}
+
+/// Why the core refused a submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `inflight_max` requests are admitted and not yet answered.
+    Overloaded { inflight_max: usize },
+    /// The core failed (its log did) and takes nothing more.
+    Failed(String),
+}
+
+/// What the caller must do next.
+#[derive(Debug)]
+pub enum Action<T> {
+    /// Append `encoded` (the batch's record) to the log, then call
+    /// [`NodeCore::appended`] with the record's index.
+    Append { first_seq: u64, encoded: Vec<u8> },
+    /// Sync the log, then call [`NodeCore::synced`].
+    Sync,
+    /// Execute `batch` (durable), answer `tokens[i]` with the outcome of
+    /// `batch.entries[i]`, then call [`NodeCore::answered`].
+    Execute {
+        batch: Batch,
+        log_index: u64,
+        tokens: Vec<T>,
+    },
+}
+
+/// A batch on its way to durability.
+struct InFlight<T> {
+    batch: Batch,
+    tokens: Vec<T>,
+    log_index: Option<u64>,
+}
+
+/// The single node's admission, group commit, numbering and durability
+/// rule. `T` is whatever the caller needs to answer a request (a channel,
+/// or in the simulator a client's index).
+pub struct NodeCore<T> {
+    config: CoreConfig,
+    sequencer: Sequencer,
+    open: Vec<Entry>,
+    open_tokens: Vec<T>,
+    open_bytes: usize,
+    /// When the open batch got its first entry.
+    opened_at_ns: Option<u64>,
+    inflight: usize,
+    /// The batch being appended and synced (one at a time: group commit).
+    durable_pending: Option<InFlight<T>>,
+    /// Whether [`Action::Sync`] was handed out for `durable_pending`.
+    sync_requested: bool,
+    failed: Option<String>,
+    bug: Option<InjectedBug>,
+}
+
+impl<T> NodeCore<T> {
+    /// A core whose next batch continues `sequencer` (from
+    /// [`replay_log`]).
+    pub fn new(config: CoreConfig, sequencer: Sequencer, bug: Option<InjectedBug>) -> Self {
+        NodeCore {
+            config,
+            sequencer,
+            open: Vec::new(),
+            open_tokens: Vec::new(),
+            open_bytes: 0,
+            opened_at_ns: None,
+            inflight: 0,
+            durable_pending: None,
+            sync_requested: false,
+            failed: None,
+            bug,
+        }
+    }
+
+    /// Admits `entry`, to be answered on `token`, at time `now_ns`.
+    pub fn submit(&mut self, entry: Entry, token: T, now_ns: u64) -> Result<(), Refusal> {
+        if let Some(reason) = &self.failed {
+            return Err(Refusal::Failed(reason.clone()));
+        }
+        if self.inflight >= self.config.inflight_max {
+            return Err(Refusal::Overloaded {
+                inflight_max: self.config.inflight_max,
+            });
+        }
+        self.inflight += 1;
+        if self.open.is_empty() {
+            self.opened_at_ns = Some(now_ns);
+        }
+        self.open_bytes += entry_bytes(&entry);
+        self.open.push(entry);
+        self.open_tokens.push(token);
+        Ok(())
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight
+    }
+
+    /// The sequence number the next batch starts at.
+    pub fn next_seq(&self) -> u64 {
+        self.sequencer.next_seq()
+    }
+
+    /// The earliest time at which [`NodeCore::poll`] has something new to
+    /// do without another input (the open batch's window ends), if any.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        if self.durable_pending.is_some() || self.open.is_empty() {
+            return None;
+        }
+        self.opened_at_ns
+            .map(|opened| opened + self.config.batch_window_ns)
+    }
+
+    /// The next action at time `now_ns`, if any: the pending batch's sync,
+    /// or closing the open batch when the log is free and the batch is
+    /// full or its window has passed.
+    pub fn poll(&mut self, now_ns: u64) -> Option<Action<T>> {
+        if self.failed.is_some() {
+            return None;
+        }
+        if let Some(pending) = &self.durable_pending {
+            if pending.log_index.is_some() && !self.sync_requested {
+                self.sync_requested = true;
+                return Some(Action::Sync);
+            }
+            return None;
+        }
+        if self.open.is_empty() {
+            return None;
+        }
+        let full = self.open.len() >= self.config.batch_entries_max
+            || self.open_bytes >= self.config.batch_bytes_max;
+        let window_over = self
+            .opened_at_ns
+            .is_none_or(|opened| now_ns >= opened + self.config.batch_window_ns);
+        if !full && !window_over {
+            return None;
+        }
+        let count = batch_cut(
+            &self.open,
+            self.config.batch_entries_max,
+            self.config.batch_bytes_max,
+        );
+        let rest = self.open.split_off(count);
+        let rest_tokens = self.open_tokens.split_off(count);
+        let entries = std::mem::replace(&mut self.open, rest);
+        let tokens = std::mem::replace(&mut self.open_tokens, rest_tokens);
+        self.open_bytes = self.open.iter().map(entry_bytes).sum();
+        self.opened_at_ns = (!self.open.is_empty()).then_some(now_ns);
+        let timestamp_ms = now_ns / 1_000_000;
+        let batch = self.sequencer.close(entries, timestamp_ms);
+        let encoded = batch.encode();
+        let first_seq = batch.first_seq;
+        self.durable_pending = Some(InFlight {
+            batch,
+            tokens,
+            log_index: None,
+        });
+        self.sync_requested = false;
+        Some(Action::Append { first_seq, encoded })
+    }
+
+    /// The pending batch's record is in the log at `log_index` (not yet
+    /// synced). Returns the batch to execute only under
+    /// [`InjectedBug::AckBeforeFsync`].
+    pub fn appended(&mut self, log_index: u64) -> Vec<Action<T>> {
+        let Some(pending) = &mut self.durable_pending else {
+            return Vec::new();
+        };
+        pending.log_index = Some(log_index);
+        if self.bug == Some(InjectedBug::AckBeforeFsync) {
+            return self.release_pending();
+        }
+        Vec::new()
+    }
+
+    /// The log is synced through the pending batch: it is durable, so it
+    /// may run and be answered.
+    pub fn synced(&mut self) -> Vec<Action<T>> {
+        if self.bug == Some(InjectedBug::AckBeforeFsync) {
+            // Already released at the append.
+            self.durable_pending = None;
+            self.sync_requested = false;
+            return Vec::new();
+        }
+        self.release_pending()
+    }
+
+    fn release_pending(&mut self) -> Vec<Action<T>> {
+        let ack_early = self.bug == Some(InjectedBug::AckBeforeFsync);
+        let Some(pending) = (if ack_early {
+            self.durable_pending.as_mut().map(|pending| InFlight {
+                batch: pending.batch.clone(),
+                tokens: std::mem::take(&mut pending.tokens),
+                log_index: pending.log_index,
+            })
+        } else {
+            self.sync_requested = false;
+            self.durable_pending.take()
+        }) else {
+            return Vec::new();
+        };
+        let log_index = pending.log_index.unwrap_or(0);
+        let mut batch = pending.batch;
+        match self.bug {
+            Some(InjectedBug::ReorderEntries) if batch.entries.len() >= 2 => {
+                batch.entries.swap(0, 1);
+            }
+            Some(InjectedBug::ApplyTwice) => {
+                let again = Batch {
+                    first_seq: batch.last_seq() + 1,
+                    timestamp_ms: batch.timestamp_ms,
+                    entries: batch.entries.clone(),
+                };
+                let again_tokens = Vec::new();
+                return vec![
+                    Action::Execute {
+                        batch,
+                        log_index,
+                        tokens: pending.tokens,
+                    },
+                    Action::Execute {
+                        batch: again,
+                        log_index,
+                        tokens: again_tokens,
+                    },
+                ];
+            }
+            _ => {}
+        }
+        vec![Action::Execute {
+            batch,
+            log_index,
+            tokens: pending.tokens,
+        }]
+    }
+
+    /// `count` admitted requests were answered (or will never be: their
+    /// callers were told otherwise).
+    pub fn answered(&mut self, count: usize) {
+        self.inflight = self.inflight.saturating_sub(count);
+    }
+
+    /// The log failed (a write or an fsync): the durable state is unknown,
+    /// so the core stops; a restart recovers from what is on disk. Returns
+    /// the tokens of every request that will not be answered.
+    pub fn fail(&mut self, reason: String) -> Vec<T> {
+        self.failed = Some(reason);
+        let mut lost = Vec::new();
+        if let Some(pending) = self.durable_pending.take() {
+            lost.extend(pending.tokens);
+        }
+        lost.append(&mut self.open_tokens);
+        self.open.clear();
+        self.open_bytes = 0;
+        self.inflight = 0;
+        lost
+    }
+}
+
+/// Replays the records after `after_index` into `executor` (restored to
+/// just after that record, or fresh if it is 0), handing each batch and
+/// its outcomes to `each`; returns the sequencer that continues after the
+/// last batch (dense numbers, monotonic time).
+pub fn replay_log(
+    log: &FileLog,
+    executor: &mut Executor,
+    after_index: u64,
+    mut sequencer: Sequencer,
+    mut each: impl FnMut(&Batch, &[ordo_engine::TxOutcome]),
+) -> Result<Sequencer, NodeError> {
+    if log.last_index() <= after_index {
+        return Ok(sequencer);
+    }
+    for record in log.read_from(after_index + 1)? {
+        let (index, payload) = record?;
+        let batch = Batch::decode(&payload).map_err(|err| NodeError::BadRecord {
+            index,
+            reason: err.to_string(),
+        })?;
+        let expected = executor.status().position + 1;
+        if batch.first_seq != expected || batch.entries.is_empty() {
+            return Err(NodeError::SequenceGap {
+                index,
+                expected,
+                found: batch.first_seq,
+            });
+        }
+        let outcomes = executor.execute(&batch);
+        each(&batch, &outcomes);
+        sequencer = Sequencer::after(&batch);
+    }
+    Ok(sequencer)
+}
