@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation, Signature};
+use ordo_entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation, Signature};
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;

@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use ordo_engine::{EngineConfig, Executor};
-//! use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+//! use ordo_entry::{ArgsEncoding, Batch, Entry, Invocation};
 //!
 //! let config = EngineConfig::default();
 //! let mut executor = Executor::new(Executor::compiler(&config), config);

@@ -65,7 +65,7 @@
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, VecDeque};
 
-use ordo_sequencer::entry::{ClientId, SessionChange, is_session_client_id};
+use ordo_entry::{ClientId, SessionChange, is_session_client_id};
 
 use crate::LookupMap;
 use crate::config::EngineConfig;

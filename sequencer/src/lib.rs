@@ -3,7 +3,9 @@
 //! durable log ([`file_log`]). Nothing here knows about WebAssembly or the
 //! engine: the log stores batches as opaque records.
 
-pub mod entry;
+/// The log's entry types live in their own crate (`ordo-entry`), which the
+/// engine uses without depending on this one.
+pub use ordo_entry as entry;
 pub mod file_log;
 #[cfg(test)]
 mod file_log_faults;

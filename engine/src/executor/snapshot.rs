@@ -470,7 +470,7 @@ fn check_config(recorded: &str, given: &EngineConfig) -> Result<(), SnapshotErro
 
 #[cfg(test)]
 mod tests {
-    use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+    use ordo_entry::{ArgsEncoding, Batch, Entry, Invocation};
 
     use super::*;
 

@@ -1,4 +1,4 @@
-use ordo_sequencer::entry::session_client_id;
+use ordo_entry::session_client_id;
 use proptest::prelude::*;
 
 use super::*;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{args, bank_wasm, deploy, executor, invoke};
 use ordo_engine::partition::{slot_of_partition, thread_of_slot};
 use ordo_engine::{EngineConfig, EnginePanic, Executor};
-use ordo_sequencer::entry::{Batch, Entry};
+use ordo_entry::{Batch, Entry};
 
 /// How long a test waits for the panic to come out before calling it a
 /// hang. Far above the milliseconds this takes.

@@ -5,7 +5,7 @@ use crate::common;
 
 use common::*;
 use ordo_engine::{AbortKind, Executor, Outcome};
-use ordo_sequencer::entry::{ArgsEncoding, Entry};
+use ordo_entry::{ArgsEncoding, Entry};
 
 fn abort_kind(outcome: &Outcome) -> AbortKind {
     outcome.abort().expect("expected an abort").kind

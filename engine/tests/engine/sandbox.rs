@@ -3,7 +3,7 @@
 //! Rust SDK are exercised by the root package's tests.
 
 use ordo_engine::{AbortKind, EngineConfig, Executor, Outcome, TxOutcome};
-use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
+use ordo_entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
 
 /// A minimal ABI-conforming module written by hand, so these tests pin
 /// the ABI itself rather than the SDK's use of it.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use ordo_engine::{EngineConfig, EngineStatus, Executor, ModuleCompiler, SnapshotError, TxOutcome};
-use ordo_sequencer::entry::{ArgsEncoding, Batch, Entry, Invocation};
+use ordo_entry::{ArgsEncoding, Batch, Entry, Invocation};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use ordo_engine::{EngineConfig, Executor, Outcome, TxOutcome};
-use ordo_sequencer::entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
+use ordo_entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation};
 
 /// A bank with accounts keyed `acct 0x00 0x08 id` (a table key whose
 /// partition key is the 8-byte id). Arguments are little-endian `u64`s.

@@ -1,4 +1,4 @@
-//! What the log holds: batches of entries, each entry a deploy or an
+//! `ordo-entry`: what the log holds: batches of entries, each entry a deploy or an
 //! invocation. These types are the replicated input of every engine, so
 //! their postcard encoding is part of the on-disk format: change it only
 //! with a format version bump.
