@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ordo::node_core::InjectedBug;
-use ordo_sim::{SeedReport, run_seed, shared_compiler};
+use ordo_sim::{Options, SeedReport, run_seed_with, shared_compiler};
 
-const USAGE: &str = "usage: ordo-sim (--seed S | --seeds N [--from S]) [--inject BUG] [--keep-going]\n       ordo-sim --inject list";
+const USAGE: &str = "usage: ordo-sim (--seed S | --seeds N [--from S]) [--inject BUG] [--keep-going] [--process-restart-after-failed-fsync]\n       ordo-sim --inject list";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -39,6 +39,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut from = 0;
     let mut bug = None;
     let mut keep_going = false;
+    let mut process_restart_after_failed_fsync = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -46,6 +47,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--seeds" => seeds = Some(number("--seeds", args.next())?),
             "--from" => from = number("--from", args.next())?,
             "--keep-going" => keep_going = true,
+            "--process-restart-after-failed-fsync" => process_restart_after_failed_fsync = true,
             "--inject" => {
                 let name = args.next().ok_or("--inject needs a bug's name")?;
                 if name == "list" {
@@ -65,9 +67,13 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let options = Options {
+        bug,
+        process_restart_after_failed_fsync,
+    };
     let compiler = shared_compiler();
     if let Some(seed) = seed {
-        let report = run_seed(seed, bug, &compiler);
+        let report = run_seed_with(seed, options, &compiler);
         print_report(&report);
         return Ok(if report.failure.is_some() {
             ExitCode::FAILURE
@@ -81,7 +87,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut ran = 0u64;
     let mut acknowledged = 0u64;
     for seed in from..from.saturating_add(count) {
-        let report = run_seed(seed, bug, &compiler);
+        let report = run_seed_with(seed, options, &compiler);
         ran += 1;
         acknowledged += report.acknowledged;
         if report.failure.is_some() {

@@ -3,10 +3,10 @@
 //! of seeds (the checker bites).
 
 use ordo::node_core::InjectedBug;
-use ordo_sim::{run_seed, shared_compiler};
+use ordo_sim::{Options, run_seed, run_seed_with, shared_compiler};
 
 /// Seeds the test suite runs without a planted bug.
-const CLEAN_SEEDS: u64 = 60;
+const CLEAN_SEEDS: u64 = 200;
 
 /// Within how many seeds each planted bug must be caught.
 const SEEDS_TO_CATCH: u64 = 20;
@@ -67,4 +67,30 @@ fn every_planted_bug_is_caught() {
         };
         eprintln!("{} caught at seed {seed}: {failure}", bug.name());
     }
+}
+
+/// What the simulator found (docs/ARCHITECTURE.md, "What the simulator
+/// found"): when only the process is restarted after a failed fsync, the
+/// restarted node replays records the failed fsync did not persist (the
+/// page cache still shows them), appends after them, and a later power
+/// loss leaves a hole the log refuses to open past. Seed 2 is the first of
+/// 0..300 that shows it. Ignored until the file log handles it; run it
+/// with `cargo test -p ordo-sim -- --ignored`.
+#[test]
+#[ignore = "open finding: a process restart after a failed fsync can leave a hole in the log"]
+fn a_process_restart_after_a_failed_fsync_keeps_the_log_openable() {
+    let report = run_seed_with(
+        2,
+        Options {
+            process_restart_after_failed_fsync: true,
+            ..Options::default()
+        },
+        &shared_compiler(),
+    );
+    assert!(
+        report.failure.is_none(),
+        "{}\nreplay: {}",
+        report.failure.as_deref().unwrap_or_default(),
+        report.replay_command()
+    );
 }
