@@ -146,6 +146,15 @@ const HEADER_CHECKED_BYTES: usize = 56;
 const SEGMENT_NAME_DIGITS: usize = 20;
 const SEGMENT_SUFFIX: &str = ".log";
 const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Written (durably, beside the segments) when an fsync fails: the last
+/// index that was synced before it. See [`FileLog::open_with`]: the next
+/// start cuts every record after it.
+pub const FAILED_SYNC_FILE_NAME: &str = "FAILED-SYNC";
+const FAILED_SYNC_MAGIC: &[u8; 8] = b"ordofsf1";
+const FAILED_SYNC_BYTES: usize = 8 + 8 + 8;
+/// Writes of [`FAILED_SYNC_FILE_NAME`] tried before giving up.
+const FAILED_SYNC_WRITE_ATTEMPTS: usize = 3;
 /// Large enough that scanning a segment costs few syscalls, small enough to
 /// keep one per reader without thinking about it.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -219,11 +228,25 @@ pub enum RecordFault {
     },
     #[error("checksum mismatch (stored {stored:#018x}, computed {computed:#018x})")]
     ChecksumMismatch { stored: u64, computed: u64 },
+    /// Not a fault of the bytes: the record came after the last index an
+    /// fsync made durable before an fsync failed ([`FAILED_SYNC_FILE_NAME`]).
+    /// The page cache may still show such records although the disk
+    /// dropped them, so a start keeps none of them.
+    #[error(
+        "it comes after index {durable_index}, the last one synced before an fsync failed, so the disk may not hold it"
+    )]
+    AfterFailedSync { durable_index: u64 },
 }
 
 /// What is wrong with a log that cannot be opened or read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Corruption {
+    /// [`FAILED_SYNC_FILE_NAME`] is there but is not one (it is written
+    /// atomically, so this is damage, not a crash).
+    #[error(
+        "the failed-fsync record is not {FAILED_SYNC_BYTES} bytes with a valid checksum, so the log cannot tell which records after a failed fsync to cut"
+    )]
+    BadFailedSyncRecord,
     #[error(
         "unreadable record ({fault}) followed by a valid record at byte offset {valid_record_offset}, so this is not a torn write"
     )]
@@ -364,6 +387,15 @@ pub struct Recovery {
 
 impl fmt::Display for Recovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let RecordFault::AfterFailedSync { durable_index } = self.fault {
+            return write!(
+                f,
+                "file log: an fsync failed in the last run after index {durable_index}; cut the {} bytes of records appended after it in {} from byte offset {}. None of them was acknowledged (a node answers only after a successful fsync), and the page cache may show them although the disk dropped them",
+                self.truncated_bytes,
+                self.path.display(),
+                self.offset
+            );
+        }
         write!(
             f,
             "file log: torn tail in {} at byte offset {}: {}; cut {} bytes after index {}. \
@@ -520,6 +552,34 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The last synced index [`FileLog::record_failed_sync`] wrote at `path`,
+/// if there is such a file.
+fn read_failed_sync(storage: &dyn Storage, path: &Path) -> Result<Option<u64>, LogError> {
+    let bytes = match storage.read_file(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LogError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let valid = bytes.len() == FAILED_SYNC_BYTES
+        && bytes[..8] == FAILED_SYNC_MAGIC[..]
+        && xxhash_rust::xxh3::xxh3_64(&bytes[..16]).to_le_bytes()[..] == bytes[16..];
+    if !valid {
+        return Err(LogError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            corruption: Corruption::BadFailedSyncRecord,
+        });
+    }
+    let durable_index = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    Ok(Some(durable_index))
+}
+
 fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
     storage
         .sync_dir(dir)
@@ -651,7 +711,25 @@ impl FileLog {
             headers_scratch: Vec::new(),
             manifest_generation,
         };
-        let segment_count = first_indexes.len();
+        let failed_sync_path = dir.join(FAILED_SYNC_FILE_NAME);
+        let durable_index_max = read_failed_sync(&*log.storage, &failed_sync_path)?;
+        let mut manifest_stale = manifest_stale;
+        let mut segment_count = first_indexes.len();
+        if let Some(durable_index) = durable_index_max {
+            // Segments that hold only records after the failed fsync's
+            // durable point go first, newest first (a later segment needs
+            // the earlier ones, so a crash part way leaves a dense log).
+            while segment_count > 1 && first_indexes[segment_count - 1] > durable_index {
+                let path = segment_path(&dir, first_indexes[segment_count - 1]);
+                log.storage
+                    .remove_file(&path)
+                    .map_err(io_error("remove segment", &path))?;
+                segment_count -= 1;
+                manifest_stale = true;
+            }
+            first_indexes.truncate(segment_count);
+            sync_dir(&*log.storage, &dir)?;
+        }
         for (position, &first_index) in first_indexes.iter().enumerate() {
             let path = segment_path(&dir, first_index);
             let is_first = position == 0;
@@ -679,13 +757,23 @@ impl FileLog {
             } else {
                 Some(log.last_chain)
             };
-            let scan = scan_segment(
+            let mut scan = scan_segment(
                 &*log.storage,
                 &path,
                 first_index,
                 chain_prev,
                 log.config.record_bytes_max,
+                durable_index_max.unwrap_or(u64::MAX),
             )?;
+            if let Some(durable_index) = durable_index_max
+                && scan.capped
+            {
+                // Whatever follows the durable point goes, readable or not.
+                scan.bad = Some((
+                    scan.valid_bytes,
+                    RecordFault::AfterFailedSync { durable_index },
+                ));
+            }
             let segment = Segment {
                 first_index,
                 path,
@@ -701,8 +789,10 @@ impl FileLog {
                         corruption: Corruption::BadRecordInSealedSegment { fault },
                     });
                 }
-                if let Some(valid_record_offset) =
-                    find_valid_record(&*log.storage, &segment.path, offset)?
+                let after_failed_sync = matches!(fault, RecordFault::AfterFailedSync { .. });
+                if !after_failed_sync
+                    && let Some(valid_record_offset) =
+                        find_valid_record(&*log.storage, &segment.path, offset)?
                 {
                     return Err(LogError::Corrupt {
                         path: segment.path,
@@ -760,6 +850,14 @@ impl FileLog {
         }
         if manifest_stale {
             log.write_manifest(log.segments.len())?;
+        }
+        if durable_index_max.is_some() {
+            // The cut is durable (truncate syncs, the directory and the
+            // manifest were synced above): the marker has done its work.
+            log.storage
+                .remove_file(&failed_sync_path)
+                .map_err(io_error("remove", &failed_sync_path))?;
+            sync_dir(&*log.storage, &dir)?;
         }
         Ok(log)
     }
@@ -979,8 +1077,40 @@ impl FileLog {
             }
             Err(err) => {
                 self.poisoned = true;
+                self.record_failed_sync();
                 Err(err)
             }
+        }
+    }
+
+    /// Writes [`FAILED_SYNC_FILE_NAME`] with the last synced index, so that
+    /// the next start cuts what the failed fsync may have dropped: after a
+    /// failed fsync the kernel can mark the pages clean, and a restarted
+    /// process would read, replay and build on records the disk does not
+    /// hold (found by `ordo-sim --process-restart-after-failed-fsync`).
+    /// Best effort: if every attempt fails too, the disk is beyond what a
+    /// restart can trust, and the error that poisoned the log stands.
+    fn record_failed_sync(&self) {
+        let path = self.config.dir.join(FAILED_SYNC_FILE_NAME);
+        let mut bytes = Vec::with_capacity(FAILED_SYNC_BYTES);
+        bytes.extend_from_slice(FAILED_SYNC_MAGIC);
+        bytes.extend_from_slice(&self.synced_index.to_le_bytes());
+        let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        // Each attempt writes a new file, so retrying is not retrying the
+        // failed fsync (whose pages the kernel may have dropped).
+        let mut last_error = None;
+        for _ in 0..FAILED_SYNC_WRITE_ATTEMPTS {
+            match self.storage.replace(&path, &bytes) {
+                Ok(()) => return,
+                Err(err) => last_error = Some(err),
+            }
+        }
+        if let Some(err) = last_error {
+            tracing::error!(
+                "file log: cannot record the failed fsync in {}: {err}; a restart without a reboot may replay records the disk dropped",
+                path.display()
+            );
         }
     }
 
@@ -1128,6 +1258,8 @@ struct SegmentScan {
     last_chain: Option<u128>,
     /// The first unreadable record: its offset and why.
     bad: Option<(u64, RecordFault)>,
+    /// The scan stopped at `index_max` with bytes left after it.
+    capped: bool,
 }
 
 /// Verifies the records of one segment, streaming payloads through the
@@ -1229,6 +1361,7 @@ fn scan_segment(
     first_index: u64,
     mut chain_prev: Option<u128>,
     record_bytes_max: u32,
+    index_max: u64,
 ) -> Result<SegmentScan, LogError> {
     let file = storage
         .open_read(path)
@@ -1240,9 +1373,14 @@ fn scan_segment(
         valid_bytes: 0,
         last_chain: None,
         bad: None,
+        capped: false,
     };
     let mut index = first_index;
     while scan.valid_bytes < file_bytes {
+        if index > index_max {
+            scan.capped = true;
+            break;
+        }
         let offset = scan.valid_bytes;
         let bytes_available = file_bytes - offset;
         match read_record_checked(&mut reader, path, bytes_available, record_bytes_max)? {

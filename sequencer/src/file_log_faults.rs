@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use crate::file_log::{Corruption, FileLog, FileLogConfig, HEADER_BYTES, LogError};
+use crate::file_log::{Corruption, FileLog, FileLogConfig, HEADER_BYTES, LogError, RecordFault};
 use crate::storage::sim::{SECTOR_BYTES, SimStorage};
 
 const DIR: &str = "/data/log";
@@ -111,12 +111,14 @@ fn a_failed_group_commit_sync_stops_the_log_too() {
     assert_eq!(open(&disk, BIG).unwrap().last_index(), 0);
 }
 
-/// The known limit of fail-stop: a reopen in the same OS lifetime sees
-/// the records the failed fsync dropped, still in the page cache, and
-/// its own fsync succeeds. They were never acknowledged; if the machine
-/// then loses them, the log is refused as corrupt, never read shorter.
+/// A reopen in the same OS lifetime (a supervisor restarting the
+/// process, no reboot) would see the records a failed fsync dropped,
+/// still in the page cache, and its own fsync would succeed; after a later
+/// power loss they would leave a hole. The failed fsync is recorded
+/// (`FAILED-SYNC`), so the reopen cuts them: they were never acknowledged.
+/// Found by `ordo-sim --process-restart-after-failed-fsync`.
 #[test]
-fn records_a_failed_fsync_dropped_are_refused_later_not_skipped() {
+fn a_reopen_after_a_failed_fsync_cuts_what_it_may_have_dropped() {
     let disk = SimStorage::new(3);
     let lens = [100; 5];
     let mut log = open(&disk, BIG).unwrap();
@@ -124,21 +126,69 @@ fn records_a_failed_fsync_dropped_are_refused_later_not_skipped() {
     disk.fail_next_sync(None);
     assert!(log.sync().is_err());
     drop(log);
+    let marker = Path::new(DIR).join(crate::file_log::FAILED_SYNC_FILE_NAME);
+    assert!(disk.contents(&marker).is_some(), "the failure is recorded");
     let mut log = open(&disk, BIG).unwrap();
-    assert_eq!(log.last_index(), 5, "the page cache still has 4 and 5");
-    log.append(&payload(6, 100)).unwrap();
+    assert_eq!(log.last_index(), 3, "4 and 5 came after the failed fsync");
+    let recovery = log.recovery().expect("the cut is reported").clone();
+    assert_eq!(
+        recovery.fault,
+        RecordFault::AfterFailedSync { durable_index: 3 }
+    );
+    assert_eq!(recovery.offset, 3 * record_bytes(100));
+    assert_eq!(recovery.truncated_bytes, 2 * record_bytes(100));
+    assert!(
+        recovery
+            .to_string()
+            .contains("None of them was acknowledged")
+    );
+    assert!(disk.contents(&marker).is_none(), "the marker is removed");
+    log.append(&payload(4, 100)).unwrap();
     log.sync().unwrap();
     drop(log);
     disk.crash();
+    let log = open(&disk, BIG).unwrap();
+    assert_eq!(read_all(&log), expected(&lens, 4));
+    assert!(log.recovery().is_none());
+}
+
+/// Records after the failed fsync in later segments go with the segments.
+#[test]
+fn a_reopen_after_a_failed_fsync_removes_later_segments_too() {
+    let disk = SimStorage::new(4);
+    // Two records per segment.
+    let lens = [100; 6];
+    let segment_bytes = 2 * record_bytes(100) + 8;
+    let mut log = open(&disk, segment_bytes).unwrap();
+    write(&mut log, &lens[..3], 3);
+    // Roll-over syncs: make the failure hit the sealing of segment 3's
+    // predecessor by failing the next sync, after record 4 is appended.
+    log.append(&payload(4, 100)).unwrap();
+    disk.fail_next_sync(None);
+    assert!(log.sync().is_err());
+    drop(log);
+    let log = open(&disk, segment_bytes).unwrap();
+    assert_eq!(log.last_index(), 3);
+    assert_eq!(read_all(&log), expected(&lens, 3));
+    drop(log);
+    disk.crash();
+    assert_eq!(open(&disk, segment_bytes).unwrap().last_index(), 3);
+}
+
+#[test]
+fn a_damaged_failed_fsync_record_is_refused() {
+    let disk = SimStorage::new(5);
+    let mut log = open(&disk, BIG).unwrap();
+    write(&mut log, &[10, 10], 2);
+    drop(log);
+    let marker = Path::new(DIR).join(crate::file_log::FAILED_SYNC_FILE_NAME);
+    disk.put_durable(&marker, b"ordofsf1 not a record").unwrap();
     match open(&disk, BIG) {
         Err(LogError::Corrupt {
             path,
-            offset,
-            corruption: Corruption::BadRecordBeforeValid { .. },
-        }) => {
-            assert_eq!(path, first_segment());
-            assert_eq!(offset, 3 * record_bytes(100));
-        }
+            corruption: Corruption::BadFailedSyncRecord,
+            ..
+        }) => assert_eq!(path, marker),
         other => panic!("{other:?}"),
     }
 }

@@ -153,6 +153,9 @@ struct Shape {
     failed_sync_per_mille: u64,
     torn_write_per_mille: u64,
     dropped_answer_per_mille: u64,
+    /// After a failed fsync, restart only the process (a supervisor), not
+    /// the machine.
+    process_restart_after_failed_fsync: bool,
 }
 
 impl Shape {
@@ -183,6 +186,7 @@ impl Shape {
             failed_sync_per_mille: rate(rng, 4),
             torn_write_per_mille: rate(rng, 4),
             dropped_answer_per_mille: rate(rng, 30),
+            process_restart_after_failed_fsync: rng.chance(500),
         }
     }
 }
@@ -258,9 +262,9 @@ struct World {
 pub struct Options {
     /// A bug to plant.
     pub bug: Option<InjectedBug>,
-    /// After a failed fsync, restart only the process (as a supervisor
-    /// would), not the machine. Off by default because it fails: see
-    /// docs/ARCHITECTURE.md, "What the simulator found".
+    /// After every failed fsync, restart only the process (as a supervisor
+    /// would), not the machine; without it each seed picks one or the
+    /// other. See docs/ARCHITECTURE.md, "What the simulator found".
     pub process_restart_after_failed_fsync: bool,
 }
 
@@ -710,16 +714,18 @@ impl World {
     }
 
     /// The log failed: the node stops (fail-stop, as production does) and
-    /// is restarted. After a failed fsync the page cache cannot be
-    /// trusted, so the restart follows a power loss: the simulated disk
-    /// drops what the failed fsync was to persist only at a crash, and a
-    /// process restart alone would replay records that are not durable.
+    /// is restarted, after a power loss or (as a supervisor would) as a
+    /// process only. The simulated disk drops what a failed fsync was to
+    /// persist only at a crash, so a process restart reads it from the
+    /// "page cache": the file log must not build on it.
     fn log_failed(&mut self, reason: String) -> Checked {
         event(&mut self.trace, 7, &[]);
         if let Some(node) = &mut self.node {
             node.core.fail(reason.clone());
         }
-        if !self.options.process_restart_after_failed_fsync {
+        if !self.options.process_restart_after_failed_fsync
+            && !self.shape.process_restart_after_failed_fsync
+        {
             self.power_loss();
         }
         self.node = None;
