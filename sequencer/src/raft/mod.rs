@@ -412,6 +412,11 @@ impl RaftHandle {
         self.node_id
     }
 
+    /// This member's snapshot files (what a backup of it copies).
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
     /// Persists `image` (in the background) and then tells Raft, which
     /// records it as the latest snapshot and purges the log before it.
     pub fn save_snapshot(&self, image: SnapshotImage) {
@@ -461,15 +466,15 @@ async fn watch_catch_up(
     votes_refused: Arc<AtomicBool>,
 ) {
     let mut metrics = raft.metrics();
-    loop {
+    let applied = loop {
         let applied = metrics.borrow_and_update().last_applied;
         if lost.caught_up(applied) {
-            break;
+            break applied;
         }
         if metrics.changed().await.is_err() {
             return; // Raft stopped.
         }
-    }
+    };
     let cleared = tokio::task::spawn_blocking(move || lost::clear(&dir)).await;
     if let Ok(Err(err)) | Err(err) = cleared.map_err(std::io::Error::other) {
         // Without the marker gone a restart would refuse votes again,
@@ -479,9 +484,14 @@ async fn watch_catch_up(
     }
     votes_refused.store(false, Ordering::Release);
     raft.runtime_config().elect(true);
+    let applied = applied.expect("caught up means applied");
     tracing::warn!(
-        "node caught up past term {} after its journal loss: it votes and stands for election again",
-        lost.term
+        "node caught up (applied index {} of term {}; marked at term {}{}): it votes and stands for election again",
+        applied.index,
+        applied.leader_id.term,
+        lost.term,
+        lost.caught_up_at
+            .map_or(String::new(), |at| format!(", index {at}"))
     );
 }
 

@@ -160,6 +160,7 @@ pub fn repair_journal(dir: &Path, accept_loss: bool) -> Result<JournalRepair, Lo
         term: meta.vote.map_or(0, |vote| vote.leader_id().term),
         kept_up_to: 0,
         detail,
+        caught_up_at: None,
     };
     write_marker(&marker)?;
     drop(FileLog::open(FileLogConfig {
@@ -176,6 +177,68 @@ pub fn repair_journal(dir: &Path, accept_loss: bool) -> Result<JournalRepair, Lo
     drop(store);
     write_marker(&marker)?;
     Ok(JournalRepair::Accepted { marker })
+}
+
+/// `ordo restore --member`: prepares the fresh Raft directory `dir` of a
+/// member seeded from a snapshot covering up to `snapshot` (the snapshot
+/// file itself goes in `dir/snapshots`, written by the caller):
+///
+/// - `raft-meta` holds the log purged up to `snapshot` and a vote of term
+///   `term` for no member (node id 0, not committed), so the member
+///   refuses any leader of an older term (a deposed leader still
+///   replicating would otherwise win it for its majority) and grants
+///   nothing itself;
+/// - the `lost-entries` marker (`lost.rs`) keeps it from voting or
+///   standing until it has applied up to `caught_up_at` or an entry of a
+///   later term than `term`.
+///
+/// Refuses a directory that already holds a journal or a `raft-meta`.
+pub fn seed_member(
+    dir: &Path,
+    snapshot: LogId<NodeId>,
+    term: u64,
+    caught_up_at: u64,
+    detail: String,
+) -> Result<(), LogError> {
+    let io = |action: &'static str, path: &Path, source: std::io::Error| LogError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|err| io("create", dir, err))?;
+    for existing in ["journal", "raft-meta", super::lost::LOST_ENTRIES_FILE] {
+        let path = dir.join(existing);
+        if path.exists() {
+            return Err(io(
+                "seed a member in",
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists: not a fresh member", path.display()),
+                ),
+            ));
+        }
+    }
+    // The marker first: a crash before the vote leaves a member that
+    // refuses votes, never one that votes on a log it lacks.
+    super::lost::write(
+        dir,
+        &LostEntries {
+            term,
+            kept_up_to: snapshot.index,
+            detail,
+            caught_up_at: Some(caught_up_at),
+        },
+    )
+    .map_err(|err| io("write the lost-entries marker in", dir, err))?;
+    let meta = RaftMeta {
+        vote: Some(Vote::new(term, 0)),
+        last_purged: Some(snapshot),
+    };
+    let path = dir.join("raft-meta");
+    OsStorage
+        .replace(&path, &postcard::to_stdvec(&meta).expect("meta serializes"))
+        .map_err(|err| io("write", &path, err))
 }
 
 /// Reads `raft-meta` at `path` (the default if it does not exist).
