@@ -600,6 +600,7 @@ impl<T: Send + 'static> RaftLog<T> {
         .validate()
         .map_err(|err| ClusterError::Raft(err.to_string()))?;
         let members = config.members.clone();
+        let election_timeout_min = config.election_timeout_min;
         let listen_addr = own_addr.clone();
         let node_id = config.node_id;
         let inbox: network::Inbox = Arc::new(Mutex::new(Vec::new()));
@@ -631,6 +632,7 @@ impl<T: Send + 'static> RaftLog<T> {
                     peers,
                     inbox.clone(),
                     votes_refused,
+                    2 * election_timeout_min,
                 ));
                 let initialized = raft
                     .is_initialized()
