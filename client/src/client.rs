@@ -27,8 +27,9 @@
 //! moves its whole connection, never failing the request:
 //!
 //! - `NotLeader { leader: Some(addr) }`: reconnect to `addr` (even if it
-//!   is not in the list), at once the first time, unless `addr` is one
-//!   the client is avoiding (below).
+//!   is not in the list), at once the first time (and the first time
+//!   after waiting out an election), unless `addr` is one the client is
+//!   avoiding (below).
 //! - `NotLeader { leader: None }` (an election is in progress), or naming
 //!   an avoided address (the followers have not noticed yet that their
 //!   leader froze or died): wait briefly (50 ms, then 100 ms between

@@ -322,9 +322,10 @@ const ACK_TIMES_MAX: usize = 1_000_000;
 
 /// The client-visible gap allowed after the leader is killed or frozen,
 /// on loopback: the longest time with no transfer acknowledged. The
-/// target is 2 s; measured 1.0 s (SIGSTOP) and 2.4 s (SIGKILL) in one
-/// run on a loaded 2-core machine (docs/BENCHMARKS.md, "Failover"), so
-/// the bound asserted in the default run is looser, to stay reliable.
+/// target is 2 s, met with room to spare on a loaded 2-core machine
+/// (docs/BENCHMARKS.md, "Failover": medians of 1.2 s, at worst 1.4 s); the bound asserted
+/// in the default run is looser, so that a CI machine busier still does
+/// not fail it.
 const FAILOVER_GAP_MAX: Duration = Duration::from_secs(3);
 
 impl Tally {
@@ -1670,6 +1671,7 @@ fn failover_gap_with_ordo_bench() {
                             "reject vote-request",
                             "quorum granted",
                             "greater log",
+                            "standing for election instead",
                             "handle_vote_resp",
                         ]
                         .iter()
