@@ -777,3 +777,26 @@ pub fn restore_member(
         term,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::members_to_ask;
+
+    /// Enough of the other members to meet every majority of the whole
+    /// cluster, whichever majority the replaced member was part of.
+    #[test]
+    fn the_members_asked_meet_every_majority() {
+        for voters in 1..=9usize {
+            let majority = voters / 2 + 1;
+            let asked = members_to_ask(voters);
+            // A majority holding the replaced member has `majority - 1`
+            // others; the asked and they overlap among the `voters - 1`:
+            // asked + (majority - 1) > voters - 1.
+            assert!(asked + majority > voters, "{voters} voters");
+            // One fewer would not: (asked - 1) + (majority - 1) <= voters - 1.
+            assert!(asked + majority <= voters + 1, "{voters} voters");
+        }
+        assert_eq!(members_to_ask(3), 2);
+        assert_eq!(members_to_ask(5), 3);
+    }
+}

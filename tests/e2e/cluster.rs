@@ -706,6 +706,24 @@ fn a_backup_seeds_a_replaced_member_that_catches_up_through_the_log() {
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("still running"), "{stderr}");
         assert!(!fresh.exists(), "a refused seed wrote {}", fresh.display());
+        // Refused: a node id the backup's cluster does not have.
+        let refused = ordo(&[
+            "restore",
+            backup_dir.to_str().unwrap(),
+            "--data",
+            fresh.to_str().unwrap(),
+            "--member",
+            "9",
+            "--peers",
+            &others,
+        ]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("node 9 is not a member of the backup's cluster"),
+            "{stderr}"
+        );
+        assert!(!fresh.exists(), "a refused seed wrote {}", fresh.display());
 
         load.progress(300, Duration::from_secs(60)).await;
         cluster.kill(replaced);

@@ -500,4 +500,42 @@ mod tests {
             assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
         });
     }
+
+    /// A seeded member's store opens at the snapshot's log id, with the
+    /// vote that keeps older leaders out and outranks no candidate, and
+    /// with the marker; a directory that already holds a journal is
+    /// refused.
+    #[test]
+    fn a_seeded_member_opens_purged_to_its_snapshot_with_vote_and_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let raft_dir = dir.path().join("raft");
+        let snapshot = LogId::new(openraft::CommittedLeaderId::new(2, 1), 40);
+        seed_member(&raft_dir, snapshot, 5, 90, "seeded".into()).unwrap();
+        let marker = super::super::lost::read(&raft_dir).unwrap().unwrap();
+        assert_eq!(
+            (marker.term, marker.kept_up_to, marker.caught_up_at),
+            (5, 40, Some(90))
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut store = LogStore::open(&raft_dir).unwrap();
+            let vote = store.read_vote().await.unwrap().unwrap();
+            assert_eq!(vote, Vote::new(5, 0));
+            assert!(!vote.is_committed());
+            // A leader of term 5 (any node) or later outranks it; one of
+            // term 4 does not.
+            assert!(Vote::new_committed(5, 1) > vote);
+            assert!(Vote::new_committed(4, 3) < vote);
+            let state = store.get_log_state().await.unwrap();
+            assert_eq!(state.last_purged_log_id, Some(snapshot));
+            assert_eq!(state.last_log_id, Some(snapshot));
+        });
+        // Seeding again over it is refused.
+        let err = seed_member(&raft_dir, snapshot, 5, 90, "again".into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a fresh member"), "{err}");
+    }
 }
