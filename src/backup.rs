@@ -54,8 +54,9 @@ const RECORD_BYTES_MAX: u32 = ordo_sequencer::file_log::RECORD_BYTES_MAX_DEFAULT
 pub struct ServedBackup {
     pub info: BackupInfo,
     snapshot: Arc<Vec<u8>>,
-    log: Arc<Mutex<FileLog>>,
-    _pin: LogPin,
+    /// A standalone node's log and the pin on its records after the
+    /// snapshot; `None` for a cluster member's backup (its snapshot only).
+    log: Option<(Arc<Mutex<FileLog>>, LogPin)>,
 }
 
 impl ServedBackup {
@@ -99,8 +100,68 @@ impl ServedBackup {
                 last_record_index: status.log_records.max(covered),
             },
             snapshot: Arc::new(snapshot),
-            log,
-            _pin: pin,
+            log: Some((log, pin)),
+        })
+    }
+
+    /// Fixes a backup of a cluster member at its newest Raft snapshot:
+    /// the snapshot file as the member keeps it (with its Raft log id and
+    /// membership, which `ordo restore --member` needs) and no records.
+    /// Its position is the snapshot's, at most one snapshot interval
+    /// behind the member's own. The snapshot files are immutable and read
+    /// whole here, so writes go on. Its hashes are those of the state the
+    /// snapshot rebuilds, computed by restoring it once beside the node's
+    /// own state (memory for a second copy, for the moment it takes).
+    pub fn begin_member(
+        store: &SnapshotStore,
+        compiler: Arc<ordo_engine::ModuleCompiler>,
+        engine_config: &EngineConfig,
+    ) -> Result<ServedBackup, String> {
+        let (bytes, covered) = loop {
+            match store.newest_file() {
+                Err(err) => return Err(format!("cannot list the snapshots: {err}")),
+                Ok(None) => {
+                    return Err(
+                        "the member has no snapshot yet (it takes one every --snapshot-every sequence numbers); try again later".into(),
+                    );
+                }
+                Ok(Some((covered, path))) => match std::fs::read(&path) {
+                    Ok(bytes) => break (bytes, covered),
+                    // Replaced by a newer one between listing and reading.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+                },
+            }
+        };
+        let image = SnapshotImage::decode(&bytes)
+            .map_err(|reason| format!("the newest snapshot is damaged: {reason}"))?;
+        if image.covered_index() != covered {
+            return Err("the newest snapshot covers another index than its name says".into());
+        }
+        let executor =
+            ordo_engine::Executor::restore(compiler, engine_config.clone(), 1, &image.engine)
+                .map_err(|err| format!("the newest snapshot does not restore: {err}"))?;
+        let status = executor.status();
+        drop(executor);
+        if status.position + 1 != image.next_seq {
+            return Err(format!(
+                "the newest snapshot continues at sequence {} but rebuilds position {}",
+                image.next_seq, status.position
+            ));
+        }
+        Ok(ServedBackup {
+            info: BackupInfo {
+                position: status.position,
+                state_hash: status.state_hash_hex(),
+                chain_hash: status.chain_hash_hex(),
+                engine_config: serde_json::to_string(engine_config)
+                    .expect("an engine config serializes"),
+                snapshot_bytes: bytes.len() as u64,
+                snapshot_covered_index: covered,
+                last_record_index: covered,
+            },
+            snapshot: Arc::new(bytes),
+            log: None,
         })
     }
 
@@ -132,10 +193,13 @@ impl ServedBackup {
                     ));
                 }
                 let mut records = Vec::new();
+                let Some((log, _)) = &self.log else {
+                    return Ok(BackupAnswer::Records(records));
+                };
                 if from > last {
                     return Ok(BackupAnswer::Records(records));
                 }
-                let log = self.log.lock();
+                let log = log.lock();
                 let mut bytes = 0;
                 for record in log.read_from(from).map_err(|err| err.to_string())? {
                     let (index, payload) = record.map_err(|err| err.to_string())?;
@@ -528,4 +592,211 @@ pub fn restore(dir: &Path, data: &Path) -> anyhow::Result<Restored> {
         position: status.position,
         state_hash: status.state_hash_hex(),
     })
+}
+
+/// What one of the other members of a cluster said about itself when
+/// `ordo restore --member` asked it (its status).
+#[derive(Clone, Debug)]
+pub struct MemberReport {
+    /// Where it was asked.
+    pub addr: String,
+    pub node_id: u64,
+    /// Its current term (of its vote).
+    pub term: u64,
+    /// The last index in its Raft log.
+    pub last_log_index: u64,
+}
+
+/// What `ordo restore --member` made.
+pub struct SeededMember {
+    pub data: PathBuf,
+    pub node_id: u64,
+    pub position: u64,
+    pub state_hash: String,
+    /// The Raft index the snapshot covers: the member receives the log
+    /// after it from the leader.
+    pub snapshot_index: u64,
+    /// It votes again once it has applied this index (or an entry of a
+    /// term after `term`).
+    pub caught_up_at: u64,
+    pub term: u64,
+}
+
+/// How many of the other members must answer before a member is seeded:
+/// enough that they meet every majority of the `voters` (which may have
+/// counted the member being replaced), so the highest term and log index
+/// among them bound every vote and every committed entry.
+pub fn members_to_ask(voters: usize) -> usize {
+    voters - voters / 2
+}
+
+/// `ordo restore --member NODE_ID`: makes the data directory `data` of
+/// cluster member `node_id` from a backup of (any) member of the same
+/// cluster, in place of the member's lost data, so that it joins with the
+/// backup's snapshot as its installed Raft snapshot and takes only the
+/// log after it from the leader.
+///
+/// Raft assumes a member never forgets what it acknowledged or voted, and
+/// the member being replaced may have done both after the backup was
+/// taken. So `reports`, the statuses of the other members asked just now,
+/// must come from enough of them ([`members_to_ask`]) and none may be
+/// `node_id` itself (the member replaced must be gone); the new member
+/// then starts with a vote of the highest term they reported (it follows
+/// no older leader) and the `lost-entries` marker, which keeps it from
+/// voting until it has applied the highest log index they reported
+/// (`store::seed_member`).
+pub fn restore_member(
+    dir: &Path,
+    data: &Path,
+    node_id: u64,
+    reports: &[MemberReport],
+) -> anyhow::Result<SeededMember> {
+    let backup = read(dir)?;
+    let Some(image) = &backup.snapshot else {
+        bail!(
+            "{} holds no snapshot: a member is seeded from a backup of a cluster member",
+            dir.display()
+        );
+    };
+    let voters: Vec<u64> = image
+        .meta
+        .last_membership
+        .membership()
+        .voter_ids()
+        .collect();
+    let Some(snapshot_log_id) = image.meta.last_log_id.filter(|_| !voters.is_empty()) else {
+        bail!(
+            "{} is a backup of a standalone node: restore it without --member",
+            dir.display()
+        );
+    };
+    if !backup.records.is_empty() {
+        bail!(
+            "{} holds log records after its snapshot, which a cluster member's backup never does",
+            dir.display()
+        );
+    }
+    if !voters.contains(&node_id) {
+        bail!("node {node_id} is not a member of the backup's cluster (members {voters:?})");
+    }
+    let mut asked: Vec<&MemberReport> = Vec::new();
+    for report in reports {
+        if report.node_id == node_id {
+            bail!(
+                "{} answers as node {node_id}: the member being replaced is still running; stop it first",
+                report.addr
+            );
+        }
+        if !voters.contains(&report.node_id) {
+            bail!(
+                "{} answers as node {}, which is not a member of the backup's cluster (members {voters:?})",
+                report.addr,
+                report.node_id
+            );
+        }
+        if !asked.iter().any(|seen| seen.node_id == report.node_id) {
+            asked.push(report);
+        }
+    }
+    let needed = members_to_ask(voters.len());
+    if asked.len() < needed {
+        bail!(
+            "{} of the other members answered ({}); seeding member {node_id} of a {}-member cluster needs {needed}, so that the highest term and log index they report bound what node {node_id} may have voted and acknowledged",
+            asked.len(),
+            asked
+                .iter()
+                .map(|report| format!("node {} at {}", report.node_id, report.addr))
+                .collect::<Vec<_>>()
+                .join(", "),
+            voters.len()
+        );
+    }
+    let term = asked.iter().map(|report| report.term).max().unwrap_or(0);
+    let caught_up_at = asked
+        .iter()
+        .map(|report| report.last_log_index)
+        .max()
+        .unwrap_or(0)
+        .max(snapshot_log_id.index);
+
+    // The snapshot must rebuild exactly the state the backup names.
+    let engine_config = backup.manifest.engine_config.clone();
+    let executor = ordo_engine::Executor::restore(
+        ordo_engine::Executor::compiler(&engine_config),
+        engine_config.clone(),
+        1,
+        &image.engine,
+    )
+    .map_err(|err| anyhow::anyhow!("the backup's snapshot does not restore: {err}"))?;
+    let status = executor.status();
+    drop(executor);
+    if status.position != backup.manifest.position
+        || status.state_hash_hex() != backup.manifest.state_hash
+        || status.chain_hash_hex() != backup.manifest.chain_hash
+    {
+        bail!(
+            "the backup's snapshot rebuilds position {} with state hash {} and chain hash {}, but the backup names position {} with {} and {}",
+            status.position,
+            status.state_hash_hex(),
+            status.chain_hash_hex(),
+            backup.manifest.position,
+            backup.manifest.state_hash,
+            backup.manifest.chain_hash
+        );
+    }
+
+    fresh_dir(data, "the data directory")?;
+    let config_path = data.join("engine-config.json");
+    write_synced(
+        &config_path,
+        serde_json::to_string_pretty(&engine_config)
+            .expect("the config serializes")
+            .as_bytes(),
+    )?;
+    let raft_dir = data.join("raft");
+    SnapshotStore::open(raft_dir.join("snapshots"))?.save(image)?;
+    ordo_sequencer::raft::store::seed_member(
+        &raft_dir,
+        snapshot_log_id,
+        term,
+        caught_up_at,
+        format!(
+            "seeded by `ordo restore --member` from a backup at Raft index {}; the member it replaces may have acknowledged entries up to index {caught_up_at} (term {term})",
+            snapshot_log_id.index
+        ),
+    )?;
+    sync_dir(&raft_dir)?;
+    sync_dir(data)?;
+    Ok(SeededMember {
+        data: data.to_path_buf(),
+        node_id,
+        position: status.position,
+        state_hash: status.state_hash_hex(),
+        snapshot_index: snapshot_log_id.index,
+        caught_up_at,
+        term,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::members_to_ask;
+
+    /// Enough of the other members to meet every majority of the whole
+    /// cluster, whichever majority the replaced member was part of.
+    #[test]
+    fn the_members_asked_meet_every_majority() {
+        for voters in 1..=9usize {
+            let majority = voters / 2 + 1;
+            let asked = members_to_ask(voters);
+            // A majority holding the replaced member has `majority - 1`
+            // others; the asked and they overlap among the `voters - 1`:
+            // asked + (majority - 1) > voters - 1.
+            assert!(asked + majority > voters, "{voters} voters");
+            // One fewer would not: (asked - 1) + (majority - 1) <= voters - 1.
+            assert!(asked + majority <= voters + 1, "{voters} voters");
+        }
+        assert_eq!(members_to_ask(3), 2);
+        assert_eq!(members_to_ask(5), 3);
+    }
 }

@@ -234,9 +234,11 @@ enum Command {
         #[arg(long)]
         accept_loss: bool,
     },
-    /// Take a hot, consistent backup of a standalone node into DIR (new or
-    /// empty): its newest snapshot and the log after it, at the node's
-    /// current position. Writes go on meanwhile. Needs the admin token.
+    /// Take a hot, consistent backup of a node into DIR (new or empty).
+    /// Of a standalone node: its newest snapshot and the log after it, at
+    /// the node's current position. Of a cluster member (give its address
+    /// alone): its newest Raft snapshot, at that snapshot's position.
+    /// Writes go on meanwhile. Needs the admin token.
     Backup {
         #[command(flatten)]
         remote: AdminRemote,
@@ -246,12 +248,35 @@ enum Command {
     /// Make a data directory from a backup, check that a node opened on it
     /// reaches the backup's position and hashes, and print them; then
     /// `ordo serve --data NEWDIR` serves it.
+    ///
+    /// With --member ID and --peers, seeds cluster member ID instead (in
+    /// place of a member whose data is gone) from a backup of a member of
+    /// the same cluster: it starts from the backup's snapshot and takes
+    /// only the log after it from the leader. The other members are asked
+    /// for their term and log length first (enough of them must answer,
+    /// and the member being replaced must not); the seeded member neither
+    /// votes nor stands for election until it has applied that far.
     Restore {
         /// The backup (a directory `ordo backup` wrote).
         dir: PathBuf,
         /// The data directory to create (new or empty).
         #[arg(long)]
         data: PathBuf,
+        /// Seed this cluster member (its `--node-id`) instead of a
+        /// standalone node.
+        #[arg(long, requires = "peers")]
+        member: Option<u64>,
+        /// With --member: the client addresses of the cluster's other
+        /// members, `A,B`.
+        #[arg(long, requires = "member")]
+        peers: Option<String>,
+        /// Client token, if the members require one.
+        #[arg(long, env = "ORDO_CLIENT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Ask the members over TLS, trusting the CA certificates in this
+        /// PEM file.
+        #[arg(long, env = "ORDO_TLS_CA")]
+        tls_ca: Option<PathBuf>,
     },
     /// Re-run past transactions exactly, offline, from a stopped node's
     /// data directory or a backup: shows each one's procedure, module,
@@ -437,6 +462,55 @@ impl Remote {
             result
         })
     }
+}
+
+/// `ordo restore --member`: the status of each member in `peers` (a
+/// comma-separated list of client addresses), asked of it alone. One that
+/// does not answer is left out (and said); `restore_member` decides
+/// whether enough did.
+fn ask_members(
+    peers: &str,
+    token: Option<String>,
+    tls_ca: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<ordo::backup::MemberReport>> {
+    let tls = client_tls(tls_ca)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut reports = Vec::new();
+    for addr in peers
+        .split(',')
+        .map(str::trim)
+        .filter(|addr| !addr.is_empty())
+    {
+        let config = ordo_client::ClientConfig {
+            token: token.clone(),
+            tls: tls.clone(),
+            connect_timeout: std::time::Duration::from_secs(2),
+            request_timeout: std::time::Duration::from_secs(5),
+            reconnect_attempts: 0,
+            register_session: false,
+            ..ordo_client::ClientConfig::new(addr)
+        };
+        let asked = runtime.block_on(async {
+            let client = ordo_client::Client::connect_with(config).await?;
+            client.status().await
+        });
+        match asked {
+            Ok(status) => match status.node_id {
+                Some(node_id) => reports.push(ordo::backup::MemberReport {
+                    addr: addr.to_string(),
+                    node_id,
+                    term: status.term,
+                    last_log_index: status.log_records,
+                }),
+                None => bail!("{addr} is a standalone node, not a cluster member"),
+            },
+            Err(err) => eprintln!("ordo restore: {addr} did not answer: {err}"),
+        }
+    }
+    Ok(reports)
 }
 
 #[derive(clap::Args)]
@@ -1111,7 +1185,32 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { dir, data } => {
+        Command::Restore {
+            dir,
+            data,
+            member: Some(node_id),
+            peers: Some(peers),
+            token,
+            tls_ca,
+        } => {
+            let reports = ask_members(&peers, token, tls_ca.as_deref())?;
+            let seeded = ordo::backup::restore_member(&dir, &data, node_id, &reports)?;
+            println!(
+                "seeded member {} at position {} (state hash {}, Raft index {}) into {}; it takes the log after index {} from the leader, and votes again once it has applied index {} (or an entry of a term after {}); serve it with `ordo serve --node-id {} --data {}` and the cluster's flags",
+                seeded.node_id,
+                seeded.position,
+                seeded.state_hash,
+                seeded.snapshot_index,
+                seeded.data.display(),
+                seeded.snapshot_index,
+                seeded.caught_up_at,
+                seeded.term,
+                seeded.node_id,
+                seeded.data.display()
+            );
+            Ok(())
+        }
+        Command::Restore { dir, data, .. } => {
             let restored = ordo::backup::restore(&dir, &data)?;
             println!(
                 "restored position {} (state hash {}) into {}; serve it with `ordo serve --data {}`",

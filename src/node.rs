@@ -1030,18 +1030,24 @@ impl Node {
         .map_err(|err| NodeError::Failed(format!("{err:#}")))
     }
 
-    /// Fixes a hot backup at this node's current position (see
-    /// `backup.rs`); a standalone node only.
+    /// Fixes a hot backup (see `backup.rs`): of a standalone node at its
+    /// current position, of a cluster member at its newest snapshot.
     pub fn begin_backup(&self) -> Result<crate::backup::ServedBackup, NodeError> {
-        let Some(local) = &self.shared.local else {
-            return Err(NodeError::Failed(
-                "backups are taken from a standalone node; a cluster member cannot give one yet"
-                    .into(),
-            ));
-        };
-        let status = *self.shared.status.lock();
-        crate::backup::ServedBackup::begin(local, &self.shared.config.engine, &status)
-            .map_err(|reason| NodeError::Failed(format!("cannot begin a backup: {reason}")))
+        let cannot = |reason| NodeError::Failed(format!("cannot begin a backup: {reason}"));
+        match (&self.shared.local, &self.shared.raft) {
+            (Some(local), _) => {
+                let status = *self.shared.status.lock();
+                crate::backup::ServedBackup::begin(local, &self.shared.config.engine, &status)
+                    .map_err(cannot)
+            }
+            (None, Some(raft)) => crate::backup::ServedBackup::begin_member(
+                raft.snapshots(),
+                self.shared.compiler.clone(),
+                &self.shared.config.engine,
+            )
+            .map_err(cannot),
+            (None, None) => Err(cannot("the node keeps no snapshots".to_string())),
+        }
     }
 
     /// Runs the read-only `procedure` on this node's current state,

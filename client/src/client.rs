@@ -27,8 +27,9 @@
 //! moves its whole connection, never failing the request:
 //!
 //! - `NotLeader { leader: Some(addr) }`: reconnect to `addr` (even if it
-//!   is not in the list), at once the first time, unless `addr` is one
-//!   the client is avoiding (below).
+//!   is not in the list), at once the first time (and the first time
+//!   after waiting out an election), unless `addr` is one the client is
+//!   avoiding (below).
 //! - `NotLeader { leader: None }` (an election is in progress), or naming
 //!   an avoided address (the followers have not noticed yet that their
 //!   leader froze or died): wait briefly (50 ms, then 100 ms between
@@ -2629,10 +2630,20 @@ impl Route {
     }
 
     /// The server is not the leader; `leader` is the one it named.
+    ///
+    /// A leader named while the client was waiting out an election is
+    /// followed at once: the redirects before the election (to the leader
+    /// that then failed) are history, and the backoff after a second
+    /// redirect is for followers naming each other, not for the first
+    /// news of a new leader. (It used to wait the streak's backoff, 500 ms
+    /// after a second of polling, on every other failover.)
     fn not_leader(&mut self, answered: bool, leader: Option<String>) {
         self.settle(answered);
         self.streak += 1;
         if leader.is_some() {
+            if self.electing {
+                self.redirects = 0;
+            }
             self.redirects += 1;
         }
         self.electing = leader.is_none();

@@ -195,6 +195,45 @@ fn damaged_and_misused_backups_are_refused_naming_the_problem() {
     // Restoring over a data directory that holds something.
     fails_with_all(&restore(&good, &full), &["not empty"]);
 
+    // A standalone node's backup seeds no cluster member: a standalone
+    // node is no member to ask, and without members to ask the backup is
+    // refused for what it is (no Raft membership in its snapshot).
+    let seed = |peers: &str| {
+        run_ordo(
+            None,
+            &[
+                "restore",
+                good.to_str().unwrap(),
+                "--data",
+                backups.path().join("member").to_str().unwrap(),
+                "--member",
+                "1",
+                "--peers",
+                peers,
+            ],
+        )
+    };
+    fails_with_all(
+        &seed(&server.addr.to_string()),
+        &["is a standalone node, not a cluster member"],
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let output = seed(&nobody);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{nobody} did not answer")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("backup of a standalone node: restore it without --member")
+            || stderr.contains("a member is seeded from a backup of a cluster member"),
+        "{stderr}"
+    );
+    assert!(!backups.path().join("member").exists());
+
     // A flipped byte in the records.
     let flipped = backups.path().join("flipped");
     copy_dir(&good, &flipped);

@@ -54,10 +54,17 @@ struct Cluster {
     extra: Vec<String>,
     /// Set for a cluster started with TLS on both ports.
     tls: Option<Arc<ordo_client::rustls::ClientConfig>>,
+    /// `RUST_LOG` for every member, if set.
+    rust_log: Option<String>,
 }
 
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
+        Cluster::start_logging(extra, None)
+    }
+
+    /// A cluster whose members log with the `RUST_LOG` filter `rust_log`.
+    fn start_logging(extra: &[&str], rust_log: Option<&str>) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let ports = free_ports(6);
         let members: Vec<Member> = (1..=3u64)
@@ -82,6 +89,7 @@ impl Cluster {
             _root: root,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
             tls: None,
+            rust_log: rust_log.map(str::to_string),
         };
         for index in 0..3 {
             cluster.spawn(index, &[]);
@@ -114,6 +122,11 @@ impl Cluster {
             .args(["--admin-token", ADMIN, "--partitions", "1", "--data"])
             .arg(&member.dir)
             .args(&self.extra)
+            .envs(
+                self.rust_log
+                    .iter()
+                    .map(|filter| ("RUST_LOG", filter.as_str())),
+            )
             .envs(env.iter().copied())
             .env_remove("ORDO_CLIENT_TOKEN")
             .env_remove("ORDO_ADMIN_TOKEN")
@@ -309,9 +322,10 @@ const ACK_TIMES_MAX: usize = 1_000_000;
 
 /// The client-visible gap allowed after the leader is killed or frozen,
 /// on loopback: the longest time with no transfer acknowledged. The
-/// target is 2 s; measured 1.0 s (SIGSTOP) and 2.4 s (SIGKILL) in one
-/// run on a loaded 2-core machine (docs/BENCHMARKS.md, "Failover"), so
-/// the bound asserted in the default run is looser, to stay reliable.
+/// target is 2 s, met with room to spare on a loaded 2-core machine
+/// (docs/BENCHMARKS.md, "Failover": medians of 1.2 s, at worst 1.4 s); the bound asserted
+/// in the default run is looser, so that a CI machine busier still does
+/// not fail it.
 const FAILOVER_GAP_MAX: Duration = Duration::from_secs(3);
 
 impl Tally {
@@ -607,6 +621,191 @@ fn a_wiped_node_rejoins_from_a_snapshot() {
         cluster
             .converged(&[0, 1, 2], before.position, Duration::from_secs(60))
             .await;
+    });
+}
+
+/// `ordo` with `args`; its output.
+fn ordo(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .env_remove("ORDO_CLIENT_TOKEN")
+        .env_remove("ORDO_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// Issue 15, item 4: a backup seeds a member. A backup of one follower,
+/// taken under a bank load, is restored (`ordo restore --member`) into
+/// the wiped data directory of the other follower; started, that member
+/// takes only the log after the backup's snapshot from the leader (no
+/// snapshot is installed), converges to the same state hash with every
+/// acknowledged transfer, and votes again once it has caught up: with
+/// the leader killed, it and the backed-up member elect a new one.
+/// Refused on the way: a member that is still running, too few members
+/// asked, a data directory that is not empty.
+#[test]
+fn a_backup_seeds_a_replaced_member_that_catches_up_through_the_log() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock();
+    let runtime = runtime();
+    runtime.block_on(async {
+        // One snapshot and no second one during the test (the load runs
+        // at about 1,500 transfers/s here, and the rest of the test takes
+        // a few seconds): the leader keeps its log from 64 entries before
+        // its newest snapshot, so a backup of that snapshot finds it.
+        let mut cluster = Cluster::start(&["--snapshot-every", "16384"]);
+        let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
+        let (source, replaced) = ((leader + 1) % 3, (leader + 2) % 3);
+        let mut load = Load::start(&cluster, 8).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while snapshot_files(cluster.dir(source)) == 0 {
+            assert!(Instant::now() < deadline, "no snapshot on the source member");
+            load.progress(200, Duration::from_secs(60)).await;
+        }
+
+        // The backup, hot: the load keeps going.
+        let root = tempfile::tempdir().unwrap();
+        let backup_dir = root.path().join("backup");
+        let output = ordo(&[
+            "backup",
+            "--server",
+            &cluster.members[source].client_addr,
+            "--admin-token",
+            ADMIN,
+            backup_dir.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{output:?}");
+        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(said.contains("0 log records"), "{said}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(backup_dir.join("BACKUP.json")).unwrap())
+                .unwrap();
+        let backup_position = manifest["position"].as_u64().unwrap();
+        // The first snapshot, at the start of the second epoch.
+        assert!(backup_position >= 8_192, "{manifest}");
+
+        let replaced_id = (replaced + 1).to_string();
+        let others = [leader, source]
+            .map(|index| cluster.members[index].client_addr.clone())
+            .join(",");
+        let seed = |data: &Path, peers: &str| {
+            ordo(&[
+                "restore",
+                backup_dir.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--member",
+                &replaced_id,
+                "--peers",
+                peers,
+            ])
+        };
+        // Refused while the member to replace still answers.
+        let fresh = root.path().join("fresh");
+        let refused = seed(&fresh, &cluster.servers());
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("still running"), "{stderr}");
+        assert!(!fresh.exists(), "a refused seed wrote {}", fresh.display());
+        // Refused: a node id the backup's cluster does not have.
+        let refused = ordo(&[
+            "restore",
+            backup_dir.to_str().unwrap(),
+            "--data",
+            fresh.to_str().unwrap(),
+            "--member",
+            "9",
+            "--peers",
+            &others,
+        ]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("node 9 is not a member of the backup's cluster"),
+            "{stderr}"
+        );
+        assert!(!fresh.exists(), "a refused seed wrote {}", fresh.display());
+
+        load.progress(300, Duration::from_secs(60)).await;
+        cluster.kill(replaced);
+        load.progress(300, Duration::from_secs(60)).await;
+
+        // Refused: one other member of three is not enough to know what
+        // the lost member may have acknowledged.
+        let refused = seed(&fresh, &cluster.members[source].client_addr);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("1 of the other members answered"), "{stderr}");
+        // Refused: the old data directory is still there.
+        let refused = seed(cluster.dir(replaced), &others);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("is not empty"), "{stderr}");
+
+        std::fs::remove_dir_all(cluster.dir(replaced)).unwrap();
+        let seeded = seed(cluster.dir(replaced), &others);
+        assert!(seeded.status.success(), "{seeded:?}");
+        let said = String::from_utf8_lossy(&seeded.stdout).to_string();
+        assert!(
+            said.contains(&format!("seeded member {replaced_id} at position {backup_position}")),
+            "{said}"
+        );
+        cluster.spawn(replaced, &[]);
+        load.progress(300, Duration::from_secs(60)).await;
+        let highest = load.finish().await;
+        let all = cluster
+            .converged(&[0, 1, 2], highest, Duration::from_secs(60))
+            .await;
+        assert!(all.position > backup_position);
+        for index in 0..3 {
+            check_bank(&cluster, index, &load).await;
+        }
+        let stderr = cluster.members[replaced].stderr.lock().clone();
+        assert!(
+            !stderr.contains("installed the leader's snapshot"),
+            "the seeded member was sent the whole state: {stderr}"
+        );
+        assert!(stderr.contains("seeded by `ordo restore --member`"), "{stderr}");
+        assert_eq!(
+            snapshot_files(cluster.dir(replaced)),
+            1,
+            "the seeded member has another snapshot than the backup's"
+        );
+
+        // Caught up, it votes again: without the leader, it and the
+        // source member make a majority.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.members[replaced]
+            .stderr
+            .lock()
+            .contains("it votes and stands for election again")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the seeded member never caught up: {}",
+                cluster.members[replaced].stderr.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cluster.kill(leader);
+        let new_leader = cluster
+            .leader(&[source, replaced], Duration::from_secs(20))
+            .await;
+        let client = cluster_client(&cluster).await;
+        client
+            .call::<_, ()>("transfer", &(SOURCE_BASE, 0u64, 1i64))
+            .await
+            .unwrap();
+        let caught_up = cluster.members[replaced]
+            .stderr
+            .lock()
+            .lines()
+            .find(|line| line.contains("node caught up"))
+            .map(str::to_string);
+        eprintln!(
+            "seeded node {} from a backup at position {backup_position}; node {} leads after the old leader's death; {caught_up:?}",
+            replaced + 1,
+            new_leader + 1
+        );
     });
 }
 
@@ -1430,9 +1629,17 @@ fn failover_gap_with_ordo_bench() {
         .unwrap_or(3);
     let runtime = runtime();
     let mut figures: Vec<(&str, Vec<f64>)> = vec![("SIGKILL", Vec::new()), ("SIGSTOP", Vec::new())];
+    // With FAILOVER_LOGS set, every member logs its elections (openraft's
+    // vote handling), printed after each round next to the fault's time.
+    let election_logs = std::env::var_os("FAILOVER_LOGS").is_some();
     for round in 0..rounds {
         for (fault, gaps) in &mut figures {
-            let mut cluster = Cluster::start(&[]);
+            let mut cluster = Cluster::start_logging(
+                &[],
+                election_logs.then_some(
+                    "warn,ordo=info,ordo_sequencer=info,openraft::engine::engine_impl=info",
+                ),
+            );
             let leader = runtime.block_on(cluster.leader(&[0, 1, 2], Duration::from_secs(20)));
             let report = tempfile::NamedTempFile::new().unwrap();
             let mut bench = Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -1459,12 +1666,39 @@ fn failover_gap_with_ordo_bench() {
             }
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
             std::thread::sleep(Duration::from_secs(5));
+            let fault_at = utc_time_of_day();
             if *fault == "SIGKILL" {
                 cluster.kill(leader);
             } else {
                 cluster.signal(leader, libc::SIGSTOP);
             }
             let _ = bench.wait().unwrap();
+            if election_logs {
+                eprintln!(
+                    "{fault} of node {} at {fault_at} UTC; the others' elections:",
+                    leader + 1
+                );
+                for (index, member) in cluster.members.iter().enumerate() {
+                    if index == leader {
+                        continue;
+                    }
+                    for line in member.stderr.lock().lines().filter(|line| {
+                        [
+                            "raft role",
+                            "new candidate",
+                            "reject vote-request",
+                            "quorum granted",
+                            "greater log",
+                            "standing for election instead",
+                            "handle_vote_resp",
+                        ]
+                        .iter()
+                        .any(|needle| line.contains(needle))
+                    }) {
+                        eprintln!("  node {}: {line}", index + 1);
+                    }
+                }
+            }
             let json: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
             let gap = json["longest_gap_ms"].as_f64().unwrap();
@@ -1484,6 +1718,22 @@ fn failover_gap_with_ordo_bench() {
             gaps.len()
         );
     }
+}
+
+/// The time of day now, UTC, as the members' log lines print it
+/// (`HH:MM:SS.mmm`).
+fn utc_time_of_day() -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let millis = since_epoch.as_millis() % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        millis / 3_600_000,
+        millis / 60_000 % 60,
+        millis / 1000 % 60,
+        millis % 1000
+    )
 }
 
 /// Issue 15, item 6: a client doing stale reads against one node never

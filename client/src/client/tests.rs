@@ -1415,6 +1415,43 @@ fn the_route_does_not_follow_a_named_leader_that_just_failed() {
     assert!(route.is_avoided("x99", now) && !route.is_avoided("x0", now));
 }
 
+/// A killed leader, as the bench saw it: the connection is lost, a
+/// follower still names the dead leader, which is tried once and refuses,
+/// the client polls through the election, and the first server to name
+/// the new leader sends it there at once. (The redirect to the dead
+/// leader used to count against the new one, which then waited the
+/// streak's backoff: 500 ms.)
+#[test]
+fn the_first_leader_named_after_an_election_is_followed_at_once() {
+    let now = Instant::now();
+    let servers = vec!["a".to_string(), "b".into(), "c".into()];
+    let mut route = Route::new(servers, 0);
+    route.lost(true);
+    assert_eq!(route.next(now), ("b".into(), Duration::ZERO));
+    // b still names a, the first redirect: at once; a refuses.
+    route.not_leader(false, Some("a".into()));
+    assert_eq!(route.next(now), ("a".into(), Duration::ZERO));
+    route.failed("a", now);
+    let (addr, _) = route.next(now);
+    assert_eq!(addr, "b");
+    // A second of polls: the followers name a (avoided) or nobody.
+    for round in 0..10 {
+        let leader = (round % 2 == 0).then(|| "a".to_string());
+        route.not_leader(false, leader);
+        let (addr, wait) = route.next(now);
+        assert_ne!(addr, "a");
+        assert!(wait <= ELECTION_POLL_MAX, "{wait:?}");
+    }
+    // c is elected and named: followed at once, though the streak is long.
+    route.not_leader(false, Some("c".into()));
+    assert_eq!(route.next(now), ("c".into(), Duration::ZERO));
+    // But c and b naming each other back and forth still backs off.
+    route.not_leader(false, Some("b".into()));
+    let (addr, wait) = route.next(now);
+    assert_eq!(addr, "b");
+    assert!(wait > ELECTION_POLL_MAX, "{wait:?}");
+}
+
 #[test]
 fn a_server_list_gets_the_short_connect_timeout() {
     assert_eq!(

@@ -160,6 +160,7 @@ pub fn repair_journal(dir: &Path, accept_loss: bool) -> Result<JournalRepair, Lo
         term: meta.vote.map_or(0, |vote| vote.leader_id().term),
         kept_up_to: 0,
         detail,
+        caught_up_at: None,
     };
     write_marker(&marker)?;
     drop(FileLog::open(FileLogConfig {
@@ -176,6 +177,68 @@ pub fn repair_journal(dir: &Path, accept_loss: bool) -> Result<JournalRepair, Lo
     drop(store);
     write_marker(&marker)?;
     Ok(JournalRepair::Accepted { marker })
+}
+
+/// `ordo restore --member`: prepares the fresh Raft directory `dir` of a
+/// member seeded from a snapshot covering up to `snapshot` (the snapshot
+/// file itself goes in `dir/snapshots`, written by the caller):
+///
+/// - `raft-meta` holds the log purged up to `snapshot` and a vote of term
+///   `term` for no member (node id 0, not committed), so the member
+///   refuses any leader of an older term (a deposed leader still
+///   replicating would otherwise win it for its majority) and grants
+///   nothing itself;
+/// - the `lost-entries` marker (`lost.rs`) keeps it from voting or
+///   standing until it has applied up to `caught_up_at` or an entry of a
+///   later term than `term`.
+///
+/// Refuses a directory that already holds a journal or a `raft-meta`.
+pub fn seed_member(
+    dir: &Path,
+    snapshot: LogId<NodeId>,
+    term: u64,
+    caught_up_at: u64,
+    detail: String,
+) -> Result<(), LogError> {
+    let io = |action: &'static str, path: &Path, source: std::io::Error| LogError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|err| io("create", dir, err))?;
+    for existing in ["journal", "raft-meta", super::lost::LOST_ENTRIES_FILE] {
+        let path = dir.join(existing);
+        if path.exists() {
+            return Err(io(
+                "seed a member in",
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists: not a fresh member", path.display()),
+                ),
+            ));
+        }
+    }
+    // The marker first: a crash before the vote leaves a member that
+    // refuses votes, never one that votes on a log it lacks.
+    super::lost::write(
+        dir,
+        &LostEntries {
+            term,
+            kept_up_to: snapshot.index,
+            detail,
+            caught_up_at: Some(caught_up_at),
+        },
+    )
+    .map_err(|err| io("write the lost-entries marker in", dir, err))?;
+    let meta = RaftMeta {
+        vote: Some(Vote::new(term, 0)),
+        last_purged: Some(snapshot),
+    };
+    let path = dir.join("raft-meta");
+    OsStorage
+        .replace(&path, &postcard::to_stdvec(&meta).expect("meta serializes"))
+        .map_err(|err| io("write", &path, err))
 }
 
 /// Reads `raft-meta` at `path` (the default if it does not exist).
@@ -436,5 +499,43 @@ mod tests {
             let mut store = LogStore::open_with(dir, disk.shared()).unwrap();
             assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
         });
+    }
+
+    /// A seeded member's store opens at the snapshot's log id, with the
+    /// vote that keeps older leaders out and outranks no candidate, and
+    /// with the marker; a directory that already holds a journal is
+    /// refused.
+    #[test]
+    fn a_seeded_member_opens_purged_to_its_snapshot_with_vote_and_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let raft_dir = dir.path().join("raft");
+        let snapshot = LogId::new(openraft::CommittedLeaderId::new(2, 1), 40);
+        seed_member(&raft_dir, snapshot, 5, 90, "seeded".into()).unwrap();
+        let marker = super::super::lost::read(&raft_dir).unwrap().unwrap();
+        assert_eq!(
+            (marker.term, marker.kept_up_to, marker.caught_up_at),
+            (5, 40, Some(90))
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut store = LogStore::open(&raft_dir).unwrap();
+            let vote = store.read_vote().await.unwrap().unwrap();
+            assert_eq!(vote, Vote::new(5, 0));
+            assert!(!vote.is_committed());
+            // A leader of term 5 (any node) or later outranks it; one of
+            // term 4 does not.
+            assert!(Vote::new_committed(5, 1) > vote);
+            assert!(Vote::new_committed(4, 3) < vote);
+            let state = store.get_log_state().await.unwrap();
+            assert_eq!(state.last_purged_log_id, Some(snapshot));
+            assert_eq!(state.last_log_id, Some(snapshot));
+        });
+        // Seeding again over it is refused.
+        let err = seed_member(&raft_dir, snapshot, 5, 90, "again".into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a fresh member"), "{err}");
     }
 }
