@@ -231,6 +231,34 @@ pub struct Manifest {
     pub record_count: u64,
 }
 
+impl Manifest {
+    /// Fails unless `status` is at this backup's position with its state
+    /// and chain hash; the message says what reached `status` (`reached`)
+    /// and how the backup relates to its position (`backup_at`).
+    fn check_reached(
+        &self,
+        status: &ordo_engine::EngineStatus,
+        reached: &str,
+        backup_at: &str,
+    ) -> anyhow::Result<()> {
+        if status.position != self.position
+            || status.state_hash_hex() != self.state_hash
+            || status.chain_hash_hex() != self.chain_hash
+        {
+            bail!(
+                "{reached} position {} with state hash {} and chain hash {}, but the backup {backup_at} position {} with {} and {}",
+                status.position,
+                status.state_hash_hex(),
+                status.chain_hash_hex(),
+                self.position,
+                self.state_hash,
+                self.chain_hash
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileSum {
     pub file: String,
@@ -573,20 +601,9 @@ pub fn restore(dir: &Path, data: &Path) -> anyhow::Result<Restored> {
     })?;
     let status = node.status().engine;
     drop(node);
-    if status.position != backup.manifest.position
-        || status.state_hash_hex() != backup.manifest.state_hash
-        || status.chain_hash_hex() != backup.manifest.chain_hash
-    {
-        bail!(
-            "the restored node reached position {} with state hash {} and chain hash {}, but the backup was taken at position {} with {} and {}",
-            status.position,
-            status.state_hash_hex(),
-            status.chain_hash_hex(),
-            backup.manifest.position,
-            backup.manifest.state_hash,
-            backup.manifest.chain_hash
-        );
-    }
+    backup
+        .manifest
+        .check_reached(&status, "the restored node reached", "was taken at")?;
     Ok(Restored {
         data: data.to_path_buf(),
         position: status.position,
@@ -730,20 +747,9 @@ pub fn restore_member(
     .map_err(|err| anyhow::anyhow!("the backup's snapshot does not restore: {err}"))?;
     let status = executor.status();
     drop(executor);
-    if status.position != backup.manifest.position
-        || status.state_hash_hex() != backup.manifest.state_hash
-        || status.chain_hash_hex() != backup.manifest.chain_hash
-    {
-        bail!(
-            "the backup's snapshot rebuilds position {} with state hash {} and chain hash {}, but the backup names position {} with {} and {}",
-            status.position,
-            status.state_hash_hex(),
-            status.chain_hash_hex(),
-            backup.manifest.position,
-            backup.manifest.state_hash,
-            backup.manifest.chain_hash
-        );
-    }
+    backup
+        .manifest
+        .check_reached(&status, "the backup's snapshot rebuilds", "names")?;
 
     fresh_dir(data, "the data directory")?;
     let config_path = data.join("engine-config.json");
