@@ -390,3 +390,109 @@ pub fn replay_log(
     }
     Ok(sequencer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_sequencer::entry::{ArgsEncoding, Invocation};
+
+    fn config(batch_entries_max: usize, batch_window_ns: u64) -> CoreConfig {
+        CoreConfig {
+            inflight_max: 4,
+            batch_entries_max,
+            batch_bytes_max: 1 << 20,
+            batch_window_ns,
+        }
+    }
+
+    fn call(request_id: u64) -> Entry {
+        Entry::Invoke(Invocation {
+            client_id: 9,
+            request_id,
+            acked_below: 0,
+            procedure: "p".into(),
+            encoding: ArgsEncoding::Json,
+            args: b"{}".to_vec(),
+        })
+    }
+
+    fn append(core: &mut NodeCore<u64>, now_ns: u64) -> u64 {
+        match core.poll(now_ns) {
+            Some(Action::Append { first_seq, .. }) => first_seq,
+            other => panic!("expected an append, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_runs_before_its_record_is_synced() {
+        let mut core = NodeCore::new(config(8, 0), Sequencer::new(), None);
+        core.submit(call(1), 1, 0).unwrap();
+        assert_eq!(append(&mut core, 0), 1);
+        assert!(core.appended(1).is_empty(), "appended is not durable");
+        assert!(matches!(core.poll(0), Some(Action::Sync)));
+        assert!(core.poll(0).is_none(), "one sync per batch");
+        let released = core.synced();
+        let [Action::Execute { batch, tokens, .. }] = released.as_slice() else {
+            panic!("expected one batch, got {released:?}");
+        };
+        assert_eq!((batch.first_seq, tokens.as_slice()), (1, &[1][..]));
+    }
+
+    #[test]
+    fn one_batch_is_made_durable_at_a_time_while_the_next_grows() {
+        let mut core = NodeCore::new(config(2, 0), Sequencer::new(), None);
+        for request_id in 1..=3 {
+            core.submit(call(request_id), request_id, 0).unwrap();
+        }
+        assert_eq!(append(&mut core, 0), 1, "the first two");
+        core.submit(call(4), 4, 0).unwrap();
+        core.appended(1);
+        assert!(matches!(core.poll(0), Some(Action::Sync)));
+        assert!(core.poll(0).is_none(), "the log is busy");
+        core.synced();
+        assert_eq!(append(&mut core, 0), 3, "then 3 and 4, numbered densely");
+    }
+
+    #[test]
+    fn the_in_flight_limit_refuses_until_answers_go_out() {
+        let mut core = NodeCore::new(config(8, 0), Sequencer::new(), None);
+        for request_id in 1..=4 {
+            core.submit(call(request_id), request_id, 0).unwrap();
+        }
+        assert_eq!(
+            core.submit(call(5), 5, 0),
+            Err(Refusal::Overloaded { inflight_max: 4 })
+        );
+        core.answered(1);
+        assert!(core.submit(call(5), 5, 0).is_ok());
+    }
+
+    #[test]
+    fn a_batch_waits_out_its_window_unless_it_is_full() {
+        let mut core = NodeCore::new(config(2, 1_000), Sequencer::new(), None);
+        core.submit(call(1), 1, 100).unwrap();
+        assert_eq!(core.next_deadline_ns(), Some(1_100));
+        assert!(core.poll(1_099).is_none());
+        assert_eq!(append(&mut core, 1_100), 1);
+        let mut core = NodeCore::new(config(2, 1_000), Sequencer::new(), None);
+        core.submit(call(1), 1, 100).unwrap();
+        core.submit(call(2), 2, 100).unwrap();
+        assert_eq!(append(&mut core, 100), 1, "full: no wait");
+    }
+
+    #[test]
+    fn a_failed_log_refuses_and_hands_back_every_waiting_caller() {
+        let mut core = NodeCore::new(config(1, 0), Sequencer::new(), None);
+        core.submit(call(1), 1, 0).unwrap();
+        core.submit(call(2), 2, 0).unwrap();
+        append(&mut core, 0);
+        let mut lost = core.fail("fsync failed".into());
+        lost.sort_unstable();
+        assert_eq!(lost, [1, 2]);
+        assert!(matches!(
+            core.submit(call(3), 3, 0),
+            Err(Refusal::Failed(_))
+        ));
+        assert!(core.poll(0).is_none());
+    }
+}
