@@ -189,16 +189,6 @@ impl<T> NodeCore<T> {
         Ok(())
     }
 
-    /// Requests admitted and not yet answered.
-    pub fn inflight(&self) -> usize {
-        self.inflight
-    }
-
-    /// The sequence number the next batch starts at.
-    pub fn next_seq(&self) -> u64 {
-        self.sequencer.next_seq()
-    }
-
     /// The earliest time at which [`NodeCore::poll`] has something new to
     /// do without another input (the open batch's window ends), if any.
     pub fn next_deadline_ns(&self) -> Option<u64> {
@@ -266,71 +256,58 @@ impl<T> NodeCore<T> {
             return Vec::new();
         };
         pending.log_index = Some(log_index);
-        if self.bug == Some(InjectedBug::AckBeforeFsync) {
-            return self.release_pending();
+        if self.bug != Some(InjectedBug::AckBeforeFsync) {
+            return Vec::new();
         }
-        Vec::new()
+        // The planted bug: run and answer now; the sync still follows.
+        let batch = pending.batch.clone();
+        let tokens = std::mem::take(&mut pending.tokens);
+        self.executions(batch, log_index, tokens)
     }
 
     /// The log is synced through the pending batch: it is durable, so it
     /// may run and be answered.
     pub fn synced(&mut self) -> Vec<Action<T>> {
-        if self.bug == Some(InjectedBug::AckBeforeFsync) {
-            // Already released at the append.
-            self.durable_pending = None;
-            self.sync_requested = false;
-            return Vec::new();
-        }
-        self.release_pending()
-    }
-
-    fn release_pending(&mut self) -> Vec<Action<T>> {
-        let ack_early = self.bug == Some(InjectedBug::AckBeforeFsync);
-        let Some(pending) = (if ack_early {
-            self.durable_pending.as_mut().map(|pending| InFlight {
-                batch: pending.batch.clone(),
-                tokens: std::mem::take(&mut pending.tokens),
-                log_index: pending.log_index,
-            })
-        } else {
-            self.sync_requested = false;
-            self.durable_pending.take()
-        }) else {
+        self.sync_requested = false;
+        let Some(pending) = self.durable_pending.take() else {
             return Vec::new();
         };
+        if self.bug == Some(InjectedBug::AckBeforeFsync) {
+            // Already released at the append.
+            return Vec::new();
+        }
         let log_index = pending.log_index.unwrap_or(0);
-        let mut batch = pending.batch;
-        match self.bug {
+        self.executions(pending.batch, log_index, pending.tokens)
+    }
+
+    /// What the executor must run for a durable batch: the batch itself,
+    /// unless a planted bug changes it.
+    fn executions(&self, mut batch: Batch, log_index: u64, tokens: Vec<T>) -> Vec<Action<T>> {
+        let again = match self.bug {
             Some(InjectedBug::ReorderEntries) if batch.entries.len() >= 2 => {
                 batch.entries.swap(0, 1);
+                None
             }
-            Some(InjectedBug::ApplyTwice) => {
-                let again = Batch {
-                    first_seq: batch.last_seq() + 1,
-                    timestamp_ms: batch.timestamp_ms,
-                    entries: batch.entries.clone(),
-                };
-                let again_tokens = Vec::new();
-                return vec![
-                    Action::Execute {
-                        batch,
-                        log_index,
-                        tokens: pending.tokens,
-                    },
-                    Action::Execute {
-                        batch: again,
-                        log_index,
-                        tokens: again_tokens,
-                    },
-                ];
-            }
-            _ => {}
-        }
-        vec![Action::Execute {
+            Some(InjectedBug::ApplyTwice) => Some(Batch {
+                first_seq: batch.last_seq() + 1,
+                timestamp_ms: batch.timestamp_ms,
+                entries: batch.entries.clone(),
+            }),
+            _ => None,
+        };
+        let mut actions = vec![Action::Execute {
             batch,
             log_index,
-            tokens: pending.tokens,
-        }]
+            tokens,
+        }];
+        if let Some(batch) = again {
+            actions.push(Action::Execute {
+                batch,
+                log_index,
+                tokens: Vec::new(),
+            });
+        }
+        actions
     }
 
     /// `count` admitted requests were answered (or will never be: their

@@ -555,16 +555,23 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 /// The last synced index [`FileLog::record_failed_sync`] wrote at `path`,
 /// if there is such a file.
 fn read_failed_sync(storage: &dyn Storage, path: &Path) -> Result<Option<u64>, LogError> {
-    let bytes = match storage.read_file(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(LogError::Io {
-                action: "read",
-                path: path.to_path_buf(),
-                source,
-            });
+    let io_error = |action| {
+        move |source| LogError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
         }
+    };
+    // The length first, so a damaged (say, huge) file is never read whole.
+    let file_bytes = match storage.file_len(path) {
+        Ok(file_bytes) => file_bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io_error("stat")(source)),
+    };
+    let bytes = if file_bytes == FAILED_SYNC_BYTES as u64 {
+        storage.read_file(path).map_err(io_error("read"))?
+    } else {
+        Vec::new()
     };
     let valid = bytes.len() == FAILED_SYNC_BYTES
         && bytes[..8] == FAILED_SYNC_MAGIC[..]
