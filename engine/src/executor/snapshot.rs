@@ -122,10 +122,13 @@ impl Serialize for StoreEntries<'_> {
     }
 }
 
-/// What a snapshot holds, as read: the same layout as [`BodyOut`], owned,
-/// with the exactly-once table in the layout of the image's version.
+/// What a snapshot holds, as read: the same layout as [`BodyOut`], with
+/// the exactly-once table in the layout of the image's version. The
+/// slots' keys and values borrow from the image: a million entries would
+/// otherwise cost two heap allocations each, only to be copied into the
+/// store's inline buffers and freed (most of a restore's time, measured).
 #[derive(Deserialize)]
-struct BodyIn<Table = SessionsSnapshot> {
+struct BodyIn<'image, Table = SessionsSnapshot> {
     config: String,
     position: u64,
     chain_hash: u128,
@@ -134,11 +137,12 @@ struct BodyIn<Table = SessionsSnapshot> {
     modules: Vec<ModuleIn>,
     routes: Vec<(String, String, u32)>,
     sessions: Table,
-    slots: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    #[serde(borrow)]
+    slots: Vec<Vec<(&'image [u8], &'image [u8])>>,
 }
 
-impl BodyIn<SessionsSnapshotV1> {
-    fn upgrade(self) -> BodyIn {
+impl<'image> BodyIn<'image, SessionsSnapshotV1> {
+    fn upgrade(self) -> BodyIn<'image> {
         BodyIn {
             config: self.config,
             position: self.position,
@@ -331,18 +335,18 @@ impl Executor {
             for (key, value) in entries {
                 if checked
                     .last()
-                    .is_some_and(|(previous, _)| previous.as_slice() >= key.as_slice())
+                    .is_some_and(|(previous, _)| previous.as_slice() >= key)
                 {
                     return Err(corrupt(format!(
                         "slot {slot}'s keys are not in ascending order"
                     )));
                 }
-                if slot_of_key(&key) != slot {
+                if slot_of_key(key) != slot {
                     return Err(corrupt(format!(
                         "a key is stored in slot {slot}, not its own"
                     )));
                 }
-                checked.push((Bytes::from_vec(key), Bytes::from_vec(value)));
+                checked.push((Bytes::from_slice(key), Bytes::from_slice(value)));
             }
             *executor.slots[slot].store.lock() = StateStore::from_sorted(checked);
         }
@@ -389,7 +393,7 @@ type RetiredTables = Vec<(String, String, ordo_schema::TableSchema)>;
 
 /// Checks the frame (magic, version, checksum) and decodes the body, with
 /// version 3's additions (none before).
-fn decode(snapshot: &[u8]) -> Result<(BodyIn, DeployPositions, RetiredTables), SnapshotError> {
+fn decode(snapshot: &[u8]) -> Result<(BodyIn<'_>, DeployPositions, RetiredTables), SnapshotError> {
     if !snapshot.starts_with(&SNAPSHOT_MAGIC[..snapshot.len().min(SNAPSHOT_MAGIC.len())]) {
         return Err(SnapshotError::BadMagic);
     }
@@ -428,7 +432,7 @@ fn decode(snapshot: &[u8]) -> Result<(BodyIn, DeployPositions, RetiredTables), S
     }
 }
 
-fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SnapshotError> {
+fn decode_body<'image, T: Deserialize<'image>>(body: &'image [u8]) -> Result<T, SnapshotError> {
     let (body, rest) = postcard::take_from_bytes::<T>(body)
         .map_err(|err| SnapshotError::Corrupt(format!("its body does not decode: {err}")))?;
     if !rest.is_empty() {
