@@ -37,21 +37,32 @@ echo "data directory: $(du -sh "$DATA/log" | cut -f1) of log in $(ls "$DATA/log"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 times=()
+cpus=()
+ticks=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
     log="$OUT_DIR/serve-$round.log"
+    # An earlier run's log must not be mistaken for this start's.
+    rm -f "$log"
     start=$(date +%s.%N)
     "$ORDO" serve --data "$DATA" --listen "127.0.0.1:$port" >"$log" 2>&1 &
     pid=$!
-    until grep -q "listening on" "$log"; do
+    until grep -qs "listening on" "$log"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "ordo serve exited:"; cat "$log"; exit 1
         fi
         sleep 0.005
     done
     end=$(date +%s.%N)
+    # CPU seconds the process used until it listened (user + system, all
+    # threads): on a shared machine the wall time also counts the time
+    # other processes had the cores, the CPU time does not.
+    cpu=$(awk -v ticks="$ticks" '{ printf "%.3f", ($14 + $15) / ticks }' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     took=$(python3 -c "print(f'{$end - $start:.3f}')")
     times+=("$took")
-    echo "round $round: listening after $took s; $(grep -h 'restored the snapshot\|modules at startup' "$log" | tr '\n' ' ')"
+    cpus+=("$cpu")
+    echo "round $round: listening after $took s ($cpu CPU s); $(grep -h 'restored the snapshot\|modules at startup' "$log" | tr '\n' ' ')"
 done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 -c "import statistics,sys; print(f'median restart: {statistics.median(map(float, sys.argv[1:])):.3f} s over {len(sys.argv)-1} rounds')" "${times[@]}"
+python3 -c "import statistics,sys; print(f'median CPU time until listening: {statistics.median(map(float, sys.argv[1:])):.3f} s')" "${cpus[@]}"
