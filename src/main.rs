@@ -918,10 +918,27 @@ fn main() {
             ordo::logging::COMMAND_FILTER_DEFAULT,
         ),
     }
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_when_stdout_closes();
+    }
     if let Err(err) = run(cli.command) {
         // One line a person can act on; the cause chain joined with ": ".
         eprintln!("ordo: {err:#}");
         std::process::exit(1);
+    }
+}
+
+/// A command whose reader goes away (`ordo replay --seq 1..100000 | head`)
+/// ends as Unix tools do, killed by SIGPIPE, instead of panicking in
+/// `println!` on the broken pipe. Rust starts every program with SIGPIPE
+/// ignored; `ordo serve` keeps that, so a client that hangs up is an
+/// error on its socket, never the end of the server. (Sockets are written
+/// with MSG_NOSIGNAL anyway, so only stdout and stderr are affected.)
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: called once at startup, before any other thread exists;
+    // `signal` with SIG_DFL installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -591,3 +591,36 @@ fn ordo_call_at_reads_a_past_position_of_a_running_server() {
         }
     });
 }
+
+/// `ordo replay ... | head -1`: the reader leaves after one line; the
+/// replay ends without a panic (killed by SIGPIPE, as `cat` would be).
+#[test]
+fn a_replay_piped_into_a_reader_that_leaves_ends_without_a_panic() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let history = history(&[], 1_000);
+    let range = format!("1..{}", history.last);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["replay", "--data"])
+        .arg(history.dir.path())
+        .args(["--seq", &range, "--trace"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty(), "the replay printed nothing");
+    // The reader is gone (dropped above); the replay has about 1,000
+    // traced transactions left to print, far more than a pipe holds.
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
+}
