@@ -407,13 +407,18 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
     let schema_export = schema_export(&name, &func, &params, options.read_only);
 
-    let abi_checks = [
+    let mut abi_checks = vec![
         name_check,
         check_literal("PROCEDURE_EXPORT_PREFIX", PROCEDURE_EXPORT_PREFIX),
-        check_literal("DECLARATION_EXPORT_PREFIX", DECLARATION_EXPORT_PREFIX),
         check_literal("SCHEMA_EXPORT_PREFIX", SCHEMA_EXPORT_PREFIX),
         check_literal("METADATA_SECTION", METADATA_SECTION),
     ];
+    if options.partitions.is_some() {
+        abi_checks.push(check_literal(
+            "DECLARATION_EXPORT_PREFIX",
+            DECLARATION_EXPORT_PREFIX,
+        ));
+    }
 
     Ok(quote! {
         #func
