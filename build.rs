@@ -26,7 +26,20 @@ fn main() -> ExitCode {
 
     // The procedures' sources and manifests, but not procedures/target (a
     // stray local build there must not make this script rerun forever).
-    for path in ["Cargo.toml", "Cargo.lock", "sdk", "sdk-macros", "examples"] {
+    // The schema crates' sources too (not schema/fuzz, which has a target
+    // directory of its own): the SDK builds them into every module, and
+    // `schema/src/abi.rs` holds the values host and guest agree on.
+    for path in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "sdk",
+        "sdk-macros",
+        "schema/Cargo.toml",
+        "schema/src",
+        "schema-derive/Cargo.toml",
+        "schema-derive/src",
+        "examples",
+    ] {
         println!("cargo:rerun-if-changed={}", procedures.join(path).display());
     }
     println!("cargo:rerun-if-changed=build.rs");

@@ -29,6 +29,7 @@ use ordo_client::protocol::{BACKUP_CHUNK_BYTES_MAX, BackupAnswer, BackupInfo, Ba
 use ordo_engine::EngineConfig;
 use ordo_sequencer::entry::Batch;
 use ordo_sequencer::raft::{SnapshotImage, SnapshotStore};
+use ordo_sequencer::storage::replace_file;
 use ordo_sequencer::{FileLog, FileLogConfig};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -436,16 +437,14 @@ fn write_backup(
     };
     // The manifest last, through a rename: a directory with a
     // `BACKUP.json` is a complete backup.
-    let temporary = dir.join("BACKUP.json.tmp");
-    write_synced(
-        &temporary,
+    let path = dir.join(MANIFEST_FILE);
+    replace_file(
+        &path,
         serde_json::to_string_pretty(&manifest)
             .expect("a manifest serializes")
             .as_bytes(),
-    )?;
-    std::fs::rename(&temporary, dir.join(MANIFEST_FILE))
-        .with_context(|| format!("renaming {}", temporary.display()))?;
-    sync_dir(dir)?;
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(manifest)
 }
 

@@ -13,11 +13,12 @@
 //! An I/O error never fails a deploy or a start: it costs a compile.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use ordo_engine::{ArtifactKey, ArtifactStore};
+use ordo_sequencer::storage::{replace_file, temporary_path};
 
 /// The cache's directory inside the data directory.
 pub const COMPILE_CACHE_DIR: &str = "compiled";
@@ -26,6 +27,7 @@ pub const COMPILE_CACHE_DIR: &str = "compiled";
 pub const COMPILE_CACHE_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 
 const ARTIFACT_EXTENSION: &str = "cwasm";
+/// What `replace_file`'s temporary files end with (`<name>.cwasm.tmp`).
 const TEMPORARY_EXTENSION: &str = "tmp";
 
 /// A directory of compiled-code files, at most `bytes_max` bytes in all.
@@ -93,17 +95,12 @@ impl DiskArtifactStore {
         }
     }
 
+    /// `replace_file` (`<name>.tmp`, fsync, rename, directory fsync); a
+    /// failed write leaves no temporary file behind.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let temporary = path.with_extension(TEMPORARY_EXTENSION);
-        let written = (|| {
-            let mut file = File::create(&temporary)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
+        let written = replace_file(path, bytes);
         if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
+            let _ = std::fs::remove_file(temporary_path(path));
         }
         written
     }

@@ -40,6 +40,7 @@ use ordo_sequencer::entry::{
 };
 use ordo_sequencer::raft::{ClusterConfig, ClusterStatus, RaftHandle, RaftLog, SnapshotImage};
 use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
+use ordo_sequencer::storage::replace_file;
 use ordo_sequencer::{
     Committed, Delivery, EmbeddedLog, FileLog, FileLogConfig, Log, LogError, Recovery,
     RefusalReason, Sequencer,
@@ -1383,15 +1384,7 @@ fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
             Ok(())
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let temporary = path.with_extension("json.tmp");
-            std::fs::write(&temporary, wanted).map_err(|err| io_failure("write", err))?;
-            std::fs::File::open(&temporary)
-                .and_then(|file| file.sync_all())
-                .map_err(|err| io_failure("sync", err))?;
-            std::fs::rename(&temporary, &path).map_err(|err| io_failure("rename", err))?;
-            std::fs::File::open(&config.data_dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|err| io_failure("sync the directory of", err))
+            replace_file(&path, wanted.as_bytes()).map_err(|err| io_failure("write", err))
         }
         Err(err) => Err(io_failure("read", err)),
     }

@@ -28,10 +28,11 @@ use ordo_client::protocol::{
     BackupAnswer, BackupStep, Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameDecoder,
     HANDSHAKE_FRAME_BYTES_MAX, Hello, ProcedureDescription, ProtocolError, RefusalReason, Request,
     RequestBody, RequestRefusal, Response, ResponseBody, StatusInfo, Welcome, decode_payload,
-    encode_frame, encode_frame_into, frame_payload_bytes,
+    encode_frame, encode_frame_into,
 };
 use ordo_client::{rustls, tokio_rustls};
 use ordo_engine::{Outcome, ReadOutcome, TxOutcome};
+use ordo_frame::ReadFrameError;
 use ordo_sequencer::entry::ArgsEncoding;
 use ordo_sequencer::rate_limited::RateLimitedLog;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -411,17 +412,21 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             header
         }
     };
-    let bytes = match frame_payload_bytes(header, HANDSHAKE_FRAME_BYTES_MAX) {
-        Ok(bytes) => bytes,
-        Err(err) => {
+    let mut payload = Vec::new();
+    match ordo_frame::read_payload_into(stream, header, HANDSHAKE_FRAME_BYTES_MAX, &mut payload)
+        .await
+    {
+        Ok(()) => {}
+        Err(ReadFrameError::TooLarge(err)) => {
             let message = format!("the hello is too large: {err} before the handshake");
             return Err(refuse(stream, RefusalReason::BadHandshake, &message).await);
         }
-    };
-    let mut payload = [0u8; HANDSHAKE_FRAME_BYTES_MAX];
-    let payload = &mut payload[..bytes];
-    stream.read_exact(payload).await?;
-    let hello: Hello = match decode_payload(payload).and_then(|hello: Hello| {
+        Err(ReadFrameError::Io(err)) => return Err(err.into()),
+        Err(ReadFrameError::Closed) => {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    let hello: Hello = match decode_payload(&payload).and_then(|hello: Hello| {
         hello.check()?;
         Ok(hello)
     }) {
@@ -700,7 +705,7 @@ async fn read_requests(
             return Ok(());
         }
         decoder.extend(&chunk[..read]);
-        while let Some(payload) = decoder.next_payload_slice()? {
+        while let Some(payload) = decoder.next_payload_slice().map_err(ProtocolError::from)? {
             let request: Request = decode_payload(payload)?;
             let request_id = request.request_id;
             let body = match request.body {

@@ -127,18 +127,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use ordo_frame::{ReadFrameError, read_frame};
+
 use crate::protocol::{
-    Encoding, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, HANDSHAKE_FRAME_BYTES_MAX, Hello,
-    ModuleDescription, PROTOCOL_VERSION, ProcedureDescription, ProtocolError, RefusalReason,
-    Request, RequestBody, RequestRefusal, Response, ResponseBody, SESSION_CLIENT_ID_TAG,
-    SessionRequest, StatusInfo, Welcome, decode_payload, encode_frame, frame_payload_bytes,
+    Encoding, FRAME_BYTES_MAX_DEFAULT, HANDSHAKE_FRAME_BYTES_MAX, Hello, ModuleDescription,
+    PROTOCOL_VERSION, ProcedureDescription, ProtocolError, RefusalReason, Request, RequestBody,
+    RequestRefusal, Response, ResponseBody, SESSION_CLIENT_ID_TAG, SessionRequest, StatusInfo,
+    Welcome, decode_payload, encode_frame,
 };
 
 /// Default [`ClientConfig::connect_timeout`] for one server: TCP connect
@@ -2160,19 +2160,23 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         ))
     })?;
     let handshake = async {
-        stream.write_all(&hello).await.map_err(ReadError::Io)?;
-        stream.flush().await.map_err(ReadError::Io)?;
+        stream.write_all(&hello).await.map_err(ReadFrameError::Io)?;
+        stream.flush().await.map_err(ReadFrameError::Io)?;
         read_frame(&mut stream, HANDSHAKE_FRAME_BYTES_MAX).await
     };
     let payload = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(payload)) => payload,
-        Ok(Err(ReadError::Io(err))) if err.kind() == io::ErrorKind::UnexpectedEof => {
+        Ok(Err(ReadFrameError::Closed)) => {
             return Err(handshake_error(
                 "the server closed the connection before welcoming us".into(),
             ));
         }
-        Ok(Err(ReadError::Io(err))) => return Err(handshake_error(err.to_string())),
-        Ok(Err(ReadError::Protocol(err))) => return Err(handshake_error(err.to_string())),
+        Ok(Err(ReadFrameError::Io(err))) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(handshake_error(
+                "the server closed the connection before welcoming us".into(),
+            ));
+        }
+        Ok(Err(err)) => return Err(handshake_error(err.to_string())),
         Err(_) => {
             return Err(handshake_error(format!(
                 "no welcome within {:?}",
@@ -2196,31 +2200,6 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             "the welcome does not decode: {err}"
         ))),
     }
-}
-
-enum ReadError {
-    Io(io::Error),
-    Protocol(ProtocolError),
-}
-
-/// Reads one frame's payload; the length is checked before the payload's
-/// memory is reserved.
-async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    frame_bytes_max: usize,
-) -> Result<Vec<u8>, ReadError> {
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    reader
-        .read_exact(&mut header)
-        .await
-        .map_err(ReadError::Io)?;
-    let bytes = frame_payload_bytes(header, frame_bytes_max).map_err(ReadError::Protocol)?;
-    let mut payload = vec![0u8; bytes];
-    reader
-        .read_exact(&mut payload)
-        .await
-        .map_err(ReadError::Io)?;
-    Ok(payload)
 }
 
 /// One connection's reader and writer tasks; dropping this stops them and
@@ -2350,8 +2329,8 @@ async fn run_reader<R: AsyncRead + Unpin>(core: Arc<Core>, read: MarkReceived<R>
     let event = loop {
         let payload = match read_frame(&mut reader, core.config.frame_bytes_max).await {
             Ok(payload) => payload,
-            Err(ReadError::Io(_)) => break lost(None),
-            Err(ReadError::Protocol(err)) => break lost(Some(err)),
+            Err(ReadFrameError::Closed | ReadFrameError::Io(_)) => break lost(None),
+            Err(ReadFrameError::TooLarge(err)) => break lost(Some(err.into())),
         };
         match decode_payload::<Response>(&payload) {
             Ok(Response {

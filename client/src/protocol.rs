@@ -137,6 +137,7 @@
 //! This module is pure: it encodes and decodes bytes and does no I/O, so
 //! the server, the client and fuzzers share one implementation.
 
+pub use ordo_frame::{FrameDecoder, FrameTooLarge};
 use serde::{Deserialize, Serialize};
 
 /// Sent first in every [`Hello`], so a stray connection (an HTTP client, a
@@ -144,8 +145,9 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"ORDO";
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 6;
-/// Bytes in a frame's length prefix.
-pub const FRAME_HEADER_BYTES: usize = 4;
+/// Bytes in a frame's length prefix (frames are `ordo-frame`'s, shared
+/// with the replication port).
+pub const FRAME_HEADER_BYTES: usize = ordo_frame::HEADER_BYTES;
 /// Largest frame payload accepted by default: a 16 MiB module plus room
 /// for the deploy's other fields.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 17 << 20;
@@ -636,23 +638,13 @@ pub fn encode_frame_into<T: Serialize>(
     message: &T,
     frame_bytes_max: usize,
 ) -> Result<(), ProtocolError> {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    let start = ordo_frame::begin_frame(out);
     let taken = std::mem::take(out);
     *out = match postcard::to_extend(message, taken) {
         Ok(extended) => extended,
         Err(err) => return Err(ProtocolError::Malformed(err.to_string())),
     };
-    let payload_bytes = out.len() - start - FRAME_HEADER_BYTES;
-    if payload_bytes > frame_bytes_max {
-        out.truncate(start);
-        return Err(ProtocolError::FrameTooLarge {
-            bytes: payload_bytes,
-            max: frame_bytes_max,
-        });
-    }
-    out[start..start + FRAME_HEADER_BYTES].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
-    Ok(())
+    Ok(ordo_frame::finish_frame(out, start, frame_bytes_max)?)
 }
 
 /// Reads a frame header: the payload length, checked against the limit
@@ -662,14 +654,16 @@ pub fn frame_payload_bytes(
     header: [u8; FRAME_HEADER_BYTES],
     frame_bytes_max: usize,
 ) -> Result<usize, ProtocolError> {
-    let bytes = u32::from_le_bytes(header) as usize;
-    if bytes > frame_bytes_max {
-        return Err(ProtocolError::FrameTooLarge {
-            bytes,
-            max: frame_bytes_max,
-        });
+    Ok(ordo_frame::payload_bytes(header, frame_bytes_max)?)
+}
+
+impl From<FrameTooLarge> for ProtocolError {
+    fn from(err: FrameTooLarge) -> ProtocolError {
+        ProtocolError::FrameTooLarge {
+            bytes: err.bytes,
+            max: err.frame_bytes_max,
+        }
     }
-    Ok(bytes)
 }
 
 /// Decodes a frame's payload; trailing bytes are an error, not ignored.
@@ -681,66 +675,6 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, Pr
             rest.len()
         ))),
         Err(err) => Err(ProtocolError::Malformed(err.to_string())),
-    }
-}
-
-/// Splits complete frames off the front of a receive buffer; the pure core
-/// of a connection's reader. Taking a frame costs O(frame), not
-/// O(buffer): consumed bytes are only dropped when more arrive.
-#[derive(Debug)]
-pub struct FrameDecoder {
-    frame_bytes_max: usize,
-    buffer: Vec<u8>,
-    /// Bytes of `buffer` already returned as frames.
-    consumed: usize,
-}
-
-impl FrameDecoder {
-    pub fn new(frame_bytes_max: usize) -> FrameDecoder {
-        FrameDecoder {
-            frame_bytes_max,
-            buffer: Vec::new(),
-            consumed: 0,
-        }
-    }
-
-    /// Adds received bytes.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        if self.consumed > 0 {
-            self.buffer.drain(..self.consumed);
-            self.consumed = 0;
-        }
-        self.buffer.extend_from_slice(bytes);
-    }
-
-    /// The next complete frame's payload, `Ok(None)` if more bytes are
-    /// needed, or an error that must close the connection.
-    pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
-        Ok(self.next_payload_slice()?.map(<[u8]>::to_vec))
-    }
-
-    /// Like [`FrameDecoder::next_payload`], but borrows the payload from
-    /// the buffer instead of copying it.
-    pub fn next_payload_slice(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
-        let pending = &self.buffer[self.consumed..];
-        if pending.len() < FRAME_HEADER_BYTES {
-            return Ok(None);
-        }
-        let header: [u8; FRAME_HEADER_BYTES] = pending[..FRAME_HEADER_BYTES]
-            .try_into()
-            .expect("checked length");
-        let bytes = frame_payload_bytes(header, self.frame_bytes_max)?;
-        if pending.len() < FRAME_HEADER_BYTES + bytes {
-            return Ok(None);
-        }
-        let start = self.consumed + FRAME_HEADER_BYTES;
-        self.consumed = start + bytes;
-        Ok(Some(&self.buffer[start..start + bytes]))
-    }
-
-    /// Bytes received but not yet returned as frames.
-    pub fn buffered_bytes(&self) -> usize {
-        self.buffer.len() - self.consumed
     }
 }
 
@@ -779,7 +713,10 @@ mod tests {
         decoder.extend(&(u32::MAX).to_le_bytes());
         assert!(matches!(
             decoder.next_payload(),
-            Err(ProtocolError::FrameTooLarge { max: 1024, .. })
+            Err(FrameTooLarge {
+                frame_bytes_max: 1024,
+                ..
+            })
         ));
         assert!(matches!(
             encode_frame(&call(1, vec![0; 2000]), 1024),

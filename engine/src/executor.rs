@@ -55,7 +55,7 @@ use crate::outcome::{
 use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
 use crate::sandbox::{
     Call, CallNotes, Export, HostLinker, LoadedModule, Sandbox, StateView, WriteLimits,
-    wasmtime_engine,
+    abi_encoding, wasmtime_engine,
 };
 use crate::sessions::{Check, SessionLimits, Sessions};
 use crate::state::StateStore;
@@ -804,7 +804,7 @@ impl Executor {
                 index,
                 seq,
                 now_ms,
-                encoding: invocation.encoding.abi_code(),
+                encoding: abi_encoding(invocation.encoding),
                 args: invocation.args.clone(),
                 prepared,
                 #[cfg(feature = "fault-injection")]
@@ -820,7 +820,7 @@ impl Executor {
             procedure: prepared.route.procedure,
             export: Export::Procedure,
             args: &invocation.args,
-            encoding: invocation.encoding.abi_code(),
+            encoding: abi_encoding(invocation.encoding),
             seq,
             now_ms,
             fuel: self.config.tx_fuel_max,
@@ -1067,7 +1067,7 @@ impl Executor {
             procedure: route.procedure,
             export: Export::Procedure,
             args,
-            encoding: encoding.abi_code(),
+            encoding: abi_encoding(encoding),
             seq,
             now_ms,
             fuel: self.config.tx_fuel_max,
@@ -1295,7 +1295,7 @@ impl Executor {
             procedure,
             export: Export::Procedure,
             args: &[],
-            encoding: ArgsEncoding::Postcard.abi_code(),
+            encoding: abi_encoding(ArgsEncoding::Postcard),
             seq,
             now_ms,
             fuel: MIGRATION_FUEL,
@@ -1485,7 +1485,7 @@ fn declare(
         procedure: route.procedure,
         export: Export::Declaration,
         args,
-        encoding: encoding.abi_code(),
+        encoding: abi_encoding(encoding),
         seq,
         now_ms,
         fuel: config.tx_fuel_max,

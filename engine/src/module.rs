@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ordo_schema::abi;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,17 +44,13 @@ use crate::partition::FastDeclaration;
 use crate::sandbox::{HostLinker, run_schema_exports};
 
 pub const MODULE_NAME_BYTES_MAX: usize = 64;
-pub const PROCEDURE_NAME_BYTES_MAX: usize = 64;
-pub const PROCEDURE_EXPORT_PREFIX: &str = "ordo_proc_";
-/// A procedure's partition declaration (docs/ABI.md, "Partitions").
-pub const DECLARATION_EXPORT_PREFIX: &str = "ordo_keys_";
-pub const ARGS_BUFFER_EXPORT: &str = "ordo_args_buffer";
-/// A procedure's schema (docs/ABI.md, "Schemas"): `() -> i32`.
-pub const SCHEMA_EXPORT_PREFIX: &str = "ordo_schema_";
-/// A table's schema (docs/ABI.md, "Schemas"): `() -> i32`.
-pub const TABLE_EXPORT_PREFIX: &str = "ordo_table_";
-pub const METADATA_SECTION: &str = "ordo.procedures";
-pub const HOST_MODULE: &str = "ordo";
+// What a module must look like (docs/ABI.md) is shared with the guest SDK
+// and its macros: `ordo_schema::abi`.
+pub use ordo_schema::abi::{
+    ARGS_BUFFER_EXPORT, DECLARATION_EXPORT_PREFIX, HOST_MODULE, MEMORY_EXPORT, METADATA_SECTION,
+    NAME_BYTES_MAX as PROCEDURE_NAME_BYTES_MAX, PROCEDURE_EXPORT_PREFIX, SCHEMA_EXPORT_PREFIX,
+    TABLE_EXPORT_PREFIX,
+};
 
 /// A procedure parameter as declared in the module's metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,44 +230,51 @@ impl CompiledModule {
     }
 }
 
-/// The expected type of each host import, by name.
-pub(crate) fn host_import_type(name: &str) -> Option<(&'static [ValType], &'static [ValType])> {
-    use ValType::{I32, I64};
-    Some(match name {
-        "get" => (&[I32, I32, I32, I32], &[I64]),
-        "put" => (&[I32, I32, I32, I32], &[]),
-        "delete" => (&[I32, I32], &[]),
-        "scan" => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
-        "set_result" => (&[I32, I32], &[]),
-        "abort" | "panic" => (&[I32, I32], &[]),
-        "log" => (&[I32, I32, I32], &[]),
-        "sequence" | "now_ms" | "random_seed" => (&[], &[I64]),
-        _ => return None,
-    })
+/// The expected type of each host import, by name (`ordo_schema::abi`).
+pub(crate) fn host_import_type(name: &str) -> Option<abi::FuncType> {
+    abi::host_import(name)
 }
 
-fn describe(params: &[ValType], results: &[ValType]) -> String {
-    let list = |types: &[ValType]| {
+fn val_type(ty: abi::ValType) -> ValType {
+    match ty {
+        abi::ValType::I32 => ValType::I32,
+        abi::ValType::I64 => ValType::I64,
+    }
+}
+
+fn describe(ty: abi::FuncType) -> String {
+    let list = |types: &[abi::ValType]| {
         types
             .iter()
+            .map(|&ty| format!("{}", val_type(ty)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("({}) -> ({})", list(ty.params), list(ty.results))
+}
+
+fn describe_func(ty: &FuncType) -> String {
+    let list = |types: &mut dyn Iterator<Item = ValType>| {
+        types
             .map(|ty| format!("{ty}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!("({}) -> ({})", list(params), list(results))
+    format!(
+        "({}) -> ({})",
+        list(&mut ty.params()),
+        list(&mut ty.results())
+    )
 }
 
-fn describe_func(ty: &FuncType) -> String {
-    let params: Vec<ValType> = ty.params().collect();
-    let results: Vec<ValType> = ty.results().collect();
-    describe(&params, &results)
-}
-
-fn func_matches(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
-    let same = |found: &mut dyn ExactSizeIterator<Item = ValType>, expected: &[ValType]| {
-        found.len() == expected.len() && found.zip(expected).all(|(a, b)| ValType::eq(&a, b))
+fn func_matches(ty: &FuncType, expected: abi::FuncType) -> bool {
+    let same = |found: &mut dyn ExactSizeIterator<Item = ValType>, expected: &[abi::ValType]| {
+        found.len() == expected.len()
+            && found
+                .zip(expected)
+                .all(|(a, &b)| ValType::eq(&a, &val_type(b)))
     };
-    same(&mut ty.params(), params) && same(&mut ty.results(), results)
+    same(&mut ty.params(), expected.params) && same(&mut ty.results(), expected.results)
 }
 
 pub fn valid_module_name(name: &str) -> bool {
@@ -282,13 +286,7 @@ pub fn valid_module_name(name: &str) -> bool {
 }
 
 pub fn valid_procedure_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(first) if first.is_ascii_lowercase() || first == b'_' => {}
-        _ => return false,
-    }
-    name.len() <= PROCEDURE_NAME_BYTES_MAX
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    abi::is_valid_name(name)
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -921,14 +919,14 @@ fn check_imports_and_exports(
         if import.module() != HOST_MODULE {
             return Err(forbidden());
         }
-        let (params, results) = host_import_type(import.name()).ok_or_else(forbidden)?;
+        let expected = host_import_type(import.name()).ok_or_else(forbidden)?;
         match import.ty() {
-            ExternType::Func(ty) if func_matches(&ty, params, results) => {}
+            ExternType::Func(ty) if func_matches(&ty, expected) => {}
             ExternType::Func(ty) => {
                 return Err(DeployError::WrongImportType {
                     name: import.name().to_string(),
                     found: describe_func(&ty),
-                    expected: describe(params, results),
+                    expected: describe(expected),
                 });
             }
             _ => return Err(forbidden()),
@@ -945,7 +943,7 @@ fn check_imports_and_exports(
         let name = export.name();
         match export.ty() {
             ExternType::Memory(memory) => {
-                if name != "memory" {
+                if name != MEMORY_EXPORT {
                     return Err(DeployError::UnexpectedExport(name.to_string()));
                 }
                 if memory.is_64() || memory.is_shared() {
@@ -965,35 +963,32 @@ fn check_imports_and_exports(
             ExternType::Global(_) => {}
             ExternType::Func(ty) => {
                 if name == ARGS_BUFFER_EXPORT {
-                    use ValType::I32;
-                    if !func_matches(&ty, &[I32], &[I32]) {
+                    if !func_matches(&ty, abi::ARGS_BUFFER_TYPE) {
                         return Err(DeployError::WrongExportType {
                             name: name.to_string(),
                             found: describe_func(&ty),
-                            expected: describe(&[I32], &[I32]),
+                            expected: describe(abi::ARGS_BUFFER_TYPE),
                         });
                     }
                     saw_args_buffer = true;
                 } else if let Some(procedure) = name.strip_prefix(PROCEDURE_EXPORT_PREFIX) {
-                    use ValType::I32;
                     if !valid_procedure_name(procedure) {
                         return Err(DeployError::BadProcedureName(name.to_string()));
                     }
-                    if !func_matches(&ty, &[I32, I32], &[I32]) {
+                    if !func_matches(&ty, abi::PROCEDURE_TYPE) {
                         return Err(DeployError::WrongExportType {
                             name: name.to_string(),
                             found: describe_func(&ty),
-                            expected: describe(&[I32, I32], &[I32]),
+                            expected: describe(abi::PROCEDURE_TYPE),
                         });
                     }
                     procedures.push(procedure.to_string());
                 } else if let Some(procedure) = name.strip_prefix(DECLARATION_EXPORT_PREFIX) {
-                    use ValType::I32;
-                    if !func_matches(&ty, &[I32, I32], &[I32]) {
+                    if !func_matches(&ty, abi::PROCEDURE_TYPE) {
                         return Err(DeployError::WrongExportType {
                             name: name.to_string(),
                             found: describe_func(&ty),
-                            expected: describe(&[I32, I32], &[I32]),
+                            expected: describe(abi::PROCEDURE_TYPE),
                         });
                     }
                     declarations.push(procedure.to_string());
@@ -1006,11 +1001,11 @@ fn check_imports_and_exports(
                     })
                 {
                     let (suffix, list) = suffix;
-                    if !func_matches(&ty, &[], &[ValType::I32]) {
+                    if !func_matches(&ty, abi::SCHEMA_TYPE) {
                         return Err(DeployError::WrongExportType {
                             name: name.to_string(),
                             found: describe_func(&ty),
-                            expected: describe(&[], &[ValType::I32]),
+                            expected: describe(abi::SCHEMA_TYPE),
                         });
                     }
                     if !valid_procedure_name(suffix) {
@@ -1031,7 +1026,7 @@ fn check_imports_and_exports(
     }
     // An imported memory would also be caught above as a forbidden import.
     if !saw_memory {
-        return Err(DeployError::MissingExport("memory"));
+        return Err(DeployError::MissingExport(MEMORY_EXPORT));
     }
     if !saw_args_buffer {
         return Err(DeployError::MissingExport(ARGS_BUFFER_EXPORT));

@@ -3,6 +3,7 @@
 //! built only from deterministic inputs (never addresses, timings or host
 //! error text that could vary between machines).
 
+use ordo_schema::abi;
 use serde::{Deserialize, Serialize};
 
 /// Why a transaction did not commit. The kind is for programs; the message
@@ -183,11 +184,11 @@ pub const PROCEDURE_LOG_BYTES_PER_CALL_MAX: usize = 2048;
 /// severe first (so `level <= Info` selects error, warn and info).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LogLevel {
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-    Trace = 5,
+    Error = abi::log_level::ERROR as isize,
+    Warn = abi::log_level::WARN as isize,
+    Info = abi::log_level::INFO as isize,
+    Debug = abi::log_level::DEBUG as isize,
+    Trace = abi::log_level::TRACE as isize,
 }
 
 impl LogLevel {

@@ -29,45 +29,11 @@ pub const SLOTS: usize = 16;
 /// Largest number of partition keys one transaction may declare.
 pub const DECLARED_PARTITIONS_MAX: usize = 4096;
 
-/// Class byte values of the table key layout (see docs/ABI.md).
-const CLASS_FIXED_MAX: u8 = 32;
-const CLASS_BYTES: u8 = 0x80;
-const CLASS_WHOLE: u8 = 0xFF;
-
 /// The partition key of a raw key: the first key component of a table
-/// key (`table 0x00 CLASS encoded-key`), or else the whole key.
-pub fn partition_key(raw: &[u8]) -> &[u8] {
-    let Some(separator) = raw.iter().position(|&b| b == 0) else {
-        return raw;
-    };
-    let Some((&class, rest)) = raw[separator + 1..].split_first() else {
-        return raw;
-    };
-    match class {
-        0..=CLASS_FIXED_MAX => rest.get(..class as usize).unwrap_or(raw),
-        CLASS_BYTES => escaped_prefix(rest).unwrap_or(raw),
-        CLASS_WHOLE => rest,
-        _ => raw,
-    }
-}
-
-/// The escaped, `0x00 0x00`-terminated byte string at the front of
-/// `rest`, terminator included; `None` if it is malformed or unterminated.
-fn escaped_prefix(rest: &[u8]) -> Option<&[u8]> {
-    let mut at = 0;
-    while at < rest.len() {
-        if rest[at] == 0 {
-            match rest.get(at + 1)? {
-                0 => return Some(&rest[..at + 2]),
-                0xFF => at += 2,
-                _ => return None,
-            }
-        } else {
-            at += 1;
-        }
-    }
-    None
-}
+/// key (`table 0x00 CLASS encoded-key`), or else the whole key. The rule
+/// is the ABI's (`ordo_schema::abi::partition_key`), which the guest SDK
+/// declares partitions by.
+pub use ordo_schema::abi::partition_key;
 
 /// The slot a partition key lives in.
 pub fn slot_of_partition(partition_key: &[u8]) -> usize {

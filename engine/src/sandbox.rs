@@ -37,7 +37,7 @@ use wasmtime::{
 };
 
 use crate::config::{EngineConfig, HOST_BYTE_FUEL_DIVISOR, HOST_CALL_FUEL};
-use crate::module::{CompiledModule, DECLARATION_EXPORT_PREFIX, HOST_MODULE};
+use crate::module::{CompiledModule, DECLARATION_EXPORT_PREFIX, HOST_MODULE, MEMORY_EXPORT};
 use crate::outcome::{
     Abort, AbortKind, LogLevel, LogLine, PROCEDURE_LOG_BYTES_PER_CALL_MAX,
     PROCEDURE_LOG_LINES_PER_CALL_MAX,
@@ -45,6 +45,8 @@ use crate::outcome::{
 use crate::partition::{Declared, SLOTS, partition_key, undeclared};
 use crate::state::{Bytes, StateStore};
 use crate::trace::{HostCall, TxTrace};
+use ordo_entry::ArgsEncoding;
+use ordo_schema::abi;
 
 /// Table elements one instance may grow to (Rust modules use a small,
 /// fixed table for indirect calls).
@@ -495,7 +497,7 @@ fn check_write_budget(ctx: &HostCtx, added_bytes: usize) -> wasmtime::Result<()>
 fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     linker.func_wrap(
         HOST_MODULE,
-        "get",
+        abi::import::GET,
         |mut caller: Caller<'_, HostCtx>,
          key_ptr: i32,
          key_len: i32,
@@ -512,7 +514,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
                 value: found.map(<[u8]>::to_vec),
             });
             let (answer, moved) = match found {
-                None => (-1, key.len()),
+                None => (abi::GET_ABSENT, key.len()),
                 Some(value) => {
                     let dst = guest_range(guest, dst_ptr, dst_cap, "the value buffer of ordo.get")?;
                     if value.len() <= dst.len() {
@@ -531,7 +533,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
     linker.func_wrap(
         HOST_MODULE,
-        "put",
+        abi::import::PUT,
         |mut caller: Caller<'_, HostCtx>,
          key_ptr: i32,
          key_len: i32,
@@ -569,7 +571,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
     linker.func_wrap(
         HOST_MODULE,
-        "delete",
+        abi::import::DELETE,
         |mut caller: Caller<'_, HostCtx>, key_ptr: i32, key_len: i32| -> wasmtime::Result<()> {
             let memory = current_memory(&caller);
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
@@ -590,7 +592,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
     linker.func_wrap(
         HOST_MODULE,
-        "scan",
+        abi::import::SCAN,
         |mut caller: Caller<'_, HostCtx>,
          start_ptr: i32,
          start_len: i32,
@@ -603,7 +605,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
             let memory = current_memory(&caller);
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
             let start = guest_range(guest, start_ptr, start_len, "the start key of ordo.scan")?;
-            let end = if end_len == -1 {
+            let end = if end_len == abi::SCAN_NO_END {
                 None
             } else {
                 Some(guest_range(
@@ -683,7 +685,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
     linker.func_wrap(
         HOST_MODULE,
-        "set_result",
+        abi::import::SET_RESULT,
         |mut caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let memory = current_memory(&caller);
             let (guest, ctx) = memory.data_and_store_mut(&mut caller);
@@ -707,7 +709,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
 
     linker.func_wrap(
         HOST_MODULE,
-        "abort",
+        abi::import::ABORT,
         |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let reason = guest_text(&caller, ptr, len, "the reason of ordo.abort")?;
             Err(host_abort(AbortKind::User, reason))
@@ -719,7 +721,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     // change nothing but what is kept.
     linker.func_wrap(
         HOST_MODULE,
-        "log",
+        abi::import::LOG,
         |mut caller: Caller<'_, HostCtx>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let Some(level) = LogLevel::from_abi(level) else {
                 return Err(host_abort(
@@ -752,7 +754,7 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     // The SDK's panic hook: the panic's message and place, then a trap.
     linker.func_wrap(
         HOST_MODULE,
-        "panic",
+        abi::import::PANIC,
         |caller: Caller<'_, HostCtx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let message = guest_text(&caller, ptr, len, "the message of ordo.panic")?;
             Err(host_abort(
@@ -762,15 +764,21 @@ fn define_host_functions(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
         },
     )?;
 
-    linker.func_wrap(HOST_MODULE, "sequence", |caller: Caller<'_, HostCtx>| {
-        caller.data().tx.seq as i64
-    })?;
-    linker.func_wrap(HOST_MODULE, "now_ms", |caller: Caller<'_, HostCtx>| {
-        caller.data().tx.now_ms as i64
-    })?;
-    linker.func_wrap(HOST_MODULE, "random_seed", |caller: Caller<'_, HostCtx>| {
-        random_seed(caller.data().tx.seq) as i64
-    })?;
+    linker.func_wrap(
+        HOST_MODULE,
+        abi::import::SEQUENCE,
+        |caller: Caller<'_, HostCtx>| caller.data().tx.seq as i64,
+    )?;
+    linker.func_wrap(
+        HOST_MODULE,
+        abi::import::NOW_MS,
+        |caller: Caller<'_, HostCtx>| caller.data().tx.now_ms as i64,
+    )?;
+    linker.func_wrap(
+        HOST_MODULE,
+        abi::import::RANDOM_SEED,
+        |caller: Caller<'_, HostCtx>| random_seed(caller.data().tx.seq) as i64,
+    )?;
     Ok(())
 }
 
@@ -835,13 +843,22 @@ pub(crate) enum Export {
     Declaration,
 }
 
+/// The `encoding` argument a guest's `ordo_proc_*` export gets for
+/// arguments encoded as `encoding` (docs/ABI.md).
+pub(crate) fn abi_encoding(encoding: ArgsEncoding) -> i32 {
+    match encoding {
+        ArgsEncoding::Postcard => abi::ENCODING_POSTCARD,
+        ArgsEncoding::Json => abi::ENCODING_JSON,
+    }
+}
+
 /// One procedure call: what to run and the log-derived context it sees.
 pub(crate) struct Call<'a> {
     /// The procedure's index in its module's procedure list.
     pub procedure: usize,
     pub export: Export,
     pub args: &'a [u8],
-    /// The ABI encoding code (see `ArgsEncoding::abi_code`).
+    /// The ABI encoding code (`abi_encoding`).
     pub encoding: i32,
     pub seq: u64,
     pub now_ms: u64,
@@ -933,7 +950,7 @@ impl Sandbox {
                 )
             })?;
             let memory = instance
-                .get_memory(&mut self.store, "memory")
+                .get_memory(&mut self.store, MEMORY_EXPORT)
                 .expect("validated at deploy: the module exports its memory");
             let args_buffer = instance
                 .get_typed_func::<i32, i32>(&mut self.store, crate::module::ARGS_BUFFER_EXPORT)
@@ -1198,9 +1215,11 @@ impl Sandbox {
         })?;
         let message = || String::from_utf8_lossy(&self.store.data().tx.result).into_owned();
         match status {
-            0 => Ok(()),
-            1 => Err((Abort::new(AbortKind::User, message()), false)),
-            2 => Err((Abort::new(AbortKind::BadArguments, message()), false)),
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_ABORTED => Err((Abort::new(AbortKind::User, message()), false)),
+            abi::STATUS_BAD_ARGUMENTS => {
+                Err((Abort::new(AbortKind::BadArguments, message()), false))
+            }
             other => Err((
                 Abort::new(
                     AbortKind::Trap,
@@ -1237,7 +1256,7 @@ pub(crate) fn run_schema_exports(
         .instantiate(&mut store, module)
         .map_err(|err| failed("(instantiation)", &err))?;
     let memory = instance
-        .get_memory(&mut store, "memory")
+        .get_memory(&mut store, MEMORY_EXPORT)
         .expect("validated at deploy: the module exports its memory");
     store.data_mut().memory = Some(memory);
     let mut results = Vec::with_capacity(exports.len());
@@ -1253,7 +1272,7 @@ pub(crate) fn run_schema_exports(
             .call(&mut store, ())
             .map_err(|err| failed(export, &err))?;
         let result = std::mem::take(&mut store.data_mut().tx.result);
-        if status != 0 {
+        if status != abi::STATUS_OK {
             return Err((
                 export.clone(),
                 format!(

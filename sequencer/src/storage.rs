@@ -94,7 +94,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// either the old file or the new one, never a mix. Writes
     /// `<name>.tmp` in the same directory, fsyncs it, renames it over
     /// `path` and fsyncs the directory. The one implementation of this
-    /// dance in the crate (the manifest, `raft-meta`, Raft snapshots).
+    /// dance in ordo: the manifest, `raft-meta`, Raft snapshots and
+    /// `FAILED-SYNC` here, and through [`replace_file`] every other file
+    /// that is replaced whole.
     fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let temporary = temporary_path(path);
         let file = self.create_truncate(&temporary)?;
@@ -104,6 +106,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
         self.rename(&temporary, path)?;
         self.sync_dir(parent_dir(path))
     }
+}
+
+/// [`Storage::replace`] on the real file system, for files that do not live
+/// behind a [`Storage`]: the node's `engine-config.json`, a backup's
+/// `BACKUP.json`, the compiled-code cache, the `lost-entries` marker.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    OsStorage.replace(path, bytes)
 }
 
 /// `<path>.tmp`, where [`Storage::replace`] writes before renaming.

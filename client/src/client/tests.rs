@@ -9,6 +9,7 @@ use super::*;
 use crate::protocol::{FRAME_BYTES_MAX_DEFAULT, MAGIC, encode_frame_into};
 use std::collections::BTreeSet;
 use std::future::Future;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 /// Upper bound on any single wait; only reached when a test is failing.
@@ -45,10 +46,11 @@ async fn join<T>(server: JoinHandle<T>) -> T {
 async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> Option<T> {
     match within(read_frame(stream, FRAME_BYTES_MAX_DEFAULT)).await {
         Ok(payload) => Some(decode_payload(&payload).expect("client sent a bad frame")),
-        Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::UnexpectedEof => None,
-        Err(ReadError::Io(err)) if err.kind() == io::ErrorKind::ConnectionReset => None,
-        Err(ReadError::Io(err)) => panic!("fake server read failed: {err}"),
-        Err(ReadError::Protocol(err)) => panic!("client sent a bad frame: {err}"),
+        Err(ReadFrameError::Closed) => None,
+        Err(ReadFrameError::Io(err)) if err.kind() == io::ErrorKind::UnexpectedEof => None,
+        Err(ReadFrameError::Io(err)) if err.kind() == io::ErrorKind::ConnectionReset => None,
+        Err(ReadFrameError::Io(err)) => panic!("fake server read failed: {err}"),
+        Err(ReadFrameError::TooLarge(err)) => panic!("client sent a bad frame: {err}"),
     }
 }
 

@@ -45,6 +45,13 @@
 //! widened within one varint family (`u16 -> u32 -> u64 -> u128`, likewise
 //! signed; never from `u8`/`i8`, which are raw bytes). A field or variant
 //! that keeps its name but changes position is a change, not a rename.
+//!
+//! # The ABI
+//!
+//! [`abi`] holds the values the engine and the guest SDK must agree on
+//! (docs/ABI.md): status codes, import and export names, argument
+//! encodings, log levels, the key layout and [`abi::partition_key`]. It
+//! lives here because both sides already depend on this crate.
 
 #![no_std]
 
@@ -60,6 +67,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod abi;
 mod compat;
 #[cfg(feature = "json")]
 mod decode;

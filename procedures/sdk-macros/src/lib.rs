@@ -13,8 +13,18 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Token, Type};
 
-/// Longest procedure name the engine accepts (docs/ABI.md).
-const NAME_MAX: usize = 64;
+// The literals the generated code needs where Rust takes no constant
+// (`export_name`, `link_section`). The values live in `ordo_schema::abi`,
+// which the engine uses too; this crate does not depend on it (a new
+// dependency of the SDK's build would change the symbol hashes in every
+// module's name section, and so its bytes), so the generated code checks
+// each literal against it at compile time (`abi_checks`), along with the
+// name rule.
+const PROCEDURE_EXPORT_PREFIX: &str = "ordo_proc_";
+const DECLARATION_EXPORT_PREFIX: &str = "ordo_keys_";
+const SCHEMA_EXPORT_PREFIX: &str = "ordo_schema_";
+const TABLE_EXPORT_PREFIX: &str = "ordo_table_";
+const METADATA_SECTION: &str = "ordo.procedures";
 
 /// Turns a plain function into an ordo stored procedure.
 ///
@@ -227,7 +237,13 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
     }
 
     let name = sig.ident.unraw().to_string();
-    check_name(&name, sig.ident.span())?;
+    let name_check = check_name(
+        &name,
+        sig.ident.span(),
+        format!(
+            "procedure name `{name}` is not allowed: it must match [a-z_][a-z0-9_]* and be at most `ordo_sdk::__private::abi::NAME_BYTES_MAX` bytes"
+        ),
+    );
 
     let mut params = Vec::new();
     for input in &sig.inputs {
@@ -290,7 +306,7 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
     };
 
     let fn_ident = &sig.ident;
-    let export_name = format!("ordo_proc_{name}");
+    let export_name = format!("{PROCEDURE_EXPORT_PREFIX}{name}");
     let field_idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
     let field_types: Vec<&Type> = params.iter().map(|p| &p.ty).collect();
 
@@ -328,7 +344,7 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
     // The partition declaration: the same argument decoding as the
     // procedure, then the expressions with the parameters as locals.
     let keys_export = options.partitions.as_ref().map(|exprs| {
-        let keys_export_name = format!("ordo_keys_{name}");
+        let keys_export_name = format!("{DECLARATION_EXPORT_PREFIX}{name}");
         let declares = exprs.iter().map(|expr| {
             // Spanned so that "does not implement Partitions" points at
             // the expression.
@@ -387,8 +403,22 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
         meta.push_str(",\"migration\":true}\n");
     }
     let meta_len = meta.len();
+    let metadata_section = METADATA_SECTION;
     let meta_bytes = syn::LitByteStr::new(meta.as_bytes(), Span::call_site());
     let schema_export = schema_export(&name, &func, &params, options.read_only);
+
+    let mut abi_checks = vec![
+        name_check,
+        check_literal("PROCEDURE_EXPORT_PREFIX", PROCEDURE_EXPORT_PREFIX),
+        check_literal("SCHEMA_EXPORT_PREFIX", SCHEMA_EXPORT_PREFIX),
+        check_literal("METADATA_SECTION", METADATA_SECTION),
+    ];
+    if options.partitions.is_some() {
+        abi_checks.push(check_literal(
+            "DECLARATION_EXPORT_PREFIX",
+            DECLARATION_EXPORT_PREFIX,
+        ));
+    }
 
     Ok(quote! {
         #func
@@ -416,8 +446,12 @@ fn expand_with(options: Options, item: TokenStream2) -> syn::Result<TokenStream2
             #schema_export
 
             #[used]
-            #[cfg_attr(target_arch = "wasm32", unsafe(link_section = "ordo.procedures"))]
+            #[cfg_attr(target_arch = "wasm32", unsafe(link_section = #metadata_section))]
             static __ORDO_PROCEDURE_METADATA: [u8; #meta_len] = *#meta_bytes;
+
+            // Named, not `const _`: another anonymous item here would
+            // renumber serde's, changing symbol names in the module.
+            #( #abi_checks )*
         };
     })
 }
@@ -434,7 +468,7 @@ enum Return {
 /// (docs/ABI.md, "Schemas"). Parameter types must implement
 /// `ordo_sdk::Schema`; errors point at the parameter's type.
 fn schema_export(name: &str, func: &ItemFn, params: &[Param], read_only: bool) -> TokenStream2 {
-    let export_name = format!("ordo_schema_{name}");
+    let export_name = format!("{SCHEMA_EXPORT_PREFIX}{name}");
     let doc = doc_comment(&func.attrs);
     let names: Vec<String> = params.iter().map(|p| p.ident.unraw().to_string()).collect();
     let shapes = params.iter().map(|p| {
@@ -533,8 +567,15 @@ fn expand_table(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStre
     })?;
     let ident = &item.ident;
     let export_suffix = ident.unraw().to_string().to_lowercase();
-    check_table_export(&export_suffix, ident.span())?;
-    let export_name = format!("ordo_table_{export_suffix}");
+    let name_check = check_name(
+        &export_suffix,
+        ident.span(),
+        format!(
+            "#[table] constant `{ident}` cannot name an export: `{export_suffix}` must match [a-z_][a-z0-9_]* and be at most `ordo_sdk::__private::abi::NAME_BYTES_MAX` bytes"
+        ),
+    );
+    let prefix_check = check_literal("TABLE_EXPORT_PREFIX", TABLE_EXPORT_PREFIX);
+    let export_name = format!("{TABLE_EXPORT_PREFIX}{export_suffix}");
     let doc = doc_comment(&item.attrs);
     let finish = quote_spanned! {item.ty.span()=>
         ::ordo_sdk::__private::finish_table(&#ident, #doc)
@@ -547,45 +588,36 @@ fn expand_table(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStre
             extern "C" fn __ordo_table_export() -> i32 {
                 #finish
             }
+
+            #name_check
+            #prefix_check
         };
     })
 }
 
-fn check_table_export(suffix: &str, span: Span) -> syn::Result<()> {
-    let valid = !suffix.is_empty()
-        && suffix.len() <= NAME_MAX
-        && suffix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(syn::Error::new(
-            span,
-            format!(
-                "#[table] constant `{suffix}` cannot name an export: use at most {NAME_MAX} ASCII letters, digits and `_`"
-            ),
-        ))
+/// A compile-time check, pointing at `span`, that `name` may follow an
+/// export prefix by the engine's rule (`ordo_schema::abi::is_valid_name`).
+fn check_name(name: &str, span: Span, message: String) -> TokenStream2 {
+    quote_spanned! {span=>
+        #[allow(dead_code)]
+        const __ORDO_VALID_NAME: () =
+            ::core::assert!(::ordo_sdk::__private::abi::is_valid_name(#name), #message);
     }
 }
 
-fn check_name(name: &str, span: Span) -> syn::Result<()> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= NAME_MAX
-        && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(syn::Error::new(
-            span,
-            format!(
-                "procedure name `{name}` is not allowed: it must match [a-z_][a-z0-9_]* and be at most {NAME_MAX} bytes"
-            ),
-        ))
+/// A compile-time check that one of the literals above is the engine's.
+fn check_literal(constant: &str, literal: &str) -> TokenStream2 {
+    let check = Ident::new(&format!("__ORDO_SAME_{constant}"), Span::call_site());
+    let constant = Ident::new(constant, Span::call_site());
+    let message = format!(
+        "ordo-sdk-macros' `{constant}` is not `ordo_sdk::__private::abi::{constant}`: the SDK and its macros are out of step"
+    );
+    quote! {
+        #[allow(dead_code)]
+        const #check: () = ::core::assert!(
+            ::ordo_sdk::__private::abi::str_eq(::ordo_sdk::__private::abi::#constant, #literal),
+            #message
+        );
     }
 }
 

@@ -4,6 +4,15 @@
 //!
 //! Pointers are `*const u8`/`*mut u8`, which are `i32` on wasm32.
 
+// The attribute below needs a literal; this keeps it the engine's.
+const _: () = assert!(ordo_schema::abi::str_eq(
+    ordo_schema::abi::HOST_MODULE,
+    "ordo"
+));
+
+// The names of the functions below are the engine's import names
+// (`ordo_schema::abi::import`); a module importing anything else is refused at
+// deploy, which every example module's deploy in the tests checks.
 #[cfg(target_arch = "wasm32")]
 mod imp {
     #[link(wasm_import_module = "ordo")]
@@ -40,13 +49,13 @@ mod imp {
     }
 
     pub unsafe fn get(_: *const u8, _: i32, _: *mut u8, _: i32) -> i64 {
-        unavailable("get")
+        unavailable(ordo_schema::abi::import::GET)
     }
     pub unsafe fn put(_: *const u8, _: i32, _: *const u8, _: i32) {
-        unavailable("put")
+        unavailable(ordo_schema::abi::import::PUT)
     }
     pub unsafe fn delete(_: *const u8, _: i32) {
-        unavailable("delete")
+        unavailable(ordo_schema::abi::import::DELETE)
     }
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(
@@ -58,16 +67,16 @@ mod imp {
         _: *mut u8,
         _: i32,
     ) -> i64 {
-        unavailable("scan")
+        unavailable(ordo_schema::abi::import::SCAN)
     }
     pub unsafe fn set_result(_: *const u8, _: i32) {
-        unavailable("set_result")
+        unavailable(ordo_schema::abi::import::SET_RESULT)
     }
     pub unsafe fn abort(_: *const u8, _: i32) -> ! {
-        unavailable("abort")
+        unavailable(ordo_schema::abi::import::ABORT)
     }
     pub unsafe fn panic(_: *const u8, _: i32) -> ! {
-        unavailable("panic")
+        unavailable(ordo_schema::abi::import::PANIC)
     }
     /// Off the engine (a procedure's native unit tests), log lines go to
     /// standard error.
@@ -77,13 +86,13 @@ mod imp {
         std::eprintln!("[ordo log {level}] {}", String::from_utf8_lossy(text));
     }
     pub unsafe fn sequence() -> i64 {
-        unavailable("sequence")
+        unavailable(ordo_schema::abi::import::SEQUENCE)
     }
     pub unsafe fn now_ms() -> i64 {
-        unavailable("now_ms")
+        unavailable(ordo_schema::abi::import::NOW_MS)
     }
     pub unsafe fn random_seed() -> i64 {
-        unavailable("random_seed")
+        unavailable(ordo_schema::abi::import::RANDOM_SEED)
     }
 }
 

@@ -86,18 +86,11 @@ pub trait EncodeKey {
     fn encode_key(&self, out: &mut Vec<u8>);
 }
 
-/// The largest fixed-width class: classes `0..=32` mean "the first
-/// component is that many bytes".
-pub const CLASS_FIXED_MAX: u8 = 32;
-
-/// The class of byte-string keys (`String`, `str`, `Vec<u8>`, `[u8]`,
-/// [`Bytes`](crate::Bytes)): the first component is the escaped byte string
-/// up to and including its `0x00 0x00` terminator.
-pub const CLASS_BYTES: u8 = 0x80;
-
-/// The class meaning "the whole encoding is the first component"; the
+/// The classes, as the host reads them (`ordo_schema::abi`): `0..=CLASS_FIXED_MAX`
+/// a fixed width; [`CLASS_BYTES`] for byte-string keys (`String`, `str`,
+/// `Vec<u8>`, `[u8]`, [`Bytes`](crate::Bytes)); [`CLASS_WHOLE`], the
 /// default of [`EncodeKey::KEY_CLASS`].
-pub const CLASS_WHOLE: u8 = 0xFF;
+pub use ordo_schema::abi::{CLASS_BYTES, CLASS_FIXED_MAX, CLASS_WHOLE};
 
 /// A key that can also be decoded, for scans. See [`EncodeKey`].
 pub trait OrderedKey: EncodeKey + Sized {

@@ -315,6 +315,15 @@ pub use table::{Iter, Table};
 /// #[ordo_sdk::procedure(partitions(missing))]
 /// fn unknown_variable(a: u64) {}
 /// ```
+///
+/// So is a name the engine would refuse (`ordo_schema::abi::is_valid_name`,
+/// checked when the generated code compiles):
+///
+/// ```compile_fail
+/// #[ordo_sdk::procedure]
+/// #[allow(non_snake_case)]
+/// fn Transfer() {}
+/// ```
 pub use ordo_sdk_macros::{migration, procedure, table};
 
 /// The schema model (docs/PROCEDURES.md, "The procedure contract"):

@@ -18,11 +18,11 @@ use crate::host;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(i32)]
 pub enum Level {
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-    Trace = 5,
+    Error = ordo_schema::abi::log_level::ERROR,
+    Warn = ordo_schema::abi::log_level::WARN,
+    Info = ordo_schema::abi::log_level::INFO,
+    Debug = ordo_schema::abi::log_level::DEBUG,
+    Trace = ordo_schema::abi::log_level::TRACE,
 }
 
 /// Writes one line at `level`. The macros call this; use them instead.

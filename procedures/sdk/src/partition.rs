@@ -67,8 +67,8 @@ pub fn partition_of(raw_key: &[u8]) -> &[u8] {
 }
 
 /// The partition key of the part of a raw key after the table name's
-/// `0x00`: a class byte, then the encoded key. `None` if it does not follow
-/// the layout (the host then takes the whole raw key).
+/// `0x00` (a class byte, then the encoded key), or `None`: the host's code
+/// (`ordo_schema::abi`), copied; see `the_host_and_the_guest_agree`.
 fn partition_of_classified(classified: &[u8]) -> Option<&[u8]> {
     let (&class, rest) = classified.split_first()?;
     match class {
@@ -359,6 +359,51 @@ mod tests {
         let mut set = PartitionSet::new();
         p.declare(&mut set);
         set.into_keys().unwrap()
+    }
+
+    /// Every raw key up to 7 bytes over the bytes the rule looks at: the
+    /// guest's partition key is the host's (`ordo_schema::abi`).
+    ///
+    /// The guest keeps its own copy of the code rather than calling the
+    /// host's: moving it into `ordo_schema` changed the compiled example
+    /// modules (code placement and the line numbers in their panic
+    /// locations), and with them every module's fingerprint and the state
+    /// hash of any log that deploys one. Lines above the partition code
+    /// in this file are part of those bytes too.
+    #[test]
+    fn the_host_and_the_guest_agree() {
+        const ALPHABET: [u8; 7] = [0x00, 0x01, 0x02, 0x20, 0x80, 0xFF, b'a'];
+        let mut raw = Vec::new();
+        let mut checked = 0u64;
+        for len in 0..=7u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                raw.clear();
+                for _ in 0..len {
+                    raw.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                assert_eq!(
+                    partition_of(&raw),
+                    ordo_schema::abi::partition_key(&raw),
+                    "{raw:02x?}"
+                );
+                assert_eq!(
+                    partition_of_classified(&raw),
+                    ordo_schema::abi::partition_key_of_classified(&raw),
+                    "{raw:02x?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, (7u64.pow(8) - 1) / 6);
+        // Past the alphabet: a fixed class at its widest and every class.
+        for class in 0..=u8::MAX {
+            let mut raw = b"t\0".to_vec();
+            raw.push(class);
+            raw.extend_from_slice(&[7; 40]);
+            raw.extend_from_slice(b"\0\0");
+            assert_eq!(partition_of(&raw), ordo_schema::abi::partition_key(&raw));
+        }
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::host;
 pub use crate::partition::{PartitionSet, Partitions};
 pub use alloc::string::String;
 pub use alloc::vec;
+/// The engine's ABI values, which the generated code checks its literals
+/// against at compile time.
+pub use ordo_schema::abi;
 pub use serde;
 
 use core::marker::PhantomData;
@@ -22,9 +25,7 @@ use crate::key::EncodeKey;
 use crate::table::Table;
 
 /// Status codes of `ordo_proc_*` and `ordo_keys_*` (docs/ABI.md).
-pub const STATUS_OK: i32 = 0;
-pub const STATUS_ABORTED: i32 = 1;
-pub const STATUS_BAD_ARGUMENTS: i32 = 2;
+pub use ordo_schema::abi::{STATUS_ABORTED, STATUS_BAD_ARGUMENTS, STATUS_OK};
 
 /// How the arguments (and so the result) are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,8 +105,8 @@ pub fn decode_args<T: DeserializeOwned>(
     encoding: i32,
 ) -> Result<(T, Encoding), i32> {
     let encoding = match encoding {
-        0 => Encoding::Postcard,
-        1 => Encoding::Json,
+        ordo_schema::abi::ENCODING_POSTCARD => Encoding::Postcard,
+        ordo_schema::abi::ENCODING_JSON => Encoding::Json,
         other => {
             return Err(bad_arguments(format_args!(
                 "unknown argument encoding {other}"

@@ -138,7 +138,7 @@ impl RawScan {
     fn refill(&mut self) -> bool {
         let (end_ptr, end_len) = match &self.end {
             Some(end) => (end.as_ptr(), host::len_i32(end.len())),
-            None => (core::ptr::null(), -1),
+            None => (core::ptr::null(), ordo_schema::abi::SCAN_NO_END),
         };
         loop {
             if self.buf.len() < self.cap {

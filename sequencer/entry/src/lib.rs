@@ -37,16 +37,6 @@ pub enum ArgsEncoding {
     Json,
 }
 
-impl ArgsEncoding {
-    /// The value passed to a guest's `ordo_proc_*` export (see docs/ABI.md).
-    pub fn abi_code(self) -> i32 {
-        match self {
-            ArgsEncoding::Postcard => 0,
-            ArgsEncoding::Json => 1,
-        }
-    }
-}
-
 /// A call of a stored procedure.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invocation {

@@ -23,6 +23,7 @@
 //! length and the body. A frame that was forged, replayed, reordered,
 //! reflected or cut fails its tag and ends the connection.
 
+use ordo_frame::{FrameTooLarge, ReadFrameError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,9 +39,6 @@ const MAGIC: [u8; 8] = *b"ordopeer";
 const VERSION: u16 = 1;
 const NONCE_BYTES: usize = 32;
 const TAG_BYTES: usize = 16;
-/// Bytes of a frame body read per step: a frame's memory grows with
-/// what arrives, not with what its length prefix claims.
-const READ_STEP_BYTES: usize = 64 << 10;
 
 /// A byte stream to a peer: TCP, or TLS over TCP.
 pub trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
@@ -128,9 +126,8 @@ fn labelled(key: &[u8; 32], label: &[u8], transcript: &[u8]) -> blake3::Hash {
 
 async fn write_handshake(io: &mut Box<dyn PeerIo>, value: &impl Serialize) -> std::io::Result<()> {
     let body = postcard::to_stdvec(value).map_err(std::io::Error::other)?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    let frame = ordo_frame::encode_frame(&body, HANDSHAKE_FRAME_BYTES_MAX)
+        .map_err(std::io::Error::other)?;
     io.write_all(&frame).await?;
     io.flush().await
 }
@@ -138,15 +135,16 @@ async fn write_handshake(io: &mut Box<dyn PeerIo>, value: &impl Serialize) -> st
 async fn read_handshake<V: DeserializeOwned>(
     io: &mut Box<dyn PeerIo>,
 ) -> Result<V, HandshakeError> {
-    let mut length = [0u8; 4];
-    io.read_exact(&mut length).await?;
-    let length = u32::from_le_bytes(length) as usize;
-    if length > HANDSHAKE_FRAME_BYTES_MAX {
-        return Err(HandshakeError::TooLarge(length));
+    let mut body = Vec::new();
+    match ordo_frame::read_frame_into(io, HANDSHAKE_FRAME_BYTES_MAX, &mut body).await {
+        Ok(()) => {}
+        Err(ReadFrameError::TooLarge(err)) => return Err(HandshakeError::TooLarge(err.bytes)),
+        Err(ReadFrameError::Closed) => {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        Err(ReadFrameError::Io(err)) => return Err(err.into()),
     }
-    let mut body = [0u8; HANDSHAKE_FRAME_BYTES_MAX];
-    io.read_exact(&mut body[..length]).await?;
-    postcard::from_bytes(&body[..length]).map_err(HandshakeError::Malformed)
+    postcard::from_bytes(&body).map_err(HandshakeError::Malformed)
 }
 
 /// The accepting side: returns the channel and the authenticated member,
@@ -245,6 +243,13 @@ fn tags_equal(a: &[u8; TAG_BYTES], b: &[u8; TAG_BYTES]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+fn too_large(err: FrameTooLarge) -> ChannelError {
+    ChannelError::TooLarge {
+        bytes: err.bytes,
+        max: err.frame_bytes_max,
+    }
+}
+
 /// An authenticated link: postcard messages in MAC'd frames.
 pub struct PeerChannel {
     io: Box<dyn PeerIo>,
@@ -277,16 +282,12 @@ impl PeerChannel {
 
     pub async fn send(&mut self, value: &impl Serialize) -> Result<(), ChannelError> {
         self.buffer.clear();
-        self.buffer.extend_from_slice(&[0u8; 4]);
+        let start = ordo_frame::begin_frame(&mut self.buffer);
         let mut buffer = postcard::to_extend(value, std::mem::take(&mut self.buffer))
             .map_err(ChannelError::Encode)?;
-        let body_bytes = buffer.len() - 4;
-        let length = u32::try_from(body_bytes).map_err(|_| ChannelError::TooLarge {
-            bytes: body_bytes,
-            max: u32::MAX as usize,
-        })?;
-        buffer[..4].copy_from_slice(&length.to_le_bytes());
-        let tag = self.send.tag(&buffer[4..]);
+        // A length prefix says at most 4 GiB; the receiver's limit is its own.
+        ordo_frame::finish_frame(&mut buffer, start, usize::MAX).map_err(too_large)?;
+        let tag = self.send.tag(&buffer[ordo_frame::HEADER_BYTES..]);
         buffer.extend_from_slice(&tag);
         let written = self.io.write_all(&buffer).await;
         self.buffer = buffer;
@@ -301,28 +302,12 @@ impl PeerChannel {
         &mut self,
         frame_bytes_max: usize,
     ) -> Result<V, ChannelError> {
-        let mut length = [0u8; 4];
-        match self.io.read_exact(&mut length).await {
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(ChannelError::Closed);
-            }
-            Err(err) => return Err(err.into()),
-        }
-        let length = u32::from_le_bytes(length) as usize;
-        if length > frame_bytes_max {
-            return Err(ChannelError::TooLarge {
-                bytes: length,
-                max: frame_bytes_max,
-            });
-        }
-        let mut body = Vec::with_capacity(length.min(READ_STEP_BYTES));
-        let read = (&mut self.io)
-            .take(length as u64)
-            .read_to_end(&mut body)
-            .await?;
-        if read != length {
-            return Err(ChannelError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        let mut body = Vec::new();
+        match ordo_frame::read_frame_into(&mut self.io, frame_bytes_max, &mut body).await {
+            Ok(()) => {}
+            Err(ReadFrameError::Closed) => return Err(ChannelError::Closed),
+            Err(ReadFrameError::TooLarge(err)) => return Err(too_large(err)),
+            Err(ReadFrameError::Io(err)) => return Err(err.into()),
         }
         let mut tag = [0u8; TAG_BYTES];
         self.io.read_exact(&mut tag).await?;

@@ -131,11 +131,7 @@ pub fn write(dir: &Path, marker: &LostEntries) -> io::Result<()> {
         };
     }
     let bytes = postcard::to_stdvec(&marker).expect("the marker serializes");
-    let temporary = dir.join(format!("{LOST_ENTRIES_FILE}.tmp"));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::File::open(&temporary)?.sync_all()?;
-    std::fs::rename(&temporary, path(dir))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::storage::replace_file(&path(dir), &bytes)
 }
 
 /// Deletes the marker durably.
