@@ -354,6 +354,13 @@ pub fn run(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>) -> SeedR
             Ok(Err(violation)) => Some(violation),
             Err(message) => Some(format!("the simulated cluster panicked: {message}")),
         };
+        world.report.max_term = world
+            .members
+            .iter()
+            .filter_map(|member| member.running.as_ref())
+            .map(|running| running.log.handle().status().term)
+            .max()
+            .unwrap_or(0);
         // Stop every member before the runtime goes.
         for index in 0..world.members.len() {
             world.kill(index);
@@ -493,6 +500,13 @@ impl World {
     /// Raft stopped, and heals partitions whose time is up.
     async fn maintain(&mut self, faults: bool) -> Checked {
         let now = self.now_ns();
+        for member in &self.members {
+            if let Some(running) = &member.running
+                && let Some(panic) = running.tasks.panics().first()
+            {
+                return Err(format!("a task of member {} panicked: {panic}", member.id));
+            }
+        }
         for index in 0..self.members.len() {
             let member = &self.members[index];
             let stopped = member

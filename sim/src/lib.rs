@@ -155,6 +155,9 @@ pub struct SeedReport {
     pub duplicated_messages: u64,
     pub partitions: u64,
     pub failed_members: u64,
+    /// Cluster seeds: the highest Raft term a member reached (each
+    /// election, won or not, starts one).
+    pub max_term: u64,
     /// The first violation, if the checker found one.
     pub failure: Option<String>,
 }
@@ -183,6 +186,7 @@ impl SeedReport {
             duplicated_messages: 0,
             partitions: 0,
             failed_members: 0,
+            max_term: 0,
             failure: None,
         }
     }

@@ -140,7 +140,8 @@ fn print_report(report: &SeedReport) {
     );
     if report.topology == Topology::Cluster {
         println!(
-            "  cluster: {} partitions, {} messages lost, {} duplicated, {} members stopped by a storage failure",
+            "  cluster: term {} reached, {} partitions, {} messages lost, {} duplicated, {} members stopped by a storage failure",
+            report.max_term,
             report.partitions,
             report.dropped_messages,
             report.duplicated_messages,

@@ -100,6 +100,41 @@ mod member {
     #[derive(Clone, Default)]
     pub struct MemberTasks {
         tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+        /// What its tasks panicked with (tokio keeps a task's panic in
+        /// its join handle, which openraft does not always look at).
+        panics: Arc<Mutex<Vec<String>>>,
+    }
+
+    /// Polls the task's future, noting a panic in the member's list
+    /// before letting it unwind on into tokio.
+    pub(super) struct NotePanics<F> {
+        pub(super) future: std::pin::Pin<Box<F>>,
+        pub(super) panics: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl<F: std::future::Future> std::future::Future for NotePanics<F> {
+        type Output = F::Output;
+
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            context: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<F::Output> {
+            let future = self.future.as_mut();
+            let polled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(context)));
+            match polled {
+                Ok(poll) => poll,
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    self.panics.lock().push(message);
+                    std::panic::resume_unwind(payload)
+                }
+            }
+        }
     }
 
     tokio::task_local! {
@@ -109,6 +144,18 @@ mod member {
     impl MemberTasks {
         pub fn new() -> MemberTasks {
             MemberTasks::default()
+        }
+
+        /// What the member's tasks panicked with so far.
+        pub fn panics(&self) -> Vec<String> {
+            self.panics.lock().clone()
+        }
+
+        pub(super) fn noting_panics<F>(&self, future: F) -> NotePanics<F> {
+            NotePanics {
+                future: Box::pin(future),
+                panics: self.panics.clone(),
+            }
         }
 
         pub(super) fn register(&self, handle: tokio::task::AbortHandle) {
@@ -149,6 +196,7 @@ where
 {
     #[cfg(feature = "sim")]
     if let Ok(tasks) = member::MEMBER.try_with(Clone::clone) {
+        let future = tasks.noting_panics(future);
         let handle = tokio::spawn(member::MEMBER.scope(tasks.clone(), future));
         tasks.register(handle.abort_handle());
         return handle;
@@ -167,6 +215,7 @@ where
 {
     #[cfg(feature = "sim")]
     if let Ok(tasks) = member::MEMBER.try_with(Clone::clone) {
+        let future = tasks.noting_panics(future);
         let handle = runtime.spawn(member::MEMBER.scope(tasks.clone(), future));
         tasks.register(handle.abort_handle());
         return handle;
