@@ -27,7 +27,8 @@
 //! partitions (one member cut off, or the links of one pair) that heal.
 //! Then a liveness phase without faults, in which every request must be
 //! answered within [`LIVENESS_BOUND_NS`] and every member must reach the
-//! same position.
+//! same position; then every member loses power at once, and the cluster
+//! must come back to that position within the same bound.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -451,7 +452,44 @@ impl World {
             }
             self.step(false).await?;
         }
+        self.whole_cluster_power_loss().await?;
         self.check_log()
+    }
+
+    /// The end: every member loses power at once and starts again; they
+    /// must come back to the last committed position (nothing committed
+    /// may be lost with all of them), re-executing the whole log, whose
+    /// hashes are checked again at every batch.
+    async fn whole_cluster_power_loss(&mut self) -> Checked {
+        let last = self.history.keys().next_back().copied().unwrap_or(0);
+        for index in 0..self.members.len() {
+            self.kill(index);
+            self.members[index].disk.crash_randomly();
+        }
+        event(&mut self.trace, 34, &[last]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let restarted_ns = self.now_ns();
+        while !self.members_agree() {
+            if self.now_ns() - restarted_ns > LIVENESS_BOUND_NS {
+                let positions: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|member| match &member.running {
+                        Some(running) => {
+                            format!("{}: {}", member.id, running.executor.status().position)
+                        }
+                        None => format!("{}: down", member.id),
+                    })
+                    .collect();
+                return Err(format!(
+                    "after every member lost power, the cluster did not come back to seq {last} within {} ms of simulated time (members at {})",
+                    LIVENESS_BOUND_NS / 1_000_000,
+                    positions.join(", ")
+                ));
+            }
+            self.step(false).await?;
+        }
+        Ok(())
     }
 
     fn all_done(&self) -> bool {

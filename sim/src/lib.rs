@@ -1,4 +1,6 @@
-//! `ordo-sim`: a deterministic simulation of ordo's single-node pipeline.
+//! `ordo-sim`: a deterministic simulation of ordo: a single node's
+//! pipeline (this module) or a 3-member Raft cluster ([`cluster`]), per
+//! seed ([`Topology`]).
 //!
 //! One seed is one run, on one thread, in simulated time, over a
 //! simulated disk ([`SimStorage`]): seeded clients send bank transfers and
@@ -21,8 +23,8 @@
 //!
 //! The same seed gives the same run: [`SeedReport::trace_hash`] hashes
 //! every event, and a test runs seeds twice and compares. What is not
-//! simulated yet (a cluster, network faults, partition threads, the
-//! production node's threads, snapshots) is listed in docs/ARCHITECTURE.md.
+//! simulated yet (snapshots, membership changes, the TCP transport, the
+//! production node's threads) is listed in docs/ARCHITECTURE.md.
 
 pub mod cluster;
 pub mod model;
