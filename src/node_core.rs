@@ -46,14 +46,22 @@ pub enum InjectedBug {
     /// Swap the first two entries of a batch after it was logged and
     /// before it runs: the executed order is not the log's order.
     ReorderEntries,
+    /// A Raft candidate counts its own vote a second time, in place of
+    /// the first member that refuses it or does not answer, so in a
+    /// 3-member cluster it wins an election on its vote alone. Planted in
+    /// the simulator's in-memory Raft transport
+    /// (`ordo_sequencer::raft::memory`), not in this core; cluster seeds
+    /// only.
+    CountVoteTwice,
 }
 
 impl InjectedBug {
-    pub const ALL: [InjectedBug; 4] = [
+    pub const ALL: [InjectedBug; 5] = [
         InjectedBug::AckBeforeFsync,
         InjectedBug::SkipExactlyOnce,
         InjectedBug::ApplyTwice,
         InjectedBug::ReorderEntries,
+        InjectedBug::CountVoteTwice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +70,7 @@ impl InjectedBug {
             InjectedBug::SkipExactlyOnce => "skip-exactly-once",
             InjectedBug::ApplyTwice => "apply-twice",
             InjectedBug::ReorderEntries => "reorder-entries",
+            InjectedBug::CountVoteTwice => "count-vote-twice",
         }
     }
 
@@ -78,6 +87,9 @@ impl InjectedBug {
             InjectedBug::ApplyTwice => "executes every synced batch twice",
             InjectedBug::ReorderEntries => {
                 "swaps the first two entries of a batch between log and execution"
+            }
+            InjectedBug::CountVoteTwice => {
+                "makes a Raft candidate count its own vote twice (cluster seeds)"
             }
         }
     }

@@ -1,4 +1,6 @@
-//! `ordo-sim`: a deterministic simulation of ordo's single-node pipeline.
+//! `ordo-sim`: a deterministic simulation of ordo: a single node's
+//! pipeline (this module) or a 3-member Raft cluster ([`cluster`]), per
+//! seed ([`Topology`]).
 //!
 //! One seed is one run, on one thread, in simulated time, over a
 //! simulated disk ([`SimStorage`]): seeded clients send bank transfers and
@@ -21,9 +23,10 @@
 //!
 //! The same seed gives the same run: [`SeedReport::trace_hash`] hashes
 //! every event, and a test runs seeds twice and compares. What is not
-//! simulated yet (a cluster, network faults, partition threads, the
-//! production node's threads, snapshots) is listed in docs/ARCHITECTURE.md.
+//! simulated yet (snapshots, membership changes, the TCP transport, the
+//! production node's threads) is listed in docs/ARCHITECTURE.md.
 
+pub mod cluster;
 pub mod model;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -90,12 +93,49 @@ impl Rng {
     }
 }
 
+/// What a seed simulates: one node (the file log and the node's core),
+/// or a 3-member Raft cluster ([`cluster`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    Single,
+    Cluster,
+}
+
+impl Topology {
+    /// The topology of `seed` when none is forced: a third of the seeds
+    /// are clusters. Drawn from its own stream, so a single-node seed runs
+    /// exactly as it did before clusters existed.
+    pub fn of_seed(seed: u64) -> Topology {
+        if Rng::new(seed ^ 0x746f_706f_6c6f_6779).chance(333) {
+            Topology::Cluster
+        } else {
+            Topology::Single
+        }
+    }
+
+    /// The topology a planted bug needs, if it needs one.
+    pub fn of_bug(bug: InjectedBug) -> Topology {
+        match bug {
+            InjectedBug::CountVoteTwice => Topology::Cluster,
+            _ => Topology::Single,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Single => "single node",
+            Topology::Cluster => "3-member cluster",
+        }
+    }
+}
+
 /// What one seed ran and found.
 #[derive(Clone, Debug)]
 pub struct SeedReport {
     pub seed: u64,
     pub bug: Option<InjectedBug>,
     pub options: Options,
+    pub topology: Topology,
     /// Hash of every event of the run: equal for two runs of one seed.
     pub trace_hash: u64,
     pub steps: u64,
@@ -110,17 +150,60 @@ pub struct SeedReport {
     /// Starts refused by an I/O error (and tried again).
     pub failed_starts: u64,
     pub last_seq: u64,
+    /// Cluster seeds: messages the network lost (partitions included)
+    /// and duplicated, partitions made, and members whose Raft stopped on
+    /// a storage failure (and were restarted).
+    pub dropped_messages: u64,
+    pub duplicated_messages: u64,
+    pub partitions: u64,
+    pub failed_members: u64,
+    /// Cluster seeds: the highest Raft term a member reached (each
+    /// election, won or not, starts one).
+    pub max_term: u64,
     /// The first violation, if the checker found one.
     pub failure: Option<String>,
 }
 
 impl SeedReport {
+    /// A report of nothing yet.
+    pub fn empty(seed: u64, options: Options, topology: Topology) -> SeedReport {
+        SeedReport {
+            seed,
+            bug: options.bug,
+            options,
+            topology,
+            trace_hash: 0,
+            steps: 0,
+            simulated_ms: 0,
+            clients: 0,
+            acknowledged: 0,
+            stale_reads: 0,
+            process_kills: 0,
+            power_losses: 0,
+            failed_syncs: 0,
+            torn_writes: 0,
+            failed_starts: 0,
+            last_seq: 0,
+            dropped_messages: 0,
+            duplicated_messages: 0,
+            partitions: 0,
+            failed_members: 0,
+            max_term: 0,
+            failure: None,
+        }
+    }
+
     /// The command that runs this seed again.
     pub fn replay_command(&self) -> String {
         let mut command = format!("cargo run --release -p ordo-sim -- --seed {}", self.seed);
         if let Some(bug) = self.bug {
             command.push_str(" --inject ");
             command.push_str(bug.name());
+        }
+        match self.options.topology {
+            Some(Topology::Single) => command.push_str(" --single"),
+            Some(Topology::Cluster) => command.push_str(" --cluster"),
+            None => {}
         }
         if self.options.process_restart_after_failed_fsync {
             command.push_str(" --process-restart-after-failed-fsync");
@@ -222,11 +305,11 @@ impl Client {
 
 /// A stale read, to be checked against the model at its position.
 #[derive(Clone, Debug)]
-struct StaleRead {
-    client: usize,
-    position: u64,
-    key: ReadKey,
-    answer: Answer,
+pub(crate) struct StaleRead {
+    pub(crate) client: usize,
+    pub(crate) position: u64,
+    pub(crate) key: ReadKey,
+    pub(crate) answer: Answer,
 }
 
 /// The answer to a request, on its way back to the client.
@@ -266,6 +349,9 @@ pub struct Options {
     /// would), not the machine; without it each seed picks one or the
     /// other. See docs/ARCHITECTURE.md, "What the simulator found".
     pub process_restart_after_failed_fsync: bool,
+    /// The topology to run; `None`: the seed's ([`Topology::of_seed`]),
+    /// or the planted bug's ([`Topology::of_bug`]).
+    pub topology: Option<Topology>,
 }
 
 /// Runs seed `seed`, with `bug` planted if given.
@@ -282,6 +368,18 @@ pub fn run_seed(seed: u64, bug: Option<InjectedBug>, compiler: &Arc<ModuleCompil
 
 /// Runs seed `seed` with `options`.
 pub fn run_seed_with(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>) -> SeedReport {
+    let topology = options
+        .topology
+        .or(options.bug.map(Topology::of_bug))
+        .unwrap_or_else(|| Topology::of_seed(seed));
+    match topology {
+        Topology::Single => run_single(seed, options, compiler),
+        Topology::Cluster => cluster::run(seed, options, compiler),
+    }
+}
+
+/// Runs single-node seed `seed`.
+fn run_single(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>) -> SeedReport {
     let bug = options.bug;
     let mut rng = Rng::new(seed);
     let shape = Shape::pick(&mut rng);
@@ -300,24 +398,8 @@ pub fn run_seed_with(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>
             observed: 0,
         });
     }
-    let report = SeedReport {
-        seed,
-        bug,
-        options,
-        trace_hash: 0,
-        steps: 0,
-        simulated_ms: 0,
-        clients: shape.clients,
-        acknowledged: 0,
-        stale_reads: 0,
-        process_kills: 0,
-        power_losses: 0,
-        failed_syncs: 0,
-        torn_writes: 0,
-        failed_starts: 0,
-        last_seq: 0,
-        failure: None,
-    };
+    let mut report = SeedReport::empty(seed, options, Topology::Single);
+    report.clients = shape.clients;
     let mut world = World {
         bug,
         options,
@@ -352,7 +434,7 @@ pub fn run_seed_with(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>
 type Checked = Result<(), String>;
 
 /// Adds one event to the run's trace.
-fn event(trace: &mut Xxh3, tag: u8, values: &[u64]) {
+pub(crate) fn event(trace: &mut Xxh3, tag: u8, values: &[u64]) {
     trace.update(&[tag]);
     for value in values {
         trace.update(&value.to_le_bytes());
@@ -906,7 +988,7 @@ impl World {
     }
 }
 
-fn check_read(model: &Model, read: &StaleRead) -> Checked {
+pub(crate) fn check_read(model: &Model, read: &StaleRead) -> Checked {
     let want = model.read(&read.key);
     if want != read.answer {
         return Err(format!(

@@ -6,15 +6,16 @@
 //! ordo-sim --seeds N [--from S] N seeds from S (default 0)
 //! ordo-sim --inject BUG ...    plant a bug; the checker must catch it
 //! ordo-sim --inject list       the bugs it can plant
+//! ordo-sim --single | --cluster force the topology (default: the seed's)
 //! ```
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use ordo::node_core::InjectedBug;
-use ordo_sim::{Options, SeedReport, run_seed_with, shared_compiler};
+use ordo_sim::{Options, SeedReport, Topology, run_seed_with, shared_compiler};
 
-const USAGE: &str = "usage: ordo-sim (--seed S | --seeds N [--from S]) [--inject BUG] [--keep-going] [--process-restart-after-failed-fsync]\n       ordo-sim --inject list";
+const USAGE: &str = "usage: ordo-sim (--seed S | --seeds N [--from S]) [--inject BUG] [--keep-going] [--process-restart-after-failed-fsync] [--single | --cluster]\n       ordo-sim --inject list";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -40,6 +41,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut bug = None;
     let mut keep_going = false;
     let mut process_restart_after_failed_fsync = false;
+    let mut topology = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -47,6 +49,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--seeds" => seeds = Some(number("--seeds", args.next())?),
             "--from" => from = number("--from", args.next())?,
             "--keep-going" => keep_going = true,
+            "--single" => topology = Some(Topology::Single),
+            "--cluster" => topology = Some(Topology::Cluster),
             "--process-restart-after-failed-fsync" => process_restart_after_failed_fsync = true,
             "--inject" => {
                 let name = args.next().ok_or("--inject needs a bug's name")?;
@@ -70,6 +74,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let options = Options {
         bug,
         process_restart_after_failed_fsync,
+        topology,
     };
     let compiler = shared_compiler();
     if let Some(seed) = seed {
@@ -86,10 +91,12 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut failed = 0u64;
     let mut ran = 0u64;
     let mut acknowledged = 0u64;
+    let mut clusters = 0u64;
     for seed in from..from.saturating_add(count) {
         let report = run_seed_with(seed, options, &compiler);
         ran += 1;
         acknowledged += report.acknowledged;
+        clusters += u64::from(report.topology == Topology::Cluster);
         if report.failure.is_some() {
             failed += 1;
             print_report(&report);
@@ -100,7 +107,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{ran} seeds from {from} in {seconds:.1} s ({:.0} seeds/minute on one core), {acknowledged} acknowledged transactions checked, {failed} failed{}",
+        "{ran} seeds from {from} ({clusters} clusters) in {seconds:.1} s ({:.0} seeds/minute on one core), {acknowledged} acknowledged transactions checked, {failed} failed{}",
         ran as f64 * 60.0 / seconds.max(1e-9),
         bug.map_or(String::new(), |bug| format!(
             ", with {} planted",
@@ -116,8 +123,9 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
 
 fn print_report(report: &SeedReport) {
     println!(
-        "seed {}: {} steps, {} ms simulated, {} clients, {} acknowledged, {} stale reads, {} process kills, {} power losses, {} failed fsyncs, {} torn writes, last seq {}, trace {:016x}",
+        "seed {} ({}): {} steps, {} ms simulated, {} clients, {} acknowledged, {} stale reads, {} process kills, {} power losses, {} failed fsyncs, {} torn writes, last seq {}, trace {:016x}",
         report.seed,
+        report.topology.name(),
         report.steps,
         report.simulated_ms,
         report.clients,
@@ -130,6 +138,16 @@ fn print_report(report: &SeedReport) {
         report.last_seq,
         report.trace_hash
     );
+    if report.topology == Topology::Cluster {
+        println!(
+            "  cluster: term {} reached, {} partitions, {} messages lost, {} duplicated, {} members stopped by a storage failure",
+            report.max_term,
+            report.partitions,
+            report.dropped_messages,
+            report.duplicated_messages,
+            report.failed_members
+        );
+    }
     match &report.failure {
         Some(failure) => {
             println!("  FAILED: {failure}");

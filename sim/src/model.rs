@@ -29,6 +29,10 @@ pub enum Op {
         key: u64,
         value: u64,
     },
+    /// A read-only procedure through the log (a linearizable read).
+    Read {
+        key: ReadKey,
+    },
 }
 
 impl Op {
@@ -38,6 +42,7 @@ impl Op {
             Op::OpenAccounts { .. } => "open_many",
             Op::Transfer { .. } => "transfer",
             Op::Append { .. } => "append",
+            Op::Read { key } => key.procedure(),
         }
     }
 
@@ -48,6 +53,7 @@ impl Op {
             Op::OpenAccounts { count, balance } => postcard::to_stdvec(&(0u64, *count, *balance)),
             Op::Transfer { from, to, amount } => postcard::to_stdvec(&(*from, *to, *amount)),
             Op::Append { key, value } => postcard::to_stdvec(&(*key, *value)),
+            Op::Read { key } => return key.args(),
         };
         encoded.expect("encoding integers into a Vec cannot fail")
     }
@@ -74,6 +80,18 @@ impl Op {
                 "append" => {
                     let (key, value) = postcard::from_bytes(&invocation.args).ok()?;
                     Some(Op::Append { key, value })
+                }
+                "balance" => {
+                    let (id,): (u64,) = postcard::from_bytes(&invocation.args).ok()?;
+                    Some(Op::Read {
+                        key: ReadKey::Balance(id),
+                    })
+                }
+                "read" => {
+                    let (key,): (u64,) = postcard::from_bytes(&invocation.args).ok()?;
+                    Some(Op::Read {
+                        key: ReadKey::List(key),
+                    })
                 }
                 _ => None,
             },
@@ -178,11 +196,19 @@ impl Model {
                     postcard::to_stdvec(list).expect("encoding a list into a Vec cannot fail"),
                 )
             }
+            Op::Read { key } => self.read(key),
         }
     }
 
     /// What a read-only `balance(id)` or `read(key)` answers now.
     pub fn read(&self, read: &ReadKey) -> Answer {
+        let module = match read {
+            ReadKey::Balance(_) => "bank",
+            ReadKey::List(_) => "lists",
+        };
+        if !self.deployed.contains_key(module) {
+            return Answer::Aborted(AbortKind::UnknownProcedure);
+        }
         match read {
             ReadKey::Balance(id) => match self.accounts.get(id) {
                 Some(balance) => Answer::Committed(

@@ -20,7 +20,10 @@
 
 pub mod auth;
 pub mod lost;
+#[cfg(feature = "sim")]
+pub mod memory;
 pub mod network;
+pub mod runtime;
 pub mod state_machine;
 pub mod store;
 
@@ -53,6 +56,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = runtime::OrdoRuntime,
 );
 
 /// Identifies a proposal so the proposing node can find the callers to
@@ -413,6 +417,12 @@ impl RaftHandle {
         self.node_id
     }
 
+    /// openraft's handle (the simulator routes RPCs to it).
+    #[cfg(feature = "sim")]
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
     /// This member's snapshot files (what a backup of it copies).
     pub fn snapshots(&self) -> &SnapshotStore {
         &self.snapshots
@@ -423,7 +433,7 @@ impl RaftHandle {
     pub fn save_snapshot(&self, image: SnapshotImage) {
         let snapshots = self.snapshots.clone();
         let raft = self.raft.clone();
-        self.runtime.spawn(async move {
+        runtime::spawn_on(&self.runtime, async move {
             let saved = tokio::task::spawn_blocking(move || snapshots.save(&image)).await;
             match saved {
                 Ok(Ok(())) => {
@@ -505,49 +515,40 @@ pub struct RaftLog<T> {
     in_flight: Arc<InFlight>,
     proposals_in_flight: usize,
     abandon: Arc<dyn Fn(T, String) + Send + Sync>,
-    // Dropped last: the runtime runs Raft's tasks.
-    _runtime: Arc<tokio::runtime::Runtime>,
+    // Dropped last: the runtime runs Raft's tasks. `None` on the
+    // simulator's runtime, which the simulator drives (and whose member
+    // tasks it kills) itself.
+    _runtime: Option<Arc<tokio::runtime::Runtime>>,
 }
 
-impl<T: Send + 'static> RaftLog<T> {
-    /// Starts this node's Raft: opens its journal and latest snapshot,
-    /// listens for peers, and initialises the cluster if this node has
-    /// never been part of one (every member does so with the same
-    /// membership, which is safe: they all write the same first entry).
-    ///
-    /// Returns the log and the snapshot the engine must be restored from
-    /// before executing anything delivered. `abandon` is called with the
-    /// token of a proposal that will never be answered by this node (lost
-    /// in a leader change; it may still commit, in which case a retry
-    /// with the same request id finds its outcome).
-    pub fn start(
-        config: ClusterConfig,
+/// What a member opens from its Raft directory before Raft starts: the
+/// same for the TCP members of production and the simulator's.
+struct Prepared<T> {
+    snapshots: Arc<SnapshotStore>,
+    latest: Option<SnapshotImage>,
+    lost: Option<lost::LostEntries>,
+    votes_refused: Arc<AtomicBool>,
+    pending: state_machine::Pending<T>,
+    state_machine: state_machine::StateMachine<T>,
+    peers: network::Peers,
+    raft_config: Arc<Config>,
+}
+
+impl<T: Send + 'static> Prepared<T> {
+    /// Checks the membership, and opens the snapshots, the lost-entries
+    /// marker and the state machine of `config.dir`.
+    fn open(
+        config: &ClusterConfig,
         deliveries: Sender<Delivery<T>>,
-        abandon: impl Fn(T, String) + Send + Sync + 'static,
-        boot: u64,
-    ) -> Result<(RaftLog<T>, Option<SnapshotImage>), ClusterError> {
-        let Some(own_addr) = config
-            .members
-            .get(&config.node_id)
-            .map(|addrs| addrs.replication.clone())
-        else {
+    ) -> Result<Prepared<T>, ClusterError> {
+        if !config.members.contains_key(&config.node_id) {
             return Err(ClusterError::NotAMember {
                 node_id: config.node_id,
                 members: config.members.keys().copied().collect(),
             });
-        };
+        }
         std::fs::create_dir_all(&config.dir)
             .map_err(|err| ClusterError::Storage(format!("{}: {err}", config.dir.display())))?;
-        let runtime = Arc::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("ordo-raft")
-                .enable_all()
-                .build()
-                .map_err(|err| ClusterError::Raft(format!("cannot start a runtime: {err}")))?,
-        );
-        let log_store = store::LogStore::open(&config.dir)
-            .map_err(|err| ClusterError::Storage(err.to_string()))?;
         let snapshots = Arc::new(
             SnapshotStore::open(config.dir.join("snapshots"))
                 .map_err(|err| ClusterError::Storage(err.to_string()))?,
@@ -600,61 +601,112 @@ impl<T: Send + 'static> RaftLog<T> {
         }
         .validate()
         .map_err(|err| ClusterError::Raft(err.to_string()))?;
-        let members = config.members.clone();
+        Ok(Prepared {
+            snapshots,
+            latest,
+            lost,
+            votes_refused,
+            pending,
+            state_machine,
+            peers,
+            raft_config: Arc::new(raft_config),
+        })
+    }
+}
+
+/// Initialises the cluster if this node has never been part of one.
+async fn initialize_if_new(
+    raft: &Raft<TypeConfig>,
+    members: &BTreeMap<u64, MemberAddrs>,
+) -> Result<(), ClusterError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|err| ClusterError::Raft(err.to_string()))?;
+    if !initialized {
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, addrs)| {
+                (
+                    *id,
+                    BasicNode {
+                        addr: addrs.replication.clone(),
+                    },
+                )
+            })
+            .collect();
+        // Another member may have got there first and replicated to us:
+        // then this is refused, harmlessly.
+        let _ = raft.initialize(nodes).await;
+    }
+    Ok(())
+}
+
+impl<T: Send + 'static> RaftLog<T> {
+    /// Starts this node's Raft: opens its journal and latest snapshot,
+    /// listens for peers, and initialises the cluster if this node has
+    /// never been part of one (every member does so with the same
+    /// membership, which is safe: they all write the same first entry).
+    ///
+    /// Returns the log and the snapshot the engine must be restored from
+    /// before executing anything delivered. `abandon` is called with the
+    /// token of a proposal that will never be answered by this node (lost
+    /// in a leader change; it may still commit, in which case a retry
+    /// with the same request id finds its outcome).
+    pub fn start(
+        config: ClusterConfig,
+        deliveries: Sender<Delivery<T>>,
+        abandon: impl Fn(T, String) + Send + Sync + 'static,
+        boot: u64,
+    ) -> Result<(RaftLog<T>, Option<SnapshotImage>), ClusterError> {
+        let prepared = Prepared::open(&config, deliveries)?;
+        let own_addr = config.members[&config.node_id].replication.clone();
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ordo-raft")
+                .enable_all()
+                .build()
+                .map_err(|err| ClusterError::Raft(format!("cannot start a runtime: {err}")))?,
+        );
+        let log_store = store::LogStore::open(&config.dir)
+            .map_err(|err| ClusterError::Storage(err.to_string()))?;
         let election_timeout_min = config.election_timeout_min;
-        let listen_addr = own_addr.clone();
         let node_id = config.node_id;
         let inbox: network::Inbox = Arc::new(Mutex::new(Vec::new()));
-        let outbox = Arc::new(Mutex::new(Vec::new()));
         let raft = runtime.block_on({
-            let peers = peers.clone();
+            let peers = prepared.peers.clone();
             let inbox = inbox.clone();
-            let votes_refused = votes_refused.clone();
+            let votes_refused = prepared.votes_refused.clone();
+            let raft_config = prepared.raft_config.clone();
+            let members = &config.members;
+            let state_machine = prepared.state_machine;
             async move {
                 let listener =
-                    tokio::net::TcpListener::bind(&listen_addr)
+                    tokio::net::TcpListener::bind(&own_addr)
                         .await
                         .map_err(|source| ClusterError::Listen {
-                            addr: listen_addr.clone(),
+                            addr: own_addr.clone(),
                             source,
                         })?;
                 let raft = Raft::new(
                     node_id,
-                    Arc::new(raft_config),
+                    raft_config,
                     network::Network::new(peers.clone()),
                     log_store,
                     state_machine,
                 )
                 .await
                 .map_err(|err| ClusterError::Raft(err.to_string()))?;
-                tokio::spawn(network::serve(
+                runtime::spawn(network::serve(
                     listener,
                     raft.clone(),
                     peers,
-                    inbox.clone(),
+                    inbox,
                     votes_refused,
                     2 * election_timeout_min,
                 ));
-                let initialized = raft
-                    .is_initialized()
-                    .await
-                    .map_err(|err| ClusterError::Raft(err.to_string()))?;
-                if !initialized {
-                    let nodes: BTreeMap<u64, BasicNode> = members
-                        .iter()
-                        .map(|(id, addrs)| {
-                            (
-                                *id,
-                                BasicNode {
-                                    addr: addrs.replication.clone(),
-                                },
-                            )
-                        })
-                        .collect();
-                    // Another member may have got there first and
-                    // replicated to us: then this is refused, harmlessly.
-                    let _ = raft.initialize(nodes).await;
-                }
+                initialize_if_new(&raft, members).await?;
                 Ok::<_, ClusterError>(raft)
             }
         })?;
@@ -662,26 +714,109 @@ impl<T: Send + 'static> RaftLog<T> {
             node_id,
             raft,
             runtime: runtime.handle().clone(),
-            peers,
-            snapshots,
-            outbox,
+            peers: prepared.peers,
+            snapshots: prepared.snapshots,
+            outbox: Arc::new(Mutex::new(Vec::new())),
             inbox,
         };
-        if let Some(lost) = lost {
-            runtime.spawn(watch_catch_up(
-                handle.raft.clone(),
-                lost,
-                config.dir.clone(),
-                votes_refused,
-            ));
+        if let Some(lost) = prepared.lost {
+            runtime::spawn_on(
+                &handle.runtime,
+                watch_catch_up(
+                    handle.raft.clone(),
+                    lost,
+                    config.dir.clone(),
+                    prepared.votes_refused,
+                ),
+            );
         }
-        runtime.spawn(log_role_changes(handle.raft.clone()));
-        runtime.spawn(network::report_checkpoints(
-            handle.raft.clone(),
-            handle.peers.clone(),
-            handle.outbox.clone(),
-        ));
-        let log = RaftLog {
+        runtime::spawn_on(&handle.runtime, log_role_changes(handle.raft.clone()));
+        runtime::spawn_on(
+            &handle.runtime,
+            network::report_checkpoints(
+                handle.raft.clone(),
+                handle.peers.clone(),
+                handle.outbox.clone(),
+            ),
+        );
+        let log = RaftLog::assemble(
+            handle,
+            boot,
+            prepared.pending,
+            config.proposals_in_flight,
+            Arc::new(abandon),
+            Some(runtime),
+        );
+        Ok((log, prepared.latest))
+    }
+
+    /// The simulator's member (`sim/`): Raft on the current runtime (a
+    /// current-thread one on simulated time), its journal and vote on
+    /// `storage` with the syncer taking `sync_latency()` per fdatasync,
+    /// and `network` as its transport. Call it inside the member's
+    /// [`runtime::MemberTasks`] scope, so that killing the member stops
+    /// everything this starts. `deliveries` must be unbounded (see
+    /// [`runtime::blocking`]). No listener: the simulated network hands
+    /// RPCs to the target's [`Raft`] directly, without the TCP transport's
+    /// authentication, its vote refusal for members that lost entries
+    /// (no marker is ever written in the simulator) and its "stand
+    /// instead of a refused candidate" shortcut; and no check point
+    /// reports (the simulator compares every member's hashes itself).
+    #[cfg(feature = "sim")]
+    pub async fn start_simulated<N>(
+        config: ClusterConfig,
+        storage: Arc<dyn crate::storage::Storage>,
+        sync_latency: Arc<dyn Fn() -> Duration + Send + Sync>,
+        network: N,
+        deliveries: Sender<Delivery<T>>,
+        abandon: impl Fn(T, String) + Send + Sync + 'static,
+        boot: u64,
+    ) -> Result<(RaftLog<T>, Option<SnapshotImage>), ClusterError>
+    where
+        N: openraft::RaftNetworkFactory<TypeConfig>,
+    {
+        let prepared = Prepared::open(&config, deliveries)?;
+        let log_store = store::LogStore::open_simulated(&config.dir, storage, sync_latency)
+            .map_err(|err| ClusterError::Storage(err.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            prepared.raft_config.clone(),
+            network,
+            log_store,
+            prepared.state_machine,
+        )
+        .await
+        .map_err(|err| ClusterError::Raft(err.to_string()))?;
+        initialize_if_new(&raft, &config.members).await?;
+        let handle = RaftHandle {
+            node_id: config.node_id,
+            raft,
+            runtime: tokio::runtime::Handle::current(),
+            peers: prepared.peers,
+            snapshots: prepared.snapshots,
+            outbox: Arc::new(Mutex::new(Vec::new())),
+            inbox: Arc::new(Mutex::new(Vec::new())),
+        };
+        let log = RaftLog::assemble(
+            handle,
+            boot,
+            prepared.pending,
+            config.proposals_in_flight,
+            Arc::new(abandon),
+            None,
+        );
+        Ok((log, prepared.latest))
+    }
+
+    fn assemble(
+        handle: RaftHandle,
+        boot: u64,
+        pending: state_machine::Pending<T>,
+        proposals_in_flight: usize,
+        abandon: Arc<dyn Fn(T, String) + Send + Sync>,
+        runtime: Option<Arc<tokio::runtime::Runtime>>,
+    ) -> RaftLog<T> {
+        RaftLog {
             handle,
             boot,
             counter: AtomicU64::new(0),
@@ -690,11 +825,16 @@ impl<T: Send + 'static> RaftLog<T> {
                 count: Mutex::new(0),
                 freed: Condvar::new(),
             }),
-            proposals_in_flight: config.proposals_in_flight.max(1),
-            abandon: Arc::new(abandon),
+            proposals_in_flight: proposals_in_flight.max(1),
+            abandon,
             _runtime: runtime,
-        };
-        Ok((log, latest))
+        }
+    }
+
+    /// Whether a proposal now would go out without waiting for one in
+    /// flight (the simulator, on one thread, must never wait).
+    pub fn has_room(&self) -> bool {
+        *self.in_flight.count.lock() < self.proposals_in_flight
     }
 
     pub fn handle(&self) -> RaftHandle {
@@ -759,7 +899,7 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
         let pending = self.pending.clone();
         let in_flight = self.in_flight.clone();
         let abandon = self.abandon.clone();
-        self.handle.runtime.spawn(async move {
+        runtime::spawn_on(&self.handle.runtime, async move {
             let answered = match raft.client_write_ff(proposal).await {
                 Ok(receiver) => matches!(receiver.await, Ok(Ok(_))),
                 Err(_) => false,
@@ -787,6 +927,9 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
 
 impl<T> Drop for RaftLog<T> {
     fn drop(&mut self) {
+        if self._runtime.is_none() {
+            return; // The simulator's: it kills the member's tasks.
+        }
         let raft = self.handle.raft.clone();
         let _ = self.handle.runtime.block_on(async move {
             tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await

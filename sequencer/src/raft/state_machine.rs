@@ -384,9 +384,10 @@ impl<T> StateMachine<T> {
 
     /// Hands `delivery` to the executor, waiting while its queue is full.
     /// The wait is back-pressure on Raft's apply, so it runs where tokio
-    /// allows blocking.
+    /// allows blocking (on a current-thread runtime, the simulator's, the
+    /// queue must be unbounded: nothing else runs while this waits).
     fn deliver(&self, delivery: Delivery<T>) -> Result<(), Box<StorageError<NodeId>>> {
-        if tokio::task::block_in_place(|| self.deliveries.send(delivery).is_ok()) {
+        if super::runtime::blocking(|| self.deliveries.send(delivery).is_ok()) {
             Ok(())
         } else {
             Err(Box::new(
@@ -515,7 +516,7 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
         }
         let snapshots = self.snapshots.clone();
         let to_save = image.clone();
-        tokio::task::block_in_place(|| snapshots.save(&to_save)).map_err(|err| {
+        super::runtime::blocking(|| snapshots.save(&to_save)).map_err(|err| {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&err))
         })?;
         {

@@ -64,9 +64,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
-    /// Appended entries waiting for their fdatasync (the syncer thread).
-    syncs: crossbeam_channel::Sender<(Option<PendingSync>, LogFlushed<TypeConfig>)>,
+    /// Appended entries waiting for their fdatasync (the syncer).
+    syncs: tokio::sync::mpsc::UnboundedSender<SyncJob>,
 }
+
+/// An append waiting for its fdatasync: the journal's pending sync (none
+/// if nothing was written) and openraft's callback.
+type SyncJob = (Option<PendingSync>, LogFlushed<TypeConfig>);
 
 /// Runs the journal's fdatasyncs off openraft's core task, so that a
 /// leader replicates an entry while its own disk is still writing it
@@ -77,31 +81,58 @@ pub struct LogStore {
 /// journal (and its lock) at once, and ends this thread.
 fn run_syncer(
     inner: std::sync::Weak<Mutex<Inner>>,
-    syncs: crossbeam_channel::Receiver<(Option<PendingSync>, LogFlushed<TypeConfig>)>,
+    mut syncs: tokio::sync::mpsc::UnboundedReceiver<SyncJob>,
 ) {
-    while let Ok(first) = syncs.recv() {
+    while let Some(first) = syncs.blocking_recv() {
         let mut waiting = vec![first];
-        waiting.extend(syncs.try_iter());
-        // The newest pending sync covers every older one.
-        let newest = waiting.iter().rev().find_map(|(sync, _)| sync.as_ref());
-        let result = match newest {
-            None => Ok(()),
-            Some(sync) => {
-                let ran = sync.run();
-                match inner.upgrade() {
-                    Some(inner) => inner.lock().journal.finish_sync(sync.up_to_index(), ran),
-                    None => ran,
-                }
-            }
-        };
-        for (_, callback) in waiting {
-            callback.log_io_completed(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|err| std::io::Error::other(err.to_string())),
-            );
+        while let Ok(job) = syncs.try_recv() {
+            waiting.push(job);
         }
+        sync_waiting(&inner, waiting);
+    }
+}
+
+/// The simulator's syncer (`LogStore::open_simulated`): a task of the
+/// member instead of a thread, which waits `latency()` of (simulated)
+/// time before each fdatasync, as a disk takes time, and answers every
+/// sync waiting by then with it.
+#[cfg(feature = "sim")]
+async fn run_simulated_syncer(
+    inner: std::sync::Weak<Mutex<Inner>>,
+    mut syncs: tokio::sync::mpsc::UnboundedReceiver<SyncJob>,
+    latency: Arc<dyn Fn() -> std::time::Duration + Send + Sync>,
+) {
+    while let Some(first) = syncs.recv().await {
+        tokio::time::sleep(latency()).await;
+        let mut waiting = vec![first];
+        while let Ok(job) = syncs.try_recv() {
+            waiting.push(job);
+        }
+        sync_waiting(&inner, waiting);
+    }
+}
+
+/// Runs the newest of `waiting`'s syncs (it covers every older one) and
+/// answers them all with its result.
+fn sync_waiting(inner: &std::sync::Weak<Mutex<Inner>>, waiting: Vec<SyncJob>) {
+    let newest = waiting.iter().rev().find_map(|(sync, _)| sync.as_ref());
+    let result = match newest {
+        None => Ok(()),
+        Some(sync) => {
+            let ran = sync.run();
+            match inner.upgrade() {
+                Some(inner) => inner.lock().journal.finish_sync(sync.up_to_index(), ran),
+                None => ran,
+            }
+        }
+    };
+    for (_, callback) in waiting {
+        callback.log_io_completed(
+            result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|err| std::io::Error::other(err.to_string())),
+        );
     }
 }
 
@@ -267,6 +298,45 @@ impl LogStore {
 
     /// [`LogStore::open`] over `storage` (the journal and `raft-meta`).
     pub fn open_with(dir: &Path, storage: Arc<dyn Storage>) -> Result<LogStore, LogError> {
+        let (store, pending, inner) = LogStore::open_unsynced(dir, storage)?;
+        std::thread::Builder::new()
+            .name("ordo-raft-sync".into())
+            .spawn(move || run_syncer(inner, pending))
+            .map_err(|source| LogError::Io {
+                action: "start the syncer for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// The simulator's store: over `storage`, with its syncer a task
+    /// spawned on the current runtime (of the current member, see
+    /// `runtime.rs`) that takes `latency()` per fdatasync.
+    #[cfg(feature = "sim")]
+    pub fn open_simulated(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        latency: Arc<dyn Fn() -> std::time::Duration + Send + Sync>,
+    ) -> Result<LogStore, LogError> {
+        let (store, pending, inner) = LogStore::open_unsynced(dir, storage)?;
+        super::runtime::spawn(run_simulated_syncer(inner, pending, latency));
+        Ok(store)
+    }
+
+    /// Opens the store; its syncer is the caller's to start.
+    #[allow(clippy::type_complexity)]
+    fn open_unsynced(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+    ) -> Result<
+        (
+            LogStore,
+            tokio::sync::mpsc::UnboundedReceiver<SyncJob>,
+            std::sync::Weak<Mutex<Inner>>,
+        ),
+        LogError,
+    > {
         let journal = FileLog::open_with(journal_config(dir), storage.clone())?;
         let meta_path = dir.join("raft-meta");
         let meta = read_meta(&*storage, &meta_path)?;
@@ -303,17 +373,9 @@ impl LogStore {
             meta_path,
             storage,
         }));
-        let (syncs, pending) = crossbeam_channel::unbounded();
-        let syncer_inner = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("ordo-raft-sync".into())
-            .spawn(move || run_syncer(syncer_inner, pending))
-            .map_err(|source| LogError::Io {
-                action: "start the syncer for",
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        Ok(LogStore { inner, syncs })
+        let (syncs, pending) = tokio::sync::mpsc::unbounded_channel();
+        let weak = Arc::downgrade(&inner);
+        Ok((LogStore { inner, syncs }, pending, weak))
     }
 }
 
@@ -420,7 +482,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         drop(inner);
         // The entries are readable (and replicated) from now on; openraft
         // counts them as this node's only once the syncer calls back.
-        if let Err(crossbeam_channel::SendError((_, callback))) = self.syncs.send((sync, callback))
+        if let Err(tokio::sync::mpsc::error::SendError((_, callback))) =
+            self.syncs.send((sync, callback))
         {
             callback.log_io_completed(Err(std::io::Error::other("the journal syncer stopped")));
         }
