@@ -69,7 +69,10 @@ fn clean_cluster_seeds_pass_the_checker() {
     let compiler = shared_compiler();
     let (mut acknowledged, mut kills, mut partitions, mut lost, mut disk_faults) = (0, 0, 0, 0, 0);
     let mut elections = 0;
-    for seed in 0..CLEAN_CLUSTER_SEEDS {
+    // Seed 513: four failed fsyncs in a row on one disk, before the
+    // simulator kept at most one pending (docs/ARCHITECTURE.md, "What the
+    // cluster simulator found").
+    for seed in (0..CLEAN_CLUSTER_SEEDS).chain([513]) {
         let report = run_in(Topology::Cluster, seed, None, &compiler);
         assert!(
             report.failure.is_none(),
