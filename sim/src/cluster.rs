@@ -45,8 +45,11 @@ use ordo_sequencer::storage::sim::SimStorage;
 use parking_lot::Mutex;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::model::{Answer, Model, Op, ReadKey};
-use crate::{Options, Rng, SeedReport, StaleRead, Topology, check_read, event};
+use crate::model::{Answer, Op, ReadKey};
+use crate::{
+    ACCOUNT_BALANCE, Options, Rng, SeedReport, StaleRead, Topology, check_history, check_state,
+    event,
+};
 
 /// The members' node ids.
 const MEMBERS: [u64; 3] = [1, 2, 3];
@@ -57,8 +60,6 @@ pub const FAULT_STEPS: u64 = 1_200;
 pub const LIVENESS_BOUND_NS: u64 = 20_000_000_000;
 /// A client resends a request unanswered for this long (simulated).
 const RETRY_AFTER_NS: u64 = 400_000_000;
-/// The starting balance of every account.
-const ACCOUNT_BALANCE: i64 = 1_000;
 /// Starts that fail (an injected fault) before one counts as a finding.
 const START_ATTEMPTS_MAX: u64 = 8;
 /// The Raft timing of the simulated members (production's defaults).
@@ -1104,92 +1105,19 @@ impl World {
     /// Runs the committed batches through the model in log order and
     /// checks every answer, every stale read and every member's state.
     fn check_log(&mut self) -> Checked {
-        let mut model = Model::default();
-        let mut reads = std::mem::take(&mut self.reads);
-        reads.sort_by_key(|read| (read.position, read.client));
-        let mut reads = reads.into_iter().peekable();
-        let mut expected: BTreeMap<(ClientId, u64), (u64, Answer)> = BTreeMap::new();
-        let mut position = 0;
-        for (first_seq, batch) in &self.batches {
-            if *first_seq != position + 1 {
-                return Err(format!(
-                    "the committed batches have a hole: seq {} follows {position}",
-                    first_seq
-                ));
-            }
-            for (offset, entry) in batch.entries.iter().enumerate() {
-                let seq = first_seq + offset as u64;
-                while let Some(read) = reads.next_if(|read| read.position < seq) {
-                    check_read(&model, &read)?;
-                }
-                let Some(op) = Op::from_entry(entry) else {
-                    return Err(format!("seq {seq} holds an entry no client sent"));
-                };
-                let answer = model.apply(seq, entry.client(), &op);
-                expected.entry(entry.client()).or_insert(answer);
-                position = seq;
-            }
-        }
-        for read in reads {
-            if read.position > position {
-                return Err(format!(
-                    "a stale read at seq {} saw state past the committed log's end ({position})",
-                    read.position
-                ));
-            }
-            check_read(&model, &read)?;
-        }
-        for client in &self.clients {
-            for (request_id, (seq, answer)) in &client.acked {
-                let Some((want_seq, want)) = expected.get(&(client.id, *request_id)) else {
-                    return Err(format!(
-                        "acknowledged transaction lost: client {:#x} request {request_id} (answered at seq {seq}) is not in the committed log",
-                        client.id
-                    ));
-                };
-                if (want_seq, want) != (seq, answer) {
-                    return Err(format!(
-                        "client {:#x} request {request_id} was answered {answer:?} at seq {seq}, but a serial execution of the log answers {want:?} at seq {want_seq}",
-                        client.id
-                    ));
-                }
-            }
-        }
-        let total: i64 = model.accounts.values().sum();
-        let opened = ACCOUNT_BALANCE * model.accounts.len() as i64;
-        if total != opened {
-            return Err(format!(
-                "the model lost money: {total} after opening {opened}"
-            ));
-        }
+        let batches = self.batches.values().cloned().map(Ok);
+        let acked = self.clients.iter().map(|client| (client.id, &client.acked));
+        let (model, position) =
+            check_history("committed", batches, std::mem::take(&mut self.reads), acked)?;
         for member in &mut self.members {
             let running = member.running.as_mut().expect("every member is up");
-            for id in 0..self.shape.accounts {
-                let key = ReadKey::Balance(id);
-                let read =
-                    running
-                        .executor
-                        .read(key.procedure(), ArgsEncoding::Postcard, &key.args(), 0);
-                if Answer::of(&read.outcome) != model.read(&key) {
-                    return Err(format!(
-                        "account {id} on member {} differs from a serial execution of the log after the run",
-                        member.id
-                    ));
-                }
-            }
-            for list in 0..self.shape.lists {
-                let key = ReadKey::List(list);
-                let read =
-                    running
-                        .executor
-                        .read(key.procedure(), ArgsEncoding::Postcard, &key.args(), 0);
-                if Answer::of(&read.outcome) != model.read(&key) {
-                    return Err(format!(
-                        "list {list} on member {} differs from a serial execution of the log after the run",
-                        member.id
-                    ));
-                }
-            }
+            check_state(
+                &model,
+                &mut running.executor,
+                self.shape.accounts,
+                self.shape.lists,
+                &format!(" on member {}", member.id),
+            )?;
         }
         self.report.last_seq = position;
         event(&mut self.trace, 30, &[position]);

@@ -897,95 +897,127 @@ impl World {
             .node
             .as_mut()
             .expect("the final restart opened the node");
-        let mut model = Model::default();
-        let mut reads = std::mem::take(&mut self.reads);
-        reads.sort_by_key(|read| (read.position, read.client));
-        let mut reads = reads.into_iter().peekable();
-        // Expected answers by (client id, request id).
-        let mut expected: BTreeMap<(ClientId, u64), (u64, Answer)> = BTreeMap::new();
-        let mut position = 0;
         let records = node
             .log
             .read_from(1)
             .map_err(|err| format!("the final log does not read: {err}"))?;
-        for record in records {
+        let batches = records.map(|record| {
             let (index, payload) = record.map_err(|err| format!("the final log: {err}"))?;
-            let batch = Batch::decode(&payload)
-                .map_err(|err| format!("log record {index} does not decode: {err}"))?;
-            for (offset, entry) in batch.entries.iter().enumerate() {
-                let seq = batch.first_seq + offset as u64;
-                while let Some(read) = reads.next_if(|read| read.position < seq) {
-                    check_read(&model, &read)?;
-                }
-                let Some(op) = Op::from_entry(entry) else {
-                    return Err(format!("seq {seq} holds an entry no client sent"));
-                };
-                let answer = model.apply(seq, entry.client(), &op);
-                expected.entry(entry.client()).or_insert(answer);
-                position = seq;
-            }
-        }
-        for read in reads {
-            if read.position > position {
-                return Err(format!(
-                    "a stale read at seq {} saw state past the durable log's end ({position})",
-                    read.position
-                ));
-            }
-            check_read(&model, &read)?;
-        }
-        for client in &self.clients {
-            for (request_id, (seq, answer)) in &client.acked {
-                let Some((want_seq, want)) = expected.get(&(client.id, *request_id)) else {
-                    return Err(format!(
-                        "acknowledged transaction lost: client {:#x} request {request_id} (answered at seq {seq}) is not in the log",
-                        client.id
-                    ));
-                };
-                if (want_seq, want) != (seq, answer) {
-                    return Err(format!(
-                        "client {:#x} request {request_id} was answered {answer:?} at seq {seq}, but a serial execution of the log answers {want:?} at seq {want_seq}",
-                        client.id
-                    ));
-                }
-            }
-        }
-        // The engine's state equals the model's, and money is conserved.
-        let total: i64 = model.accounts.values().sum();
-        let opened = ACCOUNT_BALANCE * model.accounts.len() as i64;
-        if total != opened {
-            return Err(format!(
-                "the model lost money: {total} after opening {opened}"
-            ));
-        }
-        for id in 0..self.shape.accounts {
-            let key = ReadKey::Balance(id);
-            let read = node
-                .executor
-                .read(key.procedure(), ArgsEncoding::Postcard, &key.args(), 0);
-            let answer = Answer::of(&read.outcome);
-            if answer != model.read(&key) {
-                return Err(format!(
-                    "account {id} holds {answer:?} after the run, but a serial execution of the log gives {:?}",
-                    model.read(&key)
-                ));
-            }
-        }
-        for list in 0..self.shape.lists {
-            let key = ReadKey::List(list);
-            let read = node
-                .executor
-                .read(key.procedure(), ArgsEncoding::Postcard, &key.args(), 0);
-            if Answer::of(&read.outcome) != model.read(&key) {
-                return Err(format!(
-                    "list {list} differs from a serial execution of the log after the run"
-                ));
-            }
-        }
+            Batch::decode(&payload)
+                .map_err(|err| format!("log record {index} does not decode: {err}"))
+        });
+        let acked = self.clients.iter().map(|client| (client.id, &client.acked));
+        let (model, position) =
+            check_history("durable", batches, std::mem::take(&mut self.reads), acked)?;
+        check_state(
+            &model,
+            &mut node.executor,
+            self.shape.accounts,
+            self.shape.lists,
+            "",
+        )?;
         self.report.last_seq = position;
         event(&mut self.trace, 30, &[position]);
         Ok(())
     }
+}
+
+/// Runs `batches`, a log in order, through the model (a serial execution)
+/// and checks it against what the clients saw: the log has no hole, every
+/// stale read equals the model's state at its position, every
+/// acknowledged answer is in the log with the model's answer at the same
+/// seq, and money is conserved. `log` names the log in messages
+/// ("durable", "committed"). Returns the model and the log's last seq.
+pub(crate) fn check_history<'a>(
+    log: &str,
+    batches: impl IntoIterator<Item = Result<Batch, String>>,
+    mut reads: Vec<StaleRead>,
+    acked: impl IntoIterator<Item = (ClientId, &'a BTreeMap<u64, (u64, Answer)>)>,
+) -> Result<(Model, u64), String> {
+    let mut model = Model::default();
+    reads.sort_by_key(|read| (read.position, read.client));
+    let mut reads = reads.into_iter().peekable();
+    // Expected answers by (client id, request id).
+    let mut expected: BTreeMap<(ClientId, u64), (u64, Answer)> = BTreeMap::new();
+    let mut position = 0;
+    for batch in batches {
+        let batch = batch?;
+        if batch.first_seq != position + 1 {
+            return Err(format!(
+                "the {log} log has a hole: seq {} follows {position}",
+                batch.first_seq
+            ));
+        }
+        for (offset, entry) in batch.entries.iter().enumerate() {
+            let seq = batch.first_seq + offset as u64;
+            while let Some(read) = reads.next_if(|read| read.position < seq) {
+                check_read(&model, &read)?;
+            }
+            let Some(op) = Op::from_entry(entry) else {
+                return Err(format!("seq {seq} holds an entry no client sent"));
+            };
+            let answer = model.apply(seq, entry.client(), &op);
+            expected.entry(entry.client()).or_insert(answer);
+            position = seq;
+        }
+    }
+    for read in reads {
+        if read.position > position {
+            return Err(format!(
+                "a stale read at seq {} saw state past the {log} log's end ({position})",
+                read.position
+            ));
+        }
+        check_read(&model, &read)?;
+    }
+    for (client, acked) in acked {
+        for (request_id, (seq, answer)) in acked {
+            let Some((want_seq, want)) = expected.get(&(client, *request_id)) else {
+                return Err(format!(
+                    "acknowledged transaction lost: client {client:#x} request {request_id} (answered at seq {seq}) is not in the {log} log"
+                ));
+            };
+            if (want_seq, want) != (seq, answer) {
+                return Err(format!(
+                    "client {client:#x} request {request_id} was answered {answer:?} at seq {seq}, but a serial execution of the log answers {want:?} at seq {want_seq}"
+                ));
+            }
+        }
+    }
+    let total: i64 = model.accounts.values().sum();
+    let opened = ACCOUNT_BALANCE * model.accounts.len() as i64;
+    if total != opened {
+        return Err(format!(
+            "the model lost money: {total} after opening {opened}"
+        ));
+    }
+    Ok((model, position))
+}
+
+/// Checks that `executor` holds the model's state: every account's
+/// balance and every list. `whose` follows the item in messages (e.g.
+/// " on member 2").
+pub(crate) fn check_state(
+    model: &Model,
+    executor: &mut Executor,
+    accounts: u64,
+    lists: u64,
+    whose: &str,
+) -> Checked {
+    let keys = (0..accounts)
+        .map(ReadKey::Balance)
+        .chain((0..lists).map(ReadKey::List));
+    for key in keys {
+        let read = executor.read(key.procedure(), ArgsEncoding::Postcard, &key.args(), 0);
+        let answer = Answer::of(&read.outcome);
+        let want = model.read(&key);
+        if answer != want {
+            return Err(format!(
+                "{key:?}{whose} holds {answer:?} after the run, but a serial execution of the log gives {want:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_read(model: &Model, read: &StaleRead) -> Checked {
