@@ -380,41 +380,37 @@ const RESTORE_THREADS_MAX: usize = 4;
 
 /// Every slot's store, checked (keys ascending, each in its own slot), in
 /// slot order; a slot that fails says why.
-fn build_slot_stores(slots: Vec<SlotEntries<'_>>) -> Vec<Result<StateStore, String>> {
+fn build_slot_stores(mut slots: Vec<SlotEntries<'_>>) -> Vec<Result<StateStore, String>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |cores| cores.get())
         .clamp(1, RESTORE_THREADS_MAX);
-    let mut built: Vec<Option<Result<StateStore, String>>> =
-        (0..slots.len()).map(|_| None).collect();
-    let mut shares: Vec<Vec<(usize, SlotEntries<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (slot, entries) in slots.into_iter().enumerate() {
-        shares[slot % threads].push((slot, entries));
-    }
+    // Contiguous shares, so the results concatenate in slot order.
+    let share_slots = slots.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
+        let workers: Vec<_> = slots
+            .chunks_mut(share_slots)
+            .enumerate()
+            .map(|(share, entries)| {
                 scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(slot, entries)| (slot, build_slot_store(slot, entries)))
+                    entries
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(offset, entries)| {
+                            build_slot_store(share * share_slots + offset, std::mem::take(entries))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        for worker in workers {
-            for (slot, store) in worker
-                .join()
-                .expect("a slot store builds without panicking")
-            {
-                built[slot] = Some(store);
-            }
-        }
-    });
-    built
-        .into_iter()
-        .map(|store| store.expect("every slot was built"))
-        .collect()
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .expect("a slot store builds without panicking")
+            })
+            .collect()
+    })
 }
 
 fn build_slot_store(slot: usize, entries: SlotEntries<'_>) -> Result<StateStore, String> {
