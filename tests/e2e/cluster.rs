@@ -1760,6 +1760,23 @@ fn a_stale_reader_never_goes_back_across_its_nodes_restart() {
             ..ClientConfig::new(cluster.members[node].client_addr.clone())
         };
         let reader = Client::connect_with(config).await.unwrap();
+        // A follower applies behind the leader: on a loaded machine it may
+        // not have applied the bank's deploy yet, and a stale read there
+        // rightly answers "no procedure `total`". The test is about what
+        // happens after the reader has seen a position, so it starts once
+        // the node answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reader
+            .read::<_, i64>("total", &(), ordo_client::ReadConsistency::Stale)
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {node} never applied the bank's deploy"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let restarted = Arc::new(AtomicBool::new(false));
         let after_restart = Arc::new(AtomicU64::new(0));
