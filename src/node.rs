@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,13 +39,13 @@ use ordo_sequencer::entry::{
     Signature, session_client_id,
 };
 use ordo_sequencer::raft::{ClusterConfig, ClusterStatus, RaftHandle, RaftLog, SnapshotImage};
-use ordo_sequencer::sequencer::{batch_cut, entry_bytes};
 use ordo_sequencer::storage::replace_file;
 use ordo_sequencer::{
-    Committed, Delivery, EmbeddedLog, FileLog, FileLogConfig, Log, LogError, Recovery,
-    RefusalReason, Sequencer,
+    Committed, Delivery, FileLog, FileLogConfig, Log, LogError, Recovery, RefusalReason, Sequencer,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::node_core::{Action, CoreConfig, NodeCore, Refusal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -271,24 +271,6 @@ pub struct StorageStatus {
     pub log_bytes: u64,
 }
 
-struct OpenBatch {
-    entries: Vec<Entry>,
-    replies: Vec<Option<Reply>>,
-    bytes: usize,
-    opened_at: Option<Instant>,
-}
-
-impl OpenBatch {
-    fn new() -> OpenBatch {
-        OpenBatch {
-            entries: Vec::new(),
-            replies: Vec::new(),
-            bytes: 0,
-            opened_at: None,
-        }
-    }
-}
-
 /// Where a request's answer goes. Answers travel in vectors so the
 /// executor sends once per batch per caller, not once per request: at
 /// hundreds of thousands of requests a second, per-request channel sends
@@ -338,9 +320,7 @@ struct Callers {
 impl Callers {
     /// Tells every caller `err` (the batch will not be answered here).
     fn fail(self, shared: &Shared, err: impl Fn() -> NodeError) {
-        shared
-            .inflight
-            .fetch_sub(self.request_ids.len(), Ordering::AcqRel);
+        shared.answered(self.request_ids.len());
         for (request_id, reply) in self.request_ids.into_iter().zip(self.replies) {
             if let Some(reply) = reply {
                 reply.send(vec![Completion {
@@ -361,11 +341,18 @@ impl std::fmt::Debug for Callers {
 struct Shared {
     config: NodeConfig,
     compiler: Arc<ModuleCompiler>,
-    open: Mutex<OpenBatch>,
-    open_not_empty: Condvar,
+    /// Admission, group commit and (on a single node) numbering and the
+    /// durability rule: the sans-IO core the simulator drives too.
+    /// Submitting threads add to its open batch; the log thread closes
+    /// batches and carries out what it asks.
+    core: Mutex<NodeCore<Option<Reply>>>,
+    /// Wakes the log thread: the open batch got its first entry or filled
+    /// up, or the node is stopping.
+    log_work: Condvar,
+    /// The core's clock is nanoseconds since this instant.
+    clock_base: Instant,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
-    inflight: AtomicUsize,
     status: Mutex<NodeStatus>,
     status_changed: Condvar,
     procedures: Mutex<Vec<ProcedureInfo>>,
@@ -609,14 +596,44 @@ impl Shared {
         self.status_changed.notify_all();
     }
 
-    /// Sets `stopping` and wakes the log thread. Under the open batch's
-    /// lock: the log thread checks `stopping` under it before it waits, so
-    /// a store and notify between its check and its wait would be lost
-    /// and leave it (and `Node::shutdown`, joining it) waiting forever.
+    /// Sets `stopping`, stops the core taking requests, and wakes the log
+    /// thread. Under the core's lock: the log thread checks `stopping`
+    /// under it before it waits, so a store and notify between its check
+    /// and its wait would be lost and leave it (and `Node::shutdown`,
+    /// joining it) waiting forever.
     fn stop(&self) {
-        let _open = self.open.lock();
+        let mut core = self.core.lock();
+        core.stop();
         self.stopping.store(true, Ordering::SeqCst);
-        self.open_not_empty.notify_all();
+        self.log_work.notify_all();
+    }
+
+    /// The core's clock: monotonic nanoseconds since the node opened.
+    fn now_ns(&self) -> u64 {
+        self.clock_base.elapsed().as_nanos() as u64
+    }
+
+    /// The core's clock reading `at_ns` as an instant.
+    fn instant_at(&self, at_ns: u64) -> Instant {
+        self.clock_base + Duration::from_nanos(at_ns)
+    }
+
+    /// `count` of this node's admitted requests were answered, or their
+    /// callers told why not: they no longer count against
+    /// `inflight_max`.
+    fn answered(&self, count: usize) {
+        self.core.lock().answered(count);
+    }
+
+    /// What a caller hears for a request the core refused.
+    fn refused(&self, refusal: &Refusal) -> NodeError {
+        match refusal {
+            Refusal::Overloaded { inflight_max } => NodeError::Overloaded {
+                inflight_max: *inflight_max,
+            },
+            Refusal::Failed(reason) => NodeError::Failed(reason.clone()),
+            Refusal::Stopped => self.refusal(),
+        }
     }
 
     fn refusal(&self) -> NodeError {
@@ -658,54 +675,51 @@ impl Shared {
                 })
                 .collect();
         }
-        let inflight_max = self.config.inflight_max;
-        let wanted = entries.len();
-        let before = self.inflight.fetch_add(wanted, Ordering::AcqRel);
-        let admitted = inflight_max.saturating_sub(before).min(wanted);
-        if admitted < wanted {
-            self.inflight.fetch_sub(wanted - admitted, Ordering::AcqRel);
-            for _ in admitted..wanted {
+        let now_ns = self.now_ns();
+        // Once one request is refused, so are the rest (the core's state
+        // does not change under the lock): admitted ones form a prefix.
+        let mut refusal = None;
+        let mut refused_ids = Vec::new();
+        let inflight_before;
+        {
+            let mut core = self.core.lock();
+            inflight_before = core.inflight();
+            let was_empty = core.open_entries() == 0;
+            for entry in entries {
+                let request_id = entry.client().1;
+                if refusal.is_none() {
+                    match core.submit(entry, reply.cloned(), now_ns) {
+                        Ok(()) => continue,
+                        Err(why) => refusal = Some(why),
+                    }
+                }
+                refused_ids.push(request_id);
+            }
+            // A waiting log thread has no batch, or is waiting out the
+            // window of one that just filled up.
+            if (was_empty && core.open_entries() > 0)
+                || (!self.config.batch_window.is_zero() && core.open_is_full())
+            {
+                self.log_work.notify_one();
+            }
+        }
+        let Some(refusal) = refusal else {
+            return Vec::new();
+        };
+        if let Refusal::Overloaded { inflight_max } = refusal {
+            for _ in &refused_ids {
                 self.metrics.request_refused_overloaded();
             }
             self.overloaded_log.warn_with(|| {
                 format!(
-                    "refused {} requests as overloaded: {before} were in flight, the limit is {inflight_max} (--inflight-max); their clients retry",
-                    wanted - admitted
+                    "refused {} requests as overloaded: {inflight_before} were in flight, the limit is {inflight_max} (--inflight-max); their clients retry",
+                    refused_ids.len()
                 )
             });
         }
-        let mut entries = entries.into_iter();
-        {
-            let mut open = self.open.lock();
-            // Checked under the lock: the log thread decides to exit while
-            // holding it, so an entry added here is never stranded.
-            if self.stopping.load(Ordering::SeqCst) {
-                drop(open);
-                self.inflight.fetch_sub(admitted, Ordering::AcqRel);
-                return entries
-                    .map(|entry| (entry.client().1, self.refusal()))
-                    .collect();
-            }
-            if admitted > 0 && open.entries.is_empty() {
-                open.opened_at = Some(Instant::now());
-                self.open_not_empty.notify_one();
-            }
-            for entry in entries.by_ref().take(admitted) {
-                open.bytes += entry_bytes(&entry);
-                open.entries.push(entry);
-                open.replies.push(reply.cloned());
-            }
-            if !self.config.batch_window.is_zero()
-                && (open.entries.len() >= self.config.batch_entries_max
-                    || open.bytes >= self.config.batch_bytes_max)
-            {
-                // A lingering log thread closes a full batch without
-                // waiting out the window.
-                self.open_not_empty.notify_one();
-            }
-        }
-        entries
-            .map(|entry| (entry.client().1, NodeError::Overloaded { inflight_max }))
+        refused_ids
+            .into_iter()
+            .map(|request_id| (request_id, self.refused(&refusal)))
             .collect()
     }
 }
@@ -784,14 +798,15 @@ impl Node {
         // Filled by the replay of a single node's log, as running the log
         // writes the same lines again.
         let procedure_logs = crate::procedure_logs::ProcedureLogs::default();
-        let (log, executor, recovery, raft, local, last_timestamp_ms): (
-            Box<dyn Log<Callers>>,
-            _,
-            _,
-            _,
-            _,
-            _,
-        ) = match &config.cluster {
+        let core_config = CoreConfig {
+            inflight_max: config.inflight_max,
+            batch_entries_max: config.batch_entries_max,
+            batch_bytes_max: config.batch_bytes_max,
+            batch_window_ns: u64::try_from(config.batch_window.as_nanos()).unwrap_or(u64::MAX),
+        };
+        let (writer, core, executor, recovery, raft, local, last_timestamp_ms) = match &config
+            .cluster
+        {
             None => {
                 let opening = Instant::now();
                 let mut log_config = FileLogConfig::new(config.data_dir.join("log"));
@@ -858,9 +873,13 @@ impl Node {
                     latest.as_ref(),
                 )
                 .map_err(NodeError::Thread)?;
-                let log = EmbeddedLog::new(file, sequencer, delivery_tx);
+                let writer = LogWriter::Local {
+                    file,
+                    deliveries: delivery_tx,
+                };
                 (
-                    Box::new(log) as Box<dyn Log<Callers>>,
+                    writer,
+                    NodeCore::new(core_config, sequencer, None),
                     executor,
                     recovery,
                     None,
@@ -896,7 +915,8 @@ impl Node {
                 };
                 let raft = log.handle();
                 (
-                    Box::new(log) as Box<dyn Log<Callers>>,
+                    LogWriter::Replicated(Box::new(log)),
+                    NodeCore::proposing(core_config),
                     executor,
                     None,
                     Some(raft),
@@ -921,17 +941,17 @@ impl Node {
         }
         let status = NodeStatus {
             engine: executor.status(),
-            log_records: log.last_index(),
+            log_records: writer.last_index(),
             raft_applied: 0,
         };
         let shared = Arc::new(Shared {
             config: config.clone(),
             compiler,
-            open: Mutex::new(OpenBatch::new()),
-            open_not_empty: Condvar::new(),
+            core: Mutex::new(core),
+            log_work: Condvar::new(),
+            clock_base: Instant::now(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
-            inflight: AtomicUsize::new(0),
             status: Mutex::new(status),
             status_changed: Condvar::new(),
             procedures: Mutex::new(executor.procedures()),
@@ -986,7 +1006,7 @@ impl Node {
                 .name("ordo-log".into())
                 .spawn(move || {
                     let _fail_on_panic = FailOnPanic(&shared, "ordo-log");
-                    run_log(shared.clone(), log)
+                    run_log(shared.clone(), writer)
                 })
                 .map_err(NodeError::Thread)?
         };
@@ -1308,7 +1328,7 @@ impl Node {
     pub fn metrics_text(&self) -> String {
         let engine = self.status().engine;
         self.shared.metrics.render(crate::metrics::Gauges {
-            inflight: self.shared.inflight.load(Ordering::Relaxed) as u64,
+            inflight: self.shared.core.lock().inflight() as u64,
             sessions: engine.sessions,
             stored_result_bytes: engine.stored_result_bytes,
             compile: self.shared.compiler.stats(),
@@ -1390,103 +1410,178 @@ fn check_engine_config(config: &NodeConfig) -> Result<(), NodeError> {
     }
 }
 
-fn run_log(shared: Arc<Shared>, mut log: Box<dyn Log<Callers>>) {
-    let config = &shared.config;
-    loop {
-        let (entries, replies, opened_at) = {
-            let mut open = shared.open.lock();
-            while open.entries.is_empty() {
-                if shared.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                shared.open_not_empty.wait(&mut open);
-            }
-            if !config.batch_window.is_zero() {
-                let deadline = open.opened_at.unwrap_or_else(Instant::now) + config.batch_window;
-                while open.entries.len() < config.batch_entries_max
-                    && open.bytes < config.batch_bytes_max
-                    && !shared.stopping.load(Ordering::SeqCst)
-                    && !shared
-                        .open_not_empty
-                        .wait_until(&mut open, deadline)
-                        .timed_out()
-                {}
-            }
-            let opened_at = open.opened_at.unwrap_or_else(Instant::now);
-            let (entries, replies) = take_batch(&mut open, config);
-            (entries, replies, opened_at)
-        };
-        let count = entries.len();
-        let callers = Callers {
-            request_ids: entries.iter().map(|entry| entry.client().1).collect(),
-            replies,
-            opened_at,
-        };
-        let writing = Instant::now();
-        match log.propose(entries, now_ms(), callers) {
-            Ok(()) => {}
-            Err(refused) => match refused.reason {
-                RefusalReason::NotLeader { .. } => {
-                    let leader_addr = shared
-                        .raft
-                        .as_ref()
-                        .and_then(|raft| raft.leads().err().flatten());
-                    refused.token.fail(&shared, || NodeError::NotLeader {
-                        leader_addr: leader_addr.clone(),
-                    });
-                    continue;
-                }
-                RefusalReason::Failed(reason) => {
-                    shared.fail(reason.clone());
-                    refused
-                        .token
-                        .fail(&shared, || NodeError::Failed(reason.clone()));
-                    fail_open_batch(&shared, &reason);
-                    return;
-                }
-            },
+/// Where the log thread puts closed batches.
+enum LogWriter {
+    /// A single node's file log (shared with the snapshot thread and
+    /// backups, which take it briefly; this thread is its only writer),
+    /// and the executor's queue that durable batches go to.
+    Local {
+        file: Arc<Mutex<FileLog>>,
+        deliveries: Sender<Delivery<Callers>>,
+    },
+    /// A Raft group: it numbers proposals and delivers them to the
+    /// executor's queue once a majority holds them.
+    Replicated(Box<dyn Log<Callers>>),
+}
+
+impl LogWriter {
+    /// Index of the last log record (file log) or Raft log entry.
+    fn last_index(&self) -> u64 {
+        match self {
+            LogWriter::Local { file, .. } => file.lock().last_index(),
+            LogWriter::Replicated(log) => log.last_index(),
         }
-        shared
-            .metrics
-            .batch_durable(count, writing.elapsed().as_nanos() as u64);
     }
 }
 
-/// Takes up to the batch limits from the front of the open batch.
-fn take_batch(open: &mut OpenBatch, config: &NodeConfig) -> (Vec<Entry>, Vec<Option<Reply>>) {
-    let count = batch_cut(
-        &open.entries,
-        config.batch_entries_max,
-        config.batch_bytes_max,
-    );
-    if count == open.entries.len() {
-        open.bytes = 0;
-        open.opened_at = None;
-        (
-            std::mem::take(&mut open.entries),
-            std::mem::take(&mut open.replies),
-        )
-    } else {
-        let rest_entries = open.entries.split_off(count);
-        let rest_replies = open.replies.split_off(count);
-        let taken_entries = std::mem::replace(&mut open.entries, rest_entries);
-        let taken_replies = std::mem::replace(&mut open.replies, rest_replies);
-        open.bytes = open.entries.iter().map(entry_bytes).sum();
-        open.opened_at = Some(Instant::now());
-        (taken_entries, taken_replies)
+/// The log thread: takes the core's next action under its lock and
+/// carries it out without it (appends, fsyncs and proposals block), so
+/// the next batch grows meanwhile (group commit). Returns once the node
+/// stops and everything admitted has been released, or when the log
+/// fails.
+fn run_log(shared: Arc<Shared>, mut writer: LogWriter) {
+    // Of the batch being made durable: its record's length (the single
+    // node's snapshot schedule counts log bytes) and when its append
+    // began (the durability metric).
+    let mut encoded_bytes = 0;
+    let mut writing = Instant::now();
+    loop {
+        let action = {
+            let mut core = shared.core.lock();
+            loop {
+                if let Some(action) = core.poll(shared.now_ns(), now_ms()) {
+                    break action;
+                }
+                if core.is_idle() && shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                match core.next_deadline_ns() {
+                    Some(deadline_ns) => {
+                        let deadline = shared.instant_at(deadline_ns);
+                        shared.log_work.wait_until(&mut core, deadline);
+                    }
+                    None => shared.log_work.wait(&mut core),
+                }
+            }
+        };
+        let released = match (action, &mut writer) {
+            (Action::Append { batch }, LogWriter::Local { file, .. }) => {
+                let encoded = batch.encode();
+                encoded_bytes = encoded.len();
+                writing = Instant::now();
+                let appended = file.lock().append(&encoded);
+                match appended {
+                    Ok(index) => shared.core.lock().appended(index, batch),
+                    Err(err) => return fail_log(&shared, format!("log write failed: {err}")),
+                }
+            }
+            (Action::Sync, LogWriter::Local { file, .. }) => {
+                // After a failed write or fsync the file's durable
+                // contents are unknown; retrying fsync can falsely
+                // succeed. The node stops and a restart recovers from what
+                // is really on disk.
+                let synced = file.lock().sync();
+                match synced {
+                    Ok(()) => shared.core.lock().synced(),
+                    Err(err) => return fail_log(&shared, format!("log write failed: {err}")),
+                }
+            }
+            (
+                Action::Propose {
+                    entries,
+                    tokens,
+                    timestamp_ms,
+                    opened_at_ns,
+                },
+                LogWriter::Replicated(log),
+            ) => {
+                let count = entries.len();
+                let callers = Callers {
+                    request_ids: entries.iter().map(|entry| entry.client().1).collect(),
+                    replies: tokens,
+                    opened_at: shared.instant_at(opened_at_ns),
+                };
+                let proposing = Instant::now();
+                let proposed = log.propose(entries, timestamp_ms, callers);
+                shared.core.lock().proposed();
+                match proposed {
+                    Ok(()) => shared
+                        .metrics
+                        .batch_durable(count, proposing.elapsed().as_nanos() as u64),
+                    Err(refused) => match refused.reason {
+                        RefusalReason::NotLeader { .. } => {
+                            let leader_addr = shared
+                                .raft
+                                .as_ref()
+                                .and_then(|raft| raft.leads().err().flatten());
+                            refused.token.fail(&shared, || NodeError::NotLeader {
+                                leader_addr: leader_addr.clone(),
+                            });
+                        }
+                        RefusalReason::Failed(reason) => {
+                            refused
+                                .token
+                                .fail(&shared, || NodeError::Failed(reason.clone()));
+                            return fail_log(&shared, reason);
+                        }
+                    },
+                }
+                Vec::new()
+            }
+            (_, _) => {
+                unreachable!("a local log's core appends and syncs, a replicated log's proposes")
+            }
+        };
+        for action in released {
+            let Action::Execute {
+                batch,
+                log_index,
+                tokens,
+                opened_at_ns,
+            } = action
+            else {
+                unreachable!("the core releases only batches to execute")
+            };
+            let LogWriter::Local { deliveries, .. } = &writer else {
+                unreachable!("only a local log's core releases batches")
+            };
+            shared
+                .metrics
+                .batch_durable(batch.entries.len(), writing.elapsed().as_nanos() as u64);
+            let callers = Callers {
+                request_ids: batch.entries.iter().map(|entry| entry.client().1).collect(),
+                replies: tokens,
+                opened_at: shared.instant_at(opened_at_ns),
+            };
+            let delivered = deliveries.send(Delivery::Batch(Committed {
+                batch,
+                log_index,
+                token: Some(callers),
+                raft: None,
+                checkpoints: Vec::new(),
+                encoded_bytes,
+            }));
+            if let Err(crossbeam_channel::SendError(Delivery::Batch(committed))) = delivered {
+                let reason = "the executor has stopped".to_string();
+                if let Some(callers) = committed.token {
+                    callers.fail(&shared, || NodeError::Failed(reason.clone()));
+                }
+                return fail_log(&shared, reason);
+            }
+        }
     }
 }
 
-fn fail_open_batch(shared: &Shared, reason: &str) {
-    let mut open = shared.open.lock();
-    let entries = std::mem::take(&mut open.entries);
-    let replies = std::mem::take(&mut open.replies);
-    drop(open);
-    for (entry, reply) in entries.iter().zip(replies) {
+/// The log failed (or its consumer did): the node stops, and every
+/// request the core still holds hears why.
+fn fail_log(shared: &Shared, reason: String) {
+    shared.fail(reason.clone());
+    let lost = shared.core.lock().fail(reason.clone());
+    for (request_id, reply) in lost {
         if let Some(reply) = reply {
             reply.send(vec![Completion {
-                request_id: entry.client().1,
-                result: Err(NodeError::Failed(reason.to_string())),
+                request_id,
+                result: Err(NodeError::Failed(reason.clone())),
             }]);
         }
     }
@@ -1942,7 +2037,7 @@ fn answer_chunk(
     // Uncount before answering, so a caller that has its answer is never
     // still counted against `inflight_max`.
     if opened_at.is_some() {
-        shared.inflight.fetch_sub(outcomes.len(), Ordering::AcqRel);
+        shared.answered(outcomes.len());
     }
     answer_batch(
         entries

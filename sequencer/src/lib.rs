@@ -17,6 +17,6 @@ pub mod sequencer;
 pub mod storage;
 
 pub use file_log::{FileLog, FileLogConfig, LogError, LogReader, Recovery};
-pub use log::{Committed, Delivery, EmbeddedLog, Log, RefusalReason, Refused};
+pub use log::{Committed, Delivery, Log, RefusalReason, Refused};
 pub use sequencer::Sequencer;
 pub use storage::{OsStorage, Storage};

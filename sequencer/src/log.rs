@@ -1,21 +1,15 @@
 //! The log trait: where closed batches go to become part of the one total
 //! order, and how they come back out, in that order, to be executed.
 //!
-//! Two implementations: [`EmbeddedLog`] (the single-node file log: numbers
-//! the batch, appends it, fsyncs, and hands it straight on) and
-//! [`crate::raft::RaftLog`] (proposes it to a Raft group; the batch comes
-//! back once a majority holds it, numbered when it is applied). The node
-//! drives either through [`Log`] and reads [`Delivery`]s from a channel,
-//! so it does not know which one it runs on.
-
-use std::sync::Arc;
-
-use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+//! [`crate::raft::RaftLog`] implements it: a proposal goes to a Raft group
+//! and comes back once a majority holds it, numbered when it is applied.
+//! A single node needs no such trait: its sans-IO core (the `ordo`
+//! crate's `node_core`) numbers batches itself and has the node's log
+//! thread append and fsync them to a [`crate::FileLog`]. Both deliver
+//! [`Delivery`]s to the executor over one channel, so the executor does
+//! not know which log it runs on.
 
 use crate::entry::{Batch, Entry};
-use crate::file_log::{FileLog, LogError};
-use crate::sequencer::Sequencer;
 
 /// One item of the ordered stream a log delivers to the executor.
 #[derive(Debug)]
@@ -87,81 +81,4 @@ pub trait Log<T>: Send {
 
     /// Index of the last log record (file log) or Raft log entry.
     fn last_index(&self) -> u64;
-}
-
-/// The single-node log: a [`FileLog`] and a [`Sequencer`]. A proposal is
-/// numbered, appended and fsynced before `propose` returns, and delivered
-/// at once.
-///
-/// The file log sits behind a mutex shared with the node, which takes it
-/// briefly and rarely: to remove the records a new snapshot covers, and to
-/// read records for a backup. The log thread is its only writer.
-pub struct EmbeddedLog<T> {
-    file: Arc<Mutex<FileLog>>,
-    sequencer: Sequencer,
-    deliveries: Sender<Delivery<T>>,
-}
-
-impl<T> EmbeddedLog<T> {
-    /// `sequencer` continues after the last batch in `file` (see the
-    /// node's replay).
-    pub fn new(
-        file: Arc<Mutex<FileLog>>,
-        sequencer: Sequencer,
-        deliveries: Sender<Delivery<T>>,
-    ) -> Self {
-        EmbeddedLog {
-            file,
-            sequencer,
-            deliveries,
-        }
-    }
-}
-
-impl<T: Send> Log<T> for EmbeddedLog<T> {
-    fn propose(
-        &mut self,
-        entries: Vec<Entry>,
-        timestamp_ms: u64,
-        token: T,
-    ) -> Result<(), Refused<T>> {
-        let batch = self.sequencer.close(entries, timestamp_ms);
-        let encoded = batch.encode();
-        let appended: Result<u64, LogError> = {
-            let mut file = self.file.lock();
-            file.append(&encoded)
-                .and_then(|index| file.sync().map(|()| index))
-        };
-        let log_index = match appended {
-            Ok(index) => index,
-            Err(err) => {
-                // After a failed write or fsync the file's durable contents
-                // are unknown; retrying fsync can falsely succeed. The node
-                // stops and a restart recovers from what is really on disk.
-                return Err(Refused {
-                    token,
-                    reason: RefusalReason::Failed(format!("log write failed: {err}")),
-                });
-            }
-        };
-        let delivered = self.deliveries.send(Delivery::Batch(Committed {
-            batch,
-            log_index,
-            token: Some(token),
-            raft: None,
-            checkpoints: Vec::new(),
-            encoded_bytes: encoded.len(),
-        }));
-        if let Err(crossbeam_channel::SendError(Delivery::Batch(committed))) = delivered {
-            return Err(Refused {
-                token: committed.token.expect("just set"),
-                reason: RefusalReason::Failed("the executor has stopped".into()),
-            });
-        }
-        Ok(())
-    }
-
-    fn last_index(&self) -> u64 {
-        self.file.lock().last_index()
-    }
 }

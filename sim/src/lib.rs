@@ -672,6 +672,7 @@ impl World {
             Ok(()) => 0,
             Err(Refusal::Overloaded { .. }) => 1,
             Err(Refusal::Failed(_)) => 2,
+            Err(Refusal::Stopped) => 3,
         };
         event(&mut self.trace, 3, &[client as u64, request_id, refused]);
     }
@@ -750,14 +751,16 @@ impl World {
         let Some(node) = &mut self.node else {
             return Ok(());
         };
-        let Some(action) = node.core.poll(self.now_ns) else {
+        // The simulated wall clock is the simulated monotonic one.
+        let Some(action) = node.core.poll(self.now_ns, self.now_ns / 1_000_000) else {
             return Ok(());
         };
         let released = match action {
-            Action::Append { first_seq, encoded } => {
-                event(&mut self.trace, 4, &[first_seq, encoded.len() as u64]);
+            Action::Append { batch } => {
+                let encoded = batch.encode();
+                event(&mut self.trace, 4, &[batch.first_seq, encoded.len() as u64]);
                 match node.log.append(&encoded) {
-                    Ok(index) => node.core.appended(index),
+                    Ok(index) => node.core.appended(index, batch),
                     Err(err) => return self.log_failed(format!("append: {err}")),
                 }
             }
@@ -768,7 +771,9 @@ impl World {
                     Err(err) => return self.log_failed(format!("sync: {err}")),
                 }
             }
-            Action::Execute { .. } => unreachable!("poll never asks to execute"),
+            Action::Execute { .. } | Action::Propose { .. } => {
+                unreachable!("a local log's core asks to append or sync")
+            }
         };
         for action in released {
             if let Action::Execute { batch, tokens, .. } = action {
