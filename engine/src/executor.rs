@@ -177,6 +177,16 @@ impl Meeting {
     /// Arrives. The last thread to arrive gets the task to run and must
     /// call [`Meeting::finish`]; the others wait here until it has.
     fn arrive(&self) -> Option<Task> {
+        let task = self.arrive_without_waiting();
+        if task.is_none() {
+            self.wait_until_finished();
+        }
+        task
+    }
+
+    /// Arrives; the task if this is the last arrival, else `None` (and
+    /// the caller must not go past the meeting before it is finished).
+    fn arrive_without_waiting(&self) -> Option<Task> {
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
             return Some(
                 self.task
@@ -185,8 +195,11 @@ impl Meeting {
                     .expect("only the last arrival takes it"),
             );
         }
-        self.wait_until_finished();
         None
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     fn finish(&self) {
@@ -342,9 +355,34 @@ struct BatchRun {
     digest: Xxh3,
 }
 
+mod seeded;
 mod snapshot;
 
 pub use snapshot::SnapshotError;
+
+/// How the partition threads' work is run. Either way outcomes, the state
+/// hash and the chain hash are the same: only speed differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionSchedule {
+    /// `partitions - 1` OS threads beside the caller's (production).
+    Threads,
+    /// No threads: the caller's thread runs every partition thread's
+    /// queue, and a generator seeded with this value picks which queue
+    /// moves next and when, so a simulator can explore interleavings and
+    /// replay one by its seed (executor/seeded.rs).
+    Seeded(u64),
+}
+
+/// Where partition threads 1 to N-1 run.
+enum Lanes {
+    Threads {
+        /// At index `thread - 1`.
+        workers: Vec<Worker>,
+        done: Receiver<WorkDone>,
+    },
+    /// Uncontended: only the dispatcher's thread takes it.
+    Seeded(Mutex<seeded::SeededLanes>),
+}
 
 pub struct Executor {
     /// Runs partition declarations; its instances see no state.
@@ -379,9 +417,8 @@ pub struct Executor {
     slots: Arc<[Slot]>,
     /// Executor threads, the dispatcher included.
     partitions: usize,
-    /// Partition threads 1 to N-1, at index `thread - 1`.
-    workers: Vec<Worker>,
-    done: Receiver<WorkDone>,
+    /// Partition threads 1 to N-1.
+    lanes: Lanes,
     /// The entry being dispatched, while a batch runs: `Some` when a batch
     /// was interrupted by a panic. See [`Executor::interrupted_at`].
     dispatching: Option<u64>,
@@ -420,6 +457,17 @@ impl Executor {
         config: EngineConfig,
         partitions: usize,
     ) -> Executor {
+        Executor::with_partition_schedule(compiler, config, partitions, PartitionSchedule::Threads)
+    }
+
+    /// Like [`Executor::with_partitions`], with the partition threads'
+    /// work run as `schedule` says.
+    pub fn with_partition_schedule(
+        compiler: Arc<ModuleCompiler>,
+        config: EngineConfig,
+        partitions: usize,
+        schedule: PartitionSchedule,
+    ) -> Executor {
         assert!(
             (1..=SLOTS).contains(&partitions),
             "partitions must be 1 to {SLOTS}, not {partitions}"
@@ -434,10 +482,21 @@ impl Executor {
                 sandbox: Mutex::new(Sandbox::new(engine.clone(), config.clone())),
             })
             .collect();
-        let (done_tx, done) = crossbeam_channel::unbounded();
-        let workers = (1..partitions)
-            .map(|thread| spawn_worker(thread, slots.clone(), config.tx_fuel_max, done_tx.clone()))
-            .collect();
+        let lanes =
+            match schedule {
+                PartitionSchedule::Threads => {
+                    let (done_tx, done) = crossbeam_channel::unbounded();
+                    let workers = (1..partitions)
+                        .map(|thread| {
+                            spawn_worker(thread, slots.clone(), config.tx_fuel_max, done_tx.clone())
+                        })
+                        .collect();
+                    Lanes::Threads { workers, done }
+                }
+                PartitionSchedule::Seeded(seed) => Lanes::Seeded(Mutex::new(
+                    seeded::SeededLanes::new(partitions - 1, seed, config.tx_fuel_max),
+                )),
+            };
         Executor {
             linker: HostLinker::new(&engine),
             planner: Sandbox::new(engine.clone(), config.clone()),
@@ -454,8 +513,7 @@ impl Executor {
             config,
             slots,
             partitions,
-            workers,
-            done,
+            lanes,
             dispatching: None,
             tracing: None,
             reads_only: false,
@@ -844,13 +902,19 @@ impl Executor {
     /// Queues a transaction on the partition thread that owns its slots,
     /// or a meeting on every partition thread in `threads`.
     fn queue(&mut self, run: &mut BatchRun, threads: u64, task: Task) {
-        let done = &self.done;
+        let lanes = &self.lanes;
         let mut send = |thread: usize, work: Work| {
             run.queued[thread] += 1;
-            if self.workers[thread - 1].tasks.send(work).is_err() {
-                // Its queue closes only when the thread has ended, and a
-                // thread ends early only by panicking, after saying so.
-                reraise_worker_panic(done, thread);
+            match lanes {
+                Lanes::Threads { workers, done } => {
+                    if workers[thread - 1].tasks.send(work).is_err() {
+                        // Its queue closes only when the thread has ended,
+                        // and a thread ends early only by panicking, after
+                        // saying so.
+                        reraise_worker_panic(done, thread);
+                    }
+                }
+                Lanes::Seeded(seeded) => seeded.lock().queue(thread, work),
             }
         };
         if threads.count_ones() == 1 {
@@ -1081,8 +1145,19 @@ impl Executor {
         if run.finished == run.queued {
             return;
         }
-        while let Ok(done) = self.done.try_recv() {
-            record_done(run, done);
+        match &self.lanes {
+            Lanes::Threads { done, .. } => {
+                while let Ok(done) = done.try_recv() {
+                    record_done(run, done);
+                }
+            }
+            Lanes::Seeded(seeded) => {
+                let mut seeded = seeded.lock();
+                seeded.wander(&self.slots);
+                while let Some(done) = seeded.take_report() {
+                    record_done(run, done);
+                }
+            }
         }
     }
 
@@ -1094,10 +1169,25 @@ impl Executor {
                 continue;
             }
             while run.finished[thread] < run.queued[thread] {
-                // Every partition thread holds a sender until it ends, and
-                // one that ends early sends `Panicked` first.
-                let done =
-                    recv_spinning(&self.done).expect("partition threads report before they end");
+                let done = match &self.lanes {
+                    // Every partition thread holds a sender until it ends,
+                    // and one that ends early sends `Panicked` first.
+                    Lanes::Threads { done, .. } => {
+                        recv_spinning(done).expect("partition threads report before they end")
+                    }
+                    Lanes::Seeded(seeded) => {
+                        let mut seeded = seeded.lock();
+                        loop {
+                            if let Some(done) = seeded.take_report() {
+                                break done;
+                            }
+                            assert!(
+                                seeded.step(&self.slots),
+                                "work is queued on partition thread {thread}, so some queue can move"
+                            );
+                        }
+                    }
+                };
                 record_done(run, done);
             }
         }
@@ -1411,7 +1501,10 @@ impl Drop for Executor {
         // at a meeting a failed thread will never come to: leave the
         // threads be (they hold nothing but memory) rather than hang here.
         let join = self.dispatching.is_none();
-        for Worker { tasks, thread } in std::mem::take(&mut self.workers) {
+        let Lanes::Threads { workers, .. } = &mut self.lanes else {
+            return;
+        };
+        for Worker { tasks, thread } in std::mem::take(workers) {
             // Closing the queue ends the thread's loop.
             drop(tasks);
             if join {
@@ -1648,31 +1741,40 @@ fn work(
             }
         };
         *running = Some(task.seq);
-        #[cfg(feature = "fault-injection")]
-        if task.panic {
-            panic!("fault injection: partition thread {id} was told to panic");
-        }
-        let call = Call {
-            procedure: task.prepared.route.procedure,
-            export: Export::Procedure,
-            args: &task.args,
-            encoding: task.encoding,
-            seq: task.seq,
-            now_ms: task.now_ms,
-            fuel,
-        };
-        let result = run_in_slots(slots, task.prepared, &call);
+        let index = task.index;
+        let result = run_task(id, slots, fuel, task);
         if let Some(meeting) = meeting {
             meeting.finish();
         }
         *running = None;
         if done
-            .send(WorkDone::Finished(id, Some((task.index, result))))
+            .send(WorkDone::Finished(id, Some((index, result))))
             .is_err()
         {
             return;
         }
     }
+}
+
+/// Runs a queued transaction on partition thread `id` (a real one, or a
+/// seeded lane).
+fn run_task(id: usize, slots: &[Slot], fuel: u64, task: Task) -> Ran {
+    #[cfg(feature = "fault-injection")]
+    if task.panic {
+        panic!("fault injection: partition thread {id} was told to panic");
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = id;
+    let call = Call {
+        procedure: task.prepared.route.procedure,
+        export: Export::Procedure,
+        args: &task.args,
+        encoding: task.encoding,
+        seq: task.seq,
+        now_ms: task.now_ms,
+        fuel,
+    };
+    run_in_slots(slots, task.prepared, &call)
 }
 
 fn summary(compiled: &crate::module::CompiledModule) -> ModuleSummary {

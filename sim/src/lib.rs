@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ordo::node_core::{Action, CoreConfig, InjectedBug, NodeCore, Refusal, replay_log};
-use ordo_engine::{EngineConfig, Executor, ModuleCompiler, TxOutcome};
+use ordo_engine::{EngineConfig, Executor, ModuleCompiler, PartitionSchedule, TxOutcome};
 use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
 use ordo_sequencer::sequencer::Sequencer;
 use ordo_sequencer::storage::sim::SimStorage;
@@ -573,14 +573,20 @@ impl World {
                 Err(err) => return Err(format!("after a {why}, the log does not open: {err}")),
             }
         };
-        // Each start picks its number of partition threads: outcomes and
-        // hashes must not depend on it, also across a restart with another
-        // number. (Which thread runs when is the OS's choice, not the
-        // seed's; only deterministic values reach the trace.)
+        // Each start picks its number of partition threads and how their
+        // work interleaves (the engine's seeded schedule: no OS threads,
+        // the seed picks which partition's queue moves next and when):
+        // outcomes and hashes must depend on neither, also across a
+        // restart with another number.
         let partitions = self.rng.range(1, PARTITIONS_MAX) as usize;
-        event(&mut self.trace, 22, &[partitions as u64]);
-        let mut executor =
-            Executor::with_partitions(self.compiler.clone(), EngineConfig::default(), partitions);
+        let schedule_seed = self.rng.next_u64();
+        event(&mut self.trace, 22, &[partitions as u64, schedule_seed]);
+        let mut executor = Executor::with_partition_schedule(
+            self.compiler.clone(),
+            EngineConfig::default(),
+            partitions,
+            PartitionSchedule::Seeded(schedule_seed),
+        );
         if self.bug == Some(InjectedBug::SkipExactlyOnce) {
             executor.inject_skipped_exactly_once_check();
         }

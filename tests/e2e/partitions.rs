@@ -9,7 +9,9 @@ use std::sync::Arc;
 use common::entries::{self, postcard};
 use ordo::workload::{KeyChooser, Request, Smallbank, Tpcc, Transfer, Workload};
 use ordo::{AbortKind, ArgsEncoding, Node, NodeConfig, Outcome};
-use ordo_engine::{EngineConfig, EngineStatus, Executor, ModuleCompiler, TxOutcome};
+use ordo_engine::{
+    EngineConfig, EngineStatus, Executor, ModuleCompiler, PartitionSchedule, TxOutcome,
+};
 use ordo_sequencer::entry::{Batch, Entry, Invocation};
 use proptest::prelude::*;
 
@@ -93,8 +95,29 @@ fn execute(
     cuts: &[usize],
     partitions: usize,
 ) -> (Vec<TxOutcome>, EngineStatus) {
-    let mut executor =
-        Executor::with_partitions(compiler.clone(), EngineConfig::default(), partitions);
+    execute_scheduled(
+        compiler,
+        entries,
+        cuts,
+        partitions,
+        PartitionSchedule::Threads,
+    )
+}
+
+/// [`execute`], with the partition threads' work run as `schedule` says.
+fn execute_scheduled(
+    compiler: &Arc<ModuleCompiler>,
+    entries: &[Entry],
+    cuts: &[usize],
+    partitions: usize,
+    schedule: PartitionSchedule,
+) -> (Vec<TxOutcome>, EngineStatus) {
+    let mut executor = Executor::with_partition_schedule(
+        compiler.clone(),
+        EngineConfig::default(),
+        partitions,
+        schedule,
+    );
     let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % entries.len()).collect();
     cuts.sort_unstable();
     let mut outcomes = Vec::new();
@@ -127,7 +150,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
     /// Random bank, smallbank and TPC-C workloads give equal outcomes,
-    /// state hashes and chain hashes under N = 1, 2, 4 and 8.
+    /// state hashes and chain hashes under N = 1, 2, 4 and 8, on OS
+    /// threads and under seeded interleavings of the partition threads'
+    /// queues (three schedules per N).
     #[test]
     fn outcomes_and_hashes_do_not_depend_on_the_number_of_partitions(
         kind in 0u8..3,
@@ -142,6 +167,13 @@ proptest! {
             let (outcomes, status) = execute(&compiler, &entries, &cuts, partitions);
             prop_assert_eq!(&outcomes, &expected, "N = {}", partitions);
             prop_assert_eq!(status, expected_status, "N = {}", partitions);
+            for schedule_seed in 0..3u64 {
+                let schedule = PartitionSchedule::Seeded(seed ^ schedule_seed.wrapping_mul(0x9e37_79b9));
+                let (outcomes, status) =
+                    execute_scheduled(&compiler, &entries, &cuts, partitions, schedule);
+                prop_assert_eq!(&outcomes, &expected, "N = {}, {:?}", partitions, schedule);
+                prop_assert_eq!(status, expected_status, "N = {}, {:?}", partitions, schedule);
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{args, bank_wasm, deploy, executor, invoke};
 use ordo_engine::partition::{slot_of_partition, thread_of_slot};
-use ordo_engine::{EngineConfig, EnginePanic, Executor};
+use ordo_engine::{EngineConfig, EnginePanic, Executor, PartitionSchedule};
 use ordo_entry::{Batch, Entry};
 
 /// How long a test waits for the panic to come out before calling it a
@@ -119,6 +119,32 @@ fn a_panic_at_a_meeting_does_not_leave_the_other_thread_waiting_forever() {
         "{panic}"
     );
     assert_eq!(panic.seq, Some(first + 1));
+}
+
+#[test]
+fn under_a_seeded_schedule_a_partition_panic_names_its_thread_too() {
+    // No OS threads: the dispatcher's own thread runs partition thread
+    // 1's queue, and a panic there still comes out as that thread's.
+    let config = EngineConfig::default();
+    for seed in 0..8 {
+        let mut executor = Executor::with_partition_schedule(
+            Executor::compiler(&config),
+            config.clone(),
+            2,
+            PartitionSchedule::Seeded(seed),
+        );
+        let ids = ids_on_thread(1, 2, 4);
+        open_accounts(&mut executor, &ids);
+        let first = executor.status().position + 1;
+        let entries: Vec<Entry> = (0..40u64)
+            .map(|i| invoke(2, 1 + i, "counter", args(&[ids[(i % 4) as usize]])))
+            .collect();
+        executor.inject_partition_panic(first + 2);
+        let (panic, interrupted_at) = execute_expecting_a_panic(executor, entries);
+        assert_eq!(panic.thread, "ordo-partition-1", "seed {seed}");
+        assert_eq!(panic.seq, Some(first + 2), "seed {seed}");
+        assert!(interrupted_at >= first + 2, "seed {seed}");
+    }
 }
 
 #[test]
