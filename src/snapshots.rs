@@ -258,19 +258,31 @@ fn remove_covered_records(
     log: &Mutex<FileLog>,
     pins: &Mutex<BTreeMap<u64, u64>>,
 ) -> Result<(), String> {
-    let covered = store.covered_indexes().map_err(|err| err.to_string())?;
-    let [older, _, ..] = covered[..] else {
-        return Ok(());
-    };
     let pinned_below = pins
         .lock()
         .values()
         .min()
         .map_or(u64::MAX, |first| first.saturating_sub(1));
-    log.lock()
-        .truncate_prefix(older.min(pinned_below))
-        .map(|_| ())
-        .map_err(|err| err.to_string())
+    records_to_remove(store, pinned_below)?.map_or(Ok(()), |through| {
+        log.lock()
+            .truncate_prefix(through)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    })
+}
+
+/// The last log record that may go once `store`'s snapshots are
+/// durable: the one the oldest kept snapshot covers, once there are two
+/// or more (so that if the newest is damaged, an older one still fits
+/// the log), and none from `pinned_below + 1` on. `None` while there is
+/// only one snapshot.
+/// The single node's rule, shared with the simulator.
+pub fn records_to_remove(store: &SnapshotStore, pinned_below: u64) -> Result<Option<u64>, String> {
+    let covered = store.covered_indexes().map_err(|err| err.to_string())?;
+    let [older, _, ..] = covered[..] else {
+        return Ok(None);
+    };
+    Ok(Some(older.min(pinned_below)))
 }
 
 /// Why a data directory's snapshot and log do not fit together.

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use ordo::node_core::{Action, CoreConfig, InjectedBug, NodeCore, Refusal, replay_log};
 use ordo_engine::{EngineConfig, Executor, ModuleCompiler, PartitionSchedule, TxOutcome};
 use ordo_sequencer::entry::{ArgsEncoding, Batch, ClientId, Deploy, Entry, Invocation};
+use ordo_sequencer::raft::{Retention, SnapshotImage, SnapshotStore};
 use ordo_sequencer::sequencer::Sequencer;
 use ordo_sequencer::storage::sim::SimStorage;
 use ordo_sequencer::{FileLog, FileLogConfig, LogError};
@@ -44,6 +45,22 @@ use model::{Answer, Model, Op, ReadKey};
 
 /// Where the simulated node keeps its log on the simulated disk.
 const LOG_DIR: &str = "/data/log";
+/// Where it keeps its snapshots.
+const SNAPSHOTS_DIR: &str = "/data/snapshots";
+/// The simulated engine's instance epoch: snapshots are taken just before
+/// a batch that opens one, so a short epoch gives a seed several.
+const SIM_INSTANCE_EPOCH: u64 = 64;
+/// The chance, per mille, that a batch opening an instance epoch is
+/// snapshotted (production snapshots once enough log has grown).
+const SNAPSHOT_PER_MILLE: u64 = 500;
+
+/// The simulated node's engine config.
+fn sim_engine_config() -> EngineConfig {
+    EngineConfig {
+        instance_epoch: SIM_INSTANCE_EPOCH,
+        ..EngineConfig::default()
+    }
+}
 
 /// Steps of the safety phase (faults on).
 pub const FAULT_STEPS: u64 = 1_500;
@@ -149,6 +166,12 @@ pub struct SeedReport {
     pub torn_writes: u64,
     /// Starts refused by an I/O error (and tried again).
     pub failed_starts: u64,
+    /// Snapshots saved (single node).
+    pub snapshots: u64,
+    /// Starts from a snapshot rather than from the log's first record.
+    pub snapshot_restores: u64,
+    /// Log prefixes cut because snapshots cover them.
+    pub log_prefix_cuts: u64,
     pub last_seq: u64,
     /// Cluster seeds: messages the network lost (partitions included)
     /// and duplicated, partitions made, and members whose Raft stopped on
@@ -183,6 +206,9 @@ impl SeedReport {
             failed_syncs: 0,
             torn_writes: 0,
             failed_starts: 0,
+            snapshots: 0,
+            snapshot_restores: 0,
+            log_prefix_cuts: 0,
             last_seq: 0,
             dropped_messages: 0,
             duplicated_messages: 0,
@@ -319,6 +345,11 @@ struct SimNode {
     log: FileLog,
     executor: Executor,
     core: NodeCore<Token>,
+    /// The node's snapshots, on the simulated disk (production's store).
+    snapshots: SnapshotStore,
+    /// The timestamp of the last batch executed (a snapshot's image
+    /// carries it).
+    last_timestamp_ms: u64,
 }
 
 struct World {
@@ -335,6 +366,10 @@ struct World {
     network: Vec<VecDeque<(u64, TxOutcome)>>,
     /// The live node's hashes after each batch: last seq -> (state, chain).
     history: BTreeMap<u64, (u128, u128)>,
+    /// Log records the node removed because snapshots cover them, read
+    /// from the durable log just before: the final check needs the whole
+    /// history. Record index -> batch.
+    archived: BTreeMap<u64, Batch>,
     reads: Vec<StaleRead>,
     trace: Xxh3,
     report: SeedReport,
@@ -412,6 +447,7 @@ fn run_single(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>) -> Se
         compiler: compiler.clone(),
         node: None,
         history: BTreeMap::new(),
+        archived: BTreeMap::new(),
         reads: Vec::new(),
         trace: Xxh3::new(),
         report,
@@ -545,8 +581,10 @@ impl World {
         self.storage.crash_randomly();
     }
 
-    /// Opens the node on what the disk holds: the log's recovery, a fresh
-    /// executor and the replay, as the production node's `open` does.
+    /// Opens the node on what the disk holds: the log's recovery, the
+    /// newest intact snapshot (checked to fit the log) or a fresh
+    /// executor, and the replay of the records after it, as the
+    /// production node's `open` does.
     /// Every answer in flight is lost; clients resend what they miss.
     fn restart(&mut self, why: &str) -> Checked {
         self.node = None;
@@ -560,9 +598,23 @@ impl World {
         // a supervisor, starts it again after the machine recovers.
         // Anything else (the log refusing what is on disk) is a finding.
         let mut attempts = 0;
-        let log = loop {
-            match FileLog::open_with(config.clone(), self.storage.shared()) {
-                Ok(log) => break log,
+        let (log, snapshots) = loop {
+            let opened =
+                FileLog::open_with(config.clone(), self.storage.shared()).and_then(|log| {
+                    SnapshotStore::open_on(
+                        self.storage.shared(),
+                        SNAPSHOTS_DIR.into(),
+                        Retention::default(),
+                    )
+                    .map(|snapshots| (log, snapshots))
+                    .map_err(|source| LogError::Io {
+                        action: "open the snapshot store in",
+                        path: SNAPSHOTS_DIR.into(),
+                        source,
+                    })
+                });
+            match opened {
+                Ok(opened) => break opened,
                 Err(err @ LogError::Io { .. }) if attempts < START_ATTEMPTS_MAX => {
                     attempts += 1;
                     event(&mut self.trace, 21, &[attempts]);
@@ -581,16 +633,45 @@ impl World {
         let partitions = self.rng.range(1, PARTITIONS_MAX) as usize;
         let schedule_seed = self.rng.next_u64();
         event(&mut self.trace, 22, &[partitions as u64, schedule_seed]);
-        let mut executor = Executor::with_partition_schedule(
-            self.compiler.clone(),
-            EngineConfig::default(),
-            partitions,
-            PartitionSchedule::Seeded(schedule_seed),
-        );
+        let schedule = PartitionSchedule::Seeded(schedule_seed);
+        let latest = snapshots
+            .latest()
+            .map_err(|err| format!("after a {why}, the snapshots do not read: {err}"))?;
+        ordo::snapshots::check_fits(latest.as_ref(), &log, SNAPSHOTS_DIR.as_ref())
+            .map_err(|err| format!("after a {why}: {err}"))?;
+        let (mut executor, sequencer, after_index) = match &latest {
+            Some(image) => {
+                event(
+                    &mut self.trace,
+                    23,
+                    &[image.next_seq, image.covered_index()],
+                );
+                self.report.snapshot_restores += 1;
+                let executor = Executor::restore_scheduled(
+                    self.compiler.clone(),
+                    sim_engine_config(),
+                    partitions,
+                    schedule,
+                    &image.engine,
+                )
+                .map_err(|err| format!("after a {why}, the snapshot does not restore: {err}"))?;
+                let sequencer = Sequencer::resume(image.next_seq, image.last_timestamp_ms);
+                (executor, sequencer, image.covered_index())
+            }
+            None => {
+                let executor = Executor::with_partition_schedule(
+                    self.compiler.clone(),
+                    sim_engine_config(),
+                    partitions,
+                    schedule,
+                );
+                (executor, Sequencer::new(), 0)
+            }
+        };
         if self.bug == Some(InjectedBug::SkipExactlyOnce) {
             executor.inject_skipped_exactly_once_check();
         }
-        let sequencer = replay_log(&log, &mut executor, 0, Sequencer::new(), |_, _| {})
+        let sequencer = replay_log(&log, &mut executor, after_index, sequencer, |_, _| {})
             .map_err(|err| format!("after a {why}, the log does not replay: {err}"))?;
         let status = executor.status();
         event(
@@ -626,11 +707,14 @@ impl World {
             self.history
                 .insert(status.position, (status.state_hash, status.chain_hash));
         }
+        let sequencer_last_timestamp_ms = sequencer.last_timestamp_ms();
         let core = NodeCore::new(self.shape.core.clone(), sequencer, self.bug);
         self.node = Some(SimNode {
             log,
             executor,
             core,
+            snapshots,
+            last_timestamp_ms: sequencer_last_timestamp_ms,
         });
         // Clients reconnect and resend everything unanswered.
         for index in 0..self.clients.len() {
@@ -782,15 +866,89 @@ impl World {
             }
         };
         for action in released {
-            if let Action::Execute { batch, tokens, .. } = action {
+            if let Action::Execute {
+                batch,
+                tokens,
+                log_index,
+                ..
+            } = action
+            {
+                self.snapshot_if_due(&batch, log_index)?;
                 self.execute(&batch, tokens);
             }
         }
         Ok(())
     }
 
+    /// Before a batch that opens an instance epoch, the node may snapshot
+    /// (as production's `LocalSnapshots::before_batch` does, here on the
+    /// seed's say) into production's `SnapshotStore` on the simulated
+    /// disk, and then drop the log records production would
+    /// (`records_to_remove`). A failed save is only logged in
+    /// production, so here too: the node goes on without it.
+    fn snapshot_if_due(&mut self, batch: &Batch, log_index: u64) -> Checked {
+        let node = self.node.as_mut().expect("only a running node executes");
+        if batch.first_seq == 1
+            || !ordo_engine::opens_instance_epoch(
+                SIM_INSTANCE_EPOCH,
+                batch.first_seq,
+                batch.last_seq(),
+            )
+            || !self.rng.chance(SNAPSHOT_PER_MILLE)
+        {
+            return Ok(());
+        }
+        let image = SnapshotImage::for_file_log(
+            log_index - 1,
+            batch.first_seq,
+            node.last_timestamp_ms,
+            node.executor.snapshot(),
+        );
+        let saved = node.snapshots.save(&image);
+        event(
+            &mut self.trace,
+            24,
+            &[batch.first_seq, log_index, saved.is_ok() as u64],
+        );
+        if saved.is_err() {
+            return Ok(());
+        }
+        self.report.snapshots += 1;
+        let Some(through) = ordo::snapshots::records_to_remove(&node.snapshots, u64::MAX)? else {
+            return Ok(());
+        };
+        // Keep what is about to go, from the durable log itself, for the
+        // final check of the whole history.
+        let first = node.log.first_index();
+        if through >= first {
+            let records = node
+                .log
+                .read_from(first)
+                .map_err(|err| format!("the log does not read before a prefix cut: {err}"))?;
+            for record in records {
+                let (index, payload) =
+                    record.map_err(|err| format!("the log before a prefix cut: {err}"))?;
+                if index > through {
+                    break;
+                }
+                let batch = Batch::decode(&payload)
+                    .map_err(|err| format!("log record {index} does not decode: {err}"))?;
+                self.archived.insert(index, batch);
+            }
+        }
+        match node.log.truncate_prefix(through) {
+            Ok(_) => {
+                event(&mut self.trace, 25, &[through]);
+                self.report.log_prefix_cuts += 1;
+                Ok(())
+            }
+            Err(err) => self.log_failed(format!("cut the log's prefix: {err}")),
+        }
+    }
+
     fn execute(&mut self, batch: &Batch, tokens: Vec<Token>) {
         let node = self.node.as_mut().expect("only a running node executes");
+        node.last_timestamp_ms = batch.timestamp_ms;
         let outcomes = node.executor.execute(batch);
         let status = node.executor.status();
         self.history
@@ -908,15 +1066,34 @@ impl World {
             .node
             .as_mut()
             .expect("the final restart opened the node");
+        let first = node.log.first_index();
+        if self
+            .archived
+            .keys()
+            .next_back()
+            .map_or(0, |last| last + 1)
+            .max(1)
+            < first
+        {
+            return Err(format!(
+                "the final log starts at record {first}, but only records up to {:?} were kept before prefix cuts",
+                self.archived.keys().next_back()
+            ));
+        }
         let records = node
             .log
-            .read_from(1)
+            .read_from(first)
             .map_err(|err| format!("the final log does not read: {err}"))?;
-        let batches = records.map(|record| {
-            let (index, payload) = record.map_err(|err| format!("the final log: {err}"))?;
-            Batch::decode(&payload)
-                .map_err(|err| format!("log record {index} does not decode: {err}"))
-        });
+        let archived = std::mem::take(&mut self.archived);
+        let batches = archived
+            .into_iter()
+            .filter(|(index, _)| *index < first)
+            .map(|(_, batch)| Ok(batch))
+            .chain(records.map(|record| {
+                let (index, payload) = record.map_err(|err| format!("the final log: {err}"))?;
+                Batch::decode(&payload)
+                    .map_err(|err| format!("log record {index} does not decode: {err}"))
+            }));
         let acked = self.clients.iter().map(|client| (client.id, &client.acked));
         let (model, position) =
             check_history("durable", batches, std::mem::take(&mut self.reads), acked)?;

@@ -91,11 +91,13 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut failed = 0u64;
     let mut ran = 0u64;
     let mut acknowledged = 0u64;
+    let mut snapshots = 0u64;
     let mut clusters = 0u64;
     for seed in from..from.saturating_add(count) {
         let report = run_seed_with(seed, options, &compiler);
         ran += 1;
         acknowledged += report.acknowledged;
+        snapshots += report.snapshots;
         clusters += u64::from(report.topology == Topology::Cluster);
         if report.failure.is_some() {
             failed += 1;
@@ -107,7 +109,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{ran} seeds from {from} ({clusters} clusters) in {seconds:.1} s ({:.0} seeds/minute on one core), {acknowledged} acknowledged transactions checked, {failed} failed{}",
+        "{ran} seeds from {from} ({clusters} clusters) in {seconds:.1} s ({:.0} seeds/minute on one core), {acknowledged} acknowledged transactions checked, {snapshots} snapshots taken, {failed} failed{}",
         ran as f64 * 60.0 / seconds.max(1e-9),
         bug.map_or(String::new(), |bug| format!(
             ", with {} planted",
@@ -123,7 +125,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
 
 fn print_report(report: &SeedReport) {
     println!(
-        "seed {} ({}): {} steps, {} ms simulated, {} clients, {} acknowledged, {} stale reads, {} process kills, {} power losses, {} failed fsyncs, {} torn writes, last seq {}, trace {:016x}",
+        "seed {} ({}): {} steps, {} ms simulated, {} clients, {} acknowledged, {} stale reads, {} process kills, {} power losses, {} failed fsyncs, {} torn writes, {} snapshots ({} starts from one, {} log prefix cuts), last seq {}, trace {:016x}",
         report.seed,
         report.topology.name(),
         report.steps,
@@ -135,6 +137,9 @@ fn print_report(report: &SeedReport) {
         report.power_losses,
         report.failed_syncs,
         report.torn_writes,
+        report.snapshots,
+        report.snapshot_restores,
+        report.log_prefix_cuts,
         report.last_seq,
         report.trace_hash
     );

@@ -43,6 +43,7 @@ fn clean_seeds_pass_the_checker() {
     let compiler = shared_compiler();
     let mut acknowledged = 0;
     let mut faults = 0;
+    let (mut snapshots, mut restores, mut cuts) = (0, 0, 0);
     for seed in 0..CLEAN_SEEDS {
         let report = run_seed(seed, None, &compiler);
         assert!(
@@ -54,6 +55,9 @@ fn clean_seeds_pass_the_checker() {
         acknowledged += report.acknowledged;
         faults +=
             report.process_kills + report.power_losses + report.failed_syncs + report.torn_writes;
+        snapshots += report.snapshots;
+        restores += report.snapshot_restores;
+        cuts += report.log_prefix_cuts;
     }
     // The seeds did something: transactions were answered and checked, and
     // faults happened.
@@ -62,6 +66,15 @@ fn clean_seeds_pass_the_checker() {
         "only {acknowledged} acknowledged"
     );
     assert!(faults > CLEAN_SEEDS, "only {faults} faults injected");
+    // Snapshots were saved, nodes started from them, and logs lost the
+    // records they cover (so the restarts checked above went through
+    // restore, check_fits and a tail replay).
+    assert!(snapshots > CLEAN_SEEDS, "only {snapshots} snapshots");
+    assert!(
+        restores > CLEAN_SEEDS,
+        "only {restores} starts from a snapshot"
+    );
+    assert!(cuts > CLEAN_SEEDS / 4, "only {cuts} log prefix cuts");
 }
 
 #[test]

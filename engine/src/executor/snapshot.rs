@@ -43,7 +43,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{Executor, Route};
+use super::{Executor, PartitionSchedule, Route};
 use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler};
 use crate::partition::{SLOTS, slot_of_key};
@@ -256,6 +256,24 @@ impl Executor {
         partitions: usize,
         snapshot: &[u8],
     ) -> Result<Executor, SnapshotError> {
+        Executor::restore_scheduled(
+            compiler,
+            config,
+            partitions,
+            PartitionSchedule::Threads,
+            snapshot,
+        )
+    }
+
+    /// [`Executor::restore`], with the partition threads' work run as
+    /// `schedule` says (the simulator's seeded interleavings).
+    pub fn restore_scheduled(
+        compiler: Arc<ModuleCompiler>,
+        config: EngineConfig,
+        partitions: usize,
+        schedule: PartitionSchedule,
+        snapshot: &[u8],
+    ) -> Result<Executor, SnapshotError> {
         let (body, deployed_at, retired_tables) = decode(snapshot)?;
         config.validate().map_err(SnapshotError::InvalidConfig)?;
         if !(1..=SLOTS).contains(&partitions) {
@@ -270,7 +288,8 @@ impl Executor {
             return Err(corrupt(format!("{} slots, not {SLOTS}", body.slots.len())));
         }
 
-        let mut executor = Executor::with_partitions(compiler, config, partitions);
+        let mut executor =
+            Executor::with_partition_schedule(compiler, config, partitions, schedule);
         for module in body.modules {
             if executor.modules.contains_key(&module.name) {
                 return Err(corrupt(format!("module `{}` appears twice", module.name)));

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{ProposalId, RaftPoint, TypeConfig};
 use crate::log::{Committed, Delivery};
 use crate::sequencer::Sequencer;
+use crate::storage::{OsStorage, Storage};
 
 type NodeId = u64;
 
@@ -110,6 +111,9 @@ impl SnapshotImage {
 /// as many as the store was opened to keep), and enough older ones to
 /// reach back the positions it was told to retain.
 pub struct SnapshotStore {
+    /// Where the files live: the OS's file system, or the simulator's
+    /// disk.
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     write: Mutex<()>,
     retention: Retention,
@@ -166,6 +170,18 @@ impl SnapshotStore {
 
     /// A store that keeps what `retention` says.
     pub fn open_retaining(dir: PathBuf, retention: Retention) -> std::io::Result<SnapshotStore> {
+        SnapshotStore::open_on(OsStorage::shared(), dir, retention)
+    }
+
+    /// A store on `storage` (the simulator passes its disk) that keeps
+    /// what `retention` says. Creating the directory syncs its parent, so
+    /// that the directory, whose snapshots let the log drop the records
+    /// they cover, survives a crash.
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        retention: Retention,
+    ) -> std::io::Result<SnapshotStore> {
         let kept = retention.kept;
         if !(SNAPSHOTS_KEPT_DEFAULT..=SNAPSHOTS_KEPT_MAX).contains(&kept) {
             return Err(std::io::Error::new(
@@ -175,8 +191,14 @@ impl SnapshotStore {
                 ),
             ));
         }
-        std::fs::create_dir_all(&dir)?;
+        if !storage.is_dir(&dir) {
+            storage.create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                storage.sync_dir(parent)?;
+            }
+        }
         Ok(SnapshotStore {
+            storage,
             dir,
             write: Mutex::new(()),
             retention,
@@ -186,11 +208,10 @@ impl SnapshotStore {
     /// The snapshot files, oldest (lowest index) first.
     fn files(&self) -> std::io::Result<Vec<SnapshotFile>> {
         let mut files = Vec::new();
-        for item in std::fs::read_dir(&self.dir)? {
-            let path = item?.path();
-            let Some(stem) = path
-                .file_name()
-                .and_then(|name| name.to_str())
+        for name in self.storage.list_dir(&self.dir)? {
+            let path = self.dir.join(&name);
+            let Some(stem) = name
+                .to_str()
                 .and_then(|name| name.strip_prefix("snapshot-"))
                 .and_then(|name| name.strip_suffix(".bin"))
             else {
@@ -228,11 +249,11 @@ impl SnapshotStore {
         let path = self
             .dir
             .join(format!("snapshot-{index:020}-{:020}.bin", image.next_seq));
-        crate::storage::Storage::replace(&crate::storage::OsStorage, &path, &image.encode())?;
+        self.storage.replace(&path, &image.encode())?;
         let files = self.files()?;
         let keep_from = first_retained(&files, self.retention);
         for old in &files[..keep_from] {
-            let _ = std::fs::remove_file(&old.path);
+            let _ = self.storage.remove_file(&old.path);
         }
         Ok(())
     }
@@ -258,7 +279,7 @@ impl SnapshotStore {
     pub fn all_images(&self) -> std::io::Result<(Vec<SnapshotImage>, Vec<(PathBuf, String)>)> {
         let (mut intact, mut damaged) = (Vec::new(), Vec::new());
         for SnapshotFile { path, .. } in self.files()? {
-            match SnapshotImage::decode(&std::fs::read(&path)?) {
+            match SnapshotImage::decode(&self.storage.read_file(&path)?) {
                 Ok(image) => intact.push(image),
                 Err(reason) => damaged.push((path, reason)),
             }
@@ -276,7 +297,7 @@ impl SnapshotStore {
             {
                 continue;
             }
-            match SnapshotImage::decode(&std::fs::read(&file.path)?) {
+            match SnapshotImage::decode(&self.storage.read_file(&file.path)?) {
                 Ok(image) if image.next_seq.saturating_sub(1) <= position => {
                     return Ok(Some(image));
                 }
@@ -301,7 +322,7 @@ impl SnapshotStore {
     /// The newest snapshot that reads back intact.
     pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
         for SnapshotFile { path, .. } in self.files()?.into_iter().rev() {
-            match SnapshotImage::decode(&std::fs::read(&path)?) {
+            match SnapshotImage::decode(&self.storage.read_file(&path)?) {
                 Ok(image) => return Ok(Some(image)),
                 Err(reason) => tracing::warn!("skipping {}: {reason}", path.display()),
             }
