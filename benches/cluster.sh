@@ -2,7 +2,9 @@
 # A 3-node Raft cluster against one node, on this machine, with the same
 # durable transfer workload driven over TCP by `ordo bench`. Runs ROUNDS
 # rounds, alternating single node and cluster so both see the same noise,
-# and prints the medians and their ratio (issue 5's bar: at least 0.5).
+# and prints the medians and their ratio (issue 5's bar: at least 0.5),
+# and the CPU seconds each server process used per million committed
+# transfers (issue 19's bar: the leader at most 1.3x a single node).
 #
 #   benches/cluster.sh                    # 3 rounds of 15 s
 #   ROUNDS=5 DURATION=20s benches/cluster.sh
@@ -37,6 +39,23 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# CPU seconds (user + system) process $1 has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# Writes the servers' CPU seconds used since `before` (one per pid, in
+# order) to file $1, as JSON.
+write_cpu() { # file, "before..." , pids...
+    local file=$1 before=($2) i=0 used=()
+    shift 2
+    for pid in "$@"; do
+        used+=("$(awk -v a="$(cpu_seconds "$pid")" -v b="${before[$i]}" 'BEGIN { print a - b }')")
+        i=$((i + 1))
+    done
+    printf '{"cpu_seconds": [%s]}\n' "$(IFS=,; echo "${used[*]}")" >"$file"
+}
+
 wait_for_line() { # file, text
     for _ in $(seq 1 200); do
         grep -q "$2" "$1" 2>/dev/null && return 0
@@ -54,8 +73,11 @@ run_single() { # round
         "${SERVE_ARGS[@]}" >"$dir/serve.log" 2>&1 &
     pids+=($!)
     wait_for_line "$dir/serve.log" "listening on"
+    local before
+    before=$(cpu_seconds "${pids[0]}")
     "$ORDO" bench "${LOAD[@]}" --server "127.0.0.1:$port" --duration "$DURATION" \
         --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
+    write_cpu "$dir/cpu.json" "$before" "${pids[@]}"
     stop_all
     rm -rf "$dir/data" # hundreds of MB per run; the report and logs stay
 }
@@ -80,8 +102,11 @@ run_cluster() { # round
         pids+=($!)
     done
     for id in 1 2 3; do wait_for_line "$dir/serve$id.log" "listening on"; done
+    local before="" pid
+    for pid in "${pids[@]}"; do before+="$(cpu_seconds "$pid") "; done
     "$ORDO" bench "${LOAD[@]}" --server "$servers" --duration "$DURATION" \
         --warmup "$WARMUP" --json "$dir/report.json" >/dev/null 2>"$dir/bench.log"
+    write_cpu "$dir/cpu.json" "$before" "${pids[@]}"
     stop_all
     rm -rf "$dir"/node?
 }
@@ -109,6 +134,31 @@ for name, results in (("1 node", single), ("3-node cluster", cluster)):
 rows.append("")
 rows.append("cluster / single per round: " + ", ".join(f"{r:.2f}" for r in ratios)
             + f"; median **{statistics.median(ratios):.2f}**")
+
+def cpu_per_million(kind, r, report):
+    # Transfers committed while the CPU was counted: the warm-up's and the
+    # measured window's (the load before them is a few transactions).
+    committed = report["committed"] + sum(s["committed"] for s in report.get("warmup_timeline", []))
+    used = json.loads((out / f"{kind}-{r}" / "cpu.json").read_text())["cpu_seconds"]
+    return [u / committed * 1e6 for u in used]
+
+single_cpu = [cpu_per_million("single", r + 1, s)[0] for r, s in enumerate(single)]
+# The busiest member is the leader: it alone serves the client,
+# proposes and replicates; the other two execute and append.
+members = [sorted(cpu_per_million("cluster", r + 1, c), reverse=True) for r, c in enumerate(cluster)]
+leader = [m[0] for m in members]
+follower = [statistics.median(m[1:]) for m in members]
+rows.append("")
+rows.append("| process | CPU s per million committed transfers (median, range) |")
+rows.append("| --- | --- |")
+for name, values in (("1 node", single_cpu), ("cluster leader (busiest member)", leader),
+                     ("cluster follower", follower)):
+    rows.append(f"| {name} | **{statistics.median(values):.2f}** ({min(values):.2f}–{max(values):.2f}) |")
+leader_ratios = [l / s for l, s in zip(leader, single_cpu)]
+rows.append("")
+rows.append("leader / single node CPU per transfer, per round: "
+            + ", ".join(f"{r:.2f}" for r in leader_ratios)
+            + f"; median **{statistics.median(leader_ratios):.2f}** (issue 19's bar: at most 1.3)")
 for results in (single, cluster):
     for r in results:
         for check in r.get("checks", []):
