@@ -370,6 +370,8 @@ struct World {
     /// from the durable log just before: the final check needs the whole
     /// history. Record index -> batch.
     archived: BTreeMap<u64, Batch>,
+    /// The disk's fsync count when a failed fsync was last armed.
+    syncs_when_armed: Option<u64>,
     reads: Vec<StaleRead>,
     trace: Xxh3,
     report: SeedReport,
@@ -448,6 +450,7 @@ fn run_single(seed: u64, options: Options, compiler: &Arc<ModuleCompiler>) -> Se
         node: None,
         history: BTreeMap::new(),
         archived: BTreeMap::new(),
+        syncs_when_armed: None,
         reads: Vec::new(),
         trace: Xxh3::new(),
         report,
@@ -560,11 +563,22 @@ impl World {
             self.restart("power loss")?;
             return Ok(true);
         }
+        // At most one failed fsync pending on the disk: a new one only
+        // once the disk has synced since the last was armed, as in the
+        // cluster simulator. Two queued failures land on consecutive
+        // fsyncs, the log's and its FAILED-SYNC marker's, and the marker
+        // is best effort: seed 8862 of 10,000 lost a record that way after
+        // a process-only restart (docs/ARCHITECTURE.md, "What the
+        // simulator found").
         if self.rng.chance(sync) {
-            self.report.failed_syncs += 1;
-            event(&mut self.trace, 12, &[]);
-            self.storage.fail_next_sync(None);
-            return Ok(true);
+            let syncs = self.storage.stats().file_syncs;
+            if self.syncs_when_armed.is_none_or(|armed| syncs > armed) {
+                self.syncs_when_armed = Some(syncs);
+                self.report.failed_syncs += 1;
+                event(&mut self.trace, 12, &[]);
+                self.storage.fail_next_sync(None);
+                return Ok(true);
+            }
         }
         if self.rng.chance(torn) {
             self.report.torn_writes += 1;

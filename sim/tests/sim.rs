@@ -44,7 +44,10 @@ fn clean_seeds_pass_the_checker() {
     let mut acknowledged = 0;
     let mut faults = 0;
     let (mut snapshots, mut restores, mut cuts) = (0, 0, 0);
-    for seed in 0..CLEAN_SEEDS {
+    // Seed 8862: two failed fsyncs queued at once defeated the
+    // best-effort FAILED-SYNC marker (the simulator now arms one at a
+    // time, as on the cluster's disks).
+    for seed in (0..CLEAN_SEEDS).chain([8862]) {
         let report = run_seed(seed, None, &compiler);
         assert!(
             report.failure.is_none(),
