@@ -73,6 +73,19 @@ fn a_table_scans_in_key_order_decoded_across_pages() {
             .await
             .unwrap();
         assert_eq!((rows.len(), more), (1_000, true));
+        // An end below the start is an empty range, not a stopped
+        // executor (the store's B-tree used to panic on it, on the
+        // executor's thread).
+        let (_, rows, more) = admin
+            .scan_raw(b"acct\0\x09".to_vec(), Some(b"acct\0".to_vec()), 10)
+            .await
+            .unwrap();
+        assert_eq!((rows.len(), more), (0, false));
+        let total: i64 = admin.call("total", &()).await.unwrap().value;
+        assert_eq!(
+            total, 250_000,
+            "the node still executes after the reversed scan"
+        );
         let anyone = ordo_client::Client::connect(server.addr.to_string())
             .await
             .unwrap();

@@ -48,7 +48,7 @@ use crate::config::EngineConfig;
 use crate::module::{DeployError, ModuleCompiler};
 use crate::partition::{SLOTS, slot_of_key};
 use crate::sessions::{SessionLimits, Sessions, SessionsSnapshot, SessionsSnapshotV1};
-use crate::state::{Bytes, StateStore};
+use crate::state::StateStore;
 
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ORDOSNAP";
@@ -433,20 +433,13 @@ fn build_slot_stores(mut slots: Vec<SlotEntries<'_>>) -> Vec<Result<StateStore, 
 }
 
 fn build_slot_store(slot: usize, entries: SlotEntries<'_>) -> Result<StateStore, String> {
-    let mut checked: Vec<(Bytes, Bytes)> = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        if checked
-            .last()
-            .is_some_and(|(previous, _)| previous.as_slice() >= key)
-        {
-            return Err(format!("slot {slot}'s keys are not in ascending order"));
-        }
-        if slot_of_key(key) != slot {
-            return Err(format!("a key is stored in slot {slot}, not its own"));
-        }
-        checked.push((Bytes::from_slice(key), Bytes::from_slice(value)));
+    if entries.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+        return Err(format!("slot {slot}'s keys are not in ascending order"));
     }
-    Ok(StateStore::from_sorted(checked))
+    if entries.iter().any(|(key, _)| slot_of_key(key) != slot) {
+        return Err(format!("a key is stored in slot {slot}, not its own"));
+    }
+    Ok(StateStore::from_sorted(&entries))
 }
 
 /// What version 3 added after the body: deploy positions, and the
