@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Server memory per account (issue 19: state that fits). For each count
 # in ACCOUNTS, starts a fresh `ordo serve`, opens that many bank accounts
-# with `ordo bench transfer` (which then runs transfers for DURATION),
+# with `ordo bench transfer` (which then runs transfers for DURATION, so
+# the figure includes what a working server holds besides its state),
 # and prints the server's resident set (VmRSS) before and after, per
 # account. Then, if redis-server is installed, does the same for Redis
 # 7 holding the same accounts as the compare script stores them (string
@@ -63,7 +64,7 @@ ordo_run() { # accounts
 }
 
 redis_run() { # accounts
-    local accounts=$1 port dir=$OUT_DIR/redis first count used rss
+    local accounts=$1 port dir=$OUT_DIR/redis first count used rss empty
     port=$(free_port)
     rm -rf "$dir" && mkdir -p "$dir"
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize no --save "" \
@@ -74,6 +75,7 @@ redis_run() { # accounts
         sleep 0.1
     done
     redis-cli -p "$port" -x FUNCTION LOAD REPLACE <benches/compare/transfer.lua >/dev/null
+    empty=$(redis-cli -p "$port" INFO memory | sed -n 's/^used_memory_rss:\([0-9]*\).*/\1/p')
     for ((first = 0; first < accounts; first += 50000)); do
         count=$((accounts - first < 50000 ? accounts - first : 50000))
         redis-cli -p "$port" FCALL open_accounts 0 "$first" "$count" 1000 >/dev/null
@@ -82,8 +84,9 @@ redis_run() { # accounts
     rss=$(redis-cli -p "$port" INFO memory | sed -n 's/^used_memory_rss:\([0-9]*\).*/\1/p')
     stop_all
     rm -rf "$dir"
-    echo "redis $accounts accounts: used_memory_rss $(mib "$rss") MiB: $(per "$rss" "$accounts") bytes/account" \
-        "(used_memory $(per "$used" "$accounts"))"
+    echo "redis $accounts accounts: used_memory_rss $(mib "$empty") MiB empty, $(mib "$rss") MiB loaded:" \
+        "$(per "$rss" "$accounts") bytes/account ($(per $((rss - empty)) "$accounts") above the empty server;" \
+        "used_memory $(per "$used" "$accounts"))"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); ordo: $ORDO"

@@ -212,15 +212,20 @@ impl StateStore {
         StateStore::default()
     }
 
+    #[inline]
     fn hash_key(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
+    // Inlined (with hashbrown's `inline-more`): at 1M keys a call here
+    // cost about 15% of a point read (`cargo bench --bench state`).
+    #[inline]
     fn entry(&self, key: &[u8]) -> Option<&Entry> {
         self.entries
             .find(self.hash_key(key), |entry| entry.key() == key)
     }
 
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.entry(key).map(Entry::value)
     }

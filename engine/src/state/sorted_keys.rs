@@ -49,7 +49,7 @@ impl SortedKeys {
             self.len == 0 || key > self.last.as_slice(),
             "keys are pushed in strictly ascending order"
         );
-        let shared = if self.len % RESTART_INTERVAL_KEYS == 0 {
+        let shared = if self.len.is_multiple_of(RESTART_INTERVAL_KEYS) {
             let offset = u32::try_from(self.data.len()).expect(
                 "a slot's key index stays below 4 GiB (keys are bounded by the engine's limits)",
             );
@@ -101,14 +101,16 @@ impl SortedKeys {
             .partition_point(|&offset| self.restart_key(offset as usize) <= target);
         let mut cursor = Cursor {
             keys: self,
-            key: Vec::new(),
+            chunk: Vec::new(),
+            chunk_ends: Vec::with_capacity(CURSOR_CHUNK_KEYS),
+            at: 0,
+            last: Vec::new(),
             next_offset: match restart {
                 0 => 0,
                 after => self.restarts[after - 1] as usize,
             },
-            at_key: false,
         };
-        cursor.advance();
+        cursor.decode_chunk();
         while cursor.key().is_some_and(|key| key < target) {
             cursor.advance();
         }
@@ -124,36 +126,68 @@ impl SortedKeys {
     }
 }
 
+/// Keys a cursor decodes at a time.
+///
+/// Why not one: a scan looks every key up in the hash table, and each
+/// lookup waits for a cache miss at a million keys. A key decoded into a
+/// buffer just before its lookup is read back by the hash and the
+/// comparison with loads the CPU cannot forward from the pending small
+/// stores, so they wait until those stores commit, which is after every
+/// older instruction, the previous lookup's miss included: the misses
+/// stop overlapping (a scan at 1M keys ran 2.4x slower than the B-tree it
+/// replaced). Keys decoded a chunk ahead were stored before the chunk's
+/// lookups began.
+const CURSOR_CHUNK_KEYS: usize = 32;
+
 /// A position in a [`SortedKeys`]: the key there, decoded.
 pub struct Cursor<'a> {
     keys: &'a SortedKeys,
-    /// The current key (valid when `at_key`).
-    key: Vec<u8>,
-    /// Where the record after the current key starts.
+    /// The decoded chunk's keys, concatenated.
+    chunk: Vec<u8>,
+    /// Where each of the chunk's keys ends in `chunk`.
+    chunk_ends: Vec<usize>,
+    /// The current key's index in the chunk (past the end: no key).
+    at: usize,
+    /// The last key decoded, whole (the next record is coded against it).
+    last: Vec<u8>,
+    /// Where the record after the chunk's last key starts.
     next_offset: usize,
-    at_key: bool,
 }
 
 impl Cursor<'_> {
     /// The key at the cursor, or `None` past the end.
     pub fn key(&self) -> Option<&[u8]> {
-        self.at_key.then_some(self.key.as_slice())
+        let end = *self.chunk_ends.get(self.at)?;
+        let start = match self.at {
+            0 => 0,
+            at => self.chunk_ends[at - 1],
+        };
+        Some(&self.chunk[start..end])
     }
 
     /// Moves to the next key (or past the end).
     pub fn advance(&mut self) {
-        let data = &self.keys.data;
-        if self.next_offset >= data.len() {
-            self.at_key = false;
-            return;
+        self.at += 1;
+        if self.at >= self.chunk_ends.len() {
+            self.decode_chunk();
         }
-        let (shared, after_shared) = read_varint(data, self.next_offset);
-        let (suffix_len, suffix_at) = read_varint(data, after_shared);
-        self.key.truncate(shared);
-        self.key
-            .extend_from_slice(&data[suffix_at..suffix_at + suffix_len]);
-        self.next_offset = suffix_at + suffix_len;
-        self.at_key = true;
+    }
+
+    fn decode_chunk(&mut self) {
+        let data = &self.keys.data;
+        self.chunk.clear();
+        self.chunk_ends.clear();
+        self.at = 0;
+        while self.chunk_ends.len() < CURSOR_CHUNK_KEYS && self.next_offset < data.len() {
+            let (shared, after_shared) = read_varint(data, self.next_offset);
+            let (suffix_len, suffix_at) = read_varint(data, after_shared);
+            self.last.truncate(shared);
+            self.last
+                .extend_from_slice(&data[suffix_at..suffix_at + suffix_len]);
+            self.next_offset = suffix_at + suffix_len;
+            self.chunk.extend_from_slice(&self.last);
+            self.chunk_ends.push(self.chunk.len());
+        }
     }
 }
 
