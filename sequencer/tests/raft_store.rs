@@ -30,7 +30,7 @@ fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
                 counter: index,
             },
             timestamp_ms: index * 10,
-            entries: vec![index as u8; 3],
+            entries: vec![index as u8; 3].into(),
             checkpoints: Vec::new(),
         }),
     }

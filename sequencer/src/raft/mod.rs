@@ -74,15 +74,40 @@ pub struct ProposalId {
 pub struct Proposal {
     pub id: ProposalId,
     pub timestamp_ms: u64,
-    /// The batch's entries, postcard-encoded once by the leader. Raft
-    /// clones an entry per follower and writes it to the journal and the
-    /// network; as one buffer that is a copy, not an allocation per
-    /// transaction. Decoded once per node, when applied.
-    #[serde(with = "serde_bytes")]
-    pub entries: Vec<u8>,
+    /// The batch's entries, postcard-encoded once by the leader, in one
+    /// shared, immutable buffer: openraft clones an entry for every
+    /// follower it replicates to and again to apply it, and a clone is a
+    /// reference count, not a copy. On the wire and in the journal it is
+    /// a byte string, as a `Vec<u8>` under `serde_bytes` was (the same
+    /// bytes). Decoded once per node when applied, except by the leader
+    /// that proposed it, which still holds the entries it encoded (see
+    /// `state_machine::Proposed`).
+    #[serde(with = "shared_bytes")]
+    pub entries: bytes::Bytes,
     /// Nodes' hashes at check points (the proposer's own and those its
     /// followers reported), for every node to compare with its own.
     pub checkpoints: Vec<Checkpoint>,
+}
+
+/// serde for a [`bytes::Bytes`] as a byte string (postcard: a length,
+/// then the bytes), exactly as `serde_bytes` writes a `Vec<u8>`.
+mod shared_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        bytes: &bytes::Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<bytes::Bytes, D::Error> {
+        // `Bytes::from(Vec)` takes the buffer over without copying it.
+        serde_bytes::ByteBuf::deserialize(deserializer)
+            .map(|buf| bytes::Bytes::from(buf.into_vec()))
+    }
 }
 
 /// A node's hashes right after it executed the batch ending at
@@ -450,14 +475,18 @@ impl RaftHandle {
 /// `lost.rs`), deletes the marker and lets it vote and stand again. The
 /// marker goes first, so a crash in between only repeats the check.
 /// Logs every change of this member's role, term or known leader (an
-/// election, a lost leader, a step-down), once per change.
+/// election, a lost leader, a step-down), once per change. It watches
+/// openraft's server metrics, which change only with the role, vote,
+/// leader or membership: the full metrics are sent on every turn of
+/// Raft's loop (every append, flush, replication answer and apply), and
+/// waking this task for each of them was a tokio wake-up per turn.
 async fn log_role_changes(raft: Raft<TypeConfig>) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
-            (m.state, m.current_term, m.current_leader)
+            (m.state, m.vote.leader_id().term, m.current_leader)
         };
         if last != Some(now) {
             let (state, term, leader) = now;
@@ -884,11 +913,23 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
             boot: self.boot,
             counter: self.counter.fetch_add(1, Ordering::Relaxed),
         };
-        self.pending.lock().insert(id, token);
+        // Encoded once; the journal, both followers and the apply all
+        // share this buffer. The entries themselves stay with the token:
+        // when this node applies the proposal it executes them instead of
+        // decoding its own bytes again.
+        let encoded = bytes::Bytes::from(postcard::to_stdvec(&entries).expect("entries serialize"));
+        self.pending.lock().insert(
+            id,
+            state_machine::Proposed {
+                token,
+                entries,
+                encoded: encoded.clone(),
+            },
+        );
         let proposal = Proposal {
             id,
             timestamp_ms,
-            entries: postcard::to_stdvec(&entries).expect("entries serialize"),
+            entries: encoded,
             checkpoints: {
                 let mut checkpoints = std::mem::take(&mut *self.handle.outbox.lock());
                 checkpoints.append(&mut self.handle.inbox.lock());
@@ -909,9 +950,9 @@ impl<T: Send + 'static> Log<T> for RaftLog<T> {
             if !answered {
                 // Applied proposals had their token taken by the state
                 // machine; a token still here was not applied by us.
-                if let Some(token) = pending.lock().remove(&id) {
+                if let Some(proposed) = pending.lock().remove(&id) {
                     abandon(
-                        token,
+                        proposed.token,
                         "leadership changed before the batch committed; retry (request ids make it exactly-once)".into(),
                     );
                 }

@@ -23,8 +23,34 @@ use crate::storage::{OsStorage, Storage};
 
 type NodeId = u64;
 
-/// Tokens of this node's proposals not yet applied.
-pub type Pending<T> = Arc<Mutex<HashMap<ProposalId, T>>>;
+/// This node's proposals not yet applied.
+pub type Pending<T> = Arc<Mutex<HashMap<ProposalId, Proposed<T>>>>;
+
+/// A proposal of this node, until it is applied or abandoned: the
+/// proposer's token, and the entries it encoded with the buffer it
+/// encoded them into.
+pub struct Proposed<T> {
+    pub token: T,
+    pub entries: Vec<crate::entry::Entry>,
+    pub encoded: bytes::Bytes,
+}
+
+impl<T> Proposed<T> {
+    /// The entries of `applied`, this proposal's bytes as the log holds
+    /// them, without decoding them if they are still the very buffer this
+    /// node encoded `entries` into (the leader's own proposal, applied in
+    /// the run that proposed it: openraft hands it back as a clone of
+    /// what it was given). The buffer is immutable and held here, so no
+    /// other bytes can sit at its address: the same address and length
+    /// mean the same bytes, which decode to exactly `entries` (postcard
+    /// round-trips every entry field). Bytes that came back from the
+    /// journal or from another member are decoded as on any node.
+    fn take_entries(self, applied: &bytes::Bytes) -> (Option<Vec<crate::entry::Entry>>, T) {
+        let same_buffer =
+            self.encoded.as_ptr() == applied.as_ptr() && self.encoded.len() == applied.len();
+        (same_buffer.then_some(self.entries), self.token)
+    }
+}
 
 /// The engine's whole state at a batch boundary, and where that boundary
 /// is in the Raft log.
@@ -36,7 +62,11 @@ pub struct SnapshotImage {
     /// The timestamp of the last batch before the snapshot (timestamps
     /// never go backwards across it).
     pub last_timestamp_ms: u64,
-    /// `Executor::snapshot` bytes.
+    /// `Executor::snapshot` bytes. A byte string: postcard writes a
+    /// `Vec<u8>` as a sequence of `u8`s, which is the same bytes (a
+    /// length, then each byte as is) but encodes and decodes one element
+    /// at a time; megabytes of state are one copy this way.
+    #[serde(with = "serde_bytes")]
     pub engine: Vec<u8>,
 }
 
@@ -95,13 +125,6 @@ impl SnapshotImage {
             return Err("snapshot checksum mismatch (torn or corrupt)".into());
         }
         postcard::from_bytes(body).map_err(|err| format!("snapshot does not decode: {err}"))
-    }
-
-    fn snapshot(&self) -> Snapshot<TypeConfig> {
-        Snapshot {
-            meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(self.encode())),
-        }
     }
 }
 
@@ -321,13 +344,30 @@ impl SnapshotStore {
 
     /// The newest snapshot that reads back intact.
     pub fn latest(&self) -> std::io::Result<Option<SnapshotImage>> {
+        Ok(self.latest_with_bytes()?.map(|(image, _)| image))
+    }
+
+    /// [`SnapshotStore::latest`] with the file's bytes, which are the
+    /// image's encoding ([`SnapshotImage::encode`] wrote them).
+    fn latest_with_bytes(&self) -> std::io::Result<Option<(SnapshotImage, Vec<u8>)>> {
         for SnapshotFile { path, .. } in self.files()?.into_iter().rev() {
-            match SnapshotImage::decode(&self.storage.read_file(&path)?) {
-                Ok(image) => return Ok(Some(image)),
+            let bytes = self.storage.read_file(&path)?;
+            match SnapshotImage::decode(&bytes) {
+                Ok(image) => return Ok(Some((image, bytes))),
                 Err(reason) => tracing::warn!("skipping {}: {reason}", path.display()),
             }
         }
         Ok(None)
+    }
+
+    /// The newest intact snapshot as openraft ships it: its file's bytes
+    /// as they are (checked by decoding them), not encoded a second time.
+    /// openraft asks for it after every snapshot the node takes.
+    fn latest_for_raft(&self) -> std::io::Result<Option<Snapshot<TypeConfig>>> {
+        Ok(self.latest_with_bytes()?.map(|(image, bytes)| Snapshot {
+            meta: image.meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
     }
 }
 
@@ -407,8 +447,21 @@ impl<T> StateMachine<T> {
     /// The wait is back-pressure on Raft's apply, so it runs where tokio
     /// allows blocking (on a current-thread runtime, the simulator's, the
     /// queue must be unbounded: nothing else runs while this waits).
+    ///
+    /// It tries without blocking first: the queue usually has room, and
+    /// `block_in_place` is not free even when nothing blocks: it hands
+    /// this worker's other tasks to a thread of the blocking pool (a
+    /// wake-up and two context switches per batch applied, measured on a
+    /// leader under load).
     fn deliver(&self, delivery: Delivery<T>) -> Result<(), Box<StorageError<NodeId>>> {
-        if super::runtime::blocking(|| self.deliveries.send(delivery).is_ok()) {
+        let delivered = match self.deliveries.try_send(delivery) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(delivery)) => {
+                super::runtime::blocking(|| self.deliveries.send(delivery).is_ok())
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        };
+        if delivered {
             Ok(())
         } else {
             Err(Box::new(
@@ -428,8 +481,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// taken at instance-epoch starts, where a restored engine behaves
     /// exactly like one that ran through.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        match self.snapshots.latest() {
-            Ok(Some(image)) => Ok(image.snapshot()),
+        match self.snapshots.latest_for_raft() {
+            Ok(Some(snapshot)) => Ok(snapshot),
             Ok(None) => Err(StorageIOError::read_snapshot(
                 None,
                 AnyError::error("no snapshot has been written yet"),
@@ -470,10 +523,23 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                         None
                     }
                     EntryPayload::Normal(proposal) => {
-                        let entries: Vec<crate::entry::Entry> =
-                            postcard::from_bytes(&proposal.entries).map_err(|err| {
+                        let (own_entries, token) = if proposal.id.node == self.node_id {
+                            match self.pending.lock().remove(&proposal.id) {
+                                Some(proposed) => {
+                                    let (entries, token) = proposed.take_entries(&proposal.entries);
+                                    (entries, Some(token))
+                                }
+                                None => (None, None),
+                            }
+                        } else {
+                            (None, None)
+                        };
+                        let entries: Vec<crate::entry::Entry> = match own_entries {
+                            Some(entries) => entries,
+                            None => postcard::from_bytes(&proposal.entries).map_err(|err| {
                                 StorageIOError::apply(entry.log_id, AnyError::new(&err))
-                            })?;
+                            })?,
+                        };
                         if entries.is_empty() {
                             continue;
                         }
@@ -485,11 +551,6 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
                         };
                         let encoded_bytes = proposal.entries.len();
                         let batch = applied.sequencer.close(entries, proposal.timestamp_ms);
-                        let token = if proposal.id.node == self.node_id {
-                            self.pending.lock().remove(&proposal.id)
-                        } else {
-                            None
-                        };
                         Some(Delivery::Batch(Committed {
                             batch,
                             log_index: entry.log_id.index,
@@ -554,8 +615,7 @@ impl<T: Send + 'static> RaftStateMachine<TypeConfig> for StateMachine<T> {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         self.snapshots
-            .latest()
-            .map(|latest| latest.map(|image| image.snapshot()))
+            .latest_for_raft()
             .map_err(|err| StorageIOError::read_snapshot(None, AnyError::new(&err)).into())
     }
 }
@@ -620,5 +680,139 @@ mod tests {
     fn no_retention_keeps_more_than_the_maximum() {
         let files = files(SNAPSHOTS_KEPT_MAX as u64 + 10);
         assert_eq!(first_retained(&files, retaining(2, u64::MAX)), 10);
+    }
+
+    /// `engine` became a byte string (`serde_bytes`): images written when
+    /// it was a plain `Vec<u8>` have the same bytes, so both read alike.
+    #[test]
+    fn the_engine_bytes_keep_their_encoding() {
+        #[derive(Serialize)]
+        struct Before {
+            meta: SnapshotMeta<NodeId, BasicNode>,
+            next_seq: u64,
+            last_timestamp_ms: u64,
+            engine: Vec<u8>,
+        }
+        let image =
+            SnapshotImage::for_file_log(7, 100, 5_000, (0..=255u8).cycle().take(1000).collect());
+        let before = Before {
+            meta: image.meta.clone(),
+            next_seq: image.next_seq,
+            last_timestamp_ms: image.last_timestamp_ms,
+            engine: image.engine.clone(),
+        };
+        let old_body = postcard::to_stdvec(&before).unwrap();
+        assert_eq!(postcard::to_stdvec(&image).unwrap(), old_body);
+        let decoded: SnapshotImage = postcard::from_bytes(&old_body).unwrap();
+        assert_eq!(decoded.engine, image.engine);
+        assert_eq!(
+            SnapshotImage::decode(&image.encode()).unwrap().engine,
+            image.engine
+        );
+    }
+
+    fn some_entries() -> Vec<crate::entry::Entry> {
+        use crate::entry::{
+            ArgsEncoding, Deploy, Entry, Invocation, SessionChange, SessionEntry, Undeploy,
+        };
+        let invocation = Invocation {
+            client_id: u128::MAX - 3,
+            request_id: 9,
+            acked_below: 4,
+            procedure: "transfer".into(),
+            encoding: ArgsEncoding::Postcard,
+            args: vec![1, 2, 3, 255],
+        };
+        let deploy = Deploy {
+            client_id: 2,
+            request_id: 1,
+            name: "bank".into(),
+            wasm: vec![0, 97, 115, 109],
+        };
+        vec![
+            Entry::Invoke(invocation.clone()),
+            Entry::InvokeChecked {
+                invocation: Invocation {
+                    encoding: ArgsEncoding::Json,
+                    ..invocation
+                },
+                signature: [7; 16],
+            },
+            Entry::Deploy(deploy.clone()),
+            Entry::DeployResetting {
+                deploy,
+                reset_tables: vec!["accounts".into()],
+            },
+            Entry::Session(SessionEntry {
+                client_id: crate::entry::session_client_id(5),
+                request_id: 1,
+                change: SessionChange::End,
+            }),
+            Entry::Undeploy(Undeploy {
+                client_id: 3,
+                request_id: 2,
+                name: "bank".into(),
+            }),
+        ]
+    }
+
+    /// The leader executes the entries it proposed instead of decoding
+    /// them, which is right only because decoding their bytes gives them
+    /// back exactly, and only while the applied bytes are its own buffer.
+    #[test]
+    fn the_proposer_keeps_its_entries_only_for_its_own_buffer() {
+        let entries = some_entries();
+        let encoded = bytes::Bytes::from(postcard::to_stdvec(&entries).unwrap());
+        let decoded: Vec<crate::entry::Entry> = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, entries);
+        let proposed = |token| Proposed {
+            token,
+            entries: entries.clone(),
+            encoded: encoded.clone(),
+        };
+        // What openraft hands back: a clone of the proposal it was given.
+        let (kept, token) = proposed(1).take_entries(&encoded.clone());
+        assert_eq!((kept.as_ref(), token), (Some(&entries), 1));
+        // The same bytes in another buffer (the journal, a peer): decoded.
+        let copy = bytes::Bytes::from(encoded.to_vec());
+        assert_eq!(proposed(2).take_entries(&copy), (None, 2));
+        // A prefix of the buffer starts at the same address.
+        assert_eq!(proposed(3).take_entries(&encoded.slice(..10)), (None, 3));
+    }
+
+    /// A proposal's entries are a byte string in the journal and on the
+    /// wire, the same bytes as the `serde_bytes` `Vec<u8>` they were.
+    #[test]
+    fn a_proposal_keeps_its_encoding() {
+        #[derive(Serialize)]
+        struct Before {
+            id: ProposalId,
+            timestamp_ms: u64,
+            #[serde(with = "serde_bytes")]
+            entries: Vec<u8>,
+            checkpoints: Vec<super::super::Checkpoint>,
+        }
+        let entries = postcard::to_stdvec(&some_entries()).unwrap();
+        let id = ProposalId {
+            node: 2,
+            boot: 77,
+            counter: 5,
+        };
+        let proposal = super::super::Proposal {
+            id,
+            timestamp_ms: 123,
+            entries: bytes::Bytes::from(entries.clone()),
+            checkpoints: Vec::new(),
+        };
+        let old = postcard::to_stdvec(&Before {
+            id,
+            timestamp_ms: 123,
+            entries,
+            checkpoints: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(postcard::to_stdvec(&proposal).unwrap(), old);
+        let decoded: super::super::Proposal = postcard::from_bytes(&old).unwrap();
+        assert_eq!(decoded, proposal);
     }
 }
