@@ -692,7 +692,14 @@ impl<T: Send + 'static> RaftLog<T> {
         let own_addr = config.members[&config.node_id].replication.clone();
         let runtime = Arc::new(
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                // One worker: Raft's tasks (the core, the apply, one
+                // replication task per follower, the peer connections)
+                // wake each other for every batch, and across two workers
+                // each of those wakes was a futex call and a context
+                // switch. Blocking (the executor's queue full, see
+                // `StateMachine::deliver`) still moves the worker's tasks
+                // to another thread through `block_in_place`.
+                .worker_threads(1)
                 .thread_name("ordo-raft")
                 .enable_all()
                 .build()
