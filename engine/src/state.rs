@@ -148,14 +148,14 @@ impl Entry {
     }
 }
 
-/// Key creations and deletions below which the recent keys are never
-/// merged into the sorted index: merging a small index often costs more
+/// Keys added to `recent` plus deletions (the *key changes*) below which
+/// the recent keys are never merged into the sorted index: merging a small index often costs more
 /// than the B-tree it empties.
 const MERGE_KEY_CHANGES_MIN: usize = 1024;
 
-/// The recent keys are merged into the sorted index once key creations
-/// and deletions since the last merge exceed the index's length divided
-/// by this. Merging costs O(index); this makes it O(this) per change,
+/// The recent keys are merged into the sorted index once the key changes
+/// since the last merge exceed the index's length divided by this (keys
+/// appended to the index do not count: they leave nothing to merge). Merging costs O(index); this makes it O(this) per change,
 /// amortised, and bounds the B-tree and the dead index keys to this
 /// fraction of the store.
 const MERGE_INDEX_FRACTION: usize = 8;
