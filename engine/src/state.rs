@@ -149,21 +149,22 @@ impl Entry {
 }
 
 /// Keys added to `recent` plus deletions (the *key changes*) below which
-/// the recent keys are never merged into the sorted index: merging a small index often costs more
-/// than the B-tree it empties.
+/// the recent keys are never merged into the sorted index: merging a
+/// small index often costs more than the B-tree it empties.
 const MERGE_KEY_CHANGES_MIN: usize = 1024;
 
 /// The recent keys are merged into the sorted index once the key changes
 /// since the last merge exceed the index's length divided by this (keys
-/// appended to the index do not count: they leave nothing to merge). Merging costs O(index); this makes it O(this) per change,
-/// amortised, and bounds the B-tree and the dead index keys to this
-/// fraction of the store.
+/// appended to the index do not count: they leave nothing to merge).
+/// Merging costs O(index); this makes it O(this) per change, amortised,
+/// and bounds the B-tree and the dead index keys to this fraction of the
+/// store.
 const MERGE_INDEX_FRACTION: usize = 8;
 
 /// Committed state. Only the executor writes it, and only with the
 /// write set of a transaction that committed.
 ///
-/// Point reads and updates go through a hash table of [`Entry`]s (32
+/// Point reads and updates go through a hash table of [`Entry`]s (24
 /// bytes, small entries inline): one cache miss per lookup. Range scans
 /// go through the *sorted index* (front-coded keys, about 4 bytes each,
 /// see sorted_keys.rs) plus a B-tree of the keys created since it was
@@ -227,6 +228,13 @@ impl StateStore {
             .find(self.hash_key(key), |entry| entry.key() == key)
     }
 
+    /// Adds an entry whose key is not in the table.
+    fn insert_new(&mut self, hash: u64, entry: Entry) {
+        let hasher = &self.hasher;
+        self.entries
+            .insert_unique(hash, entry, |entry| hasher.hash_one(entry.key()));
+    }
+
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.entry(key).map(Entry::value)
@@ -249,11 +257,7 @@ impl StateStore {
         }
         self.content_hash = self.content_hash.wrapping_add(entry_hash(&key, &value));
         self.bytes += key.len() + value.len();
-        let hasher = &self.hasher;
-        self.entries
-            .insert_unique(hash, Entry::new(&key, &value), |entry| {
-                hasher.hash_one(entry.key())
-            });
+        self.insert_new(hash, Entry::new(&key, &value));
         // A key above every indexed key (accounts opened one after the
         // other, time-ordered keys) goes straight to the end of the index:
         // no B-tree node, no merge. The index only has to ascend; `recent`
@@ -391,13 +395,7 @@ impl StateStore {
         };
         let mut index = SortedKeys::with_capacity(entries.len(), entries.len() * 4);
         for &(key, value) in entries {
-            let hash = store.hash_key(key);
-            let hasher = &store.hasher;
-            store
-                .entries
-                .insert_unique(hash, Entry::new(key, value), |entry| {
-                    hasher.hash_one(entry.key())
-                });
+            store.insert_new(store.hash_key(key), Entry::new(key, value));
             index.push(key);
             store.content_hash = store.content_hash.wrapping_add(entry_hash(key, value));
             store.bytes += key.len() + value.len();
