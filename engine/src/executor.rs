@@ -34,14 +34,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
 use ordo_entry::{ArgsEncoding, Batch, Deploy, Entry, Invocation, Signature};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -117,149 +113,19 @@ struct Route {
 
 /// A transaction whose partitions are known, ready to run.
 struct Prepared {
-    route: Route,
+    /// The procedure's module, by pointer rather than by `Arc`: a count
+    /// changed on thread 0 and a module read on another thread share a
+    /// cache line (the `Arc`'s counts sit beside the module's first
+    /// fields), which would then move between cores on every
+    /// transaction. The module outlives the task: only a deploy or an
+    /// undeploy drops a module, and they run only once every entry
+    /// planned before them is done (`needs_the_whole_engine`).
+    module: *const LoadedModule,
+    procedure: usize,
     declared: Declared,
     /// The slots to lock; never empty (a transaction that declared no
     /// partition still runs in slot 0's instances).
     slots: SlotSet,
-}
-
-/// A transaction handed to a partition thread.
-struct Task {
-    index: usize,
-    seq: u64,
-    now_ms: u64,
-    encoding: i32,
-    args: Vec<u8>,
-    prepared: Prepared,
-    /// See [`Executor::inject_partition_panic`].
-    #[cfg(feature = "fault-injection")]
-    panic: bool,
-}
-
-/// What a partition thread's queue holds, in log order.
-enum Work {
-    /// Run this transaction: its slots are all this thread's.
-    Run(Task),
-    /// A transaction that needs this thread's slots and other threads'.
-    Meet(Arc<Meeting>),
-}
-
-/// Where the threads a transaction needs meet. Each arrives once it has
-/// finished everything before the transaction in its queue; the last to
-/// arrive runs it (every slot it needs is then idle) and lets the others
-/// go. So no thread ever waits for a thread that still has work queued
-/// before the transaction, only for the transaction itself.
-struct Meeting {
-    /// The transaction's sequence number, to name it if a thread fails.
-    seq: u64,
-    threads: usize,
-    arrived: AtomicUsize,
-    task: Mutex<Option<Task>>,
-    finished: AtomicBool,
-    lock: Mutex<()>,
-    wake: Condvar,
-}
-
-impl Meeting {
-    fn new(threads: usize, task: Task) -> Meeting {
-        Meeting {
-            seq: task.seq,
-            threads,
-            arrived: AtomicUsize::new(0),
-            task: Mutex::new(Some(task)),
-            finished: AtomicBool::new(false),
-            lock: Mutex::new(()),
-            wake: Condvar::new(),
-        }
-    }
-
-    /// Arrives. The last thread to arrive gets the task to run and must
-    /// call [`Meeting::finish`]; the others wait here until it has.
-    fn arrive(&self) -> Option<Task> {
-        let task = self.arrive_without_waiting();
-        if task.is_none() {
-            self.wait_until_finished();
-        }
-        task
-    }
-
-    /// Arrives; the task if this is the last arrival, else `None` (and
-    /// the caller must not go past the meeting before it is finished).
-    fn arrive_without_waiting(&self) -> Option<Task> {
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
-            return Some(
-                self.task
-                    .lock()
-                    .take()
-                    .expect("only the last arrival takes it"),
-            );
-        }
-        None
-    }
-
-    fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
-    }
-
-    fn finish(&self) {
-        self.finished.store(true, Ordering::Release);
-        let _guard = self.lock.lock();
-        self.wake.notify_all();
-    }
-
-    /// Spins for as long as a transaction usually takes, then sleeps.
-    fn wait_until_finished(&self) {
-        if spin(|| self.finished.load(Ordering::Acquire).then_some(())).is_some() {
-            return;
-        }
-        let mut guard = self.lock.lock();
-        while !self.finished.load(Ordering::Acquire) {
-            self.wake.wait(&mut guard);
-        }
-    }
-}
-
-/// How long a waiting thread spins (at a meeting, or for work or results)
-/// before it sleeps: a few transactions' worth. A sleep and a wake-up
-/// cost tens of microseconds, and a transaction that spans threads makes
-/// one thread wait for another every time.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Calls `attempt` until it gives `Some`, for up to [`SPIN`].
-fn spin<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = std::time::Instant::now();
-    loop {
-        for _ in 0..64 {
-            if let Some(value) = attempt() {
-                return Some(value);
-            }
-            std::hint::spin_loop();
-        }
-        if started.elapsed() > SPIN {
-            return None;
-        }
-    }
-}
-
-/// Receives from `channel`, spinning for up to [`SPIN`] before blocking.
-/// `None` once the channel is closed and empty.
-fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
-    let received = spin(|| match channel.try_recv() {
-        Ok(value) => Some(Some(value)),
-        Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
-        Err(crossbeam_channel::TryRecvError::Empty) => None,
-    });
-    received.unwrap_or_else(|| channel.recv().ok())
-}
-
-/// What a partition thread sends back after each piece of work.
-enum WorkDone {
-    /// Its number, and if it ran a transaction, the transaction's index in
-    /// the batch and what it did.
-    Finished(usize, Option<(usize, Ran)>),
-    /// It panicked, and ends. Its last message.
-    Panicked(EnginePanic),
 }
 
 /// Stack size of every engine thread: the dispatcher (the caller's thread,
@@ -316,15 +182,9 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A partition thread.
-struct Worker {
-    tasks: Sender<Work>,
-    thread: JoinHandle<()>,
-}
-
 /// An entry of the batch being executed, until its outcome is handed out.
 enum Pending {
-    /// On a partition thread.
+    /// Planned to run on a lane; its result is in its cell once done.
     Running,
     /// Known. `ran` is false if it never ran (a forgotten request), in
     /// which case the exactly-once table does not remember it.
@@ -338,16 +198,44 @@ enum Pending {
     Duplicate { seq: u64, outcome: Option<Outcome> },
 }
 
-/// The dispatcher's bookkeeping for one batch.
+/// How far thread 0 plans ahead of its own lane, in entries: enough that
+/// the other lanes rarely wait for it to plan.
+const PLAN_AHEAD_ENTRIES: usize = 256;
+
+/// Steps thread 0's lane takes before it plans and hands out answers
+/// again.
+const OWN_STEPS_BETWEEN_PLANS: usize = 32;
+
+/// Keeps a batch borrowed until every partition thread has left it: on a
+/// panic on thread 0 it stops the lanes first.
+struct LeaveGuard<'a> {
+    shared: &'a lanes::Shared,
+    workers: usize,
+    finished: bool,
+}
+
+impl LeaveGuard<'_> {
+    fn finish(&mut self) {
+        self.shared.wait_until_left(self.workers);
+        self.finished = true;
+    }
+}
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.abort(None);
+            self.shared.wait_until_left(self.workers);
+        }
+    }
+}
+
+/// Thread 0's bookkeeping for one batch.
 struct BatchRun {
     first_seq: u64,
     entries: Vec<Pending>,
     /// Entries handed out so far (a prefix of `entries`).
     emitted: usize,
-    /// Work queued on, and finished by, each thread (index 0, the
-    /// dispatcher, stays 0).
-    queued: Vec<u64>,
-    finished: Vec<u64>,
     /// Sequence numbers whose outcome a later duplicate in this batch
     /// needs, and those outcomes once known.
     wanted: BTreeSet<u64>,
@@ -355,7 +243,7 @@ struct BatchRun {
     digest: Xxh3,
 }
 
-mod seeded;
+mod lanes;
 mod snapshot;
 
 pub use snapshot::SnapshotError;
@@ -373,15 +261,12 @@ pub enum PartitionSchedule {
     Seeded(u64),
 }
 
-/// Where partition threads 1 to N-1 run.
+/// Where lanes 1 to N-1 run.
 enum Lanes {
-    Threads {
-        /// At index `thread - 1`.
-        workers: Vec<Worker>,
-        done: Receiver<WorkDone>,
-    },
-    /// Uncontended: only the dispatcher's thread takes it.
-    Seeded(Mutex<seeded::SeededLanes>),
+    /// On partition threads, at index `thread - 1`.
+    Threads(Vec<lanes::Worker>),
+    /// On the caller's thread, stepped in a seeded order.
+    Seeded(lanes::SeededLanes),
 }
 
 pub struct Executor {
@@ -417,7 +302,9 @@ pub struct Executor {
     slots: Arc<[Slot]>,
     /// Executor threads, the dispatcher included.
     partitions: usize,
-    /// Partition threads 1 to N-1.
+    /// The cells of the batch being executed, shared with the lanes.
+    shared: Arc<lanes::Shared>,
+    /// Lanes 1 to N-1.
     lanes: Lanes,
     /// The entry being dispatched, while a batch runs: `Some` when a batch
     /// was interrupted by a panic. See [`Executor::interrupted_at`].
@@ -482,21 +369,21 @@ impl Executor {
                 sandbox: Mutex::new(Sandbox::new(engine.clone(), config.clone())),
             })
             .collect();
-        let lanes =
-            match schedule {
-                PartitionSchedule::Threads => {
-                    let (done_tx, done) = crossbeam_channel::unbounded();
-                    let workers = (1..partitions)
-                        .map(|thread| {
-                            spawn_worker(thread, slots.clone(), config.tx_fuel_max, done_tx.clone())
-                        })
-                        .collect();
-                    Lanes::Threads { workers, done }
-                }
-                PartitionSchedule::Seeded(seed) => Lanes::Seeded(Mutex::new(
-                    seeded::SeededLanes::new(partitions - 1, seed, config.tx_fuel_max),
-                )),
-            };
+        let shared = Arc::new(lanes::Shared::new(
+            slots.clone(),
+            config.tx_fuel_max,
+            partitions,
+        ));
+        let lanes = match schedule {
+            PartitionSchedule::Threads => Lanes::Threads(
+                (1..partitions)
+                    .map(|thread| lanes::spawn_worker(thread, shared.clone()))
+                    .collect(),
+            ),
+            PartitionSchedule::Seeded(seed) => {
+                Lanes::Seeded(lanes::SeededLanes::new(partitions - 1, seed))
+            }
+        };
         Executor {
             linker: HostLinker::new(&engine),
             planner: Sandbox::new(engine.clone(), config.clone()),
@@ -513,6 +400,7 @@ impl Executor {
             config,
             slots,
             partitions,
+            shared,
             lanes,
             dispatching: None,
             tracing: None,
@@ -699,28 +587,97 @@ impl Executor {
         if opens_epoch {
             self.reset_instances();
         }
+        let count = (through + 1 - batch.first_seq) as usize;
         let mut run = BatchRun {
             first_seq: batch.first_seq,
-            entries: Vec::with_capacity(batch.entries.len()),
+            entries: Vec::with_capacity(count),
             emitted: 0,
-            queued: vec![0; self.partitions],
-            finished: vec![0; self.partitions],
             wanted: BTreeSet::new(),
             kept: BTreeMap::new(),
             digest: Xxh3::new(),
         };
         self.sessions.begin_batch();
-        let count = (through + 1 - batch.first_seq) as usize;
-        for (offset, entry) in batch.entries.iter().enumerate().take(count) {
-            let seq = batch.first_seq + offset as u64;
-            self.dispatching = Some(seq);
-            let pending = self.dispatch(&mut run, entry, offset, seq, batch.timestamp_ms);
-            run.entries.push(pending);
-            self.collect(&mut run);
-            self.emit_ready(&mut run, batch, &mut each);
+        self.dispatching = Some(batch.first_seq);
+        let shared = self.shared.clone();
+        shared.begin(batch, count);
+        let workers = match &mut self.lanes {
+            Lanes::Threads(workers) => {
+                for (index, worker) in workers.iter().enumerate() {
+                    assert!(
+                        worker.start(),
+                        "partition thread {} has ended: an executor whose batch was interrupted must be dropped",
+                        index + 1
+                    );
+                }
+                workers.len()
+            }
+            Lanes::Seeded(seeded) => {
+                seeded.begin();
+                0
+            }
+        };
+        // Until every partition thread has left the batch, `batch` must
+        // stay borrowed: on any way out of here, a panic included.
+        let mut leaving = LeaveGuard {
+            shared: &shared,
+            workers,
+            finished: false,
+        };
+        let mut lane = lanes::Lane::default();
+        let mut planned = 0;
+        while run.emitted < count {
+            let mut moved = false;
+            // Plan ahead of this thread's own lane, so the others have work.
+            let target = count.min(lane.cursor + PLAN_AHEAD_ENTRIES);
+            let planned_before = planned;
+            while planned < target {
+                let entry = &batch.entries[planned];
+                let seq = batch.first_seq + planned as u64;
+                if self.needs_the_whole_engine(entry, seq) && run.emitted < planned {
+                    // It runs alone, once everything before it is done.
+                    break;
+                }
+                self.dispatching = Some(seq);
+                let pending = self.dispatch(&mut run, entry, planned, seq, batch.timestamp_ms);
+                run.entries.push(pending);
+                planned += 1;
+            }
+            if planned > planned_before {
+                shared.publish(planned);
+                moved = true;
+            }
+            for _ in 0..OWN_STEPS_BETWEEN_PLANS {
+                if shared.step(0, &mut lane) != lanes::Step::Moved {
+                    break;
+                }
+                moved = true;
+            }
+            if let Lanes::Seeded(seeded) = &mut self.lanes {
+                seeded.wander(&shared);
+            }
+            moved |= self.emit_ready(&mut run, batch, &mut each);
+            if shared.is_aborted() {
+                break;
+            }
+            if !moved && run.emitted < count {
+                match &mut self.lanes {
+                    Lanes::Threads(_) => {
+                        let (emitted, cursor) = (run.emitted, lane.cursor);
+                        shared.wait(0, || {
+                            shared.is_done(emitted) || (cursor < planned && shared.is_done(cursor))
+                        });
+                    }
+                    Lanes::Seeded(seeded) => assert!(
+                        seeded.step(&shared),
+                        "nothing can move, yet the batch is not done"
+                    ),
+                }
+            }
         }
-        self.drain(&mut run, u64::MAX);
-        self.emit_ready(&mut run, batch, &mut each);
+        leaving.finish();
+        if let Some(panic) = shared.take_panic() {
+            std::panic::resume_unwind(Box::new(panic));
+        }
         assert_eq!(run.emitted, count, "every outcome is known");
         self.sessions.end_batch();
         self.dispatching = None;
@@ -805,9 +762,8 @@ impl Executor {
         }
         let (invocation, signature) = match entry {
             Entry::Deploy(deploy) => {
-                // A deploy changes what every slot runs: nothing else may
-                // be running.
-                self.drain(run, u64::MAX);
+                // A deploy changes what every slot runs: nothing else is
+                // running (`needs_the_whole_engine`).
                 let outcome = self.deploy(deploy, &[], seq, now_ms);
                 return Pending::Done {
                     outcome,
@@ -816,7 +772,6 @@ impl Executor {
                 };
             }
             Entry::Undeploy(undeploy) => {
-                self.drain(run, u64::MAX);
                 let outcome = self.undeploy(&undeploy.name);
                 return Pending::Done {
                     outcome,
@@ -828,7 +783,6 @@ impl Executor {
                 deploy,
                 reset_tables,
             } => {
-                self.drain(run, u64::MAX);
                 let outcome = self.deploy(deploy, reset_tables, seq, now_ms);
                 return Pending::Done {
                     outcome,
@@ -857,25 +811,22 @@ impl Executor {
             mask | 1 << thread_of_slot(slot, self.partitions)
         });
         let traced = matches!(&self.tracing, Some((traced, _)) if traced.contains(&seq));
-        if threads & 1 == 0 && !traced {
-            let task = Task {
+        if !traced {
+            self.shared.plan(
                 index,
-                seq,
-                now_ms,
-                encoding: abi_encoding(invocation.encoding),
-                args: invocation.args.clone(),
-                prepared,
-                #[cfg(feature = "fault-injection")]
-                panic: self.panic_at == Some(seq),
-            };
-            self.queue(run, threads, task);
+                threads,
+                Some(lanes::Task {
+                    prepared,
+                    encoding: abi_encoding(invocation.encoding),
+                    #[cfg(feature = "fault-injection")]
+                    panic: self.panic_at == Some(seq),
+                }),
+            );
             return Pending::Running;
         }
-        // Thread 0's slots are among them (or it is traced): run it here,
-        // once the other threads it needs have caught up.
-        self.drain(run, if traced { u64::MAX } else { threads });
+        // Traced: it runs here, alone (`needs_the_whole_engine`).
         let call = Call {
-            procedure: prepared.route.procedure,
+            procedure: prepared.procedure,
             export: Export::Procedure,
             args: &invocation.args,
             encoding: abi_encoding(invocation.encoding),
@@ -883,15 +834,20 @@ impl Executor {
             now_ms,
             fuel: self.config.tx_fuel_max,
         };
-        if !traced {
-            return run_in_slots(&self.slots, prepared, &call).into_pending();
-        }
         let home = prepared
             .slots
             .first()
             .expect("prepare() never leaves the slot set empty");
         self.slots[home].sandbox.lock().start_trace();
-        let ran = run_in_slots(&self.slots, prepared, &call);
+        // SAFETY: nothing was deployed since it was prepared, just now.
+        let module = unsafe { &*prepared.module };
+        let ran = run_in_slots(
+            &self.slots,
+            module,
+            prepared.declared,
+            prepared.slots,
+            &call,
+        );
         let trace = self.slots[home].sandbox.lock().take_trace();
         if let (Some((_, kept)), Some(trace)) = (&mut self.tracing, trace) {
             kept.insert(seq, trace);
@@ -899,31 +855,16 @@ impl Executor {
         ran.into_pending()
     }
 
-    /// Queues a transaction on the partition thread that owns its slots,
-    /// or a meeting on every partition thread in `threads`.
-    fn queue(&mut self, run: &mut BatchRun, threads: u64, task: Task) {
-        let lanes = &self.lanes;
-        let mut send = |thread: usize, work: Work| {
-            run.queued[thread] += 1;
-            match lanes {
-                Lanes::Threads { workers, done } => {
-                    if workers[thread - 1].tasks.send(work).is_err() {
-                        // Its queue closes only when the thread has ended,
-                        // and a thread ends early only by panicking, after
-                        // saying so.
-                        reraise_worker_panic(done, thread);
-                    }
-                }
-                Lanes::Seeded(seeded) => seeded.lock().queue(thread, work),
+    /// Whether `entry` must run with nothing else running: a deploy or an
+    /// undeploy (it changes what every slot runs) or a traced call (its
+    /// trace is taken from its slot's sandbox).
+    fn needs_the_whole_engine(&self, entry: &Entry, seq: u64) -> bool {
+        match entry {
+            Entry::Deploy(_) | Entry::DeployResetting { .. } | Entry::Undeploy(_) => true,
+            Entry::Invoke(_) | Entry::InvokeChecked { .. } => {
+                matches!(&self.tracing, Some((traced, _)) if traced.contains(&seq))
             }
-        };
-        if threads.count_ones() == 1 {
-            send(threads.trailing_zeros() as usize, Work::Run(task));
-            return;
-        }
-        let meeting = Arc::new(Meeting::new(threads.count_ones() as usize, task));
-        for thread in (1..self.partitions).filter(|thread| threads & (1 << thread) != 0) {
-            send(thread, Work::Meet(meeting.clone()));
+            Entry::Session(_) => false,
         }
     }
 
@@ -936,14 +877,14 @@ impl Executor {
         now_ms: u64,
     ) -> Result<Prepared, Abort> {
         self.check_args(&invocation.args)?;
-        let route = self.route(&invocation.procedure)?;
+        let route = route_of(&self.routes, &self.modules, &invocation.procedure)?;
         if let Some(signature) = signature {
-            check_signature(&route, &invocation.procedure, signature)?;
+            check_signature(route, &invocation.procedure, signature)?;
         }
         let declared = declare(
             &mut self.planner,
             &self.config,
-            &route,
+            route,
             &invocation.args,
             invocation.encoding,
             seq,
@@ -954,7 +895,8 @@ impl Executor {
             slots.insert(0);
         }
         Ok(Prepared {
-            route,
+            module: Arc::as_ptr(&route.module),
+            procedure: route.procedure,
             declared,
             slots,
         })
@@ -1004,27 +946,6 @@ impl Executor {
             ));
         }
         Ok(())
-    }
-
-    /// The module and index of a deployed procedure.
-    fn route(&self, procedure: &str) -> Result<Route, Abort> {
-        self.routes.get(procedure).cloned().ok_or_else(|| {
-            let migration = self.modules.values().find(|module| {
-                module
-                    .compiled
-                    .procedures
-                    .iter()
-                    .any(|p| p.migration && p.name == procedure)
-            });
-            let message = match migration {
-                Some(module) => format!(
-                    "`{procedure}` is a migration of module `{}`: it runs only when its module is deployed",
-                    module.compiled.name
-                ),
-                None => format!("no deployed module provides procedure `{procedure}`"),
-            };
-            Abort::new(AbortKind::UnknownProcedure, message)
-        })
     }
 
     /// Committed rows with `start <= key < end` (no `end`: to the last
@@ -1100,7 +1021,7 @@ impl Executor {
         now_ms: u64,
     ) -> Result<Vec<u8>, Abort> {
         self.check_args(args)?;
-        let route = self.route(procedure)?;
+        let route = route_of(&self.routes, &self.modules, procedure)?;
         if !route.module.compiled.procedures[route.procedure].read_only {
             return Err(Abort::new(
                 AbortKind::NotReadOnly,
@@ -1113,7 +1034,7 @@ impl Executor {
         let declared = declare(
             &mut self.reader,
             &self.config,
-            &route,
+            route,
             args,
             encoding,
             seq,
@@ -1140,67 +1061,28 @@ impl Executor {
             .read(&route.module, &call, StateView::read_only(stores, declared))
     }
 
-    /// Takes every result the partition threads have sent, without waiting.
-    fn collect(&self, run: &mut BatchRun) {
-        if run.finished == run.queued {
-            return;
-        }
-        match &self.lanes {
-            Lanes::Threads { done, .. } => {
-                while let Ok(done) = done.try_recv() {
-                    record_done(run, done);
-                }
-            }
-            Lanes::Seeded(seeded) => {
-                let mut seeded = seeded.lock();
-                seeded.wander(&self.slots);
-                while let Some(done) = seeded.take_report() {
-                    record_done(run, done);
-                }
-            }
-        }
-    }
-
-    /// Waits until every partition thread in the `threads` mask has
-    /// finished all the work queued on it.
-    fn drain(&self, run: &mut BatchRun, threads: u64) {
-        for thread in 1..self.partitions {
-            if threads & (1 << thread) == 0 {
-                continue;
-            }
-            while run.finished[thread] < run.queued[thread] {
-                let done = match &self.lanes {
-                    // Every partition thread holds a sender until it ends,
-                    // and one that ends early sends `Panicked` first.
-                    Lanes::Threads { done, .. } => {
-                        recv_spinning(done).expect("partition threads report before they end")
-                    }
-                    Lanes::Seeded(seeded) => {
-                        let mut seeded = seeded.lock();
-                        loop {
-                            if let Some(done) = seeded.take_report() {
-                                break done;
-                            }
-                            assert!(
-                                seeded.step(&self.slots),
-                                "work is queued on partition thread {thread}, so some queue can move"
-                            );
-                        }
-                    }
-                };
-                record_done(run, done);
-            }
-        }
-    }
-
     /// Hands out, in log order, every outcome known without a gap before
     /// it, folding each into the batch digest and the exactly-once table.
-    fn emit_ready(&mut self, run: &mut BatchRun, batch: &Batch, each: &mut impl FnMut(TxOutcome)) {
+    /// Says whether it handed any out.
+    fn emit_ready(
+        &mut self,
+        run: &mut BatchRun,
+        batch: &Batch,
+        each: &mut impl FnMut(TxOutcome),
+    ) -> bool {
+        let emitted_before = run.emitted;
         while run.emitted < run.entries.len() {
             let index = run.emitted;
             let seq = run.first_seq + index as u64;
-            let tx = match std::mem::replace(&mut run.entries[index], Pending::Running) {
-                Pending::Running => return,
+            let mut pending = std::mem::replace(&mut run.entries[index], Pending::Running);
+            if let Pending::Running = pending {
+                match self.shared.take_ran(index) {
+                    Some(ran) => pending = ran.into_pending(),
+                    None => break,
+                }
+            }
+            let tx = match pending {
+                Pending::Running => unreachable!("taken above"),
                 Pending::Done {
                     outcome,
                     ran,
@@ -1241,6 +1123,7 @@ impl Executor {
             each(tx);
             run.emitted += 1;
         }
+        run.emitted > emitted_before
     }
 
     /// Drops every instance of every slot, of the planner and of the
@@ -1497,18 +1380,12 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        // After an interrupted batch a partition thread may wait forever
-        // at a meeting a failed thread will never come to: leave the
-        // threads be (they hold nothing but memory) rather than hang here.
-        let join = self.dispatching.is_none();
-        let Lanes::Threads { workers, .. } = &mut self.lanes else {
-            return;
-        };
-        for Worker { tasks, thread } in std::mem::take(workers) {
-            // Closing the queue ends the thread's loop.
-            drop(tasks);
-            if join {
-                let _ = thread.join();
+        // Every partition thread is between batches (an interrupted
+        // batch, too, waited for them all to leave it), so each ends as
+        // soon as its signal closes.
+        if let Lanes::Threads(workers) = &mut self.lanes {
+            for worker in std::mem::take(workers) {
+                worker.stop();
             }
         }
     }
@@ -1522,6 +1399,31 @@ fn table_range(name: &str) -> (Vec<u8>, Vec<u8>) {
     let mut end = name.as_bytes().to_vec();
     end.push(1);
     (start, end)
+}
+
+/// The module and index of a deployed procedure.
+fn route_of<'a>(
+    routes: &'a LookupMap<String, Route>,
+    modules: &BTreeMap<String, Arc<LoadedModule>>,
+    procedure: &str,
+) -> Result<&'a Route, Abort> {
+    routes.get(procedure).ok_or_else(|| {
+        let migration = modules.values().find(|module| {
+            module
+                .compiled
+                .procedures
+                .iter()
+                .any(|p| p.migration && p.name == procedure)
+        });
+        let message = match migration {
+            Some(module) => format!(
+                "`{procedure}` is a migration of module `{}`: it runs only when its module is deployed",
+                module.compiled.name
+            ),
+            None => format!("no deployed module provides procedure `{procedure}`"),
+        };
+        Abort::new(AbortKind::UnknownProcedure, message)
+    })
 }
 
 /// Fuel for a module's migration: enough to rewrite millions of rows.
@@ -1586,19 +1488,6 @@ fn declare(
     sandbox.declare(&route.module, &call)
 }
 
-/// Counts a partition thread's report, or re-raises its panic here.
-fn record_done(run: &mut BatchRun, done: WorkDone) {
-    let (thread, ran) = match done {
-        WorkDone::Finished(thread, ran) => (thread, ran),
-        WorkDone::Panicked(panic) => std::panic::resume_unwind(Box::new(panic)),
-    };
-    run.finished[thread] += 1;
-    let Some((index, result)) = ran else {
-        return;
-    };
-    run.entries[index] = result.into_pending();
-}
-
 /// A transaction that ran on a partition thread or the dispatcher.
 struct Ran {
     result: Result<Vec<u8>, Abort>,
@@ -1631,28 +1520,30 @@ fn outcome_of(result: Result<Vec<u8>, Abort>) -> Outcome {
     }
 }
 
-/// Runs a prepared transaction: locks its slots' stores, and calls it in
-/// the instances of its lowest slot. A procedure marked read-only gets a
-/// view that refuses writes.
-fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Ran {
-    let stores: SmallVec<_> = prepared
-        .slots
+/// Runs a transaction of `module` that may touch `declared`, in `slot_set`:
+/// locks those slots' stores, and calls it in the instances of the lowest
+/// one. A procedure marked read-only gets a view that refuses writes.
+fn run_in_slots(
+    slots: &[Slot],
+    module: &LoadedModule,
+    declared: Declared,
+    slot_set: SlotSet,
+    call: &Call<'_>,
+) -> Ran {
+    let stores: SmallVec<_> = slot_set
         .iter()
         .map(|slot| (slot, slots[slot].store.lock_arc()))
         .collect();
-    let home = prepared
-        .slots
+    let home = slot_set
         .first()
         .expect("prepare() never leaves the slot set empty");
-    let route = &prepared.route;
     // `#[procedure(read_only)]` holds on the logged path too: a write
     // aborts, the same way on every replica (the mark is in the module).
-    let view = if route.module.compiled.procedures[route.procedure].read_only {
-        StateView::read_only(stores, prepared.declared)
+    let view = if module.compiled.procedures[call.procedure].read_only {
+        StateView::read_only(stores, declared)
     } else {
-        StateView::new(stores, prepared.declared)
+        StateView::new(stores, declared)
     };
-    let module = &prepared.route.module;
     let mut sandbox = slots[home].sandbox.lock();
     let result = sandbox.execute(module, call, view);
     let CallNotes {
@@ -1673,108 +1564,6 @@ fn run_in_slots(slots: &[Slot], prepared: Prepared, call: &Call<'_>) -> Ran {
         result,
         notes: RunNotes { fuel_used, logs },
     }
-}
-
-/// Re-raises, on the dispatcher, the panic of partition thread `thread`,
-/// whose queue was found closed.
-fn reraise_worker_panic(done: &Receiver<WorkDone>, thread: usize) -> ! {
-    // It sent `Panicked` before its queue was dropped; other threads'
-    // reports may come first.
-    while let Ok(report) = done.recv() {
-        if let WorkDone::Panicked(panic) = report {
-            std::panic::resume_unwind(Box::new(panic));
-        }
-    }
-    unreachable!("partition thread {thread} ended without a report")
-}
-
-fn spawn_worker(id: usize, slots: Arc<[Slot]>, fuel: u64, done: Sender<WorkDone>) -> Worker {
-    let (tasks, queue) = crossbeam_channel::unbounded::<Work>();
-    let name = format!("ordo-partition-{id}");
-    let thread = std::thread::Builder::new()
-        .name(name.clone())
-        .stack_size(ENGINE_THREAD_STACK_BYTES)
-        .spawn(move || {
-            let mut running = None;
-            let worked = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                work(id, &slots, fuel, &queue, &done, &mut running)
-            }));
-            if let Err(payload) = worked {
-                // The dispatcher is waiting for this thread's reports:
-                // this tells it to stop waiting, and why.
-                let _ = done.send(WorkDone::Panicked(EnginePanic {
-                    thread: name,
-                    seq: running,
-                    message: panic_message(&*payload),
-                }));
-            }
-        })
-        .expect("spawning a partition thread");
-    Worker { tasks, thread }
-}
-
-/// A partition thread's loop: runs its queue in order until it closes.
-/// `running` names the transaction in hand, for a panic report.
-fn work(
-    id: usize,
-    slots: &[Slot],
-    fuel: u64,
-    queue: &Receiver<Work>,
-    done: &Sender<WorkDone>,
-    running: &mut Option<u64>,
-) {
-    while let Some(work) = recv_spinning(queue) {
-        let (task, meeting) = match work {
-            Work::Run(task) => (task, None),
-            Work::Meet(meeting) => {
-                *running = Some(meeting.seq);
-                match meeting.arrive() {
-                    Some(task) => (task, Some(meeting)),
-                    None => {
-                        *running = None;
-                        if done.send(WorkDone::Finished(id, None)).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
-        *running = Some(task.seq);
-        let index = task.index;
-        let result = run_task(id, slots, fuel, task);
-        if let Some(meeting) = meeting {
-            meeting.finish();
-        }
-        *running = None;
-        if done
-            .send(WorkDone::Finished(id, Some((index, result))))
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Runs a queued transaction on partition thread `id` (a real one, or a
-/// seeded lane).
-fn run_task(id: usize, slots: &[Slot], fuel: u64, task: Task) -> Ran {
-    #[cfg(feature = "fault-injection")]
-    if task.panic {
-        panic!("fault injection: partition thread {id} was told to panic");
-    }
-    #[cfg(not(feature = "fault-injection"))]
-    let _ = id;
-    let call = Call {
-        procedure: task.prepared.route.procedure,
-        export: Export::Procedure,
-        args: &task.args,
-        encoding: task.encoding,
-        seq: task.seq,
-        now_ms: task.now_ms,
-        fuel,
-    };
-    run_in_slots(slots, task.prepared, &call)
 }
 
 fn summary(compiled: &crate::module::CompiledModule) -> ModuleSummary {

@@ -100,12 +100,17 @@ impl SlotSet {
     }
 }
 
+/// The partition keys of a declaration, each with its slot: inline up
+/// to two (a transfer's), so that a declaration made on one executor
+/// thread and dropped on another frees nothing across threads.
+pub type DeclaredKeys = SmallVec<[(Bytes, u8); 2]>;
+
 /// What a transaction may touch: every partition, or the sorted,
 /// duplicate-free partition keys it declared, each with its slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Declared {
     All,
-    Partitions(Vec<(Bytes, u8)>),
+    Partitions(DeclaredKeys),
 }
 
 /// Up to this many declared keys, a linear search beats a binary one.
@@ -139,7 +144,7 @@ impl Declared {
                 ),
             ));
         }
-        let mut keys = Vec::with_capacity(count);
+        let mut keys = DeclaredKeys::with_capacity(count);
         for _ in 0..count {
             let len = take(4).ok_or_else(|| malformed("a length is cut short"))?;
             let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
@@ -289,7 +294,7 @@ impl FastDeclaration {
     }
 
     fn declare(&self, values: &[Arg<'_>], key_bytes_max: usize) -> Option<Declared> {
-        let mut keys: Vec<(Bytes, u8)> = Vec::with_capacity(self.declared.len());
+        let mut keys = DeclaredKeys::with_capacity(self.declared.len());
         for &index in &self.declared {
             let (_, ty) = self.params[index];
             let key = partition_key_of(&values[index], ty);
@@ -480,7 +485,7 @@ mod tests {
         let slot = |key: &[u8]| slot_of_partition(key) as u8;
         assert_eq!(
             declared,
-            Declared::Partitions(vec![
+            Declared::Partitions(smallvec::smallvec![
                 (Bytes::from_slice(b"a"), slot(b"a")),
                 (Bytes::from_slice(b"b"), slot(b"b"))
             ])

@@ -1,0 +1,602 @@
+//! The executor threads' shared view of a batch, and the walk every
+//! thread makes through it.
+//!
+//! Thread 0 (the caller of `Executor::execute_each`) *plans* entries in
+//! log order: it answers what the exactly-once table can answer, finds
+//! each call's procedure and partitions, and writes a [`Cell`] per entry
+//! saying which threads it needs. It publishes its progress with one
+//! atomic counter. Every thread, thread 0 included, is a *lane*: it walks
+//! the planned cells in log order and takes only those that need it:
+//!
+//! - a cell that needs this thread alone, it runs;
+//! - a cell that needs several threads is a meeting: each arrives once it
+//!   has done everything before the cell, and the last to arrive runs it
+//!   while the others wait for it to be done (every slot it needs is then
+//!   idle, because each slot belongs to one of those threads);
+//! - every other cell it steps over.
+//!
+//! Results are written into the cell by whichever thread ran it, and
+//! thread 0 hands them out in log order. So nothing is handed from thread
+//! to thread per transaction: no queue, no allocation, no message, only
+//! the cell, written once and read once. Each slot's transactions run one
+//! at a time in log order (Calvin's deterministic locking with the log
+//! order as the lock order), so outcomes and hashes are the same for
+//! every number of threads and every timing.
+//!
+//! Under [`super::PartitionSchedule::Seeded`] there are no OS threads:
+//! thread 0 steps lanes 1 to N-1 itself, in an order a seeded generator
+//! picks, so a simulator can explore interleavings and replay one.
+
+use std::cell::UnsafeCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use ordo_entry::{Batch, Entry};
+use parking_lot::Mutex;
+
+use super::{
+    ENGINE_THREAD_STACK_BYTES, EnginePanic, Prepared, Ran, Slot, panic_message, run_in_slots,
+};
+use crate::sandbox::{Call, Export};
+
+/// What a lane does with a planned entry.
+pub(super) struct Task {
+    pub prepared: Prepared,
+    /// The ABI's code for the arguments' encoding.
+    pub encoding: i32,
+    /// See `Executor::inject_partition_panic`.
+    #[cfg(feature = "fault-injection")]
+    pub panic: bool,
+}
+
+/// One entry of the batch being executed. Two cache lines to itself, so
+/// that threads working on neighbouring cells do not share a line (the
+/// adjacent-line prefetcher fetches lines in pairs).
+#[repr(align(128))]
+pub(super) struct Cell {
+    /// Taken by the thread that runs the cell (the only one, or the last
+    /// to arrive at a meeting).
+    task: UnsafeCell<Option<Task>>,
+    /// Threads arrived at the meeting.
+    arrived: AtomicU32,
+    /// Set, with `Release`, once `ran` is written.
+    done: AtomicBool,
+    ran: UnsafeCell<Option<Ran>>,
+}
+
+impl Cell {
+    fn new() -> Cell {
+        Cell {
+            task: UnsafeCell::new(None),
+            arrived: AtomicU32::new(0),
+            done: AtomicBool::new(false),
+            ran: UnsafeCell::new(None),
+        }
+    }
+}
+
+/// A value on cache lines of its own: what one thread writes often must
+/// not share a line with what another reads on every step.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The batch being executed, as raw parts: it is borrowed from the caller
+/// of `execute_each`, who does not return (or unwind) before every lane
+/// has left the batch (see [`Shared::wait_until_left`]).
+#[derive(Clone, Copy)]
+struct BatchRef {
+    batch: *const Batch,
+    /// Entries to execute (a prefix of the batch for `execute_prefix`).
+    len: usize,
+}
+
+/// What the executor threads share. One per executor, reused by every
+/// batch.
+pub(super) struct Shared {
+    slots: Arc<[Slot]>,
+    fuel: u64,
+    partitions: usize,
+    /// Resized by thread 0 only between batches, when no lane is in one.
+    /// At most as many cells as the largest batch executed has entries.
+    cells: UnsafeCell<Vec<Cell>>,
+    /// Per cell, the threads that must take part, as a bit mask (0:
+    /// nothing to run, thread 0 answered it while planning). Written by
+    /// thread 0 before it publishes the cell; only read after. Apart from
+    /// the cells so that a lane stepping over others' cells reads two
+    /// bytes per cell, not a cell's cache lines.
+    masks: UnsafeCell<Vec<AtomicU16>>,
+    batch: UnsafeCell<BatchRef>,
+    /// Cells below this are planned (published with `Release`).
+    planned: Padded<AtomicUsize>,
+    /// Set when a thread panicked in this batch: every lane stops.
+    aborted: Padded<AtomicBool>,
+    panic: Mutex<Option<EnginePanic>>,
+    /// Partition threads (1 to N-1) that have left the current batch.
+    left: Padded<AtomicUsize>,
+    /// Per thread: whether it is asleep waiting, and its handle to wake it.
+    sleeping: Box<[Padded<AtomicBool>]>,
+    handles: Mutex<Vec<Option<Thread>>>,
+}
+
+// SAFETY: the cells' `UnsafeCell`s are written by one thread at a time,
+// with the hand-overs ordered by atomics: `task` by thread 0 before it
+// publishes `planned` (Release) and then only by the one thread that runs
+// the cell, after its Acquire load of `planned` (and, at a meeting, after
+// the `AcqRel` arrival that made it the last); `ran` by that thread before
+// it sets `done` (Release), and then only by thread 0 after it reads
+// `done` (Acquire). `cells` and `batch` change only between batches, when
+// every lane has left (`left`, Release/Acquire). The batch pointer is only
+// dereferenced inside a batch, while its owner waits in `execute_each`.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+/// What one step of a lane did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// It ran, skipped or arrived at a cell.
+    Moved,
+    /// It waits for thread 0 to plan more.
+    Waiting,
+    /// It waits at a meeting for another thread.
+    Blocked,
+    /// It has walked every cell of the batch.
+    Finished,
+    /// The batch was aborted by a panic.
+    Aborted,
+}
+
+/// Where a lane is in the batch.
+#[derive(Default)]
+pub(super) struct Lane {
+    pub cursor: usize,
+    /// Whether it has arrived at the meeting at `cursor`.
+    arrived: bool,
+    /// The sequence number it is running or waiting at, for a panic report.
+    pub running: Option<u64>,
+}
+
+/// How long a waiting thread spins before it sleeps: a few transactions'
+/// worth. A sleep and a wake-up cost tens of microseconds, and a meeting
+/// makes one thread wait for another every time.
+pub(super) const SPIN: Duration = Duration::from_micros(50);
+
+/// A sleeping thread wakes at least this often to look again, so a missed
+/// wake-up costs this much time, never a hang.
+const SLEEP_MAX: Duration = Duration::from_millis(1);
+
+impl Shared {
+    pub fn new(slots: Arc<[Slot]>, fuel: u64, partitions: usize) -> Shared {
+        Shared {
+            slots,
+            fuel,
+            partitions,
+            cells: UnsafeCell::new(Vec::new()),
+            masks: UnsafeCell::new(Vec::new()),
+            batch: UnsafeCell::new(BatchRef {
+                batch: std::ptr::null(),
+                len: 0,
+            }),
+            planned: Padded(AtomicUsize::new(0)),
+            aborted: Padded(AtomicBool::new(false)),
+            panic: Mutex::new(None),
+            left: Padded(AtomicUsize::new(0)),
+            sleeping: (0..partitions)
+                .map(|_| Padded(AtomicBool::new(false)))
+                .collect(),
+            handles: Mutex::new(vec![None; partitions]),
+        }
+    }
+
+    /// Prepares the cells for a batch of `len` entries. Thread 0 only, while
+    /// no lane is in a batch.
+    pub fn begin(&self, batch: &Batch, len: usize) {
+        // SAFETY: no lane is in a batch (the previous one waited for them
+        // all to leave), so nothing else touches `cells` or `batch`.
+        let cells = unsafe { &mut *self.cells.get() };
+        if cells.len() < len {
+            cells.resize_with(len, Cell::new);
+        }
+        let masks = unsafe { &mut *self.masks.get() };
+        if masks.len() < len {
+            masks.resize_with(len, || AtomicU16::new(0));
+        }
+        for mask in &mut masks[..len] {
+            *mask.get_mut() = 0;
+        }
+        for cell in &mut cells[..len] {
+            *cell.arrived.get_mut() = 0;
+            *cell.done.get_mut() = false;
+            *cell.task.get_mut() = None;
+            *cell.ran.get_mut() = None;
+        }
+        unsafe {
+            *self.batch.get() = BatchRef {
+                batch: std::ptr::from_ref(batch),
+                len,
+            };
+        }
+        self.planned.store(0, Ordering::Relaxed);
+        self.aborted.store(false, Ordering::Relaxed);
+        self.left.store(0, Ordering::Release);
+        self.handles.lock()[0] = Some(std::thread::current());
+    }
+
+    fn cells(&self) -> &[Cell] {
+        // SAFETY: see `impl Sync`: changed only between batches.
+        unsafe { &*self.cells.get() }
+    }
+
+    fn mask(&self, index: usize) -> u64 {
+        // SAFETY: see `impl Sync`: changed only between batches.
+        let masks = unsafe { &*self.masks.get() };
+        u64::from(masks[index].load(Ordering::Relaxed))
+    }
+
+    fn batch(&self) -> BatchRef {
+        unsafe { *self.batch.get() }
+    }
+
+    /// Writes cell `index`'s plan. Thread 0 only, before it publishes the
+    /// cell with [`Shared::publish`].
+    pub fn plan(&self, index: usize, threads: u64, task: Option<Task>) {
+        let cell = &self.cells()[index];
+        let mask = u16::try_from(threads).expect("at most 16 threads");
+        let masks = unsafe { &*self.masks.get() };
+        masks[index].store(mask, Ordering::Relaxed);
+        // SAFETY: the cell is not yet published, so no lane reads it.
+        unsafe { *cell.task.get() = task };
+    }
+
+    /// Publishes every cell below `planned` and wakes sleeping lanes.
+    pub fn publish(&self, planned: usize) {
+        self.planned.store(planned, Ordering::Release);
+        self.wake(!1);
+    }
+
+    /// Wakes the threads in `threads` that sleep.
+    fn wake(&self, threads: u64) {
+        for thread in 0..self.partitions {
+            if threads & (1 << thread) != 0
+                && self.sleeping[thread].load(Ordering::SeqCst)
+                && let Some(handle) = &self.handles.lock()[thread]
+            {
+                handle.unpark();
+            }
+        }
+    }
+
+    /// Sleeps thread `thread` until woken or for [`SLEEP_MAX`], unless
+    /// `ready` says it need not.
+    fn sleep(&self, thread: usize, ready: impl Fn() -> bool) {
+        self.sleeping[thread].store(true, Ordering::SeqCst);
+        if !ready() {
+            std::thread::park_timeout(SLEEP_MAX);
+        }
+        self.sleeping[thread].store(false, Ordering::SeqCst);
+    }
+
+    /// Waits, spinning and then sleeping, until `ready` holds or the batch
+    /// is aborted.
+    pub fn wait(&self, thread: usize, ready: impl Fn() -> bool) {
+        let started = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if ready() || self.is_aborted() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if started.elapsed() > SPIN {
+                self.sleep(thread, || ready() || self.is_aborted());
+                if ready() || self.is_aborted() {
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Stops the batch because of `panic` (the first one is kept).
+    pub fn abort(&self, panic: Option<EnginePanic>) {
+        if let Some(panic) = panic {
+            self.panic.lock().get_or_insert(panic);
+        }
+        self.aborted.store(true, Ordering::Release);
+        self.wake(u64::MAX);
+    }
+
+    pub fn take_panic(&self) -> Option<EnginePanic> {
+        self.panic.lock().take()
+    }
+
+    /// Whether cell `index` has run (or needs no run).
+    pub fn is_done(&self, index: usize) -> bool {
+        self.mask(index) == 0 || self.cells()[index].done.load(Ordering::Acquire)
+    }
+
+    /// Takes what cell `index` did, once [`Shared::is_done`]. Thread 0 only.
+    pub fn take_ran(&self, index: usize) -> Option<Ran> {
+        let cell = &self.cells()[index];
+        if !cell.done.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `done` was set after `ran` was written, and only thread
+        // 0 reads it after that.
+        unsafe { (*cell.ran.get()).take() }
+    }
+
+    /// Waits until every partition thread has left the batch: after this,
+    /// none touches the cells or the batch again until the next `begin`.
+    pub fn wait_until_left(&self, workers: usize) {
+        self.wait(0, || self.left.load(Ordering::Acquire) == workers);
+        // An abort ends `wait` early: then wait for real, since a lane
+        // that was running a transaction leaves only after it.
+        while self.left.load(Ordering::Acquire) != workers {
+            std::thread::park_timeout(SLEEP_MAX);
+        }
+    }
+
+    /// One step of lane `thread`.
+    pub fn step(&self, thread: usize, lane: &mut Lane) -> Step {
+        if self.is_aborted() {
+            return Step::Aborted;
+        }
+        let BatchRef { batch, len } = self.batch();
+        if lane.cursor == len {
+            return Step::Finished;
+        }
+        if lane.cursor >= self.planned.load(Ordering::Acquire) {
+            return Step::Waiting;
+        }
+        let index = lane.cursor;
+        let threads = self.mask(index);
+        let me = 1u64 << thread;
+        if threads & me == 0 {
+            lane.cursor += 1;
+            return Step::Moved;
+        }
+        let cell = &self.cells()[index];
+        // SAFETY: the caller of `execute_each` holds the batch until every
+        // lane has left it.
+        let batch = unsafe { &*batch };
+        let seq = batch.first_seq + index as u64;
+        if threads != me {
+            if !lane.arrived {
+                lane.arrived = true;
+                lane.running = Some(seq);
+                let last = cell.arrived.fetch_add(1, Ordering::AcqRel) + 1 == threads.count_ones();
+                if !last {
+                    return Step::Moved;
+                }
+            } else if cell.done.load(Ordering::Acquire) {
+                lane.arrived = false;
+                lane.running = None;
+                lane.cursor += 1;
+                return Step::Moved;
+            } else {
+                return Step::Blocked;
+            }
+        }
+        lane.running = Some(seq);
+        // SAFETY: this thread alone runs the cell: it is the cell's only
+        // thread, or the last to arrive at its meeting.
+        let task = unsafe { (*cell.task.get()).take() }.expect("a planned cell holds its task");
+        let ran = self.run(thread, batch, index, task);
+        unsafe { *cell.ran.get() = Some(ran) };
+        cell.done.store(true, Ordering::Release);
+        lane.arrived = false;
+        lane.running = None;
+        lane.cursor += 1;
+        // Thread 0 hands the result out; the meeting's others go on.
+        self.wake((threads & !me) | 1);
+        Step::Moved
+    }
+
+    fn run(&self, thread: usize, batch: &Batch, index: usize, task: Task) -> Ran {
+        #[cfg(feature = "fault-injection")]
+        if task.panic {
+            panic!("fault injection: partition thread {thread} was told to panic");
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = thread;
+        let args = match &batch.entries[index] {
+            Entry::Invoke(invocation) | Entry::InvokeChecked { invocation, .. } => &invocation.args,
+            _ => unreachable!("only calls are planned to run on a lane"),
+        };
+        let call = Call {
+            procedure: task.prepared.procedure,
+            export: Export::Procedure,
+            args,
+            encoding: task.encoding,
+            seq: batch.first_seq + index as u64,
+            now_ms: batch.timestamp_ms,
+            fuel: self.fuel,
+        };
+        let Prepared {
+            module,
+            declared,
+            slots,
+            ..
+        } = task.prepared;
+        // SAFETY: see `Prepared::module`.
+        let module = unsafe { &*module };
+        run_in_slots(&self.slots, module, declared, slots, &call)
+    }
+
+    /// Walks lane `thread` to the end of the batch (or its abort),
+    /// waiting whenever it cannot move. For partition threads.
+    fn walk(&self, thread: usize, lane: &mut Lane) {
+        loop {
+            match self.step(thread, lane) {
+                Step::Moved => {}
+                Step::Finished | Step::Aborted => return,
+                Step::Waiting | Step::Blocked => {
+                    let (cursor, arrived) = (lane.cursor, lane.arrived);
+                    self.wait(thread, || {
+                        cursor < self.planned.load(Ordering::Acquire)
+                            && (!arrived || self.cells()[cursor].done.load(Ordering::Acquire))
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A partition thread, and its signal to start on a batch.
+pub(super) struct Worker {
+    go: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Spawns partition thread `id`.
+pub(super) fn spawn_worker(id: usize, shared: Arc<Shared>) -> Worker {
+    let (go, started) = crossbeam_channel::unbounded::<()>();
+    let name = format!("ordo-partition-{id}");
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .stack_size(ENGINE_THREAD_STACK_BYTES)
+        .spawn(move || {
+            shared.handles.lock()[id] = Some(std::thread::current());
+            while recv_spinning(&started).is_some() {
+                let mut lane = Lane::default();
+                let walked =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| shared.walk(id, &mut lane)));
+                if let Err(payload) = walked {
+                    // Thread 0 waits for this thread's results: this tells
+                    // it to stop waiting, and why. The thread then ends.
+                    shared.abort(Some(EnginePanic {
+                        thread: name,
+                        seq: lane.running,
+                        message: panic_message(&*payload),
+                    }));
+                    shared.left.fetch_add(1, Ordering::AcqRel);
+                    shared.wake(1);
+                    return;
+                }
+                shared.left.fetch_add(1, Ordering::AcqRel);
+                shared.wake(1);
+            }
+        })
+        .expect("spawning a partition thread");
+    Worker { go, thread }
+}
+
+impl Worker {
+    /// Starts the thread on the batch `Shared::begin` set up. False if the
+    /// thread has ended (after a panic).
+    pub fn start(&self) -> bool {
+        self.go.send(()).is_ok()
+    }
+
+    /// Ends the thread's loop and joins it.
+    pub fn stop(self) {
+        drop(self.go);
+        let _ = self.thread.join();
+    }
+}
+
+/// Receives from `channel`, spinning for up to [`SPIN`] before blocking.
+/// `None` once the channel is closed and empty.
+fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        for _ in 0..64 {
+            match channel.try_recv() {
+                Ok(value) => return Some(value),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if started.elapsed() > SPIN {
+            return channel.recv().ok();
+        }
+    }
+}
+
+/// Lanes 1 to N-1 without threads: thread 0 steps them in an order a
+/// seeded generator picks (SplitMix64).
+pub(super) struct SeededLanes {
+    lanes: Vec<Lane>,
+    rng: u64,
+}
+
+/// The most steps the other lanes take between two of thread 0's own: a
+/// few, so that a seed can leave a lane far behind or keep it level.
+const STEPS_BETWEEN_OWN_MAX: u64 = 3;
+
+impl SeededLanes {
+    pub fn new(partition_threads: usize, seed: u64) -> SeededLanes {
+        SeededLanes {
+            lanes: (0..partition_threads).map(|_| Lane::default()).collect(),
+            rng: seed,
+        }
+    }
+
+    pub fn begin(&mut self) {
+        for lane in &mut self.lanes {
+            *lane = Lane::default();
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Lets the lanes take from 0 to a few steps, as many as the seed says:
+    /// what real threads get done while thread 0 does something else.
+    pub fn wander(&mut self, shared: &Shared) {
+        let steps = self.next_random() % (STEPS_BETWEEN_OWN_MAX + 1);
+        for _ in 0..steps {
+            if !self.step(shared) {
+                return;
+            }
+        }
+    }
+
+    /// One step of a lane the seed picks among those that can move; false
+    /// if none can.
+    pub fn step(&mut self, shared: &Shared) -> bool {
+        let count = self.lanes.len();
+        if count == 0 {
+            return false;
+        }
+        let first = (self.next_random() % count as u64) as usize;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            let thread = index + 1;
+            let lane = &mut self.lanes[index];
+            // A panic is the lane's thread's, as on a real thread.
+            let step = std::panic::catch_unwind(AssertUnwindSafe(|| shared.step(thread, lane)))
+                .unwrap_or_else(|payload| {
+                    std::panic::resume_unwind(Box::new(EnginePanic {
+                        thread: format!("ordo-partition-{thread}"),
+                        seq: lane.running,
+                        message: panic_message(&*payload),
+                    }))
+                });
+            if step == Step::Moved {
+                return true;
+            }
+        }
+        false
+    }
+}
