@@ -11,26 +11,22 @@
 //!
 //! The state is split into [`SLOTS`] slots by partition key (see
 //! partition.rs), and each slot belongs to one executor thread
-//! ([`thread_of_slot`]). Thread
-//! 0 is the *dispatcher*, the thread that calls
-//! [`Executor::execute_each`]; threads 1 to N-1 are partition threads.
-//! In log order, the dispatcher checks the exactly-once table, runs the
-//! procedure's partition declaration, and then:
-//!
-//! - runs the transaction itself if all its slots are thread 0's;
-//! - queues it on the partition thread that owns all its slots;
-//! - if its slots span partition threads only, queues it as a
-//!   [`Meeting`] on each of them: the last of them to reach it runs it
-//!   while the others wait;
-//! - if its slots span thread 0 and others (or it declared nothing, or
-//!   it is a deploy), waits until those threads have done everything
-//!   queued before it, then runs it itself.
-//!
-//! Every thread takes its work in log order, so each slot's transactions
-//! run one at a time, in log order, in the slot's own instances: Calvin's
-//! deterministic locking, with the log order as the lock order, so there
-//! are no deadlocks and no aborts that depend on timing. Outcomes, the
-//! state hash and the chain hash are the same for every N.
+//! ([`thread_of_slot`](crate::partition::thread_of_slot)). Thread 0 is
+//! the thread that calls [`Executor::execute_each`]; threads 1 to N-1 are
+//! partition threads. Thread 0 *plans* entries in log order (the
+//! exactly-once check, the procedure's partition declaration) into cells
+//! shared with the other threads, and hands outcomes out in log order;
+//! nothing else is serial. Every slot has a *lane* that walks the planned
+//! cells in log order and runs the transactions that touch its slot; a
+//! thread steps the lanes of the slots it owns. A transaction spanning
+//! slots runs when the last of its slots' lanes reaches it, so each
+//! slot's transactions run one at a time, in log order, in the slot's
+//! own instances: Calvin's deterministic locking at slot granularity,
+//! with the log order as the lock order, so there are no deadlocks and
+//! no aborts that depend on timing. A deploy, an undeploy or a traced
+//! call runs on thread 0 once everything before it is done. Outcomes,
+//! the state hash and the chain hash are the same for every N
+//! (executor/lanes.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -48,7 +44,7 @@ use crate::module::{CompiledModule, DeployError, ModuleCompiler, ProcedureInfo};
 use crate::outcome::{
     Abort, AbortKind, ModuleSummary, Outcome, ProcedureLogs, ReadOutcome, TxOutcome,
 };
-use crate::partition::{Declared, SLOTS, SlotSet, thread_of_slot};
+use crate::partition::{Declared, SLOTS, SlotSet};
 use crate::sandbox::{
     Call, CallNotes, Export, HostLinker, LoadedModule, Sandbox, StateView, WriteLimits,
     abi_encoding, wasmtime_engine,
@@ -198,9 +194,16 @@ enum Pending {
     Duplicate { seq: u64, outcome: Option<Outcome> },
 }
 
-/// How far thread 0 plans ahead of its own lane, in entries: enough that
-/// the other lanes rarely wait for it to plan.
-const PLAN_AHEAD_ENTRIES: usize = 256;
+/// How far thread 0 plans ahead of the answers it has handed out, in
+/// entries: enough that the other threads rarely wait for it to plan, and
+/// a bound on how far one thread's lanes can run ahead of another's.
+const PLAN_AHEAD_ENTRIES: usize = 512;
+
+/// Entries thread 0 plans before it runs its own lanes again.
+const PLAN_CHUNK_ENTRIES: usize = 64;
+
+// An entry's cell is reused only once the entry is handed out.
+const _: () = assert!(PLAN_AHEAD_ENTRIES < lanes::RING_CELLS);
 
 /// Steps thread 0's lane takes before it plans and hands out answers
 /// again.
@@ -304,6 +307,8 @@ pub struct Executor {
     partitions: usize,
     /// The cells of the batch being executed, shared with the lanes.
     shared: Arc<lanes::Shared>,
+    /// Thread 0's lanes (`None` only while a batch runs).
+    own_lanes: Option<lanes::ThreadLanes>,
     /// Lanes 1 to N-1.
     lanes: Lanes,
     /// The entry being dispatched, while a batch runs: `Some` when a batch
@@ -381,7 +386,7 @@ impl Executor {
                     .collect(),
             ),
             PartitionSchedule::Seeded(seed) => {
-                Lanes::Seeded(lanes::SeededLanes::new(partitions - 1, seed))
+                Lanes::Seeded(lanes::SeededLanes::new(partitions, seed))
             }
         };
         Executor {
@@ -401,6 +406,7 @@ impl Executor {
             slots,
             partitions,
             shared,
+            own_lanes: Some(lanes::ThreadLanes::new(0, partitions)),
             lanes,
             dispatching: None,
             tracing: None,
@@ -623,12 +629,15 @@ impl Executor {
             workers,
             finished: false,
         };
-        let mut lane = lanes::Lane::default();
+        let mut own = self.own_lanes.take().expect("only a panic leaves it taken");
+        own.begin();
         let mut planned = 0;
         while run.emitted < count {
             let mut moved = false;
-            // Plan ahead of this thread's own lane, so the others have work.
-            let target = count.min(lane.cursor + PLAN_AHEAD_ENTRIES);
+            // Plan ahead of the answers, so the other threads have work.
+            let target = count
+                .min(run.emitted + PLAN_AHEAD_ENTRIES)
+                .min(planned + PLAN_CHUNK_ENTRIES);
             let planned_before = planned;
             while planned < target {
                 let entry = &batch.entries[planned];
@@ -647,7 +656,7 @@ impl Executor {
                 moved = true;
             }
             for _ in 0..OWN_STEPS_BETWEEN_PLANS {
-                if shared.step(0, &mut lane) != lanes::Step::Moved {
+                if shared.step(&mut own) != lanes::Step::Moved {
                     break;
                 }
                 moved = true;
@@ -661,12 +670,7 @@ impl Executor {
             }
             if !moved && run.emitted < count {
                 match &mut self.lanes {
-                    Lanes::Threads(_) => {
-                        let (emitted, cursor) = (run.emitted, lane.cursor);
-                        shared.wait(0, || {
-                            shared.is_done(emitted) || (cursor < planned && shared.is_done(cursor))
-                        });
-                    }
+                    Lanes::Threads(_) => shared.wait_for_own_or(&own, run.emitted),
                     Lanes::Seeded(seeded) => assert!(
                         seeded.step(&shared),
                         "nothing can move, yet the batch is not done"
@@ -675,6 +679,7 @@ impl Executor {
             }
         }
         leaving.finish();
+        self.own_lanes = Some(own);
         if let Some(panic) = shared.take_panic() {
             std::panic::resume_unwind(Box::new(panic));
         }
@@ -807,14 +812,11 @@ impl Executor {
                 };
             }
         };
-        let threads = prepared.slots.iter().fold(0u64, |mask, slot| {
-            mask | 1 << thread_of_slot(slot, self.partitions)
-        });
         let traced = matches!(&self.tracing, Some((traced, _)) if traced.contains(&seq));
         if !traced {
             self.shared.plan(
                 index,
-                threads,
+                prepared.slots.bits(),
                 Some(lanes::Task {
                     prepared,
                     encoding: abi_encoding(invocation.encoding),

@@ -90,6 +90,11 @@ impl SlotSet {
         self.0 == 0
     }
 
+    /// The set as a bit mask, slot `s` at bit `s`.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
     /// The lowest slot, where a transaction's instance lives.
     pub fn first(self) -> Option<usize> {
         (self.0 != 0).then(|| self.0.trailing_zeros() as usize)

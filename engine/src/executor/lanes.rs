@@ -1,36 +1,40 @@
-//! The executor threads' shared view of a batch, and the walk every
-//! thread makes through it.
+//! The executor threads' shared view of a batch, and the walk through it.
 //!
 //! Thread 0 (the caller of `Executor::execute_each`) *plans* entries in
 //! log order: it answers what the exactly-once table can answer, finds
 //! each call's procedure and partitions, and writes a [`Cell`] per entry
-//! saying which threads it needs. It publishes its progress with one
-//! atomic counter. Every thread, thread 0 included, is a *lane*: it walks
-//! the planned cells in log order and takes only those that need it:
+//! with the task, and a mask of the slots it touches beside it. It
+//! publishes its progress with one atomic counter per chunk of entries.
 //!
-//! - a cell that needs this thread alone, it runs;
-//! - a cell that needs several threads is a meeting: each arrives once it
-//!   has done everything before the cell, and the last to arrive runs it
-//!   while the others wait for it to be done (every slot it needs is then
-//!   idle, because each slot belongs to one of those threads);
-//! - every other cell it steps over.
+//! Every slot has a *lane*: a cursor that walks the planned cells in log
+//! order, stepping over those that do not touch its slot. A thread steps
+//! the lanes of the slots it owns ([`ThreadLanes`]), the one furthest
+//! behind first, any other when that one must wait:
+//!
+//! - a cell that touches this slot alone, the lane runs;
+//! - a cell that touches several slots is a meeting: each of its slots'
+//!   lanes arrives once it has done everything before the cell in its
+//!   slot, and the last to arrive runs it (every slot it needs is then
+//!   idle) while the others wait for it to be done. A thread whose lane
+//!   waits at a meeting goes on with its other slots' lanes, so it waits
+//!   only when all of them do (Calvin's per-slot lock queues).
 //!
 //! Results are written into the cell by whichever thread ran it, and
-//! thread 0 hands them out in log order. So nothing is handed from thread
-//! to thread per transaction: no queue, no allocation, no message, only
-//! the cell, written once and read once. Each slot's transactions run one
-//! at a time in log order (Calvin's deterministic locking with the log
-//! order as the lock order), so outcomes and hashes are the same for
-//! every number of threads and every timing.
+//! thread 0 hands them out in log order. So nothing goes from thread to
+//! thread per transaction but the cell, written once and read once: no
+//! queue, no message, no allocation freed on another thread. Each slot's
+//! transactions run one at a time in log order, so outcomes and hashes
+//! are the same for every number of threads and every timing.
 //!
 //! Under [`super::PartitionSchedule::Seeded`] there are no OS threads:
-//! thread 0 steps lanes 1 to N-1 itself, in an order a seeded generator
-//! picks, so a simulator can explore interleavings and replay one.
+//! thread 0 steps threads 1 to N-1's lanes itself, in an order a seeded
+//! generator picks, so a simulator can explore interleavings and replay
+//! one by its seed.
 
 use std::cell::UnsafeCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -41,6 +45,7 @@ use parking_lot::Mutex;
 use super::{
     ENGINE_THREAD_STACK_BYTES, EnginePanic, Prepared, Ran, Slot, panic_message, run_in_slots,
 };
+use crate::partition::{SLOTS, thread_of_slot};
 use crate::sandbox::{Call, Export};
 
 /// What a lane does with a planned entry.
@@ -53,18 +58,28 @@ pub(super) struct Task {
     pub panic: bool,
 }
 
-/// One entry of the batch being executed. Two cache lines to itself, so
-/// that threads working on neighbouring cells do not share a line (the
-/// adjacent-line prefetcher fetches lines in pairs).
+/// Cells in the ring: entry `i` of a batch uses cell `i % RING_CELLS`.
+/// Thread 0 plans at most `PLAN_AHEAD_ENTRIES` past the last entry it has
+/// handed out (executor.rs checks that this is less), so a cell is reused
+/// only once its previous entry is done and handed out. A ring, not a
+/// cell per entry, keeps the cells (256 bytes each) hot in the cache.
+pub(super) const RING_CELLS: usize = 1024;
+
+/// One planned entry. Two cache lines to itself, so that threads working
+/// on neighbouring cells do not share a line (the adjacent-line
+/// prefetcher fetches lines in pairs).
 #[repr(align(128))]
 pub(super) struct Cell {
     /// Taken by the thread that runs the cell (the only one, or the last
     /// to arrive at a meeting).
     task: UnsafeCell<Option<Task>>,
-    /// Threads arrived at the meeting.
+    /// Slots' lanes arrived at the meeting.
     arrived: AtomicU32,
-    /// Set, with `Release`, once `ran` is written.
-    done: AtomicBool,
+    /// The generation (see [`Shared::generation`]) of the last entry this
+    /// cell held that is done, stored with `Release` once `ran` is
+    /// written. Never lowered: a lane still waiting at a meeting when its
+    /// cell is reused sees a later generation, which also means done.
+    done_as: AtomicU64,
     ran: UnsafeCell<Option<Ran>>,
 }
 
@@ -73,7 +88,7 @@ impl Cell {
         Cell {
             task: UnsafeCell::new(None),
             arrived: AtomicU32::new(0),
-            done: AtomicBool::new(false),
+            done_as: AtomicU64::new(0),
             ran: UnsafeCell::new(None),
         }
     }
@@ -108,11 +123,16 @@ pub(super) struct Shared {
     slots: Arc<[Slot]>,
     fuel: u64,
     partitions: usize,
+    /// The thread that owns each slot.
+    thread_of_slot: [usize; SLOTS],
     /// Resized by thread 0 only between batches, when no lane is in one.
     /// At most as many cells as the largest batch executed has entries.
-    cells: UnsafeCell<Vec<Cell>>,
-    /// Per cell, the threads that must take part, as a bit mask (0:
-    /// nothing to run, thread 0 answered it while planning). Written by
+    cells: Box<[Cell]>,
+    /// Entries executed by batches before this one: generations go on
+    /// growing across batches.
+    base: UnsafeCell<u64>,
+    /// Per cell, the slots it touches, as a bit mask (0: nothing to run,
+    /// thread 0 answered it while planning). Written by
     /// thread 0 before it publishes the cell; only read after. Apart from
     /// the cells so that a lane stepping over others' cells reads two
     /// bytes per cell, not a cell's cache lines.
@@ -135,10 +155,12 @@ pub(super) struct Shared {
 // publishes `planned` (Release) and then only by the one thread that runs
 // the cell, after its Acquire load of `planned` (and, at a meeting, after
 // the `AcqRel` arrival that made it the last); `ran` by that thread before
-// it sets `done` (Release), and then only by thread 0 after it reads
-// `done` (Acquire). `cells` and `batch` change only between batches, when
-// every lane has left (`left`, Release/Acquire). The batch pointer is only
-// dereferenced inside a batch, while its owner waits in `execute_each`.
+// it stores `done_as` (Release), and then only by thread 0 after it reads
+// it (Acquire). Thread 0 reuses a cell only for an entry planned after the
+// cell's previous entry was handed out (`RING_CELLS`). `masks`, `base` and
+// `batch` change only between batches, when every lane has left (`left`,
+// Release/Acquire). The batch pointer is only dereferenced inside a batch,
+// while its owner waits in `execute_each`.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -157,14 +179,42 @@ pub(super) enum Step {
     Aborted,
 }
 
-/// Where a lane is in the batch.
+/// Where one slot's lane is in the batch.
 #[derive(Default)]
-pub(super) struct Lane {
-    pub cursor: usize,
+struct Lane {
+    cursor: usize,
     /// Whether it has arrived at the meeting at `cursor`.
     arrived: bool,
-    /// The sequence number it is running or waiting at, for a panic report.
+}
+
+/// The lanes of one thread: one per slot it owns.
+pub(super) struct ThreadLanes {
+    thread: usize,
+    slots: Vec<usize>,
+    lanes: Vec<Lane>,
+    /// The sequence number it is running, for a panic report.
     pub running: Option<u64>,
+}
+
+impl ThreadLanes {
+    pub fn new(thread: usize, partitions: usize) -> ThreadLanes {
+        let slots: Vec<usize> = (0..SLOTS)
+            .filter(|&slot| thread_of_slot(slot, partitions) == thread)
+            .collect();
+        ThreadLanes {
+            thread,
+            lanes: slots.iter().map(|_| Lane::default()).collect(),
+            slots,
+            running: None,
+        }
+    }
+
+    pub fn begin(&mut self) {
+        for lane in &mut self.lanes {
+            *lane = Lane::default();
+        }
+        self.running = None;
+    }
 }
 
 /// How long a waiting thread spins before it sleeps: a few transactions'
@@ -182,7 +232,9 @@ impl Shared {
             slots,
             fuel,
             partitions,
-            cells: UnsafeCell::new(Vec::new()),
+            thread_of_slot: std::array::from_fn(|slot| thread_of_slot(slot, partitions)),
+            cells: (0..RING_CELLS).map(|_| Cell::new()).collect(),
+            base: UnsafeCell::new(0),
             masks: UnsafeCell::new(Vec::new()),
             batch: UnsafeCell::new(BatchRef {
                 batch: std::ptr::null(),
@@ -203,10 +255,10 @@ impl Shared {
     /// no lane is in a batch.
     pub fn begin(&self, batch: &Batch, len: usize) {
         // SAFETY: no lane is in a batch (the previous one waited for them
-        // all to leave), so nothing else touches `cells` or `batch`.
-        let cells = unsafe { &mut *self.cells.get() };
-        if cells.len() < len {
-            cells.resize_with(len, Cell::new);
+        // all to leave), so nothing else touches `masks`, `base` or `batch`.
+        unsafe {
+            let previous = *self.batch.get();
+            *self.base.get() += previous.len as u64;
         }
         let masks = unsafe { &mut *self.masks.get() };
         if masks.len() < len {
@@ -214,12 +266,6 @@ impl Shared {
         }
         for mask in &mut masks[..len] {
             *mask.get_mut() = 0;
-        }
-        for cell in &mut cells[..len] {
-            *cell.arrived.get_mut() = 0;
-            *cell.done.get_mut() = false;
-            *cell.task.get_mut() = None;
-            *cell.ran.get_mut() = None;
         }
         unsafe {
             *self.batch.get() = BatchRef {
@@ -233,9 +279,22 @@ impl Shared {
         self.handles.lock()[0] = Some(std::thread::current());
     }
 
-    fn cells(&self) -> &[Cell] {
+    /// The cell of entry `index`.
+    fn cell(&self, index: usize) -> &Cell {
+        &self.cells[index % RING_CELLS]
+    }
+
+    /// Entry `index`'s generation: its position among every entry this
+    /// executor has run, plus one (so 0 means never done).
+    fn generation(&self, index: usize) -> u64 {
         // SAFETY: see `impl Sync`: changed only between batches.
-        unsafe { &*self.cells.get() }
+        let base = unsafe { *self.base.get() };
+        base + index as u64 + 1
+    }
+
+    /// Whether entry `index`, planned to run, has.
+    fn ran(&self, index: usize) -> bool {
+        self.cell(index).done_as.load(Ordering::Acquire) >= self.generation(index)
     }
 
     fn mask(&self, index: usize) -> u64 {
@@ -250,13 +309,19 @@ impl Shared {
 
     /// Writes cell `index`'s plan. Thread 0 only, before it publishes the
     /// cell with [`Shared::publish`].
-    pub fn plan(&self, index: usize, threads: u64, task: Option<Task>) {
-        let cell = &self.cells()[index];
-        let mask = u16::try_from(threads).expect("at most 16 threads");
+    pub fn plan(&self, index: usize, slots: u16, task: Option<Task>) {
+        let cell = self.cell(index);
         let masks = unsafe { &*self.masks.get() };
-        masks[index].store(mask, Ordering::Relaxed);
-        // SAFETY: the cell is not yet published, so no lane reads it.
-        unsafe { *cell.task.get() = task };
+        masks[index].store(slots, Ordering::Relaxed);
+        cell.arrived.store(0, Ordering::Relaxed);
+        // SAFETY: the entry is not yet published, so no lane touches the
+        // cell's task or result; its previous entry was handed out (ring
+        // rule), and a lane that still waits on that entry reads only
+        // `done_as`.
+        unsafe {
+            *cell.task.get() = task;
+            *cell.ran.get() = None;
+        }
     }
 
     /// Publishes every cell below `planned` and wakes sleeping lanes.
@@ -326,15 +391,15 @@ impl Shared {
 
     /// Whether cell `index` has run (or needs no run).
     pub fn is_done(&self, index: usize) -> bool {
-        self.mask(index) == 0 || self.cells()[index].done.load(Ordering::Acquire)
+        self.mask(index) == 0 || self.ran(index)
     }
 
     /// Takes what cell `index` did, once [`Shared::is_done`]. Thread 0 only.
     pub fn take_ran(&self, index: usize) -> Option<Ran> {
-        let cell = &self.cells()[index];
-        if !cell.done.load(Ordering::Acquire) {
+        if !self.ran(index) {
             return None;
         }
+        let cell = self.cell(index);
         // SAFETY: `done` was set after `ran` was written, and only thread
         // 0 reads it after that.
         unsafe { (*cell.ran.get()).take() }
@@ -351,59 +416,109 @@ impl Shared {
         }
     }
 
-    /// One step of lane `thread`.
-    pub fn step(&self, thread: usize, lane: &mut Lane) -> Step {
+    /// One step of one of `lanes`' lanes: the one furthest behind if it
+    /// can move (so that answers, which go out in log order, flow), else
+    /// any that can.
+    pub fn step(&self, lanes: &mut ThreadLanes) -> Step {
         if self.is_aborted() {
             return Step::Aborted;
         }
+        let planned = self.planned.load(Ordering::Acquire);
+        let behind = (0..lanes.lanes.len()).min_by_key(|&index| lanes.lanes[index].cursor);
+        let Some(behind) = behind else {
+            return Step::Finished;
+        };
+        let mut seen = self.step_slot(lanes, behind, planned);
+        if seen == Step::Moved {
+            return seen;
+        }
+        for index in (0..lanes.lanes.len()).filter(|&index| index != behind) {
+            match self.step_slot(lanes, index, planned) {
+                Step::Moved => return Step::Moved,
+                Step::Blocked => seen = Step::Blocked,
+                Step::Waiting if seen == Step::Finished => seen = Step::Waiting,
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    /// Whether one of `lanes`' lanes can move now.
+    fn can_move(&self, lanes: &ThreadLanes) -> bool {
+        let planned = self.planned.load(Ordering::Acquire);
+        let len = self.batch().len;
+        lanes.lanes.iter().any(|lane| {
+            if lane.arrived {
+                self.ran(lane.cursor)
+            } else {
+                lane.cursor < planned.min(len)
+            }
+        })
+    }
+
+    /// One step of the lane of `lanes.slots[index]`, which may first step
+    /// over any number of cells that do not touch its slot.
+    fn step_slot(&self, lanes: &mut ThreadLanes, index: usize, planned: usize) -> Step {
         let BatchRef { batch, len } = self.batch();
-        if lane.cursor == len {
+        let slot = lanes.slots[index];
+        let lane = &mut lanes.lanes[index];
+        let me = 1u16 << slot;
+        // SAFETY: see `impl Sync`: changed only between batches.
+        let masks = unsafe { &*self.masks.get() };
+        let mut cursor = lane.cursor;
+        while cursor < planned && masks[cursor].load(Ordering::Relaxed) & me == 0 {
+            cursor += 1;
+        }
+        let skipped = cursor != lane.cursor;
+        lane.cursor = cursor;
+        if cursor == len {
             return Step::Finished;
         }
-        if lane.cursor >= self.planned.load(Ordering::Acquire) {
-            return Step::Waiting;
+        if cursor >= planned {
+            return if skipped { Step::Moved } else { Step::Waiting };
         }
-        let index = lane.cursor;
-        let threads = self.mask(index);
-        let me = 1u64 << thread;
-        if threads & me == 0 {
-            lane.cursor += 1;
-            return Step::Moved;
-        }
-        let cell = &self.cells()[index];
-        // SAFETY: the caller of `execute_each` holds the batch until every
-        // lane has left it.
-        let batch = unsafe { &*batch };
-        let seq = batch.first_seq + index as u64;
-        if threads != me {
+        let slots = masks[cursor].load(Ordering::Relaxed);
+        let cell = self.cell(cursor);
+        if slots != me {
             if !lane.arrived {
                 lane.arrived = true;
-                lane.running = Some(seq);
-                let last = cell.arrived.fetch_add(1, Ordering::AcqRel) + 1 == threads.count_ones();
+                let last = cell.arrived.fetch_add(1, Ordering::AcqRel) + 1 == slots.count_ones();
                 if !last {
                     return Step::Moved;
                 }
-            } else if cell.done.load(Ordering::Acquire) {
+            } else if self.ran(cursor) {
                 lane.arrived = false;
-                lane.running = None;
                 lane.cursor += 1;
                 return Step::Moved;
             } else {
-                return Step::Blocked;
+                return if skipped { Step::Moved } else { Step::Blocked };
             }
         }
-        lane.running = Some(seq);
-        // SAFETY: this thread alone runs the cell: it is the cell's only
-        // thread, or the last to arrive at its meeting.
+        // SAFETY: the caller of `execute_each` holds the batch until every
+        // lane has left it.
+        let batch = unsafe { &*batch };
+        lanes.running = Some(batch.first_seq + cursor as u64);
+        // SAFETY: this lane alone runs the cell: it is the cell's only
+        // slot, or the last of its slots' lanes to arrive.
         let task = unsafe { (*cell.task.get()).take() }.expect("a planned cell holds its task");
-        let ran = self.run(thread, batch, index, task);
+        let ran = self.run(lanes.thread, batch, cursor, task);
         unsafe { *cell.ran.get() = Some(ran) };
-        cell.done.store(true, Ordering::Release);
+        cell.done_as
+            .store(self.generation(cursor), Ordering::Release);
+        lanes.running = None;
+        let lane = &mut lanes.lanes[index];
         lane.arrived = false;
-        lane.running = None;
         lane.cursor += 1;
         // Thread 0 hands the result out; the meeting's others go on.
-        self.wake((threads & !me) | 1);
+        let mut threads = 1;
+        if slots != me {
+            for other in 0..SLOTS {
+                if slots & (1 << other) != 0 {
+                    threads |= 1 << self.thread_of_slot[other];
+                }
+            }
+        }
+        self.wake(threads & !(1 << lanes.thread) | 1);
         Step::Moved
     }
 
@@ -438,22 +553,25 @@ impl Shared {
         run_in_slots(&self.slots, module, declared, slots, &call)
     }
 
-    /// Walks lane `thread` to the end of the batch (or its abort),
-    /// waiting whenever it cannot move. For partition threads.
-    fn walk(&self, thread: usize, lane: &mut Lane) {
+    /// Walks `lanes` to the end of the batch (or its abort), waiting
+    /// whenever none can move. For partition threads.
+    fn walk(&self, lanes: &mut ThreadLanes) {
         loop {
-            match self.step(thread, lane) {
+            match self.step(lanes) {
                 Step::Moved => {}
                 Step::Finished | Step::Aborted => return,
                 Step::Waiting | Step::Blocked => {
-                    let (cursor, arrived) = (lane.cursor, lane.arrived);
-                    self.wait(thread, || {
-                        cursor < self.planned.load(Ordering::Acquire)
-                            && (!arrived || self.cells()[cursor].done.load(Ordering::Acquire))
-                    });
+                    let lanes = &*lanes;
+                    self.wait(lanes.thread, || self.can_move(lanes));
                 }
             }
         }
+    }
+
+    /// Waits until `lanes` can move, or cell `index` is done, or the batch
+    /// is aborted. For thread 0.
+    pub fn wait_for_own_or(&self, lanes: &ThreadLanes, index: usize) {
+        self.wait(0, || self.is_done(index) || self.can_move(lanes));
     }
 }
 
@@ -472,16 +590,16 @@ pub(super) fn spawn_worker(id: usize, shared: Arc<Shared>) -> Worker {
         .stack_size(ENGINE_THREAD_STACK_BYTES)
         .spawn(move || {
             shared.handles.lock()[id] = Some(std::thread::current());
+            let mut lanes = ThreadLanes::new(id, shared.partitions);
             while recv_spinning(&started).is_some() {
-                let mut lane = Lane::default();
-                let walked =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| shared.walk(id, &mut lane)));
+                lanes.begin();
+                let walked = std::panic::catch_unwind(AssertUnwindSafe(|| shared.walk(&mut lanes)));
                 if let Err(payload) = walked {
                     // Thread 0 waits for this thread's results: this tells
                     // it to stop waiting, and why. The thread then ends.
                     shared.abort(Some(EnginePanic {
                         thread: name,
-                        seq: lane.running,
+                        seq: lanes.running,
                         message: panic_message(&*payload),
                     }));
                     shared.left.fetch_add(1, Ordering::AcqRel);
@@ -531,7 +649,8 @@ fn recv_spinning<T>(channel: &Receiver<T>) -> Option<T> {
 /// Lanes 1 to N-1 without threads: thread 0 steps them in an order a
 /// seeded generator picks (SplitMix64).
 pub(super) struct SeededLanes {
-    lanes: Vec<Lane>,
+    /// Threads 1 to N-1's lanes, at index `thread - 1`.
+    threads: Vec<ThreadLanes>,
     rng: u64,
 }
 
@@ -540,16 +659,18 @@ pub(super) struct SeededLanes {
 const STEPS_BETWEEN_OWN_MAX: u64 = 3;
 
 impl SeededLanes {
-    pub fn new(partition_threads: usize, seed: u64) -> SeededLanes {
+    pub fn new(partitions: usize, seed: u64) -> SeededLanes {
         SeededLanes {
-            lanes: (0..partition_threads).map(|_| Lane::default()).collect(),
+            threads: (1..partitions)
+                .map(|thread| ThreadLanes::new(thread, partitions))
+                .collect(),
             rng: seed,
         }
     }
 
     pub fn begin(&mut self) {
-        for lane in &mut self.lanes {
-            *lane = Lane::default();
+        for lanes in &mut self.threads {
+            lanes.begin();
         }
     }
 
@@ -575,21 +696,19 @@ impl SeededLanes {
     /// One step of a lane the seed picks among those that can move; false
     /// if none can.
     pub fn step(&mut self, shared: &Shared) -> bool {
-        let count = self.lanes.len();
+        let count = self.threads.len();
         if count == 0 {
             return false;
         }
         let first = (self.next_random() % count as u64) as usize;
         for offset in 0..count {
-            let index = (first + offset) % count;
-            let thread = index + 1;
-            let lane = &mut self.lanes[index];
+            let lanes = &mut self.threads[(first + offset) % count];
             // A panic is the lane's thread's, as on a real thread.
-            let step = std::panic::catch_unwind(AssertUnwindSafe(|| shared.step(thread, lane)))
+            let step = std::panic::catch_unwind(AssertUnwindSafe(|| shared.step(lanes)))
                 .unwrap_or_else(|payload| {
                     std::panic::resume_unwind(Box::new(EnginePanic {
-                        thread: format!("ordo-partition-{thread}"),
-                        seq: lane.running,
+                        thread: format!("ordo-partition-{}", lanes.thread),
+                        seq: lanes.running,
                         message: panic_message(&*payload),
                     }))
                 });
