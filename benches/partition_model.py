@@ -73,6 +73,25 @@ def parallel_design(n, multi, c):
     return 1e6 * min(parallel, 1.0 / c.merge)
 
 
+def cells_design(n, multi, c):
+    """The design built in issue 19 (executor/lanes.rs): thread 0 plans
+    every entry (exactly-once check, declaration) into a cell and hands
+    every answer out in log order, and runs its own slots' lanes with the
+    time left; every slot's lane walks the cells (reading a 2-byte mask
+    per entry) and runs its slot's transactions; a transaction spanning
+    slots on two threads is a meeting that costs both a synchronisation,
+    and a waiting lane's thread goes on with its other slots' lanes.
+    Thread 0's share of slots balances the load, so the curve is total
+    work over N threads until thread 0 does nothing but plan and hand
+    out: then the serial part is the cap."""
+    serial = c.plan + c.hand_out
+    walk = 16 * c.mask_read  # every slot's lane reads every entry's mask
+    if n == 1:
+        return 1e6 / (serial + walk + c.execute)
+    work = serial + walk + c.execute + multi * 2 * c.sync
+    return 1e6 * min(n / work, 1.0 / serial)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 1.15 M/s at N = 1 (benches/partitions, partitions/single/1).
@@ -92,14 +111,21 @@ def main():
                         help="µs per thread to meet another at a multi-partition transaction")
     parser.add_argument("--merge", type=float, default=0.03,
                         help="µs per transaction to merge answers in log order")
+    parser.add_argument("--plan", type=float, default=0.13,
+                        help="µs thread 0 spends planning one entry in the built design")
+    parser.add_argument("--hand-out", type=float, default=0.05,
+                        help="µs thread 0 spends handing one answer out in the built design")
+    parser.add_argument("--mask-read", type=float, default=0.001,
+                        help="µs for a lane to read an entry's slot mask")
     parser.add_argument("--json", action="store_true")
     costs = parser.parse_args()
 
     rows = []
     # Speed-ups are against today's one thread, the figure to beat.
     base = dispatcher_design(1, 0.0, costs)
-    for design, model in [("dispatcher (today)", dispatcher_design),
-                          ("parallel (issue 19)", parallel_design)]:
+    for design, model in [("dispatcher (before issue 19)", dispatcher_design),
+                          ("parallel (issue 19's ask)", parallel_design),
+                          ("cells (built, issue 19)", cells_design)]:
         for multi in MULTI_FRACTIONS:
             figures = [model(n, multi, costs) for n in THREADS]
             rows.append({

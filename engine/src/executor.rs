@@ -199,6 +199,15 @@ enum Pending {
 /// a bound on how far one thread's lanes can run ahead of another's.
 const PLAN_AHEAD_ENTRIES: usize = 512;
 
+/// Batches of fewer entries run on thread 0 alone, whatever the number
+/// of threads: the other threads sleep between batches, waking them costs
+/// tens of microseconds, and behind `ordo serve` the cores they would take
+/// are the network's and the log's. Measured on the 2-core VM: with 512,
+/// `ordo serve --partitions 2` ran `ordo bench transfer` 15-35% slower
+/// than `--partitions 1`; with batches of up to 1,024 entries on the
+/// threads never, at the same speed (docs/BENCHMARKS.md).
+pub const PARALLEL_BATCH_ENTRIES_MIN: usize = 2048;
+
 /// Entries thread 0 plans before it runs its own lanes again.
 const PLAN_CHUNK_ENTRIES: usize = 64;
 
@@ -309,6 +318,12 @@ pub struct Executor {
     shared: Arc<lanes::Shared>,
     /// Thread 0's lanes (`None` only while a batch runs).
     own_lanes: Option<lanes::ThreadLanes>,
+    /// Every slot's lanes, for thread 0 to run a batch alone.
+    all_lanes: Option<lanes::ThreadLanes>,
+    /// Batches with fewer entries run on thread 0 alone
+    /// ([`PARALLEL_BATCH_ENTRIES_MIN`]; every batch under a seeded
+    /// schedule uses the lanes, so the simulator sees them).
+    parallel_min: usize,
     /// Lanes 1 to N-1.
     lanes: Lanes,
     /// The entry being dispatched, while a batch runs: `Some` when a batch
@@ -407,6 +422,11 @@ impl Executor {
             partitions,
             shared,
             own_lanes: Some(lanes::ThreadLanes::new(0, partitions)),
+            all_lanes: Some(lanes::ThreadLanes::new(0, 1)),
+            parallel_min: match schedule {
+                PartitionSchedule::Threads => PARALLEL_BATCH_ENTRIES_MIN,
+                PartitionSchedule::Seeded(_) => 0,
+            },
             lanes,
             dispatching: None,
             tracing: None,
@@ -453,6 +473,18 @@ impl Executor {
     /// path and the executor.
     pub fn compiler(config: &EngineConfig) -> Arc<ModuleCompiler> {
         Arc::new(ModuleCompiler::new(wasmtime_engine(config), config.clone()))
+    }
+
+    /// Runs batches of at least `entries` entries on every thread, and
+    /// smaller ones on the calling thread alone (default
+    /// [`PARALLEL_BATCH_ENTRIES_MIN`]; 0: every batch on every thread, as
+    /// tests of the threads want). Speed only: outcomes and hashes are the
+    /// same either way. No effect under a seeded schedule, which always
+    /// uses every lane.
+    pub fn set_parallel_batch_entries_min(&mut self, entries: usize) {
+        if let Lanes::Threads(_) = self.lanes {
+            self.parallel_min = entries;
+        }
     }
 
     /// The number of executor threads.
@@ -606,7 +638,12 @@ impl Executor {
         self.dispatching = Some(batch.first_seq);
         let shared = self.shared.clone();
         shared.begin(batch, count);
+        // A small batch runs on this thread alone: waking the others
+        // would cost more than they save, and over the network the cores
+        // they would take are the network's and the log's.
+        let alone = count < self.parallel_min;
         let workers = match &mut self.lanes {
+            Lanes::Threads(_) if alone => 0,
             Lanes::Threads(workers) => {
                 for (index, worker) in workers.iter().enumerate() {
                     assert!(
@@ -629,7 +666,14 @@ impl Executor {
             workers,
             finished: false,
         };
-        let mut own = self.own_lanes.take().expect("only a panic leaves it taken");
+        let lanes_of_thread_0 = if alone {
+            &mut self.all_lanes
+        } else {
+            &mut self.own_lanes
+        };
+        let mut own = lanes_of_thread_0
+            .take()
+            .expect("only a panic leaves it taken");
         own.begin();
         let mut planned = 0;
         while run.emitted < count {
@@ -679,7 +723,11 @@ impl Executor {
             }
         }
         leaving.finish();
-        self.own_lanes = Some(own);
+        if alone {
+            self.all_lanes = Some(own);
+        } else {
+            self.own_lanes = Some(own);
+        }
         if let Some(panic) = shared.take_panic() {
             std::panic::resume_unwind(Box::new(panic));
         }

@@ -64,8 +64,8 @@ pub use config::{
     opens_instance_epoch,
 };
 pub use executor::{
-    ENGINE_THREAD_STACK_BYTES, EnginePanic, EngineStatus, Executor, PartitionSchedule, ScannedRows,
-    SnapshotError, panic_message,
+    ENGINE_THREAD_STACK_BYTES, EnginePanic, EngineStatus, Executor, PARALLEL_BATCH_ENTRIES_MIN,
+    PartitionSchedule, ScannedRows, SnapshotError, panic_message,
 };
 pub use module::{
     ArtifactKey, ArtifactStore, COMPILE_TIMEOUT, CompileStats, CompileWatchdog, DeployError,

@@ -118,6 +118,9 @@ fn execute_scheduled(
         partitions,
         schedule,
     );
+    // Every batch on the threads, however small (production runs small
+    // batches on one thread: `PARALLEL_BATCH_ENTRIES_MIN`).
+    executor.set_parallel_batch_entries_min(0);
     let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % entries.len()).collect();
     cuts.sort_unstable();
     let mut outcomes = Vec::new();

@@ -597,6 +597,7 @@ fn the_same_log_gives_the_same_table() {
     let run = |partitions: usize, restore_at: Option<usize>| {
         let compiler = Executor::compiler(&config);
         let mut executor = Executor::with_partitions(compiler.clone(), config.clone(), partitions);
+        executor.set_parallel_batch_entries_min(0);
         let mut outcomes = Vec::new();
         for (index, entries) in batches.iter().enumerate() {
             let batch = Batch {

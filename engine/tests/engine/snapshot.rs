@@ -156,6 +156,7 @@ fn run_all(
     snapshot_at: usize,
 ) -> Run {
     let mut executor = Executor::with_partitions(compiler.clone(), config(), partitions);
+    executor.set_parallel_batch_entries_min(0);
     let mut outcomes = Vec::new();
     let mut snapshot = Vec::new();
     for (index, batch) in batches.iter().enumerate() {

@@ -176,8 +176,13 @@ pub fn small_epoch_config() -> EngineConfig {
     }
 }
 
+/// An executor on `partitions` threads that uses them for every batch,
+/// however small, so that tests reach the threads.
 pub fn executor(config: &EngineConfig, partitions: usize) -> Executor {
-    Executor::with_partitions(Executor::compiler(config), config.clone(), partitions)
+    let mut executor =
+        Executor::with_partitions(Executor::compiler(config), config.clone(), partitions);
+    executor.set_parallel_batch_entries_min(0);
+    executor
 }
 
 /// Executes `entries` as the next batch.
