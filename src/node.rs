@@ -114,10 +114,13 @@ pub struct ClusterMember {
 /// The default number of executor threads: one per two cores (at least
 /// one, at most the number of slots the state is split into).
 ///
-/// Not one per core: executor threads spin briefly while they wait for
-/// each other, and the log thread and the network need cores too. On this
-/// project's 2-core machine, two executor threads behind `ordo serve` ran
-/// random transfers at a quarter of one thread's rate (docs/BENCHMARKS.md).
+/// Not one per core: the log thread and the network need cores too, and
+/// executor threads spin briefly while they wait for each other. On this
+/// project's 2-core machine, two executor threads on every batch behind
+/// `ordo serve` ran transfers 15-35% slower than one; since small batches
+/// run on one thread (`ordo_engine::PARALLEL_BATCH_ENTRIES_MIN`) two run
+/// at one's speed, never faster (docs/BENCHMARKS.md, "Without a
+/// dispatcher").
 pub fn default_partitions() -> usize {
     (std::thread::available_parallelism().map_or(1, |cores| cores.get()) / 2)
         .clamp(1, ordo_engine::SLOTS)

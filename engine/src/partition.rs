@@ -46,7 +46,8 @@ pub fn slot_of_key(raw: &[u8]) -> usize {
 }
 
 /// Thread 0's share of the slots, relative to another thread's: it also
-/// dispatches every transaction (sessions, declarations, answers).
+/// plans every entry (the exactly-once check, declarations) and hands
+/// every answer out.
 /// Measured with `cargo bench --bench partitions` (docs/BENCHMARKS.md).
 const DISPATCHER_SHARE: f64 = 0.8;
 
