@@ -1997,6 +1997,9 @@ fn fresh_executor(config: &NodeConfig, compiler: &Arc<ModuleCompiler>) -> Execut
     #[cfg(test)]
     if let Some(seq) = tests::injected_panic(&config.data_dir) {
         executor.inject_partition_panic(seq);
+        // Small batches would run on thread 0 alone, never reaching the
+        // partition thread that is to panic.
+        executor.set_parallel_batch_entries_min(0);
     }
     executor
 }

@@ -125,17 +125,17 @@ pub(super) struct Shared {
     partitions: usize,
     /// The thread that owns each slot.
     thread_of_slot: [usize; SLOTS],
-    /// Resized by thread 0 only between batches, when no lane is in one.
-    /// At most as many cells as the largest batch executed has entries.
+    /// The ring of [`RING_CELLS`] cells.
     cells: Box<[Cell]>,
     /// Entries executed by batches before this one: generations go on
     /// growing across batches.
     base: UnsafeCell<u64>,
-    /// Per cell, the slots it touches, as a bit mask (0: nothing to run,
-    /// thread 0 answered it while planning). Written by
-    /// thread 0 before it publishes the cell; only read after. Apart from
-    /// the cells so that a lane stepping over others' cells reads two
-    /// bytes per cell, not a cell's cache lines.
+    /// Per entry of the batch, the slots it touches, as a bit mask (0:
+    /// nothing to run, thread 0 answered it while planning). Written by
+    /// thread 0 before it publishes the entry; only read after. Apart from
+    /// the cells so that a lane stepping over others' entries reads two
+    /// bytes each, not a cell's cache lines. Grown by thread 0 between
+    /// batches only: as many as the largest batch has entries.
     masks: UnsafeCell<Vec<AtomicU16>>,
     batch: UnsafeCell<BatchRef>,
     /// Cells below this are planned (published with `Release`).
@@ -400,8 +400,8 @@ impl Shared {
             return None;
         }
         let cell = self.cell(index);
-        // SAFETY: `done` was set after `ran` was written, and only thread
-        // 0 reads it after that.
+        // SAFETY: `done_as` was stored after `ran` was written, and only
+        // thread 0 reads `ran` after that.
         unsafe { (*cell.ran.get()).take() }
     }
 
