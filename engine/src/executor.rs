@@ -93,7 +93,7 @@ pub struct ScannedRows {
 }
 
 /// One slot: its committed state and the instances its transactions run
-/// in. Only the thread that owns the slot, or the dispatcher while that
+/// in. Only the thread stepping the slot's lane, or thread 0 while that
 /// thread is idle, locks either, so the locks are never contended.
 struct Slot {
     store: Arc<Mutex<StateStore>>,
@@ -124,7 +124,7 @@ struct Prepared {
     slots: SlotSet,
 }
 
-/// Stack size of every engine thread: the dispatcher (the caller's thread,
+/// Stack size of every engine thread: thread 0 (the caller's thread,
 /// which should be spawned with it too) and the partition threads. wasm
 /// has its own stack limit ([`EngineConfig::wasm_stack_bytes_max`]); this
 /// is for the host frames beneath it, and it is the same for every thread
@@ -133,7 +133,7 @@ pub const ENGINE_THREAD_STACK_BYTES: usize = 16 << 20;
 
 /// A panic on an engine thread: a broken invariant or a bug, never an
 /// outcome. The executor re-raises a partition thread's panic on the
-/// dispatcher with this as the payload ([`std::panic::resume_unwind`]),
+/// caller's thread with this as the payload ([`std::panic::resume_unwind`]),
 /// so whoever calls [`Executor::execute`] can name the thread and the
 /// transaction and stop, instead of waiting forever for a thread that is
 /// gone.
@@ -312,7 +312,7 @@ pub struct Executor {
     chain_hash: u128,
     config: EngineConfig,
     slots: Arc<[Slot]>,
-    /// Executor threads, the dispatcher included.
+    /// Executor threads, thread 0 included.
     partitions: usize,
     /// The cells of the batch being executed, shared with the lanes.
     shared: Arc<lanes::Shared>,
@@ -438,7 +438,7 @@ impl Executor {
         }
     }
 
-    /// The sequence number the dispatcher was at when a batch was cut
+    /// The sequence number thread 0 had planned up to when a batch was cut
     /// short by a panic (on this thread or re-raised from a partition
     /// thread); `None` when no batch is interrupted. After that the
     /// executor must not be used again: drop it.
@@ -550,7 +550,7 @@ impl Executor {
     /// transaction with a sequence number in `traced` makes (the replay
     /// debugger). The outcomes, the state and the hashes are exactly those
     /// of [`Executor::execute`]: a traced transaction runs on this thread
-    /// once every partition thread is idle, which only changes speed.
+    /// once every entry before it is done, which only changes speed.
     /// Entries that ran no procedure (a deploy, a session change, a
     /// duplicate, a call refused before it ran) have no trace.
     pub fn execute_traced(
@@ -749,7 +749,7 @@ impl Executor {
     }
 
     /// Decides what to do with one entry, in log order: answer it from the
-    /// exactly-once table, run it here, or hand it to a partition thread.
+    /// exactly-once table, run it here, or plan it for the lanes.
     fn dispatch(
         &mut self,
         run: &mut BatchRun,
@@ -1538,7 +1538,7 @@ fn declare(
     sandbox.declare(&route.module, &call)
 }
 
-/// A transaction that ran on a partition thread or the dispatcher.
+/// A transaction that ran on a lane or on thread 0.
 struct Ran {
     result: Result<Vec<u8>, Abort>,
     notes: RunNotes,
