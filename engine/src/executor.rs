@@ -266,10 +266,10 @@ pub use snapshot::SnapshotError;
 pub enum PartitionSchedule {
     /// `partitions - 1` OS threads beside the caller's (production).
     Threads,
-    /// No threads: the caller's thread runs every partition thread's
-    /// queue, and a generator seeded with this value picks which queue
-    /// moves next and when, so a simulator can explore interleavings and
-    /// replay one by its seed (executor/seeded.rs).
+    /// No threads: the caller's thread steps every partition thread's
+    /// lanes, and a generator seeded with this value picks which thread's
+    /// lanes move next and when, so a simulator can explore interleavings and
+    /// replay one by its seed (executor/lanes.rs, `SeededLanes`).
     Seeded(u64),
 }
 
