@@ -169,10 +169,9 @@ unsafe impl Send for Shared {}
 pub(super) enum Step {
     /// It ran, skipped or arrived at a cell.
     Moved,
-    /// It waits for thread 0 to plan more.
+    /// It waits for thread 0 to plan more, or at a meeting for another
+    /// slot's lane.
     Waiting,
-    /// It waits at a meeting for another thread.
-    Blocked,
     /// It has walked every cell of the batch.
     Finished,
     /// The batch was aborted by a panic.
@@ -435,8 +434,7 @@ impl Shared {
         for index in (0..lanes.lanes.len()).filter(|&index| index != behind) {
             match self.step_slot(lanes, index, planned) {
                 Step::Moved => return Step::Moved,
-                Step::Blocked => seen = Step::Blocked,
-                Step::Waiting if seen == Step::Finished => seen = Step::Waiting,
+                Step::Waiting => seen = Step::Waiting,
                 _ => {}
             }
         }
@@ -491,7 +489,7 @@ impl Shared {
                 lane.cursor += 1;
                 return Step::Moved;
             } else {
-                return if skipped { Step::Moved } else { Step::Blocked };
+                return if skipped { Step::Moved } else { Step::Waiting };
             }
         }
         // SAFETY: the caller of `execute_each` holds the batch until every
@@ -560,7 +558,7 @@ impl Shared {
             match self.step(lanes) {
                 Step::Moved => {}
                 Step::Finished | Step::Aborted => return,
-                Step::Waiting | Step::Blocked => {
+                Step::Waiting => {
                     let lanes = &*lanes;
                     self.wait(lanes.thread, || self.can_move(lanes));
                 }
