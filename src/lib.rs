@@ -29,6 +29,7 @@ pub mod describe;
 pub mod generate;
 pub mod http;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod modules;
 pub mod node;

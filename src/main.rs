@@ -620,11 +620,13 @@ struct ServeArgs {
     /// resets). Recorded with the data: every member must use the same.
     #[arg(long, default_value_t = ordo_engine::INSTANCE_EPOCH_DEFAULT)]
     snapshot_every: u64,
-    /// On a single node, snapshot (at one of the points above) only once
-    /// the log has grown by this many bytes and by the previous
-    /// snapshot's size since it; the log the oldest kept snapshot
-    /// (`--snapshots-kept`) covers is then removed. 0 snapshots at every point, as a
-    /// cluster does. Not recorded: it may change between restarts.
+    /// Snapshot (at one of the points above) only once the log (a
+    /// cluster member's: its Raft journal) has grown by this many bytes
+    /// and by the previous snapshot's size since it; on a single node the
+    /// log the oldest kept snapshot (`--snapshots-kept`) covers is then
+    /// removed, in a cluster openraft purges the journal it covers. 0
+    /// snapshots at every point. Not recorded: it may change between
+    /// restarts, and members may differ.
     #[arg(long, default_value_t = ordo::snapshots::SNAPSHOT_LOG_BYTES_MIN_DEFAULT)]
     snapshot_log_bytes_min: u64,
     /// On a single node, how many snapshots to keep (2 to 1,000); the log
@@ -911,6 +913,7 @@ fn main() {
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(args) => {
+            ordo::malloc::configure_for_serve();
             ordo::logging::init(args.log_format, ordo::logging::SERVE_FILTER_DEFAULT)
         }
         _ => ordo::logging::init(

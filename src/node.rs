@@ -84,9 +84,9 @@ pub struct NodeConfig {
     /// Bytes the on-disk cache of compiled modules (`<data>/compiled/`)
     /// may hold; 0 turns the cache off. See `compile_cache.rs`.
     pub compile_cache_bytes_max: u64,
-    /// On a single node, the least log growth in bytes between two
-    /// snapshots (see `snapshots.rs`); 0 snapshots at every instance
-    /// epoch, as a cluster does.
+    /// The least log growth in bytes between two snapshots, on a single
+    /// node and in a cluster (see `snapshots.rs`); 0 snapshots at every
+    /// instance epoch.
     pub snapshot_log_bytes_min: u64,
     /// On a single node, how many snapshots to keep (2 to
     /// `SNAPSHOTS_KEPT_MAX`); the log the oldest covers is removed. More
@@ -1747,6 +1747,11 @@ fn run_executor(
         .flatten()
         .and_then(|seq| seq.parse().ok());
     let mut divergence = DivergenceCheck::default();
+    // A cluster member's snapshot schedule (a single node's is inside
+    // `shared.local`). It starts as if the last snapshot were empty: the
+    // first comes after `snapshot_log_bytes_min` of log.
+    let mut cluster_snapshots =
+        crate::snapshots::SnapshotSchedule::new(shared.config.snapshot_log_bytes_min, 0);
     // Reads waiting for a position this executor has not reached: looked
     // at again after every batch or install, and when a wait ends.
     let mut parked = ParkedReads::default();
@@ -1805,7 +1810,15 @@ fn run_executor(
             encoded_bytes,
         } = committed;
         if let (Some(point), Some(handle)) = (&raft, &shared.raft) {
-            take_snapshot_if_epoch_starts(&shared.config, &executor, handle, point, &batch);
+            take_snapshot_if_due(
+                &mut cluster_snapshots,
+                &shared.config,
+                &executor,
+                handle,
+                point,
+                &batch,
+            );
+            cluster_snapshots.grew(encoded_bytes);
         }
         if let Some(local) = &shared.local
             && local.before_batch(
@@ -1945,24 +1958,23 @@ fn run_executor(
     }
 }
 
-/// A snapshot is taken just before a batch that starts an instance epoch:
-/// every node resets its wasm instances there anyway, so an engine
+/// A cluster member snapshots just before a batch that starts an instance
+/// epoch, when `schedule` says the journal has grown enough since the last
+/// one: every node resets its wasm instances there anyway, so an engine
 /// restored from it (with fresh instances) runs the rest of the log
-/// exactly as one that never stopped.
-fn take_snapshot_if_epoch_starts(
+/// exactly as one that never stopped. Snapshots are this member's own
+/// business (members need not snapshot at the same points); what they
+/// bound is the journal a restart replays and the entries held in memory
+/// until openraft purges them.
+fn take_snapshot_if_due(
+    schedule: &mut crate::snapshots::SnapshotSchedule,
     config: &NodeConfig,
     executor: &Executor,
     handle: &RaftHandle,
     point: &ordo_sequencer::raft::RaftPoint,
     batch: &Batch,
 ) {
-    if batch.first_seq == 1
-        || !ordo_engine::opens_instance_epoch(
-            config.engine.instance_epoch,
-            batch.first_seq,
-            batch.last_seq(),
-        )
-    {
+    if !schedule.due(&config.engine, batch) {
         return;
     }
     let image = SnapshotImage {
@@ -1971,7 +1983,12 @@ fn take_snapshot_if_epoch_starts(
         last_timestamp_ms: point.before_timestamp_ms,
         engine: executor.snapshot(),
     };
+    schedule.taken(image.engine.len() as u64);
     handle.save_snapshot(image);
+    // Here rather than after the save (on openraft's runtime, in the
+    // sequencer): the free memory is the executor's churn since the last
+    // snapshot; the image itself is a mapping of its own (`malloc.rs`).
+    crate::malloc::release_free_memory();
 }
 
 /// openraft's description of a snapshot taken at `point`.

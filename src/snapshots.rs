@@ -46,17 +46,32 @@ pub const SNAPSHOT_LOG_BYTES_MIN_DEFAULT: u64 = 16 << 20;
 /// The folder of a data directory that holds a single node's snapshots.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 
-/// Decides, on the executor thread, before which batches to snapshot.
+/// Decides, on the executor thread, before which batches to snapshot: a
+/// single node's (inside [`LocalSnapshots`]) and a cluster member's (the
+/// node's executor loop keeps one). Only at points that open an instance
+/// epoch, and there only once the log has grown by `log_bytes_min` and
+/// by the previous snapshot's size since that snapshot.
 #[derive(Debug)]
-struct Schedule {
+pub(crate) struct SnapshotSchedule {
     log_bytes_min: u64,
     log_bytes_since: u64,
     last_snapshot_bytes: u64,
 }
 
-impl Schedule {
-    fn due(&self, engine: &EngineConfig, batch: &Batch) -> bool {
-        // A minimum of 0 asks for the cluster's schedule: every epoch.
+impl SnapshotSchedule {
+    /// A schedule whose previous snapshot (0 if none) held
+    /// `last_snapshot_bytes` of engine image.
+    pub(crate) fn new(log_bytes_min: u64, last_snapshot_bytes: u64) -> SnapshotSchedule {
+        SnapshotSchedule {
+            log_bytes_min,
+            log_bytes_since: 0,
+            last_snapshot_bytes,
+        }
+    }
+
+    /// Whether to snapshot just before `batch`.
+    pub(crate) fn due(&self, engine: &EngineConfig, batch: &Batch) -> bool {
+        // A minimum of 0 snapshots at every instance epoch.
         let threshold = match self.log_bytes_min {
             0 => 0,
             min => min.max(self.last_snapshot_bytes),
@@ -69,13 +84,24 @@ impl Schedule {
                 batch.last_seq(),
             )
     }
+
+    /// A snapshot with `engine_bytes` of engine image was taken.
+    pub(crate) fn taken(&mut self, engine_bytes: u64) {
+        self.last_snapshot_bytes = engine_bytes;
+        self.log_bytes_since = 0;
+    }
+
+    /// The log grew by a batch of `encoded_bytes`.
+    pub(crate) fn grew(&mut self, encoded_bytes: usize) {
+        self.log_bytes_since += encoded_bytes as u64;
+    }
 }
 
 /// A single node's snapshots and the log they shorten.
 pub struct LocalSnapshots {
     store: Arc<SnapshotStore>,
     log: Arc<Mutex<FileLog>>,
-    schedule: Mutex<Schedule>,
+    schedule: Mutex<SnapshotSchedule>,
     /// Set while the writer thread holds an image: the next due point is
     /// skipped rather than queue a second image (and its memory).
     writing: Arc<AtomicBool>,
@@ -117,11 +143,10 @@ impl LocalSnapshots {
         Ok(LocalSnapshots {
             store,
             log,
-            schedule: Mutex::new(Schedule {
+            schedule: Mutex::new(SnapshotSchedule::new(
                 log_bytes_min,
-                log_bytes_since: 0,
-                last_snapshot_bytes: latest.map_or(0, |image| image.engine.len() as u64),
-            }),
+                latest.map_or(0, |image| image.engine.len() as u64),
+            )),
             writing,
             images: Some(images),
             pins,
@@ -153,8 +178,7 @@ impl LocalSnapshots {
                 previous_timestamp_ms,
                 executor.snapshot(),
             );
-            schedule.last_snapshot_bytes = image.engine.len() as u64;
-            schedule.log_bytes_since = 0;
+            schedule.taken(image.engine.len() as u64);
             let sent = self
                 .images
                 .as_ref()
@@ -164,7 +188,7 @@ impl LocalSnapshots {
             }
             taken = sent;
         }
-        schedule.log_bytes_since += encoded_bytes as u64;
+        schedule.grew(encoded_bytes);
         taken
     }
 
@@ -247,7 +271,14 @@ fn write_snapshots(
                 store.dir().display()
             ),
         }
+        drop(image);
         writing.store(false, Ordering::Release);
+        let trimming = std::time::Instant::now();
+        crate::malloc::release_free_memory();
+        tracing::debug!(
+            us = trimming.elapsed().as_micros() as u64,
+            "returned free heap memory after a snapshot"
+        );
     }
 }
 

@@ -580,7 +580,8 @@ fn a_wiped_node_rejoins_from_a_snapshot() {
     runtime.block_on(async {
         // Snapshots every 64 sequence numbers, so a short run makes many
         // and the log before them is purged.
-        let mut cluster = Cluster::start(&["--snapshot-every", "64"]);
+        let mut cluster =
+            Cluster::start(&["--snapshot-every", "64", "--snapshot-log-bytes-min", "0"]);
         let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
         let mut load = Load::start(&cluster, 8).await;
         load.progress(1_500, Duration::from_secs(90)).await;
@@ -652,7 +653,7 @@ fn a_backup_seeds_a_replaced_member_that_catches_up_through_the_log() {
         // at about 1,500 transfers/s here, and the rest of the test takes
         // a few seconds): the leader keeps its log from 64 entries before
         // its newest snapshot, so a backup of that snapshot finds it.
-        let mut cluster = Cluster::start(&["--snapshot-every", "16384"]);
+        let mut cluster = Cluster::start(&["--snapshot-every", "16384", "--snapshot-log-bytes-min", "0"]);
         let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
         let (source, replaced) = ((leader + 1) % 3, (leader + 2) % 3);
         let mut load = Load::start(&cluster, 8).await;
@@ -1749,7 +1750,7 @@ fn a_stale_reader_never_goes_back_across_its_nodes_restart() {
     runtime.block_on(async {
         // Snapshots every 64 sequence numbers: the restarted node resumes
         // from one behind what it had executed.
-        let mut cluster = Cluster::start(&["--snapshot-every", "64"]);
+        let mut cluster = Cluster::start(&["--snapshot-every", "64", "--snapshot-log-bytes-min", "0"]);
         let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20)).await;
         let mut load = Load::start(&cluster, 4).await;
         load.progress(200, Duration::from_secs(60)).await;
