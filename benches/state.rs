@@ -8,7 +8,8 @@
 //! restored). Heap is counted by this binary's global allocator, so it is
 //! exact: every byte the stores asked for. Then criterion measures point
 //! reads, in-place updates and 100-row scans at 100,000 and 1,000,000
-//! accounts.
+//! accounts, and the pause of a key creation that rebuilds a slot's
+//! sorted index (`merge_pause`) at 1M and 10M accounts.
 //!
 //! Run: `cargo bench --bench state`
 //! (`STATE_BENCH_ACCOUNTS=1000000,10000000` picks the memory sizes,
@@ -177,5 +178,69 @@ fn point_operations(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, point_operations);
+/// One slot's store of `accounts` accounts whose next key creation
+/// merges its recent keys into the sorted index, and that key. The
+/// accounts go straight into the index (they come in order); then keys
+/// just after existing accounts' keys (so below the last indexed key)
+/// go to the recent B-tree, as many as the store takes before the merge
+/// is due.
+fn store_at_the_brink_of_a_merge(accounts: u64) -> (StateStore, Vec<u8>) {
+    let value = balance();
+    let mut store = StateStore::new();
+    let mut ids = Vec::new();
+    for id in 0..accounts {
+        let key = bank_account_key(id);
+        if ordo_engine::partition::slot_of_key(&key) == 3 {
+            store.put(key.as_slice().into(), value.as_slice().into());
+            ids.push(id);
+        }
+    }
+    let between = |id: u64| {
+        let mut key = bank_account_key(id);
+        key.push(0);
+        key
+    };
+    // `StateStore::key_changed`: due once the changes exceed
+    // max(1024, indexed keys / 8).
+    let due = (ids.len() / 8).max(1024);
+    for &id in ids.iter().step_by(ids.len() / due).take(due) {
+        store.put(between(id).as_slice().into(), value.as_slice().into());
+    }
+    assert_eq!(store.recent_keys(), due, "no merge before the brink");
+    let key = between(ids[1]);
+    let mut merged = store.clone();
+    merged.put(key.as_slice().into(), value.as_slice().into());
+    assert_eq!(merged.recent_keys(), 0, "the next key creation merges");
+    (store, key)
+}
+
+/// The executor's pause when a key creation rebuilds a slot's sorted
+/// index: `merge_pause/N` is that one `put` in one slot's store (1/16 of
+/// N accounts), with an eighth as many keys waiting in the B-tree.
+fn merge_pause(c: &mut Criterion) {
+    if std::env::var_os("STATE_BENCH_MEMORY_ONLY").is_some() {
+        return;
+    }
+    let mut group = c.benchmark_group("state");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    for accounts in [1_000_000u64, 10_000_000] {
+        let (brink, key) = store_at_the_brink_of_a_merge(accounts);
+        let value = balance();
+        group.bench_function(BenchmarkId::new("merge_pause", accounts), |b| {
+            b.iter_batched(
+                || brink.clone(),
+                |mut store| {
+                    store.put(key.as_slice().into(), value.as_slice().into());
+                    store
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, point_operations, merge_pause);
 criterion_main!(benches);

@@ -1,29 +1,25 @@
-//! How `ordo serve` uses glibc's allocator: fewer arenas, large blocks
-//! mapped on their own, and free memory handed back after each snapshot.
+//! How `ordo serve` uses glibc's allocator: large blocks mapped on their
+//! own, and free memory handed back after each snapshot.
 //!
 //! Measured with `benches/memory.sh` (docs/BENCHMARKS.md, "State
-//! memory"): with glibc's defaults a server holding 1M accounts kept about
-//! 50 MB that no live allocation used. Two causes. glibc raises its mmap
+//! memory"): with glibc's defaults a server holding 1M accounts kept
+//! about 60 MB that no live allocation used. glibc raises its mmap
 //! threshold to the size of the largest mapped block freed, so after the
-//! first snapshot image (18 MB at 1M accounts) or grown state table was
-//! freed, later ones came from an arena's heap, and an arena keeps what
-//! is freed into it. And every thread that meets a locked arena gets a
-//! new one, up to 8 per core, each keeping its own free memory.
+//! first snapshot image (18 MB at 1M accounts) was freed, later images
+//! and the state tables as they doubled came from an arena's heap, and
+//! an arena keeps what is freed into it, fragmented.
 //!
-//! So, at startup (before any thread exists): at most
-//! [`SERVE_ARENAS_MAX`] arenas, and a fixed mmap threshold of
+//! So, at startup (before any thread exists): a fixed mmap threshold of
 //! [`SERVE_MMAP_THRESHOLD_BYTES`] (which also stops glibc from moving
-//! it), with the heap trimmed above [`SERVE_TRIM_THRESHOLD_BYTES`]. Small
-//! allocations, the hot path's, come from glibc's per-thread caches and
-//! do not touch an arena. After each snapshot, [`release_free_memory`]
-//! returns the free pages inside the arenas to the kernel.
+//! it), with the heap trimmed above [`SERVE_TRIM_THRESHOLD_BYTES`]; and
+//! after each snapshot [`release_free_memory`] returns the free pages
+//! inside the arenas to the kernel. Capping the arenas at 2 saved
+//! another 3 to 7 bytes per account but cost up to 20% of the TCP
+//! transfer rate in some runs (threads waiting for a shared arena's
+//! lock), so glibc keeps its per-thread arenas.
 //!
 //! An operator who sets any `MALLOC_*` variable or a `glibc.malloc`
 //! tunable (`GLIBC_TUNABLES`) gets glibc as configured, untouched.
-
-/// glibc malloc arenas `ordo serve` may use: one per core of the 2-core
-/// machines it is measured on; threads beyond that share.
-pub const SERVE_ARENAS_MAX: i32 = 2;
 
 /// Allocations at least this large get their own mapping, returned to the
 /// kernel when freed. A slot's state table of 65,536 buckets (25 bytes
@@ -54,7 +50,6 @@ pub fn configure_for_serve() {
     // SAFETY: mallopt only sets malloc parameters; called before other
     // threads exist, as glibc asks.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, SERVE_ARENAS_MAX);
         libc::mallopt(libc::M_MMAP_THRESHOLD, SERVE_MMAP_THRESHOLD_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, SERVE_TRIM_THRESHOLD_BYTES);
     }

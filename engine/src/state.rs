@@ -374,6 +374,12 @@ impl StateStore {
         self.entries.len()
     }
 
+    /// Keys created out of order since the sorted index was last rebuilt
+    /// (they wait in a B-tree for the next merge).
+    pub fn recent_keys(&self) -> usize {
+        self.recent.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
