@@ -27,17 +27,8 @@ read -r -a SERVE_ARGS <<<"${SERVE_ARGS:-}"
 
 cargo build --release --quiet
 mkdir -p "$OUT_DIR"
-pids=()
-stop_all() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-trap stop_all EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=benches/processes.sh
+source benches/processes.sh
 
 # CPU seconds (user + system) process $1 has used so far.
 cpu_seconds() {

@@ -24,21 +24,12 @@ ORDO=${ORDO:-${CARGO_TARGET_DIR:-target}/release/ordo}
 
 [[ -n ${ORDO_SKIP_BUILD:-} ]] || cargo build --release --quiet
 mkdir -p "$OUT_DIR"
-pids=()
-stop_all() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-trap stop_all EXIT
+# shellcheck source=benches/processes.sh
+source benches/processes.sh
 
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.1f", a / n }'; }
 mib() { awk -v a="$1" 'BEGIN { printf "%.1f", a / 1048576 }'; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 ordo_run() { # accounts
     local accounts=$1 data=$OUT_DIR/ordo-data log=$OUT_DIR/ordo-$1.log addr= before after

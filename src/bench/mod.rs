@@ -805,14 +805,19 @@ async fn worker_loop(
         if matches!(result, Err(ClientError::Aborted { .. })) {
             run.aborted.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(second) = run.clock.measured_second(now) {
+        // A closed loop's request counts in the window it was answered
+        // in; an open loop's in the window it was due in, so requests due
+        // in the warm-up and answered late (a slow start) do not raise the
+        // measured rate above the offered one.
+        let counted_at = if schedule.is_some() { sent_at } else { now };
+        if let Some(second) = run.clock.measured_second(counted_at) {
             if matches!(result, Ok(_) | Err(ClientError::Aborted { .. })) {
                 run.answered_at(now);
             }
             recorder
                 .lock()
                 .record(second, now - sent_at, result.map(|_| ()));
-        } else if let Some(second) = run.clock.warmup_second(now) {
+        } else if let Some(second) = run.clock.warmup_second(counted_at) {
             recorder
                 .lock()
                 .record_warmup(second, now - sent_at, &result.map(|_| ()));

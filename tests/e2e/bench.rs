@@ -285,11 +285,11 @@ fn the_open_loop_holds_its_rate() {
     let report = read_json(&json);
     check_report(&report);
     let throughput = number(&report, "throughput_tps");
-    // Within 20%: on a loaded 2-core machine requests due late in the
-    // warm-up go out in the measured window (450/s was seen once, with
-    // two builds beside the test). A closed loop would run at thousands.
+    // Requests count in the window they were due in, so at most the
+    // rate (plus rounding); below it only if the machine is too loaded
+    // to send them on time. A closed loop would run at thousands.
     assert!(
-        (300.0..=480.0).contains(&throughput),
+        (300.0..=410.0).contains(&throughput),
         "open loop at 400/s ran at {throughput}/s"
     );
     assert_eq!(report["rate"], 400.0);

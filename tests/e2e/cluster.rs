@@ -974,21 +974,36 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
         );
 
         // If the survivors elected a new leader while the member was down
-        // (a slow, loaded machine can miss heartbeats), the member caught
-        // up legitimately: it applied an entry of a term its vote had no
-        // part in, and votes again. Then what is left to check is that it
-        // said so only for a later term than its marker's, and nothing
-        // acknowledged was lost.
-        let log = cluster.members[lossy].stderr.lock().clone();
-        if log.contains("it votes and stands for election again") {
-            let marker_term: u64 = log
-                .split("until it has applied an entry of a term after ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|term| term.parse().ok())
-                .expect("the marker's term in the log");
-            let term = cluster.status(other).await.expect("a status").term;
-            assert!(term > marker_term, "caught up in term {term}:\n{log}");
+        // (a slow, loaded machine can miss heartbeats), the member catches
+        // up legitimately: it applies an entry of a term its vote had no
+        // part in, and votes again. That is told by the cluster's term,
+        // not by the member's log: the member says so just after the apply
+        // that let its position reach `highest`, so its log may not have
+        // the line yet. Then what is left to check is that it says so,
+        // and nothing acknowledged was lost.
+        let marker_term: u64 = cluster.members[lossy]
+            .stderr
+            .lock()
+            .split("until it has applied an entry of a term after ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|term| term.parse().ok())
+            .expect("the marker's term in the log");
+        let term = cluster.status(other).await.expect("a status").term;
+        if term > marker_term {
+            let said_by = Instant::now() + Duration::from_secs(10);
+            while !cluster.members[lossy]
+                .stderr
+                .lock()
+                .contains("it votes and stands for election again")
+            {
+                assert!(
+                    Instant::now() < said_by,
+                    "caught up in term {term} (marked at {marker_term}) but never said it votes again:\n{}",
+                    cluster.members[lossy].stderr.lock()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             eprintln!(
                 "a new term ({term}) began while the member was down, so it caught up before the leader was killed; the vote refusal was not exercised this run"
             );
