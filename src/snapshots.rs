@@ -71,18 +71,19 @@ impl SnapshotSchedule {
 
     /// Whether to snapshot just before `batch`.
     pub(crate) fn due(&self, engine: &EngineConfig, batch: &Batch) -> bool {
+        self.due_before(engine.instance_epoch, batch.first_seq, batch.last_seq())
+    }
+
+    /// Whether to snapshot just before the batch `first_seq..=last_seq`.
+    fn due_before(&self, instance_epoch: u64, first_seq: u64, last_seq: u64) -> bool {
         // A minimum of 0 snapshots at every instance epoch.
         let threshold = match self.log_bytes_min {
             0 => 0,
             min => min.max(self.last_snapshot_bytes),
         };
-        batch.first_seq > 1
+        first_seq > 1
             && self.log_bytes_since >= threshold
-            && ordo_engine::opens_instance_epoch(
-                engine.instance_epoch,
-                batch.first_seq,
-                batch.last_seq(),
-            )
+            && ordo_engine::opens_instance_epoch(instance_epoch, first_seq, last_seq)
     }
 
     /// A snapshot with `engine_bytes` of engine image was taken.
@@ -346,5 +347,48 @@ pub fn check_fits(
             log.first_index() - 1
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotSchedule;
+
+    const EPOCH: u64 = 64;
+
+    #[test]
+    fn every_epoch_start_with_a_minimum_of_zero() {
+        let schedule = SnapshotSchedule::new(0, 1 << 30);
+        assert!(schedule.due_before(EPOCH, 65, 70), "an epoch starts at 65");
+        assert!(schedule.due_before(EPOCH, 60, 70), "65 is inside the batch");
+        assert!(!schedule.due_before(EPOCH, 66, 128), "129 is not");
+        assert!(
+            !schedule.due_before(EPOCH, 1, 10),
+            "never before the first entry"
+        );
+    }
+
+    #[test]
+    fn only_after_the_minimum_and_the_last_snapshots_size() {
+        let mut schedule = SnapshotSchedule::new(1000, 0);
+        schedule.grew(999);
+        assert!(
+            !schedule.due_before(EPOCH, 65, 65),
+            "999 bytes of log < 1000"
+        );
+        schedule.grew(1);
+        assert!(schedule.due_before(EPOCH, 65, 65));
+        assert!(
+            !schedule.due_before(EPOCH, 66, 66),
+            "grown, but no epoch start"
+        );
+
+        // A snapshot of 5000 bytes: the next needs 5000 bytes of log.
+        schedule.taken(5000);
+        assert!(!schedule.due_before(EPOCH, 129, 129));
+        schedule.grew(4999);
+        assert!(!schedule.due_before(EPOCH, 129, 129));
+        schedule.grew(1);
+        assert!(schedule.due_before(EPOCH, 129, 129));
     }
 }

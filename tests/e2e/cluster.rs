@@ -774,19 +774,14 @@ fn a_backup_seeds_a_replaced_member_that_catches_up_through_the_log() {
 
         // Caught up, it votes again: without the leader, it and the
         // source member make a majority.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.members[replaced]
-            .stderr
-            .lock()
-            .contains("it votes and stands for election again")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the seeded member never caught up: {}",
-                cluster.members[replaced].stderr.lock()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        cluster
+            .wait_until_logged(
+                replaced,
+                "it votes and stands for election again",
+                Duration::from_secs(30),
+                "the seeded member never caught up",
+            )
+            .await;
         cluster.kill(leader);
         let new_leader = cluster
             .leader(&[source, replaced], Duration::from_secs(20))
@@ -991,19 +986,14 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
             .expect("the marker's term in the log");
         let term = cluster.status(other).await.expect("a status").term;
         if term > marker_term {
-            let said_by = Instant::now() + Duration::from_secs(10);
-            while !cluster.members[lossy]
-                .stderr
-                .lock()
-                .contains("it votes and stands for election again")
-            {
-                assert!(
-                    Instant::now() < said_by,
-                    "caught up in term {term} (marked at {marker_term}) but never said it votes again:\n{}",
-                    cluster.members[lossy].stderr.lock()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            cluster
+                .wait_until_logged(
+                    lossy,
+                    "it votes and stands for election again",
+                    Duration::from_secs(10),
+                    &format!("caught up in term {term} (marked at {marker_term}) but never said it votes again"),
+                )
+                .await;
             eprintln!(
                 "a new term ({term}) began while the member was down, so it caught up before the leader was killed; the vote refusal was not exercised this run"
             );
@@ -1045,19 +1035,14 @@ fn a_member_that_lost_journal_entries_does_not_vote_until_it_caught_up() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The marker goes first, then the node says so.
-        let said_by = Instant::now() + Duration::from_secs(10);
-        while !cluster.members[lossy]
-            .stderr
-            .lock()
-            .contains("votes and stands for election again")
-        {
-            assert!(
-                Instant::now() < said_by,
-                "{}",
-                cluster.members[lossy].stderr.lock()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        cluster
+            .wait_until_logged(
+                lossy,
+                "votes and stands for election again",
+                Duration::from_secs(10),
+                "the marker went but the member never said it votes again",
+            )
+            .await;
         load.progress(100, Duration::from_secs(60)).await;
         finish_and_check_every_member(&cluster, &mut load).await;
     });
@@ -1236,6 +1221,20 @@ fn rss_kib(pid: u32) -> u64 {
 const RSS_GROWTH_KIB_MAX: u64 = 256 << 10;
 
 impl Cluster {
+    /// Waits until member `index` has logged `line`, for at most `within`;
+    /// fails with `what` and the member's log.
+    async fn wait_until_logged(&self, index: usize, line: &str, within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while !self.members[index].stderr.lock().contains(line) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}:\n{}",
+                self.members[index].stderr.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn pid(&self, index: usize) -> u32 {
         self.members[index].child.as_ref().expect("running").id()
     }
