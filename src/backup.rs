@@ -105,6 +105,18 @@ impl ServedBackup {
         })
     }
 
+    /// Whether the records after the snapshot include the batch it was
+    /// taken before (always so unless the status it was begun with had
+    /// not yet run that batch: see `Node::begin_backup`). Without a
+    /// snapshot, or for a member's backup (records: none; its position is
+    /// the snapshot's, taken from the snapshot itself), there is nothing
+    /// to miss.
+    pub fn holds_the_batch_after_its_snapshot(&self) -> bool {
+        self.log.is_none()
+            || self.info.snapshot_covered_index == 0
+            || self.info.last_record_index > self.info.snapshot_covered_index
+    }
+
     /// Fixes a backup of a cluster member at its newest Raft snapshot:
     /// the snapshot file as the member keeps it (with its Raft log id and
     /// membership, which `ordo restore --member` needs) and no records.

@@ -775,6 +775,11 @@ pub fn session_change(request: ordo_client::protocol::SessionRequest) -> Session
     }
 }
 
+/// How long [`Node::begin_backup`] waits for the batch after the newest
+/// snapshot to run (it is durable when the snapshot is taken, so this is
+/// one batch's execution on a healthy node).
+const BACKUP_STATUS_WAIT: Duration = Duration::from_secs(10);
+
 impl Node {
     /// Opens (or creates) the node in `config.data_dir`: recovers the log,
     /// replays it into a fresh engine, and starts serving.
@@ -1060,9 +1065,44 @@ impl Node {
         let cannot = |reason| NodeError::Failed(format!("cannot begin a backup: {reason}"));
         match (&self.shared.local, &self.shared.raft) {
             (Some(local), _) => {
-                let status = *self.shared.status.lock();
-                crate::backup::ServedBackup::begin(local, &self.shared.config.engine, &status)
-                    .map_err(cannot)
+                // A snapshot is taken just before the batch that opens its
+                // epoch, and written while that batch runs. A status read
+                // before the batch ran, with the snapshot listed after it
+                // was written, would make a backup at the snapshot's own
+                // position without that batch: its restore could execute
+                // nothing but a batch opening the epoch (the executor
+                // refuses anything else). Such a backup is never handed
+                // out; the status is read again once the batch has run.
+                let deadline = Instant::now() + BACKUP_STATUS_WAIT;
+                loop {
+                    let status = *self.shared.status.lock();
+                    let backup = crate::backup::ServedBackup::begin(
+                        local,
+                        &self.shared.config.engine,
+                        &status,
+                    )
+                    .map_err(cannot)?;
+                    if backup.holds_the_batch_after_its_snapshot() {
+                        return Ok(backup);
+                    }
+                    drop(backup);
+                    let mut now = self.shared.status.lock();
+                    if now.log_records == status.log_records
+                        && self
+                            .shared
+                            .status_changed
+                            .wait_until(&mut now, deadline)
+                            .timed_out()
+                    {
+                        return Err(cannot(
+                            "the batch after the newest snapshot did not run in time; try again"
+                                .to_string(),
+                        ));
+                    }
+                    if let Some(failure) = self.shared.failure.lock().clone() {
+                        return Err(cannot(failure));
+                    }
+                }
             }
             (None, Some(raft)) => crate::backup::ServedBackup::begin_member(
                 raft.snapshots(),

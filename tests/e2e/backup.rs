@@ -40,6 +40,31 @@ fn backup(server: &Server, dir: &Path) -> std::process::Output {
     )
 }
 
+/// The snapshot bytes and log records `ordo backup` printed.
+fn snapshot_bytes_and_records(printed: &str) -> (u64, u64) {
+    let number_before = |what: &str| -> u64 {
+        let before = printed.split(what).next().expect("the summary line");
+        before
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|word| !word.is_empty())
+            .expect("a number")
+            .parse()
+            .unwrap()
+    };
+    (
+        number_before(" snapshot bytes"),
+        number_before(" log records"),
+    )
+}
+
+/// A backup with a snapshot also holds the batch that snapshot was taken
+/// before: without it, a restore could execute nothing but a batch that
+/// opens the snapshot's epoch (`Node::begin_backup`).
+fn assert_holds_the_batch_after_its_snapshot(printed: &str) {
+    let (snapshot_bytes, records) = snapshot_bytes_and_records(printed);
+    assert!(snapshot_bytes == 0 || records > 0, "{printed}");
+}
+
 #[test]
 fn a_backup_under_load_restores_to_its_position_with_the_money_conserved() {
     let server = Server::start(SERVE_FLAGS);
@@ -79,9 +104,16 @@ fn a_backup_under_load_restores_to_its_position_with_the_money_conserved() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let backups = tempfile::tempdir().unwrap();
+    // Snapshots come every two batches or so under this load: backups
+    // begun at random moments meet one being written.
+    for attempt in 0..10 {
+        let output = backup(&server, &backups.path().join(format!("early-{attempt}")));
+        assert_holds_the_batch_after_its_snapshot(&stdout(&output));
+    }
     let dir = backups.path().join("backup");
     let output = backup(&server, &dir);
     let printed = stdout(&output);
+    assert_holds_the_batch_after_its_snapshot(&printed);
     let during = committed.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for worker in load {
