@@ -550,7 +550,7 @@ mod tests {
             (0..SLOTS)
                 .filter(|&slot| thread_of_slot(slot, 2) == 0)
                 .count(),
-            7
+            6
         );
     }
 
