@@ -120,8 +120,9 @@ impl ServedBackup {
     /// Fixes a backup of a cluster member at its newest Raft snapshot:
     /// the snapshot file as the member keeps it (with its Raft log id and
     /// membership, which `ordo restore --member` needs) and no records.
-    /// Its position is the snapshot's, at most one snapshot interval
-    /// behind the member's own. The snapshot files are immutable and read
+    /// Its position is the snapshot's, behind the member's own by at most
+    /// the snapshot schedule's log growth (`SnapshotSchedule`) and one
+    /// `--snapshot-every`. The snapshot files are immutable and read
     /// whole here, so writes go on. Its hashes are those of the state the
     /// snapshot rebuilds, computed by restoring it once beside the node's
     /// own state (memory for a second copy, for the moment it takes).
@@ -135,7 +136,7 @@ impl ServedBackup {
                 Err(err) => return Err(format!("cannot list the snapshots: {err}")),
                 Ok(None) => {
                     return Err(
-                        "the member has no snapshot yet (it takes one every --snapshot-every sequence numbers); try again later".into(),
+                        "the member has no snapshot yet (it takes one once its journal has grown by --snapshot-log-bytes-min, at a --snapshot-every point); try again later".into(),
                     );
                 }
                 Ok(Some((covered, path))) => match std::fs::read(&path) {

@@ -1,13 +1,13 @@
-//! Snapshots of a single node (the embedded file log): when to take one,
-//! writing it off the executor thread, and removing the log records it
-//! makes unnecessary.
+//! When to snapshot (a single node and a cluster member alike), and a
+//! single node's snapshots (the embedded file log): writing them off the
+//! executor thread, and removing the log records they make unnecessary.
 //!
-//! A snapshot is taken at the same points as in a cluster, just before a
-//! batch that opens an instance epoch (so a restored engine, with fresh
-//! wasm instances, runs the rest of the log exactly as one that never
-//! stopped), but not at every such point: serializing the state costs time
-//! on the executor thread in proportion to its size, so a single node
-//! snapshots only once the log has grown by at least
+//! A snapshot is taken just before a batch that opens an instance epoch
+//! (so a restored engine, with fresh wasm instances, runs the rest of the
+//! log exactly as one that never stopped), but not at every such point:
+//! serializing the state costs time on the executor thread in proportion
+//! to its size, so a node snapshots only once its log (a member's: its
+//! Raft journal) has grown by at least
 //! [`NodeConfig::snapshot_log_bytes_min`](crate::NodeConfig) and by at
 //! least the size of the previous snapshot since it. Like Redis's
 //! rewrite of its append-only file at 100% growth, that keeps the work of
